@@ -1,0 +1,162 @@
+"""The ``proxyhpo`` command. It only parses arguments and calls the library.
+
+Bad input (:class:`proxyhpo.errors.InputError`) ends with exit code 2 and one line on stderr that
+names the file and the fix; nothing half-written is left behind because every writer is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from proxyhpo.config import SELECTION_METHODS
+from proxyhpo.errors import InputError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from proxyhpo.data.synthetic import write_synthetic_dataset
+
+    path = write_synthetic_dataset(args.task, args.out, cases=args.cases, size=args.size, seed=args.seed, external=args.external, progress=True)
+    print(path)
+
+
+def _cmd_similarity(args: argparse.Namespace) -> None:
+    from proxyhpo.config import SimilarityConfig
+    from proxyhpo.data.msd import load_dataset
+    from proxyhpo.similarity.proxy_data import compute_similarity, write_similarity
+
+    config = SimilarityConfig(metric=args.metric, crop=args.crop, patch=args.patch, device=args.device)
+    result = compute_similarity(load_dataset(args.dataset), config, progress=True)
+    for path in write_similarity(result, args.out):
+        print(path)
+
+
+def _cmd_select(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from proxyhpo import storage
+    from proxyhpo.config import SelectionConfig, SimilarityConfig
+    from proxyhpo.data.msd import load_dataset
+    from proxyhpo.similarity.proxy_data import select_proxy_data
+
+    selection = SelectionConfig(method=args.method, budget=args.budget, seed=args.seed)
+    manifest = select_proxy_data(load_dataset(args.dataset), selection, SimilarityConfig(patch=args.patch, device=args.device), progress=True)
+    storage.atomic_write_json(args.out, manifest.model_dump(mode="json"))
+    table = Table(title=f"proxy data: {manifest.method}, budget {manifest.budget}")
+    table.add_column("#", justify="right")
+    table.add_column("case")
+    table.add_column("mean similarity", justify="right")
+    for rank, (case_id, score) in enumerate(zip(manifest.case_ids, manifest.scores), start=1):
+        table.add_row(str(rank), case_id, "-" if score is None else f"{score:.4f}")
+    Console(stderr=True).print(table)
+    print(args.out)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from proxyhpo.training.cli_api import train_from_file
+
+    for path in train_from_file(args.trial, out=args.out):
+        print(path)
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from pipelines.launch import run_study
+
+    run_study(args.config, local=not args.host, host=args.host)
+
+
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from pipelines.compile import compile_all
+
+    for path in compile_all(args.out):
+        print(path)
+
+
+def _cmd_upload(args: argparse.Namespace) -> None:
+    from pipelines.launch import upload_all
+
+    for name in upload_all(args.host, namespace=args.namespace):
+        print(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``proxyhpo`` command."""
+    parser = argparse.ArgumentParser(prog="proxyhpo", description="Proxy data and proxy networks for HPO/NAS in 3D segmentation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="write a synthetic phantom data set in the MSD layout")
+    synth.add_argument("task", choices=["spleen", "prostate"])
+    synth.add_argument("--out", required=True, help="folder to create")
+    synth.add_argument("--cases", type=int, default=12)
+    synth.add_argument("--size", type=int, default=64, help="in-plane matrix size")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--external", action="store_true", help="write the shifted external-validation domain")
+    synth.set_defaults(func=_cmd_synth)
+
+    similarity = sub.add_parser("similarity", help="all-pairs similarity of a data set's training cases")
+    similarity.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
+    similarity.add_argument("--metric", choices=["mi", "ncc"], default="mi")
+    similarity.add_argument("--crop", choices=["label", "none"], default="none")
+    similarity.add_argument("--patch", type=int, default=96)
+    similarity.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    similarity.add_argument("--out", required=True, help="folder for similarity.npy, cases.json, importance.csv")
+    similarity.set_defaults(func=_cmd_similarity)
+
+    select = sub.add_parser("select", help="choose the proxy data set and write its manifest")
+    select.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
+    select.add_argument("--method", choices=SELECTION_METHODS, required=True)
+    select.add_argument("--budget", type=int, required=True)
+    select.add_argument("--seed", type=int, default=0)
+    select.add_argument("--patch", type=int, default=96)
+    select.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    select.add_argument("--out", required=True, help="manifest.json to write")
+    select.set_defaults(func=_cmd_select)
+
+    train = sub.add_parser("train", help="run one trial or a pack of trials from a trial YAML")
+    train.add_argument("trial", help="trial plan YAML")
+    train.add_argument("--out", default=None, help="result JSON (default: beside the YAML)")
+    train.set_defaults(func=_cmd_train)
+
+    run = sub.add_parser("run", help="run a study's pipeline locally or on a Kubeflow cluster")
+    run.add_argument("config", help="study config YAML")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner (default)")
+    where.add_argument("--host", default=None, help="Kubeflow Pipelines API URL")
+    run.set_defaults(func=_cmd_run)
+
+    comp = sub.add_parser("compile", help="compile every pipeline to YAML")
+    comp.add_argument("--out", default="build/pipelines")
+    comp.set_defaults(func=_cmd_compile)
+
+    upload = sub.add_parser("upload", help="upload every compiled pipeline to a Kubeflow cluster")
+    upload.add_argument("--host", required=True)
+    upload.add_argument("--namespace", default="kubeflow")
+    upload.set_defaults(func=_cmd_upload)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except InputError as exc:
+        print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("proxyhpo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

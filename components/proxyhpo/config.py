@@ -1,0 +1,160 @@
+"""Pydantic models of everything a user writes, and YAML loading with precise errors.
+
+A study config is one YAML file (see ``examples/``). Unknown keys are rejected: a misspelt key is an
+error naming the key and the file, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from proxyhpo.errors import ConfigError
+
+__all__ = [
+    "StrictModel",
+    "SyntheticDataConfig",
+    "DataConfig",
+    "SimilarityConfig",
+    "SelectionConfig",
+    "SelectionMethod",
+    "SELECTION_METHODS",
+    "load_yaml",
+    "load_config",
+    "parse_config",
+]
+
+SelectionMethod = Literal["mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random"]
+SELECTION_METHODS: tuple[str, ...] = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
+
+
+class StrictModel(BaseModel):
+    """Base of every user-facing model: unknown keys are errors and records are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticDataConfig(StrictModel):
+    """Generate a synthetic phantom data set when the data set folder does not exist yet."""
+
+    task: Literal["spleen", "prostate"] = "spleen"
+    cases: int = Field(12, ge=2, description="number of training cases")
+    size: int = Field(64, ge=16, description="in-plane matrix size of the phantoms")
+    seed: int = 0
+    external_cases: int = Field(6, ge=0, description="cases of the shifted external domain (0: none)")
+
+
+class DataConfig(StrictModel):
+    """The data set a study runs on.
+
+    Attributes:
+        dataset: MSD folder or its dataset.json, local or s3://.
+        external: optional MSD data set of another domain, used only for testing (external validation).
+        synthetic: when set and ``dataset`` does not exist, phantoms are generated there first.
+        merge_labels: label values mapped to others before training (the prostate task merges 2 into 1).
+        val_fraction: share of the (proxy or full) training cases held out for validation.
+        split_seed: seed of the train/validation split.
+    """
+
+    dataset: str
+    external: str | None = None
+    synthetic: SyntheticDataConfig | None = None
+    merge_labels: dict[int, int] = Field(default_factory=dict)
+    val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+class SimilarityConfig(StrictModel):
+    """How volumes are compared (paper section 3)."""
+
+    metric: Literal["mi", "ncc"] = "mi"
+    crop: Literal["label", "none"] = "label"
+    patch: int = Field(96, ge=8, description="side of the cubic patch every volume is resampled to")
+    bins: int = Field(32, ge=2, description="histogram bins for mutual information")
+    window: int = Field(9, ge=3, description="local window side for NCC")
+    margin: int = Field(8, ge=0, description="voxels kept around the label's bounding box with crop=label")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class SelectionConfig(StrictModel):
+    """Which cases form the proxy data set: the ``budget`` least similar by ``method``, or a seeded random draw."""
+
+    method: SelectionMethod = "mi+labelcrop"
+    budget: int = Field(8, ge=2)
+    seed: int = 0
+
+    @property
+    def metric(self) -> Literal["mi", "ncc"] | None:
+        """The similarity metric the method uses (None for random)."""
+        return None if self.method == "random" else self.method.split("+")[0]  # type: ignore[return-value]
+
+    @property
+    def crop(self) -> Literal["label", "none"]:
+        """Whether the method crops to the label's region of interest."""
+        return "label" if self.method.endswith("+labelcrop") else "none"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``.
+
+    Raises:
+        ConfigError: when the file is missing, is not valid YAML or is not a mapping.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, f"cannot be read ({exc.strerror})", "check the path of the config file") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(file, f"is not valid YAML{where}", "fix the YAML syntax") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(file, f"holds a {type(document).__name__}, not a mapping", "write the config as 'key: value' pairs")
+    return document
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return key, f"unknown key '{key}'"
+    if error["type"] == "missing":
+        return key, f"required key '{key}' is missing"
+    return key, f"key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_config(model: type[M], document: dict[str, Any], source: str | os.PathLike[str]) -> M:
+    """Validate ``document`` as ``model``; errors name the key and ``source``.
+
+    Raises:
+        ConfigError: for the first invalid, missing or unknown key.
+    """
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = exc.errors()
+        key, problem = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        fix = "remove or correct the key; see examples/ for every valid key" if "unknown key" in problem else "correct the value"
+        raise ConfigError(source, problem + more, fix) from exc
+
+
+def load_config(model: type[M], path: str | os.PathLike[str]) -> M:
+    """Load the YAML file at ``path`` as ``model``.
+
+    Example:
+        >>> load_config(SelectionConfig, "selection.yaml")  # doctest: +SKIP
+        SelectionConfig(method='mi+labelcrop', budget=8, seed=0)
+    """
+    return parse_config(model, load_yaml(path), path)
+
+

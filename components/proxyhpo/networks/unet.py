@@ -1,0 +1,155 @@
+"""The full U-Net and the proxy U-Nets of the proxy-network study, from one config model.
+
+The full network is the paper's 5-level residual U-Net (channels 16, 32, 64, 128, 256, two
+convolutions per residual unit). A proxy network shrinks it: 4 channels in the first level (doubling
+per level), one convolution per residual unit, and 5, 4 or 3 levels. Both are MONAI
+:class:`~monai.networks.nets.UNet` instances.
+
+Normalisation is instance norm (MONAI's default for ``UNet``). It keeps no running statistics, so a
+network has parameters and no buffers; this is what lets several networks be trained as one batched
+model with ``torch.func.vmap`` (batch norm's running-stat updates are in-place writes that ``vmap``
+cannot batch) and makes a network's output for one patch independent of the other patches in a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from monai.networks.nets import UNet
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxyhpo.errors import ConfigError
+
+__all__ = ["NetworkConfig", "build_network", "check_patch_size", "count_parameters"]
+
+
+class NetworkConfig(BaseModel):
+    """A full or proxy residual U-Net.
+
+    Args:
+        kind: ``"full"`` for the paper's full model, ``"proxy"`` for a shrunken one.
+        levels: number of resolution levels (3 to 5); the patch side must be a multiple of
+            ``2 ** (levels - 1)``.
+        base_channels: channels of the first level; each further level doubles them.
+        num_res_units: convolutions inside each level's residual unit (MONAI's meaning).
+
+    Example:
+        >>> NetworkConfig.proxy(3).channels
+        (4, 8, 16)
+        >>> NetworkConfig.full().name, NetworkConfig.proxy(4).name
+        ('full', 'proxy-L4')
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["full", "proxy"]
+    levels: int = Field(ge=3, le=5)
+    base_channels: int = Field(ge=1)
+    num_res_units: int = Field(ge=0)
+
+    @classmethod
+    def full(cls) -> NetworkConfig:
+        """The paper's full model: 5 levels, channels 16 to 256, 2 residual convolutions."""
+        return cls(kind="full", levels=5, base_channels=16, num_res_units=2)
+
+    @classmethod
+    def proxy(cls, levels: int = 3) -> NetworkConfig:
+        """A proxy network: 4 base channels, 1 residual convolution, ``levels`` in 3..5."""
+        return cls(kind="proxy", levels=levels, base_channels=4, num_res_units=1)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Output channels of each level, ``base_channels * 2**i``."""
+        return tuple(self.base_channels * 2**i for i in range(self.levels))
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Down-sampling strides between levels (all 2)."""
+        return (2,) * (self.levels - 1)
+
+    @property
+    def divisor(self) -> int:
+        """Every patch side must be a multiple of this: ``2 ** (levels - 1)``."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def name(self) -> str:
+        """Short label used in results and MLflow params: ``full`` or ``proxy-L3`` (levels)."""
+        if self == NetworkConfig.full():
+            return "full"
+        if self == NetworkConfig.proxy(self.levels):
+            return f"proxy-L{self.levels}"
+        return f"{self.kind}-L{self.levels}-c{self.base_channels}-r{self.num_res_units}"
+
+
+def check_patch_size(
+    patch_size: Sequence[int], levels: int, *, what: str = "patch_size", path: str = "<config>"
+) -> None:
+    """Check that every side of a patch suits a U-Net with ``levels`` levels.
+
+    Args:
+        patch_size: spatial size ``(D, H, W)`` of a training patch or inference window.
+        levels: number of U-Net levels.
+        what: name of the setting being checked, used in the message.
+        path: the file the setting came from, used in the message.
+
+    Raises:
+        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)``.
+
+    Example:
+        >>> check_patch_size((96, 96, 96), 5)
+        >>> check_patch_size((96, 96, 40), 5)
+        Traceback (most recent call last):
+        ...
+        proxyhpo.errors.ConfigError: <config>: patch_size (96, 96, 40) does not suit a 5-level U-Net: ...
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    divisor = 2 ** (levels - 1)
+    sides = tuple(int(s) for s in patch_size)
+    bad = [s for s in sides if s <= 0 or s % divisor]
+    if bad:
+        raise ConfigError(
+            path,
+            f"{what} {sides} does not suit a {levels}-level U-Net: every side must be a positive multiple "
+            f"of 2^(levels-1) = {divisor}, and {', '.join(map(str, bad))} is not",
+            f"use sides such as {', '.join(str(divisor * max(1, round(s / divisor))) for s in sides)}, "
+            f"or fewer levels",
+        )
+
+
+def build_network(cfg: NetworkConfig, in_channels: int = 1, out_channels: int = 2) -> UNet:
+    """Build the MONAI 3D ``UNet`` described by ``cfg``.
+
+    Args:
+        cfg: the network config.
+        in_channels: image channels (1 for CT or single-sequence MR).
+        out_channels: classes including background (2: background and the merged foreground).
+
+    Returns:
+        a ``UNet`` mapping ``(B, in_channels, D, H, W)`` to ``(B, out_channels, D, H, W)`` logits, with
+        instance norm and PReLU (MONAI's defaults).
+
+    Raises:
+        ValueError: when ``in_channels`` or ``out_channels`` is not positive.
+    """
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    if out_channels < 1:
+        raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+    return UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=cfg.channels,
+        strides=cfg.strides,
+        num_res_units=cfg.num_res_units,
+        norm="instance",
+    )
+
+
+def count_parameters(module) -> int:
+    """Number of trainable scalars of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,38 @@
+"""Where proxyhpo keeps things when nothing is configured (the embedded default).
+
+Everything lives under ``.proxyhpo/`` in the working directory: ``data/`` (generated or staged data
+sets), ``artifacts/`` (the KFP local pipeline root) and ``mlflow.db`` (the MLflow tracking store).
+``PROXYHPO_HOME`` moves the whole folder; ``MLFLOW_TRACKING_URI`` points tracking elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "default_tracking_uri", "tracking_uri"]
+
+
+def proxyhpo_home() -> Path:
+    """The root folder: ``$PROXYHPO_HOME`` or ``./.proxyhpo``, as an absolute path."""
+    return Path(os.environ.get("PROXYHPO_HOME", ".proxyhpo")).absolute()
+
+
+def data_dir() -> Path:
+    """Generated and staged data sets."""
+    return proxyhpo_home() / "data"
+
+
+def artifacts_dir() -> Path:
+    """The KFP local pipeline root."""
+    return proxyhpo_home() / "artifacts"
+
+
+def default_tracking_uri() -> str:
+    """The embedded SQLite MLflow store under the home folder."""
+    return f"sqlite:///{proxyhpo_home() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()

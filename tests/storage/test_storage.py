@@ -1,0 +1,81 @@
+"""Storage contract: the same behaviour on local disk and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxyhpo import storage
+from proxyhpo.errors import StorageError
+
+
+@pytest.fixture(params=["local", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "store")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/store"
+
+
+def test_write_then_read_roundtrip(location: str) -> None:
+    storage.write_bytes(f"{location}/a/b.bin", b"\x00payload\xff")
+    assert storage.read_bytes(f"{location}/a/b.bin") == b"\x00payload\xff"
+
+
+def test_missing_object_is_a_storage_error(location: str) -> None:
+    with pytest.raises(StorageError) as info:
+        storage.read_bytes(f"{location}/nothing-here")
+    assert "nothing-here" in str(info.value) and "fix:" in str(info.value)
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with storage.atomic_output(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writers(tmp_path: Path) -> None:
+    storage.atomic_write_json(tmp_path / "x.json", {"a": 1})
+    storage.atomic_save_npy(tmp_path / "m.npy", np.eye(3))
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), np.eye(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy", "x.json"]
+
+
+def test_upload_and_download_dir(s3_bucket: str, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "one.txt").write_text("1")
+    (source / "sub" / "two.txt").write_text("2")
+    urls = storage.upload_dir(source, f"s3://{s3_bucket}/tree")
+    assert urls == [f"s3://{s3_bucket}/tree/one.txt", f"s3://{s3_bucket}/tree/sub/two.txt"]
+    paths = storage.download_prefix(f"s3://{s3_bucket}/tree", tmp_path / "dst")
+    assert sorted(p.relative_to(tmp_path / "dst").as_posix() for p in paths) == ["one.txt", "sub/two.txt"]
+    assert (tmp_path / "dst" / "sub" / "two.txt").read_text() == "2"
+
+
+def test_wrong_credentials_are_refused(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.write_bytes(f"s3://{s3_bucket}/secret.txt", b"x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    with pytest.raises(StorageError) as info:
+        storage.read_bytes(f"s3://{s3_bucket}/secret.txt")
+    assert "wrong-secret" not in str(info.value)
+
+
+def test_missing_endpoint_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROXYHPO_S3_ENDPOINT", raising=False)
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
+    with pytest.raises(StorageError, match="PROXYHPO_S3_ENDPOINT"):
+        storage.read_bytes("s3://bucket/key")
+
+
+def test_bad_url() -> None:
+    with pytest.raises(StorageError, match="s3://<bucket>/<key>"):
+        storage.split_s3_url("s3:///no-bucket")
