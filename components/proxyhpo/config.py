@@ -56,14 +56,17 @@ class DataConfig(StrictModel):
         external: optional MSD data set of another domain, used only for testing (external validation).
         synthetic: when set and ``dataset`` does not exist, phantoms are generated there first.
         merge_labels: label values mapped to others before training (the prostate task merges 2 into 1).
-        val_fraction: share of the (proxy or full) training cases held out for validation.
-        split_seed: seed of the train/validation split.
+        holdout_fraction: share of the cases held out of the search as the internal test set of the final model.
+        val_fraction: share of the search cases (the proxy data set, or all non-held-out cases) used for
+            validation Dice during the search; the paper splits proxy data 50/50.
+        split_seed: seed of both splits.
     """
 
     dataset: str
     external: str | None = None
     synthetic: SyntheticDataConfig | None = None
     merge_labels: dict[int, int] = Field(default_factory=dict)
+    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     split_seed: int = 0
 
@@ -158,3 +161,84 @@ def load_config(model: type[M], path: str | os.PathLike[str]) -> M:
     return parse_config(model, load_yaml(path), path)
 
 
+
+
+# --- the study: what `proxyhpo run CONFIG` reads -------------------------------------------------------------
+
+from proxyhpo.controller.search_space import SearchSpace, default_search_space  # noqa: E402
+from proxyhpo.controller.state import ControllerConfig  # noqa: E402
+from proxyhpo.training.plan import Recipe  # noqa: E402
+
+__all__ += ["SearchConfig", "TrialSettings", "FinalConfig", "ResourcesConfig", "StudyConfig", "load_study"]
+
+
+class SearchConfig(StrictModel):
+    """The RL search: R rounds of M proposals from the REINFORCE controller.
+
+    Rounds are unrolled when the pipeline is compiled, so ``rounds`` fixes the pipeline's shape.
+    """
+
+    space: SearchSpace = Field(default_factory=default_search_space)
+    rounds: int = Field(3, ge=1, le=100)
+    proposals_per_round: int = Field(4, ge=1, le=256)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+
+
+class TrialSettings(StrictModel):
+    """How each searched trial is trained: proxy or full data, proxy or full network, schedule, recipe."""
+
+    data: Literal["proxy", "full"] = "proxy"
+    network: Literal["proxy", "full"] = "proxy"
+    proxy_levels: int = Field(3, ge=3, le=5, description="levels of the proxy U-Net (5, 4 or 3)")
+    recipe: str | Recipe = "demo"
+    epochs: int = Field(10, ge=1)
+    val_every: int = Field(1, ge=1)
+    batch_size: int = Field(2, ge=1)
+    pack_size: int | Literal["auto"] = "auto"
+    seed: int = 0
+
+
+class FinalConfig(StrictModel):
+    """The final model: the best proposal trained on all training data with the full network."""
+
+    enabled: bool = True
+    network: Literal["proxy", "full"] = "full"
+    epochs: int = Field(20, ge=1)
+    seed: int = 0
+
+
+class ResourcesConfig(StrictModel):
+    """What each pod asks the cluster for (ignored by the local runner)."""
+
+    gpus: int = Field(1, ge=1, description="packs trained at once: the ParallelFor parallelism, one GPU each")
+    gpu_type: str = "nvidia.com/gpu"
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+
+class StudyConfig(StrictModel):
+    """A whole study, as written in ``examples/*.yaml``.
+
+    Example:
+        >>> load_study("examples/demo.yaml").name  # doctest: +SKIP
+        'demo-spleen'
+    """
+
+    name: str = Field(min_length=1, description="the MLflow experiment and the Kubeflow experiment")
+    description: str = ""
+    data: DataConfig
+    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    training: TrialSettings = Field(default_factory=TrialSettings)
+    final: FinalConfig = Field(default_factory=FinalConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Load a study config; relative data paths are resolved against the current directory.
+
+    Raises:
+        ConfigError: naming the key and the file for the first invalid, missing or unknown key.
+    """
+    return load_config(StudyConfig, path)

@@ -159,4 +159,8 @@ def test_s3_dataset_is_staged_and_read(tiny: Path, s3_bucket: str, isolated_home
 
 
 def test_s3_dataset_missing_object(s3_bucket: str) -> None:
-    _expect("could not read", f"s3://{s3_bucket}/absent/dataset.json", lambda: load_dataset(f"s3://{s3_bucket}/absent"))
+    from proxyhpo.errors import StorageError
+
+    with pytest.raises(StorageError) as info:
+        load_dataset(f"s3://{s3_bucket}/absent")
+    assert f"s3://{s3_bucket}/absent/dataset.json: could not read the object (NoSuchKey)" in str(info.value)

@@ -169,6 +169,10 @@ class LogUniform(_Continuous):
 
     def from_unit(self, u: float) -> float:
         """Map ``u`` in ``[0, 1]`` to ``[low, high]`` on a log scale (clamped there against rounding)."""
+        if u <= 0.0:
+            return self.low
+        if u >= 1.0:
+            return self.high
         value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         return min(self.high, max(self.low, value))
 

@@ -115,7 +115,7 @@ def check_patch_size(
             path,
             f"{what} {sides} does not suit a {levels}-level U-Net: every side must be a positive multiple "
             f"of 2^(levels-1) = {divisor}, and {', '.join(map(str, bad))} is not",
-            f"use sides such as {', '.join(str(divisor * max(1, round(s / divisor))) for s in sides)}, "
+            f"use sides such as {', '.join(str(divisor * max(1, -(-s // divisor))) for s in sides)}, "
             f"or fewer levels",
         )
 

@@ -25,7 +25,15 @@ from proxyhpo.similarity.mutual_information import mutual_information_matrix
 from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
-__all__ = ["SimilarityResult", "ProxyDataManifest", "compute_similarity", "select_proxy_data", "write_similarity", "read_manifest"]
+__all__ = [
+    "SimilarityResult",
+    "ProxyDataManifest",
+    "compute_similarity",
+    "select_proxy_data",
+    "select_for_study",
+    "write_similarity",
+    "read_manifest",
+]
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -179,3 +187,31 @@ def read_manifest(location: str | os.PathLike[str]) -> ProxyDataManifest:
         return ProxyDataManifest.model_validate(json.load(io.BytesIO(raw)))
     except Exception as exc:
         raise DataError(location, f"is not a proxy data manifest ({exc.__class__.__name__})", "write it with `proxyhpo select`") from exc
+
+
+def select_for_study(study, data, *, progress: bool = False) -> ProxyDataManifest:
+    """The search data of a study: its proxy data set, drawn from the search cases only, or all search cases.
+
+    Args:
+        study: the :class:`proxyhpo.config.StudyConfig`.
+        data: the :class:`proxyhpo.data.prepare.StudyData` of the prepare stage; held-out cases are
+            never offered to the selection, so the internal test set stays unseen.
+        progress: show progress bars.
+    """
+    from proxyhpo.data.msd import load_dataset
+
+    dataset = load_dataset(data.dataset)
+    search = set(data.search_ids)
+    search_set = dataset.model_copy(update={"cases": tuple(case for case in dataset.cases if case.case_id in search)})
+    if study.training.data == "proxy":
+        return select_proxy_data(search_set, study.selection, study.similarity, progress=progress)
+    return ProxyDataManifest(
+        method="full",
+        budget=len(search_set.cases),
+        seed=study.selection.seed,
+        dataset=dataset.location,
+        dataset_sha256=data.dataset_sha256,
+        case_ids=[case.case_id for case in search_set.cases],
+        cases=[case.as_entry() for case in search_set.cases],
+        scores=[None] * len(search_set.cases),
+    )

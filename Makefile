@@ -1,0 +1,47 @@
+# proxyhpo: `make run` (install + demo study end to end on the CPU) and `make test` are all a new machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+STAMP := $(VENV)/.installed
+DEMO ?= examples/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench compile golden mlflow-ui clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml requirements.lock
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# requirements.lock pins every transitive dependency; torch==2.13.0 resolves to the CPU wheel on these machines
+	$(PY) -m pip install --quiet --constraint requirements.lock --editable '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: $(STAMP)  ## run the demo study end to end on this machine (CPU or GPU)
+	$(VENV)/bin/proxyhpo run $(DEMO) --local
+
+test: $(STAMP)  ## the whole test suite (CPU only, well inside CI's limit)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## benchmarks; JSON results under bench/results/
+	$(PY) bench/bench_similarity.py
+	$(PY) bench/bench_training.py
+
+compile: $(STAMP)  ## compile every pipeline to build/pipelines/
+	$(VENV)/bin/proxyhpo compile --out build/pipelines
+
+golden: $(STAMP)  ## regenerate the golden compiled pipelines under tests/pipelines/golden/ (review the diff)
+	$(PY) -m pipelines.compile --golden tests/pipelines/golden
+
+mlflow-ui: $(STAMP)  ## open the MLflow UI on the embedded store
+	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$${PROXYHPO_HOME:-.proxyhpo}/mlflow.db}" --host 127.0.0.1 --port 5000
+
+clean:  ## remove run outputs (keeps .venv)
+	rm -rf .proxyhpo build
+
+-include mk/cluster.mk

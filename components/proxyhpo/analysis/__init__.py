@@ -1,0 +1,5 @@
+"""Study analysis: summaries, plots and reports."""
+
+from proxyhpo.analysis.report import StudySummary, TrialRow, build_report, collect_trials, summarise
+
+__all__ = ["StudySummary", "TrialRow", "build_report", "collect_trials", "summarise"]

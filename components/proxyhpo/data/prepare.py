@@ -1,0 +1,137 @@
+"""The first stage of every study: make the data set exist, validate it, and split it.
+
+:class:`StudyData` is what the stage hands on: which data sets, their fingerprints, and which cases are
+held out as the internal test set (never seen by the search) and which the search may use. It names
+cases by id, not by local path, so any pod can re-stage the data set and resolve them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from proxyhpo import storage
+from proxyhpo.config import DataConfig, StudyConfig
+from proxyhpo.data.msd import MSDDataset, load_dataset, validate_dataset
+from proxyhpo.errors import DataError
+
+__all__ = ["StudyData", "prepare_study_data", "ensure_synthetic", "split_cases", "entries_for"]
+
+logger = logging.getLogger(__name__)
+
+
+class StudyData(BaseModel):
+    """The validated data of a study and its split.
+
+    Attributes:
+        dataset, external: data set locations as configured (folder, dataset.json or s3://).
+        dataset_sha256, external_sha256: fingerprints of the data that was validated.
+        modality: ``CT`` or ``MR`` (the intensity handling of the recipe follows it).
+        holdout_ids: the internal test set of the final model.
+        search_ids: every other case; the search draws its proxy or full data from these.
+        external_ids: the external set's cases (testing only).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    dataset: str
+    dataset_sha256: str
+    external: str | None = None
+    external_sha256: str | None = None
+    modality: str
+    labels: dict[int, str]
+    holdout_ids: list[str]
+    search_ids: list[str]
+    external_ids: list[str] = []
+
+
+def ensure_synthetic(config: DataConfig, *, progress: bool = False) -> None:
+    """Generate the configured synthetic data sets where they do not exist yet (local paths only)."""
+    if config.synthetic is None:
+        return
+    from proxyhpo.data.synthetic import write_synthetic_dataset
+
+    synthetic = config.synthetic
+    targets = [(config.dataset, synthetic.cases, False)]
+    if config.external and synthetic.external_cases:
+        targets.append((config.external, synthetic.external_cases, True))
+    for location, cases, external in targets:
+        if storage.is_s3_url(location):
+            raise DataError(location, "is an s3:// URL but 'synthetic' is set", "generate phantoms to a local folder, or drop 'synthetic'")
+        folder = Path(location)
+        if folder.name == "dataset.json":
+            folder = folder.parent
+        if (folder / "dataset.json").exists():
+            continue
+        logger.info("generating %d synthetic %s cases in %s", cases, synthetic.task, folder)
+        write_synthetic_dataset(
+            synthetic.task, folder, cases=cases, size=synthetic.size, seed=synthetic.seed + (1000 if external else 0), external=external, progress=progress
+        )
+
+
+def split_cases(case_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Split ids into ``(rest, held)`` where ``held`` is ``round(fraction * n)`` ids (at least 1, at most n - 1), seeded.
+
+    Both lists keep the input order, so the split does not depend on anything but the ids and the seed.
+    """
+    n = len(case_ids)
+    if n < 2:
+        raise ValueError(f"case_ids must hold at least 2 cases to split, got {n}")
+    n_held = min(n - 1, max(1, round(fraction * n)))
+    held_index = set(np.random.default_rng(seed).permutation(n)[:n_held].tolist())
+    held = [case for i, case in enumerate(case_ids) if i in held_index]
+    rest = [case for i, case in enumerate(case_ids) if i not in held_index]
+    return rest, held
+
+
+def entries_for(dataset: MSDDataset, case_ids: list[str]) -> list[dict[str, str]]:
+    """Absolute local ``{"image", "label"}`` paths of ``case_ids``, in that order.
+
+    Raises:
+        DataError: when an id is not in the data set (the data set changed since it was prepared).
+    """
+    by_id = {case.case_id: case for case in dataset.cases}
+    missing = [case_id for case_id in case_ids if case_id not in by_id]
+    if missing:
+        raise DataError(dataset.dataset_json, f"has no cases {missing[:5]}", "the data set changed since the study was prepared: re-run the study")
+    return [by_id[case_id].as_dict() for case_id in case_ids]
+
+
+def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyData:
+    """Generate (if configured), stage, validate and split the study's data.
+
+    Raises:
+        DataError: for the first bad file, naming it and the fix.
+    """
+    ensure_synthetic(study.data, progress=progress)
+    dataset = load_dataset(study.data.dataset)
+    validate_dataset(dataset, progress=progress)
+    case_ids = [case.case_id for case in dataset.cases]
+    search_ids, holdout_ids = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed)
+    needed = study.selection.budget if study.training.data == "proxy" else 2
+    if len(search_ids) < needed:
+        raise DataError(
+            dataset.dataset_json,
+            f"leaves {len(search_ids)} cases for the search after holding out {len(holdout_ids)}, fewer than the budget {needed}",
+            "add cases, lower data.holdout_fraction or lower selection.budget",
+        )
+    external = None
+    if study.data.external:
+        external = load_dataset(study.data.external)
+        validate_dataset(external, progress=progress)
+    return StudyData(
+        dataset=study.data.dataset,
+        dataset_sha256=dataset.sha256(),
+        external=study.data.external,
+        external_sha256=external.sha256() if external else None,
+        modality="CT" if dataset.is_ct else "MR",
+        labels=dataset.labels,
+        holdout_ids=holdout_ids,
+        search_ids=search_ids,
+        external_ids=[case.case_id for case in external.cases] if external else [],
+    )

@@ -1,0 +1,28 @@
+"""Thin KFP components, one per pipeline stage. Each converts its inputs, calls one library function
+and writes its outputs; none holds logic of its own."""
+
+from proxyhpo.kfp.components import (
+    controller_init,
+    controller_propose,
+    controller_update,
+    final_training,
+    prepare_data,
+    report,
+    select_data,
+    start_study,
+    train_pack,
+)
+from proxyhpo.kfp.image import RUNTIME_IMAGE
+
+__all__ = [
+    "RUNTIME_IMAGE",
+    "start_study",
+    "prepare_data",
+    "select_data",
+    "controller_init",
+    "controller_propose",
+    "train_pack",
+    "controller_update",
+    "final_training",
+    "report",
+]

@@ -1,0 +1,236 @@
+"""MLflow tracking, exactly as DESIGN's contract states.
+
+One experiment per study (``study.name``); one parent run per pipeline run, tagged
+``proxyhpo.pipeline``; one child run per trial, tagged ``proxyhpo.role=trial`` and ``proxyhpo.round``,
+with params ``lr``, ``optimizer``, ``intensity_shift_prob``, ``network``, ``data`` and metrics
+``val_dice`` (per epoch as steps; its last value is the final Dice), ``gpu_hours`` and
+``wall_seconds``. The parent holds the study's summary metrics, plots and report.
+
+Everything goes through :class:`mlflow.MlflowClient` with explicit run ids, so several trials of a
+pack, or several pods, log at once without sharing MLflow's global "active run".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from proxyhpo import paths
+
+__all__ = [
+    "PIPELINE_TAG",
+    "ROLE_TAG",
+    "ROUND_TAG",
+    "client",
+    "ensure_experiment",
+    "start_parent_run",
+    "finish_run",
+    "TrialRun",
+    "trial_runs",
+    "flatten",
+]
+
+PIPELINE_TAG = "proxyhpo.pipeline"
+ROLE_TAG = "proxyhpo.role"
+ROUND_TAG = "proxyhpo.round"
+PARENT_TAG = "mlflow.parentRunId"
+SYSTEM_METRICS_INTERVAL_S = 10
+
+logger = logging.getLogger(__name__)
+
+
+def client(tracking_uri: str | None = None):
+    """An :class:`mlflow.MlflowClient` on ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI`` or the embedded store)."""
+    import mlflow
+
+    uri = tracking_uri or paths.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
+    """Return the id of experiment ``name``, creating it (and the store's tables) if needed.
+
+    Call this once before parallel writers start: the first use of a SQLite store migrates its schema,
+    and two processes doing it at once race.
+    """
+    mlflow_client = client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return mlflow_client.create_experiment(name, tags={"proxyhpo.study": name})
+    except Exception:  # another writer created it between our two calls
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a nested mapping into ``a.b.c -> str(value)`` pairs for MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+    return flat
+
+
+def start_parent_run(
+    experiment: str,
+    pipeline: str,
+    *,
+    config: Mapping[str, Any],
+    run_name: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Create the parent run of one pipeline run and return its id.
+
+    The resolved study config is logged flattened as params and whole as ``study.json``.
+    """
+    mlflow_client = client(tracking_uri)
+    experiment_id = ensure_experiment(experiment, tracking_uri)
+    run = mlflow_client.create_run(
+        experiment_id,
+        run_name=run_name or f"{pipeline}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={PIPELINE_TAG: pipeline, ROLE_TAG: "study"},
+    )
+    run_id = run.info.run_id
+    params = flatten(config)
+    _log_params(mlflow_client, run_id, params)
+    mlflow_client.log_dict(run_id, dict(config), "study.json")
+    return run_id
+
+
+def _log_params(mlflow_client, run_id: str, params: Mapping[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(key, value[:6000]) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow's batch limit
+        mlflow_client.log_batch(run_id, params=items[start : start + 100])
+
+
+def finish_run(run_id: str, *, failed: bool = False, tracking_uri: str | None = None) -> None:
+    """Mark a run FINISHED (or FAILED)."""
+    client(tracking_uri).set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+class TrialRun:
+    """The MLflow child run of one trial, logged while the trial trains.
+
+    Args:
+        mlflow_client: the client to log with.
+        run_id: the run.
+        system_metrics: sample CPU, memory and GPU (through nvidia-ml-py) into this run while it is open.
+    """
+
+    def __init__(self, mlflow_client, run_id: str, *, system_metrics: bool = True) -> None:
+        self.client = mlflow_client
+        self.run_id = run_id
+        self._monitor = None
+        self._logged_epochs: set[int] = set()
+        if system_metrics:
+            try:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                self._monitor = SystemMetricsMonitor(
+                    run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=mlflow_client.tracking_uri
+                )
+                self._monitor.start()
+            except Exception as exc:  # system metrics are a nicety; never fail a trial over them
+                logger.warning("system metrics disabled for run %s: %s", run_id, exc)
+                self._monitor = None
+
+    def log_epoch(self, epoch: int, val_dice: float) -> None:
+        """Log one epoch's validation Dice as step ``epoch``."""
+        self.client.log_metric(self.run_id, "val_dice", float(val_dice), step=int(epoch))
+        self._logged_epochs.add(int(epoch))
+
+    def finish(self, result: Any) -> None:
+        """Log a :class:`proxyhpo.training.result.TrialResult` and close the run (FAILED for a failed trial)."""
+        from mlflow.entities import Metric
+
+        if self._monitor is not None:
+            self._monitor.finish()
+        now = int(time.time() * 1000)
+        metrics = {
+            "gpu_hours": result.gpu_hours,
+            "cpu_hours": result.cpu_hours,
+            "wall_seconds": result.wall_seconds,
+            "epochs_run": result.epochs_run,
+            "peak_gpu_mem_bytes": result.peak_gpu_mem_bytes,
+            "data_wait_fraction": result.data_wait_fraction,
+            "test_dice": result.test_dice,
+            "final_val_dice": result.final_val_dice,
+            "best_val_dice": result.best_val_dice,
+        }
+        batch = [Metric(key, float(value), now, 0) for key, value in metrics.items() if value is not None]
+        # val_dice per validated epoch as steps; its last step is the final Dice
+        batch += [
+            Metric("val_dice", float(dice), now, int(epoch))
+            for epoch, dice in zip(result.val_epochs, result.val_dice)
+            if int(epoch) not in self._logged_epochs
+        ]
+        self.client.log_batch(self.run_id, metrics=batch)
+        self.client.set_tag(self.run_id, "proxyhpo.state", str(result.state.value if hasattr(result.state, "value") else result.state))
+        if result.fail_reason:
+            self.client.set_tag(self.run_id, "proxyhpo.fail_reason", result.fail_reason[:5000])
+        self.client.set_terminated(self.run_id, status="FAILED" if result.fail_reason else "FINISHED")
+
+
+@contextmanager
+def trial_runs(
+    experiment: str,
+    trials: list[Any],
+    *,
+    parent_run_id: str | None,
+    data: str,
+    resolved_config: Mapping[str, Any],
+    tracking_uri: str | None = None,
+    system_metrics: bool = True,
+    role: str = "trial",
+) -> Iterator[dict[str, TrialRun]]:
+    """Open one child run per trial spec (``proxyhpo.training.plan.TrialSpec``) and yield them by trial id.
+
+    Runs still open when the block raises are marked FAILED, so a crash never leaves runs RUNNING.
+    """
+    mlflow_client = client(tracking_uri)
+    experiment_id = ensure_experiment(experiment, tracking_uri)
+    runs: dict[str, TrialRun] = {}
+    for spec in trials:
+        tags = {ROLE_TAG: role, "proxyhpo.trial_id": spec.trial_id}
+        if spec.round is not None:
+            tags[ROUND_TAG] = str(spec.round)
+        if parent_run_id:
+            tags[PARENT_TAG] = parent_run_id
+        run = mlflow_client.create_run(experiment_id, run_name=spec.trial_id, tags=tags)
+        params = {
+            "lr": str(spec.hyper.lr),
+            "optimizer": spec.hyper.optimizer,
+            "intensity_shift_prob": str(spec.hyper.intensity_shift_prob),
+            "network": spec.network.name,
+            "data": data,
+            "seed": str(spec.seed),
+        }
+        _log_params(mlflow_client, run.info.run_id, params)
+        mlflow_client.log_dict(run.info.run_id, {**resolved_config, "trial": spec.model_dump(mode="json")}, "trial_config.json")
+        runs[spec.trial_id] = TrialRun(mlflow_client, run.info.run_id, system_metrics=system_metrics)
+    try:
+        yield runs
+    except BaseException:
+        for trial_run in runs.values():
+            if trial_run._monitor is not None:
+                trial_run._monitor.finish()
+            status = mlflow_client.get_run(trial_run.run_id).info.status
+            if status == "RUNNING":
+                mlflow_client.set_terminated(trial_run.run_id, status="FAILED")
+        raise

@@ -1,0 +1,267 @@
+"""Packed trials: K networks of one architecture trained at once as one batched model.
+
+Small U-Nets are bound by kernel launches, not arithmetic (DESIGN: a proxy step costs nearly what a
+full one does), so the way to save GPU time is to run many of them in the same kernels. Each model keeps
+its own parameters as ordinary leaf tensors; every step stacks them (``torch.stack``, differentiable),
+runs the stacked parameters through one ``torch.func.functional_call`` under ``torch.func.vmap``, and
+back-propagates the sum of the per-model losses, so each model's gradient lands on its own parameters
+and equals the gradient it would get alone. Optimisers are grouped by kind (one ``step`` per kind
+covers all the pack's models using it), with one parameter group per model holding that model's
+learning rate — the learning rate, and per-tensor statistics such as Novograd's gradient norm, are
+therefore exactly those of a model trained alone.
+
+Failures stay local: a model whose loss is not finite is marked failed and left out of the backward
+pass and of every later step; when a step runs out of memory the pack is split in halves and retried,
+and a model that runs out of memory alone is marked failed while the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from monai.optimizers import Novograd
+from torch import nn
+from torch.func import functional_call, vmap
+
+from proxyhpo.training.plan import FaultInjection, HyperParameters
+
+__all__ = ["ModelPack", "per_model_dice_ce", "make_optimizer_class", "is_out_of_memory"]
+
+log = logging.getLogger(__name__)
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "adamax": torch.optim.Adamax,
+    "novograd": Novograd,
+}
+
+
+def make_optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The optimiser class for a hyper-parameter value (``adam``, ``rmsprop``, ``adamax``, ``novograd``)."""
+    try:
+        return _OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}") from None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error of the GPU (``torch.OutOfMemoryError``) or the CPU allocator."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    msg = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+_dice = DiceLoss(to_onehot_y=True, softmax=True, reduction="none")
+
+
+def per_model_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """MONAI's ``DiceCELoss(to_onehot_y=True, softmax=True)`` computed separately for each model.
+
+    Args:
+        logits: ``(K, N, C, D, H, W)``, the outputs of K models on their own N patches.
+        labels: ``(K, N, 1, D, H, W)`` class indices.
+
+    Returns:
+        ``(K,)`` losses; entry k equals ``DiceCELoss(...)(logits[k], labels[k])``.
+    """
+    if logits.ndim != 6 or labels.ndim != 6:
+        raise ValueError(f"logits and labels must be (K, N, C, D, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    k, n = logits.shape[:2]
+    flat = logits.reshape(k * n, *logits.shape[2:])
+    flat_y = labels.reshape(k * n, *labels.shape[2:])
+    dice = _dice(flat, flat_y).reshape(k, -1).mean(dim=1)  # mean over patches and classes, per model
+    ce = F.cross_entropy(flat, flat_y[:, 0].long(), reduction="none").reshape(k, -1).mean(dim=1)
+    return dice + ce
+
+
+class ModelPack:
+    """K models of one architecture trained as one batched model, each with its own optimiser settings.
+
+    Args:
+        models: the K networks, on the training device, identical in architecture.
+        hypers: their hyper-parameters (learning rate and optimiser are used here).
+        ids: their trial ids (for messages).
+        faults: testing only, per-model :class:`FaultInjection` or ``None``.
+        chunk_size: most models computed in one batched call; lowered automatically on out-of-memory.
+
+    Example:
+        >>> pack = ModelPack(models, hypers, ids)
+        >>> losses = pack.train_step({i: (image_i, label_i) for i in pack.active}, step=1)
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        hypers: Sequence[HyperParameters],
+        ids: Sequence[str],
+        faults: Sequence[FaultInjection | None] | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("models must not be empty")
+        if not len(models) == len(hypers) == len(ids):
+            raise ValueError(f"models, hypers and ids must have the same length, got {len(models)}, {len(hypers)}, {len(ids)}")
+        self.models = list(models)
+        self.hypers = list(hypers)
+        self.ids = list(ids)
+        self.faults = list(faults) if faults is not None else [None] * len(models)
+        self.names = [n for n, _ in self.models[0].named_parameters()]
+        shapes = [tuple(p.shape) for p in self.models[0].parameters()]
+        for i, m in enumerate(self.models[1:], 1):
+            if [tuple(p.shape) for p in m.parameters()] != shapes:
+                raise ValueError(f"models[{i}] ({self.ids[i]}) differs in architecture from models[0]")
+            if list(m.buffers()):
+                raise ValueError("models with buffers (e.g. batch norm) cannot be packed; use instance norm")
+        # A parameter-free copy of the architecture that functional_call runs the stacked weights through.
+        self.skeleton = copy.deepcopy(self.models[0]).to("meta")
+        self.chunk_size = max(1, chunk_size or len(models))
+        self.failed: dict[int, str] = {}
+        self.optimizers: list[torch.optim.Optimizer] = []
+        by_kind: dict[str, list[int]] = {}
+        for i, h in enumerate(self.hypers):
+            by_kind.setdefault(h.optimizer, []).append(i)
+        for kind, idx in by_kind.items():
+            groups = [{"params": list(self.models[i].parameters()), "lr": self.hypers[i].lr} for i in idx]
+            self.optimizers.append(make_optimizer_class(kind)(groups, lr=groups[0]["lr"]))
+
+    # ----------------------------------------------------------------------------------------- state
+    @property
+    def active(self) -> list[int]:
+        """Indices of the models still training."""
+        return [i for i in range(len(self.models)) if i not in self.failed]
+
+    def fail(self, i: int, reason: str) -> None:
+        """Mark model ``i`` failed: it leaves the pack; its parameters are no longer updated."""
+        if i not in self.failed:
+            self.failed[i] = reason
+            log.warning("trial %s failed: %s", self.ids[i], reason)
+            for p in self.models[i].parameters():
+                p.grad = None
+
+    # --------------------------------------------------------------------------------------- compute
+    def _stacked(self, chunk: Sequence[int]) -> dict[str, torch.Tensor]:
+        params = [dict(self.models[i].named_parameters()) for i in chunk]
+        return {n: torch.stack([p[n] for p in params]) for n in self.names}
+
+    def forward(self, chunk: Sequence[int], x: torch.Tensor, *, shared_input: bool = False) -> torch.Tensor:
+        """Run models ``chunk`` on their inputs.
+
+        Args:
+            chunk: model indices.
+            x: ``(len(chunk), N, C, *spatial)`` one input per model, or ``(N, C, *spatial)`` shared by all
+                when ``shared_input``.
+            shared_input: whether ``x`` is the same for all models (inference).
+
+        Returns:
+            ``(len(chunk), N, out_channels, *spatial)`` logits.
+        """
+        if len(chunk) == 1:  # one model: plain call, no vmap overhead
+            return self.models[chunk[0]](x if shared_input else x[0]).unsqueeze(0)
+
+        def run(params: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.skeleton, params, (inp,))
+
+        return vmap(run, in_dims=(0, None if shared_input else 0))(self._stacked(chunk), x)
+
+    def _raise_injected_oom(self, chunk: Sequence[int], step: int) -> None:
+        for i in chunk:
+            f = self.faults[i]
+            if f is not None and f.kind == "oom" and step >= f.step:
+                raise torch.OutOfMemoryError(f"injected out-of-memory for trial {self.ids[i]} (testing)")
+
+    def _split_on_oom(self, chunk: list[int], work: Callable[[list[int]], None], what: str) -> None:
+        try:
+            work(chunk)
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+            if not is_out_of_memory(e):
+                raise
+            for i in chunk:
+                for p in self.models[i].parameters():
+                    p.grad = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(chunk) == 1:
+                self.fail(chunk[0], f"out of memory during {what} even alone ({' '.join(str(e).split())[:200]})")
+                return
+            half = len(chunk) // 2
+            self.chunk_size = min(self.chunk_size, half)
+            log.info("out of memory with %d models together; retrying in packs of %d", len(chunk), half)
+            self._split_on_oom(chunk[:half], work, what)
+            self._split_on_oom(chunk[half:], work, what)
+
+    def _chunks(self) -> list[list[int]]:
+        act = self.active
+        return [act[s : s + self.chunk_size] for s in range(0, len(act), self.chunk_size)]
+
+    def train_step(self, batches: Mapping[int, tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[int, float]:
+        """One optimiser step of every active model, each on its own batch.
+
+        Args:
+            batches: ``{model index: (image (N, C, *patch), label (N, 1, *patch))}`` for every active
+                model; all batches have the same shape.
+            step: the 1-based step number (used by fault injection and in failure messages).
+
+        Returns:
+            the loss of each model that completed the step, by model index.
+        """
+        losses: dict[int, float] = {}
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+        def work(chunk: list[int]) -> None:
+            self._raise_injected_oom(chunk, step)
+            images = torch.stack([batches[i][0] for i in chunk])
+            labels = torch.stack([batches[i][1] for i in chunk])
+            out = self.forward(chunk, images)
+            loss = per_model_dice_ce(out, labels)
+            for j, i in enumerate(chunk):
+                f = self.faults[i]
+                if f is not None and f.kind == "nan" and step == f.step:
+                    loss = loss.clone()
+                    loss[j] = float("nan")  # testing: poison this model's loss only
+            values = loss.detach().cpu().tolist()
+            ok = [j for j, v in enumerate(values) if math.isfinite(v)]
+            for j, v in enumerate(values):
+                if j not in ok:
+                    self.fail(chunk[j], f"loss became {v} at step {step}")
+            if ok:
+                # Each model's gradient depends only on its own loss term of the sum.
+                loss[ok].sum().backward()
+            losses.update({chunk[j]: values[j] for j in ok})
+
+        for chunk in self._chunks():
+            self._split_on_oom(chunk, work, f"training step {step}")
+        for i in self.failed:
+            for p in self.models[i].parameters():
+                p.grad = None  # optimisers skip parameters without a gradient
+        for opt in self.optimizers:
+            opt.step()
+        return {i: v for i, v in losses.items() if i not in self.failed}
+
+    @torch.no_grad()
+    def predict(self, chunk: Sequence[int], x: torch.Tensor) -> torch.Tensor:
+        """Logits of models ``chunk`` on one shared input, models stacked on channels.
+
+        Args:
+            chunk: model indices.
+            x: ``(N, C, *spatial)``.
+
+        Returns:
+            ``(N, len(chunk) * out_channels, *spatial)``: model j's logits are channels
+            ``[j * out_channels, (j + 1) * out_channels)``, the layout ``sliding_window_inference`` needs.
+        """
+        out = self.forward(chunk, x, shared_input=True)  # (K, N, C, ...)
+        return out.transpose(0, 1).reshape(out.shape[1], -1, *out.shape[3:])
+
+    def run_chunked(self, work: Callable[[list[int]], None], what: str) -> None:
+        """Call ``work(chunk)`` over the active models in chunks, splitting chunks that run out of memory."""
+        for chunk in self._chunks():
+            self._split_on_oom(chunk, work, what)

@@ -1,0 +1,157 @@
+{{/*
+Names, labels, images, security contexts and the checks every template relies on.
+*/}}
+
+{{/* Chart name, overridable. */}}
+{{- define "proxyhpo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "<release>-<chart>", or the release name alone when it already holds the chart name. */}}
+{{- define "proxyhpo.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's resources: "<fullname>-<component>" (call with dict "root" $ "component" "minio"). */}}
+{{- define "proxyhpo.componentName" -}}
+{{- printf "%s-%s" (include "proxyhpo.fullname" .root | trunc 50 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "proxyhpo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every resource. */}}
+{{- define "proxyhpo.labels" -}}
+helm.sh/chart: {{ include "proxyhpo.chart" . }}
+app.kubernetes.io/name: {{ include "proxyhpo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: proxyhpo
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component (dict "root" $ "component" "mlflow"). Never change: selectors are immutable. */}}
+{{- define "proxyhpo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "proxyhpo.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of one component's resources and pods. */}}
+{{- define "proxyhpo.componentLabels" -}}
+{{ include "proxyhpo.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Fixed names the pipelines reference (see values.yaml). */}}
+{{- define "proxyhpo.s3SecretName" -}}
+{{- default "proxyhpo-s3" .Values.s3.existingSecret -}}
+{{- end -}}
+{{- define "proxyhpo.postgresSecretName" -}}
+{{- default "proxyhpo-postgres" .Values.postgresql.auth.existingSecret -}}
+{{- end -}}
+{{- define "proxyhpo.endpointsName" -}}proxyhpo-endpoints{{- end -}}
+
+{{/* Tag of proxyhpo's own images: image.tag, else the package version (appVersion). */}}
+{{- define "proxyhpo.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+{{- define "proxyhpo.runtimeImage" -}}
+{{- printf "%s/runtime:%s" (trimSuffix "/" .Values.image.registry) (include "proxyhpo.imageTag" .) -}}
+{{- end -}}
+{{- define "proxyhpo.mlflowImage" -}}
+{{- $repo := default (printf "%s/mlflow" (trimSuffix "/" .Values.image.registry)) .Values.mlflow.image.repository -}}
+{{- printf "%s:%s" $repo (default (include "proxyhpo.imageTag" .) .Values.mlflow.image.tag) -}}
+{{- end -}}
+
+{{/* Service names and in-cluster addresses. */}}
+{{- define "proxyhpo.minioHost" -}}
+{{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "minio")) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- define "proxyhpo.s3Endpoint" -}}
+{{- printf "http://%s:%d" (include "proxyhpo.minioHost" .) (int .Values.minio.service.port) -}}
+{{- end -}}
+{{- define "proxyhpo.mlflowHost" -}}
+{{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "mlflow")) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- define "proxyhpo.mlflowTrackingUri" -}}
+{{- printf "http://%s:%d" (include "proxyhpo.mlflowHost" .) (int .Values.mlflow.service.port) -}}
+{{- end -}}
+{{- define "proxyhpo.postgresHost" -}}
+{{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "postgresql")) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/*
+Host headers MLflow accepts (MLFLOW_SERVER_ALLOWED_HOSTS): every name of its service, with and without a
+port, localhost for port-forwarding, and mlflow.allowedHosts. MLflow 3 answers 403 to any other Host.
+*/}}
+{{- define "proxyhpo.mlflowAllowedHosts" -}}
+{{- $svc := include "proxyhpo.componentName" (dict "root" . "component" "mlflow") -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (include "proxyhpo.mlflowHost" .) -}}
+{{- $all := list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" -}}
+{{- range $hosts -}}
+{{- $all = append (append $all .) (printf "%s:*" .) -}}
+{{- end -}}
+{{- concat $all .Values.mlflow.allowedHosts | uniq | join "," -}}
+{{- end -}}
+
+{{/* Pod security context of a component run as uid/gid .uid (dict "root" $ "uid" 10001). */}}
+{{- define "proxyhpo.podSecurityContext" -}}
+{{- $ctx := deepCopy .root.Values.podSecurityContext -}}
+{{- $_ := set $ctx "runAsUser" (int .uid) -}}
+{{- $_ := set $ctx "runAsGroup" (int .uid) -}}
+{{- $_ := set $ctx "fsGroup" (int .uid) -}}
+{{- toYaml $ctx -}}
+{{- end -}}
+
+{{- define "proxyhpo.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{/*
+Checks of combinations the schema cannot express. Called from every template, so `helm template` and
+`helm install` fail with one of these messages before anything is created.
+*/}}
+{{- define "proxyhpo.validate" -}}
+{{- $s3 := .Values.s3 -}}
+{{- if $s3.existingSecret -}}
+{{- if or $s3.accessKey $s3.secretKey -}}
+{{- fail "s3: give either s3.existingSecret or s3.accessKey/s3.secretKey, not both" -}}
+{{- end -}}
+{{- else -}}
+{{- if or (not $s3.accessKey) (not $s3.secretKey) -}}
+{{- fail "s3 credentials missing: set s3.existingSecret to a Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --set s3.accessKey=... --set s3.secretKey=... (no default credentials are shipped)" -}}
+{{- end -}}
+{{- if lt (len $s3.accessKey) 3 -}}
+{{- fail "s3.accessKey must have at least 3 characters (MinIO refuses shorter root users)" -}}
+{{- end -}}
+{{- if lt (len $s3.secretKey) 8 -}}
+{{- fail "s3.secretKey must have at least 8 characters (MinIO refuses shorter root passwords)" -}}
+{{- end -}}
+{{- end -}}
+{{- $pg := .Values.postgresql.auth -}}
+{{- if $pg.existingSecret -}}
+{{- if $pg.password -}}
+{{- fail "postgresql: give either postgresql.auth.existingSecret or postgresql.auth.password, not both" -}}
+{{- end -}}
+{{- else if not $pg.password -}}
+{{- fail "postgresql password missing: set postgresql.auth.existingSecret to a Secret with key POSTGRES_PASSWORD, or pass --set postgresql.auth.password=... (no default password is shipped)" -}}
+{{- end -}}
+{{- if and .Values.minio.persistence.existingClaim (not .Values.minio.persistence.enabled) -}}
+{{- fail "minio.persistence.existingClaim is set but minio.persistence.enabled is false: enable persistence or drop the claim" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,117 @@
+"""Packed trials: the batched model equals separate models, and failures stay local."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+
+from proxyhpo.networks import NetworkConfig, build_network
+from proxyhpo.training.pack import ModelPack, per_model_dice_ce
+from proxyhpo.training.plan import FaultInjection, HyperParameters
+
+HYPERS = [
+    HyperParameters(lr=1e-2, optimizer="adam"),
+    HyperParameters(lr=3e-3, optimizer="novograd"),
+    HyperParameters(lr=1e-3, optimizer="adam"),  # same optimiser as model 0, different lr
+]
+
+
+def _models(k: int, cfg: NetworkConfig = NetworkConfig.proxy(3)) -> list[nn.Module]:
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        out.append(build_network(cfg))
+    return out
+
+
+def _batches(k: int, steps: int, n: int = 2, side: int = 16) -> list[dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(123)
+    steps_out = []
+    for _ in range(steps):
+        step = {}
+        for i in range(k):
+            x = torch.rand(n, 1, side, side, side, generator=g)
+            step[i] = (x, (x > 0.6).float())
+        steps_out.append(step)
+    return steps_out
+
+
+def test_per_model_dice_ce_equals_monai_dicece():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 2, 8, 8, 8, generator=g)
+    labels = (torch.rand(3, 2, 1, 8, 8, 8, generator=g) > 0.5).float()
+    ours = per_model_dice_ce(logits, labels)
+    ref = torch.stack([DiceCELoss(to_onehot_y=True, softmax=True)(logits[k], labels[k]) for k in range(3)])
+    torch.testing.assert_close(ours, ref)
+
+
+def test_packed_training_matches_separate_training():
+    """Three models with different optimisers and learning rates, packed, equal three separate runs."""
+    steps = _batches(3, 4)
+    packed = ModelPack(_models(3), HYPERS, ["a", "b", "c"])
+    packed_losses = [packed.train_step(b, step=s + 1) for s, b in enumerate(steps)]
+    for i in range(3):
+        alone = ModelPack(_models(3)[i : i + 1], HYPERS[i : i + 1], ["x"])
+        for s, b in enumerate(steps):
+            loss = alone.train_step({0: b[i]}, step=s + 1)[0]
+            assert loss == pytest.approx(packed_losses[s][i], rel=1e-4, abs=1e-5)
+        for p_alone, p_packed in zip(alone.models[0].parameters(), packed.models[i].parameters()):
+            torch.testing.assert_close(p_packed, p_alone, rtol=1e-3, atol=1e-5)
+    # The models really moved, differently (a test of equality between untrained models proves nothing).
+    fresh = _models(3)
+    for i in range(3):
+        moved = max((p - q).abs().max().item() for p, q in zip(packed.models[i].parameters(), fresh[i].parameters()))
+        assert moved > 1e-4
+
+
+def test_nan_fault_fails_only_its_model():
+    steps = _batches(3, 3)
+    pack = ModelPack(_models(3), HYPERS, ["a", "b", "c"], faults=[None, FaultInjection(kind="nan", step=2), None])
+    pack.train_step(steps[0], step=1)
+    frozen = [p.detach().clone() for p in pack.models[1].parameters()]
+    losses = pack.train_step(steps[1], step=2)
+    assert set(losses) == {0, 2}
+    assert pack.failed == {1: "loss became nan at step 2"}
+    losses = pack.train_step({i: steps[2][i] for i in pack.active}, step=3)
+    assert set(losses) == {0, 2}
+    # The failed model is no longer updated, and its parameters stay finite.
+    for p, q in zip(pack.models[1].parameters(), frozen):
+        assert torch.equal(p, q)
+
+
+def test_oom_fault_fails_only_its_model_and_splits_the_pack():
+    steps = _batches(3, 3)
+    pack = ModelPack(_models(3), HYPERS, ["a", "b", "c"], faults=[FaultInjection(kind="oom", step=2), None, None])
+    assert set(pack.train_step(steps[0], step=1)) == {0, 1, 2}
+    losses = pack.train_step(steps[1], step=2)
+    assert set(losses) == {1, 2}
+    assert list(pack.failed) == [0] and "out of memory" in pack.failed[0] and "trial a" in pack.failed[0]
+    assert pack.chunk_size == 1  # halved twice while isolating the failing model
+    # The survivors' step-2 update equals what they get without any fault.
+    ref = ModelPack(_models(3), HYPERS, ["a", "b", "c"])
+    ref.train_step(steps[0], step=1)
+    ref_losses = ref.train_step(steps[1], step=2)
+    for i in (1, 2):
+        assert losses[i] == pytest.approx(ref_losses[i], rel=1e-4)
+        for p, q in zip(pack.models[i].parameters(), ref.models[i].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
+
+
+def test_predict_stacks_models_on_channels():
+    pack = ModelPack(_models(2), HYPERS[:2], ["a", "b"])
+    x = torch.rand(1, 1, 16, 16, 16)
+    out = pack.predict([0, 1], x)
+    assert out.shape == (1, 4, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(out[:, 2:], pack.models[1](x), rtol=1e-4, atol=1e-5)
+
+
+def test_pack_rejects_mixed_architectures_and_batch_norm():
+    a, b = build_network(NetworkConfig.proxy(3)), build_network(NetworkConfig.proxy(4))
+    with pytest.raises(ValueError, match="differs in architecture"):
+        ModelPack([a, b], HYPERS[:2], ["a", "b"])
+    bn = [nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2)) for _ in range(2)]
+    with pytest.raises(ValueError, match="instance norm"):
+        ModelPack(bn, HYPERS[:2], ["a", "b"])
