@@ -20,12 +20,15 @@ S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 #: The chart's ConfigMap with the MLflow and MinIO endpoints.
 ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
 ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_BUCKET")
+#: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
+PIPELINE_POD_LABEL = "proxyhpo/pipeline"
 
 
 def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Inject the credentials (from the Secret, by reference only) and the endpoints into a task's pod."""
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={key: key for key in S3_SECRET_KEYS})
     kubernetes.use_config_map_as_env(task, config_map_name=ENDPOINTS_CONFIG_MAP, config_map_key_to_env={key: key for key in ENDPOINT_KEYS})
+    kubernetes.add_pod_label(task, label_key=PIPELINE_POD_LABEL, label_value="true")  # the chart's NetworkPolicy admits these pods
     return task
 
 
@@ -85,16 +88,16 @@ def build_hpo_pipeline(study: StudyConfig):
                 train = c.train_pack(
                     study=study_config,
                     pack=pack,
-                    parent_run_id=start.output,
+                    study_run=start.outputs["study_run"],
                     data=data.outputs["data"],
                     manifest=manifest.outputs["manifest"],
                 )
                 _gpu(train, f"round {round_index + 1}: train pack", study)
             update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
             state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
-        final = c.final_training(study=study_config, parent_run_id=start.output, data=data.outputs["data"], state=state)
+        final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
         _gpu(final, "final model", study)
-        summary = _light(c.report(study=study_config, parent_run_id=start.output, final_result=final.outputs["result"]), "report", cache=False)
+        summary = _light(c.report(study=study_config, study_run=start.outputs["study_run"], final_result=final.outputs["result"]), "report", cache=False)
         return summary.outputs["Output"]
 
     return hpo

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from proxyhpo.config import SELECTION_METHODS
-from proxyhpo.errors import InputError
+from proxyhpo.errors import InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
 
@@ -152,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ProxyHPOError as exc:
+        print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("proxyhpo: interrupted", file=sys.stderr)
         return 130

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-
 from proxyhpo.controller import SearchSpace
 
 

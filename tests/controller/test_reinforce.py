@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from proxyhpo.controller import (
     Categorical,
     ControllerConfig,

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import yaml
-from pydantic import ValidationError
-
 from proxyhpo.controller import Categorical, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
 from proxyhpo.errors import ConfigError, InputError
+from pydantic import ValidationError
 
 STUDY_YAML = """
 search_space:

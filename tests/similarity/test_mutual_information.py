@@ -75,6 +75,16 @@ def test_accepts_torch_tensor(make_volumes):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_, np.float16, np.float64])
+def test_other_input_dtypes(make_volumes, dtype):
+    """Integer and boolean stacks (0 or 1) and other float widths quantise like their float64 values."""
+    vols = make_volumes(3, (6, 7, 8), seed=14)
+    vols = (vols > 0.5).astype(dtype) if dtype in (np.uint8, np.bool_) else vols.astype(dtype)
+    for bins in (5, 300):
+        got = mutual_information_matrix(vols, bins=bins, device="cpu")
+        np.testing.assert_allclose(got, reference_mi(vols, bins), rtol=0, atol=1e-6)
+
+
 def test_engines_agree_on_histograms_larger_than_fp16(make_volumes):
     """Counts above 2048 are not exact in fp16; the one-hot engine must still count exactly."""
     vols = make_volumes(3, (24, 24, 24), seed=8, sigma=3.0)  # 13824 voxels, few bins -> large counts

@@ -57,8 +57,15 @@ def test_packed_training_matches_separate_training():
         for s, b in enumerate(steps):
             loss = alone.train_step({0: b[i]}, step=s + 1)[0]
             assert loss == pytest.approx(packed_losses[s][i], rel=1e-4, abs=1e-5)
-        for p_alone, p_packed in zip(alone.models[0].parameters(), packed.models[i].parameters()):
-            torch.testing.assert_close(p_packed, p_alone, rtol=1e-3, atol=1e-5)
+        # Convolution biases right before an instance norm have a true gradient of zero; their float
+        # noise is scaled up by adaptive optimisers, so they drift apart without changing the function.
+        # Compare every weight, and the functions themselves.
+        for (name, p_alone), p_packed in zip(alone.models[0].named_parameters(), packed.models[i].parameters()):
+            if not name.endswith("bias"):
+                torch.testing.assert_close(p_packed, p_alone, rtol=1e-3, atol=1e-5, msg=name)
+        x = torch.rand(2, 1, 16, 16, 16, generator=torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            torch.testing.assert_close(packed.models[i](x), alone.models[0](x), rtol=1e-3, atol=1e-4)
     # The models really moved, differently (a test of equality between untrained models proves nothing).
     fresh = _models(3)
     for i in range(3):
@@ -95,8 +102,9 @@ def test_oom_fault_fails_only_its_model_and_splits_the_pack():
     ref_losses = ref.train_step(steps[1], step=2)
     for i in (1, 2):
         assert losses[i] == pytest.approx(ref_losses[i], rel=1e-4)
-        for p, q in zip(pack.models[i].parameters(), ref.models[i].parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
+        for (name, p), q in zip(pack.models[i].named_parameters(), ref.models[i].parameters()):
+            if not name.endswith("bias"):  # see test_packed_training_matches_separate_training
+                torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=name)
 
 
 def test_predict_stacks_models_on_channels():

@@ -22,7 +22,8 @@ Failed trials (reward ``None`` or NaN) are recorded and left out of the gradient
 
 Everything random comes from generators owned by the controller and persisted with it: same seed and
 same rewards give the same proposals, in one process or across :meth:`ReinforceController.save` /
-:meth:`ReinforceController.load`.
+:meth:`ReinforceController.load`. The policy runs in float64 on the CPU; bit-identical continuation
+across machines assumes the same torch build and CPU kind (floating-point kernels may differ otherwise).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from proxyhpo.controller.state import (
     HistoryRecord,
     Proposal,
     UpdateStats,
+    brief_error,
     read_state,
     write_state,
 )
@@ -142,7 +144,8 @@ class ControllerPolicy(nn.Module):
             for p in module.parameters():
                 p.uniform_(-bound, bound, generator=generator)
         self.start.uniform_(-bound, bound, generator=generator)
-        for head, (_, dist) in zip(self.heads, self.search_space.items()):
+        for head, (_, dist) in zip(self.heads, self.search_space.items(), strict=True):
+            assert isinstance(head, nn.Linear)
             head.weight.zero_()
             head.bias.fill_(0.0 if isinstance(dist, Categorical) else _INIT_RAW)
 
@@ -332,7 +335,7 @@ class ReinforceController:
         if not self._pending:
             raise ValueError(f"round {self._round} has no pending proposals: call propose() before update()")
         paired: dict[int, float | None] = {}
-        for proposal, reward in zip(proposals, rewards):
+        for proposal, reward in zip(proposals, rewards, strict=True):
             pending = self._pending.get(proposal.proposal_id)
             if pending is None or pending != proposal:
                 raise ValueError(
@@ -347,7 +350,7 @@ class ReinforceController:
 
         # proposal-id order makes the update independent of the order the caller passes the trials in
         ordered = [(self._pending[i], paired[i]) for i in sorted(paired)]
-        valid = [(p, r) for p, r in ordered if r is not None]
+        valid: list[tuple[Proposal, float]] = [(p, r) for p, r in ordered if r is not None]
         n_failed = len(ordered) - len(valid)
         stats: UpdateStats
         if not valid:
@@ -360,7 +363,7 @@ class ReinforceController:
         self._round += 1
         return stats
 
-    def _step(self, valid: list[tuple[Proposal, float | None]], n_proposals: int, n_failed: int) -> UpdateStats:
+    def _step(self, valid: list[tuple[Proposal, float]], n_proposals: int, n_failed: int) -> UpdateStats:
         rewards = torch.tensor([r for _, r in valid], dtype=_DTYPE)
         mean_reward = float(rewards.mean())
         baseline_before = self._baseline if self._baseline is not None else mean_reward
@@ -507,7 +510,7 @@ class ReinforceController:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReinforceController:
-        """Restore a controller saved by :meth:`save`; its next round continues exactly as in the saving process.
+        """Restore a controller saved by :meth:`save`; its next round continues exactly as it would have in the saver.
 
         Raises:
             StorageError: when the file does not exist.
@@ -520,7 +523,8 @@ class ReinforceController:
             controller._optimizer.load_state_dict(tensors["optimizer"])
             controller._generator.set_state(tensors["generator"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(path, f"its tensors do not match its search space and config ({exc})", "the file is corrupt; rerun the round that wrote it") from exc
+            problem = f"its tensors do not match its search space and config ({brief_error(exc)})"
+            raise InputError(path, problem, "the file is corrupt; rerun the round that wrote it") from exc
         controller._round = state.round
         controller._next_id = state.next_proposal_id
         controller._baseline = state.baseline

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: A value a categorical hyper-parameter can take (kept JSON-serialisable so histories stay readable).
-Choice = Union[str, int, float, bool]
+Choice = str | int | float | bool
 
 
 class _Base(BaseModel):
@@ -178,7 +178,7 @@ class LogUniform(_Continuous):
 
 
 #: One hyper-parameter's distribution; the ``type`` key picks the class.
-Distribution = Annotated[Union[Categorical, Uniform, LogUniform], Field(discriminator="type")]
+Distribution = Annotated[Categorical | Uniform | LogUniform, Field(discriminator="type")]
 
 
 class SearchSpace(RootModel[dict[str, Distribution]]):

@@ -42,12 +42,14 @@ __all__ = [
 ]
 
 #: Version of the persisted layout; bumped whenever a reader of the old layout would misread the new one.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 _JSON_ENTRY = "controller.json"
 _TENSORS_ENTRY = "tensors.pt"
 _TENSOR_KEYS = ("policy", "optimizer", "generator")
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_FIX_CORRUPT = "the file is corrupt; rerun the round that wrote it"
+_FIX_NOT_STATE = "pass a file written by ReinforceController.save"
 
 
 class _Record(BaseModel):
@@ -209,25 +211,32 @@ def write_state(path: str | os.PathLike[str], state: ControllerState, tensors: d
         os.replace(tmp_name, target)
         tmp_name = None
     except OSError as exc:
-        raise StorageError(target, f"cannot be written ({exc.strerror or exc})", "check that the folder is writable and has space") from exc
+        problem = f"cannot be written ({exc.strerror or brief_error(exc)})"
+        raise StorageError(target, problem, "check that the folder is writable and has space") from exc
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return target
 
 
+def brief_error(exc: BaseException, limit: int = 240) -> str:
+    """``exc`` as one short line: error messages end up on the CLI's single stderr line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _open(path: Path) -> zipfile.ZipFile:
     if not path.is_file():
-        raise StorageError(path, "controller state file does not exist", "pass the state written by the previous round's controller")
+        raise StorageError(path, "controller state file does not exist", "pass the state written by the previous round")
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(path, f"is not a controller state file (not a zip archive: {exc})", "pass a file written by ReinforceController.save") from exc
+        raise InputError(path, f"is not a controller state file (not a zip archive: {brief_error(exc)})", _FIX_NOT_STATE) from exc
     names = set(archive.namelist())
     for entry in (_JSON_ENTRY, _TENSORS_ENTRY):
         if entry not in names:
             archive.close()
-            raise InputError(path, f"is not a controller state file (entry '{entry}' is missing)", "pass a file written by ReinforceController.save")
+            raise InputError(path, f"is not a controller state file (entry '{entry}' is missing)", _FIX_NOT_STATE)
     return archive
 
 
@@ -235,20 +244,20 @@ def _parse_json(path: Path, archive: zipfile.ZipFile) -> ControllerState:
     try:
         document = json.loads(archive.read(_JSON_ENTRY).decode("utf-8"))
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
-        raise InputError(path, f"'{_JSON_ENTRY}' cannot be read ({exc})", "the file is corrupt; rerun the round that wrote it") from exc
+        raise InputError(path, f"'{_JSON_ENTRY}' cannot be read ({brief_error(exc)})", _FIX_CORRUPT) from exc
     if not isinstance(document, dict):
-        raise InputError(path, f"'{_JSON_ENTRY}' holds a {type(document).__name__}, not a mapping", "the file is corrupt; rerun the round that wrote it")
+        raise InputError(path, f"'{_JSON_ENTRY}' holds a {type(document).__name__}, not a mapping", _FIX_CORRUPT)
     version = document.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise InputError(
-            path, f"has schema_version {version!r}, this proxyhpo reads {SCHEMA_VERSION}", "use the proxyhpo version that wrote it, or start a new study"
-        )
+        problem = f"has schema_version {version!r}, this proxyhpo reads {SCHEMA_VERSION}"
+        raise InputError(path, problem, "use the proxyhpo version that wrote it, or start a new study")
     try:
         return ControllerState.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise InputError(path, f"'{_JSON_ENTRY}' does not validate at '{where}': {first['msg']}", "the file is corrupt; rerun the round that wrote it") from exc
+        problem = f"'{_JSON_ENTRY}' does not validate at '{where}': {first['msg']}"
+        raise InputError(path, problem, _FIX_CORRUPT) from exc
 
 
 def read_state(path: str | os.PathLike[str]) -> tuple[ControllerState, dict[str, Any]]:
@@ -267,9 +276,11 @@ def read_state(path: str | os.PathLike[str]) -> tuple[ControllerState, dict[str,
         try:
             tensors = torch.load(io.BytesIO(archive.read(_TENSORS_ENTRY)), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types (pickle, RuntimeError, zip errors) for corrupt bytes
-            raise InputError(source, f"'{_TENSORS_ENTRY}' cannot be loaded ({type(exc).__name__}: {exc})", "the file is corrupt; rerun the round that wrote it") from exc
+            # torch's own text for garbage bytes advises weights_only=False, which would be wrong here
+            problem = f"'{_TENSORS_ENTRY}' cannot be loaded ({type(exc).__name__})"
+            raise InputError(source, problem, _FIX_CORRUPT) from exc
     if not isinstance(tensors, dict) or any(k not in tensors for k in _TENSOR_KEYS):
-        raise InputError(source, f"'{_TENSORS_ENTRY}' must hold the keys {list(_TENSOR_KEYS)}", "the file is corrupt; rerun the round that wrote it")
+        raise InputError(source, f"'{_TENSORS_ENTRY}' must hold the keys {list(_TENSOR_KEYS)}", _FIX_CORRUPT)
     return state, tensors
 
 

@@ -18,13 +18,17 @@ component = dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 
 
 @component
-def start_study(study: str, pipeline: str) -> str:
-    """Open the study's MLflow parent run and return its id."""
+def start_study(study: str, pipeline: str, study_run: Output[Artifact]):
+    """Open the study's MLflow parent run; its id travels as a small artifact, because kfp 2.17's local
+    runner replaces every task-output parameter entering a ParallelFor with the loop item."""
     from proxyhpo.config import StudyConfig
+    from proxyhpo.storage import atomic_write_text
     from proxyhpo.tracking import start_parent_run
 
     config = StudyConfig.model_validate_json(study)
-    return start_parent_run(config.name, pipeline, config=config.model_dump(mode="json"))
+    run_id = start_parent_run(config.name, pipeline, config=config.model_dump(mode="json"))
+    atomic_write_text(study_run.path, run_id)
+    study_run.metadata.update({"mlflow_run_id": run_id, "experiment": config.name})
 
 
 @component
@@ -72,7 +76,7 @@ def controller_propose(study: str, state: Input[Artifact], proposed: Output[Arti
 
 
 @component
-def train_pack(study: str, pack: str, parent_run_id: str, data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact]):
+def train_pack(study: str, pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact]):
     """Train one pack of trials on one GPU; each trial becomes an MLflow child run."""
     from proxyhpo.config import StudyConfig
     from proxyhpo.controller.rounds import PackSpec
@@ -85,7 +89,7 @@ def train_pack(study: str, pack: str, parent_run_id: str, data: Input[Artifact],
         StudyData.model_validate_json(open(data.path).read()),
         ProxyDataManifest.model_validate_json(open(manifest.path).read()),
         PackSpec.model_validate_json(pack),
-        parent_run_id=parent_run_id,
+        parent_run_id=open(study_run.path).read().strip(),
         results_out=results.path,
     )
 
@@ -101,7 +105,7 @@ def controller_update(proposed: Input[Artifact], results: Input[List[Artifact]],
 
 @component
 def final_training(
-    study: str, parent_run_id: str, data: Input[Artifact], state: Input[Artifact], model: Output[Model], result: Output[Artifact]
+    study: str, study_run: Input[Artifact], data: Input[Artifact], state: Input[Artifact], model: Output[Model], result: Output[Artifact]
 ):
     """Train the full network on all search cases with the best hyper-parameters found."""
     import os
@@ -120,7 +124,7 @@ def final_training(
         StudyConfig.model_validate_json(study),
         StudyData.model_validate_json(open(data.path).read()),
         dict(best[0].values),
-        parent_run_id=parent_run_id,
+        parent_run_id=open(study_run.path).read().strip(),
         results_out=result.path,
         model_dir=model.path,
     )
@@ -129,7 +133,7 @@ def final_training(
 
 @component
 def report(
-    study: str, parent_run_id: str, final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
+    study: str, study_run: Input[Artifact], final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
 ) -> str:
     """Write the study report (Markdown, HTML with plots, KFP metrics), log it to MLflow, close the parent run."""
     import base64
@@ -140,7 +144,7 @@ def report(
     from proxyhpo.config import StudyConfig
 
     out = tempfile.mkdtemp(prefix="report-")
-    summary, text = build_report(StudyConfig.model_validate_json(study), parent_run_id, out)
+    summary, text = build_report(StudyConfig.model_validate_json(study), open(study_run.path).read().strip(), out)
     with open(markdown.path, "w") as handle:
         handle.write(text)
     image = base64.b64encode(open(os.path.join(out, "search.png"), "rb").read()).decode()

@@ -42,9 +42,13 @@ def label_bounding_box(label: np.ndarray, margin: int = 0) -> tuple[tuple[int, i
     Raises:
         ValueError: when ``label`` has no foreground voxel.
     """
-    start, end = generate_spatial_bounding_box(np.asarray(label)[None], select_fn=lambda x: x > 0, margin=margin)
+    label = np.asarray(label)
+    start, end = generate_spatial_bounding_box(label[None], select_fn=lambda x: x > 0, margin=margin, allow_smaller=True)
     if all(s == 0 for s in start) and all(e == 0 for e in end):
-        raise ValueError(f"label has no foreground voxel (label > 0) among its {np.asarray(label).size} voxels; crop='label' needs one, or use crop='none'.")
+        raise ValueError(
+            f"label has no foreground voxel (label > 0) among its {label.size} voxels; "
+            "crop='label' needs one, or use crop='none'."
+        )
     return tuple(int(s) for s in start), tuple(int(e) for e in end)  # type: ignore[return-value]
 
 
@@ -65,7 +69,7 @@ def _normalise_intensity(image: np.ndarray, modality: str, hu_window: tuple[floa
     else:
         with warnings.catch_warnings():
             # A flat MR volume has equal percentiles; MONAI warns and maps it to 0, which is what we want.
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.filterwarnings("ignore", message="Divide by zero", category=Warning)
             out = ScaleIntensityRangePercentiles(lower=1, upper=99, b_min=0.0, b_max=1.0, clip=True)(img)
     return np.asarray(out)[0]
 

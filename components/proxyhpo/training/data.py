@@ -167,7 +167,7 @@ def cache_volumes(
             key = hashlib.sha256(recipe.model_dump_json().encode() + bytes([training])).hexdigest()[:16]
             ds = PersistentDataset(data, transform=tf, cache_dir=Path(cache_dir) / f"recipe-{key}")
         else:
-            ds = CacheDataset(data, transform=tf, cache_rate=1.0, num_workers=num_workers or None, progress=False)
+            ds = CacheDataset(data, transform=tf, cache_rate=1.0, num_workers=max(1, num_workers), progress=False)
         out = [ds[i] for i in range(len(ds))]
     except RuntimeError as e:  # MONAI wraps reader and transform errors in RuntimeError
         raise DataError(f"<{what}>", f"a case could not be preprocessed: {' '.join(str(e).split())[:300]}", "check the NIfTI files") from None
@@ -179,8 +179,9 @@ def cache_volumes(
                 f"label values go up to {top:g} but training uses one foreground class (0 and 1)",
                 "merge the classes with the recipe's label_merge, e.g. {2: 1}",
             )
+    # Volumes go to the device; the voxel indices stay on the CPU, where crop centres are drawn.
     dev = torch.device(device)
-    return [{k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in d.items()} for d in out]
+    return [{k: (v.to(dev) if k in ("image", "label") else v) for k, v in d.items()} for d in out]
 
 
 class PatchStream:

@@ -22,7 +22,7 @@ from proxyhpo.errors import ConfigError
 from proxyhpo.networks import NetworkConfig, build_network, check_patch_size
 from proxyhpo.training.data import PatchStream, cache_volumes
 from proxyhpo.training.pack import ModelPack, is_out_of_memory
-from proxyhpo.training.plan import Recipe, TrialPlan, TrialSpec
+from proxyhpo.training.plan import HyperParameters, Recipe, TrialPlan, TrialSpec
 from proxyhpo.training.result import TrialResult, TrialState, write_results
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "run_trial_file",
     "resolve_device",
     "auto_pack_size",
+    "build_models",
     "evaluate_pack",
     "EpochCallback",
     "StepCallback",
@@ -62,7 +63,8 @@ def resolve_device(device: str, *, path: str = "<plan>") -> torch.device:
     return torch.device(device)
 
 
-def _build_models(specs: Sequence[TrialSpec], device: torch.device) -> list[torch.nn.Module]:
+def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu") -> list[torch.nn.Module]:
+    """Build each trial's network, initialised from the trial's seed, on ``device``."""
     models = []
     for s in specs:
         # Initialise from the trial's own seed without disturbing the caller's global RNG: a trial gets
@@ -102,8 +104,6 @@ def auto_pack_size(
     """
     if device.type != "cuda":
         return max(1, min(limit, CPU_PACK_SIZE))
-    from proxyhpo.training.plan import HyperParameters, TrialSpec
-
     n = batch_size * recipe.num_samples
     peaks = []
     for k in (1, 2):
@@ -113,7 +113,7 @@ def auto_pack_size(
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         try:
-            models = _build_models(specs, device)
+            models = build_models(specs, device)
             pack = ModelPack(models, [s.hyper for s in specs], [s.trial_id for s in specs])
             x = torch.rand(n, in_channels, *recipe.patch_size, device=device)
             y = (x[:, :1] > 0.5).float()
@@ -193,7 +193,7 @@ def _run_pack(
         torch.cuda.reset_peak_memory_stats(device)
     k = len(specs)
     ids = [s.trial_id for s in specs]
-    models = _build_models(specs, device)
+    models = build_models(specs, device)
     streams = [PatchStream(train_vols, recipe, plan.batch_size, s.hyper.intensity_shift_prob, s.seed) for s in specs]
     pack = ModelPack(models, [s.hyper for s in specs], ids, [s.fault for s in specs], chunk_size=chunk_size)
     # Device seconds charged to each trial: an equal share of the setup, then of each step by the models in it.

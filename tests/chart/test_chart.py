@@ -1,0 +1,340 @@
+"""The proxyhpo chart, rendered by Helm's own engine and validated against Kubernetes' schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "proxyhpo"
+# Validated against the chart's kubeVersion floor and a current release; kubernetes-validate ships the
+# schemas, nothing is fetched.
+KUBE_VERSIONS = ("1.27.0", "1.33.0")
+CREDS: dict[str, Any] = {"s3": {"accessKey": "team-user", "secretKey": "s3-secret-9f2c7d"},
+                         "postgresql": {"auth": {"password": "pg-secret-41ab0e"}}}
+
+
+# --- helm lint ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_helm_lint_strict_has_no_warning(kube_version: str) -> None:
+    report = helm.lint(CHART_DIR, CREDS, strict=True, kube_version=f"v{kube_version}")
+    findings = [m for m in report["messages"] if m["severity"] >= 2]  # 2 = warning, 3 = error
+    assert report["errors"] == [] and findings == [], report
+
+
+def test_kube_version_floor_is_the_one_tested(chart: Any) -> None:
+    assert chart.metadata["kubeVersion"] == f">={KUBE_VERSIONS[0]}-0"
+
+
+def test_helm_lint_reports_a_schema_violation() -> None:
+    # The lint must be able to fail: an unknown key is an error.
+    report = helm.lint(CHART_DIR, {**CREDS, "replicaCount": 2}, strict=True)
+    assert any("replicaCount" in error for error in report["errors"]), report
+
+
+# --- every rendered manifest is valid Kubernetes ----------------------------------------------------------
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_manifest_validates_against_kubernetes(value_set: tuple[str, dict, Any], kube_version: str) -> None:
+    name, _, rendered = value_set
+    assert rendered.objects, name
+    for obj in rendered.objects:
+        # strict: unknown fields (a misspelt key, a field at the wrong level) are errors too
+        kubernetes_validate.validate(obj, kube_version, strict=True)
+
+
+def test_validator_rejects_a_broken_manifest(render: Any) -> None:
+    deployment = render(CREDS).kind("Deployment")["proxyhpo-mlflow"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["resource"] = {}  # misspelt "resources"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_release_contains_every_service(value_set: tuple[str, dict, Any]) -> None:
+    name, values, rendered = value_set
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    expected = {
+        ("Deployment", "proxyhpo-minio"), ("Service", "proxyhpo-minio"),
+        ("StatefulSet", "proxyhpo-postgresql"), ("Service", "proxyhpo-postgresql"),
+        ("Deployment", "proxyhpo-mlflow"), ("Service", "proxyhpo-mlflow"),
+        ("ConfigMap", "proxyhpo-endpoints"), ("Pod", "proxyhpo-test"),
+    }
+    assert expected <= kinds, expected - kinds
+    minio_persistence = values.get("minio", {}).get("persistence", {}).get("enabled", True)
+    assert (("PersistentVolumeClaim", "proxyhpo-minio") in kinds) == minio_persistence
+    assert (("Job", "proxyhpo-bucket") in kinds) == values.get("minio", {}).get("bucketJob", {}).get("enabled", True)
+    sa = values.get("pipeline", {}).get("serviceAccount", {}).get("create", True)
+    assert {("ServiceAccount", "proxyhpo-pipeline"), ("Role", "proxyhpo-pipeline"), ("RoleBinding", "proxyhpo-pipeline")} <= kinds if sa else not any(k in {"Role", "RoleBinding", "ServiceAccount"} for k, _ in kinds)
+
+
+# --- restricted pods ----------------------------------------------------------------------------------------
+
+def test_every_container_is_restricted_and_bounded(value_set: tuple[str, dict, Any]) -> None:
+    name, _, rendered = value_set
+    specs = list(rendered.pod_specs())
+    assert len(specs) >= 4, name
+    for where, spec in specs:
+        pod_ctx = spec["securityContext"]
+        assert pod_ctx["runAsNonRoot"] is True, where
+        assert pod_ctx["runAsUser"] > 0 and pod_ctx["runAsGroup"] > 0, where
+        assert pod_ctx["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert spec["automountServiceAccountToken"] is False, f"{where}: none of the services calls the API"
+        mounts_tmp = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            at = f"{where}/{container['name']}"
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False, at
+            assert ctx["runAsNonRoot"] is True, at
+            assert ctx["capabilities"]["drop"] == ["ALL"] and "add" not in ctx["capabilities"], at
+            assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, at
+            assert ctx["readOnlyRootFilesystem"] is True, at
+            assert not ctx.get("privileged", False), at
+            # a read-only root needs a writable /tmp
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            if where.startswith("Pod/"):
+                assert not tmp  # the test pod writes nothing
+            else:
+                assert tmp and tmp[0]["name"] in mounts_tmp, at
+            for section in ("requests", "limits"):
+                assert set(container["resources"][section]) >= {"cpu", "memory"}, f"{at}: resources.{section}"
+            assert not container["image"].endswith(":latest") and ":" in container["image"].rsplit("/", 1)[-1], at
+
+
+def test_long_running_containers_have_probes(value_set: tuple[str, dict, Any]) -> None:
+    _, _, rendered = value_set
+    for where, spec in rendered.pod_specs():
+        if where.split("/")[0] not in {"Deployment", "StatefulSet"}:
+            continue
+        for container in spec["containers"]:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe in container, f"{where}/{container['name']} lacks {probe}"
+
+
+def test_mlflow_probes_use_the_host_check_exempt_health_path(render: Any) -> None:
+    container = render(CREDS).kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]
+    assert {container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")} == {"/health"}
+
+
+# --- credentials ---------------------------------------------------------------------------------------------
+
+def test_values_yaml_ships_no_credentials(chart: Any) -> None:
+    values = chart.values
+    assert values["s3"]["accessKey"] == "" and values["s3"]["secretKey"] == ""
+    assert values["postgresql"]["auth"]["password"] == ""
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "s3 credentials missing"),
+        ({"s3": {"accessKey": "team-user"}, "postgresql": {"auth": {"password": "x"}}}, "s3 credentials missing"),
+        ({"s3": CREDS["s3"]}, "postgresql password missing"),
+        ({"s3": {"accessKey": "ab", "secretKey": "s3-secret-9f2c7d"}, "postgresql": CREDS["postgresql"]}, "s3.accessKey must have at least 3"),
+        ({"s3": {"accessKey": "team-user", "secretKey": "short"}, "postgresql": CREDS["postgresql"]}, "s3.secretKey must have at least 8"),
+        ({"s3": {**CREDS["s3"], "existingSecret": "mine"}, "postgresql": CREDS["postgresql"]}, "not both"),
+        ({"s3": CREDS["s3"], "postgresql": {"auth": {"password": "p", "existingSecret": "mine"}}}, "not both"),
+        ({**CREDS, "minio": {"persistence": {"enabled": False, "existingClaim": "data"}}}, "minio.persistence.existingClaim"),
+    ],
+    ids=["nothing", "no-s3-secret-key", "no-pg-password", "short-access-key", "short-secret-key", "s3-both", "pg-both", "claim-without-persistence"],
+)
+def test_fail_guards_stop_the_render_with_a_message(render: Any, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(values)
+
+
+def test_fail_message_says_how_to_fix(render: Any) -> None:
+    with pytest.raises(helm.HelmRenderError) as caught:
+        render({})
+    assert "s3.existingSecret" in str(caught.value) and "--set s3.accessKey=" in str(caught.value)
+
+
+def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: Any) -> None:
+    rendered = render(CREDS)
+    secrets = rendered.kind("Secret")
+    assert secrets["proxyhpo-s3"]["stringData"] == {"AWS_ACCESS_KEY_ID": "team-user", "AWS_SECRET_ACCESS_KEY": "s3-secret-9f2c7d"}
+    assert secrets["proxyhpo-postgres"]["stringData"] == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
+    # The secret values appear in Secrets only: never in env values, args, the ConfigMap or the NOTES.
+    for obj in rendered.objects:
+        if obj["kind"] != "Secret":
+            text = yaml.safe_dump(obj)
+            for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e"):
+                assert secret not in text, f"{obj['kind']}/{obj['metadata']['name']} leaks a secret"
+    assert "s3-secret-9f2c7d" not in rendered.notes and "pg-secret-41ab0e" not in rendered.notes
+
+
+def test_existing_secrets_render_no_secret_and_are_referenced(render: Any) -> None:
+    rendered = render({"s3": {"existingSecret": "proxyhpo-s3"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
+    assert rendered.kind("Secret") == {}
+    refs = {
+        (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
+        for _, spec in rendered.pod_specs() for c in spec["containers"] for env in c.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    assert refs == {("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY"), ("team-postgres", "POSTGRES_PASSWORD")}
+
+
+def test_existing_s3_secret_with_another_name_warns_in_notes(render: Any) -> None:
+    rendered = render({"s3": {"existingSecret": "vault-s3"}, "postgresql": CREDS["postgresql"]})
+    assert "vault-s3" in rendered.notes and "WARNING" in rendered.notes
+    assert "WARNING" not in render(CREDS).notes
+
+
+# --- schema ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"replicaCount": 2}, {"mlflow": {"replica": 2}}, {"minio": {"persistence": {"sise": "1Gi"}}},
+     {"minio": {"resources": {"requests": {"nvidia.com/gpu": 1}}}}, {"s3": {"bucket": "Not_A_Bucket"}},
+     {"image": {"tag": "latest"}}, {"containerSecurityContext": {"allowPrivilegeEscalation": True}}],
+    ids=["unknown-top-level", "unknown-nested", "misspelt-deep", "unknown-resource", "bad-bucket", "latest-tag", "escalation"],
+)
+def test_schema_rejects_bad_values(render: Any, chart: Any, extra: dict) -> None:
+    values = json.loads(json.dumps(CREDS))
+    for key, value in extra.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(values)
+    with pytest.raises(helm.HelmValuesError):
+        render(values)
+
+
+def _object_nodes(node: Any, path: str = "#") -> list[tuple[str, dict]]:
+    found = []
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            found.append((path, node))
+        for key, value in node.items():
+            found.extend(_object_nodes(value, f"{path}/{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_object_nodes(value, f"{path}/{i}"))
+    return found
+
+
+def test_schema_closes_every_object() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    nodes = _object_nodes(schema)
+    assert len(nodes) > 20
+    for path, node in nodes:
+        closed = node.get("additionalProperties")
+        # Closed objects, or maps of strings (labels, selectors), whose keys are the user's to choose.
+        assert closed is False or closed == {"type": "string"}, path
+
+
+def test_every_values_key_has_a_comment() -> None:
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    key = re.compile(r"^(\s*)([A-Za-z][\w.\-/]*|\"[^\"]+\"):(\s|$)")
+    for i, line in enumerate(lines):
+        if not key.match(line):
+            continue
+        previous = next((p for p in reversed(lines[:i]) if p.strip()), "")
+        assert previous.strip().startswith("#"), f"values.yaml:{i + 1} {line.strip()!r} has no comment above it"
+
+
+# --- wiring between the pieces -------------------------------------------------------------------------------
+
+def test_services_select_their_pods(value_set: tuple[str, dict, Any]) -> None:
+    _, _, rendered = value_set
+    pods = {obj["metadata"]["name"]: obj["spec"]["template"]["metadata"]["labels"]
+            for kind in ("Deployment", "StatefulSet") for obj in rendered.kind(kind).values()}
+    for name, service in rendered.kind("Service").items():
+        selector = service["spec"]["selector"]
+        assert selector.items() <= pods[name].items(), name
+        ports = {p["name"] for c in (rendered.kind("Deployment") | rendered.kind("StatefulSet"))[name]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports, name
+
+
+def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, Any]) -> None:
+    _, values, rendered = value_set
+    data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
+    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_BUCKET", "PROXYHPO_RUNTIME_IMAGE"}
+    services = rendered.kind("Service")
+    for key, service in (("MLFLOW_TRACKING_URI", "proxyhpo-mlflow"), ("PROXYHPO_S3_ENDPOINT", "proxyhpo-minio")):
+        url = urlparse(data[key])
+        name, namespace = url.hostname.split(".")[:2]
+        assert (url.scheme, name, namespace) == ("http", service, services[service]["metadata"]["namespace"]), key
+        assert url.port in {p["port"] for p in services[service]["spec"]["ports"]}, key
+    assert data["MLFLOW_S3_ENDPOINT_URL"] == data["PROXYHPO_S3_ENDPOINT"]
+    assert data["PROXYHPO_BUCKET"] == values.get("s3", {}).get("bucket", "proxyhpo")
+    mlflow = rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]
+    assert f"--artifacts-destination=s3://{data['PROXYHPO_BUCKET']}/mlflow" in mlflow["args"]
+    env = {e["name"]: e.get("value") for e in mlflow["env"]}
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == data["PROXYHPO_S3_ENDPOINT"]
+    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow@proxyhpo-postgresql.")
+    assert ":" not in urlparse(env["MLFLOW_BACKEND_STORE_URI"]).netloc.split("@")[0], "no password in the URI"
+
+
+def test_image_tags_equal_the_package_version(value_set: tuple[str, dict, Any], package_version: str, chart: Any) -> None:
+    _, values, rendered = value_set
+    assert chart.metadata["appVersion"] == package_version
+    assert chart.metadata["version"] == package_version
+    registry = values.get("image", {}).get("registry", "ghcr.io/proxyhpo")
+    data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
+    assert data["PROXYHPO_RUNTIME_IMAGE"] == f"{registry}/runtime:{package_version}"
+    mlflow_images = {c["image"] for where, spec in rendered.pod_specs() for c in spec["containers"] if c["name"] in {"mlflow", "check"}}
+    assert mlflow_images == {f"{registry}/mlflow:{package_version}"}
+
+
+def test_image_tag_override_reaches_both_images(render: Any) -> None:
+    rendered = render({**CREDS, "image": {"tag": "0.1.0-rc1"}})
+    assert rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]["PROXYHPO_RUNTIME_IMAGE"].endswith(":0.1.0-rc1")
+    assert rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/mlflow:0.1.0-rc1")
+
+
+# --- network policy and RBAC -----------------------------------------------------------------------------------
+
+def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, dict, Any]) -> None:
+    name, values, rendered = value_set
+    policies = rendered.kind("NetworkPolicy")
+    if not values.get("networkPolicy", {}).get("enabled", True):
+        assert policies == {}
+        return
+    assert set(policies) == {"proxyhpo-minio", "proxyhpo-postgresql", "proxyhpo-mlflow"}
+    labels = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
+              for kind in ("Deployment", "StatefulSet", "Job") for o in rendered.kind(kind).values()}
+
+    def admitted(policy: dict) -> list[dict]:
+        return [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+
+    for pname, target in (("proxyhpo-minio", "proxyhpo-minio"), ("proxyhpo-postgresql", "proxyhpo-postgresql"), ("proxyhpo-mlflow", "proxyhpo-mlflow")):
+        assert policies[pname]["spec"]["podSelector"]["matchLabels"].items() <= labels[target].items(), pname
+        assert policies[pname]["spec"]["policyTypes"] == ["Ingress"]
+
+    def matches(peer: dict, pod_labels: dict) -> bool:
+        return set(peer) == {"podSelector"} and peer["podSelector"].get("matchLabels", {}).items() <= pod_labels.items()
+
+    pipeline_pod = {"proxyhpo/pipeline": "true", "pipelines.kubeflow.org/v2_component": "true"}
+    stranger = {"app": "notebook"}
+    minio_peers = admitted(policies["proxyhpo-minio"])
+    assert any(matches(p, pipeline_pod) for p in minio_peers)
+    assert any(matches(p, labels["proxyhpo-mlflow"]) for p in minio_peers)
+    assert not any(matches(p, stranger) for p in minio_peers)
+    assert not any(matches(p, labels["proxyhpo-postgresql"]) for p in minio_peers)
+    pg_peers = admitted(policies["proxyhpo-postgresql"])
+    assert len(pg_peers) == 1 and matches(pg_peers[0], labels["proxyhpo-mlflow"])
+    assert not matches(pg_peers[0], pipeline_pod)
+    assert {"podSelector": {}} in admitted(policies["proxyhpo-mlflow"])  # the whole namespace
+    extra = values.get("networkPolicy", {}).get("extraMinioFrom", [])
+    assert all(peer in minio_peers for peer in extra)
+
+
+def test_pipeline_role_reads_only_named_objects(render: Any) -> None:
+    role = render(CREDS).kind("Role")["proxyhpo-pipeline"]
+    by_resource = {r["resources"][0]: r for r in role["rules"]}
+    assert by_resource["secrets"]["verbs"] == ["get"]
+    assert "proxyhpo-s3" in by_resource["secrets"]["resourceNames"]
+    assert "proxyhpo-postgres" not in by_resource["secrets"]["resourceNames"]
+    assert by_resource["configmaps"]["verbs"] == ["get"] and "proxyhpo-endpoints" in by_resource["configmaps"]["resourceNames"]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert not {"list", "delete", "create"} & set(rule["verbs"]) or rule["resources"] == ["workflowtaskresults"]
+    binding = render(CREDS).kind("RoleBinding")["proxyhpo-pipeline"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "proxyhpo-pipeline", "namespace": role["metadata"]["namespace"]}]
