@@ -11,12 +11,24 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import BaseModel, ValidationError
+
 from proxyhpo.config import SELECTION_METHODS
-from proxyhpo.errors import InputError, ProxyHPOError
+from proxyhpo.errors import ConfigError, InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
 
 EXIT_BAD_INPUT = 2
+
+
+def _from_options(model: type[BaseModel], **options: object) -> BaseModel:
+    """Build a config from command-line options; an invalid value is a :class:`ConfigError` naming the option."""
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the options"
+        raise ConfigError(option, f"{error['msg']} (got {error.get('input')!r})", f"pass a valid {option}") from exc
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -31,7 +43,7 @@ def _cmd_similarity(args: argparse.Namespace) -> None:
     from proxyhpo.data.msd import load_dataset
     from proxyhpo.similarity.proxy_data import compute_similarity, write_similarity
 
-    config = SimilarityConfig(metric=args.metric, crop=args.crop, patch=args.patch, device=args.device)
+    config = _from_options(SimilarityConfig, metric=args.metric, crop=args.crop, patch=args.patch, device=args.device)
     result = compute_similarity(load_dataset(args.dataset), config, progress=True)
     for path in write_similarity(result, args.out):
         print(path)
@@ -46,8 +58,9 @@ def _cmd_select(args: argparse.Namespace) -> None:
     from proxyhpo.data.msd import load_dataset
     from proxyhpo.similarity.proxy_data import select_proxy_data
 
-    selection = SelectionConfig(method=args.method, budget=args.budget, seed=args.seed)
-    manifest = select_proxy_data(load_dataset(args.dataset), selection, SimilarityConfig(patch=args.patch, device=args.device), progress=True)
+    selection = _from_options(SelectionConfig, method=args.method, budget=args.budget, seed=args.seed)
+    similarity = _from_options(SimilarityConfig, patch=args.patch, device=args.device)
+    manifest = select_proxy_data(load_dataset(args.dataset), selection, similarity, progress=True)
     storage.atomic_write_json(args.out, manifest.model_dump(mode="json"))
     table = Table(title=f"proxy data: {manifest.method}, budget {manifest.budget}")
     table.add_column("#", justify="right")
@@ -60,7 +73,7 @@ def _cmd_select(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from proxyhpo.training.cli_api import train_from_file
+    from proxyhpo.training.study_api import train_from_file
 
     for path in train_from_file(args.trial, out=args.out):
         print(path)
@@ -151,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except InputError as exc:
         print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # an output path that cannot be written (a file in the way, no permission, disk full)
+        where = exc.filename or "an output path"
+        print(f"proxyhpo {args.command}: error: {where}: {exc.strerror or exc}; fix: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProxyHPOError as exc:
         print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths
@@ -60,17 +62,31 @@ def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
     Call this once before parallel writers start: the first use of a SQLite store migrates its schema,
     and two processes doing it at once race.
     """
-    mlflow_client = client(tracking_uri)
+    uri = tracking_uri or paths.tracking_uri()
+    mlflow_client = client(uri)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return mlflow_client.create_experiment(name, tags={"proxyhpo.study": name})
+        return mlflow_client.create_experiment(name, artifact_location=_artifact_location(uri, name), tags={"proxyhpo.study": name})
     except Exception:  # another writer created it between our two calls
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def _artifact_location(uri: str, name: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database (``<db folder>/mlartifacts/<experiment>``).
+
+    Without this MLflow puts them in ``./mlruns`` of whatever the current directory is, which scatters
+    them outside the embedded default folder (and across each KFP component's working directory).
+    A server store keeps its own artifact root, so it gets ``None``.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri.removeprefix("sqlite:///")).absolute().parent / "mlartifacts" / re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return folder.as_uri()
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

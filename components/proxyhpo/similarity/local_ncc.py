@@ -58,15 +58,21 @@ def box_sum_(x: torch.Tensor, window: int, work: torch.Tensor) -> torch.Tensor:
                 torch.add(cum.select(1, k - 1), x.select(1, k), out=cum.select(1, k))
         else:
             torch.cumsum(x, dim=dim, out=cum)
-        # box[k] = cum[min(k + r, n - 1)] - cum[k - r - 1]   (the second term only when k - r - 1 >= 0)
-        a = max(n - r, 0)
+        # box[k] = cum[min(k + r, n - 1)] - cum[k - r - 1], the second term only when k >= r + 1.
+        # Interior voxels take one fused subtraction; the borders are thin slabs.
+        head = min(r + 1, n)
+        a = max(0, min(head, n - r))
         if a:
             x.narrow(dim, 0, a).copy_(cum.narrow(dim, r, a))
-        if n - a:
-            x.narrow(dim, a, n - a).copy_(cum.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, a, n - a)))
-        b = max(n - r - 1, 0)
-        if b:
-            x.narrow(dim, r + 1, b).sub_(cum.narrow(dim, 0, b))
+        if head - a:
+            x.narrow(dim, a, head - a).copy_(cum.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, a, head - a)))
+        m = max(0, n - 2 * r - 1)
+        if m:
+            torch.sub(cum.narrow(dim, 2 * r + 1, m), cum.narrow(dim, 0, m), out=x.narrow(dim, r + 1, m))
+        k0 = max(r + 1, n - r)
+        if n - k0 > 0:
+            last = cum.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, k0, n - k0))
+            torch.sub(last, cum.narrow(dim, k0 - r - 1, n - k0), out=x.narrow(dim, k0, n - k0))
     return x
 
 
@@ -82,14 +88,13 @@ class _VolumeStats:
         # var = box(x*x) - (box(x) / N) * box(x), clamped like MONAI, then stored as its inverse sqrt.
         sq.addcmul_(self.s / kernel_vol, self.s, value=-1.0)
         self.inv_std = sq.clamp_(min=_SMOOTH_DR).rsqrt_()
-        self.mean = self.s / kernel_vol
 
 
 def local_ncc_matrix(
     volumes: VolumeStack,
     window: int = 9,
     device: str | torch.device = "auto",
-    block_size: int = 8,
+    block_size: int = 16,
     progress: bool = False,
 ) -> np.ndarray:
     """Local squared normalised cross-correlation between every pair of volumes.
@@ -98,7 +103,9 @@ def local_ncc_matrix(
     kernel_type="rectangular")(x_i[None, None], x_j[None, None])`` with MONAI's defaults
     (``smooth_nr=0``, ``smooth_dr=1e-5``), evaluated in float64. Values lie in ``[0, 1]`` up to rounding;
     1 on the diagonal of volumes without flat regions. Only ``i <= j`` is computed, in blocks of
-    ``block_size`` volumes; working memory is about ``8 * block_size`` float64 volumes.
+    ``block_size`` volumes; working memory is about ``8 * block_size`` float64 volumes (0.9 GB at 96³
+    and the default 16). Larger blocks mean fewer, larger tensor operations per pair, which matters on
+    a CPU shared with other processes.
 
     Args:
         volumes: ``(n, D, H, W)`` numpy array or torch tensor with values in ``[0, 1]``.
@@ -126,10 +133,12 @@ def local_ncc_matrix(
     dev = resolve_device(device)
 
     voxels = int(np.prod(spatial))
+    kernel_vol = float(window**3)
     # Scratch space allocated once: fresh multi-megabyte tensors per pair cost more in page faults
     # than the arithmetic does.
     work = torch.empty((block_size, *spatial), dtype=torch.float64, device=dev)
     prod_buf = torch.empty((block_size, *spatial), dtype=torch.float64, device=dev)
+    weight = torch.empty(spatial, dtype=torch.float64, device=dev)
 
     result = np.zeros((n, n), dtype=np.float64)
     blocks = block_pairs(n, block_size)
@@ -146,9 +155,11 @@ def local_ncc_matrix(
             torch.mul(cols.x[c], rows.x[i - i0], out=prod)
             cross = box_sum_(prod, window, work)
             # MONAI: tp_sum - p_avg * t_sum with p = x_i, t = x_j
-            cross.addcmul_(cols.s[c], rows.mean[i - i0], value=-1.0)
-            cross.mul_(cols.inv_std[c]).mul_(rows.inv_std[i - i0])
-            ncc = cross.square_().sum(dim=(1, 2, 3)).div_(voxels).cpu().numpy()
+            cross.addcmul_(cols.s[c], rows.s[i - i0], value=-1.0 / kernel_vol)
+            # sum_p (cross * a_j)**2 * a_i**2, the last product and the sum as one matrix-vector product
+            cross.mul_(cols.inv_std[c]).square_()
+            torch.square(rows.inv_std[i - i0], out=weight)
+            ncc = torch.mv(cross.view(k, -1), weight.view(-1)).div_(voxels).cpu().numpy()
             result[i, first:j1] = ncc
             result[first:j1, i] = ncc
     return result

@@ -7,6 +7,7 @@ their results. The KFP training components call nothing else.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from proxyhpo.data.prepare import StudyData, entries_for, split_cases
 from proxyhpo.errors import ConfigError
 from proxyhpo.networks import NetworkConfig
 from proxyhpo.training.plan import HyperParameters, Recipe, TrialPlan, TrialSpec, load_preset
-from proxyhpo.training.result import TrialResult, write_results
+from proxyhpo.training.result import TrialResult, TrialState, write_results
 
-__all__ = ["study_recipe", "search_split", "build_search_plan", "train_pack", "train_final", "hyperparameters_from"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["failed_result", "study_recipe", "search_split", "build_search_plan", "train_pack", "train_final", "train_from_file", "hyperparameters_from"]
 
 
 def study_recipe(study: Any) -> Recipe:
@@ -95,10 +98,29 @@ def _run_logged(study: Any, plan: TrialPlan, *, parent_run_id: str | None, data_
 
     resolved = {"study": study.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
     with tracking.trial_runs(study.name, plan.trials, parent_run_id=parent_run_id, data=data_label, resolved_config=resolved, role=role) as runs:
-        results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
+        try:
+            results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
+        except Exception as exc:  # a crashed pack fails its trials, never the study
+            logger.exception("pack %s crashed", [spec.trial_id for spec in plan.trials])
+            results = [failed_result(spec, f"pack crashed: {type(exc).__name__}: {exc}") for spec in plan.trials]
         for result in results:
             runs[result.trial_id].finish(result)
     return results
+
+
+def failed_result(spec: TrialSpec, reason: str) -> TrialResult:
+    """A FAILED result for a trial that produced nothing (its pack crashed before it finished)."""
+    return TrialResult(
+        trial_id=spec.trial_id,
+        state=TrialState.FAILED,
+        fail_reason=reason.splitlines()[0][:500] if reason else "failed",
+        hyper=spec.hyper,
+        network=spec.network.name,
+        data_label=spec.data_label,
+        seed=spec.seed,
+        round=spec.round,
+        tags=dict(spec.tags),
+    )
 
 
 def train_pack(
@@ -160,3 +182,28 @@ def train_final(
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final")
     write_results(results_out, [result])
     return result
+
+
+def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None) -> list[Path]:
+    """``proxyhpo train TRIAL.yaml``: run a trial or a pack and write the results JSON.
+
+    With ``MLFLOW_TRACKING_URI`` set, every trial is an MLflow run (experiment ``$MLFLOW_EXPERIMENT_NAME``,
+    default ``proxyhpo-trials``) with the params and metrics of DESIGN's contract.
+
+    Returns:
+        The results file written.
+    """
+    from proxyhpo.training.runner import run_trial_file
+
+    plan = TrialPlan.from_yaml(path)
+    target = Path(out) if out else Path(path).with_suffix(".results.json")
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        run_trial_file(path, target)
+        return [target]
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "proxyhpo-trials")
+    resolved = {"plan": plan.model_dump(mode="json"), "plan_file": str(Path(path).absolute())}
+    with tracking.trial_runs(experiment, plan.trials, parent_run_id=None, data=plan.trials[0].data_label, resolved_config=resolved) as runs:
+        results = run_trial_file(path, target, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice))
+        for result in results:
+            runs[result.trial_id].finish(result)
+    return [target]

@@ -1,0 +1,89 @@
+"""The HPO pipeline run end to end by kfp.local.SubprocessRunner at a tiny size, checked through MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines.launch import run_local
+from proxyhpo import paths
+from proxyhpo.config import parse_config, StudyConfig
+from proxyhpo.errors import DataError
+
+TRIAL_PARAMS = {"lr", "optimizer", "intensity_shift_prob", "network", "data"}
+
+
+def tiny_study(root: Path, **overrides) -> StudyConfig:
+    document = {
+        "name": "tiny-local",
+        "data": {
+            "dataset": str(root / "tiny"),
+            "external": str(root / "tiny-external"),
+            "synthetic": {"task": "spleen", "cases": 6, "size": 32, "seed": 3, "external_cases": 2},
+            "holdout_fraction": 0.2,
+        },
+        "similarity": {"patch": 16},
+        "selection": {"method": "mi+labelcrop", "budget": 4},
+        "search": {"rounds": 2, "proposals_per_round": 2},
+        "training": {
+            "recipe": {
+                "name": "tiny",
+                "spacing": None,
+                "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
+                "patch_size": [16, 16, 16],
+                "num_samples": 1,
+                "roi_size": [32, 32, 32],
+                "sw_batch_size": 1,
+            },
+            "epochs": 1,
+            "pack_size": 2,
+            "batch_size": 1,
+        },
+        "final": {"epochs": 1, "network": "proxy"},  # a 5-level full U-Net needs patches of at least 32³
+        **overrides,
+    }
+    return parse_config(StudyConfig, document, "<test>")
+
+
+@pytest.mark.slow
+def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path) -> None:
+    summary = run_local(tiny_study(tmp_path))
+    assert summary["n_trials"] == 4
+
+    client = mlflow.MlflowClient(paths.tracking_uri())
+    experiment = client.get_experiment_by_name("tiny-local")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "hpo"]
+    assert parent.info.status == "FINISHED"
+    for metric in ("best_val_dice", "total_gpu_hours", "total_cpu_hours", "final_val_dice"):
+        assert metric in parent.data.metrics, metric
+    assert parent.data.metrics["total_cpu_hours"] > 0
+
+    trials = [run for run in runs if run.data.tags.get("proxyhpo.role") == "trial"]
+    assert len(trials) == 4
+    assert {run.data.tags["proxyhpo.round"] for run in trials} == {"0", "1"}
+    for run in trials:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert TRIAL_PARAMS <= set(run.data.params)
+        assert run.data.params["network"] == "proxy-L3"
+        assert run.data.params["data"] == "mi+labelcrop-4"
+        assert {"val_dice", "gpu_hours", "wall_seconds"} <= set(run.data.metrics)
+        history = client.get_metric_history(run.info.run_id, "val_dice")
+        assert [m.step for m in history] == [1]
+
+    (final,) = [run for run in runs if run.data.tags.get("proxyhpo.role") == "final"]
+    assert final.data.params["network"] == "proxy-L3"
+    assert "test_dice" in final.data.metrics  # evaluated on the external set
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"report.md", "search.png", "study.json", "summary.json"} <= artifacts
+    assert (isolated_home / "artifacts").is_dir()
+
+
+def test_bad_data_stops_before_the_pipeline(tmp_path: Path, isolated_home: Path) -> None:
+    study = tiny_study(tmp_path)
+    study = study.model_copy(update={"data": study.data.model_copy(update={"synthetic": None})})
+    with pytest.raises(DataError, match="dataset.json: does not exist"):
+        run_local(study)
+    assert not (isolated_home / "artifacts").exists()

@@ -1,0 +1,252 @@
+"""The MLflow contract of DESIGN.md, run against a SQLite store and a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from proxyhpo import tracking
+from proxyhpo.networks import NetworkConfig
+from proxyhpo.training.plan import HyperParameters, TrialSpec
+from proxyhpo.training.result import TrialResult, TrialState
+
+SECRET = "sentinel-secret-7f3a9c"
+
+
+def _experiment() -> str:
+    return f"study-{uuid.uuid4().hex[:10]}"
+
+
+def make_spec(trial_id: str, *, lr: float = 1e-3, optimizer: str = "adam", shift: float = 0.25, round: int | None = 0) -> TrialSpec:
+    return TrialSpec(
+        trial_id=trial_id,
+        hyper=HyperParameters(lr=lr, optimizer=optimizer, intensity_shift_prob=shift),
+        network=NetworkConfig.proxy(3),
+        data_label="mi-4",
+        round=round,
+    )
+
+
+def make_result(spec: TrialSpec, dice: list[float], *, gpu_hours: float = 0.02, wall: float = 72.0, fail: str | None = None) -> TrialResult:
+    return TrialResult(
+        trial_id=spec.trial_id,
+        state=TrialState.FAILED if fail else TrialState.COMPLETE,
+        fail_reason=fail,
+        hyper=spec.hyper,
+        network=spec.network.name,
+        data_label=spec.data_label,
+        round=spec.round,
+        epochs_run=len(dice),
+        val_epochs=list(range(1, len(dice) + 1)),
+        val_dice=dice,
+        final_val_dice=dice[-1] if dice else None,
+        best_val_dice=max(dice) if dice else None,
+        best_epoch=(dice.index(max(dice)) + 1) if dice else None,
+        wall_seconds=wall,
+        gpu_hours=gpu_hours,
+    )
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _all_artifacts(client, run_id: str, path: str | None = None) -> list[str]:
+    files = []
+    for info in client.list_artifacts(run_id, path):
+        files += _all_artifacts(client, run_id, info.path) if info.is_dir else [info.path]
+    return files
+
+
+def test_ensure_experiment_is_idempotent(tracking_uri: str) -> None:
+    name = _experiment()
+    first = tracking.ensure_experiment(name, tracking_uri)
+    assert tracking.ensure_experiment(name, tracking_uri) == first
+    assert tracking.ensure_experiment(name, tracking_uri) == first
+    experiment = tracking.client(tracking_uri).get_experiment(first)
+    assert experiment.name == name
+    assert experiment.tags["proxyhpo.study"] == name
+    assert tracking.ensure_experiment(_experiment(), tracking_uri) != first
+
+
+def test_sqlite_artifacts_live_beside_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow's default for a SQLite store is ./mlruns of the current directory, outside the embedded folder
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    store = tmp_path / "home" / "mlflow.db"
+    run_id = tracking.start_parent_run(_experiment(), "hpo", config={"name": "x"}, tracking_uri=f"sqlite:///{store}")
+    artifact_uri = tracking.client(f"sqlite:///{store}").get_run(run_id).info.artifact_uri
+    assert artifact_uri.startswith((store.parent / "mlartifacts").as_uri())
+    assert list(work.iterdir()) == []
+
+
+def test_parent_run_tags_params_and_study_json(tracking_uri: str, tmp_path: Path) -> None:
+    name = _experiment()
+    config = {"name": name, "search": {"rounds": 2, "space": {"lr": {"low": 1e-4}}}, "selection": {"budget": 6}}
+    run_id = tracking.start_parent_run(name, "hpo", config=config, run_name="my-run", tracking_uri=tracking_uri)
+    client = tracking.client(tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING"
+    assert run.info.run_name == "my-run"
+    assert run.info.experiment_id == tracking.ensure_experiment(name, tracking_uri)
+    assert run.data.tags[tracking.PIPELINE_TAG] == "hpo"
+    assert run.data.tags[tracking.ROLE_TAG] == "study"
+    assert run.data.params["search.rounds"] == "2"
+    assert run.data.params["search.space.lr.low"] == "0.0001"
+    assert run.data.params["selection.budget"] == "6"
+    local = client.download_artifacts(run_id, "study.json", str(tmp_path))
+    assert json.loads(Path(local).read_text()) == config
+    tracking.finish_run(run_id, tracking_uri=tracking_uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    failed = tracking.start_parent_run(name, "nas", config={}, tracking_uri=tracking_uri)
+    tracking.finish_run(failed, failed=True, tracking_uri=tracking_uri)
+    assert client.get_run(failed).info.status == "FAILED"
+    assert client.get_run(failed).data.tags[tracking.PIPELINE_TAG] == "nas"
+
+
+def test_trial_runs_are_tagged_children_with_params(tracking_uri: str, tmp_path: Path) -> None:
+    name = _experiment()
+    parent = tracking.start_parent_run(name, "hpo", config={"name": name}, tracking_uri=tracking_uri)
+    specs = [make_spec("r0-p0", lr=3e-4, optimizer="rmsprop", shift=0.75, round=0), make_spec("r1-p0", lr=2e-3, optimizer="novograd", shift=0.0, round=1)]
+    resolved = {"study": {"name": name}}
+    with tracking.trial_runs(
+        name, specs, parent_run_id=parent, data="mi-4", resolved_config=resolved, tracking_uri=tracking_uri, system_metrics=False
+    ) as runs:
+        assert set(runs) == {"r0-p0", "r1-p0"}
+        for spec in specs:
+            runs[spec.trial_id].finish(make_result(spec, [0.3, 0.4]))
+    client = tracking.client(tracking_uri)
+    for spec in specs:
+        run = client.get_run(runs[spec.trial_id].run_id)
+        assert run.info.run_name == spec.trial_id
+        assert run.info.experiment_id == tracking.ensure_experiment(name, tracking_uri)
+        assert run.data.tags[tracking.PARENT_TAG] == parent
+        assert run.data.tags[tracking.ROLE_TAG] == "trial"
+        assert run.data.tags[tracking.ROUND_TAG] == str(spec.round)
+        assert run.data.tags["proxyhpo.trial_id"] == spec.trial_id
+        params = run.data.params
+        assert float(params["lr"]) == spec.hyper.lr
+        assert params["optimizer"] == spec.hyper.optimizer
+        assert float(params["intensity_shift_prob"]) == spec.hyper.intensity_shift_prob
+        assert params["network"] == "proxy-L3"
+        assert params["data"] == "mi-4"
+        saved = json.loads(Path(client.download_artifacts(run.info.run_id, "trial_config.json", str(tmp_path / spec.trial_id))).read_text())
+        assert saved["study"] == {"name": name}
+        assert saved["trial"]["trial_id"] == spec.trial_id
+    # the parent's children are found the way the report finds them
+    children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent}'")
+    assert {r.info.run_name for r in children} == {"r0-p0", "r1-p0"}
+
+
+def test_trial_without_round_or_parent_and_final_role(tracking_uri: str) -> None:
+    name = _experiment()
+    spec = make_spec("final", round=None)
+    with tracking.trial_runs(name, [spec], parent_run_id=None, data="full", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False, role="final") as runs:
+        runs["final"].finish(make_result(spec, [0.8]))
+    tags = tracking.client(tracking_uri).get_run(runs["final"].run_id).data.tags
+    assert tags[tracking.ROLE_TAG] == "final"
+    assert tracking.ROUND_TAG not in tags
+    assert tracking.PARENT_TAG not in tags
+
+
+def test_val_dice_steps_and_cost_metrics(tracking_uri: str) -> None:
+    name = _experiment()
+    spec = make_spec("r0-p1")
+    dice = [0.21, 0.47, 0.44, 0.58]
+    with tracking.trial_runs(name, [spec], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False) as runs:
+        run = runs[spec.trial_id]
+        run.log_epoch(1, dice[0])  # logged live, as the trainer does
+        run.log_epoch(2, dice[1])
+        run.finish(make_result(spec, dice, gpu_hours=0.0125, wall=45.5))
+    client = tracking.client(tracking_uri)
+    history = _history(client, run.run_id, "val_dice")
+    assert [step for step, _ in history] == [1, 2, 3, 4]  # epochs logged live are not logged twice
+    assert [value for _, value in history] == pytest.approx(dice)
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED"
+    metrics = finished.data.metrics
+    assert metrics["val_dice"] == pytest.approx(dice[-1])  # the latest step is the final Dice
+    assert metrics["final_val_dice"] == pytest.approx(dice[-1])
+    assert metrics["best_val_dice"] == pytest.approx(max(dice))
+    assert metrics["gpu_hours"] == pytest.approx(0.0125)
+    assert metrics["wall_seconds"] == pytest.approx(45.5)
+    assert metrics["epochs_run"] == 4
+    assert finished.data.tags["proxyhpo.state"] == "COMPLETE"
+    assert "proxyhpo.fail_reason" not in finished.data.tags
+
+
+def test_failed_trial_gives_failed_run_with_reason(tracking_uri: str) -> None:
+    name = _experiment()
+    good, bad = make_spec("r0-p0"), make_spec("r0-p1", lr=0.5)
+    reason = "loss became NaN at step 3"
+    with tracking.trial_runs(name, [good, bad], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False) as runs:
+        runs["r0-p0"].finish(make_result(good, [0.5]))
+        runs["r0-p1"].finish(make_result(bad, [], fail=reason, gpu_hours=0.001))
+    client = tracking.client(tracking_uri)
+    failed = client.get_run(runs["r0-p1"].run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["proxyhpo.fail_reason"] == reason
+    assert failed.data.tags["proxyhpo.state"] == "FAILED"
+    assert "val_dice" not in failed.data.metrics
+    assert failed.data.metrics["gpu_hours"] == pytest.approx(0.001)  # a failed trial still cost GPU time
+    assert client.get_run(runs["r0-p0"].run_id).info.status == "FINISHED"
+
+
+def test_exception_in_block_leaves_no_run_running(tracking_uri: str) -> None:
+    name = _experiment()
+    specs = [make_spec(f"r0-p{i}") for i in range(3)]
+    with pytest.raises(RuntimeError, match="pod evicted"):
+        with tracking.trial_runs(name, specs, parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False) as runs:
+            runs["r0-p0"].finish(make_result(specs[0], [0.6]))
+            runs["r0-p1"].log_epoch(1, 0.2)
+            raise RuntimeError("pod evicted")
+    client = tracking.client(tracking_uri)
+    statuses = {trial_id: client.get_run(run.run_id).info.status for trial_id, run in runs.items()}
+    assert statuses == {"r0-p0": "FINISHED", "r0-p1": "FAILED", "r0-p2": "FAILED"}
+    experiment_id = tracking.ensure_experiment(name, tracking_uri)
+    assert client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'") == []
+
+
+def test_no_secret_reaches_mlflow(tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "proxyhpo-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("PROXYHPO_S3_ENDPOINT", "http://127.0.0.1:9")
+    name = _experiment()
+    config = {"name": name, "data": {"dataset": "s3://bucket/spleen"}}
+    parent = tracking.start_parent_run(name, "hpo", config=config, tracking_uri=tracking_uri)
+    spec = make_spec("r0-p0")
+    with tracking.trial_runs(name, [spec], parent_run_id=parent, data="mi-4", resolved_config=config, tracking_uri=tracking_uri, system_metrics=False) as runs:
+        runs["r0-p0"].log_epoch(1, 0.3)
+        runs["r0-p0"].finish(make_result(spec, [0.3, 0.5]))
+    tracking.finish_run(parent, tracking_uri=tracking_uri)
+    client = tracking.client(tracking_uri)
+    checked = 0
+    for run_id in (parent, runs["r0-p0"].run_id):
+        run = client.get_run(run_id)
+        for key, value in {**run.data.params, **run.data.tags}.items():
+            assert SECRET not in key and SECRET not in value, key
+        files = _all_artifacts(client, run_id)
+        assert files  # study.json / trial_config.json at least
+        for artifact in files:
+            local = Path(client.download_artifacts(run_id, artifact, str(tmp_path / run_id)))
+            assert SECRET.encode() not in local.read_bytes(), artifact
+            checked += 1
+    assert checked >= 2
+
+
+def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracking, "SYSTEM_METRICS_INTERVAL_S", 1)
+    name = _experiment()
+    spec = make_spec("r0-p0")
+    with tracking.trial_runs(name, [spec], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=True) as runs:
+        time.sleep(3.5)
+        runs["r0-p0"].finish(make_result(spec, [0.4]))
+    metrics = tracking.client(tracking_uri).get_run(runs["r0-p0"].run_id).data.metrics
+    system = [key for key in metrics if key.startswith("system/")]
+    assert "system/cpu_utilization_percentage" in system, sorted(metrics)
+    assert any("memory" in key for key in system)
