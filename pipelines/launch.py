@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
     from proxyhpo.data.prepare import prepare_study_data
 
     study = absolute_data_paths(study)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store-migration notices are not the user's business
     os.environ["PROXYHPO_HOME"] = str(paths.proxyhpo_home())  # absolute, shared with every task process
     os.environ.setdefault("MLFLOW_TRACKING_URI", paths.default_tracking_uri())
     console = Console(stderr=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from proxyhpo.errors import ConfigError
 
@@ -127,12 +127,15 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
-    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    key = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return key, f"unknown key '{key}'"
     if error["type"] == "missing":
         return key, f"required key '{key}' is missing"
-    return key, f"key '{key}': {error['msg']} (got {error.get('input')!r})"
+    if not key or isinstance(error.get("input"), dict):  # a check across keys: its message names them
+        return key, f"{key + ': ' if key else ''}{message}"
+    return key, f"key '{key}': {message} (got {error.get('input')!r})"
 
 
 def parse_config(model: type[M], document: dict[str, Any], source: str | os.PathLike[str]) -> M:
@@ -233,6 +236,25 @@ class StudyConfig(StrictModel):
     training: TrialSettings = Field(default_factory=TrialSettings)
     final: FinalConfig = Field(default_factory=FinalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+
+    @model_validator(mode="after")
+    def _patches_suit_networks(self) -> StudyConfig:
+        from proxyhpo.networks import check_patch_size
+        from proxyhpo.training.plan import load_preset
+
+        recipe = load_preset(self.training.recipe) if isinstance(self.training.recipe, str) else self.training.recipe
+        networks = {"training.network": (self.training.network, self.training.proxy_levels)}
+        if self.final.enabled:
+            networks["final.network"] = (self.final.network, self.training.proxy_levels)
+        for key, (kind, levels) in networks.items():
+            levels = 5 if kind == "full" else levels
+            for what, size in (("patch_size", recipe.patch_size), ("roi_size", recipe.roi_size)):
+                try:
+                    check_patch_size(size, levels, what=f"training.recipe.{what}")
+                except ConfigError as exc:
+                    raise ValueError(f"{exc.problem} (for {key}: {kind}); {exc.fix}") from None
+        return self
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:

@@ -84,6 +84,6 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path)
 def test_bad_data_stops_before_the_pipeline(tmp_path: Path, isolated_home: Path) -> None:
     study = tiny_study(tmp_path)
     study = study.model_copy(update={"data": study.data.model_copy(update={"synthetic": None})})
-    with pytest.raises(DataError, match="dataset.json: does not exist"):
+    with pytest.raises(DataError, match="tiny: does not exist"):
         run_local(study)
     assert not (isolated_home / "artifacts").exists()

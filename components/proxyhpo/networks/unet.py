@@ -96,7 +96,8 @@ def check_patch_size(
         path: the file the setting came from, used in the message.
 
     Raises:
-        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)``.
+        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)``, or when every side
+            equals it (the deepest level would be a single voxel).
 
     Example:
         >>> check_patch_size((96, 96, 96), 5)
@@ -117,6 +118,13 @@ def check_patch_size(
             f"of 2^(levels-1) = {divisor}, and {', '.join(map(str, bad))} is not",
             f"use sides such as {', '.join(str(divisor * max(1, -(-s // divisor))) for s in sides)}, "
             f"or fewer levels",
+        )
+    if all(s == divisor for s in sides):
+        # the deepest level would hold a single voxel, where instance norm has no statistics to take
+        raise ConfigError(
+            path,
+            f"{what} {sides} leaves the deepest level of a {levels}-level U-Net at 1x1x1 voxel, where instance norm is undefined",
+            f"use at least one side of {2 * divisor} or more, or fewer levels",
         )
 
 
