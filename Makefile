@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO ?= examples/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench compile golden mlflow-ui clean help
+.PHONY: install run test lint bench compile golden mlflow-ui clean help
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ run: $(STAMP)  ## run the demo study end to end on this machine (CPU or GPU)
 
 test: $(STAMP)  ## the whole test suite (CPU only, well inside CI's limit)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## pyflakes checks with ruff
+	$(VENV)/bin/ruff check components pipelines tests bench
 
 bench: $(STAMP)  ## benchmarks; JSON results under bench/results/
 	$(PY) bench/bench_similarity.py

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxyhpo.errors import StorageError
+from proxyhpo.storage import atomic_write_text
 from proxyhpo.training.plan import HyperParameters
 
-__all__ = ["TrialState", "TrialResult", "TrialResults", "write_results", "read_results", "atomic_write_text"]
+__all__ = ["TrialState", "TrialResult", "TrialResults", "write_results", "read_results"]
 
 
 class TrialState(str, enum.Enum):
@@ -85,22 +84,6 @@ class TrialResults(BaseModel):
 
     schema_version: Literal[1] = 1
     results: list[TrialResult]
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_results(path: str | Path, results: list[TrialResult]) -> Path:
