@@ -97,7 +97,7 @@ def build_hpo_pipeline(study: StudyConfig):
             state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
         final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
         _gpu(final, "final model", study)
-        summary = _light(c.report(study=study_config, study_run=start.outputs["study_run"], final_result=final.outputs["result"]), "report", cache=False)
+        summary = _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)
         return summary.outputs["Output"]
 
     return hpo

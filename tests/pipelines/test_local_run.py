@@ -77,7 +77,8 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path)
     assert final.data.params["network"] == "proxy-L3"
     assert "test_dice" in final.data.metrics  # evaluated on the external set
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
-    assert {"report.md", "search.png", "study.json", "summary.json"} <= artifacts
+    assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "round_mean_val_dice")] == [0, 1]
     assert (isolated_home / "artifacts").is_dir()
 
 

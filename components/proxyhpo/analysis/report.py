@@ -228,9 +228,24 @@ def render_markdown(study: Any, summary: StudySummary, rows: list[TrialRow]) -> 
     return "\n".join(lines) + "\n"
 
 
-def build_report(study: Any, parent_run_id: str, out_dir: str | os.PathLike[str], *, tracking_uri: str | None = None) -> tuple[StudySummary, str]:
+def build_report(
+    study: Any,
+    parent_run_id: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    controller_state: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+) -> tuple[StudySummary, str]:
     """Collect the study's trials from MLflow, write ``report.md`` and ``search.png`` to ``out_dir``, log
     them and the summary metrics on the parent run, and mark it FINISHED.
+
+    Args:
+        study: the study config.
+        parent_run_id: the study's MLflow parent run.
+        out_dir: where the report files are written.
+        controller_state: the controller's final state; its proposals with their rewards are logged on
+            the parent as ``controller_history.json`` and each round's mean reward as ``round_mean_val_dice``.
+        tracking_uri: the MLflow store (default: the environment's or the embedded one).
 
     Returns:
         The summary and the Markdown text.
@@ -252,5 +267,25 @@ def build_report(study: Any, parent_run_id: str, out_dir: str | os.PathLike[str]
         mlflow_client.log_artifact(parent_run_id, str(path))
     if summary.best_values:
         mlflow_client.log_dict(parent_run_id, summary.best_values, "best_hyperparameters.json")
+    if controller_state is not None:
+        _log_controller(mlflow_client, parent_run_id, controller_state, now)
     tracking.finish_run(parent_run_id, tracking_uri=tracking_uri)
     return summary, markdown
+
+
+def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLike[str], now_ms: int) -> None:
+    """The controller's proposals and rewards, and its per-round statistics, on the parent run."""
+    from mlflow.entities import Metric
+
+    from proxyhpo.controller.state import read_state
+
+    state, _ = read_state(state_path)
+    mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], "controller_history.json")
+    metrics = [
+        Metric("round_mean_val_dice", float(update.mean_reward), now_ms, int(update.round))
+        for update in state.updates
+        if update.mean_reward is not None
+    ]
+    metrics += [Metric("controller_entropy", float(update.entropy), now_ms, int(update.round)) for update in state.updates if update.entropy is not None]
+    if metrics:
+        mlflow_client.log_batch(run_id, metrics=metrics)

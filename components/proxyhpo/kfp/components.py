@@ -133,7 +133,7 @@ def final_training(
 
 @component
 def report(
-    study: str, study_run: Input[Artifact], final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
+    study: str, study_run: Input[Artifact], state: Input[Artifact], final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
 ) -> str:
     """Write the study report (Markdown, HTML with plots, KFP metrics), log it to MLflow, close the parent run."""
     import base64
@@ -144,7 +144,7 @@ def report(
     from proxyhpo.config import StudyConfig
 
     out = tempfile.mkdtemp(prefix="report-")
-    summary, text = build_report(StudyConfig.model_validate_json(study), open(study_run.path).read().strip(), out)
+    summary, text = build_report(StudyConfig.model_validate_json(study), open(study_run.path).read().strip(), out, controller_state=state.path)
     with open(markdown.path, "w") as handle:
         handle.write(text)
     image = base64.b64encode(open(os.path.join(out, "search.png"), "rb").read()).decode()
