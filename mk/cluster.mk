@@ -49,7 +49,7 @@ deploy: push  ## install the chart (MinIO, MLflow + PostgreSQL, secrets, RBAC) a
 		--set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(VERSION) \
 		$(if $(HELM_VALUES),--values $(HELM_VALUES)) --values - \
 		--wait --timeout 10m
-	$(VENV)/bin/proxyhpo upload --host $(KFP_HOST)
+	PROXYHPO_IMAGE_REGISTRY=$(IMAGE_REGISTRY) $(VENV)/bin/proxyhpo upload --host $(KFP_HOST) --namespace $(NAMESPACE)
 
 # Prints chart values holding the credentials found in the environment (none: an empty object, and the
 # chart's fail guard names what is missing unless HELM_VALUES points at existing Secrets).

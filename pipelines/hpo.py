@@ -19,7 +19,7 @@ S3_SECRET = "proxyhpo-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 #: The chart's ConfigMap with the MLflow and MinIO endpoints.
 ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
-ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_BUCKET")
+ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL")
 #: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
 PIPELINE_POD_LABEL = "proxyhpo/pipeline"
 
@@ -93,6 +93,7 @@ def build_hpo_pipeline(study: StudyConfig):
                     manifest=manifest.outputs["manifest"],
                 )
                 _gpu(train, f"round {round_index + 1}: train pack", study)
+                train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
             update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
             state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
         final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)

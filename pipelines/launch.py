@@ -22,7 +22,7 @@ from typing import Any
 
 from proxyhpo import paths, storage, tracking
 from proxyhpo.config import StudyConfig, load_study
-from proxyhpo.errors import ProxyHPOError
+from proxyhpo.errors import ConfigError, ProxyHPOError
 
 __all__ = ["run_study", "run_local", "submit", "upload_all", "absolute_data_paths"]
 
@@ -128,6 +128,16 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
     console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
 
 
+def _fail_open_runs(experiment: str, since_ms: int) -> None:
+    """Mark the runs this launch left RUNNING (the parent, a crashed pack's trials) as FAILED."""
+    mlflow_client = tracking.client()
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    for run in mlflow_client.search_runs([found.experiment_id], filter_string=f"attributes.start_time >= {since_ms} and attributes.status = 'RUNNING'"):
+        mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+
+
 def run_local(study: StudyConfig) -> dict[str, Any]:
     """Run the HPO pipeline on this machine with ``kfp.local.SubprocessRunner``; return the study summary.
 
@@ -162,6 +172,7 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
         except Exception as exc:
             progress.stopped.set()
             progress.join()
+            _fail_open_runs(study.name, started_ms)
             raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
         progress.stopped.set()
         progress.join()
@@ -171,10 +182,22 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
 
 
 def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow") -> str:
-    """Submit the study's pipeline to a Kubeflow cluster (experiment = study name); return the run id."""
+    """Submit the study's pipeline to a Kubeflow cluster (experiment = study name); return the run id.
+
+    Raises:
+        ConfigError: when the study's data are local paths, which the cluster's pods cannot read.
+    """
     import kfp
 
     from pipelines.hpo import build_hpo_pipeline
+
+    for key, location in (("data.dataset", study.data.dataset), ("data.external", study.data.external)):
+        if location is not None and not storage.is_s3_url(location):
+            raise ConfigError(
+                key,
+                f"is the local path {location!r}, which the cluster's pods cannot read",
+                "upload the MSD folder to MinIO (e.g. `mc cp --recursive`) and give its s3://bucket/prefix",
+            )
 
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_func(
@@ -187,11 +210,11 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow")
     return run.run_id
 
 
-def run_study(config: str | os.PathLike[str], *, local: bool = True, host: str | None = None) -> Any:
-    """``proxyhpo run CONFIG [--local | --host URL]``."""
+def run_study(config: str | os.PathLike[str], *, local: bool = True, host: str | None = None, namespace: str | None = "kubeflow") -> Any:
+    """``proxyhpo run CONFIG [--local | --host URL [--namespace NS]]``."""
     study = load_study(config)
     if host:
-        return submit(study, host)
+        return submit(study, host, namespace=namespace)
     return run_local(study)
 
 
@@ -201,11 +224,18 @@ def upload_all(host: str, *, namespace: str | None = "kubeflow") -> list[str]:
 
     from pipelines.compile import compile_all
 
+    from proxyhpo import __version__
+
     client = kfp.Client(host=host, namespace=namespace)
     names = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in compile_all(tmp):
             name = f"proxyhpo-{path.stem}"
-            client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
+            existing = client.get_pipeline_id(name)
+            if existing is None:
+                client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
+            else:  # a second deploy adds a version instead of failing on the name
+                version = f"{name}-{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"
+                client.upload_pipeline_version(str(path), pipeline_version_name=version, pipeline_id=existing)
             names.append(name)
     return names

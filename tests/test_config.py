@@ -64,7 +64,7 @@ def test_patch_too_small_for_the_full_network(tmp_path: Path) -> None:
 def test_patch_not_a_multiple_for_the_proxy_levels(tmp_path: Path) -> None:
     text = (
         "name: s\ndata: {dataset: d}\ntraining:\n  proxy_levels: 4\n  recipe: {name: t, intensity: {kind: normalize}, "
-        "patch_size: [36, 36, 36], roi_size: [64, 64, 64]}\nfinal: {enabled: false}\n"
+        "patch_size: [36, 36, 36], roi_size: [64, 64, 64]}\n"
     )
     with pytest.raises(ConfigError, match=r"multiple of 2\^\(levels-1\) = 8"):
         load_study(_write(tmp_path, text))
@@ -80,3 +80,29 @@ def test_load_config_for_any_model(tmp_path: Path) -> None:
     path = tmp_path / "selection.yaml"
     path.write_text("method: random\nbudget: 4\nseed: 7\n")
     assert load_config(SelectionConfig, path) == SelectionConfig(method="random", budget=4, seed=7)
+
+
+@pytest.mark.parametrize(
+    "space, expected",
+    [
+        ("{momentum: {type: uniform, low: 0, high: 1}}", "search.space.momentum is not a hyper-parameter the trainer knows"),
+        ("{optimizer: {type: categorical, choices: [sgd, adam]}}", "search.space.optimizer allows 'sgd'"),
+        ("{intensity_shift_prob: {type: uniform, low: 0, high: 2}}", "search.space.intensity_shift_prob allows 2.0"),
+    ],
+)
+def test_search_space_must_be_trainable(tmp_path: Path, space: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_study(_write(tmp_path, f"name: s\ndata: {{dataset: d}}\nsearch: {{space: {space}}}\n"))
+
+
+def test_similarity_metric_contradicting_the_selection_method(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="similarity.metric is 'ncc' but selection.method 'mi' implies 'mi'"):
+        load_study(_write(tmp_path, "name: s\ndata: {dataset: d}\nsimilarity: {metric: ncc}\nselection: {method: mi}\n"))
+
+
+def test_submit_refuses_local_data(tmp_path: Path) -> None:
+    from pipelines.launch import submit
+
+    study = load_study(Path(__file__).parent.parent / "examples" / "spleen.yaml")
+    with pytest.raises(ConfigError, match="data.dataset: is the local path '/data/Task09_Spleen'"):
+        submit(study, "http://127.0.0.1:9")  # fails before any connection is attempted

@@ -82,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from pipelines.launch import run_study
 
-    run_study(args.config, local=not args.host, host=args.host)
+    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace)
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner (default)")
     where.add_argument("--host", default=None, help="Kubeflow Pipelines API URL")
+    run.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) of the run; the chart must be installed there")
     run.set_defaults(func=_cmd_run)
 
     comp = sub.add_parser("compile", help="compile every pipeline to YAML")

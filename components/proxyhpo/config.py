@@ -43,7 +43,7 @@ class SyntheticDataConfig(StrictModel):
 
     task: Literal["spleen", "prostate"] = "spleen"
     cases: int = Field(12, ge=2, description="number of training cases")
-    size: int = Field(64, ge=16, description="in-plane matrix size of the phantoms")
+    size: int = Field(64, ge=32, le=512, description="in-plane matrix size of the phantoms")
     seed: int = 0
     external_cases: int = Field(6, ge=0, description="cases of the shifted external domain (0: none)")
 
@@ -88,7 +88,7 @@ class SelectionConfig(StrictModel):
 
     method: SelectionMethod = "mi+labelcrop"
     budget: int = Field(8, ge=2)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @property
     def metric(self) -> Literal["mi", "ncc"] | None:
@@ -204,7 +204,6 @@ class TrialSettings(StrictModel):
 class FinalConfig(StrictModel):
     """The final model: the best proposal trained on all training data with the full network."""
 
-    enabled: bool = True
     network: Literal["proxy", "full"] = "full"
     epochs: int = Field(20, ge=1)
     seed: int = 0
@@ -239,14 +238,46 @@ class StudyConfig(StrictModel):
 
 
     @model_validator(mode="after")
+    def _similarity_follows_selection(self) -> StudyConfig:
+        # in a study the selection method decides the metric and the crop; a different explicit value would be ignored
+        for key in ("metric", "crop"):
+            if key in self.similarity.model_fields_set and getattr(self.similarity, key) != getattr(self.selection, key):
+                raise ValueError(
+                    f"similarity.{key} is {getattr(self.similarity, key)!r} but selection.method {self.selection.method!r} "
+                    f"implies {getattr(self.selection, key)!r}; drop similarity.{key}: the selection method decides it"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _space_is_trainable(self) -> StudyConfig:
+        from proxyhpo.controller.search_space import Categorical
+        from proxyhpo.training.plan import HyperParameters
+
+        known = HyperParameters.model_fields
+        for name, distribution in self.search.space.items():
+            if name not in known:
+                raise ValueError(f"search.space.{name} is not a hyper-parameter the trainer knows; search only {sorted(known)}")
+            values = distribution.choices if isinstance(distribution, Categorical) else (distribution.low, distribution.high)
+            for value in values:
+                try:
+                    HyperParameters.model_validate({"lr": 1e-3, name: value})
+                except ValidationError as exc:
+                    raise ValueError(f"search.space.{name} allows {value!r}, which training rejects: {exc.errors()[0]['msg']}") from None
+        return self
+
+    @model_validator(mode="after")
     def _patches_suit_networks(self) -> StudyConfig:
         from proxyhpo.networks import check_patch_size
         from proxyhpo.training.plan import load_preset
 
-        recipe = load_preset(self.training.recipe) if isinstance(self.training.recipe, str) else self.training.recipe
-        networks = {"training.network": (self.training.network, self.training.proxy_levels)}
-        if self.final.enabled:
-            networks["final.network"] = (self.final.network, self.training.proxy_levels)
+        try:
+            recipe = load_preset(self.training.recipe) if isinstance(self.training.recipe, str) else self.training.recipe
+        except ConfigError as exc:
+            raise ValueError(f"training.recipe: {exc.problem}; {exc.fix}") from None
+        networks = {
+            "training.network": (self.training.network, self.training.proxy_levels),
+            "final.network": (self.final.network, self.training.proxy_levels),
+        }
         for key, (kind, levels) in networks.items():
             levels = 5 if kind == "full" else levels
             for what, size in (("patch_size", recipe.patch_size), ("roi_size", recipe.roi_size)):

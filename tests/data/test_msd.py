@@ -164,3 +164,13 @@ def test_s3_dataset_missing_object(s3_bucket: str) -> None:
     with pytest.raises(StorageError) as info:
         load_dataset(f"s3://{s3_bucket}/absent")
     assert f"s3://{s3_bucket}/absent/dataset.json: could not read the object (NoSuchKey)" in str(info.value)
+
+
+def test_label_value_above_255_is_not_wrapped(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    entry = _write_case(root, "case_0")
+    label = np.zeros((16, 16, 8), dtype=np.int16)
+    label[4:9, 4:9, 2:5] = 257
+    nib.save(nib.Nifti1Image(label, np.diag([0.8, 0.8, 2.5, 1.0])), root / "labelsTr" / "case_0.nii.gz")
+    _write_dataset(root, [entry])
+    _expect("above 255", "labelsTr/case_0.nii.gz", lambda: validate_dataset(load_dataset(root)))

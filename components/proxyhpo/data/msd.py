@@ -13,7 +13,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import nibabel as nib
@@ -124,6 +124,8 @@ def _stage_from_s3(url: str) -> Path:
     for entry in _training_entries(document, url):
         for field in ("image", "label"):
             relative = entry[field].removeprefix("./")
+            if relative.startswith("/") or ".." in PurePosixPath(relative).parts:
+                raise DataError(url, f"entry {entry[field]!r} points outside the data set's prefix", "list paths relative to dataset.json, without '..'")
             target = local_root / relative
             if not target.exists():
                 object_url = f"s3://{bucket}/{prefix + '/' if prefix else ''}{relative}"
@@ -268,6 +270,8 @@ def read_case(case: CaseEntry, *, channel: int = 0) -> CaseVolumes:
         raise DataError(case.image, "contains NaN or infinite voxels", "fix or re-export the image")
     if (label_float < 0).any() or not np.array_equal(label_float, np.round(label_float)):
         raise DataError(case.label, "contains non-integer or negative values", "labels must hold the integer values listed in dataset.json 'labels'")
+    if label_float.max() > 255:
+        raise DataError(case.label, f"holds label value {label_float.max():g}, above 255", "segmentation labels must be small integers listed in dataset.json 'labels'")
     label = label_float.astype(np.uint8)
     if not label.any():
         raise DataError(case.label, "is empty (no foreground voxel)", "annotate the case or remove it from dataset.json")

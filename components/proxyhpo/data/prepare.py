@@ -111,6 +111,13 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
     ensure_synthetic(study.data, progress=progress)
     dataset = load_dataset(study.data.dataset)
     validate_dataset(dataset, progress=progress)
+    merged = {study.data.merge_labels.get(value, value) for value in dataset.labels}
+    if not merged <= {0, 1}:
+        raise DataError(
+            dataset.dataset_json,
+            f"has labels {sorted(dataset.labels)} and training segments one foreground class (0 and 1 after data.merge_labels)",
+            "merge the other values into 1 with data.merge_labels, e.g. {2: 1}",
+        )
     case_ids = [case.case_id for case in dataset.cases]
     search_ids, holdout_ids = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed)
     needed = study.selection.budget if study.training.data == "proxy" else 2

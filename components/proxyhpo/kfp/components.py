@@ -118,7 +118,7 @@ def final_training(
 
     best = ReinforceController.load(state.path).best()
     if best is None:
-        raise TrialError("every search trial failed: there are no hyper-parameters to train the final model with")
+        raise TrialError("every search trial failed: there are no hyper-parameters to train the final model with; see the trial runs' fail reasons in MLflow")
     os.makedirs(model.path, exist_ok=True)
     final = train_final(
         StudyConfig.model_validate_json(study),
@@ -137,6 +137,7 @@ def report(
 ) -> str:
     """Write the study report (Markdown, HTML with plots, KFP metrics), log it to MLflow, close the parent run."""
     import base64
+    import html as html_text
     import os
     import tempfile
 
@@ -149,7 +150,7 @@ def report(
         handle.write(text)
     image = base64.b64encode(open(os.path.join(out, "search.png"), "rb").read()).decode()
     with open(html.path, "w") as handle:
-        handle.write(f"<html><body><img src='data:image/png;base64,{image}'/><pre>{text}</pre></body></html>")
+        handle.write(f"<html><body><img src='data:image/png;base64,{image}'/><pre>{html_text.escape(text)}</pre></body></html>")
     for key, value in summary.metrics().items():
         metrics.log_metric(key, value)
     return summary.model_dump_json()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from proxyhpo import storage
 from proxyhpo.config import SelectionConfig, SimilarityConfig
 from proxyhpo.data.msd import CaseVolumes, MSDDataset, validate_dataset
-from proxyhpo.errors import DataError
+from proxyhpo.errors import ConfigError, DataError
 from proxyhpo.similarity.local_ncc import local_ncc_matrix
 from proxyhpo.similarity.mutual_information import mutual_information_matrix
 from proxyhpo.similarity.preprocess import prepare_volume
@@ -112,6 +112,11 @@ def compute_similarity(dataset: MSDDataset, config: SimilarityConfig, *, progres
     Raises:
         DataError: for the first case that fails validation.
     """
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("similarity.device", "is 'cuda' but no CUDA device is available here", "use --device auto or cpu")
     case_ids, volumes = _prepare(dataset, config, config.crop, progress)
     if config.metric == "mi":
         matrix = mutual_information_matrix(volumes, bins=config.bins, device=config.device, progress=progress)
