@@ -9,7 +9,8 @@ Measured in one run, on the same machine:
 2. End to end: ``run_trials`` on synthetic volumes, 4 trials packed against the same 4 one by one:
    device seconds per trial and the fraction of step time spent waiting for data.
 3. Full versus proxy network: step time and peak memory at the paper's patch sizes (96³ spleen,
-   128×128×48 prostate, batch 2) on a GPU; on a CPU step time only, at a reduced 48³ patch (labelled).
+   128×128×48 prostate, batch 2): on a GPU with peak allocated memory; on the CPU with each network in
+   its own process for its peak resident memory (and at a reduced 48³ patch in-process, labelled).
 
 Usage: ``python bench/bench_training.py [--quick] [--out bench/results/training.json]``
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -124,6 +126,40 @@ def full_vs_proxy(device: torch.device, patches: dict, n: int, steps: int) -> di
     return out
 
 
+def _cpu_step_and_peak_rss(cfg_json: str, patch, n: int, steps: int, queue) -> None:
+    """Child process: one network's step time and the process's peak resident memory (Linux ru_maxrss, KiB)."""
+    import resource
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cfg = NetworkConfig.model_validate_json(cfg_json)
+    t = step_seconds(cfg, 1, tuple(patch), n, torch.device("cpu"), steps, warmup=1)
+    queue.put((t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def cpu_full_vs_proxy_paper_sizes(patches: dict, n: int, steps: int) -> dict:
+    """Full versus proxy U-Nets at the paper's patch sizes on the CPU; each network in its own process, so
+    its peak resident memory is its own."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    out = {}
+    for label, patch in patches.items():
+        row = {}
+        for cfg in (NetworkConfig.full(), NetworkConfig.proxy(5), NetworkConfig.proxy(3)):
+            queue = context.Queue()
+            child = context.Process(target=_cpu_step_and_peak_rss, args=(cfg.model_dump_json(), patch, n, steps, queue))
+            child.start()
+            t, peak = queue.get()
+            child.join()
+            row[cfg.name] = {"step_ms": t * 1e3, "peak_rss_bytes": peak, "parameters": count_parameters(build_network(cfg))}
+            print(f"  {label} {cfg.name:9s}: {t * 1e3:9.1f} ms/step, peak RSS {peak / 2**20:8.1f} MiB")
+        for name in ("proxy-L5", "proxy-L3"):
+            row[f"full_over_{name}_step_time"] = row["full"]["step_ms"] / row[name]["step_ms"]
+            row[f"full_over_{name}_peak_rss"] = row["full"]["peak_rss_bytes"] / row[name]["peak_rss_bytes"]
+        out[label] = row
+    return out
+
+
 def _sphere_cases(folder: Path, n: int, size: int) -> list[DataItem]:
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1).astype(np.float32)
@@ -188,6 +224,10 @@ def main() -> None:
     report["cpu_end_to_end"] = end_to_end(cpu, 48, (32, 32, 32), 1 if args.quick else 2)
     print("CPU full vs proxy (reduced: 48^3 patches, batch 2; no peak memory on CPU):")
     report["cpu_full_vs_proxy"] = {"note": "reduced size for CPU: 48^3, batch 2", **full_vs_proxy(cpu, {"reduced_48": (48, 48, 48)}, 2, 1 if args.quick else 2)}
+    print("CPU full vs proxy at the paper's patch sizes (batch 2, one process per network for its peak RSS):")
+    report["cpu_full_vs_proxy_paper_sizes"] = cpu_full_vs_proxy_paper_sizes(
+        {"spleen_96": (96, 96, 96), "prostate_128x128x48": (128, 128, 48)}, 2, 1 if args.quick else 2
+    )
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         print("GPU packing (96^3, batch 2):")
