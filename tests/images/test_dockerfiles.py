@@ -184,7 +184,10 @@ def test_deploy_installs_the_chart_with_the_pushed_images_then_uploads() -> None
     commands = _make("-n", "deploy", "KFP_HOST=https://kfp.example.org", "IMAGE_REGISTRY=registry.example.org/team")
     helm_line = commands[commands.index("helm upgrade --install"):]
     assert "--set image.registry=registry.example.org/team" in helm_line and f"--set image.tag={VERSION}" in helm_line
-    assert commands.rstrip().endswith("proxyhpo upload --host https://kfp.example.org")
+    # the uploaded pipelines are compiled against the registry the images were pushed to, into the chart's namespace
+    assert commands.rstrip().endswith(
+        "PROXYHPO_IMAGE_REGISTRY=registry.example.org/team .venv/bin/proxyhpo upload --host https://kfp.example.org --namespace proxyhpo"
+    )
     assert commands.index("docker push") < commands.index("helm upgrade") < commands.index("proxyhpo upload")
 
 

@@ -110,3 +110,13 @@ def test_pipeline_is_documented_for_the_ui(compiled: dict[str, str]) -> None:
     assert "study config" in study_input["description"]
     names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
     assert {"prepare data", "select proxy data", "final model", "report"} <= names
+
+
+def test_registry_override_reaches_the_compiled_images(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "from proxyhpo.kfp.image import RUNTIME_IMAGE; print(RUNTIME_IMAGE)"
+    env = {**__import__("os").environ, "PROXYHPO_IMAGE_REGISTRY": "registry.example.org/team/"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"registry.example.org/team/runtime:{__version__}"
