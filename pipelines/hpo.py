@@ -68,37 +68,45 @@ def build_hpo_pipeline(study: StudyConfig):
             "with the best hyper-parameters and reports Dice and GPU-hours to MLflow."
         ),
     )
-    def hpo(study_config: str = study.model_dump_json()) -> str:
+    def hpo(study_config: str = study.model_dump_json()):
         """Search hyper-parameters on proxy data and proxy networks, then train the final model.
 
         Args:
             study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); its search
                 rounds were fixed when this pipeline was compiled.
 
-        Returns:
-            The study summary as JSON (best hyper-parameters, Dice, GPU-hours).
+        The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the
+        study's parent run: a pipeline output cannot come from inside the exit handler.
         """
-        start = _light(c.start_study(study=study_config, pipeline="hpo"), "open MLflow study run", cache=False)
-        data = _light(c.prepare_data(study=study_config), "prepare data")
-        manifest = _light(c.select_data(study=study_config, data=data.outputs["data"]), "select proxy data")
-        state = _light(c.controller_init(study=study_config), "init controller").outputs["state"]
-        for round_index in range(rounds):
-            propose = _light(c.controller_propose(study=study_config, state=state), f"round {round_index + 1}: propose", cache=False)
-            with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=f"round-{round_index + 1}-packs") as pack:
-                train = c.train_pack(
-                    study=study_config,
-                    pack=pack,
-                    study_run=start.outputs["study_run"],
-                    data=data.outputs["data"],
-                    manifest=manifest.outputs["manifest"],
-                )
-                _gpu(train, f"round {round_index + 1}: train pack", study)
-                train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
-            update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
-            state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
-        final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
-        _gpu(final, "final model", study)
-        summary = _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)
-        return summary.outputs["Output"]
+        closing = _light(c.close_study(study=study_config, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
+        with dsl.ExitHandler(closing, name="study"):
+            _search(study_config, rounds, parallelism, study)
 
     return hpo
+
+
+def _search(study_config: str, rounds: int, parallelism: int, study: StudyConfig):
+    """The study's tasks, inside the exit handler that closes its MLflow runs if anything fails."""
+    start = _light(
+        c.start_study(study=study_config, pipeline="hpo", pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "open MLflow study run", cache=False
+    )
+    data = _light(c.prepare_data(study=study_config), "prepare data")
+    manifest = _light(c.select_data(study=study_config, data=data.outputs["data"]), "select proxy data")
+    state = _light(c.controller_init(study=study_config), "init controller").outputs["state"]
+    for round_index in range(rounds):
+        propose = _light(c.controller_propose(study=study_config, state=state), f"round {round_index + 1}: propose", cache=False)
+        with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=f"round-{round_index + 1}-packs") as pack:
+            train = c.train_pack(
+                study=study_config,
+                pack=pack,
+                study_run=start.outputs["study_run"],
+                data=data.outputs["data"],
+                manifest=manifest.outputs["manifest"],
+            )
+            _gpu(train, f"round {round_index + 1}: train pack", study)
+            train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
+        update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
+        state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
+    final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
+    _gpu(final, "final model", study)
+    _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)

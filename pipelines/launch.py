@@ -9,7 +9,6 @@ the study's result table at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -168,7 +167,7 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
         progress.start()
         try:
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
-            task = pipeline(study_config=study.model_dump_json())
+            pipeline(study_config=study.model_dump_json())
         except Exception as exc:
             progress.stopped.set()
             progress.join()
@@ -176,9 +175,27 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
             raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
         progress.stopped.set()
         progress.join()
-    summary = json.loads(task.output)
+    summary = _study_summary(study.name, started_ms)
     _print_summary(study, summary, log_path, console)
     return summary
+
+
+def _study_summary(experiment: str, since_ms: int) -> dict[str, Any]:
+    """The ``summary.json`` the report logged on this launch's study run."""
+    import mlflow
+
+    mlflow_client = tracking.client()
+    found = mlflow_client.get_experiment_by_name(experiment)
+    runs = mlflow_client.search_runs(
+        [found.experiment_id],
+        filter_string=f"attributes.start_time >= {since_ms} and tags.`{tracking.ROLE_TAG}` = 'study'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise ProxyHPOError(f"the pipeline finished but no study run was found in experiment {experiment!r}")
+    mlflow.set_tracking_uri(paths.tracking_uri())
+    return mlflow.artifacts.load_dict(f"runs:/{runs[0].info.run_id}/summary.json")
 
 
 def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow") -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "ensure_experiment",
     "start_parent_run",
     "finish_run",
+    "fail_open_study_runs",
     "TrialRun",
     "trial_runs",
     "flatten",
@@ -41,6 +42,7 @@ PIPELINE_TAG = "proxyhpo.pipeline"
 ROLE_TAG = "proxyhpo.role"
 ROUND_TAG = "proxyhpo.round"
 PARENT_TAG = "mlflow.parentRunId"
+KFP_RUN_TAG = "proxyhpo.kfp_run_id"
 SYSTEM_METRICS_INTERVAL_S = 10
 
 logger = logging.getLogger(__name__)
@@ -107,18 +109,23 @@ def start_parent_run(
     *,
     config: Mapping[str, Any],
     run_name: str | None = None,
+    pipeline_run: str | None = None,
     tracking_uri: str | None = None,
 ) -> str:
     """Create the parent run of one pipeline run and return its id.
 
-    The resolved study config is logged flattened as params and whole as ``study.json``.
+    The resolved study config is logged flattened as params and whole as ``study.json``; ``pipeline_run``
+    (the KFP run id) is tagged, so the pipeline's exit handler can find the run again.
     """
     mlflow_client = client(tracking_uri)
     experiment_id = ensure_experiment(experiment, tracking_uri)
+    tags = {PIPELINE_TAG: pipeline, ROLE_TAG: "study"}
+    if pipeline_run:
+        tags[KFP_RUN_TAG] = pipeline_run
     run = mlflow_client.create_run(
         experiment_id,
         run_name=run_name or f"{pipeline}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={PIPELINE_TAG: pipeline, ROLE_TAG: "study"},
+        tags=tags,
     )
     run_id = run.info.run_id
     params = flatten(config)
@@ -138,6 +145,28 @@ def _log_params(mlflow_client, run_id: str, params: Mapping[str, str]) -> None:
 def finish_run(run_id: str, *, failed: bool = False, tracking_uri: str | None = None) -> None:
     """Mark a run FINISHED (or FAILED)."""
     client(tracking_uri).set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+def fail_open_study_runs(experiment: str, pipeline_run: str, *, tracking_uri: str | None = None) -> list[str]:
+    """Mark the study run of KFP run ``pipeline_run``, and its trial runs, FAILED where they are still RUNNING.
+
+    The pipeline's exit handler calls this when the pipeline did not succeed, so a failed study never
+    stays RUNNING in MLflow. Returns the ids of the runs it closed.
+    """
+    mlflow_client = client(tracking_uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    closed = []
+    for parent in mlflow_client.search_runs([found.experiment_id], filter_string=f"tags.`{KFP_RUN_TAG}` = '{pipeline_run}'"):
+        children = mlflow_client.search_runs(
+            [found.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and attributes.status = 'RUNNING'"
+        )
+        for run in [*children, parent]:
+            if run.info.status == "RUNNING":
+                mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+                closed.append(run.info.run_id)
+    return closed
 
 
 class TrialRun:

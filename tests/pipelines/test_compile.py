@@ -35,6 +35,14 @@ def _documents(text: str) -> tuple[dict, dict]:
     return spec, platform
 
 
+def _all_tasks(spec: dict) -> dict[str, dict]:
+    """Every task of the pipeline: the root DAG's and those of its sub-DAGs (exit handler, loops)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_matches_golden_file(compiled: dict[str, str], name: str) -> None:
     golden = GOLDEN / f"{name}.yaml"
@@ -88,7 +96,7 @@ def test_secrets_are_referenced_never_inlined(compiled: dict[str, str], name: st
 def test_rounds_are_unrolled_into_parallel_loops(compiled: dict[str, str], name: str) -> None:
     study = load_study(REPO / EXAMPLES[name])
     spec, _ = _documents(compiled[name])
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = _all_tasks(spec)
     loops = {key: task for key, task in tasks.items() if "parameterIterator" in task}
     assert len(loops) == study.search.rounds
     for task in loops.values():
@@ -108,8 +116,16 @@ def test_pipeline_is_documented_for_the_ui(compiled: dict[str, str]) -> None:
     assert "proxy data" in spec["pipelineInfo"]["description"]
     study_input = spec["root"]["inputDefinitions"]["parameters"]["study_config"]
     assert "study config" in study_input["description"]
-    names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
-    assert {"prepare data", "select proxy data", "final model", "report"} <= names
+    names = {task["taskInfo"]["name"] for task in _all_tasks(spec).values()}
+    assert {"prepare data", "select proxy data", "final model", "report", "close MLflow study run"} <= names
+
+
+def test_exit_handler_closes_the_study_run(compiled: dict[str, str]) -> None:
+    spec, _ = _documents(compiled["hpo-demo"])
+    root = spec["root"]["dag"]["tasks"]
+    (closing,) = [task for task in root.values() if task["componentRef"]["name"] == "comp-close-study"]
+    assert closing["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert closing["inputs"]["parameters"]["pipeline_run"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
 
 
 def test_registry_override_reaches_the_compiled_images(tmp_path: Path) -> None:

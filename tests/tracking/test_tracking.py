@@ -250,3 +250,23 @@ def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.Mon
     system = [key for key in metrics if key.startswith("system/")]
     assert "system/cpu_utilization_percentage" in system, sorted(metrics)
     assert any("memory" in key for key in system)
+
+
+def test_fail_open_study_runs_closes_the_study_and_its_running_trials(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'exit.db'}"
+    parent = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-42", tracking_uri=uri)
+    other = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-7", tracking_uri=uri)
+    client = tracking.client(uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    child = client.create_run(experiment_id, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial"}).info.run_id
+    done = client.create_run(experiment_id, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial"}).info.run_id
+    client.set_terminated(done, status="FINISHED")
+
+    closed = tracking.fail_open_study_runs("exit-study", "kfp-run-42", tracking_uri=uri)
+
+    assert sorted(closed) == sorted([parent, child])
+    assert client.get_run(parent).info.status == "FAILED"
+    assert client.get_run(child).info.status == "FAILED"
+    assert client.get_run(done).info.status == "FINISHED"
+    assert client.get_run(other).info.status == "RUNNING"
+    assert tracking.fail_open_study_runs("no-such-experiment", "kfp-run-42", tracking_uri=uri) == []

@@ -2,6 +2,7 @@
 and writes its outputs; none holds logic of its own."""
 
 from proxyhpo.kfp.components import (
+    close_study,
     controller_init,
     controller_propose,
     controller_update,
@@ -17,6 +18,7 @@ from proxyhpo.kfp.image import RUNTIME_IMAGE
 __all__ = [
     "RUNTIME_IMAGE",
     "start_study",
+    "close_study",
     "prepare_data",
     "select_data",
     "controller_init",

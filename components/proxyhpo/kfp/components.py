@@ -10,7 +10,7 @@ trial results, the model and the report).
 from typing import List
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output, PipelineTaskFinalStatus
 
 from proxyhpo.kfp.image import RUNTIME_IMAGE
 
@@ -18,7 +18,7 @@ component = dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 
 
 @component
-def start_study(study: str, pipeline: str, study_run: Output[Artifact]):
+def start_study(study: str, pipeline: str, pipeline_run: str, study_run: Output[Artifact]):
     """Open the study's MLflow parent run; its id travels as a small artifact, because kfp 2.17's local
     runner replaces every task-output parameter entering a ParallelFor with the loop item."""
     from proxyhpo.config import StudyConfig
@@ -26,9 +26,19 @@ def start_study(study: str, pipeline: str, study_run: Output[Artifact]):
     from proxyhpo.tracking import start_parent_run
 
     config = StudyConfig.model_validate_json(study)
-    run_id = start_parent_run(config.name, pipeline, config=config.model_dump(mode="json"))
+    run_id = start_parent_run(config.name, pipeline, config=config.model_dump(mode="json"), pipeline_run=pipeline_run)
     atomic_write_text(study_run.path, run_id)
     study_run.metadata.update({"mlflow_run_id": run_id, "experiment": config.name})
+
+
+@component
+def close_study(study: str, pipeline_run: str, status: PipelineTaskFinalStatus):
+    """The exit handler: when the pipeline did not succeed, mark its MLflow study and trial runs FAILED."""
+    from proxyhpo.config import StudyConfig
+    from proxyhpo.tracking import fail_open_study_runs
+
+    if status.state != "SUCCEEDED":
+        fail_open_study_runs(StudyConfig.model_validate_json(study).name, pipeline_run)
 
 
 @component
