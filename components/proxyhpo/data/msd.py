@@ -229,9 +229,9 @@ def _load_nifti(path: str) -> nib.Nifti1Image:
         raise DataError(path, f"is not a readable NIfTI file ({type(exc).__name__}: {exc})", "replace it with a valid .nii/.nii.gz file") from exc
 
 
-def _read_array(image: nib.Nifti1Image, path: str, dtype: type = np.float32) -> np.ndarray:
+def _read_array(image: nib.Nifti1Image, path: str) -> np.ndarray:
     try:
-        return np.asanyarray(image.dataobj, dtype=dtype) if dtype is not np.float32 else image.get_fdata(dtype=np.float32)
+        return image.get_fdata(dtype=np.float32)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise DataError(path, f"is truncated or corrupt ({type(exc).__name__}: {exc})", "re-export or re-download the file") from exc
 
