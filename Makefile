@@ -39,7 +39,7 @@ compile: $(STAMP)  ## compile every pipeline to build/pipelines/
 	$(VENV)/bin/proxyhpo compile --out build/pipelines
 
 golden: $(STAMP)  ## regenerate the golden compiled pipelines under tests/pipelines/golden/ (review the diff)
-	$(PY) -m pipelines.compile --golden tests/pipelines/golden
+	$(PY) tests/pipelines/golden.py tests/pipelines/golden
 
 mlflow-ui: $(STAMP)  ## open the MLflow UI on the embedded store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$${PROXYHPO_HOME:-.proxyhpo}/mlflow.db}" --host 127.0.0.1 --port 5000

@@ -29,9 +29,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from proxyhpo.networks import NetworkConfig, build_network, count_parameters
-from proxyhpo.training import HyperParameters, ModelPack, TrialPlan, TrialSpec, run_trials
-from proxyhpo.training.plan import DataItem, HUWindow, Recipe
+from proxyhpo.config import DataItem, HUWindow, HyperParameters, NetworkConfig, Recipe, TrialPlan, TrialSpec
+from proxyhpo.networks import build_network, count_parameters
+from proxyhpo.training import ModelPack, run_trials
 
 OPTIMIZERS = ("adam", "rmsprop", "adamax", "novograd")
 
@@ -42,12 +42,12 @@ def _sync(device: torch.device) -> None:
 
 
 def _pack(cfg: NetworkConfig, k: int, device: torch.device) -> ModelPack:
-    models, hypers = [], []
+    models, hyperparameters = [], []
     for i in range(k):
         torch.manual_seed(i)
         models.append(build_network(cfg).to(device))
-        hypers.append(HyperParameters(lr=1e-3 * (1 + i % 3), optimizer=OPTIMIZERS[i % 4]))
-    return ModelPack(models, hypers, [f"m{i}" for i in range(k)])
+        hyperparameters.append(HyperParameters(lr=1e-3 * (1 + i % 3), optimizer=OPTIMIZERS[i % 4]))
+    return ModelPack(models, hyperparameters, [f"m{i}" for i in range(k)])
 
 
 def _batch(n: int, patch: tuple[int, int, int], device: torch.device, seed: int):
@@ -182,14 +182,14 @@ def end_to_end(device: torch.device, size: int, patch, epochs: int, k: int = 4) 
             name="bench", intensity=HUWindow(a_min=-57, a_max=164), patch_size=patch, num_samples=2,
             roi_size=(size,) * 3, sw_batch_size=1, crop_foreground=False,
         )
-        trials = [TrialSpec(trial_id=f"t{i}", hyper=HyperParameters(lr=1e-3, optimizer=OPTIMIZERS[i % 4], intensity_shift_prob=0.5), seed=i) for i in range(k)]
+        trials = [TrialSpec(trial_id=f"t{i}", hyperparameters=HyperParameters(lr=1e-3, optimizer=OPTIMIZERS[i % 4], intensity_shift_prob=0.5), seed=i) for i in range(k)]
         out = {}
         for pack in (1, k):
             plan = TrialPlan(recipe=recipe, train=cases[:4], val=cases[4:], epochs=epochs, trials=trials, pack_size=pack, device=device.type, num_workers=0)
             t = time.perf_counter()
             res = run_trials(plan, progress=False)
             wall = time.perf_counter() - t
-            hours = [r.gpu_hours if device.type == "cuda" else r.cpu_hours for r in res]
+            hours = [r.gpu_hours if device.type == "cuda" else r.process_hours for r in res]
             out[f"pack{pack}"] = {
                 "wall_seconds_all_trials": wall,
                 "device_seconds_per_trial": float(np.mean(hours)) * 3600,

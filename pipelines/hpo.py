@@ -73,7 +73,8 @@ def build_hpo_pipeline(study: StudyConfig):
 
         Args:
             study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); its search
-                rounds were fixed when this pipeline was compiled.
+                rounds and GPUs were fixed when this pipeline was compiled, and the first task refuses a
+                config that differs.
 
         The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the
         study's parent run: a pipeline output cannot come from inside the exit handler.
@@ -87,12 +88,15 @@ def build_hpo_pipeline(study: StudyConfig):
 
 def _search(study_config: str, rounds: int, parallelism: int, study: StudyConfig):
     """The study's tasks, inside the exit handler that closes its MLflow runs if anything fails."""
-    start = _light(
-        c.start_study(study=study_config, pipeline="hpo", pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "open MLflow study run", cache=False
+    # The first task checks that study_config (editable in the Kubeflow UI) fits the compiled shape; the
+    # others wait for it, so a mismatch fails the run at once with one line.
+    opening = c.start_study(
+        study=study_config, pipeline="hpo", pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, compiled_shape=study.shape.model_dump_json()
     )
-    data = _light(c.prepare_data(study=study_config), "prepare data")
+    start = _light(opening, "open MLflow study run", cache=False)
+    data = _light(c.prepare_data(study=study_config).after(start), "prepare data")
     manifest = _light(c.select_data(study=study_config, data=data.outputs["data"]), "select proxy data")
-    state = _light(c.controller_init(study=study_config), "init controller").outputs["state"]
+    state = _light(c.controller_init(study=study_config).after(start), "init controller").outputs["state"]
     for round_index in range(rounds):
         propose = _light(c.controller_propose(study=study_config, state=state), f"round {round_index + 1}: propose", cache=False)
         with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=f"round-{round_index + 1}-packs") as pack:

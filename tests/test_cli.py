@@ -21,17 +21,15 @@ import yaml
 
 from proxyhpo import storage
 from proxyhpo.cli import main
-from proxyhpo.config import SimilarityConfig
+from proxyhpo.config import HyperParameters, NetworkConfig, ProxyDataManifest, SimilarityConfig, TrialSpec
 from proxyhpo.data.msd import load_dataset
 from proxyhpo.data.synthetic import write_synthetic_dataset
-from proxyhpo.networks import NetworkConfig
 from proxyhpo.similarity.proxy_data import compute_similarity
-from proxyhpo.training.plan import HyperParameters, TrialSpec
 
 N_CASES = 6
 PATCH = "32"
 METHODS = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
-MANIFEST_KEYS = {"method", "budget", "seed", "cases", "scores", "dataset_sha256"}
+MANIFEST_KEYS = {"method", "budget", "seed", "case_ids", "cases", "scores", "dataset_sha256", "train_ids", "val_ids"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +45,7 @@ def similarities(dataset: Path) -> dict[tuple[str, str], object]:
     """The library's similarity results for every (metric, crop), to check the CLI against."""
     loaded = load_dataset(dataset)
     return {
-        (metric, crop): compute_similarity(loaded, SimilarityConfig(metric=metric, crop=crop, patch=int(PATCH)))
+        (metric, crop): compute_similarity(loaded, SimilarityConfig(patch=int(PATCH)), metric=metric, crop=crop)
         for metric in ("mi", "ncc")
         for crop in ("label", "none")
     }
@@ -65,8 +63,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def select(capsys: pytest.CaptureFixture[str], source: str | Path, out: Path, method: str, budget: int = 3, seed: int = 0) -> dict:
-    code, stdout, stderr = run_cli(capsys, "select", source, "--method", method, "--budget", budget, "--seed", seed, "--patch", PATCH, "--out", out)
+def select(capsys: pytest.CaptureFixture[str], source: str | Path, out: Path, method: str, budget: int = 3, seed: int = 0, *extra: str) -> dict:
+    code, stdout, stderr = run_cli(capsys, "select", source, "--method", method, "--budget", budget, "--seed", seed, "--patch", PATCH, "--out", out, *extra)
     assert code == 0, stderr
     assert str(out) in stdout
     return json.loads(out.read_text())
@@ -170,6 +168,12 @@ def test_select_manifest(capsys: pytest.CaptureFixture[str], tmp_path: Path, dat
     assert all(case in entries for case in manifest["cases"])  # as written in dataset.json
     assert len({case["image"] for case in manifest["cases"]}) == 3
     assert len(manifest["scores"]) == 3
+    by_id = {case.case_id: case.as_entry() for case in load_dataset(dataset).cases}
+    assert [by_id[case_id] for case_id in manifest["case_ids"]] == manifest["cases"]
+    # the selection owns the train/validation split of the chosen cases: half of them validate by default
+    assert sorted(manifest["train_ids"] + manifest["val_ids"]) == sorted(manifest["case_ids"])
+    assert (len(manifest["train_ids"]), len(manifest["val_ids"])) == (1, 2)
+    assert ProxyDataManifest.read(tmp_path / "out" / "manifest.json").model_dump(mode="json") == manifest
     if method == "random":
         assert manifest["scores"] == [None, None, None]
         return
@@ -189,6 +193,15 @@ def test_select_random_is_seeded(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert first["cases"] == again["cases"]
     others = [select(capsys, dataset, tmp_path / f"s{seed}.json", "random", budget=3, seed=seed)["cases"] for seed in (8, 9, 10)]
     assert any(cases != first["cases"] for cases in others)  # 20 possible draws: three other seeds cannot all agree by chance
+
+
+@pytest.mark.parametrize(("fraction", "n_val"), [("0.25", 1), ("0.75", 3)])
+def test_select_val_fraction(capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path, fraction: str, n_val: int) -> None:
+    manifest = select(capsys, dataset, tmp_path / "manifest.json", "random", 4, 5, "--val-fraction", fraction)
+    assert len(manifest["val_ids"]) == n_val and len(manifest["train_ids"]) == 4 - n_val
+    assert sorted(manifest["train_ids"] + manifest["val_ids"]) == sorted(manifest["case_ids"])
+    again = select(capsys, dataset, tmp_path / "again.json", "random", 4, 5, "--val-fraction", fraction)
+    assert (again["train_ids"], again["val_ids"]) == (manifest["train_ids"], manifest["val_ids"])  # seeded by --seed
 
 
 def test_select_folder_and_dataset_json_agree(capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path) -> None:
@@ -292,6 +305,8 @@ def test_budget_larger_than_cases(capsys: pytest.CaptureFixture[str], tmp_path: 
         (["select", "{data}", "--method", "mi", "--budget", "1", "--out", "{out}"], "--budget"),
         (["select", "{data}", "--method", "mi", "--budget", "2", "--patch", "4", "--out", "{out}"], "--patch"),
         (["similarity", "{data}", "--metric", "ncc", "--patch", "4", "--out", "{out}"], "--patch"),
+        (["select", "{data}", "--method", "random", "--budget", "2", "--val-fraction", "1.5", "--out", "{out}"], "--val-fraction"),
+        (["select", "{data}", "--method", "random", "--budget", "2", "--val-fraction", "0", "--out", "{out}"], "--val-fraction"),
     ],
 )
 def test_invalid_option_value(capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path, argv: list[str], option: str) -> None:
@@ -341,8 +356,8 @@ def test_run_with_missing_config(capsys: pytest.CaptureFixture[str], tmp_path: P
 def _trial_plan(tmp_path: Path, data: Path, **extra: object) -> Path:
     entries = [{"image": str(data / e["image"]), "label": str(data / e["label"])} for e in dataset_entries(data)]
     trials = [
-        TrialSpec(trial_id="t-adam", hyper=HyperParameters(lr=1e-3, optimizer="adam", intensity_shift_prob=0.5), network=NetworkConfig.proxy(3), seed=1, data_label="mi-2"),
-        TrialSpec(trial_id="t-rmsprop", hyper=HyperParameters(lr=3e-4, optimizer="rmsprop", intensity_shift_prob=0.0), network=NetworkConfig.proxy(3), seed=2, data_label="mi-2"),
+        TrialSpec(trial_id="t-adam", hyperparameters=HyperParameters(lr=1e-3, optimizer="adam", intensity_shift_prob=0.5), network=NetworkConfig.proxy(3), seed=1, data_label="mi-2"),
+        TrialSpec(trial_id="t-rmsprop", hyperparameters=HyperParameters(lr=3e-4, optimizer="rmsprop", intensity_shift_prob=0.0), network=NetworkConfig.proxy(3), seed=2, data_label="mi-2"),
     ]
     plan = {
         "recipe": {
@@ -399,20 +414,22 @@ def test_train_logs_each_trial_to_mlflow(capsys: pytest.CaptureFixture[str], tmp
         assert run.info.status == "FINISHED"
         assert run.data.tags["proxyhpo.role"] == "trial"
         params = run.data.params
-        assert float(params["lr"]) == result["hyper"]["lr"]
-        assert params["optimizer"] == result["hyper"]["optimizer"]
-        assert float(params["intensity_shift_prob"]) == result["hyper"]["intensity_shift_prob"]
+        assert float(params["lr"]) == result["hyperparameters"]["lr"]
+        assert params["optimizer"] == result["hyperparameters"]["optimizer"]
+        assert float(params["intensity_shift_prob"]) == result["hyperparameters"]["intensity_shift_prob"]
+        assert float(params["weight_decay"]) == result["hyperparameters"]["weight_decay"]  # a stand-alone plan logs every hyper-parameter
         assert (params["network"], params["data"]) == ("proxy-L3", "mi-2")
         metrics = run.data.metrics
         assert metrics["val_dice"] == pytest.approx(result["final_val_dice"])
         assert metrics["gpu_hours"] == pytest.approx(result["gpu_hours"])
+        assert metrics["process_hours"] == pytest.approx(result["process_hours"]) and "cpu_hours" not in metrics
         assert metrics["wall_seconds"] == pytest.approx(result["wall_seconds"]) and metrics["wall_seconds"] > 0
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_dice")] == [1]
 
 
 def test_train_without_mlflow_writes_results_beside_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path, train_data: Path) -> None:
     plan = _trial_plan(tmp_path, train_data, trials=[
-        TrialSpec(trial_id="solo", hyper=HyperParameters(lr=1e-3), network=NetworkConfig.proxy(3)).model_dump(mode="json")
+        TrialSpec(trial_id="solo", hyperparameters=HyperParameters(lr=1e-3), network=NetworkConfig.proxy(3)).model_dump(mode="json")
     ])
     code, stdout, stderr = run_cli(capsys, "train", plan)
     assert code == 0, stderr
@@ -433,10 +450,10 @@ def test_train_with_unknown_key(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_train_with_bad_value(capsys: pytest.CaptureFixture[str], tmp_path: Path, train_data: Path) -> None:
     plan = _trial_plan(tmp_path, train_data)
     document = yaml.safe_load(plan.read_text())
-    document["trials"][0]["hyper"]["lr"] = -1
+    document["trials"][0]["hyperparameters"]["lr"] = -1
     plan.write_text(yaml.safe_dump(document))
     out = tmp_path / "results.json"
-    assert_bad_input(capsys, ["train", plan, "--out", out], names=[str(plan), "trials.0.hyper.lr"], out=out, root=tmp_path)
+    assert_bad_input(capsys, ["train", plan, "--out", out], names=[str(plan), "trials.0.hyperparameters.lr"], out=out, root=tmp_path)
 
 
 # --- end to end, as a real process ---------------------------------------------------------------------------

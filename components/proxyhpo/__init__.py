@@ -1,4 +1,4 @@
-"""proxyhpo: proxy data, proxy networks and resource-optimised NAS for 3D medical image segmentation."""
+"""proxyhpo: proxy data and proxy networks for hyper-parameter search in 3D medical image segmentation."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from proxyhpo.config import SELECTION_METHODS
-from proxyhpo.errors import ConfigError, InputError, ProxyHPOError
+from proxyhpo.config import SELECTION_METHODS, config_error
+from proxyhpo.errors import InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
 
@@ -26,9 +26,9 @@ def _from_options(model: type[BaseModel], **options: object) -> BaseModel:
     try:
         return model(**options)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the options"
-        raise ConfigError(option, f"{error['msg']} (got {error.get('input')!r})", f"pass a valid {option}") from exc
+        location = exc.errors()[0]["loc"]
+        option = "--" + str(location[0]).replace("_", "-") if location else "the options"
+        raise config_error(exc, option, fix=f"pass a valid {option}") from None
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -43,8 +43,8 @@ def _cmd_similarity(args: argparse.Namespace) -> None:
     from proxyhpo.data.msd import load_dataset
     from proxyhpo.similarity.proxy_data import compute_similarity, write_similarity
 
-    config = _from_options(SimilarityConfig, metric=args.metric, crop=args.crop, patch=args.patch, device=args.device)
-    result = compute_similarity(load_dataset(args.dataset), config, progress=True)
+    config = _from_options(SimilarityConfig, patch=args.patch, device=args.device)
+    result = compute_similarity(load_dataset(args.dataset), config, metric=args.metric, crop=args.crop, progress=True)
     for path in write_similarity(result, args.out):
         print(path)
 
@@ -53,15 +53,15 @@ def _cmd_select(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from proxyhpo import storage
-    from proxyhpo.config import SelectionConfig, SimilarityConfig
+    from proxyhpo.config import DataConfig, SelectionConfig, SimilarityConfig
     from proxyhpo.data.msd import load_dataset
     from proxyhpo.similarity.proxy_data import select_proxy_data
 
+    _from_options(DataConfig, dataset=args.dataset, val_fraction=args.val_fraction)  # the range a study's data.val_fraction allows
     selection = _from_options(SelectionConfig, method=args.method, budget=args.budget, seed=args.seed)
     similarity = _from_options(SimilarityConfig, patch=args.patch, device=args.device)
-    manifest = select_proxy_data(load_dataset(args.dataset), selection, similarity, progress=True)
-    storage.atomic_write_json(args.out, manifest.model_dump(mode="json"))
+    manifest = select_proxy_data(load_dataset(args.dataset), selection, similarity, val_fraction=args.val_fraction, split_seed=args.seed, progress=True)
+    manifest.write(args.out)
     table = Table(title=f"proxy data: {manifest.method}, budget {manifest.budget}")
     table.add_column("#", justify="right")
     table.add_column("case")
@@ -73,27 +73,27 @@ def _cmd_select(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from proxyhpo.training.study_api import train_from_file
+    from proxyhpo.training.study_trials import train_from_file
 
     for path in train_from_file(args.trial, out=args.out):
         print(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from pipelines.launch import run_study
+    from proxyhpo.launch import run_study
 
     run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace)
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from pipelines.compile import compile_all
+    from proxyhpo.launch import compile_pipelines
 
-    for path in compile_all(args.out):
+    for path in compile_pipelines(args.out, args.studies):
         print(path)
 
 
 def _cmd_upload(args: argparse.Namespace) -> None:
-    from pipelines.launch import upload_all
+    from proxyhpo.launch import upload_all
 
     for name in upload_all(args.host, namespace=args.namespace):
         print(name)
@@ -101,7 +101,7 @@ def _cmd_upload(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``proxyhpo`` command."""
-    parser = argparse.ArgumentParser(prog="proxyhpo", description="Proxy data and proxy networks for HPO/NAS in 3D segmentation.")
+    parser = argparse.ArgumentParser(prog="proxyhpo", description="Proxy data and proxy networks for hyper-parameter search in 3D segmentation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
     select.add_argument("--method", choices=SELECTION_METHODS, required=True)
     select.add_argument("--budget", type=int, required=True)
-    select.add_argument("--seed", type=int, default=0)
+    select.add_argument("--seed", type=int, default=0, help="seed of a random draw and of the train/validation split")
+    select.add_argument("--val-fraction", type=float, default=0.5, help="share of the chosen cases that validate (the paper: 0.5)")
     select.add_argument("--patch", type=int, default=96)
     select.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     select.add_argument("--out", required=True, help="manifest.json to write")
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) of the run; the chart must be installed there")
     run.set_defaults(func=_cmd_run)
 
-    comp = sub.add_parser("compile", help="compile every pipeline to YAML")
+    comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
+    comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")
     comp.add_argument("--out", default="build/pipelines")
     comp.set_defaults(func=_cmd_compile)
 

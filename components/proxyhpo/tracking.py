@@ -2,7 +2,8 @@
 
 One experiment per study (``study.name``); one parent run per pipeline run, tagged
 ``proxyhpo.pipeline``; one child run per trial, tagged ``proxyhpo.role=trial`` and ``proxyhpo.round``,
-with params ``lr``, ``optimizer``, ``intensity_shift_prob``, ``network``, ``data`` and metrics
+with params the search space's hyper-parameter names (``lr``, ``optimizer``, ``intensity_shift_prob``
+by default), ``network`` and ``data``, and metrics
 ``val_dice`` (per epoch as steps; its last value is the final Dice), ``gpu_hours`` and
 ``wall_seconds``. The parent holds the study's summary metrics, plots and report.
 
@@ -17,7 +18,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,10 @@ __all__ = [
     "ensure_experiment",
     "start_parent_run",
     "finish_run",
+    "fail_open_runs",
     "fail_open_study_runs",
+    "trial_progress",
+    "study_summary",
     "TrialRun",
     "trial_runs",
     "flatten",
@@ -147,26 +151,92 @@ def finish_run(run_id: str, *, failed: bool = False, tracking_uri: str | None = 
     client(tracking_uri).set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
 
-def fail_open_study_runs(experiment: str, pipeline_run: str, *, tracking_uri: str | None = None) -> list[str]:
-    """Mark the study run of KFP run ``pipeline_run``, and its trial runs, FAILED where they are still RUNNING.
+def fail_open_runs(
+    experiment: str, *, pipeline_run: str | None = None, started_after_ms: int | None = None, tracking_uri: str | None = None
+) -> list[str]:
+    """Mark a study's runs FAILED where they are still RUNNING, so a failed study never stays RUNNING in MLflow.
 
-    The pipeline's exit handler calls this when the pipeline did not succeed, so a failed study never
-    stays RUNNING in MLflow. Returns the ids of the runs it closed.
+    Give one selector: ``pipeline_run`` (the KFP run id the study run is tagged with; the pipeline's exit
+    handler knows it), or ``started_after_ms`` (every run of the experiment started since, as a local
+    launcher knows it). The study runs found and their trial runs are closed.
+
+    Returns:
+        The ids of the runs it closed.
+
+    Raises:
+        ValueError: unless exactly one selector is given.
     """
+    if (pipeline_run is None) == (started_after_ms is None):
+        raise ValueError("give exactly one of pipeline_run and started_after_ms")
     mlflow_client = client(tracking_uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    closed = []
-    for parent in mlflow_client.search_runs([found.experiment_id], filter_string=f"tags.`{KFP_RUN_TAG}` = '{pipeline_run}'"):
-        children = mlflow_client.search_runs(
-            [found.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and attributes.status = 'RUNNING'"
+    if pipeline_run is not None:
+        parents = mlflow_client.search_runs([found.experiment_id], filter_string=f"tags.`{KFP_RUN_TAG}` = '{pipeline_run}'")
+        candidates = []
+        for parent in parents:
+            candidates += mlflow_client.search_runs(
+                [found.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and attributes.status = 'RUNNING'"
+            )
+            candidates.append(parent)
+    else:
+        candidates = mlflow_client.search_runs(
+            [found.experiment_id], filter_string=f"attributes.start_time >= {started_after_ms} and attributes.status = 'RUNNING'", max_results=10000
         )
-        for run in [*children, parent]:
-            if run.info.status == "RUNNING":
-                mlflow_client.set_terminated(run.info.run_id, status="FAILED")
-                closed.append(run.info.run_id)
+    closed = []
+    for run in candidates:
+        if run.info.status == "RUNNING":
+            mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+            closed.append(run.info.run_id)
     return closed
+
+
+def fail_open_study_runs(experiment: str, pipeline_run: str, *, tracking_uri: str | None = None) -> list[str]:
+    """The exit handler's call: :func:`fail_open_runs` for the study run of KFP run ``pipeline_run``."""
+    return fail_open_runs(experiment, pipeline_run=pipeline_run, tracking_uri=tracking_uri)
+
+
+def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | None = None) -> tuple[int, int, int, bool]:
+    """How far a study launched at ``started_after_ms`` has come: trials started, done, failed, and whether the final model started."""
+    mlflow_client = client(tracking_uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return 0, 0, 0, False
+    runs = mlflow_client.search_runs([found.experiment_id], filter_string=f"attributes.start_time >= {started_after_ms}", max_results=5000)
+    trials = [run for run in runs if run.data.tags.get(ROLE_TAG) == "trial"]
+    done = sum(run.info.status != "RUNNING" for run in trials)
+    failed = sum(run.info.status == "FAILED" for run in trials)
+    final = any(run.data.tags.get(ROLE_TAG) == "final" for run in runs)
+    return len(trials), done, failed, final
+
+
+def study_summary(experiment: str, *, started_after_ms: int, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The ``summary.json`` the report logged on the newest study run started since ``started_after_ms``.
+
+    Raises:
+        ProxyHPOError: when no such study run exists.
+    """
+    import mlflow
+
+    from proxyhpo.errors import ProxyHPOError
+
+    uri = tracking_uri or paths.tracking_uri()
+    mlflow_client = client(uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    runs = []
+    if found is not None:
+        runs = mlflow_client.search_runs(
+            [found.experiment_id],
+            filter_string=f"attributes.start_time >= {started_after_ms} and tags.`{ROLE_TAG}` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    if not runs:
+        raise ProxyHPOError(f"the pipeline finished but no study run was found in experiment {experiment!r}")
+    # download_artifacts takes the store explicitly: set_tracking_uri would change it for the whole process
+    local = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path="summary.json", tracking_uri=uri)
+    return json.loads(Path(local).read_text(encoding="utf-8"))
 
 
 class TrialRun:
@@ -201,7 +271,7 @@ class TrialRun:
         self._logged_epochs.add(int(epoch))
 
     def finish(self, result: Any) -> None:
-        """Log a :class:`proxyhpo.training.result.TrialResult` and close the run (FAILED for a failed trial)."""
+        """Log a :class:`proxyhpo.config.TrialResult` and close the run (FAILED for a failed trial)."""
         from mlflow.entities import Metric
 
         if self._monitor is not None:
@@ -209,7 +279,7 @@ class TrialRun:
         now = int(time.time() * 1000)
         metrics = {
             "gpu_hours": result.gpu_hours,
-            "cpu_hours": result.cpu_hours,
+            "process_hours": result.process_hours,
             "wall_seconds": result.wall_seconds,
             "epochs_run": result.epochs_run,
             "peak_gpu_mem_bytes": result.peak_gpu_mem_bytes,
@@ -243,11 +313,27 @@ def trial_runs(
     tracking_uri: str | None = None,
     system_metrics: bool = True,
     role: str = "trial",
+    hyperparameter_names: Sequence[str] | None = None,
 ) -> Iterator[dict[str, TrialRun]]:
-    """Open one child run per trial spec (``proxyhpo.training.plan.TrialSpec``) and yield them by trial id.
+    """Open one child run per :class:`~proxyhpo.config.TrialSpec` and yield them by trial id.
+
+    Args:
+        experiment: the MLflow experiment (the study's name).
+        trials: the trial specs.
+        parent_run_id: the study's parent run, or None for stand-alone trials.
+        data: the ``data`` param (``full``, ``mi+labelcrop-8``, ...).
+        resolved_config: logged whole, with the trial's spec, as ``trial_config.json``.
+        tracking_uri: the MLflow store (default: the environment's or the embedded one).
+        system_metrics: sample CPU, memory and GPU into each run.
+        role: the ``proxyhpo.role`` tag (``trial`` or ``final``).
+        hyperparameter_names: the hyper-parameters logged as params: a study's search-space names; every
+            hyper-parameter the trainer knows when None (a stand-alone plan searches nothing).
 
     Runs still open when the block raises are marked FAILED, so a crash never leaves runs RUNNING.
     """
+    from proxyhpo.config import HyperParameters
+
+    names = tuple(hyperparameter_names) if hyperparameter_names is not None else tuple(HyperParameters.model_fields)
     mlflow_client = client(tracking_uri)
     experiment_id = ensure_experiment(experiment, tracking_uri)
     runs: dict[str, TrialRun] = {}
@@ -258,14 +344,8 @@ def trial_runs(
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         run = mlflow_client.create_run(experiment_id, run_name=spec.trial_id, tags=tags)
-        params = {
-            "lr": str(spec.hyper.lr),
-            "optimizer": spec.hyper.optimizer,
-            "intensity_shift_prob": str(spec.hyper.intensity_shift_prob),
-            "network": spec.network.name,
-            "data": data,
-            "seed": str(spec.seed),
-        }
+        params = {name: str(getattr(spec.hyperparameters, name)) for name in names}
+        params.update({"network": spec.network.name, "data": data, "seed": str(spec.seed)})
         _log_params(mlflow_client, run.info.run_id, params)
         mlflow_client.log_dict(run.info.run_id, {**resolved_config, "trial": spec.model_dump(mode="json")}, "trial_config.json")
         runs[spec.trial_id] = TrialRun(mlflow_client, run.info.run_id, system_metrics=system_metrics)

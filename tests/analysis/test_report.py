@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import zlib
@@ -10,11 +11,24 @@ from pathlib import Path
 import pytest
 
 from proxyhpo import tracking
-from proxyhpo.analysis.report import build_report, collect_trials, summarise
-from proxyhpo.config import DataConfig, StudyConfig
-from proxyhpo.networks import NetworkConfig
-from proxyhpo.training.plan import HyperParameters, TrialSpec
-from proxyhpo.training.result import TrialResult, TrialState
+from proxyhpo.analysis.report import build_report, collect_trials, plot_search, render_markdown, summarize, write_report
+from proxyhpo.config import (
+    ControllerConfig,
+    ControllerState,
+    DataConfig,
+    HistoryRecord,
+    HyperParameters,
+    NetworkConfig,
+    Proposal,
+    SearchConfig,
+    SearchSpace,
+    StudyConfig,
+    TrialResult,
+    TrialSpec,
+    TrialState,
+    UpdateStats,
+    default_search_space,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,8 +42,11 @@ TRIALS = {
 FINAL = (4e-3, [0.70, 0.83], 0.5, 0.77)  # lr, val Dice per epoch, GPU-hours, external test Dice
 
 
-def _spec(trial_id: str, round: int | None, lr: float, optimizer: str, shift: float, network: NetworkConfig) -> TrialSpec:
-    return TrialSpec(trial_id=trial_id, hyper=HyperParameters(lr=lr, optimizer=optimizer, intensity_shift_prob=shift), network=network, data_label="mi-4", round=round)
+def _spec(
+    trial_id: str, round: int | None, lr: float, optimizer: str, shift: float, network: NetworkConfig, weight_decay: float = 0.0
+) -> TrialSpec:
+    hyperparameters = HyperParameters(lr=lr, optimizer=optimizer, intensity_shift_prob=shift, weight_decay=weight_decay)
+    return TrialSpec(trial_id=trial_id, hyperparameters=hyperparameters, network=network, data_label="mi-4", round=round)
 
 
 def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_dice: float | None = None) -> TrialResult:
@@ -37,7 +54,7 @@ def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_di
         trial_id=spec.trial_id,
         state=TrialState.COMPLETE if dice else TrialState.FAILED,
         fail_reason=None if dice else "loss became NaN at step 2",
-        hyper=spec.hyper,
+        hyperparameters=spec.hyperparameters,
         network=spec.network.name,
         round=spec.round,
         epochs_run=len(dice or []),
@@ -47,7 +64,7 @@ def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_di
         best_val_dice=max(dice) if dice else None,
         test_dice=test_dice,
         gpu_hours=gpu_hours,
-        cpu_hours=gpu_hours / 2,
+        process_hours=gpu_hours / 2,
         wall_seconds=gpu_hours * 3600,
     )
 
@@ -63,28 +80,58 @@ def study() -> StudyConfig:
     return StudyConfig(name="report-study", description="A study to report on.", data=DataConfig(dataset="/data/spleen"))
 
 
-@pytest.fixture(scope="module")
-def logged_study(study: StudyConfig, store: str) -> tuple[str, str]:
-    """A parent run with four search trials (one failed) and a final run; returns (tracking URI, parent run id)."""
-    uri = store
+def _log_study(study: StudyConfig, uri: str) -> str:
+    """A parent run with four search trials (one failed) and a final run, logged as a study logs them; returns the parent's id."""
     parent = tracking.start_parent_run(study.name, "hpo", config=study.model_dump(mode="json"), tracking_uri=uri)
-    specs = {tid: _spec(tid, rnd, lr, opt, shift, NetworkConfig.proxy(3)) for tid, (rnd, lr, opt, shift, _, _) in TRIALS.items()}
+    specs = {tid: _spec(tid, rnd, lr, opt, shift, NetworkConfig.proxy(3), 10 * lr) for tid, (rnd, lr, opt, shift, _, _) in TRIALS.items()}
+    names = study.search.space.names
     for round in (0, 1):
         mine = [spec for spec in specs.values() if spec.round == round]
-        with tracking.trial_runs(study.name, mine, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        with tracking.trial_runs(
+            study.name, mine, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False, hyperparameter_names=names
+        ) as runs:
             for spec in mine:
                 _, _, _, _, dice, gpu = TRIALS[spec.trial_id]
                 runs[spec.trial_id].finish(_result(spec, dice, gpu))
     lr, dice, gpu, test = FINAL
     final = _spec("final", None, lr, "rmsprop", 0.7, NetworkConfig.full())
-    with tracking.trial_runs(study.name, [final], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False, role="final") as runs:
+    with tracking.trial_runs(
+        study.name, [final], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False, role="final", hyperparameter_names=names
+    ) as runs:
         runs["final"].finish(_result(final, dice, gpu, test_dice=test))
     # a trial of another pipeline run in the same experiment must not be counted
     other = tracking.start_parent_run(study.name, "hpo", config={}, tracking_uri=uri)
     stray = _spec("stray", 0, 1e-3, "adam", 0.0, NetworkConfig.proxy(3))
     with tracking.trial_runs(study.name, [stray], parent_run_id=other, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
         runs["stray"].finish(_result(stray, [0.99], 7.0))
-    return uri, parent
+    return parent
+
+
+@pytest.fixture(scope="module")
+def logged_study(study: StudyConfig, store: str) -> tuple[str, str]:
+    """The study's runs in the module's store; returns (tracking URI, parent run id)."""
+    return store, _log_study(study, store)
+
+
+def _custom_study() -> StudyConfig:
+    """A study searching lr and weight decay only: every report column and plot panel follows its space."""
+    space = SearchSpace.model_validate({"lr": {"type": "log_uniform", "low": 1e-4, "high": 1.0}, "weight_decay": {"type": "uniform", "low": 0.0, "high": 0.1}})
+    return StudyConfig(name="custom-space", data=DataConfig(dataset="/data/spleen"), search=SearchConfig(space=space, rounds=2, proposals_per_round=2))
+
+
+def _controller_state(space: SearchSpace) -> ControllerState:
+    """A controller's state after two rounds of two proposals over ``space`` (rewards as in TRIALS)."""
+    history, updates = [], []
+    for id_, (trial_id, (rnd, lr, opt, shift, dice, _)) in enumerate(TRIALS.items()):
+        values = {"lr": lr, "optimizer": opt, "intensity_shift_prob": shift}
+        proposal = Proposal(proposal_id=id_, round=rnd, hyperparameters={name: values[name] for name in space.names}, log_prob=-1.5)
+        history.append(HistoryRecord(proposal=proposal, reward=dice[-1] if dice else None, failed=dice is None))
+    for rnd in (0, 1):
+        rewards = [record.reward for record in history if record.proposal.round == rnd and record.reward is not None]
+        updates.append(
+            UpdateStats(round=rnd, n_proposals=2, n_failed=2 - len(rewards), stepped=True, mean_reward=sum(rewards) / len(rewards), entropy=2.0 - rnd)
+        )
+    return ControllerState(config=ControllerConfig(), search_space=space, round=2, next_proposal_id=4, history=tuple(history), updates=tuple(updates))
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -97,17 +144,20 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_collect_trials_reads_back_children(logged_study: tuple[str, str]) -> None:
+def test_collect_trials_reads_back_children(study: StudyConfig, logged_study: tuple[str, str]) -> None:
     uri, parent = logged_study
-    rows = {row.trial_id: row for row in collect_trials(parent, uri)}
+    rows = {row.trial_id: row for row in collect_trials(parent, study.search.space, uri)}
     assert set(rows) == {*TRIALS, "final"}
     assert rows["final"].role == "final"
     assert rows["r1-p0"].status == "FAILED" and rows["r1-p0"].val_dice is None
     for trial_id, (rnd, lr, opt, shift, dice, gpu) in TRIALS.items():
         row = rows[trial_id]
-        assert (row.role, row.round, row.optimizer, row.network, row.data) == ("trial", rnd, opt, "proxy-L3", "mi-4")
-        assert row.lr == pytest.approx(lr) and row.intensity_shift_prob == pytest.approx(shift)
+        assert (row.role, row.round, row.network, row.data) == ("trial", rnd, "proxy-L3", "mi-4")
+        # by the search space's names, numbers as floats and choices as strings
+        assert row.hyperparameters == {"lr": pytest.approx(lr), "optimizer": opt, "intensity_shift_prob": pytest.approx(shift)}
+        assert isinstance(row.hyperparameters["lr"], float) and isinstance(row.hyperparameters["intensity_shift_prob"], float)
         assert row.gpu_hours == pytest.approx(gpu)
+        assert row.process_hours == pytest.approx(gpu / 2)
         if dice:
             assert row.val_dice == pytest.approx(dice[-1])
 
@@ -122,13 +172,13 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert summary.n_failed == 1
     assert summary.best_trial == "r0-p1"
     assert summary.best_val_dice == pytest.approx(0.66)
-    assert summary.best_values == {"lr": pytest.approx(3e-3), "optimizer": "rmsprop", "intensity_shift_prob": pytest.approx(0.7)}
+    assert summary.best_hyperparameters == {"lr": pytest.approx(3e-3), "optimizer": "rmsprop", "intensity_shift_prob": pytest.approx(0.7)}
     assert summary.final_val_dice == pytest.approx(0.83)
     assert summary.final_test_dice == pytest.approx(0.77)
     search_gpu = sum(gpu for *_, gpu in TRIALS.values())
     assert summary.search_gpu_hours == pytest.approx(search_gpu)
     assert summary.total_gpu_hours == pytest.approx(search_gpu + FINAL[2])  # failed trials and the final model count
-    assert summary.total_cpu_hours == pytest.approx((search_gpu + FINAL[2]) / 2)
+    assert summary.total_process_hours == pytest.approx((search_gpu + FINAL[2]) / 2)
 
     # report.md
     text = (out / "report.md").read_text()
@@ -144,15 +194,19 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert "| external | 0.7700 |" in text
     assert "4 trials (1 failed)" in text
     trials_table = text.split("## Trials", 1)[1]
+    # one column per search-space name, in the space's order
+    assert "| trial | round | lr | optimizer | intensity_shift_prob | val Dice | status |" in trials_table.splitlines()
     rows = [line for line in trials_table.splitlines() if line.startswith("| r")]
     assert [line.split("|")[1].strip() for line in rows] == list(TRIALS)  # oldest first, final and stray excluded
-    assert "| r0-p1 | 0 | rmsprop | 0.00300 | 0.70 | 0.6600 | FINISHED |" in rows
-    assert "| r1-p0 | 1 | adamax | 0.50000 | 0.10 | – | FAILED |" in rows
+    assert "| r0-p1 | 0 | 0.003 | rmsprop | 0.7 | 0.6600 | FINISHED |" in rows
+    assert "| r1-p0 | 1 | 0.5 | adamax | 0.1 | – | FAILED |" in rows
+    assert "| r1-p1 | 1 | 0.0002 | novograd | 0.9 | 0.6100 | FINISHED |" in rows  # a small lr keeps its digits
     assert "stray" not in text
+    assert "weight_decay" not in text  # logged by no trial run and searched by no one
 
     # search.png and summary.json
     width, height = _png_size((out / "search.png").read_bytes())
-    assert width > 1000 and height > 300  # three panels side by side
+    assert width > 1000 and height > 300  # the progress panel and one panel per hyper-parameter, side by side
     assert json.loads((out / "summary.json").read_text())["best_trial"] == "r0-p1"
     assert not list(out.glob("*.partial"))
 
@@ -163,9 +217,77 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert run.data.metrics["best_val_dice"] == pytest.approx(0.66)
     assert run.data.metrics["total_gpu_hours"] == pytest.approx(search_gpu + FINAL[2])
     assert run.data.metrics["n_failed_trials"] == 1
+    assert run.data.metrics["total_process_hours"] == pytest.approx((search_gpu + FINAL[2]) / 2)
+    assert run.data.metrics["search_process_hours"] == pytest.approx(search_gpu / 2)
+    assert "total_cpu_hours" not in run.data.metrics
     assert {info.path for info in client.list_artifacts(parent)} >= {"report.md", "search.png", "summary.json", "best_hyperparameters.json"}
     best = json.loads(Path(client.download_artifacts(parent, "best_hyperparameters.json", str(tmp_path / "dl"))).read_text())
-    assert best["optimizer"] == "rmsprop"
+    assert best == {"lr": pytest.approx(3e-3), "optimizer": "rmsprop", "intensity_shift_prob": pytest.approx(0.7)}
+
+
+def test_report_follows_the_search_space(store: str, tmp_path: Path) -> None:
+    study = _custom_study()
+    parent = _log_study(study, store)
+    rows = collect_trials(parent, study.search.space, store)
+    assert all(set(row.hyperparameters) == {"lr", "weight_decay"} for row in rows)
+    by_id = {row.trial_id: row for row in rows}
+    assert by_id["r0-p1"].hyperparameters == {"lr": pytest.approx(3e-3), "weight_decay": pytest.approx(3e-2)}
+    # a name the runs never logged reads back as None
+    assert collect_trials(parent, default_search_space(), store)[0].hyperparameters["optimizer"] is None
+
+    summary = summarize(rows)
+    assert summary.best_trial == "r0-p1"
+    assert summary.best_hyperparameters == {"lr": pytest.approx(3e-3), "weight_decay": pytest.approx(3e-2)}
+    text = render_markdown(study, summary, rows)
+    assert "| trial | round | lr | weight_decay | val Dice | status |" in text.splitlines()
+    assert "| r0-p1 | 0 | 0.003 | 0.03 | 0.6600 | FINISHED |" in text.splitlines()
+    assert "optimizer" not in text and "intensity_shift_prob" not in text
+
+    # one panel per hyper-parameter beside the progress panel: one panel fewer than for the default space
+    narrow = _png_size(plot_search(rows, study.search.space, tmp_path / "custom.png").read_bytes())
+    wide = _png_size(plot_search(rows, default_search_space(), tmp_path / "default.png").read_bytes())
+    assert narrow[1] == wide[1] and narrow[0] < wide[0]
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_write_report_for_the_pipeline(study: StudyConfig, store: str, tmp_path: Path) -> None:
+    import torch
+
+    from proxyhpo.controller.state import write_state
+
+    study = study.model_copy(update={"name": "pipeline-report"})
+    parent = _log_study(study, store)
+    state_path = write_state(
+        tmp_path / "controller.zip", _controller_state(study.search.space), {"policy": {}, "optimizer": {}, "generator": torch.zeros(8, dtype=torch.uint8)}
+    )
+    markdown, html = tmp_path / "out" / "report.md", tmp_path / "out" / "report.html"
+
+    summary = write_report(study, parent, state_path, markdown=markdown, html=html, tracking_uri=store)
+
+    assert (summary.best_trial, summary.n_trials, summary.n_failed) == ("r0-p1", 4, 1)
+    text = markdown.read_text()
+    assert text.startswith("# Study `pipeline-report`") and "Best search trial: `r0-p1`" in text
+    page = html.read_text()
+    assert page.startswith("<html>") and page.rstrip().endswith("</html>")
+    assert "<title>pipeline-report</title>" in page
+    image = page.split("data:image/png;base64,", 1)[1].split("'", 1)[0]
+    _png_size(base64.b64decode(image))  # the plot inlined, whole
+    assert "| r1-p0 | 1 | 0.5 | adamax | 0.1 | – | FAILED |" in page  # the Markdown, escaped into the page
+    assert "Study `pipeline-report`" in page
+    assert not list(tmp_path.rglob("*.partial"))
+
+    client = tracking.client(store)
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["best_val_dice"] == pytest.approx(0.66)
+    assert {info.path for info in client.list_artifacts(parent)} >= {"report.md", "search.png", "summary.json", "best_hyperparameters.json", "controller_history.json"}
+    history = json.loads(Path(client.download_artifacts(parent, "controller_history.json", str(tmp_path / "dl"))).read_text())
+    assert [record["proposal"]["proposal_id"] for record in history] == [0, 1, 2, 3]
+    assert [record["failed"] for record in history] == [False, False, True, False]
+    means = sorted((m.step, m.value) for m in client.get_metric_history(parent, "round_mean_val_dice"))
+    assert means == [(0, pytest.approx((0.52 + 0.66) / 2)), (1, pytest.approx(0.61))]
+    entropy = sorted((m.step, m.value) for m in client.get_metric_history(parent, "controller_entropy"))
+    assert entropy == [(0, 2.0), (1, 1.0)]
 
 
 def test_report_when_every_trial_failed(study: StudyConfig, store: str, tmp_path: Path) -> None:
@@ -187,7 +309,10 @@ def test_report_when_every_trial_failed(study: StudyConfig, store: str, tmp_path
     assert run.data.metrics["total_gpu_hours"] == pytest.approx(0.002)
 
 
-def test_summarise_of_no_rows() -> None:
-    summary = summarise([])
+def test_summarize_of_no_rows() -> None:
+    summary = summarize([])
     assert (summary.n_trials, summary.n_failed, summary.best_trial, summary.total_gpu_hours) == (0, 0, None, 0.0)
-    assert summary.metrics() == {"total_gpu_hours": 0.0, "total_cpu_hours": 0.0, "search_gpu_hours": 0.0, "search_cpu_hours": 0.0, "n_trials": 0.0, "n_failed_trials": 0.0}
+    assert summary.best_hyperparameters == {}
+    assert summary.metrics() == {
+        "total_gpu_hours": 0.0, "total_process_hours": 0.0, "search_gpu_hours": 0.0, "search_process_hours": 0.0, "n_trials": 0.0, "n_failed_trials": 0.0
+    }

@@ -255,7 +255,8 @@ def test_services_select_their_pods(value_set: tuple[str, dict, Any]) -> None:
 def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, Any]) -> None:
     _, values, rendered = value_set
     data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
-    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_BUCKET", "PROXYHPO_RUNTIME_IMAGE"}
+    # exactly the keys the pipelines read (pipelines/hpo.py ENDPOINT_KEYS): nothing that no pod uses
+    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL"}
     services = rendered.kind("Service")
     for key, service in (("MLFLOW_TRACKING_URI", "proxyhpo-mlflow"), ("PROXYHPO_S3_ENDPOINT", "proxyhpo-minio")):
         url = urlparse(data[key])
@@ -263,9 +264,9 @@ def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, 
         assert (url.scheme, name, namespace) == ("http", service, services[service]["metadata"]["namespace"]), key
         assert url.port in {p["port"] for p in services[service]["spec"]["ports"]}, key
     assert data["MLFLOW_S3_ENDPOINT_URL"] == data["PROXYHPO_S3_ENDPOINT"]
-    assert data["PROXYHPO_BUCKET"] == values.get("s3", {}).get("bucket", "proxyhpo")
+    bucket = values.get("s3", {}).get("bucket", "proxyhpo")
     mlflow = rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]
-    assert f"--artifacts-destination=s3://{data['PROXYHPO_BUCKET']}/mlflow" in mlflow["args"]
+    assert f"--artifacts-destination=s3://{bucket}/mlflow" in mlflow["args"]
     env = {e["name"]: e.get("value") for e in mlflow["env"]}
     assert env["MLFLOW_S3_ENDPOINT_URL"] == data["PROXYHPO_S3_ENDPOINT"]
     assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow@proxyhpo-postgresql.")
@@ -277,15 +278,12 @@ def test_image_tags_equal_the_package_version(value_set: tuple[str, dict, Any], 
     assert chart.metadata["appVersion"] == package_version
     assert chart.metadata["version"] == package_version
     registry = values.get("image", {}).get("registry", "ghcr.io/proxyhpo")
-    data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
-    assert data["PROXYHPO_RUNTIME_IMAGE"] == f"{registry}/runtime:{package_version}"
     mlflow_images = {c["image"] for where, spec in rendered.pod_specs() for c in spec["containers"] if c["name"] in {"mlflow", "check"}}
     assert mlflow_images == {f"{registry}/mlflow:{package_version}"}
 
 
 def test_image_tag_override_reaches_both_images(render: Any) -> None:
     rendered = render({**CREDS, "image": {"tag": "0.1.0-rc1"}})
-    assert rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]["PROXYHPO_RUNTIME_IMAGE"].endswith(":0.1.0-rc1")
     assert rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/mlflow:0.1.0-rc1")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from proxyhpo.controller import SearchSpace
+from proxyhpo.config import SearchSpace
 
 
 def synthetic_dice(values: Mapping[str, Any]) -> float:

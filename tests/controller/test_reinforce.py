@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from proxyhpo.controller import (
-    Categorical,
-    ControllerConfig,
-    Proposal,
-    ReinforceController,
-    SearchSpace,
-    default_search_space,
-)
+from proxyhpo.config import Categorical, ControllerConfig, Proposal, SearchSpace, default_search_space
+from proxyhpo.controller import ReinforceController
 from proxyhpo.controller.reinforce import kumaraswamy_entropy, kumaraswamy_icdf, kumaraswamy_log_prob
 
 Reward = Callable[[Mapping[str, Any]], float]
@@ -45,15 +39,15 @@ def test_proposals_lie_within_bounds_and_choices(mixed_space: SearchSpace) -> No
     assert [p.proposal_id for p in proposals] == list(range(64))
     assert all(p.round == 0 for p in proposals)
     for p in proposals:
-        mixed_space.check_values(p.values)
-        assert list(p.values) == list(mixed_space.names)
-        assert type(p.values["levels"]) is int and type(p.values["amsgrad"]) is bool
+        mixed_space.check_values(p.hyperparameters)
+        assert list(p.hyperparameters) == list(mixed_space.names)
+        assert type(p.hyperparameters["levels"]) is int and type(p.hyperparameters["amsgrad"]) is bool
         assert math.isfinite(p.log_prob)
     # a near-uniform initial policy reaches every choice and spreads continuous values over the range
-    assert {p.values["levels"] for p in proposals} == {3, 4, 5}
-    momentum = [p.values["momentum"] for p in proposals]
+    assert {p.hyperparameters["levels"] for p in proposals} == {3, 4, 5}
+    momentum = [p.hyperparameters["momentum"] for p in proposals]
     assert min(momentum) < -2.0 and max(momentum) > 0.0
-    decades = [math.log10(p.values["weight_decay"]) for p in proposals]
+    decades = [math.log10(p.hyperparameters["weight_decay"]) for p in proposals]
     assert min(decades) < -5.0 and max(decades) > -4.0
 
 
@@ -66,7 +60,7 @@ def _run(controller: ReinforceController, reward_fn: Reward, rounds: int, m: int
     out = []
     for _ in range(rounds):
         proposals = controller.propose(m)
-        controller.update(proposals, [reward_fn(p.values) for p in proposals])
+        controller.update(proposals, [reward_fn(p.hyperparameters) for p in proposals])
         out.append(proposals)
     return out
 
@@ -76,7 +70,7 @@ def test_same_seed_and_rewards_give_identical_proposals(reward_fn: Reward) -> No
     second = _run(ReinforceController(seed=11), reward_fn, rounds=3, m=5)
     assert first == second
     other = _run(ReinforceController(seed=12), reward_fn, rounds=1, m=5)
-    assert [p.values for p in other[0]] != [p.values for p in first[0]]
+    assert [p.hyperparameters for p in other[0]] != [p.hyperparameters for p in first[0]]
 
 
 def test_global_rng_is_left_alone(reward_fn: Reward) -> None:
@@ -88,17 +82,17 @@ def test_global_rng_is_left_alone(reward_fn: Reward) -> None:
 def test_controller_learns_the_synthetic_optimum(reward_fn: Reward) -> None:
     controller = ReinforceController(seed=0)
     rounds = _run(controller, reward_fn, rounds=30, m=8)
-    mean = [sum(reward_fn(p.values) for p in proposals) / len(proposals) for proposals in rounds]
+    mean = [sum(reward_fn(p.hyperparameters) for p in proposals) / len(proposals) for proposals in rounds]
     early, late = sum(mean[:3]) / 3, sum(mean[-3:]) / 3
     assert late > early + 0.2, f"mean reward went from {early:.3f} to {late:.3f}"
     probabilities = controller.choice_probabilities("optimizer")
     assert probabilities["adam"] > 0.9, probabilities
     # the learning rate concentrates around 3e-3 (0.5 decade = reward 0.75 on this scale)
-    late_lr = [p.values["lr"] for proposals in rounds[-3:] for p in proposals]
+    late_lr = [p.hyperparameters["lr"] for proposals in rounds[-3:] for p in proposals]
     assert sum(abs(math.log10(v / 3e-3)) < 0.5 for v in late_lr) / len(late_lr) > 0.7
     best_proposal, best_reward = controller.best()  # type: ignore[misc]
     assert best_reward == max(r.reward for r in controller.history() if r.reward is not None)
-    assert best_reward == pytest.approx(reward_fn(best_proposal.values))
+    assert best_reward == pytest.approx(reward_fn(best_proposal.hyperparameters))
 
 
 def test_failed_trials_are_recorded_and_left_out_of_the_gradient() -> None:
@@ -161,7 +155,7 @@ def test_update_is_independent_of_the_order_of_trials(reward_fn: Reward) -> None
     forward, backward = ReinforceController(seed=4), ReinforceController(seed=4)
     proposals = forward.propose(5)
     assert backward.propose(5) == proposals
-    rewards = [reward_fn(p.values) for p in proposals]
+    rewards = [reward_fn(p.hyperparameters) for p in proposals]
     forward.update(proposals, rewards)
     backward.update(proposals[::-1], rewards[::-1])
     assert all(torch.equal(v, backward.policy.state_dict()[k]) for k, v in forward.policy.state_dict().items())
@@ -198,8 +192,8 @@ def test_update_checks_its_arguments() -> None:
         controller.update(proposals, [0.5, math.inf])
     with pytest.raises(ValueError, match="reward of proposal 0 must be a number or None, got 'high'"):
         controller.update(proposals, ["high", 0.5])  # type: ignore[list-item]
-    assert proposals[0].values["lr"] != 5e-3
-    forged = proposals[0].model_copy(update={"values": {**proposals[0].values, "lr": 5e-3}})
+    assert proposals[0].hyperparameters["lr"] != 5e-3
+    forged = proposals[0].model_copy(update={"hyperparameters": {**proposals[0].hyperparameters, "lr": 5e-3}})
     with pytest.raises(ValueError, match="is not a pending proposal of round 0"):
         controller.update([forged, proposals[1]], [0.5, 0.5])
     with pytest.raises(ValueError, match="given more than once"):

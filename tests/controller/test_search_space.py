@@ -6,7 +6,7 @@ import math
 
 import pytest
 import yaml
-from proxyhpo.controller import Categorical, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
+from proxyhpo.config import Categorical, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
 from proxyhpo.errors import ConfigError, InputError
 from pydantic import ValidationError
 
@@ -46,20 +46,32 @@ def test_order_decides_emission_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry", "expected"),
+    ("entry", "expected", "config_message"),
     [
-        ({"type": "log_uniform", "low": 0.0, "high": 1e-2}, "low must be > 0 for a log-uniform range, got low=0.0"),
-        ({"type": "log_uniform", "low": -1e-3, "high": 1e-2}, "low must be > 0 for a log-uniform range, got low=-0.001"),
-        ({"type": "uniform", "low": 1.0, "high": 1.0}, "low must be below high, got low=1.0, high=1.0"),
-        ({"type": "log_uniform", "low": 1e-2, "high": 1e-4}, "low must be below high, got low=0.01, high=0.0001"),
-        ({"type": "uniform", "low": 0.0, "high": math.inf}, "low and high must be finite numbers"),
-        ({"type": "categorical", "choices": []}, "choices must list at least one value, got an empty list"),
-        ({"type": "categorical", "choices": ["adam", "sgd", "adam"]}, "choices must be unique, got 'adam' more than once"),
-        ({"type": "uniform", "low": 0.0, "high": 1.0, "step": 0.1}, "Extra inputs are not permitted"),
-        ({"type": "normal", "low": 0.0, "high": 1.0}, "does not match any of the expected tags"),
+        ({"type": "log_uniform", "low": 0.0, "high": 1e-2}, "low must be > 0 for a log-uniform range, got low=0.0", None),
+        ({"type": "log_uniform", "low": -1e-3, "high": 1e-2}, "low must be > 0 for a log-uniform range, got low=-0.001", None),
+        ({"type": "uniform", "low": 1.0, "high": 1.0}, "low must be below high, got low=1.0, high=1.0", None),
+        ({"type": "log_uniform", "low": 1e-2, "high": 1e-4}, "low must be below high, got low=0.01, high=0.0001", None),
+        ({"type": "uniform", "low": 0.0, "high": math.inf}, "low and high must be finite numbers", None),
+        (
+            {"type": "categorical", "choices": []},
+            "choices must list at least one value, got an empty list",
+            "study.yaml: key 'search_space.my_param.choices': choices must list at least one value, got an empty list;",
+        ),
+        (
+            {"type": "categorical", "choices": ["adam", "sgd", "adam"]},
+            "choices must be unique, got 'adam' more than once",
+            "study.yaml: key 'search_space.my_param.choices': choices must be unique, got 'adam' more than once in ['adam', 'sgd', 'adam'];",
+        ),
+        (
+            {"type": "uniform", "low": 0.0, "high": 1.0, "step": 0.1},
+            "Extra inputs are not permitted",
+            "study.yaml: unknown key 'search_space.my_param.step';",
+        ),
+        ({"type": "normal", "low": 0.0, "high": 1.0}, "does not match any of the expected tags", None),
     ],
 )
-def test_invalid_distribution_names_the_hyper_parameter(entry: dict, expected: str) -> None:
+def test_invalid_distribution_names_the_hyper_parameter(entry: dict, expected: str, config_message: str | None) -> None:
     data = {"optimizer": {"type": "categorical", "choices": ["adam"]}, "my_param": entry}
     with pytest.raises(ValidationError) as raised:
         SearchSpace.model_validate(data)
@@ -69,8 +81,11 @@ def test_invalid_distribution_names_the_hyper_parameter(entry: dict, expected: s
     with pytest.raises(ConfigError) as config_error:
         parse_search_space(data, "study.yaml")
     message = str(config_error.value)
-    assert message.startswith("study.yaml: search_space.my_param")
-    assert expected in message
+    # a check across the keys of the distribution names it, a check of one key names that key
+    assert message.startswith(config_message or "study.yaml: search_space.my_param")
+    if config_message is None:
+        assert expected in message
+    assert message.endswith("; fix: correct the hyper-parameter's range or choices")
     assert isinstance(config_error.value, InputError)
 
 

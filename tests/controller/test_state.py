@@ -13,21 +13,16 @@ from typing import Any
 
 import pytest
 import torch
-from proxyhpo.controller import (
-    SCHEMA_VERSION,
-    ControllerState,
-    HistoryRecord,
-    ReinforceController,
-    read_history,
-    read_state,
-)
+from proxyhpo.config import ControllerState, HistoryRecord
+from proxyhpo.config.controller import SCHEMA_VERSION
+from proxyhpo.controller import ReinforceController, read_history, read_state
 from proxyhpo.errors import InputError, StorageError
 
 Reward = Callable[[Mapping[str, Any]], float]
 
 
 def _rewards(reward_fn: Reward, proposals: list, round_index: int) -> list[float | None]:
-    rewards: list[float | None] = [reward_fn(p.values) for p in proposals]
+    rewards: list[float | None] = [reward_fn(p.hyperparameters) for p in proposals]
     if round_index == 1:
         rewards[2] = None  # a failed trial must survive the round trip too
     return rewards
@@ -87,7 +82,7 @@ def test_save_load_between_every_step_continues_identically(tmp_path: Path, rewa
 def test_next_round_in_another_process_continues_identically(tmp_path: Path, reward_fn: Reward) -> None:
     in_memory = ReinforceController(seed=8)
     proposals = in_memory.propose(4)
-    in_memory.update(proposals, [reward_fn(p.values) for p in proposals])
+    in_memory.update(proposals, [reward_fn(p.hyperparameters) for p in proposals])
     path = in_memory.save(tmp_path / "controller.zip")
     expected = in_memory.propose(4)
     in_memory.update(expected, [0.1, 0.2, 0.3, 0.4])
@@ -110,7 +105,7 @@ def test_next_round_in_another_process_continues_identically(tmp_path: Path, rew
 def test_same_state_gives_identical_bytes(tmp_path: Path, reward_fn: Reward) -> None:
     controller = ReinforceController(seed=1)
     proposals = controller.propose(3)
-    controller.update(proposals, [reward_fn(p.values) for p in proposals])
+    controller.update(proposals, [reward_fn(p.hyperparameters) for p in proposals])
     first, second = controller.save(tmp_path / "a.zip"), controller.save(tmp_path / "b.zip")
     assert first.read_bytes() == second.read_bytes()
     ReinforceController.load(first).save(tmp_path / "c.zip")
@@ -132,7 +127,7 @@ def test_history_is_plain_json(tmp_path: Path, reward_fn: Reward) -> None:
     assert document["search_space"]["lr"] == {"type": "log_uniform", "low": 1e-4, "high": 1e-2}
     assert [h["reward"] for h in document["history"]] == [0.2, None, 0.9, 0.4]
     assert [h["failed"] for h in document["history"]] == [False, True, False, False]
-    assert document["history"][2]["proposal"]["values"] == proposals[2].values
+    assert document["history"][2]["proposal"]["hyperparameters"] == proposals[2].hyperparameters
     assert [p["proposal_id"] for p in document["pending"]] == [p.proposal_id for p in pending]
     assert document["updates"][0]["entropy_bonus"] == pytest.approx(controller.update_stats()[0].entropy_bonus)
 
@@ -193,7 +188,7 @@ def _entries(path: Path) -> dict[str, bytes]:
         ),
         (
             lambda p, e: _rewrite(p, {**e, "controller.json": e["controller.json"].replace(b'"round": 1', b'"round": -4', 1)}),
-            "does not validate at 'round'",
+            "controller.json: key 'round': Input should be greater than or equal to 0 (got -4)",
         ),
         (lambda p, e: _rewrite(p, {**e, "tensors.pt": b"garbage"}), "'tensors.pt' cannot be loaded"),
         (
@@ -214,5 +209,6 @@ def test_corrupt_state_raises_input_error_naming_the_file(
     with pytest.raises(InputError) as raised:
         ReinforceController.load(path)
     message = str(raised.value)
-    assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 600
+    # an invalid field is named by its entry and key: "<path>:controller.json: key 'round': ..."
+    assert (message.startswith(f"{path}: ") or message.startswith(f"{path}:controller.json: key ")) and "\n" not in message and len(message) < 600
     assert expected in message

@@ -7,7 +7,8 @@ import torch
 from monai.networks.nets import UNet
 
 from proxyhpo.errors import ConfigError
-from proxyhpo.networks import NetworkConfig, build_network, check_patch_size, count_parameters
+from proxyhpo.config import NetworkConfig, check_patch_size
+from proxyhpo.networks import build_network, count_parameters
 
 CASES = [
     # config, channels, num_res_units

@@ -7,9 +7,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.launch import run_local
 from proxyhpo import paths
-from proxyhpo.config import parse_config, StudyConfig
+from proxyhpo.config import StudyConfig, parse_config
+from proxyhpo.launch import run_local
 from proxyhpo.errors import DataError
 
 TRIAL_PARAMS = {"lr", "optimizer", "intensity_shift_prob", "network", "data"}
@@ -48,8 +48,10 @@ def tiny_study(root: Path, **overrides) -> StudyConfig:
 
 
 @pytest.mark.slow
-def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path) -> None:
-    summary = run_local(tiny_study(tmp_path))
+@pytest.mark.parametrize("method", ["mi+labelcrop", "ncc"])
+def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path, method: str) -> None:
+    # every task re-reads the study from JSON: a method other than the default must survive that too
+    summary = run_local(tiny_study(tmp_path, selection={"method": method, "budget": 4}))
     assert summary["n_trials"] == 4
 
     client = mlflow.MlflowClient(paths.tracking_uri())
@@ -57,9 +59,9 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path)
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "hpo"]
     assert parent.info.status == "FINISHED"
-    for metric in ("best_val_dice", "total_gpu_hours", "total_cpu_hours", "final_val_dice"):
+    for metric in ("best_val_dice", "total_gpu_hours", "total_process_hours", "final_val_dice"):
         assert metric in parent.data.metrics, metric
-    assert parent.data.metrics["total_cpu_hours"] > 0
+    assert parent.data.metrics["total_process_hours"] > 0
 
     trials = [run for run in runs if run.data.tags.get("proxyhpo.role") == "trial"]
     assert len(trials) == 4
@@ -68,7 +70,7 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path)
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert TRIAL_PARAMS <= set(run.data.params)
         assert run.data.params["network"] == "proxy-L3"
-        assert run.data.params["data"] == "mi+labelcrop-4"
+        assert run.data.params["data"] == f"{method}-4"
         assert {"val_dice", "gpu_hours", "wall_seconds"} <= set(run.data.metrics)
         history = client.get_metric_history(run.info.run_id, "val_dice")
         assert [m.step for m in history] == [1]

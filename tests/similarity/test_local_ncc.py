@@ -8,6 +8,7 @@ import torch
 from monai.losses import LocalNormalizedCrossCorrelationLoss
 from monai.networks.layers import separable_filtering
 
+from proxyhpo.errors import ConfigError
 from proxyhpo.similarity import local_ncc_matrix
 from proxyhpo.similarity.local_ncc import box_sum_
 
@@ -74,10 +75,20 @@ def test_box_sum_equals_monai_separable_filtering(window):
         ({"block_size": -1}, "block_size must be an integer >= 1"),
         ({"volumes": -np.ones((2, 4, 4, 4), dtype=np.float32)}, r"volumes must hold values in \[0, 1\]"),
         ({"volumes": np.zeros((2, 4, 4), dtype=np.float32)}, r"volumes must have shape \(n, D, H, W\)"),
-        ({"device": "gpu"}, "device must be 'auto', 'cpu', 'cuda'"),
     ],
 )
 def test_rejects_bad_arguments(kwargs, message):
     args = {"volumes": np.zeros((2, 4, 4, 4), dtype=np.float32)} | kwargs
     with pytest.raises(ValueError, match=message):
         local_ncc_matrix(**args)
+
+
+def test_rejects_unknown_device():
+    with pytest.raises(ConfigError, match=r"^device: 'gpu' is not a device; fix: use auto, cpu, cuda or cuda:N$"):
+        local_ncc_matrix(np.zeros((2, 4, 4, 4), dtype=np.float32), device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ConfigError, match="'cuda' asks for CUDA, but no CUDA GPU is available here; fix: use device auto or cpu"):
+        local_ncc_matrix(np.zeros((2, 4, 4, 4), dtype=np.float32), device="cuda")

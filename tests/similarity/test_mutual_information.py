@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import mutual_info_score
 
+from proxyhpo.errors import ConfigError
 from proxyhpo.similarity import mutual_information_matrix
 from proxyhpo.similarity.mutual_information import mutual_information_from_joint
 
@@ -112,7 +113,6 @@ def test_from_joint_matches_sklearn_contingency():
         ({"bins": 1}, "bins must be an integer >= 2"),
         ({"bins": 2.5}, "bins must be an integer >= 2"),
         ({"block_size": 0}, "block_size must be an integer >= 1"),
-        ({"device": "tpu"}, "device must be 'auto', 'cpu', 'cuda'"),
         ({"engine": "magic"}, "engine must be 'auto', 'bincount' or 'onehot'"),
     ],
 )
@@ -122,9 +122,14 @@ def test_rejects_bad_arguments(kwargs, message):
         mutual_information_matrix(**args)
 
 
+def test_rejects_unknown_device():
+    with pytest.raises(ConfigError, match=r"^device: 'tpu' is not a device; fix: use auto, cpu, cuda or cuda:N$"):
+        mutual_information_matrix(np.zeros((2, 4, 4, 4), dtype=np.float32), device="tpu")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 def test_cuda_requested_without_cuda():
-    with pytest.raises(ValueError, match="device='cuda' asks for CUDA"):
+    with pytest.raises(ConfigError, match="'cuda' asks for CUDA, but no CUDA GPU is available here; fix: use device auto or cpu"):
         mutual_information_matrix(np.zeros((2, 4, 4, 4), dtype=np.float32), device="cuda")
 
 

@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 
 from proxyhpo.similarity import (
-    LeastSimilarSelector,
-    ProxySelector,
-    RandomSelector,
     mean_similarity,
     rank_least_similar,
     select_least_similar,
@@ -89,13 +86,3 @@ def test_rejects_bad_matrix(matrix):
     with pytest.raises(ValueError, match="matrix must"):
         rank_least_similar(matrix)
 
-
-def test_selectors_share_one_interface():
-    selectors: list[ProxySelector] = [LeastSimilarSelector(), RandomSelector(seed=1)]
-    for s in selectors:
-        chosen = s.select(MATRIX, 2)
-        assert len(chosen) == 2 and len(set(chosen)) == 2
-    assert LeastSimilarSelector().select(MATRIX, 2) == [2, 3]
-    assert RandomSelector(seed=1).select(MATRIX, 2) == select_random(4, 2, seed=1)
-    with pytest.raises(TypeError):
-        ProxySelector()  # type: ignore[abstract]

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from proxyhpo import tracking
-from proxyhpo.networks import NetworkConfig
-from proxyhpo.training.plan import HyperParameters, TrialSpec
-from proxyhpo.training.result import TrialResult, TrialState
+from proxyhpo.config import HyperParameters, NetworkConfig, TrialResult, TrialSpec, TrialState
+from proxyhpo.errors import ProxyHPOError
 
 SECRET = "sentinel-secret-7f3a9c"
 
@@ -24,19 +23,21 @@ def _experiment() -> str:
 def make_spec(trial_id: str, *, lr: float = 1e-3, optimizer: str = "adam", shift: float = 0.25, round: int | None = 0) -> TrialSpec:
     return TrialSpec(
         trial_id=trial_id,
-        hyper=HyperParameters(lr=lr, optimizer=optimizer, intensity_shift_prob=shift),
+        hyperparameters=HyperParameters(lr=lr, optimizer=optimizer, intensity_shift_prob=shift),
         network=NetworkConfig.proxy(3),
         data_label="mi-4",
         round=round,
     )
 
 
-def make_result(spec: TrialSpec, dice: list[float], *, gpu_hours: float = 0.02, wall: float = 72.0, fail: str | None = None) -> TrialResult:
+def make_result(
+    spec: TrialSpec, dice: list[float], *, gpu_hours: float = 0.02, process_hours: float = 0.0, wall: float = 72.0, fail: str | None = None
+) -> TrialResult:
     return TrialResult(
         trial_id=spec.trial_id,
         state=TrialState.FAILED if fail else TrialState.COMPLETE,
         fail_reason=fail,
-        hyper=spec.hyper,
+        hyperparameters=spec.hyperparameters,
         network=spec.network.name,
         data_label=spec.data_label,
         round=spec.round,
@@ -48,6 +49,7 @@ def make_result(spec: TrialSpec, dice: list[float], *, gpu_hours: float = 0.02, 
         best_epoch=(dice.index(max(dice)) + 1) if dice else None,
         wall_seconds=wall,
         gpu_hours=gpu_hours,
+        process_hours=process_hours,
     )
 
 
@@ -130,9 +132,10 @@ def test_trial_runs_are_tagged_children_with_params(tracking_uri: str, tmp_path:
         assert run.data.tags[tracking.ROUND_TAG] == str(spec.round)
         assert run.data.tags["proxyhpo.trial_id"] == spec.trial_id
         params = run.data.params
-        assert float(params["lr"]) == spec.hyper.lr
-        assert params["optimizer"] == spec.hyper.optimizer
-        assert float(params["intensity_shift_prob"]) == spec.hyper.intensity_shift_prob
+        assert float(params["lr"]) == spec.hyperparameters.lr
+        assert params["optimizer"] == spec.hyperparameters.optimizer
+        assert float(params["intensity_shift_prob"]) == spec.hyperparameters.intensity_shift_prob
+        assert float(params["weight_decay"]) == spec.hyperparameters.weight_decay  # no names given: every hyper-parameter
         assert params["network"] == "proxy-L3"
         assert params["data"] == "mi-4"
         saved = json.loads(Path(client.download_artifacts(run.info.run_id, "trial_config.json", str(tmp_path / spec.trial_id))).read_text())
@@ -141,6 +144,19 @@ def test_trial_runs_are_tagged_children_with_params(tracking_uri: str, tmp_path:
     # the parent's children are found the way the report finds them
     children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent}'")
     assert {r.info.run_name for r in children} == {"r0-p0", "r1-p0"}
+
+
+def test_trial_runs_log_exactly_the_searched_hyperparameters(tracking_uri: str) -> None:
+    name = _experiment()
+    spec = make_spec("r0-p0", lr=2e-4, optimizer="adamax", shift=0.5)
+    with tracking.trial_runs(
+        name, [spec], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False,
+        hyperparameter_names=["lr", "weight_decay"],
+    ) as runs:
+        runs["r0-p0"].finish(make_result(spec, [0.5]))
+    params = tracking.client(tracking_uri).get_run(runs["r0-p0"].run_id).data.params
+    assert set(params) == {"lr", "weight_decay", "network", "data", "seed"}
+    assert (float(params["lr"]), float(params["weight_decay"])) == (2e-4, 0.0)
 
 
 def test_trial_without_round_or_parent_and_final_role(tracking_uri: str) -> None:
@@ -162,7 +178,7 @@ def test_val_dice_steps_and_cost_metrics(tracking_uri: str) -> None:
         run = runs[spec.trial_id]
         run.log_epoch(1, dice[0])  # logged live, as the trainer does
         run.log_epoch(2, dice[1])
-        run.finish(make_result(spec, dice, gpu_hours=0.0125, wall=45.5))
+        run.finish(make_result(spec, dice, gpu_hours=0.0125, process_hours=0.03, wall=45.5))
     client = tracking.client(tracking_uri)
     history = _history(client, run.run_id, "val_dice")
     assert [step for step, _ in history] == [1, 2, 3, 4]  # epochs logged live are not logged twice
@@ -174,6 +190,8 @@ def test_val_dice_steps_and_cost_metrics(tracking_uri: str) -> None:
     assert metrics["final_val_dice"] == pytest.approx(dice[-1])
     assert metrics["best_val_dice"] == pytest.approx(max(dice))
     assert metrics["gpu_hours"] == pytest.approx(0.0125)
+    assert metrics["process_hours"] == pytest.approx(0.03)
+    assert "cpu_hours" not in metrics
     assert metrics["wall_seconds"] == pytest.approx(45.5)
     assert metrics["epochs_run"] == 4
     assert finished.data.tags["proxyhpo.state"] == "COMPLETE"
@@ -270,3 +288,124 @@ def test_fail_open_study_runs_closes_the_study_and_its_running_trials(tmp_path: 
     assert client.get_run(done).info.status == "FINISHED"
     assert client.get_run(other).info.status == "RUNNING"
     assert tracking.fail_open_study_runs("no-such-experiment", "kfp-run-42", tracking_uri=uri) == []
+
+
+def test_fail_open_runs_by_pipeline_run_is_the_exit_handlers_call(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'exit.db'}"
+    parent = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-42", tracking_uri=uri)
+    other = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-7", tracking_uri=uri)
+    assert tracking.fail_open_runs("exit-study", pipeline_run="kfp-run-42", tracking_uri=uri) == [parent]
+    client = tracking.client(uri)
+    assert (client.get_run(parent).info.status, client.get_run(other).info.status) == ("FAILED", "RUNNING")
+    assert tracking.fail_open_runs("exit-study", pipeline_run="kfp-run-42", tracking_uri=uri) == []  # nothing left open
+
+
+def _started_after(uri: str, experiment: str) -> int:
+    """A start time strictly after every run of ``experiment`` so far, and strictly before the next one."""
+    tracking.ensure_experiment(experiment, uri)
+    time.sleep(0.05)
+    since = int(time.time() * 1000)
+    time.sleep(0.05)
+    return since
+
+
+def test_fail_open_runs_started_after_a_time(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'local.db'}"
+    earlier = tracking.start_parent_run("local-study", "hpo", config={}, tracking_uri=uri)
+    since = _started_after(uri, "local-study")
+    parent = tracking.start_parent_run("local-study", "hpo", config={}, tracking_uri=uri)
+    client = tracking.client(uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    child = client.create_run(experiment_id, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial"}).info.run_id
+    done = client.create_run(experiment_id, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial"}).info.run_id
+    client.set_terminated(done, status="FINISHED")
+
+    closed = tracking.fail_open_runs("local-study", started_after_ms=since, tracking_uri=uri)
+
+    assert sorted(closed) == sorted([parent, child])
+    assert {run_id: client.get_run(run_id).info.status for run_id in (parent, child, done, earlier)} == {
+        parent: "FAILED", child: "FAILED", done: "FINISHED", earlier: "RUNNING"  # a run of an earlier launch is not ours
+    }
+    assert tracking.fail_open_runs("no-such-experiment", started_after_ms=since, tracking_uri=uri) == []
+
+
+@pytest.mark.parametrize("selectors", [{}, {"pipeline_run": "kfp-run-1", "started_after_ms": 0}])
+def test_fail_open_runs_needs_exactly_one_selector(tmp_path: Path, selectors: dict) -> None:
+    with pytest.raises(ValueError, match="exactly one of pipeline_run and started_after_ms"):
+        tracking.fail_open_runs("any-study", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", **selectors)
+
+
+def test_trial_progress_counts_the_runs_of_one_launch(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'progress.db'}"
+    name = "progress-study"
+    assert tracking.trial_progress(name, 0, tracking_uri=uri) == (0, 0, 0, False)
+    with tracking.trial_runs(name, [make_spec("old")], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        runs["old"].finish(make_result(make_spec("old"), [], fail="an earlier launch"))
+    since = _started_after(uri, name)
+    parent = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=uri)
+    specs = [make_spec(f"r0-p{i}") for i in range(3)]
+    with tracking.trial_runs(name, specs, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        runs["r0-p0"].finish(make_result(specs[0], [0.5]))
+        runs["r0-p1"].finish(make_result(specs[1], [], fail="loss became NaN at step 1"))
+        # started, done, failed (the study run is no trial; the earlier launch's trial is not counted)
+        assert tracking.trial_progress(name, since, tracking_uri=uri) == (3, 2, 1, False)
+        runs["r0-p2"].finish(make_result(specs[2], [0.6]))
+    final = make_spec("final", round=None)
+    with tracking.trial_runs(name, [final], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False, role="final") as runs:
+        assert tracking.trial_progress(name, since, tracking_uri=uri) == (3, 3, 1, True)
+        runs["final"].finish(make_result(final, [0.8]))
+
+
+def test_study_summary_reads_the_newest_study_run_of_a_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow.tracking._tracking_service.utils as mlflow_uri
+
+    uri = f"sqlite:///{tmp_path / 'summary.db'}"
+    # study_summary sets MLflow's process-wide tracking URI (and $MLFLOW_TRACKING_URI): undo both after the test
+    monkeypatch.setattr(mlflow_uri, "_tracking_uri", mlflow_uri._tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    name = "summary-study"
+    client = tracking.client(uri)
+    earlier = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=uri)
+    client.log_dict(earlier, {"n_trials": 1}, "summary.json")
+    since = _started_after(uri, name)
+    with pytest.raises(ProxyHPOError, match=f"no study run was found in experiment '{name}'"):
+        tracking.study_summary(name, started_after_ms=since, tracking_uri=uri)
+    with pytest.raises(ProxyHPOError, match="no study run was found in experiment 'no-such-study'"):
+        tracking.study_summary("no-such-study", started_after_ms=0, tracking_uri=uri)
+
+    older = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=uri)
+    client.log_dict(older, {"n_trials": 2}, "summary.json")
+    time.sleep(0.05)
+    newest = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=uri)
+    summary = {"n_trials": 3, "best_hyperparameters": {"lr": 0.001, "optimizer": "adam"}, "total_process_hours": 0.5}
+    client.log_dict(newest, summary, "summary.json")
+    with tracking.trial_runs(name, [make_spec("r0-p0")], parent_run_id=newest, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        runs["r0-p0"].finish(make_result(make_spec("r0-p0"), [0.5]))  # a trial run is never mistaken for the study run
+
+    assert tracking.study_summary(name, started_after_ms=since, tracking_uri=uri) == summary
+
+
+def test_open_study_checks_the_compiled_shape_before_opening_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's start-study step: a study edited to another shape fails at once, with nothing logged."""
+    from proxyhpo.config import DataConfig, PipelineShape, SearchConfig, StudyConfig, StudyRun
+    from proxyhpo.errors import ConfigError
+    from proxyhpo.study import close_study, open_study
+
+    uri = f"sqlite:///{tmp_path / 'open.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    study = StudyConfig(name="open-study", data=DataConfig(dataset="d"), search=SearchConfig(rounds=5))
+    out = tmp_path / "study_run.json"
+    with pytest.raises(ConfigError, match="search.rounds is 5 but this pipeline was compiled for 3"):
+        open_study(study, pipeline="hpo", pipeline_run="kfp-1", compiled=PipelineShape(rounds=3, gpus=1), out=out)
+    assert not out.exists()
+    assert tracking.client(uri).get_experiment_by_name("open-study") is None  # no study run was opened
+
+    run = open_study(study, pipeline="hpo", pipeline_run="kfp-2", compiled=study.shape, out=out)
+    assert StudyRun.read(out) == run and run.experiment == "open-study"
+    opened = tracking.client(uri).get_run(run.run_id)
+    assert (opened.info.status, opened.data.tags[tracking.KFP_RUN_TAG], opened.data.params["search.rounds"]) == ("RUNNING", "kfp-2", "5")
+
+    assert close_study(study, pipeline_run="kfp-2", succeeded=True) == []  # the report closed it
+    assert tracking.client(uri).get_run(run.run_id).info.status == "RUNNING"
+    assert close_study(study, pipeline_run="kfp-2", succeeded=False) == [run.run_id]
+    assert tracking.client(uri).get_run(run.run_id).info.status == "FAILED"

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from proxyhpo.training.plan import DataItem, HUWindow, Recipe
+from proxyhpo.config import DataItem, HUWindow, Recipe
 
 
 def write_sphere_cases(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[DataItem]:

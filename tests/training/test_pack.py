@@ -1,4 +1,4 @@
-"""Packed trials: the batched model equals separate models, and failures stay local."""
+"""Packed trials: the batched model equals separate models, each keeps its optimiser options, and failures stay local."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-from proxyhpo.networks import NetworkConfig, build_network
+from proxyhpo.config import OPTIMIZER_OPTIONS, FaultInjection, HyperParameters, NetworkConfig
+from proxyhpo.networks import build_network
 from proxyhpo.training.pack import ModelPack, per_model_dice_ce
-from proxyhpo.training.plan import FaultInjection, HyperParameters
 
 HYPERS = [
     HyperParameters(lr=1e-2, optimizer="adam"),
@@ -71,6 +71,48 @@ def test_packed_training_matches_separate_training():
     for i in range(3):
         moved = max((p - q).abs().max().item() for p, q in zip(packed.models[i].parameters(), fresh[i].parameters()))
         assert moved > 1e-4
+
+
+def _group_of(pack: ModelPack, i: int) -> dict:
+    """The one optimiser parameter group that holds model ``i``'s parameters, checked to hold exactly those."""
+    params = {id(p) for p in pack.models[i].parameters()}
+    groups = [g for opt in pack.optimizers for g in opt.param_groups if params & {id(p) for p in g["params"]}]
+    assert len(groups) == 1, f"model {i} is spread over {len(groups)} parameter groups"
+    assert {id(p) for p in groups[0]["params"]} == params
+    return groups[0]
+
+
+def test_weight_decay_reaches_each_models_parameter_group():
+    """Two models with one optimiser but different weight decays keep their own, as does a model of another optimiser."""
+    assert OPTIMIZER_OPTIONS == ("lr", "weight_decay")
+    hyperparameters = [
+        HyperParameters(lr=1e-2, optimizer="adam", weight_decay=1e-2),
+        HyperParameters(lr=3e-3, optimizer="adam", weight_decay=0.0),
+        HyperParameters(lr=1e-3, optimizer="novograd", weight_decay=5e-4),
+    ]
+    pack = ModelPack(_models(3), hyperparameters, ["a", "b", "c"])
+    assert len(pack.optimizers) == 2  # models 0 and 1 share one Adam, in two parameter groups
+    for i, h in enumerate(hyperparameters):
+        group = _group_of(pack, i)
+        assert (group["lr"], group["weight_decay"]) == (h.lr, h.weight_decay)
+    assert _group_of(pack, 0) is not _group_of(pack, 1)
+
+
+def test_weight_decay_changes_the_step_of_its_model_only():
+    """The same network on the same batch, with and without weight decay, differs after one step; each equals its run alone."""
+    batch = _batches(1, 1)[0][0]
+    hyperparameters = [HyperParameters(lr=1e-2, optimizer="adam"), HyperParameters(lr=1e-2, optimizer="adam", weight_decay=0.5)]
+    pack = ModelPack([_models(1)[0], _models(1)[0]], hyperparameters, ["plain", "decayed"])  # identical initial weights
+    losses = pack.train_step({0: batch, 1: batch}, step=1)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same forward pass: only the update differs
+    weights = [{n: p for n, p in pack.models[i].named_parameters() if not n.endswith("bias")} for i in range(2)]
+    assert max((weights[0][n] - weights[1][n]).abs().max().item() for n in weights[0]) > 1e-3
+    for i, h in enumerate(hyperparameters):
+        alone = ModelPack(_models(1), [h], ["x"])
+        alone.train_step({0: batch}, step=1)
+        for (name, p_alone), p_packed in zip(alone.models[0].named_parameters(), pack.models[i].parameters()):
+            if not name.endswith("bias"):  # see test_packed_training_matches_separate_training
+                torch.testing.assert_close(p_packed, p_alone, rtol=1e-3, atol=1e-5, msg=name)
 
 
 def test_nan_fault_fails_only_its_model():

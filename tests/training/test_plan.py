@@ -8,9 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from proxyhpo.config import PRESETS, HyperParameters, NetworkConfig, TrialPlan, TrialSpec, load_preset
 from proxyhpo.errors import ConfigError
-from proxyhpo.networks import NetworkConfig
-from proxyhpo.training.plan import PRESETS, HyperParameters, TrialPlan, TrialSpec, load_preset
 
 
 def test_presets_hold_the_papers_recipes():
@@ -46,7 +45,7 @@ def _plan_dict(tmp_path: Path) -> dict:
         "train": [{"image": "a.nii.gz", "label": "a_seg.nii.gz"}],
         "val": [{"image": str(tmp_path / "b.nii.gz"), "label": str(tmp_path / "b_seg.nii.gz")}],
         "epochs": 2,
-        "trials": [{"trial_id": "t0", "hyper": {"lr": 1e-3, "optimizer": "novograd"}, "network": {"kind": "proxy", "levels": 4, "base_channels": 4, "num_res_units": 1}}],
+        "trials": [{"trial_id": "t0", "hyperparameters": {"lr": 1e-3, "optimizer": "novograd"}, "network": {"kind": "proxy", "levels": 4, "base_channels": 4, "num_res_units": 1}}],
     }
 
 
@@ -65,9 +64,9 @@ def test_from_yaml_resolves_relative_paths(tmp_path):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda d: d.update(epoch=3), "key 'epoch' is not known"),
-        (lambda d: d["trials"][0]["hyper"].update(lr=-1), "key 'trials.0.hyper.lr': Input should be greater than 0 (got -1)"),
-        (lambda d: d["trials"][0].pop("hyper"), "key 'trials.0.hyper' is missing"),
+        (lambda d: d.update(epoch=3), "unknown key 'epoch'; fix: remove or correct the key"),
+        (lambda d: d["trials"][0]["hyperparameters"].update(lr=-1), "key 'trials.0.hyperparameters.lr': Input should be greater than 0 (got -1); fix: correct the value"),
+        (lambda d: d["trials"][0].pop("hyperparameters"), "required key 'trials.0.hyperparameters' is missing; fix: add 'trials.0.hyperparameters'"),
         (lambda d: d.update(pack_size=0), "key 'pack_size"),
         (lambda d: d.update(recipe="liver"), "recipe preset 'liver' does not exist"),
         (lambda d: d["trials"].append(dict(d["trials"][0])), "trial_id values must be unique, repeated: t0"),
@@ -90,14 +89,14 @@ def test_malformed_yaml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.yaml: is not valid YAML"):
         TrialPlan.from_yaml(f)
     f.write_text("- a list\n")
-    with pytest.raises(ConfigError, match="top level is a list, expected a mapping"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: holds a list, not a mapping"):
         TrialPlan.from_yaml(f)
-    with pytest.raises(ConfigError, match="file does not exist"):
+    with pytest.raises(ConfigError, match=r"nope.yaml: file does not exist"):
         TrialPlan.from_yaml(tmp_path / "nope.yaml")
 
 
 def test_records_are_frozen():
-    spec = TrialSpec(trial_id="t", hyper=HyperParameters(lr=1e-3))
+    spec = TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3))
     with pytest.raises(ValidationError):
         spec.seed = 3
     assert spec.network == NetworkConfig.proxy(3)

@@ -8,21 +8,12 @@ import pytest
 import torch
 import yaml
 
+from proxyhpo.config import FaultInjection, HyperParameters, NetworkConfig, TrialPlan, TrialResults, TrialSpec, TrialState
 from proxyhpo.errors import ConfigError, DataError
-from proxyhpo.networks import NetworkConfig, build_network
+from proxyhpo.networks import build_network
+from proxyhpo.training import ModelPack, run_trial_file, run_trials
 from proxyhpo.training.data import cache_volumes
-from proxyhpo.training.pack import ModelPack
 from proxyhpo.training.runner import build_models, evaluate_pack
-from proxyhpo.training import (
-    FaultInjection,
-    HyperParameters,
-    TrialPlan,
-    TrialSpec,
-    TrialState,
-    read_results,
-    run_trial_file,
-    run_trials,
-)
 
 
 def _plan(cases, recipe, trials, **kw) -> TrialPlan:
@@ -42,7 +33,7 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
         "val_every": 2,
         "device": "cpu",
         "save_model_dir": "models",
-        "trials": [{"trial_id": "t0", "hyper": {"lr": 0.01, "optimizer": "adam"}, "seed": 1, "data_label": "full", "round": 2}],
+        "trials": [{"trial_id": "t0", "hyperparameters": {"lr": 0.01, "optimizer": "adam"}, "seed": 1, "data_label": "full", "round": 2}],
     }
     f = tmp_path / "trial.yaml"
     f.write_text(yaml.safe_dump(plan))
@@ -51,17 +42,17 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
     assert r.state is TrialState.COMPLETE and r.fail_reason is None
     assert r.val_epochs == [2, 4, 6, 7] and seen == [("t0", e, d) for e, d in zip(r.val_epochs, r.val_dice)]
     # The starting value: the same seeded network, untrained, on the same validation volumes.
-    untrained = ModelPack(build_models([TrialSpec(trial_id="t0", hyper=HyperParameters(lr=0.01), seed=1)]), [HyperParameters(lr=0.01)], ["t0"])
+    untrained = ModelPack(build_models([TrialSpec(trial_id="t0", hyperparameters=HyperParameters(lr=0.01), seed=1)]), [HyperParameters(lr=0.01)], ["t0"])
     start = evaluate_pack(untrained, cache_volumes(sphere_cases[4:6], tiny_recipe, "cpu", training=False), tiny_recipe)[0]
     assert r.val_dice[-1] > 0.6 and r.val_dice[-1] > start + 0.3, (start, r.val_dice)
     assert r.best_val_dice == max(r.val_dice) and r.final_val_dice == r.val_dice[-1]
     assert r.test_dice is not None and r.test_dice > 0.5
     assert r.epochs_run == 7 and r.network == "proxy-L3" and r.round == 2 and r.pack_size == 1
-    assert r.cpu_hours > 0 and r.gpu_hours == 0 and r.peak_gpu_mem_bytes == 0 and r.device == "cpu"
-    assert 0 < r.cpu_hours * 3600 <= r.wall_seconds * 1.01
+    assert r.process_hours > 0 and r.gpu_hours == 0 and r.peak_gpu_mem_bytes == 0 and r.device == "cpu"
+    assert 0 < r.process_hours * 3600 <= r.wall_seconds * 1.01
     assert 0 <= r.data_wait_fraction < 1
     # Results JSON beside the plan, and the best weights loadable into a fresh network.
-    assert read_results(tmp_path / "trial.results.json") == [r]
+    assert TrialResults.read(tmp_path / "trial.results.json").results == (r,)
     assert json.loads((tmp_path / "trial.results.json").read_text())["schema_version"] == 1
     net = build_network(NetworkConfig.proxy(3))
     net.load_state_dict(torch.load(r.model_path))
@@ -71,9 +62,9 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
 def test_packed_run_matches_one_by_one(sphere_cases, tiny_recipe):
     """Same seeds: a pack of 3 sees the same patches and takes the same steps as 3 separate runs."""
     trials = [
-        TrialSpec(trial_id="a", hyper=HyperParameters(lr=1e-2, optimizer="adam", intensity_shift_prob=0.5), seed=3),
-        TrialSpec(trial_id="b", hyper=HyperParameters(lr=3e-3, optimizer="novograd", intensity_shift_prob=1.0), seed=4),
-        TrialSpec(trial_id="c", hyper=HyperParameters(lr=1e-3, optimizer="rmsprop"), seed=5),
+        TrialSpec(trial_id="a", hyperparameters=HyperParameters(lr=1e-2, optimizer="adam", intensity_shift_prob=0.5), seed=3),
+        TrialSpec(trial_id="b", hyperparameters=HyperParameters(lr=3e-3, optimizer="novograd", intensity_shift_prob=1.0), seed=4),
+        TrialSpec(trial_id="c", hyperparameters=HyperParameters(lr=1e-3, optimizer="rmsprop"), seed=5),
     ]
     losses: dict[int, dict] = {1: {}, 3: {}}
     results = {}
@@ -91,10 +82,10 @@ def test_packed_run_matches_one_by_one(sphere_cases, tiny_recipe):
 def test_faults_fail_only_their_trials(sphere_cases, tiny_recipe, tmp_path):
     hyper = HyperParameters(lr=1e-2)
     trials = [
-        TrialSpec(trial_id="ok", hyper=hyper, seed=0),
-        TrialSpec(trial_id="nan", hyper=hyper, seed=1, fault=FaultInjection(kind="nan", step=2)),
-        TrialSpec(trial_id="oom", hyper=hyper, seed=2, fault=FaultInjection(kind="oom", step=3)),
-        TrialSpec(trial_id="ok2", hyper=HyperParameters(lr=1e-2, optimizer="adamax"), seed=3),
+        TrialSpec(trial_id="ok", hyperparameters=hyper, seed=0),
+        TrialSpec(trial_id="nan", hyperparameters=hyper, seed=1, fault=FaultInjection(kind="nan", step=2)),
+        TrialSpec(trial_id="oom", hyperparameters=hyper, seed=2, fault=FaultInjection(kind="oom", step=3)),
+        TrialSpec(trial_id="ok2", hyperparameters=HyperParameters(lr=1e-2, optimizer="adamax"), seed=3),
     ]
     ok, nan, oom, ok2 = run_trials(_plan(sphere_cases, tiny_recipe, trials, pack_size=4), progress=False)
     for r in (ok, ok2):
@@ -103,12 +94,12 @@ def test_faults_fail_only_their_trials(sphere_cases, tiny_recipe, tmp_path):
     assert nan.epochs_run == 0 and nan.val_dice == [] and nan.final_val_dice is None
     assert oom.state is TrialState.FAILED and "out of memory during training step 3 even alone" in oom.fail_reason
     assert oom.epochs_run == 1 and len(oom.val_dice) == 1  # step 3 is the first step of epoch 2
-    assert nan.wall_seconds < ok.wall_seconds and oom.cpu_hours < ok.cpu_hours
+    assert nan.wall_seconds < ok.wall_seconds and oom.process_hours < ok.process_hours
 
 
 def test_patch_that_does_not_suit_the_network(sphere_cases, tiny_recipe):
     recipe = tiny_recipe.model_copy(update={"patch_size": (12, 12, 12)})
-    plan = _plan(sphere_cases, recipe, [TrialSpec(trial_id="t", hyper=HyperParameters(lr=1e-3), network=NetworkConfig.proxy(4))])
+    plan = _plan(sphere_cases, recipe, [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3), network=NetworkConfig.proxy(4))])
     with pytest.raises(ConfigError, match=r"recipe.patch_size \(12, 12, 12\) does not suit a 4-level U-Net"):
         run_trials(plan, progress=False)
 
@@ -116,21 +107,49 @@ def test_patch_that_does_not_suit_the_network(sphere_cases, tiny_recipe):
 def test_missing_data_file(sphere_cases, tiny_recipe, tmp_path):
     cases = list(sphere_cases)
     cases[1] = cases[1].model_copy(update={"label": str(tmp_path / "gone.nii.gz")})
-    plan = _plan(cases, tiny_recipe, [TrialSpec(trial_id="t", hyper=HyperParameters(lr=1e-3))])
+    plan = _plan(cases, tiny_recipe, [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3))])
     with pytest.raises(DataError, match=r"gone.nii.gz: train\[1\].label does not exist"):
         run_trials(plan, progress=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_cuda_without_gpu(sphere_cases, tiny_recipe):
-    plan = _plan(sphere_cases, tiny_recipe, [TrialSpec(trial_id="t", hyper=HyperParameters(lr=1e-3))], device="cuda")
-    with pytest.raises(ConfigError, match="key 'device' is 'cuda' but no CUDA GPU is available"):
+    plan = _plan(sphere_cases, tiny_recipe, [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3))], device="cuda")
+    with pytest.raises(ConfigError, match=r"^<plan>: key 'device': 'cuda' asks for CUDA, but no CUDA GPU is available here; fix: use device auto or cpu$"):
         run_trials(plan, progress=False)
 
 
 def test_disk_cache_gives_the_same_trial(sphere_cases, tiny_recipe, tmp_path):
-    trials = [TrialSpec(trial_id="t", hyper=HyperParameters(lr=1e-2), seed=7)]
+    trials = [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-2), seed=7)]
     in_memory = run_trials(_plan(sphere_cases, tiny_recipe, trials, epochs=1), progress=False)[0]
     on_disk = run_trials(_plan(sphere_cases, tiny_recipe, trials, epochs=1, cache_dir=str(tmp_path / "cache")), progress=False)[0]
     assert list((tmp_path / "cache").glob("recipe-*/*.pt"))  # preprocessed volumes were written
     assert on_disk.val_dice == pytest.approx(in_memory.val_dice, abs=1e-6)
+
+
+def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_cases, tiny_recipe, tmp_path, monkeypatch):
+    """A trial that runs out of memory during the external test leaves the pack: FAILED, and its weights are not saved."""
+    from proxyhpo.training import runner
+
+    original = runner.evaluate_pack
+
+    def evaluate(pack, volumes, recipe, what="validation"):
+        if what == "test":
+            predict = pack.predict
+
+            def predict_or_oom(chunk, x):
+                if any(pack.ids[i] == "b" for i in chunk):
+                    raise torch.OutOfMemoryError("simulated out-of-memory (testing)")
+                return predict(chunk, x)
+
+            monkeypatch.setattr(pack, "predict", predict_or_oom)
+        return original(pack, volumes, recipe, what)
+
+    monkeypatch.setattr(runner, "evaluate_pack", evaluate)
+    trials = [TrialSpec(trial_id=t, hyperparameters=HyperParameters(lr=1e-2), seed=s) for s, t in enumerate("ab")]
+    plan = _plan(sphere_cases, tiny_recipe, trials, epochs=1, pack_size=2, test=sphere_cases[6:], save_model_dir=str(tmp_path / "models"))
+    a, b = run_trials(plan, progress=False)
+    assert a.state is TrialState.COMPLETE and a.test_dice is not None and a.model_path == str(tmp_path / "models" / "a.pt")
+    assert b.state is TrialState.FAILED and "out of memory during test even alone" in b.fail_reason
+    assert b.test_dice is None and b.model_path is None and b.final_val_dice is None and b.val_epochs == [1]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["a.pt"]

@@ -8,54 +8,53 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from proxyhpo import storage, tracking
+from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
 
-__all__ = ["TrialRow", "StudySummary", "collect_trials", "summarise", "plot_search", "build_report", "render_markdown"]
+__all__ = ["TrialRow", "StudySummary", "collect_trials", "summarize", "plot_search", "build_report", "write_report", "render_markdown"]
 
 
-class TrialRow(BaseModel):
-    """One trial as logged in MLflow."""
+class TrialRow(StrictModel):
+    """One trial as logged in MLflow.
 
-    model_config = ConfigDict(frozen=True)
+    Attributes:
+        hyperparameters: the searched hyper-parameters, by the search space's names, parsed back from
+            the run's params (numbers as floats, choices as strings; None when a param is missing).
+    """
 
     run_id: str
     trial_id: str
     role: str
     round: int | None
     status: str
-    lr: float | None
-    optimizer: str | None
-    intensity_shift_prob: float | None
+    hyperparameters: dict[str, float | str | None]
     network: str | None
     data: str | None
     val_dice: float | None
     test_dice: float | None
     gpu_hours: float
-    cpu_hours: float
+    process_hours: float
     wall_seconds: float
 
 
-class StudySummary(BaseModel):
+class StudySummary(StrictModel):
     """The numbers a study ends with; logged as the parent run's metrics."""
-
-    model_config = ConfigDict(frozen=True)
 
     n_trials: int
     n_failed: int
     best_trial: str | None
-    best_values: dict[str, Any]
+    best_hyperparameters: dict[str, Any]
     best_val_dice: float | None
     final_val_dice: float | None
     final_test_dice: float | None
     total_gpu_hours: float
-    total_cpu_hours: float
+    total_process_hours: float
     search_gpu_hours: float
-    search_cpu_hours: float
+    search_process_hours: float
 
     def metrics(self) -> dict[str, float]:
         """The summary as MLflow metrics (numbers only, missing ones left out)."""
@@ -64,9 +63,9 @@ class StudySummary(BaseModel):
             "final_val_dice": self.final_val_dice,
             "final_test_dice": self.final_test_dice,
             "total_gpu_hours": self.total_gpu_hours,
-            "total_cpu_hours": self.total_cpu_hours,
+            "total_process_hours": self.total_process_hours,
             "search_gpu_hours": self.search_gpu_hours,
-            "search_cpu_hours": self.search_cpu_hours,
+            "search_process_hours": self.search_process_hours,
             "n_trials": self.n_trials,
             "n_failed_trials": self.n_failed,
         }
@@ -80,8 +79,22 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def collect_trials(parent_run_id: str, tracking_uri: str | None = None) -> list[TrialRow]:
-    """Every child run of ``parent_run_id`` (trials and the final model), oldest first."""
+def _param(distribution: object, value: str | None) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(distribution, Categorical):
+        return value
+    return _float(value)
+
+
+def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | None = None) -> list[TrialRow]:
+    """Every child run of ``parent_run_id`` (trials and the final model), oldest first.
+
+    Args:
+        parent_run_id: the study's MLflow parent run.
+        space: the study's search space; its names are the hyper-parameters read back from params.
+        tracking_uri: the MLflow store (default: the environment's or the embedded one).
+    """
     mlflow_client = tracking.client(tracking_uri)
     parent = mlflow_client.get_run(parent_run_id)
     runs = mlflow_client.search_runs(
@@ -97,48 +110,49 @@ def collect_trials(parent_run_id: str, tracking_uri: str | None = None) -> list[
                 role=tags.get(tracking.ROLE_TAG, "trial"),
                 round=int(tags[tracking.ROUND_TAG]) if tracking.ROUND_TAG in tags else None,
                 status=run.info.status,
-                lr=_float(params.get("lr")),
-                optimizer=params.get("optimizer"),
-                intensity_shift_prob=_float(params.get("intensity_shift_prob")),
+                hyperparameters={name: _param(distribution, params.get(name)) for name, distribution in space.items()},
                 network=params.get("network"),
                 data=params.get("data"),
                 val_dice=_float(metrics.get("final_val_dice")) if run.info.status == "FINISHED" else None,
                 test_dice=_float(metrics.get("test_dice")),
                 gpu_hours=float(metrics.get("gpu_hours", 0.0)),
-                cpu_hours=float(metrics.get("cpu_hours", 0.0)),
+                process_hours=float(metrics.get("process_hours", 0.0)),
                 wall_seconds=float(metrics.get("wall_seconds", 0.0)),
             )
         )
     return rows
 
 
-def summarise(rows: list[TrialRow]) -> StudySummary:
+def summarize(rows: list[TrialRow]) -> StudySummary:
     """Best search trial, final model's Dice, and GPU-/CPU-hours spent."""
     search = [row for row in rows if row.role == "trial"]
     final = next((row for row in rows if row.role == "final"), None)
     done = [row for row in search if row.val_dice is not None]
     best = max(done, key=lambda row: row.val_dice) if done else None  # type: ignore[arg-type, return-value]
-    best_values = {}
-    if best is not None:
-        best_values = {"lr": best.lr, "optimizer": best.optimizer, "intensity_shift_prob": best.intensity_shift_prob}
+    best_hyperparameters = dict(best.hyperparameters) if best is not None else {}
     return StudySummary(
         n_trials=len(search),
         n_failed=len(search) - len(done),
         best_trial=best.trial_id if best else None,
-        best_values=best_values,
+        best_hyperparameters=best_hyperparameters,
         best_val_dice=best.val_dice if best else None,
         final_val_dice=final.val_dice if final else None,
         final_test_dice=final.test_dice if final else None,
         total_gpu_hours=sum(row.gpu_hours for row in rows),
-        total_cpu_hours=sum(row.cpu_hours for row in rows),
+        total_process_hours=sum(row.process_hours for row in rows),
         search_gpu_hours=sum(row.gpu_hours for row in search),
-        search_cpu_hours=sum(row.cpu_hours for row in search),
+        search_process_hours=sum(row.process_hours for row in search),
     )
 
 
-def plot_search(rows: list[TrialRow], out: str | os.PathLike[str]) -> Path:
-    """Three panels: Dice per trial by round with the best so far, Dice against learning rate, and
-    against the intensity-shift probability (colour = optimiser). Written atomically as PNG."""
+def plot_search(rows: list[TrialRow], space: SearchSpace, out: str | os.PathLike[str]) -> Path:
+    """Search progress and Dice against each hyper-parameter, written atomically as PNG.
+
+    The first panel shows Dice per trial in order of proposal with the best so far (failed trials as red
+    crosses); then one panel per hyper-parameter of ``space``: Dice against its value (log axis for a
+    log-uniform range, the choices for a categorical one). Points are coloured by the first categorical
+    hyper-parameter (the optimiser by default).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,42 +160,65 @@ def plot_search(rows: list[TrialRow], out: str | os.PathLike[str]) -> Path:
 
     search = [row for row in rows if row.role == "trial"]
     done = [row for row in search if row.val_dice is not None]
-    optimisers = sorted({row.optimizer or "?" for row in search})
-    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(optimisers)}
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    colour_by = next((name for name, distribution in space.items() if isinstance(distribution, Categorical)), None)
+    groups = sorted({str(row.hyperparameters.get(colour_by)) for row in search}) if colour_by else ["trials"]
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(groups)}
 
+    def group(row: TrialRow) -> str:
+        return str(row.hyperparameters.get(colour_by)) if colour_by else "trials"
+
+    figure, axes = plt.subplots(1, 1 + len(space), figsize=(5 * (1 + len(space)), 4.2), constrained_layout=True, squeeze=False)
+    progress, panels = axes[0][0], axes[0][1:]
     best_so_far, best = [], -math.inf
     for row in search:
         best = max(best, row.val_dice if row.val_dice is not None else -math.inf)
-        best_so_far.append(best if math.isfinite(best) else None)
-    axes[0].scatter(range(1, len(search) + 1), [row.val_dice if row.val_dice is not None else math.nan for row in search],
-                    c=[colours[row.optimizer or "?"] for row in search], s=28)
-    axes[0].step(range(1, len(search) + 1), [b if b is not None else math.nan for b in best_so_far], where="post", color="k", lw=1, label="best so far")
+        best_so_far.append(best if math.isfinite(best) else math.nan)
+    positions = range(1, len(search) + 1)
+    progress.scatter(positions, [row.val_dice if row.val_dice is not None else math.nan for row in search], c=[colours[group(row)] for row in search], s=28)
+    progress.step(positions, best_so_far, where="post", color="k", lw=1, label="best so far")
     failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None]
     if failed:
-        axes[0].scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
-    axes[0].set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
-    axes[0].legend(loc="lower right", fontsize=8)
+        progress.scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
+    progress.set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
+    progress.legend(loc="lower right", fontsize=8)
 
-    for name in optimisers:
-        mine = [row for row in done if (row.optimizer or "?") == name]
-        axes[1].scatter([row.lr for row in mine], [row.val_dice for row in mine], color=colours[name], label=name, s=28)
-        axes[2].scatter([row.intensity_shift_prob for row in mine], [row.val_dice for row in mine], color=colours[name], label=name, s=28)
-    axes[1].set(xscale="log", xlabel="learning rate", ylabel="validation Dice", title="Dice vs learning rate")
-    axes[2].set(xlabel="intensity-shift probability", ylabel="validation Dice", title="Dice vs augmentation")
-    axes[1].legend(fontsize=8)
+    for axis, (name, distribution) in zip(panels, space.items(), strict=True):
+        categorical = isinstance(distribution, Categorical)
+        choices = [str(choice) for choice in distribution.choices] if categorical else []
+        for label in groups:
+            mine = [row for row in done if group(row) == label and row.hyperparameters.get(name) is not None]
+            xs = [choices.index(str(row.hyperparameters[name])) if categorical else row.hyperparameters[name] for row in mine]
+            axis.scatter(xs, [row.val_dice for row in mine], color=colours[label], label=label, s=28)
+        if categorical:
+            axis.set_xticks(range(len(choices)), choices)
+        elif distribution.type == "log_uniform":
+            axis.set_xscale("log")
+        axis.set(xlabel=name, ylabel="validation Dice", title=f"Dice vs {name}")
+    if panels.size and colour_by:
+        panels[0].legend(fontsize=8, title=colour_by)
     with storage.atomic_output(out) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
     return Path(out)
 
 
-def render_markdown(study: Any, summary: StudySummary, rows: list[TrialRow]) -> str:
-    """The report as Markdown: setting, best hyper-parameters, final model, cost, and every trial."""
+def _format(value: float | str | None, digits: int = 4) -> str:
+    """A hyper-parameter value in a table cell: floats with ``digits`` significant digits (lr 0.001234, p 0.3255)."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialRow]) -> str:
+    """The report as Markdown: setting, best hyper-parameters, final model, cost, and every trial.
+
+    The trial table has one column per hyper-parameter of the study's search space.
+    """
 
     def fmt(value: float | None, digits: int = 4) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
+    names = study.search.space.names
     search = [row for row in rows if row.role == "trial"]
     lines = [
         f"# Study `{study.name}`",
@@ -199,7 +236,7 @@ def render_markdown(study: Any, summary: StudySummary, rows: list[TrialRow]) -> 
         "| hyper-parameter | value |",
         "| --- | --- |",
     ]
-    lines += [f"| {name} | {value:.3g} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in summary.best_values.items()]
+    lines += [f"| {name} | {value:.3g} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in summary.best_hyperparameters.items()]
     lines += [
         "",
         f"Best search trial: `{summary.best_trial}` with validation Dice {fmt(summary.best_val_dice)}.",
@@ -214,30 +251,31 @@ def render_markdown(study: Any, summary: StudySummary, rows: list[TrialRow]) -> 
         "## Cost",
         "",
         f"{summary.n_trials} trials ({summary.n_failed} failed); GPU-hours {summary.total_gpu_hours:.4f} "
-        f"(search {summary.search_gpu_hours:.4f}); CPU-hours {summary.total_cpu_hours:.4f} (search {summary.search_cpu_hours:.4f}).",
+        f"(search {summary.search_gpu_hours:.4f}); process hours on the CPU {summary.total_process_hours:.4f} "
+        f"(search {summary.search_process_hours:.4f}).",
         "",
         "## Trials",
         "",
-        "| trial | round | optimizer | lr | shift p | val Dice | status |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| trial | round | " + " | ".join(names) + " | val Dice | status |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
     ]
     lines += [
-        f"| {row.trial_id} | {row.round} | {row.optimizer} | {fmt(row.lr, 5)} | {fmt(row.intensity_shift_prob, 2)} | {fmt(row.val_dice)} | {row.status} |"
+        f"| {row.trial_id} | {row.round} | " + " | ".join(_format(row.hyperparameters.get(name)) for name in names) + f" | {fmt(row.val_dice)} | {row.status} |"
         for row in search
     ]
     return "\n".join(lines) + "\n"
 
 
 def build_report(
-    study: Any,
+    study: StudyConfig,
     parent_run_id: str,
     out_dir: str | os.PathLike[str],
     *,
     controller_state: str | os.PathLike[str] | None = None,
     tracking_uri: str | None = None,
 ) -> tuple[StudySummary, str]:
-    """Collect the study's trials from MLflow, write ``report.md`` and ``search.png`` to ``out_dir``, log
-    them and the summary metrics on the parent run, and mark it FINISHED.
+    """Collect the study's trials from MLflow, write ``report.md``, ``search.png`` and ``summary.json`` to
+    ``out_dir``, log them and the summary metrics on the parent run, and mark it FINISHED.
 
     Args:
         study: the study config.
@@ -250,36 +288,66 @@ def build_report(
     Returns:
         The summary and the Markdown text.
     """
-    rows = collect_trials(parent_run_id, tracking_uri)
-    summary = summarise(rows)
+    from mlflow.entities import Metric
+
+    rows = collect_trials(parent_run_id, study.search.space, tracking_uri)
+    summary = summarize(rows)
     markdown = render_markdown(study, summary, rows)
     out = Path(out_dir)
     report_path = storage.atomic_write_text(out / "report.md", markdown)
-    plot_path = plot_search(rows, out / "search.png")
-    storage.atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
+    plot_path = plot_search(rows, study.search.space, out / "search.png")
+    summary_path = storage.atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
     mlflow_client = tracking.client(tracking_uri)
-    from mlflow.entities import Metric
-    import time
-
     now = int(time.time() * 1000)
     mlflow_client.log_batch(parent_run_id, metrics=[Metric(key, value, now, 0) for key, value in summary.metrics().items()])
-    for path in (report_path, plot_path, out / "summary.json"):
+    for path in (report_path, plot_path, summary_path):
         mlflow_client.log_artifact(parent_run_id, str(path))
-    if summary.best_values:
-        mlflow_client.log_dict(parent_run_id, summary.best_values, "best_hyperparameters.json")
+    if summary.best_hyperparameters:
+        mlflow_client.log_dict(parent_run_id, summary.best_hyperparameters, "best_hyperparameters.json")
     if controller_state is not None:
         _log_controller(mlflow_client, parent_run_id, controller_state, now)
     tracking.finish_run(parent_run_id, tracking_uri=tracking_uri)
     return summary, markdown
 
 
+def write_report(
+    study: StudyConfig,
+    parent_run_id: str,
+    controller_state: str | os.PathLike[str],
+    *,
+    markdown: str | os.PathLike[str],
+    html: str | os.PathLike[str],
+    tracking_uri: str | None = None,
+) -> StudySummary:
+    """The pipeline's report step: :func:`build_report`, then the Markdown and a self-contained HTML page
+    (the plot inlined) at the given paths, for the Kubeflow UI's visualisations.
+
+    Returns:
+        The study summary.
+    """
+    import base64
+    import html as html_text
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="report-") as out:
+        summary, text = build_report(study, parent_run_id, out, controller_state=controller_state, tracking_uri=tracking_uri)
+        image = base64.b64encode((Path(out) / "search.png").read_bytes()).decode()
+    storage.atomic_write_text(markdown, text)
+    storage.atomic_write_text(
+        html,
+        f"<html><head><meta charset='utf-8'><title>{html_text.escape(study.name)}</title></head><body>"
+        f"<img src='data:image/png;base64,{image}'/><pre>{html_text.escape(text)}</pre></body></html>",
+    )
+    return summary
+
+
 def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLike[str], now_ms: int) -> None:
     """The controller's proposals and rewards, and its per-round statistics, on the parent run."""
     from mlflow.entities import Metric
 
-    from proxyhpo.controller.state import read_state
+    from proxyhpo.controller.state import read_state_json
 
-    state, _ = read_state(state_path)
+    state = read_state_json(state_path)
     mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], "controller_history.json")
     metrics = [
         Metric("round_mean_val_dice", float(update.mean_reward), now_ms, int(update.round))

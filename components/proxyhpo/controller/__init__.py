@@ -1,53 +1,30 @@
-"""Controllers that search hyper-parameters: the REINFORCE controller for HPO, its search space and its persisted state.
+"""Controllers that search hyper-parameters: the REINFORCE controller for HPO, its rounds and its persisted state.
+
+The records it reads and writes (search space, settings, proposals, rewards, packs) live in the schema
+layer, :mod:`proxyhpo.config`.
 
 Example:
-    >>> from proxyhpo.controller import ReinforceController, default_search_space
+    >>> from proxyhpo.config import default_search_space
+    >>> from proxyhpo.controller import ReinforceController
     >>> controller = ReinforceController(default_search_space(), seed=0)
     >>> proposals = controller.propose(8)
     >>> stats = controller.update(proposals, [0.5] * 8)
 """
 
-from proxyhpo.controller.reinforce import ControllerPolicy, ReinforceController
-from proxyhpo.controller.search_space import (
-    Categorical,
-    Choice,
-    Distribution,
-    LogUniform,
-    SearchSpace,
-    Uniform,
-    default_search_space,
-    parse_search_space,
-)
-from proxyhpo.controller.state import (
-    SCHEMA_VERSION,
-    ControllerConfig,
-    ControllerState,
-    HistoryRecord,
-    Proposal,
-    UpdateStats,
-    read_history,
-    read_state,
-    write_state,
-)
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "Categorical",
-    "Choice",
-    "ControllerConfig",
-    "ControllerPolicy",
-    "ControllerState",
-    "Distribution",
-    "HistoryRecord",
-    "LogUniform",
-    "Proposal",
-    "ReinforceController",
-    "SCHEMA_VERSION",
-    "SearchSpace",
-    "Uniform",
-    "UpdateStats",
-    "default_search_space",
-    "parse_search_space",
-    "read_history",
-    "read_state",
-    "write_state",
-]
+from proxyhpo.controller.state import read_history, read_state, read_state_json, write_state
+
+if TYPE_CHECKING:
+    from proxyhpo.controller.reinforce import ControllerPolicy, ReinforceController
+
+__all__ = ["ControllerPolicy", "ReinforceController", "read_history", "read_state", "read_state_json", "write_state"]
+
+
+def __getattr__(name: str) -> Any:
+    # The policy needs torch; readers of a state file (the report) do not, so it is imported on first use.
+    if name in ("ControllerPolicy", "ReinforceController"):
+        from proxyhpo.controller import reinforce
+
+        return getattr(reinforce, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

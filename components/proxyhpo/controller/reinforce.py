@@ -38,17 +38,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from proxyhpo.controller.search_space import Categorical, Choice, SearchSpace, default_search_space
-from proxyhpo.controller.state import (
-    ControllerConfig,
-    ControllerState,
-    HistoryRecord,
-    Proposal,
-    UpdateStats,
-    brief_error,
-    read_state,
-    write_state,
-)
+from proxyhpo.config.base import brief
+from proxyhpo.config.controller import ControllerConfig, ControllerState, HistoryRecord, Proposal, UpdateStats
+from proxyhpo.config.search_space import Categorical, Choice, SearchSpace, default_search_space
+from proxyhpo.controller.state import read_state, write_state
 from proxyhpo.errors import InputError
 
 __all__ = ["ReinforceController", "ControllerPolicy", "kumaraswamy_log_prob", "kumaraswamy_entropy", "kumaraswamy_icdf"]
@@ -292,7 +285,7 @@ class ReinforceController:
             m: number of proposals M (>= 1).
 
         Returns:
-            M proposals with consecutive ids; their ``values`` hold one value per hyper-parameter.
+            M proposals with consecutive ids; their ``hyperparameters`` hold one value per hyper-parameter.
 
         Raises:
             ValueError: when ``m`` is not a positive integer.
@@ -306,7 +299,7 @@ class ReinforceController:
             proposal = Proposal(
                 proposal_id=self._next_id,
                 round=self._round,
-                values=self._decode(actions[i]),
+                hyperparameters=self._decode(actions[i]),
                 log_prob=float(log_prob[i]),
             )
             self._next_id += 1
@@ -368,7 +361,7 @@ class ReinforceController:
         mean_reward = float(rewards.mean())
         baseline_before = self._baseline if self._baseline is not None else mean_reward
         advantage = rewards - baseline_before
-        actions = torch.stack([self._encode(p.values) for p, _ in valid])
+        actions = torch.stack([self._encode(p.hyperparameters) for p, _ in valid])
         _, log_prob, entropy, _ = self._policy(len(valid), actions=actions)
         policy_loss = -(advantage * log_prob).mean()
         mean_entropy = entropy.mean()
@@ -444,11 +437,8 @@ class ReinforceController:
 
     def best(self) -> tuple[Proposal, float] | None:
         """The proposal with the highest reward so far (the earliest on ties), or None if none succeeded."""
-        best: tuple[Proposal, float] | None = None
-        for record in self._history:
-            if record.reward is not None and (best is None or record.reward > best[1]):
-                best = (record.proposal, record.reward)
-        return best
+        record = self.state().best()
+        return None if record is None else (record.proposal, record.reward)  # type: ignore[return-value]
 
     def choice_probabilities(self, name: str, samples: int = 256) -> dict[Choice, float]:
         """Marginal probability the policy gives each choice of a categorical hyper-parameter.
@@ -523,7 +513,7 @@ class ReinforceController:
             controller._optimizer.load_state_dict(tensors["optimizer"])
             controller._generator.set_state(tensors["generator"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            problem = f"its tensors do not match its search space and config ({brief_error(exc)})"
+            problem = f"its tensors do not match its search space and config ({brief(exc)})"
             raise InputError(path, problem, "the file is corrupt; rerun the round that wrote it") from exc
         controller._round = state.round
         controller._next_id = state.next_proposal_id

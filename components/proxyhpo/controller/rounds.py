@@ -6,35 +6,18 @@ The controller's whole state travels between rounds as one artifact (see
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, TrialState, UpdateStats
 from proxyhpo.controller.reinforce import ReinforceController
-from proxyhpo.controller.state import Proposal, UpdateStats
+from proxyhpo.controller.state import read_state_json
+from proxyhpo.errors import TrialError
 
-__all__ = ["PackSpec", "propose_round", "update_round", "split_into_packs", "trial_id_for", "packs_as_json"]
-
-
-class PackSpec(BaseModel):
-    """The trials one GPU trains at once: the unit a ``ParallelFor`` iteration receives (as JSON)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: int = 1
-    round: int
-    pack_index: int
-    proposals: list[Proposal]
-
-
-def trial_id_for(proposal: Proposal) -> str:
-    """The trial id of a proposal: ``r<round>-t<proposal id>`` (also the MLflow run name)."""
-    return f"r{proposal.round}-t{proposal.proposal_id:03d}"
+__all__ = ["init_controller", "propose_round", "update_round", "split_into_packs", "final_hyperparameters"]
 
 
 def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int | None) -> list[list[Proposal]]:
@@ -45,35 +28,34 @@ def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int
     """
     if not proposals:
         return []
-    ordered = sorted(proposals, key=lambda p: (str(p.values.get("optimizer", "")), p.proposal_id))
+    ordered = sorted(proposals, key=lambda p: (str(p.hyperparameters.get("optimizer", "")), p.proposal_id))
     size = pack_size or math.ceil(len(ordered) / max(1, gpus))
     return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
-def propose_round(
-    study: Any,
-    state_in: str | os.PathLike[str] | None,
-    state_out: str | os.PathLike[str],
-) -> list[PackSpec]:
-    """Sample the next round's proposals and group them into packs.
+def init_controller(study: StudyConfig, state_out: str | os.PathLike[str]) -> Path:
+    """Write the study's initial controller state (untrained policy, round 0) to ``state_out``."""
+    return ReinforceController(study.search.space, config=study.search.controller).save(state_out)
+
+
+def propose_round(study: StudyConfig, state_in: str | os.PathLike[str], state_out: str | os.PathLike[str]) -> list[str]:
+    """Sample the next round's proposals, group them into packs and write the state holding them.
 
     Args:
-        study: the :class:`proxyhpo.config.StudyConfig`.
-        state_in: the controller state after the previous round; ``None`` for the first round.
+        study: the study config.
+        state_in: the controller state after the previous round (or the initial one).
         state_out: where to write the state holding the new pending proposals.
 
     Returns:
-        The packs, one per ``ParallelFor`` iteration.
+        The packs as JSON strings, one per ``ParallelFor`` iteration (KFP's local runner turns
+        integers inside dict parameters into floats, so packs travel as strings).
     """
-    if state_in is None:
-        controller = ReinforceController(study.search.space, config=study.search.controller)
-    else:
-        controller = ReinforceController.load(state_in)
+    controller = ReinforceController.load(state_in)
     proposals = controller.propose(study.search.proposals_per_round)
     controller.save(state_out)
     pack_size = study.training.pack_size if isinstance(study.training.pack_size, int) else None
     groups = split_into_packs(proposals, gpus=study.resources.gpus, pack_size=pack_size)
-    return [PackSpec(round=controller.round, pack_index=i, proposals=group) for i, group in enumerate(groups)]
+    return [PackSpec(round=controller.round, pack_index=i, proposals=tuple(group)).model_dump_json() for i, group in enumerate(groups)]
 
 
 def update_round(
@@ -88,25 +70,33 @@ def update_round(
 
     Args:
         state_in: the state written by :func:`propose_round`.
-        result_files: the packs' result files (``proxyhpo.training.result`` JSON).
+        result_files: the packs' :class:`~proxyhpo.config.TrialResults` files.
         state_out: where to write the updated state.
     """
-    from proxyhpo.training.result import read_results
-
     controller = ReinforceController.load(state_in)
     rewards: dict[str, float | None] = {}
     for file in result_files:
         if not Path(file).is_file():
             continue
-        for result in read_results(file):
-            dice = result.final_val_dice if result.state.value == "COMPLETE" else None
+        for result in TrialResults.read(file).results:
+            dice = result.final_val_dice if result.state == TrialState.COMPLETE else None
             rewards[result.trial_id] = dice if dice is not None and math.isfinite(dice) else None
     pending = controller.pending()
-    stats = controller.update(pending, [rewards.get(trial_id_for(p)) for p in pending])
+    stats = controller.update(pending, [rewards.get(p.trial_id) for p in pending])
     controller.save(state_out)
     return stats
 
 
-def packs_as_json(packs: Sequence[PackSpec]) -> list[str]:
-    """Packs as JSON strings: KFP's local runner turns integers inside dict parameters into floats."""
-    return [json.dumps(pack.model_dump(mode="json")) for pack in packs]
+def final_hyperparameters(state: str | os.PathLike[str]) -> dict[str, Any]:
+    """The hyper-parameters the final model trains with: the best-rewarded proposal's.
+
+    Raises:
+        TrialError: when every search trial failed, so there is nothing to train with.
+    """
+    best = read_state_json(state).best()
+    if best is None:
+        raise TrialError(
+            "every search trial failed: there are no hyper-parameters to train the final model with; "
+            "see the trial runs' fail reasons in MLflow"
+        )
+    return dict(best.proposal.hyperparameters)

@@ -12,27 +12,27 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from proxyhpo import paths, storage
+from proxyhpo.config import StrictModel
 from proxyhpo.errors import DataError
+from proxyhpo.progress import track
 
 __all__ = ["CaseEntry", "CaseVolumes", "MSDDataset", "load_dataset", "read_case", "validate_dataset", "case_id_of"]
 
-SCHEMA_VERSION = 1
 AFFINE_TOLERANCE = 1e-3
 
 
-class CaseEntry(BaseModel):
+class CaseEntry(StrictModel):
     """One training case: its id, the absolute local paths of its image and label, and both as written in dataset.json."""
 
-    model_config = ConfigDict(frozen=True)
 
     case_id: str
     image: str
@@ -49,7 +49,7 @@ class CaseEntry(BaseModel):
         return {"image": self.image, "label": self.label}
 
 
-class MSDDataset(BaseModel):
+class MSDDataset(StrictModel):
     """A data set as read from ``dataset.json``, with paths resolved to local files.
 
     Attributes:
@@ -61,7 +61,6 @@ class MSDDataset(BaseModel):
         cases: the ``training`` entries in file order.
     """
 
-    model_config = ConfigDict(frozen=True)
 
     location: str
     root: str
@@ -91,10 +90,10 @@ class MSDDataset(BaseModel):
         return digest.hexdigest()
 
 
-class CaseVolumes(BaseModel):
+class CaseVolumes(StrictModel):
     """A case read into memory: image (float32, spatial axes of the file) and label (uint8), voxel spacing in mm."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # numpy arrays; the rest as StrictModel
 
     case_id: str
     image: np.ndarray
@@ -308,16 +307,7 @@ def validate_dataset(
             on_case(volumes)
 
 
-def _iterate_cases(cases: Iterable[CaseEntry], progress: bool, what: str):
+def _iterate_cases(cases: Iterable[CaseEntry], progress: bool, what: str) -> Iterator[CaseVolumes]:
     cases = list(cases)
-    if not progress:
-        for case in cases:
-            yield read_case(case)
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"{what} {len(cases)} cases", total=len(cases))
-        for case in cases:
-            yield read_case(case)
-            bar.advance(task)
+    for case in track(cases, f"{what} {len(cases)} cases", enabled=progress):
+        yield read_case(case)

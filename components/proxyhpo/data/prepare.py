@@ -1,6 +1,6 @@
 """The first stage of every study: make the data set exist, validate it, and split it.
 
-:class:`StudyData` is what the stage hands on: which data sets, their fingerprints, and which cases are
+:class:`~proxyhpo.config.StudyData` is what the stage hands on: which data sets, their fingerprints, and which cases are
 held out as the internal test set (never seen by the search) and which the search may use. It names
 cases by id, not by local path, so any pod can re-stage the data set and resolve them.
 """
@@ -9,45 +9,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from proxyhpo import storage
-from proxyhpo.config import DataConfig, StudyConfig
+from proxyhpo.config import DataConfig, StudyConfig, StudyData
 from proxyhpo.data.msd import MSDDataset, load_dataset, validate_dataset
 from proxyhpo.errors import DataError
 
-__all__ = ["StudyData", "prepare_study_data", "ensure_synthetic", "split_cases", "entries_for"]
+__all__ = ["prepare_study_data", "ensure_synthetic", "split_cases", "entries_for"]
 
 logger = logging.getLogger(__name__)
-
-
-class StudyData(BaseModel):
-    """The validated data of a study and its split.
-
-    Attributes:
-        dataset, external: data set locations as configured (folder, dataset.json or s3://).
-        dataset_sha256, external_sha256: fingerprints of the data that was validated.
-        modality: ``CT`` or ``MR`` (the intensity handling of the recipe follows it).
-        holdout_ids: the internal test set of the final model.
-        search_ids: every other case; the search draws its proxy or full data from these.
-        external_ids: the external set's cases (testing only).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: Literal[1] = 1
-    dataset: str
-    dataset_sha256: str
-    external: str | None = None
-    external_sha256: str | None = None
-    modality: str
-    labels: dict[int, str]
-    holdout_ids: list[str]
-    search_ids: list[str]
-    external_ids: list[str] = []
 
 
 def ensure_synthetic(config: DataConfig, *, progress: bool = False) -> None:
@@ -74,11 +47,13 @@ def ensure_synthetic(config: DataConfig, *, progress: bool = False) -> None:
         )
 
 
-def split_cases(case_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_cases(case_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split ids into ``(rest, held)`` where ``held`` is ``round(fraction * n)`` ids (at least 1, at most n - 1), seeded.
 
     Both lists keep the input order, so the split does not depend on anything but the ids and the seed.
     """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     n = len(case_ids)
     if n < 2:
         raise ValueError(f"case_ids must hold at least 2 cases to split, got {n}")
@@ -89,7 +64,7 @@ def split_cases(case_ids: list[str], fraction: float, seed: int) -> tuple[list[s
     return rest, held
 
 
-def entries_for(dataset: MSDDataset, case_ids: list[str]) -> list[dict[str, str]]:
+def entries_for(dataset: MSDDataset, case_ids: Sequence[str]) -> list[dict[str, str]]:
     """Absolute local ``{"image", "label"}`` paths of ``case_ids``, in that order.
 
     Raises:

@@ -38,6 +38,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from proxyhpo.progress import track
 from proxyhpo.errors import ConfigError, DataError
 
 __all__ = ["SyntheticCase", "TASKS", "synthetic_case", "write_synthetic_dataset"]
@@ -528,7 +529,7 @@ def write_synthetic_dataset(
         (staging / "imagesTr").mkdir()
         (staging / "labelsTr").mkdir()
         training = []
-        for index in _progress(range(cases), progress, f"writing {cases} synthetic {task} cases"):
+        for index in track(range(cases), f"writing {cases} synthetic {task} cases", enabled=progress):
             case = synthetic_case(task, index, size=size, seed=seed, external=external)
             name = f"{prefix}_{index + 1}.nii.gz"
             _save_nifti(case.image, case.spacing, staging / "imagesTr" / name)
@@ -556,16 +557,3 @@ def write_synthetic_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out / "dataset.json"
-
-
-def _progress(items: range, enabled: bool, description: str):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=len(items))
-        for item in items:
-            yield item
-            bar.advance(task)

@@ -1,5 +1,5 @@
-"""Networks: the full and proxy U-Nets of the proxy-network study."""
+"""Networks: the full and proxy U-Nets of the proxy-network study, built from :class:`proxyhpo.config.NetworkConfig`."""
 
-from proxyhpo.networks.unet import NetworkConfig, build_network, check_patch_size, count_parameters
+from proxyhpo.networks.unet import build_network, count_parameters
 
-__all__ = ["NetworkConfig", "build_network", "check_patch_size", "count_parameters"]
+__all__ = ["build_network", "count_parameters"]

@@ -3,16 +3,13 @@
 - :func:`mutual_information_matrix` and :func:`local_ncc_matrix`: all-pairs engines, CPU or CUDA.
 - :func:`prepare_volume` / :func:`prepare_volumes`: intensity scaling, optional label crop, cubic patch.
 - :func:`mean_similarity`, :func:`rank_least_similar`, :func:`select_least_similar`,
-  :func:`select_random` and the :class:`ProxySelector` interface: ranking and selection.
+  :func:`select_random`: ranking and selection.
 """
 
 from proxyhpo.similarity.local_ncc import local_ncc_matrix
 from proxyhpo.similarity.mutual_information import mutual_information_matrix
 from proxyhpo.similarity.preprocess import CT_HU_WINDOW, label_bounding_box, prepare_volume, prepare_volumes
 from proxyhpo.similarity.ranking import (
-    LeastSimilarSelector,
-    ProxySelector,
-    RandomSelector,
     mean_similarity,
     rank_least_similar,
     select_least_similar,
@@ -30,7 +27,4 @@ __all__ = [
     "rank_least_similar",
     "select_least_similar",
     "select_random",
-    "ProxySelector",
-    "LeastSimilarSelector",
-    "RandomSelector",
 ]

@@ -18,13 +18,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from proxyhpo.similarity._blocks import (
+from proxyhpo.devices import resolve_device
+from proxyhpo.progress import track
+from proxyhpo.similarity.pair_blocks import (
     VolumeStack,
     block_pairs,
     check_positive_int,
     check_volumes,
-    resolve_device,
-    track,
 )
 
 __all__ = ["local_ncc_matrix", "box_sum_"]
@@ -130,7 +130,7 @@ def local_ncc_matrix(
     if window % 2 == 0:
         raise ValueError(f"window must be odd (MONAI requires an odd kernel_size), got {window}.")
     block_size = check_positive_int(block_size, "block_size")
-    dev = resolve_device(device)
+    dev = resolve_device(device, source="device")
 
     voxels = int(np.prod(spatial))
     kernel_vol = float(window**3)
@@ -143,7 +143,7 @@ def local_ncc_matrix(
     result = np.zeros((n, n), dtype=np.float64)
     blocks = block_pairs(n, block_size)
     rows, rows_start = None, -1
-    for i0, i1, j0, j1 in track(blocks, len(blocks), f"LNCC ({n} volumes)", progress):
+    for i0, i1, j0, j1 in track(blocks, f"LNCC ({n} volumes)", enabled=progress, transient=False):
         if rows_start != i0:  # blocks come row block by row block: keep the row block's terms
             rows, rows_start = _VolumeStats(volumes, i0, i1, window, dev, work), i0
         cols = rows if j0 == i0 else _VolumeStats(volumes, j0, j1, window, dev, work)

@@ -17,16 +17,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from proxyhpo.similarity._blocks import (
+from proxyhpo.devices import resolve_device
+from proxyhpo.progress import track
+from proxyhpo.similarity.pair_blocks import (
     VolumeStack,
     block_pairs,
     check_positive_int,
     check_volumes,
-    resolve_device,
-    track,
 )
 
-__all__ = ["mutual_information_matrix", "quantise_volumes", "mutual_information_from_joint"]
+__all__ = ["mutual_information_matrix", "quantize_volumes", "mutual_information_from_joint"]
 
 # Volumes quantised per step; bounds the float64 temporary of quantisation.
 _QUANTISE_CHUNK = 8
@@ -35,7 +35,7 @@ _QUANTISE_CHUNK = 8
 _EXACT_FP32 = 2**24 - 1
 
 
-def quantise_volumes(volumes: VolumeStack, bins: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def quantize_volumes(volumes: VolumeStack, bins: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Quantise each voxel as ``min(floor(x * bins), bins - 1)``, with ``x * bins`` exact or in float64.
 
     Args:
@@ -220,13 +220,13 @@ def mutual_information_matrix(
     if engine == "bincount" and dev.type != "cpu":
         raise ValueError(f"engine='bincount' runs on the CPU only, got device={device!r}; use engine='onehot'.")
 
-    codes = quantise_volumes(volumes, bins, dev)
+    codes = quantize_volumes(volumes, bins, dev)
     result = np.zeros((n, n), dtype=np.float64)
     blocks = block_pairs(n, block_size)
     if engine == "bincount":
         codes_np = codes.numpy()
     row_cache: dict = {}
-    for i0, i1, j0, j1 in track(blocks, len(blocks), f"MI ({n} volumes)", progress):
+    for i0, i1, j0, j1 in track(blocks, f"MI ({n} volumes)", enabled=progress, transient=False):
         if engine == "bincount":
             pairs, joint = _joint_bincount(codes_np, i0, i1, j0, j1, bins)
         else:

@@ -18,7 +18,8 @@ import torch
 from monai.transforms import Resize, ScaleIntensityRange, ScaleIntensityRangePercentiles
 from monai.transforms.utils import generate_spatial_bounding_box
 
-from proxyhpo.similarity._blocks import check_positive_int, track
+from proxyhpo.progress import track
+from proxyhpo.similarity.pair_blocks import check_positive_int
 
 __all__ = ["prepare_volume", "prepare_volumes", "label_bounding_box", "CT_HU_WINDOW"]
 
@@ -62,7 +63,7 @@ def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _normalise_intensity(image: np.ndarray, modality: str, hu_window: tuple[float, float]) -> np.ndarray:
+def _normalize_intensity(image: np.ndarray, modality: str, hu_window: tuple[float, float]) -> np.ndarray:
     img = torch.as_tensor(image, dtype=torch.float32)[None]
     if modality == "CT":
         out = ScaleIntensityRange(a_min=hu_window[0], a_max=hu_window[1], b_min=0.0, b_max=1.0, clip=True)(img)
@@ -134,7 +135,7 @@ def prepare_volume(
     if not np.isfinite(image).all():
         raise ValueError("image holds NaN or infinite values.")
 
-    volume = _normalise_intensity(image, modality, (float(hu_window[0]), float(hu_window[1])))
+    volume = _normalize_intensity(image, modality, (float(hu_window[0]), float(hu_window[1])))
     if crop == "label":
         start, end = label_bounding_box(label, margin)  # type: ignore[arg-type]
         volume = volume[start[0] : end[0], start[1] : end[1], start[2] : end[2]]
@@ -172,7 +173,7 @@ def prepare_volumes(
     """
     total = len(cases) if hasattr(cases, "__len__") else 0  # type: ignore[arg-type]
     out: list[np.ndarray] = []
-    for index, case in enumerate(track(cases, total, "Preparing volumes", progress)):
+    for index, case in enumerate(track(cases, "Preparing volumes", total=total, enabled=progress, transient=False)):
         try:
             image, label, spacing = case
         except (TypeError, ValueError) as err:

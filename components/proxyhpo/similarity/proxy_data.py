@@ -7,41 +7,31 @@ and :mod:`proxyhpo.similarity.local_ncc`.
 
 from __future__ import annotations
 
-import io
-import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict
 
 from proxyhpo import storage
-from proxyhpo.config import SelectionConfig, SimilarityConfig
-from proxyhpo.data.msd import CaseVolumes, MSDDataset, validate_dataset
-from proxyhpo.errors import ConfigError, DataError
+from proxyhpo.config import ProxyDataManifest, StrictModel, SelectionConfig, SimilarityConfig, StudyConfig, StudyData
+from proxyhpo.data.msd import CaseVolumes, MSDDataset, load_dataset, validate_dataset
+from proxyhpo.data.prepare import split_cases
+from proxyhpo.errors import DataError
 from proxyhpo.similarity.local_ncc import local_ncc_matrix
 from proxyhpo.similarity.mutual_information import mutual_information_matrix
 from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
-__all__ = [
-    "SimilarityResult",
-    "ProxyDataManifest",
-    "compute_similarity",
-    "select_proxy_data",
-    "select_for_study",
-    "write_similarity",
-    "read_manifest",
-]
-
-MANIFEST_SCHEMA_VERSION = 1
+__all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "write_similarity"]
 
 
-class SimilarityResult(BaseModel):
+class SimilarityResult(StrictModel):
     """An all-pairs similarity matrix and the case ids in matrix order."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # the numpy matrix; the rest as StrictModel
 
     metric: Literal["mi", "ncc"]
     crop: Literal["label", "none"]
@@ -60,26 +50,6 @@ class SimilarityResult(BaseModel):
         lines = ["case_id,mean_similarity,rank"]
         lines += [f"{self.case_ids[i]},{means[i]:.10g},{int(ranks[i])}" for i in order]
         return "\n".join(lines) + "\n"
-
-
-class ProxyDataManifest(BaseModel):
-    """The proxy data set handed from selection to training.
-
-    ``cases`` are the chosen ``{"image", "label"}`` entries as written in ``dataset.json`` (relative to it),
-    least similar first; ``scores`` their mean similarity (None for ``random``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: int = MANIFEST_SCHEMA_VERSION
-    method: str
-    budget: int
-    seed: int
-    dataset: str = Field(description="the data set's location as given (folder, dataset.json or s3:// URL)")
-    dataset_sha256: str
-    case_ids: list[str]
-    cases: list[dict[str, str]]
-    scores: list[float | None]
 
 
 def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label", "none"], progress: bool) -> tuple[list[str], np.ndarray]:
@@ -101,28 +71,36 @@ def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label
     return case_ids, np.stack(volumes)
 
 
-def compute_similarity(dataset: MSDDataset, config: SimilarityConfig, *, progress: bool = False) -> SimilarityResult:
+def compute_similarity(
+    dataset: MSDDataset,
+    config: SimilarityConfig,
+    *,
+    metric: Literal["mi", "ncc"],
+    crop: Literal["label", "none"],
+    progress: bool = False,
+) -> SimilarityResult:
     """Preprocess every case (crop to the label or not, resample, normalise) and compute the all-pairs matrix.
 
     Args:
         dataset: a loaded data set; every case is validated while it is read.
-        config: metric, crop, patch size and engine settings.
+        config: patch size and engine settings.
+        metric: ``mi`` (mutual information) or ``ncc`` (local normalised cross-correlation).
+        crop: ``label`` to crop each volume to its label's bounding box first (Labelcrop), or ``none``.
         progress: show progress bars.
 
     Raises:
         DataError: for the first case that fails validation.
+        ConfigError: when ``config.device`` is ``cuda`` and no GPU is available.
     """
-    if config.device == "cuda":
-        import torch
+    from proxyhpo.devices import resolve_device
 
-        if not torch.cuda.is_available():
-            raise ConfigError("similarity.device", "is 'cuda' but no CUDA device is available here", "use --device auto or cpu")
-    case_ids, volumes = _prepare(dataset, config, config.crop, progress)
-    if config.metric == "mi":
-        matrix = mutual_information_matrix(volumes, bins=config.bins, device=config.device, progress=progress)
+    device = resolve_device(config.device, source="similarity.device")
+    case_ids, volumes = _prepare(dataset, config, crop, progress)
+    if metric == "mi":
+        matrix = mutual_information_matrix(volumes, bins=config.bins, device=device, progress=progress)
     else:
-        matrix = local_ncc_matrix(volumes, window=config.window, device=config.device, progress=progress)
-    return SimilarityResult(metric=config.metric, crop=config.crop, case_ids=tuple(case_ids), matrix=matrix)
+        matrix = local_ncc_matrix(volumes, window=config.window, device=device, progress=progress)
+    return SimilarityResult(metric=metric, crop=crop, case_ids=tuple(case_ids), matrix=matrix)
 
 
 def write_similarity(result: SimilarityResult, out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -140,83 +118,95 @@ def select_proxy_data(
     selection: SelectionConfig,
     similarity: SimilarityConfig | None = None,
     *,
+    candidates: Sequence[str] | None = None,
+    fingerprint: str | None = None,
+    val_fraction: float = 0.5,
+    split_seed: int = 0,
     progress: bool = False,
 ) -> ProxyDataManifest:
-    """Choose the proxy data set: the ``budget`` least similar cases by the method's metric, or a seeded random draw.
+    """Choose the proxy data set and split it into the search's training and validation cases.
+
+    The ``budget`` least similar cases by the method's metric (Labelcrop or not), or a seeded random
+    draw; then ``round(val_fraction * budget)`` of them validate and the rest train (the paper: 50/50).
 
     Args:
         dataset: the full data set.
         selection: method, budget and seed.
         similarity: engine settings (patch, bins, window, device); the metric and crop come from ``selection.method``.
+        candidates: the case ids offered to the selection (a study offers its search cases only); all by default.
+        fingerprint: the whole data set's SHA-256 when already known (a study's prepare step computed it).
+        val_fraction, split_seed: the train/validation split of the chosen cases.
         progress: show progress bars.
 
     Raises:
-        DataError: when the budget exceeds the number of cases, or a case fails validation.
+        DataError: when the budget exceeds the number of candidates, or a case fails validation.
     """
-    n = len(dataset.cases)
+    offered = _offered(dataset, candidates)
+    n = len(offered.cases)
     if selection.budget > n:
-        raise DataError(dataset.dataset_json, f"has {n} cases, fewer than the budget {selection.budget}", f"choose a budget of at most {n}")
-    by_id = {case.case_id: case for case in dataset.cases}
+        raise DataError(dataset.dataset_json, f"offers {n} cases, fewer than the budget {selection.budget}", f"choose a budget of at most {n}")
     if selection.method == "random":
-        validate_dataset(dataset, progress=progress)
-        chosen_ids = [dataset.cases[i].case_id for i in select_random(n, selection.budget, selection.seed)]
+        validate_dataset(offered, progress=progress)
+        chosen_ids = [offered.cases[i].case_id for i in select_random(n, selection.budget, selection.seed)]
         scores: list[float | None] = [None] * len(chosen_ids)
     else:
-        base = similarity or SimilarityConfig()
-        config = base.model_copy(update={"metric": selection.metric, "crop": selection.crop})
-        result = compute_similarity(dataset, config, progress=progress)
+        result = compute_similarity(offered, similarity or SimilarityConfig(), metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
         chosen = select_least_similar(result.matrix, selection.budget)
         means = result.mean_similarity
         chosen_ids = [result.case_ids[i] for i in chosen]
         scores = [float(means[i]) for i in chosen]
-    return ProxyDataManifest(
-        method=selection.method,
-        budget=selection.budget,
-        seed=selection.seed,
-        dataset=dataset.location,
-        dataset_sha256=dataset.sha256(),
-        case_ids=chosen_ids,
-        cases=[by_id[case_id].as_entry() for case_id in chosen_ids],
-        scores=scores,
-    )
+    return _manifest(dataset, selection.method, selection.seed, chosen_ids, scores, fingerprint, val_fraction, split_seed)
 
 
-def read_manifest(location: str | os.PathLike[str]) -> ProxyDataManifest:
-    """Read a proxy data manifest from a local file or ``s3://`` URL.
-
-    Raises:
-        DataError: when it is not a valid manifest.
-    """
-    raw = storage.read_bytes(location)
-    try:
-        return ProxyDataManifest.model_validate(json.load(io.BytesIO(raw)))
-    except Exception as exc:
-        raise DataError(location, f"is not a proxy data manifest ({exc.__class__.__name__})", "write it with `proxyhpo select`") from exc
-
-
-def select_for_study(study, data, *, progress: bool = False) -> ProxyDataManifest:
-    """The search data of a study: its proxy data set, drawn from the search cases only, or all search cases.
+def select_for_study(study: StudyConfig, data: StudyData, *, progress: bool = False) -> ProxyDataManifest:
+    """The search data of a study and its split: its proxy data set, drawn from the search cases only, or all search cases.
 
     Args:
-        study: the :class:`proxyhpo.config.StudyConfig`.
-        data: the :class:`proxyhpo.data.prepare.StudyData` of the prepare stage; held-out cases are
-            never offered to the selection, so the internal test set stays unseen.
+        study: the study config.
+        data: the prepare stage's output; held-out cases are never offered to the selection, so the
+            internal test set stays unseen.
         progress: show progress bars.
     """
-    from proxyhpo.data.msd import load_dataset
-
     dataset = load_dataset(data.dataset)
-    search = set(data.search_ids)
-    search_set = dataset.model_copy(update={"cases": tuple(case for case in dataset.cases if case.case_id in search)})
+    split = {"val_fraction": study.data.val_fraction, "split_seed": study.data.split_seed}
     if study.training.data == "proxy":
-        return select_proxy_data(search_set, study.selection, study.similarity, progress=progress)
+        return select_proxy_data(
+            dataset, study.selection, study.similarity, candidates=data.search_ids, fingerprint=data.dataset_sha256, progress=progress, **split
+        )
+    return _manifest(dataset, "full", study.selection.seed, list(data.search_ids), [None] * len(data.search_ids), data.dataset_sha256, **split)
+
+
+def _offered(dataset: MSDDataset, candidates: Sequence[str] | None) -> MSDDataset:
+    if candidates is None:
+        return dataset
+    wanted = set(candidates)
+    unknown = sorted(wanted - {case.case_id for case in dataset.cases})
+    if unknown:
+        raise DataError(dataset.dataset_json, f"has no cases {unknown[:5]}", "the data set changed since the study was prepared: run the study again")
+    return dataset.model_copy(update={"cases": tuple(case for case in dataset.cases if case.case_id in wanted)})
+
+
+def _manifest(
+    dataset: MSDDataset,
+    method: str,
+    seed: int,
+    chosen_ids: list[str],
+    scores: list[float | None],
+    fingerprint: str | None,
+    val_fraction: float,
+    split_seed: int,
+) -> ProxyDataManifest:
+    by_id = {case.case_id: case for case in dataset.cases}
+    train_ids, val_ids = split_cases(chosen_ids, val_fraction, split_seed)
     return ProxyDataManifest(
-        method="full",
-        budget=len(search_set.cases),
-        seed=study.selection.seed,
+        method=method,
+        budget=len(chosen_ids),
+        seed=seed,
         dataset=dataset.location,
-        dataset_sha256=data.dataset_sha256,
-        case_ids=[case.case_id for case in search_set.cases],
-        cases=[case.as_entry() for case in search_set.cases],
-        scores=[None] * len(search_set.cases),
+        dataset_sha256=fingerprint or dataset.sha256(),
+        case_ids=tuple(chosen_ids),
+        cases=tuple(by_id[case_id].as_entry() for case_id in chosen_ids),
+        scores=tuple(scores),
+        train_ids=tuple(train_ids),
+        val_ids=tuple(val_ids),
     )

@@ -7,20 +7,16 @@ selection is reproducible from the matrix alone.
 
 from __future__ import annotations
 
-import abc
 
 import numpy as np
 
-from proxyhpo.similarity._blocks import check_positive_int
+from proxyhpo.similarity.pair_blocks import check_positive_int
 
 __all__ = [
     "mean_similarity",
     "rank_least_similar",
     "select_least_similar",
     "select_random",
-    "ProxySelector",
-    "LeastSimilarSelector",
-    "RandomSelector",
 ]
 
 
@@ -111,45 +107,3 @@ def select_random(n: int, budget: int, seed: int) -> list[int]:
     seed = check_positive_int(seed, "seed", minimum=0)
     chosen = np.random.default_rng(seed).choice(n, size=budget, replace=False)
     return sorted(int(i) for i in chosen)
-
-
-class ProxySelector(abc.ABC):
-    """Chooses the volumes of a proxy data set; one method, so selection rules are interchangeable.
-
-    Example:
-        >>> LeastSimilarSelector().select(np.eye(3), budget=2)
-        [0, 1]
-    """
-
-    @abc.abstractmethod
-    def select(self, similarity: np.ndarray, budget: int) -> list[int]:
-        """Return ``budget`` distinct volume indices.
-
-        Args:
-            similarity: ``(n, n)`` similarity matrix of the ``n`` candidate volumes.
-            budget: how many to keep, ``1..n``.
-        """
-
-
-class LeastSimilarSelector(ProxySelector):
-    """Keeps the ``budget`` volumes with the lowest mean similarity to the rest (see :func:`select_least_similar`)."""
-
-    def select(self, similarity: np.ndarray, budget: int) -> list[int]:
-        return select_least_similar(similarity, budget)
-
-
-class RandomSelector(ProxySelector):
-    """Keeps ``budget`` volumes drawn at random with a fixed seed; only the matrix's size is used.
-
-    Args:
-        seed: non-negative integer seed of ``numpy.random.default_rng``.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = check_positive_int(seed, "seed", minimum=0)
-
-    def select(self, similarity: np.ndarray, budget: int) -> list[int]:
-        m = np.asarray(similarity)
-        if m.ndim != 2 or m.shape[0] != m.shape[1]:
-            raise ValueError(f"similarity must be a square (n, n) array, got shape {m.shape}.")
-        return select_random(m.shape[0], budget, self.seed)

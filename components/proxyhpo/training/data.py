@@ -39,7 +39,7 @@ from monai.transforms import (
 )
 
 from proxyhpo.errors import DataError
-from proxyhpo.training.plan import DataItem, HUWindow, Recipe
+from proxyhpo.config import DataItem, HUWindow, Recipe
 
 __all__ = ["preprocess_transforms", "random_transforms", "cache_volumes", "PatchStream"]
 

@@ -7,7 +7,7 @@ runs the stacked parameters through one ``torch.func.functional_call`` under ``t
 back-propagates the sum of the per-model losses, so each model's gradient lands on its own parameters
 and equals the gradient it would get alone. Optimisers are grouped by kind (one ``step`` per kind
 covers all the pack's models using it), with one parameter group per model holding that model's
-learning rate — the learning rate, and per-tensor statistics such as Novograd's gradient norm, are
+learning rate and weight decay — these, and per-tensor statistics such as Novograd's gradient norm, are
 therefore exactly those of a model trained alone.
 
 Failures stay local: a model whose loss is not finite is marked failed and left out of the backward
@@ -29,7 +29,7 @@ from monai.optimizers import Novograd
 from torch import nn
 from torch.func import functional_call, vmap
 
-from proxyhpo.training.plan import FaultInjection, HyperParameters
+from proxyhpo.config import OPTIMIZER_OPTIONS, FaultInjection, HyperParameters
 
 __all__ = ["ModelPack", "per_model_dice_ce", "make_optimizer_class", "is_out_of_memory"]
 
@@ -49,6 +49,11 @@ def make_optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         return _OPTIMIZERS[name]
     except KeyError:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}") from None
+
+
+def _optimizer_options(hyperparameters: HyperParameters) -> dict[str, float]:
+    """A model's own parameter-group options: each model of a pack keeps its learning rate and weight decay."""
+    return {name: getattr(hyperparameters, name) for name in OPTIMIZER_OPTIONS}
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -87,30 +92,31 @@ class ModelPack:
 
     Args:
         models: the K networks, on the training device, identical in architecture.
-        hypers: their hyper-parameters (learning rate and optimiser are used here).
+        hyperparameters: their hyper-parameters; the optimiser kind and the :data:`~proxyhpo.config.OPTIMIZER_OPTIONS`
+            (learning rate, weight decay) are used here.
         ids: their trial ids (for messages).
         faults: testing only, per-model :class:`FaultInjection` or ``None``.
         chunk_size: most models computed in one batched call; lowered automatically on out-of-memory.
 
     Example:
-        >>> pack = ModelPack(models, hypers, ids)
+        >>> pack = ModelPack(models, hyperparameters, ids)
         >>> losses = pack.train_step({i: (image_i, label_i) for i in pack.active}, step=1)
     """
 
     def __init__(
         self,
         models: Sequence[nn.Module],
-        hypers: Sequence[HyperParameters],
+        hyperparameters: Sequence[HyperParameters],
         ids: Sequence[str],
         faults: Sequence[FaultInjection | None] | None = None,
         chunk_size: int | None = None,
     ) -> None:
         if not models:
             raise ValueError("models must not be empty")
-        if not len(models) == len(hypers) == len(ids):
-            raise ValueError(f"models, hypers and ids must have the same length, got {len(models)}, {len(hypers)}, {len(ids)}")
+        if not len(models) == len(hyperparameters) == len(ids):
+            raise ValueError(f"models, hyperparameters and ids must have the same length, got {len(models)}, {len(hyperparameters)}, {len(ids)}")
         self.models = list(models)
-        self.hypers = list(hypers)
+        self.hyperparameters = list(hyperparameters)
         self.ids = list(ids)
         self.faults = list(faults) if faults is not None else [None] * len(models)
         self.names = [n for n, _ in self.models[0].named_parameters()]
@@ -126,10 +132,10 @@ class ModelPack:
         self.failed: dict[int, str] = {}
         self.optimizers: list[torch.optim.Optimizer] = []
         by_kind: dict[str, list[int]] = {}
-        for i, h in enumerate(self.hypers):
+        for i, h in enumerate(self.hyperparameters):
             by_kind.setdefault(h.optimizer, []).append(i)
         for kind, idx in by_kind.items():
-            groups = [{"params": list(self.models[i].parameters()), "lr": self.hypers[i].lr} for i in idx]
+            groups = [{"params": list(self.models[i].parameters()), **_optimizer_options(self.hyperparameters[i])} for i in idx]
             self.optimizers.append(make_optimizer_class(kind)(groups, lr=groups[0]["lr"]))
 
     # ----------------------------------------------------------------------------------------- state

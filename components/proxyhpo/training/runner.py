@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,17 +19,16 @@ from monai.inferers import sliding_window_inference
 from monai.metrics import DiceMetric
 from monai.networks.utils import one_hot
 
-from proxyhpo.errors import ConfigError
-from proxyhpo.networks import NetworkConfig, build_network, check_patch_size
+from proxyhpo.config import HyperParameters, NetworkConfig, Recipe, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState, check_patch_size
+from proxyhpo.devices import resolve_device
+from proxyhpo.networks import build_network
+from proxyhpo.storage import atomic_output
 from proxyhpo.training.data import PatchStream, cache_volumes
 from proxyhpo.training.pack import ModelPack, is_out_of_memory
-from proxyhpo.training.plan import HyperParameters, Recipe, TrialPlan, TrialSpec
-from proxyhpo.training.result import TrialResult, TrialState, write_results
 
 __all__ = [
     "run_trials",
     "run_trial_file",
-    "resolve_device",
     "auto_pack_size",
     "build_models",
     "evaluate_pack",
@@ -50,17 +50,6 @@ StepCallback = Callable[[str, int, float], None]
 CPU_PACK_SIZE = 4
 #: Classes of every task after the label merge: background and one foreground.
 NUM_CLASSES = 2
-
-
-def resolve_device(device: str, *, path: str = "<plan>") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is a :class:`ConfigError`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(path, "key 'device' is 'cuda' but no CUDA GPU is available", "use device: auto or cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(path, f"key 'device' must be auto, cpu or cuda, got {device!r}", "use device: auto")
-    return torch.device(device)
 
 
 def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu") -> list[torch.nn.Module]:
@@ -107,14 +96,14 @@ def auto_pack_size(
     n = batch_size * recipe.num_samples
     peaks = []
     for k in (1, 2):
-        specs = [TrialSpec(trial_id=f"probe{i}", hyper=HyperParameters(lr=1e-4), network=network) for i in range(k)]
+        specs = [TrialSpec(trial_id=f"probe{i}", hyperparameters=HyperParameters(lr=1e-4), network=network) for i in range(k)]
         torch.cuda.empty_cache()
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         try:
             models = build_models(specs, device)
-            pack = ModelPack(models, [s.hyper for s in specs], [s.trial_id for s in specs])
+            pack = ModelPack(models, [s.hyperparameters for s in specs], [s.trial_id for s in specs])
             x = torch.rand(n, in_channels, *recipe.patch_size, device=device)
             y = (x[:, :1] > 0.5).float()
             pack.train_step({i: (x, y) for i in range(k)}, step=1)
@@ -172,144 +161,199 @@ def evaluate_pack(pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what
     return {i: v for i, v in scores.items() if i not in pack.failed}
 
 
-def _run_pack(
-    specs: Sequence[TrialSpec],
-    plan: TrialPlan,
-    recipe: Recipe,
-    device: torch.device,
-    train_vols: list[dict],
-    val_vols: list[dict],
-    test_vols: list[dict],
-    *,
-    chunk_size: int,
-    overhead_seconds: float,
-    on_epoch: EpochCallback | None,
-    on_step: StepCallback | None,
-    progress: bool,
-) -> list[TrialResult]:
-    cuda = device.type == "cuda"
-    t0 = time.perf_counter()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    k = len(specs)
-    ids = [s.trial_id for s in specs]
-    models = build_models(specs, device)
-    streams = [PatchStream(train_vols, recipe, plan.batch_size, s.hyper.intensity_shift_prob, s.seed) for s in specs]
-    pack = ModelPack(models, [s.hyper for s in specs], ids, [s.fault for s in specs], chunk_size=chunk_size)
-    # Device seconds charged to each trial: an equal share of the setup, then of each step by the models in it.
-    charged = [overhead_seconds + (time.perf_counter() - t0) / k] * k
-    ended_at: list[float | None] = [None] * k
-    epochs_run = [0] * k
-    val_epochs: list[list[int]] = [[] for _ in range(k)]
-    val_dice: list[list[float]] = [[] for _ in range(k)]
-    best: list[tuple[float, int, dict[str, torch.Tensor]] | None] = [None] * k
-    data_seconds = step_seconds = 0.0
+@dataclass
+class _TrialProgress:
+    """One trial's progress inside a pack: what it has done, what it has been charged, its best weights.
 
-    def settle(t_start: float, members: list[int]) -> float:
+    Device time is charged as it is spent: an equal share of the pack's set-up, then of each step by
+    the models that took part in it; a trial that fails stops being charged.
+    """
+
+    spec: TrialSpec
+    stream: PatchStream
+    charged_seconds: float
+    ended_at: float | None = None
+    epochs_run: int = 0
+    val_epochs: list[int] = field(default_factory=list)
+    val_dice: list[float] = field(default_factory=list)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    test_dice: float | None = None
+    model_path: str | None = None
+
+    def record_validation(self, epoch: int, dice: float, model: torch.nn.Module) -> None:
+        """Keep the epoch's Dice, and the weights when they are the best so far."""
+        self.val_epochs.append(epoch)
+        self.val_dice.append(dice)
+        if self.best is None or dice > self.best[0]:
+            self.best = (dice, epoch, {name: value.detach().clone() for name, value in model.state_dict().items()})
+
+    def result(self, *, fail_reason: str | None, started: float, finished: float, overhead_seconds: float, pack: _PackContext) -> TrialResult:
+        """The trial's :class:`TrialResult`, COMPLETE or FAILED with ``fail_reason``."""
+        ok = fail_reason is None
+        hours = self.charged_seconds / 3600.0
+        return TrialResult.of(
+            self.spec,
+            TrialState.COMPLETE if ok else TrialState.FAILED,
+            fail_reason=fail_reason,
+            epochs_run=self.epochs_run,
+            val_epochs=self.val_epochs,
+            val_dice=self.val_dice,
+            final_val_dice=self.val_dice[-1] if self.val_dice and ok else None,
+            best_val_dice=self.best[0] if self.best is not None and ok else None,
+            best_epoch=self.best[1] if self.best is not None and ok else None,
+            test_dice=self.test_dice,
+            wall_seconds=overhead_seconds + ((self.ended_at or finished) - started),
+            gpu_hours=hours if pack.cuda else 0.0,
+            process_hours=0.0 if pack.cuda else hours,
+            peak_gpu_mem_bytes=pack.peak_memory,
+            data_wait_fraction=pack.data_wait_fraction,
+            pack_size=pack.size,
+            device=str(pack.device),
+            model_path=self.model_path,
+        )
+
+
+@dataclass
+class _PackContext:
+    """What every trial of a pack shares in its result: the device, the pack's size and its measurements."""
+
+    device: torch.device
+    size: int
+    peak_memory: int = 0
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_seconds / self.step_seconds if self.step_seconds > 0 else 0.0
+
+
+class _PackRun:
+    """Trains one pack through its phases: an epoch of steps, a validation, then finishing (test, weights, results)."""
+
+    def __init__(
+        self,
+        specs: Sequence[TrialSpec],
+        plan: TrialPlan,
+        recipe: Recipe,
+        device: torch.device,
+        volumes: dict[str, list[dict]],
+        *,
+        chunk_size: int,
+        overhead_seconds: float,
+        on_epoch: EpochCallback | None,
+        on_step: StepCallback | None,
+        progress: bool,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.context = _PackContext(device=device, size=len(specs))
+        if self.context.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        self.plan, self.recipe, self.volumes = plan, recipe, volumes
+        self.overhead_seconds = overhead_seconds
+        self.on_epoch, self.on_step, self.progress = on_epoch, on_step, progress
+        self.models = build_models(specs, device)
+        streams = [PatchStream(volumes["train"], recipe, plan.batch_size, s.hyperparameters.intensity_shift_prob, s.seed) for s in specs]
+        ids = [spec.trial_id for spec in specs]
+        self.pack = ModelPack(self.models, [s.hyperparameters for s in specs], ids, [s.fault for s in specs], chunk_size=chunk_size)
+        # the set-up (networks, patch streams, optimisers) is charged in equal shares
+        setup = overhead_seconds + (time.perf_counter() - self.started) / len(specs)
+        self.trials = [_TrialProgress(spec, stream, setup) for spec, stream in zip(specs, streams)]
+        self.step = 0
+
+    def _charge(self, since: float, members: Sequence[int]) -> float:
+        """Share the time since ``since`` among ``members``; stop the clock of newly failed trials."""
         now = time.perf_counter()
         for i in members:
-            charged[i] += (now - t_start) / len(members)
-        for i in pack.failed:
-            if ended_at[i] is None:
-                ended_at[i] = now
+            self.trials[i].charged_seconds += (now - since) / len(members)
+        for i in self.pack.failed:
+            if self.trials[i].ended_at is None:
+                self.trials[i].ended_at = now
         return now
 
-    step = 0
-    for epoch in range(1, plan.epochs + 1):
-        if not pack.active:
-            break
-        iters = [stream.epoch() for stream in streams]
-        for _ in range(streams[0].steps_per_epoch()):
-            members = pack.active
+    def train_epoch(self, epoch: int) -> None:
+        """One epoch of optimiser steps of every active trial, each on its own batches."""
+        batches = {i: trial.stream.epoch() for i, trial in enumerate(self.trials)}
+        for _ in range(self.trials[0].stream.steps_per_epoch()):
+            members = self.pack.active
             if not members:
                 break
-            t_a = time.perf_counter()
-            batches = {i: next(iters[i]) for i in members}
-            t_b = time.perf_counter()
-            step += 1
-            losses = pack.train_step(batches, step)  # reading the losses back synchronises the GPU
-            t_c = settle(t_a, members)
-            data_seconds += t_b - t_a
-            step_seconds += t_c - t_a
-            if on_step is not None:
-                for i, v in losses.items():
-                    on_step(ids[i], step, v)
-        for i in pack.active:
-            epochs_run[i] = epoch
-        if pack.active and (epoch % plan.val_every == 0 or epoch == plan.epochs):
-            members = pack.active
-            t_v = time.perf_counter()
-            scores = evaluate_pack(pack, val_vols, recipe)
-            settle(t_v, members)
-            for i, d in scores.items():
-                val_epochs[i].append(epoch)
-                val_dice[i].append(d)
-                if best[i] is None or d > best[i][0]:
-                    state = {n: p.detach().clone() for n, p in models[i].state_dict().items()}
-                    best[i] = (d, epoch, state)
-                if progress:
-                    log.info("trial %s epoch %d/%d val_dice %.4f", ids[i], epoch, plan.epochs, d)
-                if on_epoch is not None:
-                    on_epoch(ids[i], epoch, d)
+            started = time.perf_counter()
+            step_batches = {i: next(batches[i]) for i in members}
+            batched = time.perf_counter()
+            self.step += 1
+            losses = self.pack.train_step(step_batches, self.step)  # reading the losses back synchronises the GPU
+            done = self._charge(started, members)
+            self.context.data_seconds += batched - started
+            self.context.step_seconds += done - started
+            if self.on_step is not None:
+                for i, loss in losses.items():
+                    self.on_step(self.trials[i].spec.trial_id, self.step, loss)
+        for i in self.pack.active:
+            self.trials[i].epochs_run = epoch
 
-    # External test and saved weights use each trial's best-validation weights.
-    test_dice: dict[int, float] = {}
-    model_paths: dict[int, str] = {}
-    finished = [i for i in pack.active if best[i] is not None]
-    for i in finished:
-        models[i].load_state_dict(best[i][2])
-    if test_vols and finished:
-        members = pack.active
-        t_t = time.perf_counter()
-        test_dice = evaluate_pack(pack, test_vols, recipe, what="test")
-        settle(t_t, members)
-    if plan.save_model_dir:
-        out = Path(plan.save_model_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for i in pack.active:
-            if best[i] is not None:
-                path = out / f"{ids[i]}.pt"
-                tmp = path.with_suffix(".pt.tmp")
-                torch.save({n: v.cpu() for n, v in best[i][2].items()}, tmp)
-                tmp.replace(path)
-                model_paths[i] = str(path)
+    def validate(self, epoch: int) -> None:
+        """Validation Dice of every active trial; the best weights so far are kept."""
+        members = self.pack.active
+        started = time.perf_counter()
+        scores = evaluate_pack(self.pack, self.volumes["val"], self.recipe)
+        self._charge(started, members)
+        for i, dice in scores.items():
+            trial = self.trials[i]
+            trial.record_validation(epoch, dice, self.models[i])
+            if self.progress:
+                log.info("trial %s epoch %d/%d val_dice %.4f", trial.spec.trial_id, epoch, self.plan.epochs, dice)
+            if self.on_epoch is not None:
+                self.on_epoch(trial.spec.trial_id, epoch, dice)
 
-    t_end = time.perf_counter()
-    peak = int(torch.cuda.max_memory_allocated(device)) if cuda else 0
-    wait = data_seconds / step_seconds if step_seconds > 0 else 0.0
-    results = []
-    for i, s in enumerate(specs):
-        failed = i in pack.failed
-        hours = charged[i] / 3600.0
-        results.append(
-            TrialResult(
-                trial_id=s.trial_id,
-                state=TrialState.FAILED if failed else TrialState.COMPLETE,
-                fail_reason=pack.failed.get(i),
-                hyper=s.hyper,
-                network=s.network.name,
-                data_label=s.data_label,
-                seed=s.seed,
-                round=s.round,
-                tags=dict(s.tags),
-                epochs_run=epochs_run[i],
-                val_epochs=val_epochs[i],
-                val_dice=val_dice[i],
-                final_val_dice=val_dice[i][-1] if val_dice[i] and not failed else None,
-                best_val_dice=best[i][0] if best[i] is not None and not failed else None,
-                best_epoch=best[i][1] if best[i] is not None and not failed else None,
-                test_dice=test_dice.get(i),
-                wall_seconds=overhead_seconds + ((ended_at[i] or t_end) - t0),
-                gpu_hours=hours if cuda else 0.0,
-                cpu_hours=0.0 if cuda else hours,
-                peak_gpu_mem_bytes=peak,
-                data_wait_fraction=wait,
-                pack_size=k,
-                device=str(device),
-                model_path=model_paths.get(i),
+    def finish(self) -> list[TrialResult]:
+        """Test and save each finished trial's best-validation weights, then build every trial's result."""
+        finished = [i for i in self.pack.active if self.trials[i].best is not None]
+        for i in finished:
+            self.models[i].load_state_dict(self.trials[i].best[2])  # type: ignore[index]
+        if self.volumes["test"] and finished:
+            members = self.pack.active
+            started = time.perf_counter()
+            scores = evaluate_pack(self.pack, self.volumes["test"], self.recipe, what="test")
+            self._charge(started, members)
+            for i, dice in scores.items():
+                self.trials[i].test_dice = dice
+        if self.plan.save_model_dir:
+            Path(self.plan.save_model_dir).mkdir(parents=True, exist_ok=True)
+            # a trial that failed during the test (out of memory) is no longer active: its weights are not saved
+            for i in [i for i in self.pack.active if self.trials[i].best is not None]:
+                trial = self.trials[i]
+                path = Path(self.plan.save_model_dir) / f"{trial.spec.trial_id}.pt"
+                with atomic_output(path) as tmp:
+                    torch.save({name: value.cpu() for name, value in trial.best[2].items()}, tmp)  # type: ignore[index]
+                trial.model_path = str(path)
+        finished_at = time.perf_counter()
+        if self.context.cuda:
+            self.context.peak_memory = int(torch.cuda.max_memory_allocated(self.context.device))
+        return [
+            trial.result(
+                fail_reason=self.pack.failed.get(i),
+                started=self.started,
+                finished=finished_at,
+                overhead_seconds=self.overhead_seconds,
+                pack=self.context,
             )
-        )
-    return results
+            for i, trial in enumerate(self.trials)
+        ]
+
+    def run(self) -> list[TrialResult]:
+        """Every epoch (validating every ``val_every`` epochs and after the last), then :meth:`finish`."""
+        for epoch in range(1, self.plan.epochs + 1):
+            if not self.pack.active:
+                break
+            self.train_epoch(epoch)
+            if self.pack.active and (epoch % self.plan.val_every == 0 or epoch == self.plan.epochs):
+                self.validate(epoch)
+        return self.finish()
 
 
 def run_trials(
@@ -338,20 +382,22 @@ def run_trials(
         DataError: when a data file is missing or unreadable.
     """
     recipe = plan.resolved_recipe()
-    device = resolve_device(plan.device, path=plan_path)
+    device = resolve_device(plan.device, source=f"{plan_path}: key 'device'")
     for s in plan.trials:
         check_patch_size(recipe.patch_size, s.network.levels, what="recipe.patch_size", path=plan_path)
         check_patch_size(recipe.roi_size, s.network.levels, what="recipe.roi_size", path=plan_path)
 
     t0 = time.perf_counter()
     kw = dict(cache_dir=plan.cache_dir, num_workers=plan.num_workers)
-    train_vols = cache_volumes(plan.train, recipe, device, training=True, what="train", **kw)
-    val_vols = cache_volumes(plan.val, recipe, device, training=False, what="val", **kw)
-    test_vols = cache_volumes(plan.test, recipe, device, training=False, what="test", **kw) if plan.test else []
+    volumes = {
+        "train": cache_volumes(plan.train, recipe, device, training=True, what="train", **kw),
+        "val": cache_volumes(plan.val, recipe, device, training=False, what="val", **kw),
+        "test": cache_volumes(plan.test, recipe, device, training=False, what="test", **kw) if plan.test else [],
+    }
     # Preprocessing is shared by every trial of the run: each is charged an equal part of it.
     overhead = (time.perf_counter() - t0) / len(plan.trials)
     if progress:
-        log.info("cached %d train, %d val, %d test volumes in %.1f s on %s", len(train_vols), len(val_vols), len(test_vols), time.perf_counter() - t0, device)
+        log.info("cached %d train, %d val, %d test volumes in %.1f s on %s", *(len(v) for v in volumes.values()), time.perf_counter() - t0, device)
 
     groups: dict[NetworkConfig, list[TrialSpec]] = {}
     for s in plan.trials:
@@ -367,20 +413,19 @@ def run_trials(
             chunk = specs[start : start + size]
             if progress:
                 log.info("training %s on %s: %s", network.name, device, ", ".join(s.trial_id for s in chunk))
-            for r in _run_pack(
+            pack_run = _PackRun(
                 chunk,
                 plan,
                 recipe,
                 device,
-                train_vols,
-                val_vols,
-                test_vols,
+                volumes,
                 chunk_size=size,
                 overhead_seconds=overhead,
                 on_epoch=on_epoch,
                 on_step=on_step,
                 progress=progress,
-            ):
+            )
+            for r in pack_run.run():
                 by_id[r.trial_id] = r
     return [by_id[s.trial_id] for s in plan.trials]
 
@@ -396,7 +441,7 @@ def run_trial_file(
     """Read a trial plan YAML, run it and write the results JSON atomically.
 
     Args:
-        path: the plan file (see :class:`~proxyhpo.training.plan.TrialPlan`).
+        path: the plan file (see :class:`~proxyhpo.config.TrialPlan`).
         out: the results file; default ``<plan stem>.results.json`` beside the plan.
         on_epoch, on_step, progress: as for :func:`run_trials`.
 
@@ -411,5 +456,5 @@ def run_trial_file(
     plan = TrialPlan.from_yaml(path)
     results = run_trials(plan, on_epoch=on_epoch, on_step=on_step, progress=progress, plan_path=str(path))
     target = Path(out) if out is not None else path.with_name(f"{path.stem}.results.json")
-    write_results(target, results)
+    TrialResults(results=tuple(results)).write(target)
     return results

@@ -1,4 +1,4 @@
-"""Shared plumbing of the all-pairs engines: argument checks, device choice, block iteration, progress.
+"""Shared plumbing of the all-pairs engines: argument checks and block iteration.
 
 The engines compute only the upper triangle ``i <= j`` of an ``(n, n)`` matrix, one pair of volume
 blocks at a time, so that their working memory depends on the block size and never on ``n**2``.
@@ -6,9 +6,7 @@ blocks at a time, so that their working memory depends on the block size and nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,13 +15,10 @@ __all__ = [
     "VolumeStack",
     "check_volumes",
     "check_positive_int",
-    "resolve_device",
     "block_pairs",
-    "track",
 ]
 
 VolumeStack = np.ndarray | torch.Tensor
-T = TypeVar("T")
 
 # Volumes are read in slices of this many while checking their range, so that the check never
 # makes a float64 copy of the whole stack.
@@ -87,25 +82,6 @@ def check_volumes(volumes: Any, name: str = "volumes") -> tuple[int, tuple[int, 
     return n, (int(shape[1]), int(shape[2]), int(shape[3]))
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device`` into a usable device.
-
-    Raises:
-        ValueError: when the device string is unknown, or CUDA is asked for but not available.
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.") from err
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asks for CUDA, but torch.cuda.is_available() is False; use 'cpu' or 'auto'.")
-    return dev
-
-
 def block_pairs(n: int, block_size: int) -> list[tuple[int, int, int, int]]:
     """The block pairs ``(i0, i1, j0, j1)`` that cover the upper triangle ``i <= j`` of an ``(n, n)`` matrix.
 
@@ -119,31 +95,3 @@ def block_pairs(n: int, block_size: int) -> list[tuple[int, int, int, int]]:
         for bi, i0 in enumerate(starts)
         for j0 in starts[bi:]
     ]
-
-
-@contextmanager
-def _rich_progress(description: str, total: int, enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
-
-
-def track(items: Iterable[T], total: int, description: str, enabled: bool) -> Iterator[T]:
-    """Yield ``items``, showing a rich progress bar of ``total`` steps when ``enabled``."""
-    with _rich_progress(description, total, enabled) as advance:
-        for item in items:
-            yield item
-            if advance is not None:
-                advance()

@@ -1,4 +1,8 @@
-"""Run a study's pipeline: locally with ``kfp.local.SubprocessRunner`` or on a Kubeflow cluster with ``kfp.Client``.
+"""Compile and run a study's pipeline: locally with ``kfp.local.SubprocessRunner`` or on a Kubeflow cluster
+with ``kfp.Client``; upload every shipped pipeline.
+
+The pipeline definitions live in ``pipelines/`` and are found through the ``proxyhpo.pipelines`` entry
+point (:func:`pipeline_builder`), so this library never imports its own wiring by name.
 
 Locally (the embedded default) everything lands under ``.proxyhpo/``: generated data, the pipeline root
 ``artifacts/`` and the MLflow store ``mlflow.db``. The runner's verbose task logs go to
@@ -15,27 +19,71 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from proxyhpo import paths, storage, tracking
-from proxyhpo.config import StudyConfig, load_study
+from proxyhpo import paths, tracking
+from proxyhpo.config import StudyConfig, load_study, parse_config
 from proxyhpo.errors import ConfigError, ProxyHPOError
 
-__all__ = ["run_study", "run_local", "submit", "upload_all", "absolute_data_paths"]
+__all__ = [
+    "SHIPPED_PIPELINES",
+    "pipeline_builder",
+    "shipped_study",
+    "compile_study",
+    "compile_pipelines",
+    "run_study",
+    "run_local",
+    "submit",
+    "upload_all",
+]
+
+#: The pipelines ``proxyhpo compile`` and ``make deploy`` ship: file name -> (pipeline kind, example study).
+SHIPPED_PIPELINES = {"hpo-demo": ("hpo", "demo"), "hpo-spleen": ("hpo", "spleen"), "hpo-prostate": ("hpo", "prostate")}
+PIPELINE_ENTRY_POINTS = "proxyhpo.pipelines"
 
 
-def absolute_data_paths(study: StudyConfig) -> StudyConfig:
-    """Resolve relative local data paths against the current folder, so every task process agrees on them."""
+def pipeline_builder(kind: str = "hpo") -> Callable[[StudyConfig], Any]:
+    """The function that builds pipeline ``kind`` for a study, found through the ``proxyhpo.pipelines`` entry point.
 
-    def resolve(location: str | None) -> str | None:
-        if location is None or storage.is_s3_url(location):
-            return location
-        return str(Path(location).absolute())
+    Raises:
+        ProxyHPOError: when no installed package provides the pipeline.
+    """
+    found = [entry for entry in metadata.entry_points(group=PIPELINE_ENTRY_POINTS) if entry.name == kind]
+    if not found:
+        raise ProxyHPOError(f"no '{kind}' pipeline is installed (entry point group {PIPELINE_ENTRY_POINTS}); reinstall proxyhpo")
+    return found[0].load()
 
-    data = study.data.model_copy(update={"dataset": resolve(study.data.dataset), "external": resolve(study.data.external)})
-    return study.model_copy(update={"data": data})
+
+def shipped_study(name: str) -> StudyConfig:
+    """One of the example studies shipped in the package (``demo``, ``spleen``, ``prostate``), also under ``examples/``."""
+    import yaml
+
+    source = resources.files("proxyhpo").joinpath("examples", f"{name}.yaml")
+    return parse_config(StudyConfig, yaml.safe_load(source.read_text(encoding="utf-8")), f"examples/{name}.yaml")
+
+
+def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo") -> Path:
+    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically)."""
+    from kfp import compiler
+
+    from proxyhpo.storage import atomic_output
+
+    with atomic_output(out) as tmp:
+        yaml_path = tmp.with_suffix(".yaml")  # the compiler picks the format from the suffix
+        compiler.Compiler().compile(pipeline_builder(kind)(study), str(yaml_path))
+        os.replace(yaml_path, tmp)
+    return Path(out)
+
+
+def compile_pipelines(out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Compile the HPO pipeline of each study config in ``studies`` (``hpo-<name>.yaml``), or every shipped pipeline."""
+    out = Path(out_dir)
+    if studies:
+        return [compile_study(study, out / f"hpo-{study.name}.yaml") for study in map(load_study, studies)]
+    return [compile_study(shipped_study(example), out / f"{name}.yaml", kind) for name, (kind, example) in SHIPPED_PIPELINES.items()]
 
 
 @contextlib.contextmanager
@@ -71,20 +119,6 @@ class _StudyProgress(threading.Thread):
         self.console = console
         self.stopped = threading.Event()
 
-    def _counts(self) -> tuple[int, int, int, bool]:
-        mlflow_client = tracking.client()
-        experiment = mlflow_client.get_experiment_by_name(self.study.name)
-        if experiment is None:
-            return 0, 0, 0, False
-        runs = mlflow_client.search_runs(
-            [experiment.experiment_id], filter_string=f"attributes.start_time >= {self.started_ms}", max_results=5000
-        )
-        trials = [r for r in runs if r.data.tags.get(tracking.ROLE_TAG) == "trial"]
-        done = sum(r.info.status != "RUNNING" for r in trials)
-        failed = sum(r.info.status == "FAILED" for r in trials)
-        final = any(r.data.tags.get(tracking.ROLE_TAG) == "final" for r in runs)
-        return len(trials), done, failed, final
-
     def run(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -94,7 +128,7 @@ class _StudyProgress(threading.Thread):
             task = bar.add_task("preparing data and proxy selection", total=total)
             while not self.stopped.wait(2.0):
                 try:
-                    started, done, failed, final = self._counts()
+                    started, done, failed, final = tracking.trial_progress(self.study.name, self.started_ms)
                 except Exception:  # the store may be busy migrating; try again on the next tick
                     continue
                 if final:
@@ -105,7 +139,7 @@ class _StudyProgress(threading.Thread):
                 else:
                     description = "preparing data and proxy selection"
                 bar.update(task, completed=done, description=description)
-            bar.update(task, completed=self._counts()[1])
+            bar.update(task, completed=tracking.trial_progress(self.study.name, self.started_ms)[1])
 
 
 def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, console: Any) -> None:
@@ -114,27 +148,17 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
     table = Table(title=f"study {study.name}: best hyper-parameters")
     table.add_column("")
     table.add_column("value", justify="right")
-    for name, value in summary.get("best_values", {}).items():
+    for name, value in summary.get("best_hyperparameters", {}).items():
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     for label, key in (("best search val Dice", "best_val_dice"), ("final model, internal Dice", "final_val_dice"), ("final model, external Dice", "final_test_dice")):
         value = summary.get(key)
         table.add_row(label, "–" if value is None else f"{value:.4f}")
     table.add_row("trials (failed)", f"{summary['n_trials']} ({summary['n_failed']})")
     table.add_row("GPU-hours", f"{summary['total_gpu_hours']:.4f}")
-    table.add_row("CPU-hours", f"{summary['total_cpu_hours']:.4f}")
+    table.add_row("process hours (CPU)", f"{summary['total_process_hours']:.4f}")
     console.print(table)
     console.print(f"MLflow: experiment '{study.name}' in {paths.tracking_uri()} — open it with [bold]make mlflow-ui[/bold]")
     console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
-
-
-def _fail_open_runs(experiment: str, since_ms: int) -> None:
-    """Mark the runs this launch left RUNNING (the parent, a crashed pack's trials) as FAILED."""
-    mlflow_client = tracking.client()
-    found = mlflow_client.get_experiment_by_name(experiment)
-    if found is None:
-        return
-    for run in mlflow_client.search_runs([found.experiment_id], filter_string=f"attributes.start_time >= {since_ms} and attributes.status = 'RUNNING'"):
-        mlflow_client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def run_local(study: StudyConfig) -> dict[str, Any]:
@@ -143,13 +167,13 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
     The data are prepared (generated if configured, validated) before the pipeline starts, so bad input
     stops here with a one-line error rather than deep inside a task.
     """
+    import mlflow  # noqa: F401 - mlflow sets its loggers' level when imported: quiet them after that, not before
     from kfp import local
     from rich.console import Console
 
-    from pipelines.hpo import build_hpo_pipeline
     from proxyhpo.data.prepare import prepare_study_data
 
-    study = absolute_data_paths(study)
+    study = study.model_copy(update={"data": study.data.with_absolute_paths()})
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store-migration notices are not the user's business
     os.environ["PROXYHPO_HOME"] = str(paths.proxyhpo_home())  # absolute, shared with every task process
     os.environ.setdefault("MLFLOW_TRACKING_URI", paths.default_tracking_uri())
@@ -160,7 +184,7 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
 
     log_path = paths.proxyhpo_home() / "logs" / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     started_ms = int(time.time() * 1000) - 1000
-    pipeline = build_hpo_pipeline(study)
+    pipeline = pipeline_builder("hpo")(study)
     with _output_to(log_path) as terminal:
         live = Console(file=terminal, force_terminal=terminal.isatty())
         progress = _StudyProgress(study, started_ms, live)
@@ -171,31 +195,13 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
         except Exception as exc:
             progress.stopped.set()
             progress.join()
-            _fail_open_runs(study.name, started_ms)
+            tracking.fail_open_runs(study.name, started_after_ms=started_ms)
             raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
         progress.stopped.set()
         progress.join()
-    summary = _study_summary(study.name, started_ms)
+    summary = tracking.study_summary(study.name, started_after_ms=started_ms)
     _print_summary(study, summary, log_path, console)
     return summary
-
-
-def _study_summary(experiment: str, since_ms: int) -> dict[str, Any]:
-    """The ``summary.json`` the report logged on this launch's study run."""
-    import mlflow
-
-    mlflow_client = tracking.client()
-    found = mlflow_client.get_experiment_by_name(experiment)
-    runs = mlflow_client.search_runs(
-        [found.experiment_id],
-        filter_string=f"attributes.start_time >= {since_ms} and tags.`{tracking.ROLE_TAG}` = 'study'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise ProxyHPOError(f"the pipeline finished but no study run was found in experiment {experiment!r}")
-    mlflow.set_tracking_uri(paths.tracking_uri())
-    return mlflow.artifacts.load_dict(f"runs:/{runs[0].info.run_id}/summary.json")
 
 
 def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow") -> str:
@@ -206,19 +212,16 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow")
     """
     import kfp
 
-    from pipelines.hpo import build_hpo_pipeline
-
-    for key, location in (("data.dataset", study.data.dataset), ("data.external", study.data.external)):
-        if location is not None and not storage.is_s3_url(location):
-            raise ConfigError(
-                key,
-                f"is the local path {location!r}, which the cluster's pods cannot read",
-                "upload the MSD folder to MinIO (e.g. `mc cp --recursive`) and give its s3://bucket/prefix",
-            )
+    for key, location in study.data.local_locations().items():
+        raise ConfigError(
+            key,
+            f"is the local path {location!r}, which the cluster's pods cannot read",
+            "upload the MSD folder to MinIO (e.g. `mc cp --recursive`) and give its s3://bucket/prefix",
+        )
 
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_func(
-        build_hpo_pipeline(study),
+        pipeline_builder("hpo")(study),
         arguments={"study_config": study.model_dump_json()},
         experiment_name=study.name,
         run_name=f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -236,17 +239,15 @@ def run_study(config: str | os.PathLike[str], *, local: bool = True, host: str |
 
 
 def upload_all(host: str, *, namespace: str | None = "kubeflow") -> list[str]:
-    """Compile every example pipeline and upload it to the cluster at ``host``; return their names."""
+    """Compile every shipped pipeline and upload it to the cluster at ``host``; return their names."""
     import kfp
-
-    from pipelines.compile import compile_all
 
     from proxyhpo import __version__
 
     client = kfp.Client(host=host, namespace=namespace)
     names = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in compile_all(tmp):
+        for path in compile_pipelines(tmp):
             name = f"proxyhpo-{path.stem}"
             existing = client.get_pipeline_id(name)
             if existing is None:

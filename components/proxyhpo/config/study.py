@@ -1,41 +1,46 @@
-"""Pydantic models of everything a user writes, and YAML loading with precise errors.
+"""The study config: what a user writes in ``examples/*.yaml`` and ``proxyhpo run CONFIG`` reads.
 
-A study config is one YAML file (see ``examples/``). Unknown keys are rejected: a misspelt key is an
-error naming the key and the file, never silently ignored.
+Unknown keys are rejected: a misspelt key is an error naming the key and the file, never silently
+ignored. A study survives its own JSON round trip (every KFP task re-reads it from JSON).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from proxyhpo.config.base import Record, StrictModel, brief, load_config, parse_config
+from proxyhpo.config.controller import ControllerConfig
+from proxyhpo.config.network import check_patch_size
+from proxyhpo.config.recipe import Recipe, resolve_recipe
+from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
+from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
 
 __all__ = [
-    "StrictModel",
     "SyntheticDataConfig",
     "DataConfig",
     "SimilarityConfig",
     "SelectionConfig",
     "SelectionMethod",
     "SELECTION_METHODS",
-    "load_yaml",
-    "load_config",
-    "parse_config",
+    "SearchConfig",
+    "TrialSettings",
+    "FinalConfig",
+    "ResourcesConfig",
+    "StudyConfig",
+    "PipelineShape",
+    "StudyRun",
+    "load_study",
+    "study_from_json",
 ]
 
 SelectionMethod = Literal["mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random"]
 SELECTION_METHODS: tuple[str, ...] = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
-
-
-class StrictModel(BaseModel):
-    """Base of every user-facing model: unknown keys are errors and records are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SyntheticDataConfig(StrictModel):
@@ -70,12 +75,24 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     split_seed: int = 0
 
+    def local_locations(self) -> dict[str, str]:
+        """The configured data sets that are local paths, by key (``data.dataset``, ``data.external``)."""
+        keys = {"data.dataset": self.dataset, "data.external": self.external}
+        return {key: location for key, location in keys.items() if location is not None and not location.startswith("s3://")}
+
+    def with_absolute_paths(self) -> DataConfig:
+        """A copy whose local data paths are absolute (against the current folder), so every task process agrees on them."""
+        update = {key.removeprefix("data."): str(Path(location).absolute()) for key, location in self.local_locations().items()}
+        return self.model_copy(update=update)
+
 
 class SimilarityConfig(StrictModel):
-    """How volumes are compared (paper section 3)."""
+    """How the similarity engines compare volumes (paper section 3).
 
-    metric: Literal["mi", "ncc"] = "mi"
-    crop: Literal["label", "none"] = "label"
+    Which metric, and whether volumes are cropped to their label first, is the selection method's
+    choice (:attr:`SelectionConfig.metric`, :attr:`SelectionConfig.crop`), so it is not repeated here.
+    """
+
     patch: int = Field(96, ge=8, description="side of the cubic patch every volume is resampled to")
     bins: int = Field(32, ge=2, description="histogram bins for mutual information")
     window: int = Field(9, ge=3, description="local window side for NCC")
@@ -99,80 +116,6 @@ class SelectionConfig(StrictModel):
     def crop(self) -> Literal["label", "none"]:
         """Whether the method crops to the label's region of interest."""
         return "label" if self.method.endswith("+labelcrop") else "none"
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping from ``path``.
-
-    Raises:
-        ConfigError: when the file is missing, is not valid YAML or is not a mapping.
-    """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(file, f"cannot be read ({exc.strerror})", "check the path of the config file") from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(file, f"is not valid YAML{where}", "fix the YAML syntax") from exc
-    if not isinstance(document, dict):
-        raise ConfigError(file, f"holds a {type(document).__name__}, not a mapping", "write the config as 'key: value' pairs")
-    return document
-
-
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
-    key = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return key, f"unknown key '{key}'"
-    if error["type"] == "missing":
-        return key, f"required key '{key}' is missing"
-    if not key or isinstance(error.get("input"), dict):  # a check across keys: its message names them
-        return key, f"{key + ': ' if key else ''}{message}"
-    return key, f"key '{key}': {message} (got {error.get('input')!r})"
-
-
-def parse_config(model: type[M], document: dict[str, Any], source: str | os.PathLike[str]) -> M:
-    """Validate ``document`` as ``model``; errors name the key and ``source``.
-
-    Raises:
-        ConfigError: for the first invalid, missing or unknown key.
-    """
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        errors = exc.errors()
-        key, problem = _describe(errors[0])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        fix = "remove or correct the key; see examples/ for every valid key" if "unknown key" in problem else "correct the value"
-        raise ConfigError(source, problem + more, fix) from exc
-
-
-def load_config(model: type[M], path: str | os.PathLike[str]) -> M:
-    """Load the YAML file at ``path`` as ``model``.
-
-    Example:
-        >>> load_config(SelectionConfig, "selection.yaml")  # doctest: +SKIP
-        SelectionConfig(method='mi+labelcrop', budget=8, seed=0)
-    """
-    return parse_config(model, load_yaml(path), path)
-
-
-
-
-# --- the study: what `proxyhpo run CONFIG` reads -------------------------------------------------------------
-
-from proxyhpo.controller.search_space import SearchSpace, default_search_space  # noqa: E402
-from proxyhpo.controller.state import ControllerConfig  # noqa: E402
-from proxyhpo.training.plan import Recipe  # noqa: E402
-
-__all__ += ["SearchConfig", "TrialSettings", "FinalConfig", "ResourcesConfig", "StudyConfig", "load_study"]
 
 
 class SearchConfig(StrictModel):
@@ -236,23 +179,27 @@ class StudyConfig(StrictModel):
     final: FinalConfig = Field(default_factory=FinalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
+    @property
+    def shape(self) -> PipelineShape:
+        """What a compiled pipeline of this study fixes: its rounds and its parallelism."""
+        return PipelineShape(rounds=self.search.rounds, gpus=self.resources.gpus)
 
-    @model_validator(mode="after")
-    def _similarity_follows_selection(self) -> StudyConfig:
-        # in a study the selection method decides the metric and the crop; a different explicit value would be ignored
-        for key in ("metric", "crop"):
-            if key in self.similarity.model_fields_set and getattr(self.similarity, key) != getattr(self.selection, key):
-                raise ValueError(
-                    f"similarity.{key} is {getattr(self.similarity, key)!r} but selection.method {self.selection.method!r} "
-                    f"implies {getattr(self.selection, key)!r}; drop similarity.{key}: the selection method decides it"
+    def check_compiled_shape(self, compiled: PipelineShape, source: str = "study_config") -> None:
+        """Check that this study fits the pipeline compiled for ``compiled`` (a config edited in the UI may not).
+
+        Raises:
+            ConfigError: naming the first setting that differs and the pipeline to compile instead.
+        """
+        for key, ours, theirs in (("search.rounds", self.search.rounds, compiled.rounds), ("resources.gpus", self.resources.gpus, compiled.gpus)):
+            if ours != theirs:
+                raise ConfigError(
+                    source,
+                    f"{key} is {ours} but this pipeline was compiled for {theirs}: rounds and parallelism are fixed at compile time",
+                    f"compile the pipeline for this study (`proxyhpo compile STUDY.yaml`) and run that one, or set {key} back to {theirs}",
                 )
-        return self
 
     @model_validator(mode="after")
     def _space_is_trainable(self) -> StudyConfig:
-        from proxyhpo.controller.search_space import Categorical
-        from proxyhpo.training.plan import HyperParameters
-
         known = HyperParameters.model_fields
         for name, distribution in self.search.space.items():
             if name not in known:
@@ -267,11 +214,8 @@ class StudyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _patches_suit_networks(self) -> StudyConfig:
-        from proxyhpo.networks import check_patch_size
-        from proxyhpo.training.plan import load_preset
-
         try:
-            recipe = load_preset(self.training.recipe) if isinstance(self.training.recipe, str) else self.training.recipe
+            recipe = resolve_recipe(self.training.recipe)
         except ConfigError as exc:
             raise ValueError(f"training.recipe: {exc.problem}; {exc.fix}") from None
         networks = {
@@ -286,6 +230,44 @@ class StudyConfig(StrictModel):
                 except ConfigError as exc:
                     raise ValueError(f"{exc.problem} (for {key}: {kind}); {exc.fix}") from None
         return self
+
+
+class PipelineShape(StrictModel):
+    """The part of a study a pipeline fixes when it is compiled (KFP v2 has no while-loop).
+
+    Attributes:
+        rounds: search rounds, unrolled into the pipeline.
+        gpus: packs trained at once, the ``ParallelFor`` parallelism.
+    """
+
+    rounds: int = Field(ge=1)
+    gpus: int = Field(ge=1)
+
+
+class StudyRun(Record):
+    """The study's MLflow parent run, handed from the task that opens it to every task that logs under it.
+
+    It travels as a small artifact, not a parameter: kfp 2.17's local runner replaces every task-output
+    parameter entering a ``ParallelFor`` with the loop item.
+    """
+
+    WRITTEN_BY = "the study's open step"
+
+    experiment: str
+    run_id: str = Field(min_length=1)
+
+
+def study_from_json(text: str, source: str = "study_config") -> StudyConfig:
+    """The study config a pipeline task receives as its JSON parameter.
+
+    Raises:
+        ConfigError: naming ``source`` and the key when the JSON is malformed or does not validate.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, f"is not valid JSON ({brief(exc)})", "pass the study config as JSON, as `proxyhpo run` does") from exc
+    return parse_config(StudyConfig, document, source)
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:

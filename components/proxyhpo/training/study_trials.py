@@ -1,7 +1,7 @@
 """Trials as a study runs them: a pack of proposals from one round, and the final model.
 
 This turns the study's config, its prepared data and the controller's proposals into
-:class:`~proxyhpo.training.plan.TrialPlan` objects, runs them with live MLflow logging, and writes
+:class:`~proxyhpo.config.TrialPlan` objects, runs them with live MLflow logging, and writes
 their results. The KFP training components call nothing else.
 """
 
@@ -13,44 +13,51 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths, tracking
-from proxyhpo.controller.rounds import PackSpec, trial_id_for
+from proxyhpo.config import (
+    HyperParameters,
+    NetworkConfig,
+    PackSpec,
+    ProxyDataManifest,
+    Recipe,
+    StudyConfig,
+    StudyData,
+    TrialPlan,
+    TrialResult,
+    TrialResults,
+    TrialSpec,
+    TrialState,
+    resolve_recipe,
+)
+from proxyhpo.controller.rounds import final_hyperparameters
 from proxyhpo.data.msd import load_dataset
-from proxyhpo.data.prepare import StudyData, entries_for, split_cases
+from proxyhpo.data.prepare import entries_for
 from proxyhpo.errors import ConfigError
-from proxyhpo.networks import NetworkConfig
-from proxyhpo.training.plan import HyperParameters, Recipe, TrialPlan, TrialSpec, load_preset
-from proxyhpo.training.result import TrialResult, TrialState, write_results
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["failed_result", "study_recipe", "search_split", "build_search_plan", "train_pack", "train_final", "train_from_file", "hyperparameters_from"]
+__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_from_file", "hyperparameters_from"]
 
 
-def study_recipe(study: Any) -> Recipe:
+def study_recipe(study: StudyConfig) -> Recipe:
     """The study's recipe, with the data config's label merge applied."""
-    recipe = load_preset(study.training.recipe) if isinstance(study.training.recipe, str) else study.training.recipe
+    recipe = resolve_recipe(study.training.recipe)
     if study.data.merge_labels:
         recipe = recipe.model_copy(update={"label_merge": dict(study.data.merge_labels)})
     return recipe
 
 
-def search_split(study: Any, case_ids: list[str]) -> tuple[list[str], list[str]]:
-    """The search data's train/validation split (the paper splits proxy data 50/50)."""
-    return split_cases(case_ids, study.data.val_fraction, study.data.split_seed)
-
-
-def hyperparameters_from(values: dict[str, Any], defaults: HyperParameters | None = None) -> HyperParameters:
-    """Hyper-parameters from a proposal's values; names the search space does not cover keep their defaults.
+def hyperparameters_from(searched: dict[str, Any], defaults: HyperParameters | None = None) -> HyperParameters:
+    """Hyper-parameters from a proposal's searched values; names the search space does not cover keep their defaults.
 
     Raises:
         ConfigError: when the search space names a hyper-parameter the trainer does not know.
     """
     known = set(HyperParameters.model_fields)
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(searched) - known)
     if unknown:
         raise ConfigError("search.space", f"hyper-parameters {unknown} are not trainable", f"search only {sorted(known)}")
     base = (defaults or HyperParameters(lr=1e-3)).model_dump()
-    return HyperParameters.model_validate({**base, **values})
+    return HyperParameters.model_validate({**base, **searched})
 
 
 def _cache_dir(data: StudyData, recipe: Recipe) -> str:
@@ -61,16 +68,20 @@ def _network(kind: str, levels: int) -> NetworkConfig:
     return NetworkConfig.full() if kind == "full" else NetworkConfig.proxy(levels)
 
 
-def build_search_plan(study: Any, data: StudyData, manifest: Any, pack: PackSpec) -> TrialPlan:
-    """The trial plan of one pack: its proposals on the search data's train/validation split."""
+def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec) -> TrialPlan:
+    """The trial plan of one pack: its proposals on the manifest's train/validation split.
+
+    Raises:
+        ConfigError: when the manifest was not chosen from the study's data.
+    """
+    manifest.check_against(data)
     dataset = load_dataset(data.dataset)
-    train_ids, val_ids = search_split(study, list(manifest.case_ids))
     data_label = "full" if manifest.method == "full" else f"{manifest.method}-{manifest.budget}"
     network = _network(study.training.network, study.training.proxy_levels)
     trials = [
         TrialSpec(
-            trial_id=trial_id_for(proposal),
-            hyper=hyperparameters_from(dict(proposal.values)),
+            trial_id=proposal.trial_id,
+            hyperparameters=hyperparameters_from(dict(proposal.hyperparameters)),
             network=network,
             seed=study.training.seed + proposal.proposal_id,
             data_label=data_label,
@@ -82,8 +93,8 @@ def build_search_plan(study: Any, data: StudyData, manifest: Any, pack: PackSpec
     recipe = study_recipe(study)
     return TrialPlan(
         recipe=recipe,
-        train=entries_for(dataset, train_ids),
-        val=entries_for(dataset, val_ids),
+        train=entries_for(dataset, manifest.train_ids),
+        val=entries_for(dataset, manifest.val_ids),
         epochs=study.training.epochs,
         val_every=study.training.val_every,
         batch_size=study.training.batch_size,
@@ -93,11 +104,19 @@ def build_search_plan(study: Any, data: StudyData, manifest: Any, pack: PackSpec
     )
 
 
-def _run_logged(study: Any, plan: TrialPlan, *, parent_run_id: str | None, data_label: str, role: str) -> list[TrialResult]:
+def _run_logged(study: StudyConfig, plan: TrialPlan, *, parent_run_id: str | None, data_label: str, role: str) -> list[TrialResult]:
     from proxyhpo.training.runner import run_trials
 
     resolved = {"study": study.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
-    with tracking.trial_runs(study.name, plan.trials, parent_run_id=parent_run_id, data=data_label, resolved_config=resolved, role=role) as runs:
+    with tracking.trial_runs(
+        study.name,
+        plan.trials,
+        parent_run_id=parent_run_id,
+        data=data_label,
+        resolved_config=resolved,
+        role=role,
+        hyperparameter_names=study.search.space.names,
+    ) as runs:
         try:
             results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
         except Exception as exc:  # a crashed pack fails its trials, never the study
@@ -110,23 +129,13 @@ def _run_logged(study: Any, plan: TrialPlan, *, parent_run_id: str | None, data_
 
 def failed_result(spec: TrialSpec, reason: str) -> TrialResult:
     """A FAILED result for a trial that produced nothing (its pack crashed before it finished)."""
-    return TrialResult(
-        trial_id=spec.trial_id,
-        state=TrialState.FAILED,
-        fail_reason=reason.splitlines()[0][:500] if reason else "failed",
-        hyper=spec.hyper,
-        network=spec.network.name,
-        data_label=spec.data_label,
-        seed=spec.seed,
-        round=spec.round,
-        tags=dict(spec.tags),
-    )
+    return TrialResult.of(spec, TrialState.FAILED, fail_reason=reason.splitlines()[0][:500] if reason else "failed")
 
 
 def train_pack(
-    study: Any,
+    study: StudyConfig,
     data: StudyData,
-    manifest: Any,
+    manifest: ProxyDataManifest,
     pack: PackSpec,
     *,
     parent_run_id: str | None,
@@ -138,29 +147,35 @@ def train_pack(
     """
     plan = build_search_plan(study, data, manifest, pack)
     results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role="trial")
-    write_results(results_out, results)
+    TrialResults(results=tuple(results)).write(results_out)
     return results
 
 
 def train_final(
-    study: Any,
+    study: StudyConfig,
     data: StudyData,
-    values: dict[str, Any],
+    controller_state: str | os.PathLike[str],
     *,
     parent_run_id: str | None,
     results_out: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
 ) -> TrialResult:
-    """Train the final model with the best hyper-parameters on all search cases with the full network.
+    """Train the final model with the search's best hyper-parameters on all search cases.
 
-    It is validated on the held-out internal cases and tested on the external set, when there is one.
+    The best proposal is read from the controller's final state; the network is ``final.network``
+    (the full U-Net by default). The model is validated on the held-out internal cases and tested on
+    the external set, when there is one; its best-validation weights are saved in ``model_dir``.
+
+    Raises:
+        TrialError: when every search trial failed, so there are no hyper-parameters to train with.
     """
+    searched = final_hyperparameters(controller_state)
     dataset = load_dataset(data.dataset)
     external = load_dataset(data.external) if data.external else None
     recipe = study_recipe(study)
     spec = TrialSpec(
         trial_id="final",
-        hyper=hyperparameters_from(values),
+        hyperparameters=hyperparameters_from(searched),
         network=_network(study.final.network, study.training.proxy_levels),
         seed=study.final.seed,
         data_label="full",
@@ -180,7 +195,7 @@ def train_final(
         save_model_dir=str(Path(model_dir)),
     )
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final")
-    write_results(results_out, [result])
+    TrialResults(results=(result,)).write(results_out)
     return result
 
 

@@ -20,9 +20,9 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator, model_validator
 
-from proxyhpo.errors import ConfigError
+from proxyhpo.config.base import StrictModel, parse_config
 
 __all__ = [
     "Choice",
@@ -39,11 +39,7 @@ __all__ = [
 Choice = str | int | float | bool
 
 
-class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Categorical(_Base):
+class Categorical(StrictModel):
     """One of a finite list of choices, e.g. the optimiser.
 
     Args:
@@ -96,7 +92,7 @@ class Categorical(_Base):
         return True
 
 
-class _Continuous(_Base):
+class _Continuous(StrictModel):
     # subclasses declare ``type``, ``low`` and ``high`` so that ``type`` is dumped first
     if TYPE_CHECKING:
         low: float
@@ -266,11 +262,4 @@ def parse_search_space(data: Any, source: str | os.PathLike[str] = "search_space
     Raises:
         ConfigError: naming the hyper-parameter and what is wrong with it.
     """
-    try:
-        return SearchSpace.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in ("search_space", *first["loc"]))
-        message = first["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(source, f"{key}: {message}{more}", "correct the hyper-parameter's range or choices") from exc
+    return parse_config(SearchSpace, data, source, prefix="search_space", fix="correct the hyper-parameter's range or choices")

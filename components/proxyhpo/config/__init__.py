@@ -1,0 +1,51 @@
+"""The schema layer: pydantic models of everything a user writes or a stage hands on.
+
+It imports no stage, no torch and no MONAI, so configs load and components start in well under a
+second. Stages import it; it imports none of them. Modules, one per concept:
+
+- :mod:`~proxyhpo.config.base`: the strict frozen base, versioned records, the one ValidationError
+  translator, YAML loading.
+- :mod:`~proxyhpo.config.study`: the study config (``examples/*.yaml``).
+- :mod:`~proxyhpo.config.search_space`: the hyper-parameters searched, the one vocabulary of names.
+- :mod:`~proxyhpo.config.controller`: controller settings, proposals, rewards, packs.
+- :mod:`~proxyhpo.config.recipe`, :mod:`~proxyhpo.config.network`: data recipes and U-Net configs.
+- :mod:`~proxyhpo.config.trial`: hyper-parameters, trial plans and trial results.
+- :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
+"""
+
+from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_config, load_yaml, parse_config
+from proxyhpo.config.controller import ControllerConfig, ControllerState, HistoryRecord, PackSpec, Proposal, UpdateStats
+from proxyhpo.config.data import ProxyDataManifest, StudyData
+from proxyhpo.config.network import NetworkConfig, check_patch_size
+from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
+from proxyhpo.config.search_space import Categorical, Choice, Distribution, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
+from proxyhpo.config.study import (
+    SELECTION_METHODS,
+    DataConfig,
+    FinalConfig,
+    PipelineShape,
+    ResourcesConfig,
+    SearchConfig,
+    SelectionConfig,
+    SelectionMethod,
+    SimilarityConfig,
+    StudyConfig,
+    SyntheticDataConfig,
+    StudyRun,
+    TrialSettings,
+    load_study,
+    study_from_json,
+)
+from proxyhpo.config.trial import OPTIMIZER_OPTIONS, DataItem, FaultInjection, HyperParameters, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState
+
+__all__ = [
+    "Record", "StrictModel", "brief", "config_error", "load_config", "load_yaml", "parse_config",
+    "ControllerConfig", "ControllerState", "HistoryRecord", "PackSpec", "Proposal", "UpdateStats",
+    "ProxyDataManifest", "StudyData",
+    "NetworkConfig", "check_patch_size",
+    "PRESETS", "HUWindow", "Normalize", "Recipe", "load_preset", "resolve_recipe",
+    "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
+    "SELECTION_METHODS", "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
+    "SelectionMethod", "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
+    "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
+]

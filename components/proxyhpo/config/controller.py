@@ -1,0 +1,167 @@
+"""Records of the HPO controller: its settings, its proposals, their rewards and its persisted state.
+
+These are the JSON part of what :mod:`proxyhpo.controller.state` persists, and what the pipeline's
+stages hand each other (a :class:`PackSpec` per GPU pod); they import neither torch nor the controller.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from proxyhpo.config.base import Record, StrictModel
+from proxyhpo.config.search_space import Choice, SearchSpace
+
+__all__ = ["SCHEMA_VERSION", "ControllerConfig", "Proposal", "HistoryRecord", "UpdateStats", "ControllerState", "PackSpec"]
+
+#: Version of the persisted controller layout; bumped whenever a reader of the old layout would misread the new one.
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class ControllerConfig(StrictModel):
+    """Settings of the REINFORCE controller (the ``controller`` section of a study config).
+
+    Attributes:
+        seed: seeds the policy's initial weights and the sampling generator.
+        lr: learning rate of the Adam optimiser on the policy.
+        entropy_weight: weight of the entropy bonus added to the REINFORCE objective (keeps exploring).
+        baseline_decay: decay of the exponential moving-average reward baseline, in [0, 1).
+        hidden_size: width of the LSTM cell and of the decision embeddings.
+        max_grad_norm: the policy gradient is clipped to this norm; ``None`` disables clipping.
+    """
+
+    seed: int = Field(0, ge=0)
+    lr: float = Field(0.02, gt=0.0)
+    entropy_weight: float = Field(0.01, ge=0.0)
+    baseline_decay: float = Field(0.8, ge=0.0, lt=1.0)
+    hidden_size: int = Field(64, ge=1)
+    max_grad_norm: float | None = Field(5.0, gt=0.0)
+
+
+class Proposal(StrictModel):
+    """One set of hyper-parameters proposed by the controller, to be trained as one trial.
+
+    Attributes:
+        proposal_id: unique within a study, increasing in the order of proposal.
+        round: the round the proposal belongs to (0-based).
+        hyperparameters: ``name -> value`` for every hyper-parameter of the search space.
+        log_prob: log-probability of the proposal under the policy that sampled it (categorical
+            choices plus the densities of the continuous values on the unit interval).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    proposal_id: int = Field(ge=0)
+    round: int = Field(ge=0)
+    hyperparameters: dict[str, Choice]
+    log_prob: float
+
+    @property
+    def trial_id(self) -> str:
+        """The id of the trial that trains this proposal: ``r<round>-t<proposal id>`` (also the MLflow run name)."""
+        return f"r{self.round}-t{self.proposal_id:03d}"
+
+
+class HistoryRecord(StrictModel):
+    """A finished proposal: its reward, or ``failed`` when the trial produced none.
+
+    Attributes:
+        proposal: the proposal.
+        reward: validation Dice of the trial; ``None`` when it failed.
+        failed: the trial failed (diverged, crashed); such proposals get no gradient.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    proposal: Proposal
+    reward: float | None
+    failed: bool
+
+    @field_validator("reward")
+    @classmethod
+    def _finite(cls, reward: float | None) -> float | None:
+        if reward is not None and not math.isfinite(reward):
+            raise ValueError(f"reward must be finite or None, got {reward}")
+        return reward
+
+
+class UpdateStats(StrictModel):
+    """What one REINFORCE update did.
+
+    Attributes:
+        round: the round that was updated.
+        n_proposals: proposals given to the update.
+        n_failed: of which failed (no reward); they are left out of the gradient.
+        stepped: whether the optimiser took a step (False when every proposal failed).
+        mean_reward: mean reward of the successful proposals (``None`` when all failed).
+        baseline_before: the moving-average baseline the advantages were computed against.
+        baseline: the baseline after this round's rewards were folded in.
+        policy_loss: ``-mean(advantage * log_prob)``.
+        entropy: mean over proposals of the policy's entropy, summed over the decisions.
+        entropy_bonus: ``entropy_weight * entropy``, subtracted from the loss.
+        loss: ``policy_loss - entropy_bonus``, the minimised objective.
+        grad_norm: norm of the policy gradient before clipping.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    round: int
+    n_proposals: int
+    n_failed: int
+    stepped: bool
+    mean_reward: float | None = None
+    baseline_before: float | None = None
+    baseline: float | None = None
+    policy_loss: float | None = None
+    entropy: float | None = None
+    entropy_bonus: float | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+
+
+class ControllerState(StrictModel):
+    """The JSON part of the persisted controller (everything but tensors).
+
+    Attributes:
+        config: the controller's settings.
+        search_space: the hyper-parameters searched, in emission order.
+        round: the round the next proposals belong to (= number of finished updates).
+        next_proposal_id: id given to the next proposal.
+        baseline: the moving-average reward baseline (``None`` before the first successful round).
+        pending: proposals of the current round still waiting for their rewards.
+        history: every finished proposal with its reward, in order of proposal id.
+        updates: statistics of every update, one per round.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    config: ControllerConfig
+    search_space: SearchSpace
+    round: int = Field(0, ge=0)
+    next_proposal_id: int = Field(0, ge=0)
+    baseline: float | None = None
+    pending: tuple[Proposal, ...] = ()
+    history: tuple[HistoryRecord, ...] = ()
+    updates: tuple[UpdateStats, ...] = ()
+
+    def best(self) -> HistoryRecord | None:
+        """The finished proposal with the highest reward (the earliest on ties), or None if none succeeded."""
+        best: HistoryRecord | None = None
+        for record in self.history:
+            if record.reward is not None and (best is None or record.reward > best.reward):  # type: ignore[operator]
+                best = record
+        return best
+
+
+class PackSpec(Record):
+    """The trials one GPU trains at once: the unit a ``ParallelFor`` iteration receives (as JSON).
+
+    Attributes:
+        round: the controller round the proposals belong to.
+        pack_index: position of the pack within its round.
+        proposals: the proposals, each trained as one trial of the pack.
+    """
+
+    WRITTEN_BY = "the controller's propose step"
+
+    round: int = Field(ge=0)
+    pack_index: int = Field(ge=0)
+    proposals: tuple[Proposal, ...]

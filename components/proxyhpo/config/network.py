@@ -1,0 +1,119 @@
+"""The network config of full and proxy U-Nets, and the patch-size rule they impose (torch-free).
+
+:func:`proxyhpo.networks.build_network` turns a :class:`NetworkConfig` into a MONAI ``UNet``; this module
+holds only the description, so configs are checked without importing torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from proxyhpo.config.base import StrictModel
+from proxyhpo.errors import ConfigError
+
+__all__ = ["NetworkConfig", "check_patch_size"]
+
+
+class NetworkConfig(StrictModel):
+    """A full or proxy residual U-Net.
+
+    Args:
+        kind: ``"full"`` for the paper's full model, ``"proxy"`` for a shrunken one.
+        levels: number of resolution levels (3 to 5); the patch side must be a multiple of
+            ``2 ** (levels - 1)``.
+        base_channels: channels of the first level; each further level doubles them.
+        num_res_units: convolutions inside each level's residual unit (MONAI's meaning).
+
+    Example:
+        >>> NetworkConfig.proxy(3).channels
+        (4, 8, 16)
+        >>> NetworkConfig.full().name, NetworkConfig.proxy(4).name
+        ('full', 'proxy-L4')
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["full", "proxy"]
+    levels: int = Field(ge=3, le=5)
+    base_channels: int = Field(ge=1)
+    num_res_units: int = Field(ge=0)
+
+    @classmethod
+    def full(cls) -> NetworkConfig:
+        """The paper's full model: 5 levels, channels 16 to 256, 2 residual convolutions."""
+        return cls(kind="full", levels=5, base_channels=16, num_res_units=2)
+
+    @classmethod
+    def proxy(cls, levels: int = 3) -> NetworkConfig:
+        """A proxy network: 4 base channels, 1 residual convolution, ``levels`` in 3..5."""
+        return cls(kind="proxy", levels=levels, base_channels=4, num_res_units=1)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Output channels of each level, ``base_channels * 2**i``."""
+        return tuple(self.base_channels * 2**i for i in range(self.levels))
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Down-sampling strides between levels (all 2)."""
+        return (2,) * (self.levels - 1)
+
+    @property
+    def divisor(self) -> int:
+        """Every patch side must be a multiple of this: ``2 ** (levels - 1)``."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def name(self) -> str:
+        """Short label used in results and MLflow params: ``full`` or ``proxy-L3`` (levels)."""
+        if self == NetworkConfig.full():
+            return "full"
+        if self == NetworkConfig.proxy(self.levels):
+            return f"proxy-L{self.levels}"
+        return f"{self.kind}-L{self.levels}-c{self.base_channels}-r{self.num_res_units}"
+
+
+def check_patch_size(
+    patch_size: Sequence[int], levels: int, *, what: str = "patch_size", path: str = "<config>"
+) -> None:
+    """Check that every side of a patch suits a U-Net with ``levels`` levels.
+
+    Args:
+        patch_size: spatial size ``(D, H, W)`` of a training patch or inference window.
+        levels: number of U-Net levels.
+        what: name of the setting being checked, used in the message.
+        path: the file the setting came from, used in the message.
+
+    Raises:
+        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)``, or when every side
+            equals it (the deepest level would be a single voxel).
+
+    Example:
+        >>> check_patch_size((96, 96, 96), 5)
+        >>> check_patch_size((96, 96, 40), 5)
+        Traceback (most recent call last):
+        ...
+        proxyhpo.errors.ConfigError: <config>: patch_size (96, 96, 40) does not suit a 5-level U-Net: ...
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    divisor = 2 ** (levels - 1)
+    sides = tuple(int(s) for s in patch_size)
+    bad = [s for s in sides if s <= 0 or s % divisor]
+    if bad:
+        raise ConfigError(
+            path,
+            f"{what} {sides} does not suit a {levels}-level U-Net: every side must be a positive multiple "
+            f"of 2^(levels-1) = {divisor}, and {', '.join(map(str, bad))} is not",
+            f"use sides such as {', '.join(str(divisor * max(1, -(-s // divisor))) for s in sides)}, "
+            f"or fewer levels",
+        )
+    if all(s == divisor for s in sides):
+        # the deepest level would hold a single voxel, where instance norm has no statistics to take
+        raise ConfigError(
+            path,
+            f"{what} {sides} leaves the deepest level of a {levels}-level U-Net at 1x1x1 voxel, where instance norm is undefined",
+            f"use at least one side of {2 * divisor} or more, or fewer levels",
+        )

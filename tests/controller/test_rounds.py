@@ -1,0 +1,87 @@
+"""One search round as pipeline stages: packs from proposals, rewards from result files, the final choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxyhpo.config import HyperParameters, PackSpec, Proposal, StudyConfig, TrialResult, TrialResults, TrialState
+from proxyhpo.controller import ReinforceController, read_history
+from proxyhpo.controller.rounds import final_hyperparameters, init_controller, propose_round, split_into_packs, update_round
+from proxyhpo.errors import TrialError
+
+
+def _study(**search) -> StudyConfig:
+    return StudyConfig.model_validate(
+        {"name": "rounds", "data": {"dataset": "d"}, "search": {"rounds": 2, "proposals_per_round": 5, **search}, "training": {"pack_size": 2}}
+    )
+
+
+def _proposal(i: int, optimizer: str) -> Proposal:
+    return Proposal(proposal_id=i, round=0, hyperparameters={"lr": 1e-3, "optimizer": optimizer, "intensity_shift_prob": 0.1}, log_prob=0.0)
+
+
+def _result(trial_id: str, dice: float | None) -> TrialResult:
+    state = TrialState.COMPLETE if dice is not None else TrialState.FAILED
+    return TrialResult(trial_id=trial_id, state=state, hyperparameters=HyperParameters(lr=1e-3), network="proxy-L3", final_val_dice=dice)
+
+
+def test_trial_id_names_round_and_proposal() -> None:
+    assert _proposal(7, "adam").trial_id == "r0-t007"
+
+
+@pytest.mark.parametrize(
+    "gpus, pack_size, expected",
+    [
+        (1, None, [[1, 3, 0, 2, 4]]),  # one pack per GPU, same optimiser together (adam, then rmsprop)
+        (2, None, [[1, 3, 0], [2, 4]]),
+        (1, 2, [[1, 3], [0, 2], [4]]),  # a fixed pack size wins over the GPU count
+    ],
+)
+def test_split_into_packs(gpus: int, pack_size: int | None, expected: list[list[int]]) -> None:
+    proposals = [_proposal(i, "rmsprop" if i % 2 == 0 else "adam") for i in range(5)]
+    packs = split_into_packs(proposals, gpus=gpus, pack_size=pack_size)
+    assert [[p.proposal_id for p in pack] for pack in packs] == expected
+    assert split_into_packs([], gpus=2, pack_size=None) == []
+
+
+def test_a_round_from_proposals_to_update(tmp_path: Path) -> None:
+    study = _study()
+    init_controller(study, tmp_path / "state0.zip")
+    packs = [PackSpec.model_validate_json(text) for text in propose_round(study, tmp_path / "state0.zip", tmp_path / "proposed.zip")]
+    assert [len(pack.proposals) for pack in packs] == [2, 2, 1]
+    assert [pack.pack_index for pack in packs] == [0, 1, 2] and {pack.round for pack in packs} == {0}
+    trial_ids = [p.trial_id for pack in packs for p in pack.proposals]
+
+    # pack 0 finished (one trial failed), pack 1 wrote nothing (its pod crashed), pack 2 finished
+    TrialResults(results=(_result(trial_ids[0], 0.5), _result(trial_ids[1], None))).write(tmp_path / "pack0.json")
+    TrialResults(results=(_result(trial_ids[4], 0.7),)).write(tmp_path / "pack2.json")
+    stats = update_round(tmp_path / "proposed.zip", [tmp_path / "pack0.json", tmp_path / "pack1.json", tmp_path / "pack2.json"], tmp_path / "state1.zip")
+    assert (stats.round, stats.n_proposals, stats.n_failed, stats.stepped) == (0, 5, 3, True)
+    assert stats.mean_reward == pytest.approx(0.6)
+    rewards = {record.proposal.trial_id: record.reward for record in read_history(tmp_path / "state1.zip")}
+    assert rewards == {trial_ids[0]: 0.5, trial_ids[1]: None, trial_ids[2]: None, trial_ids[3]: None, trial_ids[4]: 0.7}
+    assert ReinforceController.load(tmp_path / "state1.zip").round == 1
+
+    best = final_hyperparameters(tmp_path / "state1.zip")
+    (winner,) = [p for pack in packs for p in pack.proposals if p.trial_id == trial_ids[4]]
+    assert best == dict(winner.hyperparameters)
+
+
+def test_final_hyperparameters_need_one_successful_trial(tmp_path: Path) -> None:
+    study = _study()
+    init_controller(study, tmp_path / "state0.zip")
+    propose_round(study, tmp_path / "state0.zip", tmp_path / "proposed.zip")
+    update_round(tmp_path / "proposed.zip", [], tmp_path / "state1.zip")
+    with pytest.raises(TrialError, match="every search trial failed: there are no hyper-parameters to train the final model with"):
+        final_hyperparameters(tmp_path / "state1.zip")
+
+
+def test_ties_go_to_the_earliest_proposal(tmp_path: Path) -> None:
+    controller = ReinforceController(seed=0)
+    proposals = controller.propose(3)
+    controller.update(proposals, [0.4, 0.8, 0.8])
+    controller.save(tmp_path / "state.zip")
+    assert final_hyperparameters(tmp_path / "state.zip") == dict(proposals[1].hyperparameters)
+    assert controller.best() == (proposals[1], 0.8)
