@@ -6,45 +6,16 @@ packs and fanned out with ``dsl.ParallelFor`` (parallelism = GPUs), each pack on
 """
 
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
+from pipelines.tasks import gpu_task as _gpu
+from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
-__all__ = ["PIPELINE_NAME", "S3_SECRET", "ENDPOINTS_CONFIG_MAP", "build_hpo_pipeline"]
+__all__ = ["PIPELINE_NAME", "build_hpo_pipeline"]
 
 PIPELINE_NAME = "proxyhpo-hpo"
-#: The chart's Secret with the MinIO/S3 credentials (keys become environment variables of the same name).
-S3_SECRET = "proxyhpo-s3"
-S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-#: The chart's ConfigMap with the MLflow and MinIO endpoints.
-ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
-ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL")
-#: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
-PIPELINE_POD_LABEL = "proxyhpo/pipeline"
-
-
-def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Inject the credentials (from the Secret, by reference only) and the endpoints into a task's pod."""
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={key: key for key in S3_SECRET_KEYS})
-    kubernetes.use_config_map_as_env(task, config_map_name=ENDPOINTS_CONFIG_MAP, config_map_key_to_env={key: key for key in ENDPOINT_KEYS})
-    kubernetes.add_pod_label(task, label_key=PIPELINE_POD_LABEL, label_value="true")  # the chart's NetworkPolicy admits these pods
-    return task
-
-
-def _light(task: dsl.PipelineTask, name: str, *, cache: bool = True) -> dsl.PipelineTask:
-    task.set_display_name(name).set_cpu_request("1").set_memory_request("2Gi").set_cpu_limit("2").set_memory_limit("4Gi")
-    task.set_caching_options(cache)
-    return _cluster_env(task)
-
-
-def _gpu(task: dsl.PipelineTask, name: str, study: StudyConfig) -> dsl.PipelineTask:
-    resources = study.resources
-    task.set_display_name(name).set_caching_options(False)
-    task.set_accelerator_type(resources.gpu_type).set_accelerator_limit(1)
-    task.set_cpu_request(resources.cpu).set_memory_request(resources.memory).set_cpu_limit(resources.cpu).set_memory_limit(resources.memory)
-    kubernetes.add_toleration(task, key=resources.gpu_type, operator="Exists", effect="NoSchedule")
-    return _cluster_env(task)
 
 
 def build_hpo_pipeline(study: StudyConfig):
@@ -96,21 +67,49 @@ def _search(study_config: str, rounds: int, parallelism: int, study: StudyConfig
     start = _light(opening, "open MLflow study run", cache=False)
     data = _light(c.prepare_data(study=study_config).after(start), "prepare data")
     manifest = _light(c.select_data(study=study_config, data=data.outputs["data"]), "select proxy data")
-    state = _light(c.controller_init(study=study_config).after(start), "init controller").outputs["state"]
+    state = search_rounds(study_config, study, start, data, manifest, rounds=rounds, parallelism=parallelism)
+    final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
+    _gpu(final, "final model", study)
+    _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)
+
+
+def search_rounds(
+    study_config: str,
+    study: StudyConfig,
+    start: dsl.PipelineTask,
+    data: dsl.PipelineTask,
+    manifest: dsl.PipelineTask,
+    *,
+    rounds: int,
+    parallelism: int,
+    arm: str = "",
+):
+    """The RL search, unrolled: init the controller, then per round propose, train the packs in parallel, update.
+
+    Args:
+        arm: the automl comparison's search arm ('' for the HPO pipeline's one search); it labels the
+            tasks and tags the trials.
+
+    Returns:
+        The controller's final state (an artifact channel).
+    """
+    label = f"{arm}: " if arm else ""
+    state = _light(c.controller_init(study=study_config).after(start), f"{label}init controller").outputs["state"]
     for round_index in range(rounds):
-        propose = _light(c.controller_propose(study=study_config, state=state), f"round {round_index + 1}: propose", cache=False)
-        with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=f"round-{round_index + 1}-packs") as pack:
+        propose = _light(c.controller_propose(study=study_config, state=state), f"{label}round {round_index + 1}: propose", cache=False)
+        loop = f"{arm}-round-{round_index + 1}-packs" if arm else f"round-{round_index + 1}-packs"
+        with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=loop) as pack:
+            arguments = {"arm": arm} if arm else {}  # the HPO pipeline keeps the component's default
             train = c.train_pack(
                 study=study_config,
                 pack=pack,
                 study_run=start.outputs["study_run"],
                 data=data.outputs["data"],
                 manifest=manifest.outputs["manifest"],
+                **arguments,
             )
-            _gpu(train, f"round {round_index + 1}: train pack", study)
+            _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
         update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
-        state = _light(update, f"round {round_index + 1}: update controller", cache=False).outputs["state"]
-    final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
-    _gpu(final, "final model", study)
-    _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)
+        state = _light(update, f"{label}round {round_index + 1}: update controller", cache=False).outputs["state"]
+    return state

@@ -122,10 +122,13 @@ def test_synth_internal_and_external_differ(capsys: pytest.CaptureFixture[str], 
 # --- similarity ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("metric", "crop"), [("mi", "label"), ("ncc", "none")])
-def test_similarity_outputs(capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path, similarities: dict, metric: str, crop: str) -> None:
+@pytest.mark.parametrize(("metric", "crop", "include_self"), [("mi", "label", True), ("ncc", "none", True), ("mi", "none", False)])
+def test_similarity_outputs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path, similarities: dict, metric: str, crop: str, include_self: bool
+) -> None:
     out = tmp_path / "sim"
-    code, stdout, stderr = run_cli(capsys, "similarity", dataset, "--metric", metric, "--crop", crop, "--patch", PATCH, "--out", out)
+    option = [] if include_self else ["--exclude-self"]
+    code, stdout, stderr = run_cli(capsys, "similarity", dataset, "--metric", metric, "--crop", crop, "--patch", PATCH, "--out", out, *option)
     assert code == 0, stderr
     assert sorted(path.name for path in out.iterdir()) == ["cases.json", "importance.csv", "similarity.npy"]
     assert all(str(out / name) in stdout for name in ("cases.json", "importance.csv", "similarity.npy"))
@@ -145,7 +148,8 @@ def test_similarity_outputs(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     assert rows[0] == ["case_id", "mean_similarity", "rank"]
     body = rows[1:]
     assert sorted(row[0] for row in body) == sorted(cases)
-    means = (matrix.sum(axis=1) - np.diag(matrix)) / (N_CASES - 1)
+    # importance over all pairs with the self-pair (the paper's), or over the others only
+    means = matrix.mean(axis=1) if include_self else (matrix.sum(axis=1) - np.diag(matrix)) / (N_CASES - 1)
     for case_id, mean, _ in body:
         assert float(mean) == pytest.approx(means[cases.index(case_id)], rel=1e-8)
     by_rank = sorted(body, key=lambda row: int(row[2]))
@@ -207,9 +211,10 @@ def test_select_val_fraction(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 def test_select_folder_and_dataset_json_agree(capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path) -> None:
     by_folder = select(capsys, dataset, tmp_path / "folder.json", "ncc+labelcrop")
     by_file = select(capsys, dataset / "dataset.json", tmp_path / "file.json", "ncc+labelcrop")
-    # `dataset` records the location as given; everything else must match
+    # `dataset` records the location as given and `selection_seconds` what the selection took; everything else must match
     assert by_folder.pop("dataset") == str(dataset)
     assert by_file.pop("dataset") == str(dataset / "dataset.json")
+    assert by_folder.pop("selection_seconds") > 0 and by_file.pop("selection_seconds") > 0
     assert by_folder == by_file
 
 
@@ -220,6 +225,8 @@ def test_select_from_s3(capsys: pytest.CaptureFixture[str], tmp_path: Path, data
     remote_json = select(capsys, f"s3://{s3_bucket}/msd/spleen/dataset.json", tmp_path / "s3-json.json", "mi+labelcrop")
     assert remote.pop("dataset") == f"s3://{s3_bucket}/msd/spleen"
     assert remote_json.pop("dataset") == f"s3://{s3_bucket}/msd/spleen/dataset.json"
+    for manifest in (remote, remote_json, local):
+        assert manifest.pop("selection_seconds") >= 0  # what the selection took, not a property of the data
     local.pop("dataset")
     assert remote == local
     assert remote_json == local

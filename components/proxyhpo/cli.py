@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ValidationError
 
 from proxyhpo.config import SELECTION_METHODS, config_error
+from proxyhpo.launch import PIPELINE_KINDS
 from proxyhpo.errors import InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
@@ -43,7 +44,7 @@ def _cmd_similarity(args: argparse.Namespace) -> None:
     from proxyhpo.data.msd import load_dataset
     from proxyhpo.similarity.proxy_data import compute_similarity, write_similarity
 
-    config = _from_options(SimilarityConfig, patch=args.patch, device=args.device)
+    config = _from_options(SimilarityConfig, patch=args.patch, device=args.device, include_self=not args.exclude_self)
     result = compute_similarity(load_dataset(args.dataset), config, metric=args.metric, crop=args.crop, progress=True)
     for path in write_similarity(result, args.out):
         print(path)
@@ -59,7 +60,7 @@ def _cmd_select(args: argparse.Namespace) -> None:
 
     _from_options(DataConfig, dataset=args.dataset, val_fraction=args.val_fraction)  # the range a study's data.val_fraction allows
     selection = _from_options(SelectionConfig, method=args.method, budget=args.budget, seed=args.seed)
-    similarity = _from_options(SimilarityConfig, patch=args.patch, device=args.device)
+    similarity = _from_options(SimilarityConfig, patch=args.patch, device=args.device, include_self=not args.exclude_self)
     manifest = select_proxy_data(load_dataset(args.dataset), selection, similarity, val_fraction=args.val_fraction, split_seed=args.seed, progress=True)
     manifest.write(args.out)
     table = Table(title=f"proxy data: {manifest.method}, budget {manifest.budget}")
@@ -82,13 +83,37 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from proxyhpo.launch import run_study
 
-    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace)
+    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline)
+
+
+def _cmd_trust(args: argparse.Namespace) -> int:
+    from proxyhpo.launch import run_study
+
+    summary = run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind="trust")
+    if args.host:  # submitted: the verdict comes when the run ends, on its run page and in MLflow
+        return 0
+    verdict = summary.get("verdict") or {}
+    print(verdict.get("message", "no verdict: the correlation is undefined (see the report)"))
+    return 0 if verdict.get("passed") else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from proxyhpo.analysis.study_report import render_report
+
+    text = render_report(args.experiment)
+    if args.markdown:
+        print(text, end="")
+    else:
+        Console().print(Markdown(text))
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.launch import compile_pipelines
 
-    for path in compile_pipelines(args.out, args.studies):
+    for path in compile_pipelines(args.out, args.studies, kind=args.pipeline):
         print(path)
 
 
@@ -101,7 +126,9 @@ def _cmd_upload(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``proxyhpo`` command."""
-    parser = argparse.ArgumentParser(prog="proxyhpo", description="Proxy data and proxy networks for hyper-parameter search in 3D segmentation.")
+    parser = argparse.ArgumentParser(
+        prog="proxyhpo", description="Proxy data and proxy networks for hyper-parameter search in 3D segmentation, and the studies that show whether to trust them."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -120,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("--crop", choices=["label", "none"], default="none")
     similarity.add_argument("--patch", type=int, default=96)
     similarity.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    similarity.add_argument("--exclude-self", action="store_true", help="importance over the other cases only (default: all pairs, the self-pair included, as the paper)")
     similarity.add_argument("--out", required=True, help="folder for similarity.npy, cases.json, importance.csv")
     similarity.set_defaults(func=_cmd_similarity)
 
@@ -131,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--val-fraction", type=float, default=0.5, help="share of the chosen cases that validate (the paper: 0.5)")
     select.add_argument("--patch", type=int, default=96)
     select.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    select.add_argument("--exclude-self", action="store_true", help="importance over the other cases only (default: all pairs, the self-pair included, as the paper)")
     select.add_argument("--out", required=True, help="manifest.json to write")
     select.set_defaults(func=_cmd_select)
 
@@ -145,11 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner (default)")
     where.add_argument("--host", default=None, help="Kubeflow Pipelines API URL")
     run.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) of the run; the chart must be installed there")
+    run.add_argument(
+        "--pipeline", default="hpo", choices=PIPELINE_KINDS, help="hpo (the search, default) or one of the paper's studies: proxy-data-study, proxy-net-study, trust"
+    )
     run.set_defaults(func=_cmd_run)
+
+    trust = sub.add_parser("trust", help="before a heavy search: does the proxy rank a small grid like all data and the full network?")
+    trust.add_argument("config", help="study config YAML (its studies.trust section)")
+    where = trust.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner (default)")
+    where.add_argument("--host", default=None, help="Kubeflow Pipelines API URL")
+    trust.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) of the run")
+    trust.set_defaults(func=_cmd_trust)
+
+    report = sub.add_parser("report", help="print a study's report from MLflow alone")
+    report.add_argument("experiment", help="the study's name (its MLflow experiment), or a parent run id")
+    report.add_argument("--markdown", action="store_true", help="print the Markdown source instead of rendering it")
+    report.set_defaults(func=_cmd_report)
 
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")
     comp.add_argument("--out", default="build/pipelines")
+    comp.add_argument("--pipeline", default="hpo", choices=PIPELINE_KINDS, help="the pipeline compiled for the given studies (default: hpo)")
     comp.set_defaults(func=_cmd_compile)
 
     upload = sub.add_parser("upload", help="upload every compiled pipeline to a Kubeflow cluster")
@@ -164,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        code = args.func(args)
     except InputError as exc:
         print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -178,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("proxyhpo: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

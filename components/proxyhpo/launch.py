@@ -29,6 +29,7 @@ from proxyhpo.config import StudyConfig, load_study, parse_config
 from proxyhpo.errors import ConfigError, ProxyHPOError
 
 __all__ = [
+    "PIPELINE_KINDS",
     "SHIPPED_PIPELINES",
     "pipeline_builder",
     "shipped_study",
@@ -40,8 +41,18 @@ __all__ = [
     "upload_all",
 ]
 
+#: The pipeline kinds: the HPO search and the paper's comparison studies.
+PIPELINE_KINDS = ("hpo", "proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
 #: The pipelines ``proxyhpo compile`` and ``make deploy`` ship: file name -> (pipeline kind, example study).
-SHIPPED_PIPELINES = {"hpo-demo": ("hpo", "demo"), "hpo-spleen": ("hpo", "spleen"), "hpo-prostate": ("hpo", "prostate")}
+SHIPPED_PIPELINES = {
+    "hpo-demo": ("hpo", "demo"),
+    "hpo-spleen": ("hpo", "spleen"),
+    "hpo-prostate": ("hpo", "prostate"),
+    **{f"{kind}-{example}": (kind, example) for kind in PIPELINE_KINDS[1:4] for example in ("demo-studies", "spleen", "prostate")},
+    # the comparison unrolls arms x rounds: at the paper's 20 rounds it outgrows what a cluster stores per
+    # workflow, so only the demo ships; compile a study's own with `proxyhpo compile --pipeline automl-comparison`
+    "automl-comparison-demo-studies": ("automl-comparison", "demo-studies"),
+}
 PIPELINE_ENTRY_POINTS = "proxyhpo.pipelines"
 
 
@@ -78,11 +89,11 @@ def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "
     return Path(out)
 
 
-def compile_pipelines(out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
-    """Compile the HPO pipeline of each study config in ``studies`` (``hpo-<name>.yaml``), or every shipped pipeline."""
+def compile_pipelines(out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = (), kind: str = "hpo") -> list[Path]:
+    """Compile pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every shipped pipeline."""
     out = Path(out_dir)
     if studies:
-        return [compile_study(study, out / f"hpo-{study.name}.yaml") for study in map(load_study, studies)]
+        return [compile_study(study, out / f"{kind}-{study.name}.yaml", kind) for study in map(load_study, studies)]
     return [compile_study(shipped_study(example), out / f"{name}.yaml", kind) for name, (kind, example) in SHIPPED_PIPELINES.items()]
 
 
@@ -112,33 +123,37 @@ def _output_to(log_path: Path) -> Iterator[Any]:
 class _StudyProgress(threading.Thread):
     """Polls MLflow for the study's trial runs and drives a rich progress display."""
 
-    def __init__(self, study: StudyConfig, started_ms: int, console: Any) -> None:
+    def __init__(self, study: StudyConfig, started_ms: int, console: Any, kind: str = "hpo") -> None:
         super().__init__(daemon=True)
         self.study = study
         self.started_ms = started_ms
         self.console = console
+        self.kind = kind
         self.stopped = threading.Event()
+
+    def _describe(self, started: int, done: int, failed: int, final: bool) -> str:
+        failures = f" ({failed} failed)" if failed else ""
+        if not started:
+            return "preparing data and selecting proxy data"
+        if self.kind != "hpo":
+            return f"{self.kind}: trials{failures}"
+        if final:
+            return "training the final model (full network, all data)"
+        rounds, per_round = self.study.search.rounds, self.study.search.proposals_per_round
+        return f"round {min(rounds, done // per_round + 1)}/{rounds}: trials{failures}"
 
     def run(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        rounds, per_round = self.study.search.rounds, self.study.search.proposals_per_round
-        total = rounds * per_round
+        total = self.study.planned_trials(self.kind)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console) as bar:
-            task = bar.add_task("preparing data and proxy selection", total=total)
+            task = bar.add_task(self._describe(0, 0, 0, False), total=total)
             while not self.stopped.wait(2.0):
                 try:
                     started, done, failed, final = tracking.trial_progress(self.study.name, self.started_ms)
                 except Exception:  # the store may be busy migrating; try again on the next tick
                     continue
-                if final:
-                    description = "training the final model (full network, all data)"
-                elif started:
-                    current = min(rounds, done // per_round + 1)
-                    description = f"round {current}/{rounds}: trials" + (f" ({failed} failed)" if failed else "")
-                else:
-                    description = "preparing data and proxy selection"
-                bar.update(task, completed=done, description=description)
+                bar.update(task, completed=done, description=self._describe(started, done, failed, final))
             bar.update(task, completed=tracking.trial_progress(self.study.name, self.started_ms)[1])
 
 
@@ -161,8 +176,19 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
     console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
 
 
-def run_local(study: StudyConfig) -> dict[str, Any]:
-    """Run the HPO pipeline on this machine with ``kfp.local.SubprocessRunner``; return the study summary.
+def _print_study_report(study: StudyConfig, markdown: str, log_path: Path, console: Any) -> None:
+    from rich.markdown import Markdown
+
+    console.print(Markdown(markdown))
+    console.print(f"MLflow: experiment '{study.name}' in {paths.tracking_uri()} — open it with [bold]make mlflow-ui[/bold]")
+    console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
+
+
+def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
+    """Run pipeline ``kind`` on this machine with ``kfp.local.SubprocessRunner``; return the study summary.
+
+    For the HPO search the summary is the report's ``summary.json``; for a comparison study, the
+    report's metrics (and the trust check's verdict).
 
     The data are prepared (generated if configured, validated) before the pipeline starts, so bad input
     stops here with a one-line error rather than deep inside a task.
@@ -184,10 +210,10 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
 
     log_path = paths.proxyhpo_home() / "logs" / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     started_ms = int(time.time() * 1000) - 1000
-    pipeline = pipeline_builder("hpo")(study)
+    pipeline = pipeline_builder(kind)(study)
     with _output_to(log_path) as terminal:
         live = Console(file=terminal, force_terminal=terminal.isatty())
-        progress = _StudyProgress(study, started_ms, live)
+        progress = _StudyProgress(study, started_ms, live, kind)
         progress.start()
         try:
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
@@ -200,11 +226,15 @@ def run_local(study: StudyConfig) -> dict[str, Any]:
         progress.stopped.set()
         progress.join()
     summary = tracking.study_summary(study.name, started_after_ms=started_ms)
-    _print_summary(study, summary, log_path, console)
+    if kind == "hpo":
+        _print_summary(study, summary, log_path, console)
+    else:
+        markdown = tracking.study_artifact(study.name, "report.md", started_after_ms=started_ms)
+        _print_study_report(study, markdown, log_path, console)
     return summary
 
 
-def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow") -> str:
+def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow", kind: str = "hpo") -> str:
     """Submit the study's pipeline to a Kubeflow cluster (experiment = study name); return the run id.
 
     Raises:
@@ -221,21 +251,25 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow")
 
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_func(
-        pipeline_builder("hpo")(study),
+        pipeline_builder(kind)(study),
         arguments={"study_config": study.model_dump_json()},
         experiment_name=study.name,
-        run_name=f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_name=f"{study.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
     )
     print(f"submitted run {run.run_id} to {host} (experiment {study.name})")
     return run.run_id
 
 
-def run_study(config: str | os.PathLike[str], *, local: bool = True, host: str | None = None, namespace: str | None = "kubeflow") -> Any:
-    """``proxyhpo run CONFIG [--local | --host URL [--namespace NS]]``."""
+def run_study(
+    config: str | os.PathLike[str], *, local: bool = True, host: str | None = None, namespace: str | None = "kubeflow", kind: str = "hpo"
+) -> Any:
+    """``proxyhpo run CONFIG [--pipeline KIND] [--local | --host URL [--namespace NS]]``."""
+    if kind not in PIPELINE_KINDS:
+        raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(PIPELINE_KINDS)}")
     study = load_study(config)
     if host:
-        return submit(study, host, namespace=namespace)
-    return run_local(study)
+        return submit(study, host, namespace=namespace, kind=kind)
+    return run_local(study, kind)
 
 
 def upload_all(host: str, *, namespace: str | None = "kubeflow") -> list[str]:

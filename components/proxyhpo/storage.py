@@ -124,6 +124,16 @@ def s3_client(settings: S3Settings | None = None):
     )
 
 
+def _new_file_mode() -> int:
+    # os.umask can only be read by setting it: done once, at import, before any thread of ours runs
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` and move it into place only if the block succeeds.
@@ -141,6 +151,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes the file private (0600); give it a new file's mode
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

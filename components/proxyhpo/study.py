@@ -1,6 +1,7 @@
-"""The study's own steps in a pipeline run: open its MLflow parent run, and close it when the run fails.
+"""The study's own steps in a pipeline run: open its MLflow parent run, plan a comparison study's cells,
+and close the run when it fails.
 
-Every other step is a stage's library call (data, similarity, controller, training, analysis); these two
+Every other step is a stage's library call (data, similarity, controller, training, analysis); these
 belong to the study as a whole.
 """
 
@@ -9,9 +10,9 @@ from __future__ import annotations
 import os
 
 from proxyhpo import tracking
-from proxyhpo.config import PipelineShape, StudyConfig, StudyRun
+from proxyhpo.config import PipelineShape, ProxyDataManifest, StudyConfig, StudyData, StudyRun
 
-__all__ = ["open_study", "close_study"]
+__all__ = ["open_study", "close_study", "plan_study", "select_arm_data"]
 
 
 def open_study(
@@ -21,7 +22,7 @@ def open_study(
 
     Args:
         study: the study config the run was launched with (possibly edited in the Kubeflow UI).
-        pipeline: the pipeline's kind, the ``proxyhpo.pipeline`` tag (``hpo``).
+        pipeline: the pipeline's kind, the ``proxyhpo.pipeline`` tag (``hpo``, ``proxy-data-study``, ...).
         pipeline_run: the KFP run id, tagged so the exit handler finds the run again.
         compiled: the rounds and parallelism the pipeline was compiled for.
         out: where the :class:`~proxyhpo.config.StudyRun` is written.
@@ -34,6 +35,39 @@ def open_study(
     run = StudyRun(experiment=study.name, run_id=run_id)
     run.write(out)
     return run
+
+
+def plan_study(study: StudyConfig, data: StudyData, kind: str, *, parent_run_id: str, out: str | os.PathLike[str]) -> list[str]:
+    """Plan every cell of comparison study ``kind``, log the plan on the study run, write it to ``out``.
+
+    The plan is logged on the parent run as ``cells.json``, so the report (and ``proxyhpo report``)
+    needs nothing but MLflow.
+
+    Returns:
+        The cells as JSON strings, one per ``ParallelFor`` iteration.
+    """
+    from proxyhpo.similarity.study_cells import plan_cells
+    from proxyhpo.storage import atomic_write_json
+
+    cells = plan_cells(study, data, kind)
+    plan = [cell.model_dump(mode="json") for cell in cells]
+    tracking.client().log_dict(parent_run_id, plan, "cells.json")
+    atomic_write_json(out, plan)
+    return [cell.model_dump_json() for cell in cells]
+
+
+def select_arm_data(study: StudyConfig, data: StudyData, arm: str, *, parent_run_id: str, out: str | os.PathLike[str]) -> ProxyDataManifest:
+    """The search data of the automl comparison's ``arm``, logged on the study run as ``manifests/<arm>.json``.
+
+    The manifest carries what the selection cost, so the report charges it to the arm's search from
+    MLflow alone.
+    """
+    from proxyhpo.similarity.proxy_data import select_for_study
+
+    manifest = select_for_study(study.for_search_arm(arm), data)
+    tracking.client().log_dict(parent_run_id, manifest.model_dump(mode="json"), f"manifests/{arm}.json")
+    manifest.write(out)
+    return manifest
 
 
 def close_study(study: StudyConfig, *, pipeline_run: str, succeeded: bool) -> list[str]:

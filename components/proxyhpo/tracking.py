@@ -36,6 +36,7 @@ __all__ = [
     "fail_open_runs",
     "fail_open_study_runs",
     "trial_progress",
+    "study_artifact",
     "study_summary",
     "TrialRun",
     "trial_runs",
@@ -211,8 +212,8 @@ def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | N
     return len(trials), done, failed, final
 
 
-def study_summary(experiment: str, *, started_after_ms: int, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The ``summary.json`` the report logged on the newest study run started since ``started_after_ms``.
+def study_artifact(experiment: str, name: str, *, started_after_ms: int, tracking_uri: str | None = None) -> str:
+    """The text of artifact ``name`` (``summary.json``, ``report.md``) of the newest study run started since ``started_after_ms``.
 
     Raises:
         ProxyHPOError: when no such study run exists.
@@ -235,8 +236,17 @@ def study_summary(experiment: str, *, started_after_ms: int, tracking_uri: str |
     if not runs:
         raise ProxyHPOError(f"the pipeline finished but no study run was found in experiment {experiment!r}")
     # download_artifacts takes the store explicitly: set_tracking_uri would change it for the whole process
-    local = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path="summary.json", tracking_uri=uri)
-    return json.loads(Path(local).read_text(encoding="utf-8"))
+    local = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path=name, tracking_uri=uri)
+    return Path(local).read_text(encoding="utf-8")
+
+
+def study_summary(experiment: str, *, started_after_ms: int, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The ``summary.json`` the report logged on the newest study run started since ``started_after_ms``.
+
+    Raises:
+        ProxyHPOError: when no such study run exists.
+    """
+    return json.loads(study_artifact(experiment, "summary.json", started_after_ms=started_after_ms, tracking_uri=tracking_uri))
 
 
 class TrialRun:
@@ -282,6 +292,8 @@ class TrialRun:
             "process_hours": result.process_hours,
             "wall_seconds": result.wall_seconds,
             "epochs_run": result.epochs_run,
+            "steps_run": result.steps_run,
+            "pack_size": result.pack_size,
             "peak_gpu_mem_bytes": result.peak_gpu_mem_bytes,
             "data_wait_fraction": result.data_wait_fraction,
             "test_dice": result.test_dice,
@@ -338,7 +350,8 @@ def trial_runs(
     experiment_id = ensure_experiment(experiment, tracking_uri)
     runs: dict[str, TrialRun] = {}
     for spec in trials:
-        tags = {ROLE_TAG: role, "proxyhpo.trial_id": spec.trial_id}
+        # the spec's own tags (a comparison study's study, arm, repeat and point) become proxyhpo.<key> tags
+        tags = {f"proxyhpo.{key}": value for key, value in spec.tags.items()} | {ROLE_TAG: role, "proxyhpo.trial_id": spec.trial_id}
         if spec.round is not None:
             tags[ROUND_TAG] = str(spec.round)
         if parent_run_id:

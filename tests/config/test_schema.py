@@ -36,9 +36,11 @@ from proxyhpo.config import (
     TrialResult,
     TrialResults,
     TrialSpec,
+    StudyCell,
     TrialState,
     UpdateStats,
     default_search_space,
+    grid_points,
     load_preset,
     load_study,
     study_from_json,
@@ -96,6 +98,12 @@ INSTANCES: dict[str, BaseModel] = {
     "proxy_manifest": _manifest(),
     "study_run": StudyRun(experiment="s", run_id="0123abc"),
     "pipeline_shape": PipelineShape(rounds=3, gpus=2),
+    "pipeline_shape_without_rounds": PipelineShape(rounds=None, gpus=2),
+    "grid_point": grid_points({"optimizer": ("adam",), "lr": (0.001,)})[0],
+    "study_cell": StudyCell(
+        study="proxy-data-study", arm="mi+labelcrop-4", repeat=3, network=NetworkConfig.proxy(3), train_ids=("a", "b"), val_ids=("c", "d"),
+        data_fraction=0.1, selection_seconds=2.5, selection_device="cuda",
+    ),
 }
 
 
@@ -131,6 +139,7 @@ def test_every_schema_model_is_covered() -> None:
         schema.SyntheticDataConfig, schema.DataConfig, schema.SimilarityConfig, schema.SelectionConfig, schema.SearchConfig,
         schema.TrialSettings, schema.FinalConfig, schema.ResourcesConfig, schema.HUWindow, schema.Normalize, schema.Categorical,
         schema.Uniform, schema.LogUniform, schema.FaultInjection, schema.TrialSpec, schema.DataItem, schema.TrialResult,
+        schema.StudiesConfig, schema.ProxyDataStudyConfig, schema.ProxyNetStudyConfig, schema.TrustConfig,
     }
     missing = sorted(m.__name__ for m in models - covered - nested if not issubclass(m, RootModel) or m is not schema.SearchSpace)
     assert missing == [], f"add an instance of {missing} to INSTANCES"
@@ -211,4 +220,4 @@ def test_steps_that_do_not_train_load_no_torch(module: str) -> None:
 
 def test_the_examples_are_found() -> None:
     # the parametrisations above would silently shrink if the examples moved
-    assert [path.name for path in EXAMPLES] == ["demo.yaml", "prostate.yaml", "spleen.yaml"]
+    assert [path.name for path in EXAMPLES] == ["demo-studies.yaml", "demo.yaml", "prostate.yaml", "spleen.yaml"]

@@ -60,7 +60,10 @@ def test_compile_from_the_installed_wheel(installed: Path, tmp_path: Path) -> No
     out = tmp_path / "compiled"
     done = subprocess.run([str(installed), "-P", "-m", "proxyhpo", "compile", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    from proxyhpo.launch import SHIPPED_PIPELINES
+
     compiled = sorted(path.name for path in out.glob("*.yaml"))
-    assert compiled == ["hpo-demo.yaml", "hpo-prostate.yaml", "hpo-spleen.yaml"]
+    assert compiled == sorted(f"{name}.yaml" for name in SHIPPED_PIPELINES)
+    assert {"hpo-demo.yaml", "proxy-data-study-spleen.yaml", "trust-prostate.yaml", "automl-comparison-demo-studies.yaml"} <= set(compiled)
     spec = next(yaml.safe_load_all((out / "hpo-demo.yaml").read_text()))
     assert spec["pipelineInfo"]["name"] == "proxyhpo-hpo"

@@ -12,9 +12,35 @@ import tempfile
 from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "golden"
-#: The shipped pipelines kept as golden files; the spleen and prostate ones (20 unrolled rounds, 8,900
-#: lines each) are checked by targeted assertions instead.
-GOLDEN_PIPELINES = ("hpo-demo",)
+#: The shipped pipelines kept as golden files: the HPO demo and the three comparison studies on the demo
+#: studies; the spleen and prostate ones (the HPO ones with 20 unrolled rounds, 8,900 lines each) are checked
+#: by targeted assertions instead.
+GOLDEN_PIPELINES = ("hpo-demo", "proxy-data-study-demo-studies", "proxy-net-study-demo-studies", "trust-demo-studies")
+#: Golden files of pipelines compiled for a shrunk example, where the shipped one unrolls too much to review:
+#: name -> (kind, example, changes to its config). The automl comparison unrolls arms x rounds x repeats.
+GOLDEN_VARIANTS = {
+    "automl-comparison-small": (
+        "automl-comparison",
+        "demo-studies",
+        {"search": {"rounds": 1}, "studies": {"comparison": {"arms": ["all-data", "proxy-data"], "repeats": 1}}},
+    ),
+}
+
+
+def variant_study(name: str):
+    """The shrunk example study a golden variant is compiled for."""
+    from proxyhpo.config import StudyConfig
+    from proxyhpo.launch import shipped_study
+
+    _, example, changes = GOLDEN_VARIANTS[name]
+    document = shipped_study(example).model_dump(mode="json")
+    for section, values in changes.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                document[section][key].update(value)
+            else:
+                document[section][key] = value
+    return StudyConfig.model_validate(document)
 
 
 def normalize(text: str) -> str:
@@ -33,6 +59,11 @@ def regenerate(folder: Path = GOLDEN) -> list[Path]:
             compiled = compile_study(shipped_study(example), Path(tmp) / f"{name}.yaml", kind)
             golden = folder / f"{name}.yaml"
             golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(normalize(compiled.read_text()))
+            written.append(golden)
+        for name, (kind, _, _) in GOLDEN_VARIANTS.items():
+            compiled = compile_study(variant_study(name), Path(tmp) / f"{name}.yaml", kind)
+            golden = folder / f"{name}.yaml"
             golden.write_text(normalize(compiled.read_text()))
             written.append(golden)
     return written

@@ -1,4 +1,9 @@
-"""Compiled pipelines: the demo's golden file, and targeted checks on what matters on a cluster for every shipped pipeline."""
+"""Compiled pipelines: the demos' golden files, and targeted checks on what matters on a cluster for every shipped pipeline.
+
+Generic checks (image, credentials, resources, exit handler, the compiled shape, the UI) run on every shipped
+pipeline; the HPO search's own shape (unrolled rounds, final training) on the HPO ones; the comparison
+studies' shape (planned cells fanned out, one GPU each, and a report of them all) on the study ones.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.hpo import ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET
+from pipelines.studies import DESCRIPTIONS, build_proxy_data_study, build_proxy_net_study, build_trust_check
+from pipelines.tasks import ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET
 from proxyhpo import __version__
-from proxyhpo.config import PipelineShape, StudyConfig, load_study
+from proxyhpo.config import PipelineShape, StudyConfig, load_study, study_from_json
 from proxyhpo.kfp.image import RUNTIME_IMAGE
-from proxyhpo.launch import SHIPPED_PIPELINES, compile_pipelines, shipped_study
+from proxyhpo.launch import PIPELINE_KINDS, SHIPPED_PIPELINES, compile_pipelines, compile_study, pipeline_builder, shipped_study
 
 GOLDEN = Path(__file__).parent / "golden"
 SECRET_SENTINEL = "never-in-yaml-7f3a9c"
 SHIPPED = sorted(SHIPPED_PIPELINES)
+#: The comparison studies built by ``pipelines/studies.py``: planned cells fanned out, then one report.
+STUDY_KINDS = ("proxy-data-study", "proxy-net-study", "trust")
+#: The HPO search's pipelines, and the comparison studies'.
+HPO = sorted(name for name, (kind, _) in SHIPPED_PIPELINES.items() if kind == "hpo")
+STUDIES = sorted(name for name, (kind, _) in SHIPPED_PIPELINES.items() if kind in STUDY_KINDS)
+#: The components that train (or compute similarities) on a GPU; KFP numbers a component's repeats (train-pack-2, ...).
+GPU_COMPONENTS = {"train-pack", "final-training", "plan-cells", "train-cell", "select-arm-data"}
 
 
 def _golden_module():
@@ -48,9 +61,24 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {path.stem: path.read_text() for path in paths}
 
 
+def _kind(name: str) -> str:
+    kind, _ = SHIPPED_PIPELINES[name]
+    return kind
+
+
+def _is_gpu_executor(key: str) -> bool:
+    return re.sub(r"-\d+$", "", key.removeprefix("exec-")) in GPU_COMPONENTS
+
+
 def _study(name: str) -> StudyConfig:
     _, example = SHIPPED_PIPELINES[name]
     return shipped_study(example)
+
+
+def _compiled_shape(name: str) -> PipelineShape:
+    """What pipeline ``name`` fixes: a comparison study its parallelism only, the searches their rounds too."""
+    study = _study(name)
+    return study.study_shape if _kind(name) in STUDY_KINDS else study.shape
 
 
 def _documents(text: str) -> tuple[dict, dict]:
@@ -66,13 +94,66 @@ def _all_tasks(spec: dict) -> dict[str, dict]:
     return tasks
 
 
+def _upstream(spec: dict) -> dict[str, set[str]]:
+    """What each task waits for: its dependencies, theirs, and (inside an exit handler or a loop) what the enclosing task waits for."""
+    upstream: dict[str, set[str]] = {}
+
+    def walk(dag: dict, inherited: set[str]) -> None:
+        tasks = dag.get("tasks", {})
+
+        def before(key: str, seen: set[str]) -> set[str]:
+            for dependency in tasks[key].get("dependentTasks", []):
+                if dependency not in seen:
+                    seen.add(dependency)
+                    before(dependency, seen)
+            return seen
+
+        for key, task in tasks.items():
+            upstream[key] = before(key, set()) | inherited
+            walk(spec["components"][task["componentRef"]["name"]].get("dag", {}), upstream[key])
+
+    walk(spec["root"]["dag"], set())
+    return upstream
+
+
+def _executor(spec: dict, task: dict) -> str:
+    return spec["components"][task["componentRef"]["name"]]["executorLabel"]
+
+
+def _cells_loop(spec: dict) -> tuple[str, dict]:
+    """A study pipeline's one ``ParallelFor``: its task key and task."""
+    (loop,) = [(key, task) for key, task in _all_tasks(spec).items() if "parameterIterator" in task]
+    return loop
+
+
 def test_shipped_pipelines_and_their_studies() -> None:
-    assert SHIPPED_PIPELINES == {"hpo-demo": ("hpo", "demo"), "hpo-spleen": ("hpo", "spleen"), "hpo-prostate": ("hpo", "prostate")}
+    assert {name: SHIPPED_PIPELINES[name] for name in HPO} == {"hpo-demo": ("hpo", "demo"), "hpo-spleen": ("hpo", "spleen"), "hpo-prostate": ("hpo", "prostate")}
+    assert {name: SHIPPED_PIPELINES[name] for name in STUDIES} == {
+        f"{kind}-{example}": (kind, example) for kind in ("proxy-data-study", "proxy-net-study", "trust") for example in ("demo-studies", "spleen", "prostate")
+    }
+    assert {kind for kind, _ in SHIPPED_PIPELINES.values()} == set(PIPELINE_KINDS), "every kind ships at least one pipeline"
+    assert set(STUDY_KINDS) == set(DESCRIPTIONS) <= set(PIPELINE_KINDS)
     examples = Path(__file__).parents[2] / "examples"
     for name, (_, example) in SHIPPED_PIPELINES.items():
         # the study shipped in the package is the one users read and copy from examples/
         assert _study(name) == load_study(examples / f"{example}.yaml"), name
     assert set(golden.GOLDEN_PIPELINES) <= set(SHIPPED_PIPELINES)
+    assert {_kind(name) for name in golden.GOLDEN_PIPELINES} >= {"hpo", *STUDY_KINDS}, "the search and every study have a golden file"
+
+
+def test_study_pipelines_are_found_through_their_entry_points() -> None:
+    assert pipeline_builder("proxy-data-study") is build_proxy_data_study
+    assert pipeline_builder("proxy-net-study") is build_proxy_net_study
+    assert pipeline_builder("trust") is build_trust_check
+
+
+@pytest.mark.parametrize("name", sorted(golden.GOLDEN_VARIANTS))
+def test_variant_matches_golden_file(tmp_path: Path, name: str) -> None:
+    kind = golden.GOLDEN_VARIANTS[name][0]
+    text = compile_study(golden.variant_study(name), tmp_path / f"{name}.yaml", kind).read_text()
+    path = GOLDEN / f"{name}.yaml"
+    assert path.exists(), f"{path} is missing: run `make golden` and review the diff"
+    assert golden.normalize(text) == path.read_text(), f"{name} differs from {path}: run `make golden` and review the diff"
 
 
 @pytest.mark.parametrize("name", golden.GOLDEN_PIPELINES)
@@ -96,20 +177,33 @@ def test_every_executor_runs_the_runtime_image(compiled: dict[str, str], name: s
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_training_tasks_request_one_gpu_and_resources(compiled: dict[str, str], name: str) -> None:
+def test_gpu_tasks_request_one_gpu_and_resources(compiled: dict[str, str], name: str) -> None:
+    """The training tasks ask for one GPU, the study's CPU and memory and tolerate GPU nodes' taint; the others ask for no accelerator."""
     study = _study(name)
-    spec, _ = _documents(compiled[name])
+    spec, platform = _documents(compiled[name])
     executors = spec["deploymentSpec"]["executors"]
-    training = {key: value for key, value in executors.items() if key.startswith(("exec-train-pack", "exec-final-training"))}
-    assert len(training) == study.search.rounds + 1
-    for key, executor in training.items():
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    gpu = {key: value for key, value in executors.items() if _is_gpu_executor(key)}
+    assert gpu
+    if _kind(name) == "hpo":  # one train-pack per round, and the final training
+        assert len(gpu) == study.search.rounds + 1
+        assert len([key for key in gpu if re.fullmatch(r"exec-train-pack(-\d+)?", key)]) == study.search.rounds
+        assert "exec-final-training" in gpu
+    elif _kind(name) in STUDY_KINDS:  # planning (the similarity matrices) and every cell's training
+        assert sorted(gpu) == ["exec-plan-cells", "exec-train-cell"]
+    toleration = {"key": study.resources.gpu_type, "operator": "Exists", "effect": "NoSchedule"}
+    for key, executor in gpu.items():
         resources = executor["container"]["resources"]
-        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", key
+        assert resources["accelerator"]["resourceType"] == study.resources.gpu_type == "nvidia.com/gpu", key
         assert resources["accelerator"]["resourceCount"] == "1", key
-        assert resources["resourceCpuRequest"] == study.resources.cpu
-        assert resources["resourceMemoryRequest"] == study.resources.memory
-    others = {key: value for key, value in executors.items() if key not in training}
-    assert others and all("accelerator" not in value["container"].get("resources", {}) for value in others.values())
+        assert resources["resourceCpuRequest"] == resources["resourceCpuLimit"] == study.resources.cpu, key
+        assert resources["resourceMemoryRequest"] == resources["resourceMemoryLimit"] == study.resources.memory, key
+        assert kubernetes[key]["tolerations"] == [toleration], key
+    others = {key: value for key, value in executors.items() if key not in gpu}
+    assert others
+    for key, executor in others.items():
+        assert "accelerator" not in executor["container"].get("resources", {}), key
+        assert "tolerations" not in kubernetes[key], key
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -129,7 +223,7 @@ def test_secrets_are_referenced_never_inlined(compiled: dict[str, str], name: st
         assert config["podMetadata"]["labels"][PIPELINE_POD_LABEL] == "true"
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", HPO)
 def test_rounds_are_unrolled_into_parallel_loops(compiled: dict[str, str], name: str) -> None:
     study = _study(name)
     spec, _ = _documents(compiled[name])
@@ -147,7 +241,7 @@ def test_rounds_are_unrolled_into_parallel_loops(compiled: dict[str, str], name:
         assert second["inputs"]["artifacts"]["state"]["taskOutputArtifact"]["producerTask"].startswith("controller-update")
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", HPO)
 def test_every_round_is_one_dag_with_one_train_pack(compiled: dict[str, str], name: str) -> None:
     """One round DAG ``round-N-packs`` and one train-pack executor per round of ``search.rounds``, each round after the previous one."""
     study = _study(name)
@@ -165,44 +259,152 @@ def test_every_round_is_one_dag_with_one_train_pack(compiled: dict[str, str], na
     assert f"round {rounds + 1}: propose" not in names
 
 
+@pytest.mark.parametrize("name", HPO)
+def test_the_search_ends_with_the_final_training(compiled: dict[str, str], name: str) -> None:
+    """The final model trains after the last round's update, on a GPU, and the report reads its result."""
+    spec, _ = _documents(compiled[name])
+    tasks = _all_tasks(spec)
+    upstream = _upstream(spec)
+    updates = [key for key in tasks if key.startswith("controller-update")]
+    (last_update,) = [key for key in updates if set(updates) - {key} <= upstream[key]]  # the one after every other round
+    final = tasks["final-training"]
+    assert final["inputs"]["artifacts"]["state"]["taskOutputArtifact"]["producerTask"] == last_update
+    assert _executor(spec, final) == "exec-final-training"
+    assert tasks["report"]["inputs"]["artifacts"]["final_result"]["taskOutputArtifact"]["producerTask"] == "final-training"
+
+
 def test_the_msd_studies_run_twenty_rounds_on_four_gpus() -> None:
     """The paper's settings: what the spleen and prostate pipelines are compiled for (so their unrolling is checked at scale)."""
     for name in ("hpo-spleen", "hpo-prostate"):
         assert _study(name).shape == PipelineShape(rounds=20, gpus=4), name
+    for name in STUDIES:  # the comparison studies fix their parallelism only
+        if not name.endswith("-demo-studies"):
+            assert _study(name).study_shape == PipelineShape(rounds=None, gpus=4), name
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_start_study_checks_the_compiled_shape_before_anything_runs(compiled: dict[str, str], name: str) -> None:
     study = _study(name)
+    kind = _kind(name)
     spec, _ = _documents(compiled[name])
     tasks = _all_tasks(spec)
     start = tasks["start-study"]
     constant = start["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"]
-    assert PipelineShape.model_validate_json(constant) == study.shape == PipelineShape(rounds=study.search.rounds, gpus=study.resources.gpus)
+    assert PipelineShape.model_validate_json(constant) == _compiled_shape(name)
+    if kind in STUDY_KINDS:  # a comparison study has no rounds: only its parallelism is compiled in
+        assert constant == f'{{"rounds":null,"gpus":{study.resources.gpus}}}'
+    else:
+        assert _compiled_shape(name) == PipelineShape(rounds=study.search.rounds, gpus=study.resources.gpus)
+    assert start["inputs"]["parameters"]["pipeline"]["runtimeValue"]["constant"] == kind
     assert spec["components"]["comp-start-study"]["inputDefinitions"]["parameters"]["compiled_shape"]["parameterType"] == "STRING"
     # the study config itself stays a run-time input (editable in the UI); the shape is fixed
     assert start["inputs"]["parameters"]["study"] == {"componentInputParameter": "pipelinechannel--study_config"}
     assert "dependentTasks" not in start
-    for first in ("prepare-data", "controller-init"):  # the rest waits for the check
+    firsts = {"hpo": ("prepare-data", "controller-init"), **dict.fromkeys(STUDY_KINDS, ("prepare-data", "plan-cells"))}.get(kind, ("prepare-data",))
+    for first in firsts:  # the rest waits for the check
         assert "start-study" in tasks[first]["dependentTasks"], first
+    upstream = _upstream(spec)
+    root = set(spec["root"]["dag"]["tasks"])  # the exit handler and its closing task
+    for key in set(tasks) - root - {"start-study"}:
+        assert "start-study" in upstream[key], key
 
 
-def test_pipeline_is_documented_for_the_ui(compiled: dict[str, str]) -> None:
-    spec, _ = _documents(compiled["hpo-demo"])
-    assert spec["pipelineInfo"]["displayName"].startswith("proxyhpo HPO")
-    assert "proxy data" in spec["pipelineInfo"]["description"]
+@pytest.mark.parametrize("name", SHIPPED)
+def test_study_config_default_is_the_example_study(compiled: dict[str, str], name: str) -> None:
+    spec, _ = _documents(compiled[name])
+    study_input = spec["root"]["inputDefinitions"]["parameters"]["study_config"]
+    assert study_input["parameterType"] == "STRING"
+    assert study_from_json(study_input["defaultValue"]) == _study(name)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_pipeline_is_documented_for_the_ui(compiled: dict[str, str], name: str) -> None:
+    study = _study(name)
+    kind = _kind(name)
+    spec, _ = _documents(compiled[name])
+    info = spec["pipelineInfo"]
+    assert info["name"] == f"proxyhpo-{kind}"
+    assert info["displayName"].startswith("proxyhpo ") and info["displayName"].endswith(f": {study.name}")
+    assert info["description"]
+    steps = {"open MLflow study run", "prepare data", "report", "close MLflow study run"}
+    if kind == "hpo":
+        assert info["displayName"] == f"proxyhpo HPO: {study.name}"
+        assert "proxy data" in info["description"] and f"runs {study.search.rounds} rounds" in info["description"]
+        steps |= {"select proxy data", "final model"}
+    elif kind in STUDY_KINDS:
+        assert info["displayName"] == f"proxyhpo {kind}: {study.name}"
+        assert info["description"] == DESCRIPTIONS[kind]
+        assert {"proxy-data-study": "proxy data", "proxy-net-study": "proxy U-Nets", "trust": "verdict"}[kind] in info["description"]
+        steps |= {"plan cells: select every arm's data", "cells", "train a cell's grid"}
     study_input = spec["root"]["inputDefinitions"]["parameters"]["study_config"]
     assert "study config" in study_input["description"]
     names = {task["taskInfo"]["name"] for task in _all_tasks(spec).values()}
-    assert {"prepare data", "select proxy data", "final model", "report", "close MLflow study run"} <= names
+    assert steps <= names
 
 
-def test_exit_handler_closes_the_study_run(compiled: dict[str, str]) -> None:
-    spec, _ = _documents(compiled["hpo-demo"])
+@pytest.mark.parametrize("name", SHIPPED)
+def test_exit_handler_closes_the_study_run(compiled: dict[str, str], name: str) -> None:
+    spec, _ = _documents(compiled[name])
     root = spec["root"]["dag"]["tasks"]
-    (closing,) = [task for task in root.values() if task["componentRef"]["name"] == "comp-close-study"]
+    ((closing_key, closing),) = [(key, task) for key, task in root.items() if task["componentRef"]["name"] == "comp-close-study"]
+    ((handler_key, handler),) = [(key, task) for key, task in root.items() if key != closing_key]  # everything else runs inside the handler
+    assert handler["taskInfo"]["name"] == "study"
+    assert "start-study" in spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
     assert closing["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert closing["dependentTasks"] == [handler_key]
+    assert closing["inputs"]["parameters"]["status"] == {"taskFinalStatus": {"producerTask": handler_key}}
     assert closing["inputs"]["parameters"]["pipeline_run"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert closing["inputs"]["parameters"]["study"] == {"componentInputParameter": "study_config"}
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_cells_fan_out_one_gpu_each(compiled: dict[str, str], name: str) -> None:
+    """The planned cells fan out with parallelism = GPUs; each trains its grid on one GPU and is retried if evicted."""
+    study = _study(name)
+    spec, _ = _documents(compiled[name])
+    tasks = _all_tasks(spec)
+    plan = tasks["plan-cells"]
+    assert _executor(spec, plan) == "exec-plan-cells"
+    assert plan["inputs"]["parameters"]["kind"]["runtimeValue"]["constant"] == _kind(name)
+    assert plan["inputs"]["artifacts"]["data"]["taskOutputArtifact"] == {"outputArtifactKey": "data", "producerTask": "prepare-data"}
+    _, loop = _cells_loop(spec)
+    assert loop["taskInfo"]["name"] == "cells"
+    assert loop["iteratorPolicy"]["parallelismLimit"] == study.resources.gpus
+    items = loop["parameterIterator"]["items"]["inputParameter"]
+    assert loop["inputs"]["parameters"][items]["taskOutputParameter"] == {"outputParameterKey": "Output", "producerTask": "plan-cells"}
+    ((inner_key, train),) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].items()  # one cell per loop item
+    assert inner_key == "train-cell"
+    assert _executor(spec, train) == "exec-train-cell"
+    assert train["inputs"]["parameters"]["cell"] == {"componentInputParameter": loop["parameterIterator"]["itemInput"]}
+    assert train["retryPolicy"]["maxRetryCount"] == 2
+    assert train["retryPolicy"]["backoffDuration"] == "30s"
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_report_collects_every_cell(compiled: dict[str, str], name: str) -> None:
+    spec, _ = _documents(compiled[name])
+    tasks = _all_tasks(spec)
+    loop_key, loop = _cells_loop(spec)
+    report = tasks["study-report"]
+    assert loop_key in report["dependentTasks"], "the report runs after every cell"
+    results = report["inputs"]["artifacts"]["results"]["taskOutputArtifact"]
+    assert results["producerTask"] == loop_key
+    collected = spec["components"][loop["componentRef"]["name"]]["dag"]["outputs"]["artifacts"][results["outputArtifactKey"]]
+    assert collected == {"artifactSelectors": [{"outputArtifactKey": "results", "producerSubtask": "train-cell"}]}
+    assert spec["components"][report["componentRef"]["name"]]["inputDefinitions"]["artifacts"]["results"]["isArtifactList"] is True
+    assert report["inputs"]["artifacts"]["study_run"]["taskOutputArtifact"] == {"outputArtifactKey": "study_run", "producerTask": "start-study"}
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_tasks_wait_for_the_shape_check(compiled: dict[str, str], name: str) -> None:
+    """In a study pipeline every task of the exit handler waits for start-study itself, not through another task."""
+    spec, _ = _documents(compiled[name])
+    handler = next(task for key, task in spec["root"]["dag"]["tasks"].items() if task["componentRef"]["name"] != "comp-close-study")
+    tasks = spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(tasks) == {"start-study", "prepare-data", "plan-cells", _cells_loop(spec)[0], "study-report"}
+    for key, task in tasks.items():
+        if key != "start-study":
+            assert "start-study" in task["dependentTasks"], key
 
 
 def test_compile_command_compiles_a_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -225,6 +427,30 @@ def test_compile_command_compiles_a_study(capsys: pytest.CaptureFixture[str], tm
     assert PipelineShape.model_validate_json(tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"]) == PipelineShape(rounds=2, gpus=3)
     assert sorted(task["taskInfo"]["name"] for task in tasks.values() if "parameterIterator" in task) == ["round-1-packs", "round-2-packs"]
     assert spec["pipelineInfo"]["displayName"] == "proxyhpo HPO: my-study"
+
+
+@pytest.mark.parametrize("kind", STUDY_KINDS)
+def test_compile_command_compiles_a_comparison_study(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    from proxyhpo.cli import main
+
+    document = _study("trust-demo-studies").model_dump(mode="json")
+    document.update(name="my-study")
+    document["resources"]["gpus"] = 3
+    config = tmp_path / "my-study.yaml"
+    config.write_text(yaml.safe_dump(document))
+    out = tmp_path / "pipelines"
+
+    assert main(["compile", str(config), "--pipeline", kind, "--out", str(out)]) == 0
+    written = out / f"{kind}-my-study.yaml"
+    assert capsys.readouterr().out.split() == [str(written)]
+    assert sorted(path.name for path in out.iterdir()) == [f"{kind}-my-study.yaml"]
+    spec, _ = _documents(written.read_text())
+    tasks = _all_tasks(spec)
+    assert tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"] == '{"rounds":null,"gpus":3}'
+    assert _cells_loop(spec)[1]["iteratorPolicy"]["parallelismLimit"] == 3
+    assert spec["pipelineInfo"]["name"] == f"proxyhpo-{kind}"
+    assert spec["pipelineInfo"]["displayName"] == f"proxyhpo {kind}: my-study"
+    assert study_from_json(spec["root"]["inputDefinitions"]["parameters"]["study_config"]["defaultValue"]) == load_study(config)
 
 
 def test_compile_command_with_a_bad_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from proxyhpo.similarity import (
 )
 
 # Means over the others: v0 (0.8+0.1+0.3)/3=0.4, v1 (0.8+0.2+0.5)/3=0.5, v2 (0.1+0.2+0.0)/3=0.1,
-# v3 (0.3+0.5+0.0)/3=0.2667. The large diagonal would reverse the order if it were counted.
+# v3 (0.3+0.5+0.0)/3=0.2667. Over all pairs (the paper's): v0 1.2/4=0.3, v1 1.5/4=0.375, v2 9.3/4=2.325,
+# v3 9.8/4=2.45: the large diagonal reverses the order.
 MATRIX = np.array(
     [
         [0.0, 0.8, 0.1, 0.3],
@@ -24,12 +25,35 @@ MATRIX = np.array(
 )
 
 
-def test_mean_excludes_the_diagonal():
-    np.testing.assert_allclose(mean_similarity(MATRIX), [0.4, 0.5, 0.1, 0.8 / 3])
+def _paper_importance(matrix: np.ndarray, include_self: bool) -> list[float]:
+    """A direct transcription of section 3: the mean of the measure over the pairs {(x_i, x_1), ..., (x_i, x_n)}."""
+    n = len(matrix)
+    scores = []
+    for i in range(n):
+        pairs = [matrix[i][j] for j in range(n) if include_self or j != i]
+        scores.append(sum(pairs) / len(pairs))
+    return scores
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_importance_is_the_papers_formula(include_self):
+    rng = np.random.default_rng(4)
+    for n in (2, 3, 7):
+        m = rng.random((n, n))
+        m = (m + m.T) / 2 + np.diag(rng.random(n) * 3)  # self-similarities differ, as MI's entropies do
+        np.testing.assert_allclose(mean_similarity(m, include_self=include_self), _paper_importance(m, include_self), rtol=1e-12)
+    np.testing.assert_allclose(mean_similarity(MATRIX, include_self=include_self), _paper_importance(MATRIX, include_self))
+
+
+def test_the_self_pair_is_included_by_default():
+    np.testing.assert_allclose(mean_similarity(MATRIX), [0.3, 0.375, 2.325, 2.45])
+    np.testing.assert_allclose(mean_similarity(MATRIX, include_self=False), [0.4, 0.5, 0.1, 0.8 / 3])
 
 
 def test_rank_known_order():
     order, ranks = rank_least_similar(MATRIX)
+    assert order.tolist() == [0, 1, 2, 3]
+    order, ranks = rank_least_similar(MATRIX, include_self=False)
     assert order.tolist() == [2, 3, 0, 1]
     assert ranks.tolist() == [3, 4, 1, 2]
 
@@ -43,14 +67,16 @@ def test_ties_are_broken_by_index():
 
 
 def test_select_least_similar_budgets():
-    assert select_least_similar(MATRIX, 1) == [2]
-    assert select_least_similar(MATRIX, 2) == [2, 3]
-    assert select_least_similar(MATRIX, 4) == [2, 3, 0, 1]
+    assert select_least_similar(MATRIX, 1, include_self=False) == [2]
+    assert select_least_similar(MATRIX, 2, include_self=False) == [2, 3]
+    assert select_least_similar(MATRIX, 4, include_self=False) == [2, 3, 0, 1]
+    assert select_least_similar(MATRIX, 2) == [0, 1]
 
 
 def test_single_volume():
     m = np.array([[1.0]])
-    assert np.isnan(mean_similarity(m)[0])
+    assert np.isnan(mean_similarity(m, include_self=False)[0])
+    assert mean_similarity(m).tolist() == [1.0]
     order, ranks = rank_least_similar(m)
     assert order.tolist() == [0] and ranks.tolist() == [1]
     assert select_least_similar(m, 1) == [0]

@@ -79,3 +79,13 @@ def test_missing_endpoint_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_url() -> None:
     with pytest.raises(StorageError, match="s3://<bucket>/<key>"):
         storage.split_s3_url("s3:///no-bucket")
+
+
+def test_atomic_files_get_a_new_files_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = storage.atomic_write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600

@@ -11,6 +11,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.recipe`, :mod:`~proxyhpo.config.network`: data recipes and U-Net configs.
 - :mod:`~proxyhpo.config.trial`: hyper-parameters, trial plans and trial results.
 - :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
+- :mod:`~proxyhpo.config.studies`: the paper's comparison studies, their grid, arms and cells.
 """
 
 from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_config, load_yaml, parse_config
@@ -36,6 +37,16 @@ from proxyhpo.config.study import (
     load_study,
     study_from_json,
 )
+from proxyhpo.config.studies import (
+    STUDY_PIPELINES,
+    GridPoint,
+    ProxyDataStudyConfig,
+    ProxyNetStudyConfig,
+    StudiesConfig,
+    StudyCell,
+    TrustConfig,
+    grid_points,
+)
 from proxyhpo.config.trial import OPTIMIZER_OPTIONS, DataItem, FaultInjection, HyperParameters, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState
 
 __all__ = [
@@ -47,5 +58,6 @@ __all__ = [
     "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
     "SELECTION_METHODS", "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
     "SelectionMethod", "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
+    "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
 ]

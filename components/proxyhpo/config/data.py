@@ -51,7 +51,8 @@ class ProxyDataManifest(Record):
 
     Attributes:
         method: the selection method (``mi``, ``ncc``, ``mi+labelcrop``, ``ncc+labelcrop``, ``random``),
-            or ``full`` when the search uses every search case.
+            or ``full``: the "all data" setting, training on every search case and validating on the
+            held-out ones (the paper's ground truth: spleen 32/9, prostate 26/6).
         budget: number of cases chosen.
         seed: seed of a random selection.
         dataset: the data set's location as given (folder, dataset.json or s3:// URL).
@@ -60,6 +61,9 @@ class ProxyDataManifest(Record):
         cases: their ``{"image", "label"}`` entries as written in ``dataset.json`` (relative to it).
         scores: their mean similarity (None for ``random`` and ``full``).
         train_ids, val_ids: the search's split of ``case_ids``, in the order of ``case_ids``.
+        selection_seconds: device time the selection took (similarities and ranking): a proxy search's
+            cost includes it; 0 for a random draw or all data.
+        selection_device: where the selection ran (``cpu`` or ``cuda``).
     """
 
     WRITTEN_BY = "proxyhpo select, or the study's select step"
@@ -74,6 +78,8 @@ class ProxyDataManifest(Record):
     scores: tuple[float | None, ...]
     train_ids: tuple[str, ...]
     val_ids: tuple[str, ...]
+    selection_seconds: float = Field(0.0, ge=0.0)
+    selection_device: str = "cpu"
 
     @model_validator(mode="after")
     def _split_covers_the_cases(self) -> ProxyDataManifest:
@@ -95,6 +101,10 @@ class ProxyDataManifest(Record):
                 f"was chosen from data set {self.dataset_sha256[:12]}, but the study's data are {data.dataset_sha256[:12]} ({data.dataset})",
                 "the data set changed since the selection: run the study again so that both stages see the same data",
             )
-        outside = sorted(set(self.case_ids) - set(data.search_ids))
+        # the "all data" setting validates on the held-out cases, as the paper's ground truth (spleen 32/9)
+        allowed = set(data.search_ids) | (set(data.holdout_ids) if self.method == "full" else set())
+        outside = sorted(set(self.case_ids) - allowed)
         if outside:
             raise ConfigError(source, f"chose cases outside the study's search cases: {outside[:5]}", "select from the search cases only")
+        if set(self.train_ids) & set(data.holdout_ids):
+            raise ConfigError(source, "trains on held-out cases", "train on the search cases only; the held-out cases test the final model")

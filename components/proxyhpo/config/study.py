@@ -18,6 +18,7 @@ from proxyhpo.config.controller import ControllerConfig
 from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
+from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
 
@@ -62,8 +63,9 @@ class DataConfig(StrictModel):
         synthetic: when set and ``dataset`` does not exist, phantoms are generated there first.
         merge_labels: label values mapped to others before training (the prostate task merges 2 into 1).
         holdout_fraction: share of the cases held out of the search as the internal test set of the final model.
-        val_fraction: share of the search cases (the proxy data set, or all non-held-out cases) used for
-            validation Dice during the search; the paper splits proxy data 50/50.
+        val_fraction: share of the proxy data set used for validation Dice during the search; the paper
+            splits proxy data 50/50. The "all data" setting (``training.data: full``) trains on every
+            search case and validates on the held-out ones instead, as the paper's ground truth.
         split_seed: seed of both splits.
     """
 
@@ -98,6 +100,7 @@ class SimilarityConfig(StrictModel):
     window: int = Field(9, ge=3, description="local window side for NCC")
     margin: int = Field(8, ge=0, description="voxels kept around the label's bounding box with crop=label")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    include_self: bool = Field(True, description="a case's importance includes its self-pair (the paper's); False: other cases only")
 
 
 class SelectionConfig(StrictModel):
@@ -178,11 +181,41 @@ class StudyConfig(StrictModel):
     training: TrialSettings = Field(default_factory=TrialSettings)
     final: FinalConfig = Field(default_factory=FinalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    studies: StudiesConfig = Field(default_factory=StudiesConfig)
 
     @property
     def shape(self) -> PipelineShape:
-        """What a compiled pipeline of this study fixes: its rounds and its parallelism."""
+        """What a compiled HPO pipeline of this study fixes: its rounds and its parallelism."""
         return PipelineShape(rounds=self.search.rounds, gpus=self.resources.gpus)
+
+    @property
+    def study_shape(self) -> PipelineShape:
+        """What a compiled comparison-study pipeline fixes: its parallelism only (its cells fan out at run time)."""
+        return PipelineShape(rounds=None, gpus=self.resources.gpus)
+
+    def planned_trials(self, kind: str) -> int:
+        """How many search or grid trials pipeline ``kind`` trains (final models, trained after them, not counted)."""
+        search = self.search.rounds * self.search.proposals_per_round
+        if kind == "hpo":
+            return search
+        if kind == "automl-comparison":
+            return len(self.studies.comparison.arms) * search
+        return self.studies.trial_count(kind)
+
+    def for_search_arm(self, arm: str) -> StudyConfig:
+        """This study as the automl comparison's ``arm`` searches: its data and network per :data:`SEARCH_ARMS`.
+
+        Raises:
+            ValueError: for an arm that is not one of :data:`SEARCH_ARMS`.
+        """
+        if arm not in SEARCH_ARMS:
+            raise ValueError(f"arm must be one of {', '.join(SEARCH_ARMS)}, got {arm!r}")
+        data, network = SEARCH_ARMS[arm]
+        document = self.model_dump()
+        document["training"].update(data="full" if data == "full" else "proxy", network=network)
+        if data == "random":
+            document["selection"]["method"] = "random"
+        return StudyConfig.model_validate(document)
 
     def check_compiled_shape(self, compiled: PipelineShape, source: str = "study_config") -> None:
         """Check that this study fits the pipeline compiled for ``compiled`` (a config edited in the UI may not).
@@ -191,7 +224,7 @@ class StudyConfig(StrictModel):
             ConfigError: naming the first setting that differs and the pipeline to compile instead.
         """
         for key, ours, theirs in (("search.rounds", self.search.rounds, compiled.rounds), ("resources.gpus", self.resources.gpus, compiled.gpus)):
-            if ours != theirs:
+            if theirs is not None and ours != theirs:
                 raise ConfigError(
                     source,
                     f"{key} is {ours} but this pipeline was compiled for {theirs}: rounds and parallelism are fixed at compile time",
@@ -236,11 +269,11 @@ class PipelineShape(StrictModel):
     """The part of a study a pipeline fixes when it is compiled (KFP v2 has no while-loop).
 
     Attributes:
-        rounds: search rounds, unrolled into the pipeline.
+        rounds: search rounds, unrolled into the pipeline (None: the pipeline has no rounds).
         gpus: packs trained at once, the ``ParallelFor`` parallelism.
     """
 
-    rounds: int = Field(ge=1)
+    rounds: int | None = Field(ge=1)
     gpus: int = Field(ge=1)
 
 

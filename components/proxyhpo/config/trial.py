@@ -217,6 +217,7 @@ class TrialResult(StrictModel):
             (``network`` is the network's name, e.g. ``full`` or ``proxy-L3``).
         state, fail_reason: ``COMPLETE``, or ``FAILED`` with a one-line reason.
         epochs_run: epochs completed (fewer than planned when the trial failed).
+        steps_run: optimiser steps the trial took part in.
         val_epochs, val_dice: the epochs at which validation ran (1-based) and the mean validation
             Dice (foreground only) at each.
         final_val_dice: Dice at the last validation; ``best_val_dice`` / ``best_epoch`` the best one.
@@ -243,6 +244,7 @@ class TrialResult(StrictModel):
     round: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     epochs_run: int = 0
+    steps_run: int = 0
     val_epochs: list[int] = Field(default_factory=list)
     val_dice: list[float] = Field(default_factory=list)
     final_val_dice: float | None = None

@@ -3,14 +3,19 @@ and writes its outputs; none holds logic of its own."""
 
 from proxyhpo.kfp.components import (
     close_study,
+    comparison_report,
     controller_init,
     controller_propose,
     controller_update,
     final_training,
+    plan_cells,
     prepare_data,
     report,
+    select_arm_data,
     select_data,
     start_study,
+    study_report,
+    train_cell,
     train_pack,
 )
 from proxyhpo.kfp.image import RUNTIME_IMAGE
@@ -27,4 +32,9 @@ __all__ = [
     "controller_update",
     "final_training",
     "report",
+    "plan_cells",
+    "train_cell",
+    "study_report",
+    "select_arm_data",
+    "comparison_report",
 ]

@@ -81,8 +81,10 @@ def controller_propose(study: str, state: Input[Artifact], proposed: Output[Arti
 
 
 @component
-def train_pack(study: str, pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact]):
-    """Train one pack of trials on one GPU; each trial becomes an MLflow child run."""
+def train_pack(
+    study: str, pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact], arm: str = ""
+):
+    """Train one pack of trials on one GPU; each trial becomes an MLflow child run (``arm``: the automl comparison's search)."""
     from proxyhpo.config import PackSpec, ProxyDataManifest, StudyData, StudyRun, study_from_json
     from proxyhpo.training.study_trials import train_pack as train
 
@@ -93,6 +95,7 @@ def train_pack(study: str, pack: str, study_run: Input[Artifact], data: Input[Ar
         PackSpec.model_validate_json(pack),
         parent_run_id=StudyRun.read(study_run.path).run_id,
         results_out=results.path,
+        arm=arm or None,
     )
 
 
@@ -107,9 +110,16 @@ def controller_update(proposed: Input[Artifact], results: Input[List[Artifact]],
 
 @component
 def final_training(
-    study: str, study_run: Input[Artifact], data: Input[Artifact], state: Input[Artifact], model: Output[Model], result: Output[Artifact]
+    study: str,
+    study_run: Input[Artifact],
+    data: Input[Artifact],
+    state: Input[Artifact],
+    model: Output[Model],
+    result: Output[Artifact],
+    arm: str = "",
+    repeat: int = 0,
 ):
-    """Train the final model (full network, all search cases) with the best hyper-parameters found."""
+    """Train the final model (full network, all search cases) with the best hyper-parameters found (by ``arm``'s search)."""
     from proxyhpo.config import StudyData, StudyRun, study_from_json
     from proxyhpo.training.study_trials import train_final
 
@@ -120,6 +130,8 @@ def final_training(
         parent_run_id=StudyRun.read(study_run.path).run_id,
         results_out=result.path,
         model_dir=model.path,
+        arm=arm or None,
+        repeat=repeat,
     )
     model.metadata.update({"val_dice": final.final_val_dice, "test_dice": final.test_dice, "hyperparameters": final.hyperparameters.model_dump()})
 
@@ -136,3 +148,60 @@ def report(
     for key, value in summary.metrics().items():
         metrics.log_metric(key, value)
     return summary.model_dump_json()
+
+
+# --- the comparison studies (proxy-data study, proxy-net study, trust check) --------------------------------
+
+
+@component
+def plan_cells(study: str, kind: str, study_run: Input[Artifact], data: Input[Artifact], cells: Output[Artifact]) -> List[str]:
+    """Choose every cell's data (similarities computed once per method) and log the plan on the study run."""
+    from proxyhpo.config import StudyData, StudyRun, study_from_json
+    from proxyhpo.study import plan_study
+
+    return plan_study(study_from_json(study), StudyData.read(data.path), kind, parent_run_id=StudyRun.read(study_run.path).run_id, out=cells.path)
+
+
+@component
+def train_cell(study: str, cell: str, study_run: Input[Artifact], data: Input[Artifact], results: Output[Artifact]):
+    """Train one cell's grid (one arm in one repeat) on one GPU; each trial becomes an MLflow child run."""
+    from proxyhpo.config import StudyCell, StudyData, StudyRun, study_from_json
+    from proxyhpo.training.study_trials import train_cell as train
+
+    train(study_from_json(study), StudyData.read(data.path), StudyCell.model_validate_json(cell), parent_run_id=StudyRun.read(study_run.path).run_id, results_out=results.path)
+
+
+@component
+def study_report(study_run: Input[Artifact], results: Input[List[Artifact]], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
+    """Correlations, tables, plots and costs from a comparison study's MLflow runs; logged on the study run, which it
+    closes. ``results`` orders it after the cells' training tasks (a loop's tasks are waited for by collecting them)."""
+    from proxyhpo.analysis.study_report import write_study_report
+    from proxyhpo.config import StudyRun
+
+    report = write_study_report(StudyRun.read(study_run.path).run_id, markdown=markdown.path, html=html.path)
+    for key, value in report.metrics.items():
+        metrics.log_metric(key, value)
+    return report.verdict.message if report.verdict is not None else f"{report.kind}: {len(results)} cells reported"
+
+
+@component
+def select_arm_data(study: str, arm: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Output[Artifact]):
+    """The automl comparison: choose one search arm's data (proxy, random or all) and log it on the study run."""
+    from proxyhpo.config import StudyData, StudyRun, study_from_json
+    from proxyhpo.study import select_arm_data as select
+
+    chosen = select(study_from_json(study), StudyData.read(data.path), arm, parent_run_id=StudyRun.read(study_run.path).run_id, out=manifest.path)
+    manifest.metadata.update({"arm": arm, "method": chosen.method, "budget": chosen.budget})
+
+
+@component
+def comparison_report(study_run: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
+    """The automl comparison's report (Table 2, Fig. 4C/D) from the study's MLflow runs; logged on the study run,
+    which it closes. It runs after every final model (``.after``: its arms are unrolled, not a loop to collect)."""
+    from proxyhpo.analysis.study_report import write_study_report
+    from proxyhpo.config import StudyRun
+
+    report = write_study_report(StudyRun.read(study_run.path).run_id, markdown=markdown.path, html=html.path)
+    for key, value in report.metrics.items():
+        metrics.log_metric(key, value)
+    return report.kind

@@ -8,6 +8,7 @@ and :mod:`proxyhpo.similarity.local_ncc`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,7 @@ from proxyhpo.similarity.mutual_information import mutual_information_matrix
 from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
-__all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "write_similarity"]
+__all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "all_data_manifest", "write_similarity"]
 
 
 class SimilarityResult(StrictModel):
@@ -37,15 +38,16 @@ class SimilarityResult(StrictModel):
     crop: Literal["label", "none"]
     case_ids: tuple[str, ...]
     matrix: np.ndarray
+    include_self: bool = True
 
     @property
     def mean_similarity(self) -> np.ndarray:
-        """Each case's mean similarity to the other cases."""
-        return mean_similarity(self.matrix)
+        """Each case's importance: its mean similarity over all pairs, the self-pair included unless ``include_self`` is False."""
+        return mean_similarity(self.matrix, include_self=self.include_self)
 
     def importance_csv(self) -> str:
         """``case_id,mean_similarity,rank`` rows, rank 1 = least similar to the rest, in rank order."""
-        order, ranks = rank_least_similar(self.matrix)
+        order, ranks = rank_least_similar(self.matrix, include_self=self.include_self)
         means = self.mean_similarity
         lines = ["case_id,mean_similarity,rank"]
         lines += [f"{self.case_ids[i]},{means[i]:.10g},{int(ranks[i])}" for i in order]
@@ -100,7 +102,7 @@ def compute_similarity(
         matrix = mutual_information_matrix(volumes, bins=config.bins, device=device, progress=progress)
     else:
         matrix = local_ncc_matrix(volumes, window=config.window, device=device, progress=progress)
-    return SimilarityResult(metric=metric, crop=crop, case_ids=tuple(case_ids), matrix=matrix)
+    return SimilarityResult(metric=metric, crop=crop, case_ids=tuple(case_ids), matrix=matrix, include_self=config.include_self)
 
 
 def write_similarity(result: SimilarityResult, out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -149,13 +151,20 @@ def select_proxy_data(
         validate_dataset(offered, progress=progress)
         chosen_ids = [offered.cases[i].case_id for i in select_random(n, selection.budget, selection.seed)]
         scores: list[float | None] = [None] * len(chosen_ids)
+        seconds, device = 0.0, "cpu"
     else:
-        result = compute_similarity(offered, similarity or SimilarityConfig(), metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
-        chosen = select_least_similar(result.matrix, selection.budget)
+        from proxyhpo.devices import resolve_device
+
+        config = similarity or SimilarityConfig()
+        started = time.perf_counter()
+        result = compute_similarity(offered, config, metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
+        chosen = select_least_similar(result.matrix, selection.budget, include_self=result.include_self)
+        seconds, device = time.perf_counter() - started, resolve_device(config.device).type
         means = result.mean_similarity
         chosen_ids = [result.case_ids[i] for i in chosen]
         scores = [float(means[i]) for i in chosen]
-    return _manifest(dataset, selection.method, selection.seed, chosen_ids, scores, fingerprint, val_fraction, split_seed)
+    manifest = _manifest(dataset, selection.method, selection.seed, chosen_ids, scores, fingerprint, val_fraction, split_seed)
+    return manifest.model_copy(update={"selection_seconds": seconds, "selection_device": device})
 
 
 def select_for_study(study: StudyConfig, data: StudyData, *, progress: bool = False) -> ProxyDataManifest:
@@ -173,7 +182,28 @@ def select_for_study(study: StudyConfig, data: StudyData, *, progress: bool = Fa
         return select_proxy_data(
             dataset, study.selection, study.similarity, candidates=data.search_ids, fingerprint=data.dataset_sha256, progress=progress, **split
         )
-    return _manifest(dataset, "full", study.selection.seed, list(data.search_ids), [None] * len(data.search_ids), data.dataset_sha256, **split)
+    return all_data_manifest(dataset, data, seed=study.selection.seed)
+
+
+def all_data_manifest(dataset: MSDDataset, data: StudyData, *, seed: int = 0) -> ProxyDataManifest:
+    """The "all data" setting: train on every search case, validate on the held-out ones.
+
+    This is the paper's ground truth (MSD spleen 32 training / 9 validation, prostate 26 / 6), not a
+    split of the search cases: the full setting sees all the data a proxy is drawn from.
+    """
+    case_ids = [*data.search_ids, *data.holdout_ids]
+    return ProxyDataManifest(
+        method="full",
+        budget=len(data.search_ids),
+        seed=seed,
+        dataset=dataset.location,
+        dataset_sha256=data.dataset_sha256,
+        case_ids=tuple(case_ids),
+        cases=tuple(entries_as_written(dataset, case_ids)),
+        scores=(None,) * len(case_ids),
+        train_ids=tuple(data.search_ids),
+        val_ids=tuple(data.holdout_ids),
+    )
 
 
 def _offered(dataset: MSDDataset, candidates: Sequence[str] | None) -> MSDDataset:
@@ -186,6 +216,12 @@ def _offered(dataset: MSDDataset, candidates: Sequence[str] | None) -> MSDDatase
     return dataset.model_copy(update={"cases": tuple(case for case in dataset.cases if case.case_id in wanted)})
 
 
+def entries_as_written(dataset: MSDDataset, case_ids: Sequence[str]) -> list[dict[str, str]]:
+    """The ``{"image", "label"}`` entries of ``case_ids`` as written in ``dataset.json``."""
+    by_id = {case.case_id: case for case in dataset.cases}
+    return [by_id[case_id].as_entry() for case_id in case_ids]
+
+
 def _manifest(
     dataset: MSDDataset,
     method: str,
@@ -196,7 +232,6 @@ def _manifest(
     val_fraction: float,
     split_seed: int,
 ) -> ProxyDataManifest:
-    by_id = {case.case_id: case for case in dataset.cases}
     train_ids, val_ids = split_cases(chosen_ids, val_fraction, split_seed)
     return ProxyDataManifest(
         method=method,
@@ -205,7 +240,7 @@ def _manifest(
         dataset=dataset.location,
         dataset_sha256=fingerprint or dataset.sha256(),
         case_ids=tuple(chosen_ids),
-        cases=tuple(by_id[case_id].as_entry() for case_id in chosen_ids),
+        cases=tuple(entries_as_written(dataset, chosen_ids)),
         scores=tuple(scores),
         train_ids=tuple(train_ids),
         val_ids=tuple(val_ids),

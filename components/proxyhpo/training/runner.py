@@ -174,6 +174,7 @@ class _TrialProgress:
     charged_seconds: float
     ended_at: float | None = None
     epochs_run: int = 0
+    steps_run: int = 0
     val_epochs: list[int] = field(default_factory=list)
     val_dice: list[float] = field(default_factory=list)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
@@ -196,6 +197,7 @@ class _TrialProgress:
             TrialState.COMPLETE if ok else TrialState.FAILED,
             fail_reason=fail_reason,
             epochs_run=self.epochs_run,
+            steps_run=self.steps_run,
             val_epochs=self.val_epochs,
             val_dice=self.val_dice,
             final_val_dice=self.val_dice[-1] if self.val_dice and ok else None,
@@ -288,6 +290,8 @@ class _PackRun:
             self.step += 1
             losses = self.pack.train_step(step_batches, self.step)  # reading the losses back synchronises the GPU
             done = self._charge(started, members)
+            for i in members:
+                self.trials[i].steps_run += 1
             self.context.data_seconds += batched - started
             self.context.step_seconds += done - started
             if self.on_step is not None:

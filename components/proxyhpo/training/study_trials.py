@@ -1,4 +1,4 @@
-"""Trials as a study runs them: a pack of proposals from one round, and the final model.
+"""Trials as a study runs them: a pack of proposals from one round, the final model, a comparison study's cell.
 
 This turns the study's config, its prepared data and the controller's proposals into
 :class:`~proxyhpo.config.TrialPlan` objects, runs them with live MLflow logging, and writes
@@ -19,6 +19,7 @@ from proxyhpo.config import (
     PackSpec,
     ProxyDataManifest,
     Recipe,
+    StudyCell,
     StudyConfig,
     StudyData,
     TrialPlan,
@@ -26,6 +27,7 @@ from proxyhpo.config import (
     TrialResults,
     TrialSpec,
     TrialState,
+    grid_points,
     resolve_recipe,
 )
 from proxyhpo.controller.rounds import final_hyperparameters
@@ -35,7 +37,7 @@ from proxyhpo.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_from_file", "hyperparameters_from"]
+__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_cell", "train_from_file", "hyperparameters_from"]
 
 
 def study_recipe(study: StudyConfig) -> Recipe:
@@ -68,8 +70,10 @@ def _network(kind: str, levels: int) -> NetworkConfig:
     return NetworkConfig.full() if kind == "full" else NetworkConfig.proxy(levels)
 
 
-def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec) -> TrialPlan:
+def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec, *, arm: str | None = None) -> TrialPlan:
     """The trial plan of one pack: its proposals on the manifest's train/validation split.
+
+    ``arm`` names the automl comparison's search the pack belongs to (its trials' ``proxyhpo.arm`` tag).
 
     Raises:
         ConfigError: when the manifest was not chosen from the study's data.
@@ -86,7 +90,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
             seed=study.training.seed + proposal.proposal_id,
             data_label=data_label,
             round=proposal.round,
-            tags={"proposal_id": str(proposal.proposal_id)},
+            tags={"proposal_id": str(proposal.proposal_id)} | ({"arm": arm} if arm else {}),
         )
         for proposal in pack.proposals
     ]
@@ -104,7 +108,9 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
     )
 
 
-def _run_logged(study: StudyConfig, plan: TrialPlan, *, parent_run_id: str | None, data_label: str, role: str) -> list[TrialResult]:
+def _run_logged(
+    study: StudyConfig, plan: TrialPlan, *, parent_run_id: str | None, data_label: str, role: str, hyperparameter_names: tuple[str, ...] | None = None
+) -> list[TrialResult]:
     from proxyhpo.training.runner import run_trials
 
     resolved = {"study": study.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
@@ -115,7 +121,7 @@ def _run_logged(study: StudyConfig, plan: TrialPlan, *, parent_run_id: str | Non
         data=data_label,
         resolved_config=resolved,
         role=role,
-        hyperparameter_names=study.search.space.names,
+        hyperparameter_names=hyperparameter_names or study.search.space.names,
     ) as runs:
         try:
             results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
@@ -140,12 +146,16 @@ def train_pack(
     *,
     parent_run_id: str | None,
     results_out: str | os.PathLike[str],
+    arm: str | None = None,
 ) -> list[TrialResult]:
     """Train one pack of a round, log each trial as an MLflow child run, and write the results file.
 
     A trial that diverges or runs out of memory is a FAILED result; the others of the pack finish.
+    In the automl comparison, ``arm`` names the search: its data and network are the arm's.
     """
-    plan = build_search_plan(study, data, manifest, pack)
+    if arm:
+        study = study.for_search_arm(arm)
+    plan = build_search_plan(study, data, manifest, pack, arm=arm)
     results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role="trial")
     TrialResults(results=tuple(results)).write(results_out)
     return results
@@ -159,12 +169,16 @@ def train_final(
     parent_run_id: str | None,
     results_out: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
+    arm: str | None = None,
+    repeat: int = 0,
 ) -> TrialResult:
     """Train the final model with the search's best hyper-parameters on all search cases.
 
     The best proposal is read from the controller's final state; the network is ``final.network``
     (the full U-Net by default). The model is validated on the held-out internal cases and tested on
-    the external set, when there is one; its best-validation weights are saved in ``model_dir``.
+    the external set, when there is one; its best-validation weights are saved in ``model_dir``. In the
+    automl comparison, ``arm`` names the search whose result it trains and ``repeat`` (a new
+    initialisation, same split) the repetition.
 
     Raises:
         TrialError: when every search trial failed, so there are no hyper-parameters to train with.
@@ -174,12 +188,12 @@ def train_final(
     external = load_dataset(data.external) if data.external else None
     recipe = study_recipe(study)
     spec = TrialSpec(
-        trial_id="final",
+        trial_id=f"final-{arm}-r{repeat}" if arm else "final",
         hyperparameters=hyperparameters_from(searched),
         network=_network(study.final.network, study.training.proxy_levels),
-        seed=study.final.seed,
+        seed=study.final.seed + repeat,
         data_label="full",
-        tags={"role": "final"},
+        tags={"role": "final"} | ({"arm": arm, "repeat": str(repeat)} if arm else {}),
     )
     plan = TrialPlan(
         recipe=recipe,
@@ -197,6 +211,53 @@ def train_final(
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final")
     TrialResults(results=(result,)).write(results_out)
     return result
+
+
+def train_cell(
+    study: StudyConfig,
+    data: StudyData,
+    cell: StudyCell,
+    *,
+    parent_run_id: str | None,
+    results_out: str | os.PathLike[str],
+) -> list[TrialResult]:
+    """Train one cell of a comparison study: its whole grid, as packs, on the cell's data and network.
+
+    Every trial is scored on the cell's validation cases (internal Dice) and on the external set when
+    the study has one (external Dice); each is an MLflow child run tagged with the cell's study, arm,
+    repeat and grid point. The trust check trains ``studies.trust.grid``, the others ``studies.grid``.
+    """
+    dataset = load_dataset(data.dataset)
+    external = load_dataset(data.external) if data.external else None
+    grid = study.studies.trust.grid if cell.study == "trust" else study.studies.grid
+    recipe = study_recipe(study)
+    trials = [
+        TrialSpec(
+            trial_id=f"{cell.arm}-r{cell.repeat}-p{index:02d}",
+            hyperparameters=hyperparameters_from(dict(point.hyperparameters)),
+            network=cell.network,
+            # a repeat is a new initialisation; within it every arm starts each grid point alike
+            seed=study.training.seed + 1000 * cell.repeat + index,
+            data_label=cell.arm,
+            tags={"study": cell.study, "arm": cell.arm, "repeat": str(cell.repeat), "point": point.point_id},
+        )
+        for index, point in enumerate(grid_points(grid))
+    ]
+    plan = TrialPlan(
+        recipe=recipe,
+        train=entries_for(dataset, cell.train_ids),
+        val=entries_for(dataset, cell.val_ids),
+        test=entries_for(external, data.external_ids) if external else [],
+        epochs=study.training.epochs,
+        val_every=study.training.val_every,
+        batch_size=study.training.batch_size,
+        trials=trials,
+        pack_size=study.training.pack_size,
+        cache_dir=_cache_dir(data, recipe),
+    )
+    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role="trial", hyperparameter_names=tuple(grid))
+    TrialResults(results=tuple(results)).write(results_out)
+    return results
 
 
 def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None) -> list[Path]:

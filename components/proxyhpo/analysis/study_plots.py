@@ -1,0 +1,327 @@
+"""The comparison studies' figures (the paper's Figs. 2, 3 and 4), each written atomically as one PNG.
+
+Pure functions over :class:`~proxyhpo.analysis.statistics.GridCell` records and plain numbers. Figures
+are drawn on matplotlib's Agg canvas directly (no pyplot), so no global state is touched and nothing
+needs a display. Titles and axis labels say what is plotted and over what; failed cells are left out and
+counted in the title.
+
+Example:
+    >>> plot_proxy_vs_reference(mi_cells, full_cells, "fig2a.png", title="MI+Labelcrop, 8 cases")  # doctest: +SKIP
+    PosixPath('fig2a.png')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+from proxyhpo import storage
+from proxyhpo.analysis.statistics import (
+    METHODS,
+    Correlation,
+    GridCell,
+    Metric,
+    _check_cells,
+    _check_metric,
+    correlations,
+    mean_std,
+)
+
+__all__ = ["plot_proxy_vs_reference", "plot_dice_vs_data_usage", "plot_proxy_networks", "plot_hyperparameter_distance"]
+
+_SYMBOLS = {"pearson": "r", "spearman": "\u03c1", "kendall": "\u03c4"}
+_DPI = 110
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), constrained_layout=True)
+    FigureCanvasAgg(figure)  # the Agg canvas whatever backend pyplot was given
+    return figure
+
+
+def _save(figure: Figure, out: str | os.PathLike[str]) -> Path:
+    with storage.atomic_output(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=_DPI)  # the temporary name has no .png suffix
+    return Path(out)
+
+
+def _fit_line(axis: Any, x: Sequence[float], y: Sequence[float]) -> None:
+    """Draw the least-squares line of y on x, when x is not constant."""
+    if len(x) >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        xs = np.array([min(x), max(x)])
+        axis.plot(xs, slope * xs + intercept, color="k", lw=1, label=f"least-squares fit (slope {slope:.2f})")
+
+
+def _failed_note(counts: Mapping[str, int]) -> str:
+    failed = {name: count for name, count in counts.items() if count}
+    return "; failed cells left out: " + ", ".join(f"{name} {count}" for name, count in failed.items()) if failed else ""
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def plot_proxy_vs_reference(
+    proxy: Sequence[GridCell],
+    reference: Sequence[GridCell],
+    out: str | os.PathLike[str],
+    *,
+    metric: Metric = "external",
+    title: str | None = None,
+    correlation: Mapping[str, Correlation] | None = None,
+) -> Path:
+    """The paper's Fig. 2: per grid point, the proxy arm's mean Dice (y) against the reference's (x).
+
+    Error bars are the standard deviation over repeats; the least-squares line is drawn, and Pearson's r,
+    Spearman's rho and Kendall's tau are given in the legend (with their intervals when ``correlation``
+    is given).
+
+    Args:
+        proxy: the proxy arm's cells.
+        reference: the reference arm's cells (usually the full data set).
+        out: the PNG to write.
+        metric: ``external`` or ``internal`` Dice.
+        title: the figure's first title line; by default "<proxy arm> vs <reference arm>".
+        correlation: the result of :func:`~proxyhpo.analysis.statistics.correlations` for these cells,
+            to show its intervals; computed without intervals when None.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: when ``proxy`` or ``reference`` is empty or invalid, or ``metric`` is unknown.
+    """
+    proxy_cells, reference_cells = _check_cells(proxy, "proxy"), _check_cells(reference, "reference")
+    _check_metric(metric)
+    coefficients = correlation if correlation is not None else correlations(proxy_cells, reference_cells, metric=metric, resamples=0)
+    proxy_arm, reference_arm = proxy_cells[0].arm, reference_cells[0].arm
+
+    def per_point(cells: list[GridCell]) -> dict[str, tuple[float | None, float | None]]:
+        return {point: mean_std(c.dice(metric) for c in cells if c.point == point) for point in {c.point for c in cells}}
+
+    proxy_means, reference_means = per_point(proxy_cells), per_point(reference_cells)
+    points = sorted(p for p in proxy_means.keys() & reference_means.keys() if proxy_means[p][0] is not None and reference_means[p][0] is not None)
+    x = [reference_means[p][0] for p in points]
+    y = [proxy_means[p][0] for p in points]
+
+    def repeats(cells: list[GridCell]) -> int:
+        return len({cell.repeat for cell in cells})
+
+    figure = _figure(6.0, 5.2)
+    axis = figure.subplots()
+    if points:
+        axis.errorbar(
+            x, y, xerr=[reference_means[p][1] or 0.0 for p in points], yerr=[proxy_means[p][1] or 0.0 for p in points],
+            fmt="o", ms=5, capsize=2, lw=0.8, label=f"grid points (n = {len(points)})",
+        )
+        _fit_line(axis, x, y)
+    else:
+        axis.text(0.5, 0.5, "no grid point finished in both arms", ha="center", va="center", transform=axis.transAxes)
+    for method in METHODS:
+        result = coefficients.get(method)
+        if result is not None:
+            interval = f" [{_number(result.low)}, {_number(result.high)}]" if result.low is not None else ""
+            axis.plot([], [], " ", label=f"{_SYMBOLS[method]} = {_number(result.value)}{interval}")
+    failed = {proxy_arm: sum(c.dice(metric) is None for c in proxy_cells), reference_arm: sum(c.dice(metric) is None for c in reference_cells)}
+    axis.set(
+        xlabel=f"{reference_arm}: {metric} Dice, mean over {repeats(reference_cells)} repeats",
+        ylabel=f"{proxy_arm}: {metric} Dice, mean over {repeats(proxy_cells)} repeats",
+        title=f"{title or f'{proxy_arm} vs {reference_arm}'}\nper grid point; error bars: std over repeats{_failed_note(failed)}",
+    )
+    axis.title.set_fontsize(9)
+    axis.legend(fontsize=8, loc="best")
+    return _save(figure, out)
+
+
+def plot_dice_vs_data_usage(
+    rows: Iterable[tuple[str, float, float | None, float | None]],
+    out: str | os.PathLike[str],
+    *,
+    full_dice: float | None = None,
+    full_std: float | None = None,
+    metric_label: str = "external Dice",
+    title: str | None = None,
+) -> Path:
+    """The paper's Fig. 4A/B: Dice against the share of the training data used, one line per method.
+
+    Args:
+        rows: ``(method, fraction_of_data, mean_dice, std_dice)``, the fraction in (0, 1]; a row with no
+            mean (every repeat failed) is left out, a missing std draws no error bar.
+        out: the PNG to write.
+        full_dice, full_std: the full data set's Dice, drawn as a horizontal line (with a ±std band).
+        metric_label: what the Dice was measured on, for the y label.
+        title: the figure's title; by default it says what is plotted.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: when ``rows`` is empty or a row is malformed, naming the row.
+
+    Example:
+        >>> plot_dice_vs_data_usage([("mi+labelcrop", 0.1, 0.71, 0.05), ("mi+labelcrop", 0.24, 0.80, 0.02),
+        ...                          ("random", 0.1, 0.62, 0.08)], "fig4a.png", full_dice=0.88)  # doctest: +SKIP
+    """
+    lines: dict[str, list[tuple[float, float | None, float | None]]] = {}
+    for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) != 4:
+            raise ValueError(f"rows[{i}] must be (method, fraction_of_data, mean_dice, std_dice), got {row!r}")
+        method, fraction, mean, std = row
+        if not isinstance(method, str) or not method:
+            raise ValueError(f"rows[{i}]: method must be a non-empty string, got {method!r}")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise ValueError(f"rows[{i}]: fraction_of_data must be in (0, 1], got {fraction!r}")
+        for name, value in (("mean_dice", mean), ("std_dice", std)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+                raise ValueError(f"rows[{i}]: {name} must be a number in [0, 1] or None, got {value!r}")
+        lines.setdefault(method, []).append((float(fraction), mean, std))
+    if not lines:
+        raise ValueError("rows must hold at least one (method, fraction_of_data, mean_dice, std_dice), got none")
+    for name, value in (("full_dice", full_dice), ("full_std", full_std)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise ValueError(f"{name} must be a number in [0, 1] or None, got {value!r}")
+
+    figure = _figure(6.4, 4.6)
+    axis = figure.subplots()
+    for method, points in lines.items():
+        drawn = sorted((f, m, s) for f, m, s in points if m is not None)
+        if drawn:
+            axis.errorbar(
+                [100 * f for f, _, _ in drawn], [m for _, m, _ in drawn], yerr=[s or 0.0 for _, _, s in drawn],
+                fmt="o-", ms=4, capsize=2, lw=1, label=method,
+            )
+    if full_dice is not None:
+        axis.axhline(full_dice, color="k", ls="--", lw=1, label=f"full data set ({full_dice:.3f})")
+        if full_std:
+            axis.axhspan(full_dice - full_std, full_dice + full_std, color="k", alpha=0.08, lw=0)
+    axis.set(
+        xlabel="training data used (% of the full training set)",
+        ylabel=f"{metric_label}, mean ± std over repeats",
+        title=title or f"{metric_label} against the share of training data used",
+    )
+    axis.legend(fontsize=8, loc="lower right")
+    return _save(figure, out)
+
+
+def plot_proxy_networks(
+    arms: Mapping[str, Sequence[GridCell]],
+    reference: Sequence[GridCell],
+    out: str | os.PathLike[str],
+    *,
+    metric: Metric = "internal",
+) -> Path:
+    """The paper's Fig. 3: one panel per proxy network, its Dice against the full network's per (point, repeat).
+
+    Each dot is one grid point in one repeat where both networks finished; Pearson's r over the dots is
+    in the panel's title, with the least-squares line drawn.
+
+    Args:
+        arms: arm label -> the proxy network's cells (e.g. ``proxy-L5``, ``proxy-L4``, ``proxy-L3``).
+        reference: the full network's cells, trained on the same grid and repeats.
+        out: the PNG to write.
+        metric: ``internal`` (the paper's) or ``external`` Dice.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: when ``arms`` or ``reference`` is empty or invalid, or ``metric`` is unknown.
+    """
+    if not isinstance(arms, Mapping) or not arms:
+        raise ValueError(f"arms must map at least one proxy network's label to its cells, got {arms!r}")
+    checked = {label: _check_cells(cells, f"arms[{label!r}]") for label, cells in arms.items()}
+    reference_cells = _check_cells(reference, "reference")
+    _check_metric(metric)
+    reference_arm = reference_cells[0].arm
+    full = {(c.point, c.repeat): c.dice(metric) for c in reference_cells if c.dice(metric) is not None}
+
+    figure = _figure(4.2 * len(checked), 4.4)
+    panels = figure.subplots(1, len(checked), squeeze=False)[0]
+    for axis, (label, cells) in zip(panels, checked.items(), strict=True):
+        pairs = [(full[(c.point, c.repeat)], c.dice(metric)) for c in cells if c.dice(metric) is not None and (c.point, c.repeat) in full]
+        x, y = [a for a, _ in pairs], [b for _, b in pairs]
+        r = float(stats.pearsonr(x, y)[0]) if len(pairs) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
+        if pairs:
+            axis.scatter(x, y, s=14, alpha=0.7, label="(grid point, repeat)")
+            _fit_line(axis, x, y)
+            axis.legend(fontsize=7, loc="lower right")
+        else:
+            axis.text(0.5, 0.5, "no cell finished in both networks", ha="center", va="center", transform=axis.transAxes)
+        failed = sum(c.dice(metric) is None for c in cells)
+        note = f"; {failed} failed left out" if failed else ""
+        axis.set(xlabel=f"{reference_arm}: {metric} Dice", ylabel=f"{label}: {metric} Dice")
+        axis.set_title(f"{label}: r = {_number(r)} (n = {len(pairs)}{note})", fontsize=9)
+    failed_reference = sum(c.dice(metric) is None for c in reference_cells)
+    note = f"; {failed_reference} failed {reference_arm} cells left out" if failed_reference else ""
+    figure.suptitle(f"proxy networks vs {reference_arm}: {metric} Dice per (grid point, repeat){note}", fontsize=10)
+    return _save(figure, out)
+
+
+def plot_hyperparameter_distance(
+    distances: Mapping[str, Sequence[float]],
+    out: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """The paper's Fig. 4C/D: the relative distance of each arm's found hyper-parameters to the full search's.
+
+    One box and the individual distances (one dot per search, jittered sideways) per arm; distances
+    come from :func:`~proxyhpo.analysis.statistics.relative_distance` (0 = the same setting, 1 =
+    opposite corners of the search space).
+
+    Args:
+        distances: arm label -> the distances of that arm's searches (e.g. one per repeat); an arm with
+            none is labelled as such.
+        out: the PNG to write.
+        title: the figure's title; by default it says what is plotted.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: when ``distances`` is empty, holds no distance at all, or a distance is not a finite
+            number >= 0.
+
+    Example:
+        >>> plot_hyperparameter_distance({"proxy data": [0.1, 0.2], "random data": [0.4, 0.3]}, "fig4c.png")  # doctest: +SKIP
+    """
+    if not isinstance(distances, Mapping) or not distances:
+        raise ValueError(f"distances must map at least one arm label to its distances, got {distances!r}")
+    values: dict[str, list[float]] = {}
+    for label, arm in distances.items():
+        if isinstance(arm, (str, bytes)) or not isinstance(arm, Iterable):
+            raise ValueError(f"distances[{label!r}] must be a sequence of numbers, got {type(arm).__name__}")
+        values[label] = list(arm)
+        for i, value in enumerate(values[label]):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"distances[{label!r}][{i}] must be a finite number >= 0, got {value!r}")
+    if not any(values.values()):
+        raise ValueError(f"distances holds no distance at all for the arms {list(values)}")
+
+    figure = _figure(max(4.5, 1.3 * len(values) + 2), 4.6)
+    axis = figure.subplots()
+    positions = {label: i + 1 for i, label in enumerate(values)}
+    filled = [label for label in values if values[label]]
+    axis.boxplot([values[label] for label in filled], positions=[positions[label] for label in filled], widths=0.5, showfliers=False)
+    jitter = np.random.default_rng(0)  # fixed, so the same input draws the same figure
+    for label in filled:
+        spread = jitter.uniform(-0.12, 0.12, len(values[label]))
+        axis.scatter(positions[label] + spread, values[label], s=16, alpha=0.7, color="C0", zorder=3)
+    axis.set_xticks(list(positions.values()), [f"{label}\n(n = {len(values[label])})" for label in values], fontsize=8)
+    axis.set_xlim(0.4, len(values) + 0.6)
+    axis.set_ylim(bottom=0.0, top=max(1.0, max(max(v) for v in values.values() if v)) * 1.04)
+    axis.set(
+        ylabel="relative distance to the full search's hyper-parameters\n(0 = same setting, 1 = opposite corners)",
+        title=title or "hyper-parameters found by each arm vs the full search (one dot per search)",
+    )
+    axis.title.set_fontsize(9)
+    return _save(figure, out)

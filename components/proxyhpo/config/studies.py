@@ -1,0 +1,270 @@
+"""The paper's comparison studies (section 4): the grid every arm trains, the arms, the repeats, the trust check.
+
+A comparison study trains the same grid of hyper-parameter settings in several *arms* (a way to get
+data and a network: all data with the full U-Net, a proxy data set, a proxy network) and *repeats*
+(different splits and initialisations), then asks whether an arm ranks the settings the way the full
+setting does. The work unit is a :class:`StudyCell`: one arm in one repeat, its whole grid trained as
+one pack on one device.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from proxyhpo.config.base import Record, StrictModel
+from proxyhpo.config.network import NetworkConfig
+from proxyhpo.config.search_space import Choice
+from proxyhpo.config.trial import HyperParameters
+
+__all__ = [
+    "SELECTION_METHODS_ALL",
+    "SEARCH_ARMS",
+    "ComparisonConfig",
+    "GridPoint",
+    "ProxyDataStudyConfig",
+    "ProxyNetStudyConfig",
+    "TrustConfig",
+    "StudiesConfig",
+    "StudyCell",
+    "STUDY_PIPELINES",
+    "grid_points",
+]
+
+SELECTION_METHODS_ALL = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
+#: The comparison studies and the MLflow ``proxyhpo.pipeline`` tag of each.
+STUDY_PIPELINES = ("proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
+#: The five ways the automl comparison runs the RL search (the paper's Table 2): the data and the network of each.
+SEARCH_ARMS: dict[str, tuple[str, str]] = {
+    "all-data": ("full", "full"),
+    "proxy-data": ("proxy", "full"),
+    "proxy-net": ("full", "proxy"),
+    "proxy-data-net": ("proxy", "proxy"),
+    "random-data": ("random", "full"),
+}
+
+#: The paper's grid (section 4.2): four optimisers at four learning rates.
+PAPER_GRID: dict[str, tuple[Choice, ...]] = {
+    "optimizer": ("adam", "rmsprop", "adamax", "novograd"),
+    "lr": (0.001, 0.0006, 0.0004, 0.0001),
+}
+
+Grid = dict[str, tuple[Choice, ...]]
+
+
+class GridPoint(StrictModel):
+    """One setting of the grid: its id (``optimizer=adam,lr=0.001``) and its hyper-parameter values."""
+
+    point_id: str
+    hyperparameters: dict[str, Choice]
+
+
+def grid_points(grid: Grid) -> list[GridPoint]:
+    """Every combination of the grid's values, the first name varying slowest.
+
+    Example:
+        >>> [p.point_id for p in grid_points({"optimizer": ("adam", "rmsprop"), "lr": (0.001,)})]
+        ['optimizer=adam,lr=0.001', 'optimizer=rmsprop,lr=0.001']
+    """
+    names = list(grid)
+    return [
+        GridPoint(point_id=",".join(f"{name}={value}" for name, value in zip(names, values, strict=True)), hyperparameters=dict(zip(names, values, strict=True)))
+        for values in itertools.product(*(grid[name] for name in names))
+    ]
+
+
+def _check_grid(grid: Grid) -> Grid:
+    if not grid:
+        raise ValueError("the grid must name at least one hyper-parameter")
+    known = HyperParameters.model_fields
+    for name, values in grid.items():
+        if name not in known:
+            raise ValueError(f"grid.{name} is not a hyper-parameter the trainer knows; use {sorted(known)}")
+        if not values:
+            raise ValueError(f"grid.{name} lists no values")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"grid.{name} lists a value twice: {list(values)}")
+        for value in values:
+            try:
+                HyperParameters.model_validate({"lr": 1e-3, name: value})
+            except ValidationError as exc:
+                raise ValueError(f"grid.{name} lists {value!r}, which training rejects: {exc.errors()[0]['msg']}") from None
+    return grid
+
+
+class ProxyDataStudyConfig(StrictModel):
+    """The proxy-data study (``proxy-data-study``): which proxy data set ranks the grid like all data?
+
+    Attributes:
+        methods: selection methods compared (the paper: all five).
+        budgets: proxy data set sizes B (the paper: 4, 6, 8, 10); each chosen set is split 50/50
+            (``data.val_fraction``) into training and validation anew in every repeat.
+        repeats: repeats per arm (the paper: 7), each with its own split and initialisation; the
+            ground truth (all data, full network) is repeated as often over random splits of all cases.
+        network: the network every arm trains; ours: the full U-Net, so only the data differ.
+        table_budget: the budget of the paper's Table 1 (default: the largest).
+    """
+
+    methods: tuple[Literal["mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random"], ...] = SELECTION_METHODS_ALL
+    budgets: tuple[int, ...] = (4, 6, 8, 10)
+    repeats: int = Field(7, ge=1)
+    network: Literal["full", "proxy"] = "full"
+    table_budget: int | None = None
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, budgets: tuple[int, ...]) -> tuple[int, ...]:
+        if not budgets or any(b < 2 for b in budgets):
+            raise ValueError(f"budgets must list sizes of at least 2 (one case to train, one to validate), got {list(budgets)}")
+        return tuple(sorted(set(budgets)))
+
+    @model_validator(mode="after")
+    def _table_budget_is_a_budget(self) -> ProxyDataStudyConfig:
+        if not self.methods:
+            raise ValueError("methods must list at least one selection method")
+        if self.table_budget is not None and self.table_budget not in self.budgets:
+            raise ValueError(f"table_budget {self.table_budget} is not one of the budgets {list(self.budgets)}")
+        return self
+
+    @property
+    def budget_of_table(self) -> int:
+        """The budget Table 1 reports."""
+        return self.table_budget if self.table_budget is not None else max(self.budgets)
+
+
+class ProxyNetStudyConfig(StrictModel):
+    """The proxy-network study (``proxy-net-study``): do proxy U-Nets rank the grid like the full one?
+
+    Attributes:
+        levels: levels of the proxy networks compared (the paper: 5, 4 and 3; 4 channels, 1 residual unit).
+        repeats: random splits of all cases, each with its own initialisation (the paper: 7); every
+            network trains on the same split in a repeat.
+    """
+
+    levels: tuple[int, ...] = (5, 4, 3)
+    repeats: int = Field(7, ge=1)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, levels: tuple[int, ...]) -> tuple[int, ...]:
+        if not levels or any(not 3 <= level <= 5 for level in levels):
+            raise ValueError(f"levels must be in 3..5, got {list(levels)}")
+        return tuple(sorted(set(levels), reverse=True))
+
+
+class TrustConfig(StrictModel):
+    """The trust check (``proxyhpo trust``): before a heavy search, does the proxy rank a small grid like the full setting?
+
+    The proxy setting is the study's own (``selection`` and ``training.network``); the reference is all
+    data with the full network. Both train ``grid`` over ``repeats``.
+
+    Attributes:
+        grid: the calibration grid; ours: four learning rates, the searched hyper-parameter that moves Dice most.
+        repeats: repeats of each setting.
+        metric: the rank correlation the verdict uses; Spearman by default (ranking is what a search needs).
+        dice: which Dice is correlated: ``internal`` (each setting's own validation, what the search
+            optimises) or ``external`` (the external set, when the study has one).
+        threshold: the correlation the proxy must reach to be trusted.
+    """
+
+    grid: Grid = Field(default_factory=lambda: {"lr": (0.001, 0.0006, 0.0004, 0.0001)})
+    repeats: int = Field(2, ge=1)
+    metric: Literal["pearson", "spearman", "kendall"] = "spearman"
+    dice: Literal["internal", "external"] = "internal"
+    threshold: float = Field(0.5, ge=-1.0, le=1.0)
+
+    @field_validator("grid")
+    @classmethod
+    def _valid_grid(cls, grid: Grid) -> Grid:
+        return _check_grid(grid)
+
+
+class ComparisonConfig(StrictModel):
+    """The automl comparison (``automl-comparison``): the RL search run five ways, each result trained in full.
+
+    Every arm runs the study's search (``search``: rounds, proposals, controller) on its own data and
+    network (:data:`SEARCH_ARMS`; proxy data is the study's ``selection``, random data a random draw of
+    the same budget, the proxy network ``training.proxy_levels`` levels). Each arm's best
+    hyper-parameters then train the final model (``final``) on all data, ``repeats`` times with the same
+    split and new initialisations; the paper's Table 2 and Fig. 4C/D.
+
+    Attributes:
+        arms: the searches compared; ``all-data`` is the reference and must be one of them.
+        repeats: final models per arm (the paper: 5).
+    """
+
+    arms: tuple[Literal["all-data", "proxy-data", "proxy-net", "proxy-data-net", "random-data"], ...] = tuple(SEARCH_ARMS)  # type: ignore[assignment]
+    repeats: int = Field(5, ge=1)
+
+    @field_validator("arms")
+    @classmethod
+    def _reference_is_an_arm(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        if "all-data" not in arms:
+            raise ValueError(f"arms must include the reference 'all-data', got {list(arms)}")
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"arms lists an arm twice: {list(arms)}")
+        return arms
+
+
+class StudiesConfig(StrictModel):
+    """The ``studies`` section of a study config: the comparison studies and the trust check.
+
+    Attributes:
+        grid: the hyper-parameter settings every arm trains (the paper's: four optimisers x four lrs).
+        proxy_data, proxy_net: the two comparison studies.
+        trust: the trust check.
+    """
+
+    grid: Grid = Field(default_factory=lambda: dict(PAPER_GRID))
+    proxy_data: ProxyDataStudyConfig = Field(default_factory=ProxyDataStudyConfig)
+    proxy_net: ProxyNetStudyConfig = Field(default_factory=ProxyNetStudyConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+    comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
+
+    def trial_count(self, kind: str) -> int:
+        """How many trials comparison study ``kind`` trains (arms x repeats x grid points)."""
+        if kind == "proxy-data-study":
+            arms, repeats, points = 1 + len(self.proxy_data.methods) * len(self.proxy_data.budgets), self.proxy_data.repeats, len(grid_points(self.grid))
+        elif kind == "proxy-net-study":
+            arms, repeats, points = 1 + len(self.proxy_net.levels), self.proxy_net.repeats, len(grid_points(self.grid))
+        elif kind == "trust":
+            arms, repeats, points = 2, self.trust.repeats, len(grid_points(self.trust.grid))
+        else:
+            raise ValueError(f"kind must be one of proxy-data-study, proxy-net-study, trust, got {kind!r}")
+        return arms * repeats * points
+
+    @field_validator("grid")
+    @classmethod
+    def _valid_grid(cls, grid: Grid) -> Grid:
+        return _check_grid(grid)
+
+
+class StudyCell(Record):
+    """One arm of a comparison study in one repeat: its data, its network; its grid trains as one pack.
+
+    Attributes:
+        study: the comparison study (``proxy-data-study``, ``proxy-net-study``, ``trust``).
+        arm: the arm's label: ``full``, a selection method and budget (``mi+labelcrop-8``), or a network
+            (``proxy-L3``); it is the trials' ``proxyhpo.arm`` tag.
+        repeat: the repeat, 0-based; seeds the split and the initialisation.
+        network: the network every trial of the cell trains.
+        train_ids, val_ids: the cell's cases.
+        data_fraction: share of all the data set's cases the cell trains and validates on.
+        selection_seconds: device time the selection of this arm's data took (similarity and ranking),
+            counted once per search in the arm's cost; 0 for all data.
+        selection_device: where the selection ran (``cpu`` or ``cuda``).
+    """
+
+    WRITTEN_BY = "the study's plan step"
+
+    study: Literal["proxy-data-study", "proxy-net-study", "trust"]
+    arm: str = Field(min_length=1)
+    repeat: int = Field(ge=0)
+    network: NetworkConfig
+    train_ids: tuple[str, ...] = Field(min_length=1)
+    val_ids: tuple[str, ...] = Field(min_length=1)
+    data_fraction: float = Field(gt=0.0, le=1.0)
+    selection_seconds: float = Field(0.0, ge=0.0)
+    selection_device: str = "cpu"

@@ -1,0 +1,78 @@
+"""The paper's comparison studies as pipelines: the proxy-data study, the proxy-network study and the trust check.
+
+Each has the same shape: open the study run (checking the compiled parallelism), prepare the data, plan
+every cell (one arm in one repeat: its data and network; all similarity matrices computed once), train
+the cells with ``dsl.ParallelFor`` (parallelism = GPUs; each cell's grid is one pack on one GPU), then
+report correlations, tables, plots and costs from MLflow. An exit handler closes the MLflow runs of a
+run that fails.
+"""
+
+from kfp import dsl
+
+from pipelines.tasks import gpu_task, light_task
+from proxyhpo.config import StudyConfig
+from proxyhpo.kfp import components as c
+
+__all__ = ["DESCRIPTIONS", "build_proxy_data_study", "build_proxy_net_study", "build_trust_check"]
+
+DESCRIPTIONS = {
+    "proxy-data-study": (
+        "Which proxy data set ranks hyper-parameters like all data? Trains the grid on all data and on the proxy data "
+        "sets of every selection method and budget, over repeats, scores every model on the external set, and reports "
+        "the paper's Table 1, Fig. 2 and Fig. 4A/B with correlations, intervals and GPU-hours."
+    ),
+    "proxy-net-study": (
+        "Do proxy U-Nets rank hyper-parameters like the full U-Net? Trains the grid with the full network and with "
+        "proxy networks of 5, 4 and 3 levels on the same splits, over repeats, and reports the paper's Fig. 3 with "
+        "correlations, intervals and GPU-hours."
+    ),
+    "trust": (
+        "Before a heavy search: trains a small calibration grid in the study's proxy setting and with all data and the "
+        "full network, and gives a verdict: the rank correlation with its interval against the study's threshold."
+    ),
+}
+
+
+def _build(kind: str, study: StudyConfig):
+    parallelism = study.resources.gpus
+
+    @dsl.pipeline(name=f"proxyhpo-{kind}", display_name=f"proxyhpo {kind}: {study.name}", description=DESCRIPTIONS[kind])
+    def comparison(study_config: str = study.model_dump_json()):
+        """Train every cell of the study and report it.
+
+        Args:
+            study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); its GPUs were
+                fixed when this pipeline was compiled, and the first task refuses a config that differs.
+        """
+        closing = light_task(c.close_study(study=study_config, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
+        with dsl.ExitHandler(closing, name="study"):
+            opening = c.start_study(
+                study=study_config, pipeline=kind, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, compiled_shape=study.study_shape.model_dump_json()
+            )
+            start = light_task(opening, "open MLflow study run", cache=False)
+            data = light_task(c.prepare_data(study=study_config).after(start), "prepare data")
+            planning = c.plan_cells(study=study_config, kind=kind, study_run=start.outputs["study_run"], data=data.outputs["data"])
+            plan = gpu_task(planning, "plan cells: select every arm's data", study)
+            with dsl.ParallelFor(plan.outputs["Output"], parallelism=parallelism, name="cells") as cell:
+                train = c.train_cell(study=study_config, cell=cell, study_run=start.outputs["study_run"], data=data.outputs["data"])
+                gpu_task(train, "train a cell's grid", study)
+                train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
+            report = c.study_report(study_run=start.outputs["study_run"], results=dsl.Collected(train.outputs["results"]))
+            light_task(report, "report", cache=False)
+
+    return comparison
+
+
+def build_proxy_data_study(study: StudyConfig):
+    """The ``proxy-data-study`` pipeline for ``study`` (its ``studies.proxy_data`` section)."""
+    return _build("proxy-data-study", study)
+
+
+def build_proxy_net_study(study: StudyConfig):
+    """The ``proxy-net-study`` pipeline for ``study`` (its ``studies.proxy_net`` section)."""
+    return _build("proxy-net-study", study)
+
+
+def build_trust_check(study: StudyConfig):
+    """The ``trust`` pipeline for ``study`` (its ``studies.trust`` section)."""
+    return _build("trust", study)

@@ -1,0 +1,414 @@
+"""The comparison studies' report, built from child runs logged into a real SQLite MLflow store, checked
+against numbers recomputed by hand (scipy) from the same runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric
+from scipy import stats
+
+from proxyhpo import tracking
+from proxyhpo.analysis import StudyReport, build_study_report, collect_cells, latest_study_run, read_plan, render_report, write_study_report
+from proxyhpo.config import (
+    DataConfig,
+    NetworkConfig,
+    ProxyDataStudyConfig,
+    ProxyNetStudyConfig,
+    StudiesConfig,
+    StudyCell,
+    StudyConfig,
+    TrustConfig,
+    grid_points,
+)
+from proxyhpo.errors import ProxyHPOError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GRID = {"optimizer": ("adam", "rmsprop"), "lr": (0.001, 0.0001)}
+POINTS = [p.point_id for p in grid_points(GRID)]  # adam/0.001, adam/0.0001, rmsprop/0.001, rmsprop/0.0001
+#: the reference's true external Dice per point: adam/0.001 is best; its internal Dice prefers rmsprop/0.001
+TRUTH = dict(zip(POINTS, (0.80, 0.62, 0.71, 0.50), strict=True))
+INTERNAL_TRUTH = dict(zip(POINTS, (0.70, 0.60, 0.90, 0.50), strict=True))
+N_CASES = 16
+SELECTION_SECONDS = {"mi+labelcrop": 360.0, "random": 0.0}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def _cell(kind: str, arm: str, repeat: int, network: NetworkConfig, cases: int, seconds: float = 0.0, device: str = "cpu") -> dict[str, Any]:
+    ids = [f"case{i:02d}" for i in range(cases)]
+    return StudyCell(
+        study=kind, arm=arm, repeat=repeat, network=network, train_ids=tuple(ids[: cases // 2]), val_ids=tuple(ids[cases // 2 :]),
+        data_fraction=cases / N_CASES, selection_seconds=seconds, selection_device=device,
+    ).model_dump(mode="json")
+
+
+def _log_study(uri: str, study: StudyConfig, kind: str, plan: list[dict[str, Any]], trials: list[dict[str, Any]]) -> str:
+    """A comparison study's parent run (study.json, cells.json) and one child run per trial, tagged and logged as the pipeline does."""
+    parent = tracking.start_parent_run(study.name, kind, config=study.model_dump(mode="json"), tracking_uri=uri)
+    client = tracking.client(uri)
+    client.log_dict(parent, plan, "cells.json")
+    experiment_id = client.get_run(parent).info.experiment_id
+    now = int(time.time() * 1000)
+    for trial in trials:
+        tags = {
+            tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial", "proxyhpo.study": kind, "proxyhpo.arm": trial["arm"],
+            "proxyhpo.repeat": str(trial["repeat"]), "proxyhpo.point": trial["point"],
+        }
+        run = client.create_run(experiment_id, run_name=f"{trial['arm']}-r{trial['repeat']}-{trial['point']}", tags=tags)
+        metrics = {key: trial[key] for key in ("final_val_dice", "test_dice", "gpu_hours", "process_hours", "steps_run", "pack_size") if trial.get(key) is not None}
+        client.log_batch(run.info.run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()])
+        client.set_terminated(run.info.run_id, status="FAILED" if trial.get("failed") else "FINISHED")
+    return parent
+
+
+def _trial(arm: str, repeat: int, point: str, internal: float | None, external: float | None, gpu: float, process: float, pack: int | None = None,
+           failed: bool = False) -> dict[str, Any]:
+    return {
+        "arm": arm, "repeat": repeat, "point": point, "failed": failed, "gpu_hours": gpu, "process_hours": process, "steps_run": 100,
+        "pack_size": pack, "final_val_dice": internal, "test_dice": external,
+    }
+
+
+# ------------------------------------------------------------------------------------------ the proxy data study
+
+PD_METHODS, PD_BUDGETS, PD_REPEATS = ("mi+labelcrop", "random"), (4, 8), 3
+FAILED = {("full", 1, POINTS[3]), ("mi+labelcrop-8", 2, POINTS[1])}
+
+
+def _proxy_data_study() -> StudyConfig:
+    studies = StudiesConfig(grid=GRID, proxy_data=ProxyDataStudyConfig(methods=PD_METHODS, budgets=PD_BUDGETS, repeats=PD_REPEATS))
+    return StudyConfig(name="pd-study", description="Two methods, two budgets.", data=DataConfig(dataset="/data/spleen"), studies=studies)
+
+
+def _proxy_data_trials() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rng = np.random.default_rng(7)
+    plan, trials = [], []
+    arms = {"full": (None, N_CASES)} | {f"{m}-{b}": (m, b) for m in PD_METHODS for b in PD_BUDGETS}
+    for arm, (method, cases) in arms.items():
+        for repeat in range(PD_REPEATS):
+            seconds = SELECTION_SECONDS[method] if method else 0.0
+            plan.append(_cell("proxy-data-study", arm, repeat, NetworkConfig.full(), cases, seconds, "cuda" if seconds else "cpu"))
+            for point in POINTS:
+                if method is None:  # all data, on a GPU, alone
+                    internal, external, gpu, pack = INTERNAL_TRUTH[point], TRUTH[point] + rng.normal(0, 0.01), 0.020 + 0.001 * repeat, None
+                elif method == "mi+labelcrop":  # tracks the reference, lower
+                    internal, external, gpu, pack = 0.6, 0.8 * TRUTH[point] + rng.normal(0, 0.01), 0.004, 4
+                else:  # random: ranks the grid the other way round
+                    internal, external, gpu, pack = 0.6, 0.9 - 0.8 * TRUTH[point] + rng.normal(0, 0.03), 0.004, 4
+                failed = (arm, repeat, point) in FAILED  # a failed trial that had logged a (bogus) Dice: it must count nowhere
+                external = 0.99 if failed else float(np.clip(external, 0, 1))
+                trials.append(_trial(arm, repeat, point, 0.99 if failed else internal, external, gpu, 0.5, pack, failed=failed))
+    return plan, trials
+
+
+@pytest.fixture(scope="module")
+def proxy_data(store: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The study logged, then its report written (metrics and artifacts on the parent, which is closed)."""
+    study = _proxy_data_study()
+    plan, trials = _proxy_data_trials()
+    parent = _log_study(store, study, "proxy-data-study", plan, trials)
+    out = tmp_path_factory.mktemp("pd-report")
+    report = write_study_report(parent, markdown=out / "report.md", html=out / "report.html", tracking_uri=store)
+    return {"uri": store, "parent": parent, "study": study, "plan": plan, "trials": trials, "report": report, "out": out}
+
+
+def _runs_by_arm(uri: str, parent: str) -> dict[str, list[Any]]:
+    """The parent's child runs as MLflow holds them, by arm."""
+    client = tracking.client(uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
+    by_arm: dict[str, list[Any]] = {}
+    for run in runs:
+        by_arm.setdefault(run.data.tags["proxyhpo.arm"], []).append(run)
+    return by_arm
+
+
+def _point_means(runs: list[Any], metric: str) -> dict[str, float]:
+    """Mean of ``metric`` per grid point over the FINISHED runs."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        if run.info.status == "FINISHED" and metric in run.data.metrics:
+            values.setdefault(run.data.tags["proxyhpo.point"], []).append(run.data.metrics[metric])
+    return {point: float(np.mean(v)) for point, v in values.items()}
+
+
+def _by_hand(proxy: list[Any], reference: list[Any], metric: str) -> dict[str, float]:
+    x, y = _point_means(proxy, metric), _point_means(reference, metric)
+    points = sorted(x.keys() & y.keys())
+    a, b = [x[p] for p in points], [y[p] for p in points]
+    return {"pearson_r": stats.pearsonr(a, b)[0], "spearman_rho": stats.spearmanr(a, b)[0], "kendall_tau": stats.kendalltau(a, b)[0]}
+
+
+def _cost_by_hand(runs: list[Any], plan: list[dict[str, Any]], arm: str) -> tuple[float, float]:
+    """(hours per search as run, at equal pack size), from the runs' hours and the plan's selection seconds."""
+    repeats = sorted({int(run.data.tags["proxyhpo.repeat"]) for run in runs})
+    selection = np.mean([c["selection_seconds"] / 3600 for c in plan if c["arm"] == arm and c["repeat"] in repeats])
+
+    def hours(run: Any) -> float:
+        gpu = run.data.metrics.get("gpu_hours", 0.0)
+        return gpu if gpu > 0 else run.data.metrics.get("process_hours", 0.0)
+
+    as_run = np.mean([sum(hours(r) for r in runs if int(r.data.tags["proxyhpo.repeat"]) == k) for k in repeats]) + selection
+    packed = np.mean([sum(hours(r) * r.data.metrics.get("pack_size", 1) for r in runs if int(r.data.tags["proxyhpo.repeat"]) == k) for k in repeats])
+    return float(as_run), float(packed + selection)
+
+
+def test_collect_cells_and_plan(proxy_data: dict[str, Any]) -> None:
+    cells = collect_cells(proxy_data["parent"], tracking_uri=proxy_data["uri"])
+    assert sorted(cells) == sorted(["full", "mi+labelcrop-4", "mi+labelcrop-8", "random-4", "random-8"])
+    assert all(len(arm) == PD_REPEATS * len(POINTS) for arm in cells.values())
+    failed = {(c.arm, c.repeat, c.point) for arm in cells.values() for c in arm if c.failed}
+    assert failed == FAILED
+    cell = next(c for c in cells["mi+labelcrop-8"] if (c.repeat, c.point) == (0, POINTS[0]))
+    assert (cell.device_hours, cell.pack_size, cell.steps) == (pytest.approx(0.004), 4, 100)
+    assert cell.external_dice is not None and cell.internal_dice == pytest.approx(0.6)
+    assert next(c for c in cells["full"] if c.repeat == 0).pack_size == 1  # no pack_size metric: 1
+    study, plan = read_plan(proxy_data["parent"], tracking_uri=proxy_data["uri"])
+    assert study == proxy_data["study"]
+    assert [c.model_dump(mode="json") for c in plan] == proxy_data["plan"]
+
+
+def test_correlations_equal_scipy_on_the_runs(proxy_data: dict[str, Any]) -> None:
+    report: StudyReport = proxy_data["report"]
+    runs = _runs_by_arm(proxy_data["uri"], proxy_data["parent"])
+    for arm in ("mi+labelcrop-4", "mi+labelcrop-8", "random-4", "random-8"):
+        expected = _by_hand(runs[arm], runs["full"], "test_dice")  # failed runs left out
+        key = arm.replace("+", "_")
+        for name, value in expected.items():
+            assert report.metrics[f"{name}.{key}"] == pytest.approx(value, abs=1e-9), (arm, name)
+            low, high = report.metrics[f"{name}_low.{key}"], report.metrics[f"{name}_high.{key}"]
+            assert -1 <= low <= high <= 1
+    # the headline arm is the study's own selection at Table 1's budget
+    headline = _by_hand(runs["mi+labelcrop-8"], runs["full"], "test_dice")
+    for name, value in headline.items():
+        assert report.metrics[name] == pytest.approx(value, abs=1e-9)
+    assert report.metrics["spearman_rho"] == pytest.approx(1.0) and report.metrics["spearman_rho.random-8"] == pytest.approx(-1.0)
+
+
+def test_speedups_equal_hand_computation(proxy_data: dict[str, Any]) -> None:
+    report: StudyReport = proxy_data["report"]
+    runs = _runs_by_arm(proxy_data["uri"], proxy_data["parent"])
+    full, full_packed = _cost_by_hand(runs["full"], proxy_data["plan"], "full")
+    for arm in ("mi+labelcrop-4", "mi+labelcrop-8", "random-4", "random-8"):
+        hours, packed = _cost_by_hand(runs[arm], proxy_data["plan"], arm)
+        key = arm.replace("+", "_")
+        assert report.metrics[f"speedup_vs_full.{key}"] == pytest.approx(full / hours)
+        assert report.metrics[f"speedup_vs_full_equal_pack.{key}"] == pytest.approx(full_packed / packed)
+        assert report.metrics[f"device_hours_per_repeat.{key}"] == pytest.approx(hours)
+    hours, packed = _cost_by_hand(runs["mi+labelcrop-8"], proxy_data["plan"], "mi+labelcrop-8")
+    assert report.metrics["speedup_vs_full"] == pytest.approx(full / hours)
+    assert report.metrics["speedup_vs_full_equal_pack"] == pytest.approx(full_packed / packed)
+    # 4 trials of 0.02-0.022 h per full search; the selection's 0.1 h per search is charged to MI+Labelcrop, not to random
+    assert report.metrics["speedup_vs_full"] == pytest.approx(0.084 / (0.016 + 0.1))
+    assert report.metrics["speedup_vs_full.random-8"] == pytest.approx(0.084 / 0.016)
+    assert "GPU-hours" in report.markdown and "device wall-hours (CPU)" not in report.markdown
+
+
+def test_table_one_at_the_reference_best_point(proxy_data: dict[str, Any]) -> None:
+    report: StudyReport = proxy_data["report"]
+    best = POINTS[0]  # best by external Dice; internal would pick rmsprop/0.001
+    assert f"Best grid point of `full` by mean external Dice over repeats: `{best}`" in report.markdown
+    runs = _runs_by_arm(proxy_data["uri"], proxy_data["parent"])
+    table = report.markdown.split("## Table 1", 1)[1].split("\n## ", 1)[0]
+    for label, arm in (("MI+Labelcrop", "mi+labelcrop-8"), ("Random baseline", "random-8"), ("Full Dataset", "full")):
+        values = [r.data.metrics["test_dice"] for r in runs[arm] if r.data.tags["proxyhpo.point"] == best and r.info.status == "FINISHED"]
+        row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in row, row
+    assert "| MI+Labelcrop | 8 cases (50%) | 0.6000 ± 0.0000 |" in table
+    summary = json.loads((Path(tracking.client(proxy_data["uri"]).download_artifacts(proxy_data["parent"], "summary.json", str(proxy_data["out"])))).read_text())
+    assert summary["best_point"] == best and summary["dice"] == "external" and summary["headline_arm"] == "mi+labelcrop-8"
+    assert summary["n_trials"] == 60 and summary["n_failed"] == 2
+
+
+def test_parent_holds_metrics_and_artifacts_and_is_finished(proxy_data: dict[str, Any]) -> None:
+    client = tracking.client(proxy_data["uri"])
+    parent = client.get_run(proxy_data["parent"])
+    assert parent.info.status == "FINISHED"
+    metrics = parent.data.metrics
+    for key in ("pearson_r", "pearson_r_low", "pearson_r_high", "spearman_rho", "spearman_rho_low", "spearman_rho_high", "kendall_tau",
+                "kendall_tau_low", "kendall_tau_high", "speedup_vs_full", "speedup_vs_full_equal_pack", "spearman_rho.mi_labelcrop-8",
+                "kendall_tau_high.random-4", "total_gpu_hours", "total_process_hours", "n_trials", "n_failed_trials"):
+        assert key in metrics, key
+    assert metrics["n_trials"] == 60 and metrics["n_failed_trials"] == 2
+    gpu = sum(t["gpu_hours"] for t in proxy_data["trials"])
+    assert metrics["total_gpu_hours"] == pytest.approx(gpu)
+    assert metrics == pytest.approx(proxy_data["report"].metrics)
+    artifacts = {entry.path for entry in client.list_artifacts(proxy_data["parent"])}
+    assert {"report.md", "summary.json", "study.json", "cells.json", "fig4_data_usage.png", "fig2_mi_labelcrop-8.png", "fig2_random-8.png"} <= artifacts
+
+
+def test_markdown_and_html_files(proxy_data: dict[str, Any]) -> None:
+    report: StudyReport = proxy_data["report"]
+    out: Path = proxy_data["out"]
+    text = (out / "report.md").read_text()
+    assert text == report.markdown
+    assert text.startswith("# Proxy data study `pd-study`")
+    for heading in ("## What was run", "## Table 1", "## Correlation with the full data (external Dice; Fig. 2)", "## Dice against data used", "## Cost", "## Plots"):
+        assert heading in text
+    assert "60 trials, 2 failed" in text
+    assert "- `mi+labelcrop-8`: 4 grid points, mean external Dice over 3 repeats per arm; 95% bootstrap interval over repeats" in text
+    assert "[fig2_mi_labelcrop-8.png](fig2_mi_labelcrop-8.png)" in text
+    page = (out / "report.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == len(report.plots) == 3
+    assert all(base64.b64decode(image)[:8] == PNG_SIGNATURE for image in images)
+    assert "<pre>" in page and "# Proxy data study `pd-study`" in page
+    assert [p.name for p in out.iterdir() if "partial" in p.name or p.name.startswith(".")] == []
+
+
+# ------------------------------------------------------------------------------------------ the proxy network study
+
+
+def test_proxy_net_study(store: str, tmp_path: Path) -> None:
+    studies = StudiesConfig(grid=GRID, proxy_net=ProxyNetStudyConfig(levels=(5, 4, 3), repeats=2))
+    study = StudyConfig(name="pn-study", data=DataConfig(dataset="/data/spleen"), studies=studies)
+    rng = np.random.default_rng(3)
+    plan, trials = [], []
+    noise = {"full": 0.0, "proxy-L5": 0.01, "proxy-L4": 0.05, "proxy-L3": 0.2}
+    for arm, network in (("full", NetworkConfig.full()), *((f"proxy-L{n}", NetworkConfig.proxy(n)) for n in (5, 4, 3))):
+        for repeat in range(2):
+            plan.append(_cell("proxy-net-study", arm, repeat, network, N_CASES))
+            for point in POINTS:  # on the CPU: no GPU-hours, each trial's share of the wall-clock hours
+                dice = float(np.clip(TRUTH[point] + rng.normal(0, noise[arm]), 0, 1))
+                trials.append(_trial(arm, repeat, point, dice, None, 0.0, 0.01 if arm == "full" else 0.004))
+    parent = _log_study(store, study, "proxy-net-study", plan, trials)
+    report = build_study_report(parent, tmp_path, tracking_uri=store)
+    assert report.kind == "proxy-net-study" and report.verdict is None
+    runs = _runs_by_arm(store, parent)
+    for arm in ("proxy-L5", "proxy-L4", "proxy-L3"):
+        for name, value in _by_hand(runs[arm], runs["full"], "final_val_dice").items():  # internal Dice
+            assert report.metrics[f"{name}.{arm}"] == pytest.approx(value, abs=1e-9)
+    assert report.metrics["pearson_r"] == report.metrics["pearson_r.proxy-L5"]  # headline: the deepest proxy
+    assert report.metrics["speedup_vs_full"] == pytest.approx(0.04 / 0.016)
+    assert report.metrics["total_gpu_hours"] == 0 and report.metrics["total_process_hours"] == pytest.approx(8 * 0.01 + 24 * 0.004)
+    assert set(report.plots) == {"fig3_proxy_networks"} and Path(report.plots["fig3_proxy_networks"]).read_bytes()[:8] == PNG_SIGNATURE
+    assert (tmp_path / "report.md").read_text() == report.markdown
+    assert report.markdown.startswith("# Proxy network study `pn-study`")
+    assert "Hours are **device wall-hours (CPU)**" in report.markdown and "selection, per search" not in report.markdown
+    assert "## Correlation with the full network (internal Dice; Fig. 3)" in report.markdown
+    assert tracking.client(store).get_run(parent).info.status == "RUNNING"  # building logs nothing, closes nothing
+
+
+# ------------------------------------------------------------------------------------------ the trust check
+
+LRS = (0.001, 0.0006, 0.0004, 0.0001)
+
+
+def _trust_study(name: str, dice: str) -> tuple[StudyConfig, list[str]]:
+    trust = TrustConfig(grid={"lr": LRS}, repeats=2, metric="spearman", dice=dice, threshold=0.5)
+    study = StudyConfig(name=name, data=DataConfig(dataset="/data/spleen"), studies=StudiesConfig(grid=GRID, trust=trust))
+    return study, [p.point_id for p in grid_points({"lr": LRS})]
+
+
+def _log_trust(store: str, study: StudyConfig, points: list[str], proxy_dice: list[float]) -> str:
+    plan, trials = [], []
+    for repeat in range(2):
+        plan.append(_cell("trust", "full", repeat, NetworkConfig.full(), N_CASES))
+        plan.append(_cell("trust", "proxy", repeat, NetworkConfig.proxy(3), 8, 36.0, "cpu"))
+        for i, point in enumerate(points):
+            trials.append(_trial("full", repeat, point, (0.8, 0.7, 0.6, 0.5)[i] + 0.01 * repeat, None, 0.0, 0.01))
+            trials.append(_trial("proxy", repeat, point, proxy_dice[i] + 0.01 * repeat, None, 0.0, 0.001))
+    return _log_study(store, study, "trust", plan, trials)
+
+
+def test_trust_passes(store: str, tmp_path: Path) -> None:
+    study, points = _trust_study("trust-pass", "internal")
+    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3])
+    report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
+    verdict = report.verdict
+    assert verdict is not None and verdict.passed is True
+    assert (verdict.metric, verdict.dice, verdict.threshold) == ("spearman", "internal", 0.5)
+    assert verdict.value == pytest.approx(1.0) and verdict.low is not None and verdict.high is not None
+    assert verdict.message.startswith("proxy trusted: spearman 1.00 [") and "over 4 grid points >= 0.5" in verdict.message
+    assert "\n" not in verdict.message
+    metrics = tracking.client(store).get_run(parent).data.metrics
+    assert metrics["trust_passed"] == 1 and metrics["trust_value"] == pytest.approx(1.0) and metrics["spearman_rho"] == pytest.approx(1.0)
+    assert metrics["spearman_rho.proxy"] == pytest.approx(1.0)
+    # selection: 36 s per search = 0.01 h on top of 4 x 0.001 h of trials
+    assert metrics["speedup_vs_full"] == pytest.approx(0.04 / (0.004 + 0.01))
+    assert f"**Verdict: {verdict.message}.**" in report.markdown
+    assert "trust_proxy_vs_full" in report.plots
+
+
+def test_trust_fails_and_falls_back_to_internal_dice(store: str, tmp_path: Path) -> None:
+    study, points = _trust_study("trust-fail", "external")  # asked for external Dice, but none is logged
+    parent = _log_trust(store, study, points, [0.3, 0.5, 0.55, 0.6])  # ranks the grid the other way round
+    report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
+    verdict = report.verdict
+    assert verdict is not None and verdict.passed is False and verdict.dice == "internal"
+    assert verdict.over.startswith("internal Dice (external was asked, but the study logged no external Dice); 4 grid points")
+    assert verdict.message.startswith("proxy not trusted: spearman -1.00 [") and "< 0.5 (internal Dice)" in verdict.message
+    run = tracking.client(store).get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["trust_passed"] == 0 and run.data.metrics["trust_value"] == pytest.approx(-1.0)
+
+
+def test_trust_undecided_when_the_proxy_is_flat(store: str, tmp_path: Path) -> None:
+    study, points = _trust_study("trust-flat", "internal")
+    parent = _log_trust(store, study, points, [0.5, 0.5, 0.5, 0.5])
+    report = build_study_report(parent, tmp_path, tracking_uri=store)
+    assert report.verdict is not None and report.verdict.passed is None and report.verdict.value is None
+    assert report.verdict.message.startswith("proxy trust undecided: spearman over 4 grid points (internal Dice) is undefined")
+    assert "trust_passed" not in report.metrics and "trust_value" not in report.metrics and "spearman_rho" not in report.metrics
+
+
+# ------------------------------------------------------------------------------------------ proxyhpo report
+
+
+def test_render_report_for_an_experiment(proxy_data: dict[str, Any], store: str) -> None:
+    text = render_report("pd-study", tracking_uri=store)
+    assert latest_study_run("pd-study", tracking_uri=store) == proxy_data["parent"]
+    assert text == proxy_data["report"].markdown  # built again from MLflow alone, the same
+    assert render_report(proxy_data["parent"], tracking_uri=store) == text
+
+
+def test_render_report_of_an_hpo_run_is_its_logged_report(store: str) -> None:
+    study = StudyConfig(name="hpo-render", data=DataConfig(dataset="/data/spleen"))
+    parent = tracking.start_parent_run(study.name, "hpo", config=study.model_dump(mode="json"), tracking_uri=store)
+    with pytest.raises(ProxyHPOError, match=r"has no report.md yet"):
+        render_report("hpo-render", tracking_uri=store)
+    tracking.client(store).log_text(parent, "# Study `hpo-render`\n", "report.md")
+    assert render_report("hpo-render", tracking_uri=store) == "# Study `hpo-render`\n"
+    with pytest.raises(ProxyHPOError, match=r"is a hpo run, not one of the comparison studies this report covers"):
+        build_study_report(parent, "unused", tracking_uri=store)
+
+
+def test_missing_experiment_run_or_study(store: str) -> None:
+    with pytest.raises(ProxyHPOError, match=r"^'no-such-thing' is neither an MLflow experiment nor a run in "):
+        render_report("no-such-thing", tracking_uri=store)
+    with pytest.raises(ProxyHPOError, match=r"^no MLflow experiment 'nowhere' in "):
+        latest_study_run("nowhere", tracking_uri=store)
+    tracking.ensure_experiment("empty-exp", tracking_uri=store)
+    with pytest.raises(ProxyHPOError, match=r"holds no study run"):
+        latest_study_run("empty-exp", tracking_uri=store)
+
+
+def test_a_retried_cell_keeps_its_finished_run_and_running_trials_are_not_failures(store: str, tmp_path: Path) -> None:
+    study, points = _trust_study("trust-retry", "internal")
+    plan = [_cell("trust", arm, 0, NetworkConfig.full(), N_CASES) for arm in ("full", "proxy")]
+    trials = [_trial("full", 0, p, 0.8 - 0.1 * i, None, 0.0, 0.01) for i, p in enumerate(points)]
+    trials += [_trial("proxy", 0, points[0], None, None, 0.0, 0.001, failed=True)]  # the first attempt failed ...
+    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:3])]  # ... its retry finished
+    parent = _log_study(store, study, "trust", plan, trials)
+    client = tracking.client(store)
+    tags = {tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial", "proxyhpo.arm": "proxy", "proxyhpo.repeat": "0", "proxyhpo.point": points[3]}
+    client.create_run(client.get_run(parent).info.experiment_id, tags=tags)  # still running
+    cells = collect_cells(parent, tracking_uri=store)
+    assert [(c.point, c.internal_dice) for c in cells["proxy"]] == sorted(
+        [(points[0], pytest.approx(0.7)), (points[1], pytest.approx(0.6)), (points[2], pytest.approx(0.5)), (points[3], None)]
+    )
+    report = build_study_report(parent, tmp_path, tracking_uri=store)
+    assert "8 trials, 0 failed, 1 still running" in report.markdown
+    assert report.metrics["n_trials"] == 8 and report.metrics["n_failed_trials"] == 0
+    assert report.verdict is not None and report.verdict.passed is True and "over 3 grid points" in report.verdict.message

@@ -1,0 +1,157 @@
+"""The comparison studies and the trust check run end to end by kfp.local.SubprocessRunner at a tiny size.
+
+The report each run ends with is checked against the MLflow runs it summarises: a correlation recomputed
+from the child runs equals the reported one, and so does a speed-up recomputed from their hours.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from scipy import stats
+
+from proxyhpo import paths
+from proxyhpo.config import StudyConfig, parse_config
+from proxyhpo.launch import run_local
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_studies(root: Path, **studies) -> StudyConfig:
+    document = {
+        "name": "tiny-studies",
+        "data": {
+            "dataset": str(root / "tiny"),
+            "external": str(root / "tiny-external"),
+            "synthetic": {"task": "spleen", "cases": 8, "size": 32, "seed": 3, "external_cases": 2},
+            "holdout_fraction": 0.25,
+        },
+        "similarity": {"patch": 16},
+        "selection": {"method": "mi+labelcrop", "budget": 4},
+        "training": {
+            "network": "proxy",
+            "proxy_levels": 3,
+            "recipe": {
+                "name": "tiny",
+                "spacing": None,
+                "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
+                "patch_size": [32, 32, 32],
+                "num_samples": 1,
+                "roi_size": [32, 32, 32],
+                "sw_batch_size": 1,
+            },
+            "epochs": 1,
+            "pack_size": 4,
+            "batch_size": 1,
+        },
+        "studies": {
+            "grid": {"optimizer": ["adam", "rmsprop"], "lr": [0.01, 0.001]},
+            "proxy_data": {"methods": ["mi+labelcrop", "random"], "budgets": [4], "repeats": 2, "network": "proxy"},
+            "proxy_net": {"levels": [3], "repeats": 2},
+            "trust": {"grid": {"lr": [0.01, 0.003, 0.001]}, "repeats": 2, "threshold": -1.0},
+            **studies,
+        },
+    }
+    return parse_config(StudyConfig, document, "<test>")
+
+
+def _runs(kind: str):
+    client = mlflow.MlflowClient(paths.tracking_uri())
+    experiment = client.get_experiment_by_name("tiny-studies")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == kind]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, parent, children
+
+
+def _mean_dice_by_point(children, arm: str, metric: str) -> dict[str, float]:
+    by_point: dict[str, list[float]] = {}
+    for run in children:
+        if run.data.tags["proxyhpo.arm"] == arm and run.info.status == "FINISHED":
+            by_point.setdefault(run.data.tags["proxyhpo.point"], []).append(run.data.metrics[metric])
+    return {point: float(np.mean(values)) for point, values in by_point.items()}
+
+
+def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
+    run_local(tiny_studies(tmp_path), "proxy-data-study")
+    client, parent, children = _runs("proxy-data-study")
+    assert parent.info.status == "FINISHED"
+    # (all data + 2 methods x 1 budget) x 2 repeats x 4 grid points
+    assert len(children) == 3 * 2 * 4
+    assert {run.data.tags["proxyhpo.arm"] for run in children} == {"full", "mi+labelcrop-4", "random-4"}
+    assert {run.data.tags["proxyhpo.repeat"] for run in children} == {"0", "1"}
+    for run in children:
+        assert {"lr", "optimizer", "network", "data"} <= set(run.data.params)
+        assert {"final_val_dice", "test_dice", "process_hours", "steps_run"} <= set(run.data.metrics)
+
+    # the reported correlation is the one recomputed from the child runs
+    reference = _mean_dice_by_point(children, "full", "test_dice")
+    proxy = _mean_dice_by_point(children, "mi+labelcrop-4", "test_dice")
+    points = sorted(set(reference) & set(proxy))
+    expected = stats.spearmanr([proxy[p] for p in points], [reference[p] for p in points]).statistic
+    if np.isfinite(expected):
+        assert parent.data.metrics["spearman_rho"] == pytest.approx(expected, abs=1e-9)
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"report.md", "cells.json", "study.json"} <= artifacts
+    cells = json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json")).read_text())
+    assert len(cells) == 6 and all(cell["selection_seconds"] > 0 for cell in cells if cell["arm"] == "mi+labelcrop-4")
+
+    # the speed-up as run is recomputed from the runs' hours and the selection's cost
+    def hours(arm: str) -> float:
+        return sum(run.data.metrics["process_hours"] for run in children if run.data.tags["proxyhpo.arm"] == arm) / 2
+
+    selection = next(cell["selection_seconds"] for cell in cells if cell["arm"] == "mi+labelcrop-4") / 3600
+    assert parent.data.metrics["speedup_vs_full"] == pytest.approx(hours("full") / (hours("mi+labelcrop-4") + selection), rel=1e-6)
+
+
+def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
+    run_local(tiny_studies(tmp_path), "proxy-net-study")
+    _, parent, children = _runs("proxy-net-study")
+    assert parent.info.status == "FINISHED"
+    assert {run.data.tags["proxyhpo.arm"] for run in children} == {"full", "proxy-L3"}
+    assert {run.data.params["network"] for run in children} == {"full", "proxy-L3"}
+    assert len(children) == 2 * 2 * 4
+    # every network of a repeat trains on the same split
+    cases = {(run.data.tags["proxyhpo.arm"], run.data.tags["proxyhpo.repeat"]) for run in children}
+    assert len(cases) == 4
+
+
+def test_trust_check(tmp_path: Path, isolated_home: Path) -> None:
+    summary = run_local(tiny_studies(tmp_path), "trust")
+    verdict = summary["verdict"]
+    _, parent, children = _runs("trust")
+    assert len(children) == 2 * 2 * 3
+    assert {run.data.params["lr"] for run in children} == {"0.01", "0.003", "0.001"}
+    if verdict["value"] is not None:  # a threshold of -1 passes any defined correlation
+        assert verdict["passed"] is True and parent.data.metrics["trust_passed"] == 1.0
+    assert parent.info.status == "FINISHED"
+
+
+def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
+    # two arms, one final model each: the other arms differ only in the data and network they pass on
+    study = tiny_studies(tmp_path, comparison={"arms": ["all-data", "proxy-data"], "repeats": 1})
+    document = study.model_dump(mode="json")
+    document["search"] = {"rounds": 1, "proposals_per_round": 2}
+    document["final"] = {"epochs": 1, "network": "proxy"}
+    run_local(parse_config(StudyConfig, document, "<test>"), "automl-comparison")
+    client, parent, children = _runs("automl-comparison")
+    assert parent.info.status == "FINISHED"
+    trials = [run for run in children if run.data.tags["proxyhpo.role"] == "trial"]
+    finals = [run for run in children if run.data.tags["proxyhpo.role"] == "final"]
+    assert sorted(run.data.tags["proxyhpo.arm"] for run in trials) == ["all-data"] * 2 + ["proxy-data"] * 2
+    assert {run.data.params["data"] for run in trials} == {"full", "mi+labelcrop-4"}
+    assert sorted((run.data.tags["proxyhpo.arm"], run.data.tags["proxyhpo.repeat"]) for run in finals) == [("all-data", "0"), ("proxy-data", "0")]
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id, "manifests")}
+    assert artifacts == {f"manifests/{arm}.json" for arm in ("all-data", "proxy-data")}
+
+    # the speed-up as run is recomputed from the searches' hours and the proxy selection's cost
+    def search_hours(arm: str) -> float:
+        return sum(run.data.metrics["process_hours"] for run in trials if run.data.tags["proxyhpo.arm"] == arm)
+
+    manifest = json.loads(Path(client.download_artifacts(parent.info.run_id, "manifests/proxy-data.json")).read_text())
+    expected = search_hours("all-data") / (search_hours("proxy-data") + manifest["selection_seconds"] / 3600)
+    assert parent.data.metrics["speedup_vs_full"] == pytest.approx(expected, rel=1e-6)
