@@ -11,7 +11,7 @@ search's.
 from kfp import dsl
 
 from pipelines.hpo import search_rounds
-from pipelines.tasks import gpu_task, light_task
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
@@ -24,8 +24,29 @@ def build_automl_comparison(study: StudyConfig):
     Rounds, arms and repeats are unrolled when the pipeline is built, so they fix its shape with the GPUs.
     """
     comparison = study.studies.comparison
+    defaults = run_defaults(study)
 
-    @dsl.pipeline(
+    def automl_comparison(
+        study_config: str = study.model_dump_json(),
+        dataset: str = defaults["dataset"],
+        external: str = defaults["external"],
+        study_name: str = defaults["study_name"],
+    ):
+        with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
+            start = opening_task(study_config, dataset, external, study_name, kind="automl-comparison", shape=study.shape)
+            run = start.outputs["study_run"]
+            data = light_task(c.prepare_data(study_run=run), "prepare data")
+            finals = []
+            for arm in comparison.arms:
+                manifest = gpu_task(c.select_arm_data(arm=arm, study_run=run, data=data.outputs["data"]), f"{arm}: select data", study)
+                state = search_rounds(study, start, data, manifest, arm=arm)
+                for repeat in range(comparison.repeats):
+                    final = c.final_training(study_run=run, data=data.outputs["data"], state=state, arm=arm, repeat=repeat)
+                    finals.append(gpu_task(final, f"{arm}: final model {repeat + 1}", study).set_retry(num_retries=2, backoff_duration="60s"))
+            light_task(c.comparison_report(study_run=run).after(*finals), "report", cache=False)
+
+    automl_comparison.__doc__ = "Run every search arm, train each result in full, and report the comparison.\n" + RUN_PARAMETERS_DOC
+    return dsl.pipeline(
         name="proxyhpo-automl-comparison",
         display_name=f"proxyhpo automl comparison: {study.name}",
         description=(
@@ -33,31 +54,4 @@ def build_automl_comparison(study: StudyConfig):
             f"each result trained as the full model on all data {comparison.repeats} times; reports the paper's Table 2 "
             "(internal and external Dice, GPU-hours per search) and Fig. 4C/D (distance to the all-data search's hyper-parameters)."
         ),
-    )
-    def automl_comparison(study_config: str = study.model_dump_json()):
-        """Run every search arm, train each result in full, and report the comparison.
-
-        Args:
-            study_config: the whole study config as JSON; its rounds and GPUs were fixed when this pipeline was
-                compiled, and the first task refuses a config that differs.
-        """
-        closing = light_task(c.close_study(study=study_config, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
-        with dsl.ExitHandler(closing, name="study"):
-            opening = c.start_study(
-                study=study_config, pipeline="automl-comparison", pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, compiled_shape=study.shape.model_dump_json()
-            )
-            start = light_task(opening, "open MLflow study run", cache=False)
-            data = light_task(c.prepare_data(study=study_config).after(start), "prepare data")
-            finals = []
-            for arm in comparison.arms:
-                selecting = c.select_arm_data(study=study_config, arm=arm, study_run=start.outputs["study_run"], data=data.outputs["data"])
-                manifest = gpu_task(selecting, f"{arm}: select data", study)
-                state = search_rounds(study_config, study, start, data, manifest, rounds=study.search.rounds, parallelism=study.resources.gpus, arm=arm)
-                for repeat in range(comparison.repeats):
-                    final = c.final_training(
-                        study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state, arm=arm, repeat=repeat
-                    )
-                    finals.append(gpu_task(final, f"{arm}: final model {repeat + 1}", study))
-            light_task(c.comparison_report(study_run=start.outputs["study_run"]).after(*finals), "report", cache=False)
-
-    return automl_comparison
+    )(automl_comparison)

@@ -8,12 +8,13 @@ packs and fanned out with ``dsl.ParallelFor`` (parallelism = GPUs), each pack on
 
 from kfp import dsl
 
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, opening_task, run_defaults
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
-__all__ = ["PIPELINE_NAME", "build_hpo_pipeline"]
+__all__ = ["PIPELINE_NAME", "build_hpo_pipeline", "search_rounds"]
 
 PIPELINE_NAME = "proxyhpo-hpo"
 
@@ -22,15 +23,31 @@ def build_hpo_pipeline(study: StudyConfig):
     """Build the HPO pipeline for ``study`` (its rounds, proposals and resources fix the pipeline's shape).
 
     Args:
-        study: the study config; it also becomes the default of the pipeline's ``study`` input.
+        study: the study config; it also gives the defaults of the pipeline's run parameters.
 
     Returns:
         The KFP pipeline function, ready for ``kfp.compiler.Compiler().compile`` or a local run.
     """
     rounds = study.search.rounds
-    parallelism = study.resources.gpus
+    defaults = run_defaults(study)
 
-    @dsl.pipeline(
+    def hpo(
+        study_config: str = study.model_dump_json(),
+        dataset: str = defaults["dataset"],
+        external: str = defaults["external"],
+        study_name: str = defaults["study_name"],
+    ):
+        with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
+            start = opening_task(study_config, dataset, external, study_name, kind="hpo", shape=study.shape)
+            _search(start, study)
+
+    hpo.__doc__ = (
+        "Search hyper-parameters on proxy data and proxy networks, then train the final model.\n"
+        + RUN_PARAMETERS_DOC
+        + "\n        The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the\n"
+        "        study's parent run: a pipeline output cannot come from inside the exit handler.\n"
+    )
+    return dsl.pipeline(
         name=PIPELINE_NAME,
         display_name=f"proxyhpo HPO: {study.name}",
         description=(
@@ -38,76 +55,70 @@ def build_hpo_pipeline(study: StudyConfig):
             f"runs {rounds} rounds of the REINFORCE controller with trials packed onto GPUs, trains the final full model "
             "with the best hyper-parameters and reports Dice and GPU-hours to MLflow."
         ),
-    )
-    def hpo(study_config: str = study.model_dump_json()):
-        """Search hyper-parameters on proxy data and proxy networks, then train the final model.
-
-        Args:
-            study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); its search
-                rounds and GPUs were fixed when this pipeline was compiled, and the first task refuses a
-                config that differs.
-
-        The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the
-        study's parent run: a pipeline output cannot come from inside the exit handler.
-        """
-        closing = _light(c.close_study(study=study_config, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
-        with dsl.ExitHandler(closing, name="study"):
-            _search(study_config, rounds, parallelism, study)
-
-    return hpo
+    )(hpo)
 
 
-def _search(study_config: str, rounds: int, parallelism: int, study: StudyConfig):
-    """The study's tasks, inside the exit handler that closes its MLflow runs if anything fails."""
-    # The first task checks that study_config (editable in the Kubeflow UI) fits the compiled shape; the
-    # others wait for it, so a mismatch fails the run at once with one line.
-    opening = c.start_study(
-        study=study_config, pipeline="hpo", pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, compiled_shape=study.shape.model_dump_json()
-    )
-    start = _light(opening, "open MLflow study run", cache=False)
-    data = _light(c.prepare_data(study=study_config).after(start), "prepare data")
-    manifest = _light(c.select_data(study=study_config, data=data.outputs["data"]), "select proxy data")
-    state = search_rounds(study_config, study, start, data, manifest, rounds=rounds, parallelism=parallelism)
-    final = c.final_training(study=study_config, study_run=start.outputs["study_run"], data=data.outputs["data"], state=state)
+def _search(start: dsl.PipelineTask, study: StudyConfig):
+    """The study's tasks after the first, inside the exit handler that closes its MLflow runs if anything fails."""
+    run = start.outputs["study_run"]
+    data = _light(c.prepare_data(study_run=run), "prepare data")
+    selecting = c.select_data(study_run=run, data=data.outputs["data"])
+    gate = None
+    if study.search.trust_gate:  # fixed at compile time: the gate's tasks exist only when asked for
+        gate = _trust_gate(study, start, data)
+        selecting.after(gate)  # the search's first tasks wait for the verdict
+    manifest = _light(selecting, "select proxy data")
+    state = search_rounds(study, start, data, manifest, after=gate)
+    final = c.final_training(study_run=run, data=data.outputs["data"], state=state)
     _gpu(final, "final model", study)
-    _light(c.report(study=study_config, study_run=start.outputs["study_run"], state=state, final_result=final.outputs["result"]), "report", cache=False)
+    final.set_retry(num_retries=2, backoff_duration="60s")  # a preempted pod is retried and resumes from its checkpoint
+    _light(c.report(study_run=run, state=state, final_result=final.outputs["result"]), "report", cache=False)
+
+
+def _trust_gate(study: StudyConfig, start: dsl.PipelineTask, data: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The trust check before the search: calibration cells (logged with role ``calibration``), then the verdict."""
+    run = start.outputs["study_run"]
+    plan = _gpu(c.plan_cells(kind="trust", study_run=run, data=data.outputs["data"]), "trust gate: plan calibration", study)
+    with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name="trust-gate-cells") as cell:
+        train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], role="calibration")
+        _gpu(train, "trust gate: train a calibration cell", study)
+        train.set_retry(num_retries=2, backoff_duration="30s")
+    return _light(c.trust_gate(study_run=run, results=dsl.Collected(train.outputs["results"])), "trust gate: verdict", cache=False)
 
 
 def search_rounds(
-    study_config: str,
     study: StudyConfig,
     start: dsl.PipelineTask,
     data: dsl.PipelineTask,
     manifest: dsl.PipelineTask,
     *,
-    rounds: int,
-    parallelism: int,
     arm: str = "",
+    after: dsl.PipelineTask | None = None,
 ):
     """The RL search, unrolled: init the controller, then per round propose, train the packs in parallel, update.
 
     Args:
+        study: the study the pipeline is compiled for: its rounds and GPUs shape the search.
+        start, data, manifest: the tasks that opened the run, prepared the data and chose the search data.
         arm: the automl comparison's search arm ('' for the HPO pipeline's one search); it labels the
             tasks and tags the trials.
+        after: a task the search waits for besides the study run (the trust gate).
 
     Returns:
         The controller's final state (an artifact channel).
     """
+    run = start.outputs["study_run"]
     label = f"{arm}: " if arm else ""
-    state = _light(c.controller_init(study=study_config).after(start), f"{label}init controller").outputs["state"]
-    for round_index in range(rounds):
-        propose = _light(c.controller_propose(study=study_config, state=state), f"{label}round {round_index + 1}: propose", cache=False)
+    init = c.controller_init(study_run=run)
+    if after is not None:
+        init.after(after)
+    state = _light(init, f"{label}init controller").outputs["state"]
+    for round_index in range(study.search.rounds):
+        propose = _light(c.controller_propose(study_run=run, state=state), f"{label}round {round_index + 1}: propose", cache=False)
         loop = f"{arm}-round-{round_index + 1}-packs" if arm else f"round-{round_index + 1}-packs"
-        with dsl.ParallelFor(propose.outputs["Output"], parallelism=parallelism, name=loop) as pack:
+        with dsl.ParallelFor(propose.outputs["Output"], parallelism=study.resources.gpus, name=loop) as pack:
             arguments = {"arm": arm} if arm else {}  # the HPO pipeline keeps the component's default
-            train = c.train_pack(
-                study=study_config,
-                pack=pack,
-                study_run=start.outputs["study_run"],
-                data=data.outputs["data"],
-                manifest=manifest.outputs["manifest"],
-                **arguments,
-            )
+            train = c.train_pack(pack=pack, study_run=run, data=data.outputs["data"], manifest=manifest.outputs["manifest"], **arguments)
             _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
         update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))

@@ -9,7 +9,7 @@ run that fails.
 
 from kfp import dsl
 
-from pipelines.tasks import gpu_task, light_task
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
@@ -34,33 +34,28 @@ DESCRIPTIONS = {
 
 
 def _build(kind: str, study: StudyConfig):
-    parallelism = study.resources.gpus
+    defaults = run_defaults(study)
 
-    @dsl.pipeline(name=f"proxyhpo-{kind}", display_name=f"proxyhpo {kind}: {study.name}", description=DESCRIPTIONS[kind])
-    def comparison(study_config: str = study.model_dump_json()):
-        """Train every cell of the study and report it.
-
-        Args:
-            study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); its GPUs were
-                fixed when this pipeline was compiled, and the first task refuses a config that differs.
-        """
-        closing = light_task(c.close_study(study=study_config, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
-        with dsl.ExitHandler(closing, name="study"):
-            opening = c.start_study(
-                study=study_config, pipeline=kind, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, compiled_shape=study.study_shape.model_dump_json()
-            )
-            start = light_task(opening, "open MLflow study run", cache=False)
-            data = light_task(c.prepare_data(study=study_config).after(start), "prepare data")
-            planning = c.plan_cells(study=study_config, kind=kind, study_run=start.outputs["study_run"], data=data.outputs["data"])
-            plan = gpu_task(planning, "plan cells: select every arm's data", study)
-            with dsl.ParallelFor(plan.outputs["Output"], parallelism=parallelism, name="cells") as cell:
-                train = c.train_cell(study=study_config, cell=cell, study_run=start.outputs["study_run"], data=data.outputs["data"])
+    def comparison(
+        study_config: str = study.model_dump_json(),
+        dataset: str = defaults["dataset"],
+        external: str = defaults["external"],
+        study_name: str = defaults["study_name"],
+    ):
+        with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
+            start = opening_task(study_config, dataset, external, study_name, kind=kind, shape=study.study_shape)
+            run = start.outputs["study_run"]
+            data = light_task(c.prepare_data(study_run=run), "prepare data")
+            plan = gpu_task(c.plan_cells(kind=kind, study_run=run, data=data.outputs["data"]), "plan cells: select every arm's data", study)
+            with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name="cells") as cell:
+                train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"])
                 gpu_task(train, "train a cell's grid", study)
                 train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
-            report = c.study_report(study_run=start.outputs["study_run"], results=dsl.Collected(train.outputs["results"]))
+            report = c.study_report(study_run=run, results=dsl.Collected(train.outputs["results"]))
             light_task(report, "report", cache=False)
 
-    return comparison
+    comparison.__doc__ = "Train every cell of the study and report it.\n" + RUN_PARAMETERS_DOC
+    return dsl.pipeline(name=f"proxyhpo-{kind}", display_name=f"proxyhpo {kind}: {study.name}", description=DESCRIPTIONS[kind])(comparison)
 
 
 def build_proxy_data_study(study: StudyConfig):

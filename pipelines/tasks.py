@@ -1,10 +1,25 @@
-"""What every pipeline's tasks share: the cluster's Secret, ConfigMap and pod label, and CPU or GPU resources."""
+"""What every pipeline's tasks share: the cluster's Secret, ConfigMap and pod label, CPU or GPU resources, and the
+run's opening and closing tasks with the run parameters a user fills in in the Kubeflow UI."""
 
 from kfp import dsl, kubernetes
 
-from proxyhpo.config import StudyConfig
+from proxyhpo.config import PipelineShape, StudyConfig
+from proxyhpo.kfp import components as c
 
-__all__ = ["S3_SECRET", "S3_SECRET_KEYS", "ENDPOINTS_CONFIG_MAP", "ENDPOINT_KEYS", "PIPELINE_POD_LABEL", "cluster_env", "light_task", "gpu_task"]
+__all__ = [
+    "S3_SECRET",
+    "S3_SECRET_KEYS",
+    "ENDPOINTS_CONFIG_MAP",
+    "ENDPOINT_KEYS",
+    "PIPELINE_POD_LABEL",
+    "RUN_PARAMETERS_DOC",
+    "cluster_env",
+    "light_task",
+    "gpu_task",
+    "run_defaults",
+    "closing_task",
+    "opening_task",
+]
 #: The chart's Secret with the MinIO/S3 credentials (keys become environment variables of the same name).
 S3_SECRET = "proxyhpo-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -36,3 +51,43 @@ def gpu_task(task: dsl.PipelineTask, name: str, study: StudyConfig) -> dsl.Pipel
     task.set_cpu_request(resources.cpu).set_memory_request(resources.memory).set_cpu_limit(resources.cpu).set_memory_limit(resources.memory)
     kubernetes.add_toleration(task, key=resources.gpu_type, operator="Exists", effect="NoSchedule")
     return cluster_env(task)
+
+
+#: What every pipeline's inputs mean, for the Kubeflow UI (the docstring of each pipeline function).
+RUN_PARAMETERS_DOC = """
+        Args:
+            study_config: the whole study config as JSON (what `proxyhpo run` reads from the YAML); the settings
+                a pipeline is compiled for (rounds, GPUs) are checked by the first task, which refuses a config
+                that differs.
+            dataset: the data set: an MSD folder in the chart's MinIO, s3://bucket/prefix (wins over study_config's).
+            external: the external test set, s3://bucket/prefix, or none (wins over study_config's).
+            study_name: the MLflow experiment and the study's name (wins over study_config's).
+"""
+
+
+def run_defaults(study: StudyConfig) -> dict[str, str]:
+    """The defaults of a pipeline's run parameters: the study it is compiled for."""
+    return study.run_parameters()
+
+
+def closing_task(study_config: str, study_name: str) -> dsl.PipelineTask:
+    """The exit handler's task: closes the run's MLflow runs FAILED when the run did not succeed."""
+    return light_task(c.close_study(study=study_config, study_name=study_name, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
+
+
+def opening_task(study_config: str, dataset: str, external: str, study_name: str, *, kind: str, shape: PipelineShape) -> dsl.PipelineTask:
+    """The first task: resolves the run's study, checks it against the compiled ``shape`` and opens the MLflow run.
+
+    Every other task reads the study and the run from its ``study_run`` artifact, so they all wait for it:
+    a config edited in the UI into another shape fails the run at once, with one line.
+    """
+    opening = c.start_study(
+        study=study_config,
+        dataset=dataset,
+        external=external,
+        study_name=study_name,
+        pipeline=kind,
+        pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        compiled_shape=shape.model_dump_json(),
+    )
+    return light_task(opening, "open MLflow study run", cache=False)

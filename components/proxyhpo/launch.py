@@ -217,7 +217,7 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
         progress.start()
         try:
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
-            pipeline(study_config=study.model_dump_json())
+            pipeline(study_config=study.model_dump_json(), **study.run_parameters())
         except Exception as exc:
             progress.stopped.set()
             progress.join()
@@ -252,7 +252,7 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_func(
         pipeline_builder(kind)(study),
-        arguments={"study_config": study.model_dump_json()},
+        arguments={"study_config": study.model_dump_json(), **study.run_parameters()},
         experiment_name=study.name,
         run_name=f"{study.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "default_tracking_uri", "tracking_uri"]
+__all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "checkpoint_root", "default_tracking_uri", "tracking_uri"]
 
 
 def proxyhpo_home() -> Path:
@@ -26,6 +26,13 @@ def data_dir() -> Path:
 def artifacts_dir() -> Path:
     """The KFP local pipeline root."""
     return proxyhpo_home() / "artifacts"
+
+
+def checkpoint_root() -> str:
+    """Where long trials save checkpoints: ``$PROXYHPO_CHECKPOINT_ROOT`` (on a cluster, a folder of the chart's
+    MinIO bucket, ``s3://bucket/checkpoints``, so a retried pod on another node finds them), else
+    ``checkpoints/`` under the home folder."""
+    return os.environ.get("PROXYHPO_CHECKPOINT_ROOT") or str(proxyhpo_home() / "checkpoints")
 
 
 def default_tracking_uri() -> str:

@@ -8,31 +8,38 @@ belong to the study as a whole.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from proxyhpo import tracking
-from proxyhpo.config import PipelineShape, ProxyDataManifest, StudyConfig, StudyData, StudyRun
+from proxyhpo.config import PipelineShape, ProxyDataManifest, StudyConfig, StudyData, StudyRun, TrialResults, TrialState
+from proxyhpo.errors import TrialError
 
-__all__ = ["open_study", "close_study", "plan_study", "select_arm_data"]
+if TYPE_CHECKING:
+    from proxyhpo.analysis.study_report import TrustVerdict
+
+__all__ = ["open_study", "close_study", "plan_study", "select_arm_data", "check_trust"]
 
 
 def open_study(
     study: StudyConfig, *, pipeline: str, pipeline_run: str, compiled: PipelineShape, out: str | os.PathLike[str]
 ) -> StudyRun:
-    """Check the study against the pipeline it runs in, open its MLflow parent run and write its handle to ``out``.
+    """Check the study against the pipeline it runs in, open its MLflow parent run and write the run's handle to ``out``.
 
     Args:
-        study: the study config the run was launched with (possibly edited in the Kubeflow UI).
+        study: the study the run was launched with (its config, possibly edited in the Kubeflow UI, with
+            the run's data set, external set and name).
         pipeline: the pipeline's kind, the ``proxyhpo.pipeline`` tag (``hpo``, ``proxy-data-study``, ...).
         pipeline_run: the KFP run id, tagged so the exit handler finds the run again.
         compiled: the rounds and parallelism the pipeline was compiled for.
-        out: where the :class:`~proxyhpo.config.StudyRun` is written.
+        out: where the :class:`~proxyhpo.config.StudyRun` (the study and its run) is written for the other tasks.
 
     Raises:
         ConfigError: when the study's rounds or GPUs differ from the compiled pipeline's.
     """
     study.check_compiled_shape(compiled)
     run_id = tracking.start_parent_run(study.name, pipeline, config=study.model_dump(mode="json"), pipeline_run=pipeline_run)
-    run = StudyRun(experiment=study.name, run_id=run_id)
+    run = StudyRun(experiment=study.name, run_id=run_id, study=study)
     run.write(out)
     return run
 
@@ -68,6 +75,44 @@ def select_arm_data(study: StudyConfig, data: StudyData, arm: str, *, parent_run
     tracking.client().log_dict(parent_run_id, manifest.model_dump(mode="json"), f"manifests/{arm}.json")
     manifest.write(out)
     return manifest
+
+
+def check_trust(study: StudyConfig, result_files: Sequence[str | os.PathLike[str]]) -> TrustVerdict:
+    """The search's trust gate: the trust check's verdict on the calibration cells' results; stop unless trusted.
+
+    Args:
+        study: the study config (its ``studies.trust`` section: metric, Dice, threshold).
+        result_files: the calibration cells' :class:`~proxyhpo.config.TrialResults` files.
+
+    Returns:
+        The verdict, when the proxy is trusted.
+
+    Raises:
+        TrialError: when the proxy is not trusted, or the verdict is undecided: the search does not start.
+    """
+    from proxyhpo.analysis.statistics import GridCell
+    from proxyhpo.analysis.study_report import trust_verdict
+
+    cells: dict[str, list[GridCell]] = {}
+    for file in result_files:
+        for result in TrialResults.read(file).results:
+            finished = result.state == TrialState.COMPLETE
+            cells.setdefault(result.tags["arm"], []).append(
+                GridCell(
+                    arm=result.tags["arm"],
+                    repeat=int(result.tags["repeat"]),
+                    point=result.tags["point"],
+                    internal_dice=result.final_val_dice if finished else None,
+                    external_dice=result.test_dice if finished else None,
+                    device_hours=result.gpu_hours or result.process_hours,
+                    steps=result.steps_run,
+                    pack_size=result.pack_size,
+                )
+            )
+    verdict = trust_verdict(study, cells)
+    if not verdict.passed:
+        raise TrialError(f"the search stops before it starts: {verdict.message}; see the calibration runs in MLflow, or set search.trust_gate: false")
+    return verdict
 
 
 def close_study(study: StudyConfig, *, pipeline_run: str, succeeded: bool) -> list[str]:

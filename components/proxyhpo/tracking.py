@@ -48,6 +48,7 @@ ROLE_TAG = "proxyhpo.role"
 ROUND_TAG = "proxyhpo.round"
 PARENT_TAG = "mlflow.parentRunId"
 KFP_RUN_TAG = "proxyhpo.kfp_run_id"
+ATTEMPT_TAG = "proxyhpo.attempt"
 SYSTEM_METRICS_INTERVAL_S = 10
 
 logger = logging.getLogger(__name__)
@@ -256,13 +257,14 @@ class TrialRun:
         mlflow_client: the client to log with.
         run_id: the run.
         system_metrics: sample CPU, memory and GPU (through nvidia-ml-py) into this run while it is open.
+        logged_epochs: epochs whose validation Dice a resumed run holds already.
     """
 
-    def __init__(self, mlflow_client, run_id: str, *, system_metrics: bool = True) -> None:
+    def __init__(self, mlflow_client, run_id: str, *, system_metrics: bool = True, logged_epochs: set[int] | None = None) -> None:
         self.client = mlflow_client
         self.run_id = run_id
         self._monitor = None
-        self._logged_epochs: set[int] = set()
+        self._logged_epochs: set[int] = set(logged_epochs or ())
         if system_metrics:
             try:
                 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -276,7 +278,9 @@ class TrialRun:
                 self._monitor = None
 
     def log_epoch(self, epoch: int, val_dice: float) -> None:
-        """Log one epoch's validation Dice as step ``epoch``."""
+        """Log one epoch's validation Dice as step ``epoch`` (once: a resumed run keeps what it logged)."""
+        if int(epoch) in self._logged_epochs:
+            return
         self.client.log_metric(self.run_id, "val_dice", float(val_dice), step=int(epoch))
         self._logged_epochs.add(int(epoch))
 
@@ -314,6 +318,22 @@ class TrialRun:
         self.client.set_terminated(self.run_id, status="FAILED" if result.fail_reason else "FINISHED")
 
 
+def _trial_runs_of(mlflow_client: Any, experiment_id: str, parent_run_id: str, role: str) -> dict[str, Any]:
+    """The child runs of ``parent_run_id`` with ``role``, by trial id (the newest, should there be several)."""
+    found: dict[str, Any] = {}
+    runs = mlflow_client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{role}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=50000,
+    )
+    for run in runs:
+        trial_id = run.data.tags.get("proxyhpo.trial_id")
+        if trial_id:
+            found[trial_id] = run
+    return found
+
+
 @contextmanager
 def trial_runs(
     experiment: str,
@@ -341,6 +361,10 @@ def trial_runs(
         hyperparameter_names: the hyper-parameters logged as params: a study's search-space names; every
             hyper-parameter the trainer knows when None (a stand-alone plan searches nothing).
 
+    A trial of a study whose run already exists under ``parent_run_id`` (a retried task) resumes that
+    run: it is RUNNING again, its ``proxyhpo.attempt`` tag counts the attempts, and epochs it logged
+    already are not logged twice; it is never duplicated.
+
     Runs still open when the block raises are marked FAILED, so a crash never leaves runs RUNNING.
     """
     from proxyhpo.config import HyperParameters
@@ -349,7 +373,17 @@ def trial_runs(
     mlflow_client = client(tracking_uri)
     experiment_id = ensure_experiment(experiment, tracking_uri)
     runs: dict[str, TrialRun] = {}
+    # a retried task (an evicted pod, a preempted node) finds its trials' runs by their identity and resumes them
+    earlier = _trial_runs_of(mlflow_client, experiment_id, parent_run_id, role) if parent_run_id else {}
     for spec in trials:
+        found = earlier.get(spec.trial_id)
+        if found is not None:
+            attempt = int(found.data.tags.get(ATTEMPT_TAG, "1")) + 1
+            mlflow_client.update_run(found.info.run_id, status="RUNNING")
+            mlflow_client.set_tag(found.info.run_id, ATTEMPT_TAG, str(attempt))
+            logged = {int(metric.step) for metric in mlflow_client.get_metric_history(found.info.run_id, "val_dice")}
+            runs[spec.trial_id] = TrialRun(mlflow_client, found.info.run_id, system_metrics=system_metrics, logged_epochs=logged)
+            continue
         # the spec's own tags (a comparison study's study, arm, repeat and point) become proxyhpo.<key> tags
         tags = {f"proxyhpo.{key}": value for key, value in spec.tags.items()} | {ROLE_TAG: role, "proxyhpo.trial_id": spec.trial_id}
         if spec.round is not None:

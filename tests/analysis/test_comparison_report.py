@@ -14,15 +14,8 @@ import pytest
 from mlflow.entities import Metric
 
 from proxyhpo import tracking
-from proxyhpo.analysis.study_report import (
-    ArmSearch,
-    StudyReport,
-    build_study_report,
-    collect_searches,
-    read_manifests,
-    render_report,
-    write_study_report,
-)
+from proxyhpo.analysis.comparison_report import ArmSearch, collect_searches, read_manifests
+from proxyhpo.analysis.study_report import StudyReport, build_study_report, render_report, write_study_report
 from proxyhpo.config import DataConfig, ProxyDataManifest, SearchConfig, SearchSpace, StudiesConfig, StudyConfig
 from proxyhpo.config.studies import ComparisonConfig
 

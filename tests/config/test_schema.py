@@ -96,7 +96,7 @@ INSTANCES: dict[str, BaseModel] = {
         holdout_ids=("x",), search_ids=("a", "b", "c", "d"),
     ),
     "proxy_manifest": _manifest(),
-    "study_run": StudyRun(experiment="s", run_id="0123abc"),
+    "study_run": StudyRun(experiment="s", run_id="0123abc", study=StudyConfig.model_validate({"name": "s", "data": {"dataset": "s3://b/d"}})),
     "pipeline_shape": PipelineShape(rounds=3, gpus=2),
     "pipeline_shape_without_rounds": PipelineShape(rounds=None, gpus=2),
     "grid_point": grid_points({"optimizer": ("adam",), "lr": (0.001,)})[0],
@@ -154,7 +154,7 @@ def test_records_write_and_read(tmp_path: Path) -> None:
 
 def test_reading_a_record_of_another_kind_names_the_file_and_key(tmp_path: Path) -> None:
     path = INSTANCES["study_run"].write(tmp_path / "run.json")
-    with pytest.raises(ConfigError, match=r"run.json: required key 'dataset' is missing \(and 7 more\); fix: regenerate it with the study's prepare step"):
+    with pytest.raises(ConfigError, match=r"run.json: required key 'dataset' is missing \(and 8 more\); fix: regenerate it with the study's prepare step"):
         StudyData.read(path)
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"run.json: is not a StudyRun JSON file"):

@@ -149,9 +149,22 @@ def test_study_survives_its_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_records_round_trip(tmp_path: Path) -> None:
-    run = StudyRun(experiment="s", run_id="abc123")
+    run = StudyRun(experiment="s", run_id="abc123", study=StudyConfig.model_validate({"name": "s", "data": {"dataset": "d"}}))
     assert StudyRun.read(run.write(tmp_path / "deep" / "run.json")) == run
     assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_the_run_parameters_win_over_the_study_config() -> None:
+    study = StudyConfig.model_validate(
+        {"name": "demo", "data": {"dataset": ".proxyhpo/data/demo", "external": ".proxyhpo/data/ext", "synthetic": {"task": "spleen"}}}
+    )
+    text = study.model_dump_json()
+    assert study_from_json(text, **{"dataset": "", "external": "", "name": ""}) == study  # empty fields keep the config's
+    assert study_from_json(text, dataset=study.data.dataset, external="none", name="demo").data.external is None
+    on_minio = study_from_json(text, dataset="s3://proxyhpo/datasets/demo", external="s3://proxyhpo/datasets/ext", name="my-run")
+    assert (on_minio.name, on_minio.data.dataset, on_minio.data.external) == ("my-run", "s3://proxyhpo/datasets/demo", "s3://proxyhpo/datasets/ext")
+    assert on_minio.data.synthetic is None  # phantoms are generated locally; data in the object store are given
+    assert study.run_parameters() == {"dataset": ".proxyhpo/data/demo", "external": ".proxyhpo/data/ext", "study_name": "demo"}
 
 
 def test_missing_record_is_a_storage_error(tmp_path: Path) -> None:
@@ -166,8 +179,8 @@ def test_missing_record_is_a_storage_error(tmp_path: Path) -> None:
     [
         ("{not json", "is not a StudyRun JSON file"),
         ('{"experiment": "s"}', "required key 'run_id' is missing"),
-        ('{"experiment": "s", "run_id": "r", "schema_version": 2}', "key 'schema_version'"),
-        ('{"experiment": "s", "run_id": "r", "extra": 1}', "unknown key 'extra'"),
+        ('{"experiment": "s", "run_id": "r", "study": {"name": "s", "data": {"dataset": "d"}}, "schema_version": 2}', "key 'schema_version'"),
+        ('{"experiment": "s", "run_id": "r", "study": {"name": "s", "data": {"dataset": "d"}}, "extra": 1}', "unknown key 'extra'"),
     ],
 )
 def test_invalid_record_is_a_config_error_naming_its_writer(tmp_path: Path, text: str, expected: str) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from proxyhpo import paths
+from proxyhpo.cli import main
 from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 
@@ -120,15 +122,27 @@ def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
     assert len(cases) == 4
 
 
-def test_trust_check(tmp_path: Path, isolated_home: Path) -> None:
-    summary = run_local(tiny_studies(tmp_path), "trust")
-    verdict = summary["verdict"]
+def test_trust_check_from_the_command_line(tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(tiny_studies(tmp_path).model_dump(mode="json")))
+    code = main(["trust", str(config)])
+    verdict_line = capsys.readouterr().out.strip().splitlines()[-1]
     _, parent, children = _runs("trust")
     assert len(children) == 2 * 2 * 3
     assert {run.data.params["lr"] for run in children} == {"0.01", "0.003", "0.001"}
-    if verdict["value"] is not None:  # a threshold of -1 passes any defined correlation
-        assert verdict["passed"] is True and parent.data.metrics["trust_passed"] == 1.0
     assert parent.info.status == "FINISHED"
+    # a threshold of -1 passes any defined correlation; an undefined one (constant Dice after one epoch) is undecided
+    if "trust_value" in parent.data.metrics:
+        assert code == 0 and verdict_line.startswith("proxy trusted: spearman") and parent.data.metrics["trust_passed"] == 1.0
+    else:
+        assert code == 1 and verdict_line.startswith("proxy trust undecided")
+
+    # the report is printed from MLflow alone, and is the one the run logged
+    assert main(["report", "tiny-studies", "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    client = mlflow.MlflowClient(paths.tracking_uri())
+    logged = Path(client.download_artifacts(parent.info.run_id, "report.md")).read_text()
+    assert printed == logged and "Verdict" in printed
 
 
 def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:

@@ -409,3 +409,30 @@ def test_open_study_checks_the_compiled_shape_before_opening_a_run(tmp_path: Pat
     assert tracking.client(uri).get_run(run.run_id).info.status == "RUNNING"
     assert close_study(study, pipeline_run="kfp-2", succeeded=False) == [run.run_id]
     assert tracking.client(uri).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_a_retried_task_resumes_its_trial_runs_never_duplicates_them(tracking_uri: str) -> None:
+    name = _experiment()
+    parent = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=tracking_uri)
+    specs = [make_spec(f"r0-t00{i}") for i in range(2)]
+    options = dict(parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=False)
+    # the first attempt is killed after one epoch (an evicted pod): its runs end FAILED
+    with pytest.raises(RuntimeError, match="evicted"):
+        with tracking.trial_runs(name, specs, **options) as first:
+            first["r0-t000"].log_epoch(1, 0.30)
+            raise RuntimeError("evicted")
+    # the retry trains both trials again and finishes them
+    with tracking.trial_runs(name, specs, **options) as second:
+        for spec in specs:
+            second[spec.trial_id].log_epoch(1, 0.31)
+            second[spec.trial_id].log_epoch(2, 0.50)
+            second[spec.trial_id].finish(make_result(spec, [0.31, 0.50]))
+    assert {trial_id: run.run_id for trial_id, run in second.items()} == {trial_id: run.run_id for trial_id, run in first.items()}
+    client = tracking.client(tracking_uri)
+    experiment_id = tracking.ensure_experiment(name, tracking_uri)
+    children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert sorted(run.info.run_name for run in children) == ["r0-t000", "r0-t001"]
+    assert all(run.info.status == "FINISHED" and run.data.tags["proxyhpo.attempt"] == "2" for run in children)
+    resumed = second["r0-t000"].run_id
+    # one value per epoch: the killed attempt's epoch 1 is kept, the retry's is not logged twice
+    assert _history(client, resumed, "val_dice") == [(1, 0.30), (2, 0.50)]

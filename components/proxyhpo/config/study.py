@@ -125,12 +125,17 @@ class SearchConfig(StrictModel):
     """The RL search: R rounds of M proposals from the REINFORCE controller.
 
     Rounds are unrolled when the pipeline is compiled, so ``rounds`` fixes the pipeline's shape.
+
+    Attributes:
+        trust_gate: run the trust check (``studies.trust``) before the search and stop when the proxy is
+            not trusted; fixed when the pipeline is compiled.
     """
 
     space: SearchSpace = Field(default_factory=default_search_space)
     rounds: int = Field(3, ge=1, le=100)
     proposals_per_round: int = Field(4, ge=1, le=256)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    trust_gate: bool = False
 
 
 class TrialSettings(StrictModel):
@@ -187,6 +192,14 @@ class StudyConfig(StrictModel):
     def shape(self) -> PipelineShape:
         """What a compiled HPO pipeline of this study fixes: its rounds and its parallelism."""
         return PipelineShape(rounds=self.search.rounds, gpus=self.resources.gpus)
+
+    def run_parameters(self) -> dict[str, str]:
+        """The pipeline run parameters a user fills in in the Kubeflow UI, as this study sets them.
+
+        ``study_config`` holds the whole study; ``dataset``, ``external`` (``none`` for no external set)
+        and ``study_name`` are fields of their own, and win over the config's (see :func:`study_from_json`).
+        """
+        return {"dataset": self.data.dataset, "external": self.data.external or "none", "study_name": self.name}
 
     @property
     def study_shape(self) -> PipelineShape:
@@ -278,20 +291,29 @@ class PipelineShape(StrictModel):
 
 
 class StudyRun(Record):
-    """The study's MLflow parent run, handed from the task that opens it to every task that logs under it.
+    """The study as a pipeline run resolved it, and its MLflow parent run: what the first task hands every other.
 
-    It travels as a small artifact, not a parameter: kfp 2.17's local runner replaces every task-output
-    parameter entering a ``ParallelFor`` with the loop item.
+    The run's study is its ``study_config`` parameter with the run's own data set, external set and name
+    (the fields a user fills in when launching from the Kubeflow UI), validated once. It travels as a
+    small artifact, not a parameter: kfp 2.17's local runner replaces every task-output parameter
+    entering a ``ParallelFor`` with the loop item.
     """
 
     WRITTEN_BY = "the study's open step"
 
     experiment: str
     run_id: str = Field(min_length=1)
+    study: StudyConfig
 
 
-def study_from_json(text: str, source: str = "study_config") -> StudyConfig:
-    """The study config a pipeline task receives as its JSON parameter.
+def study_from_json(text: str, source: str = "study_config", *, dataset: str = "", external: str = "", name: str = "") -> StudyConfig:
+    """The study config a pipeline run receives as its JSON parameter, with the run's own data and name.
+
+    Args:
+        text: the ``study_config`` parameter.
+        source: named in errors.
+        dataset, external, name: the run's ``dataset``, ``external`` and ``study_name`` parameters; an
+            empty one keeps the study config's value (``external`` may be ``none`` to drop the external set).
 
     Raises:
         ConfigError: naming ``source`` and the key when the JSON is malformed or does not validate.
@@ -300,6 +322,17 @@ def study_from_json(text: str, source: str = "study_config") -> StudyConfig:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(source, f"is not valid JSON ({brief(exc)})", "pass the study config as JSON, as `proxyhpo run` does") from exc
+    if isinstance(document, dict):
+        if name:
+            document["name"] = name
+        data = document.get("data")
+        if isinstance(data, dict) and (dataset or external):
+            if dataset:
+                data["dataset"] = dataset
+            if external:
+                data["external"] = None if external.lower() == "none" else external
+            if any(location.startswith("s3://") for location in (dataset, external)):
+                data["synthetic"] = None  # phantoms are generated on a local disk; data in the object store are given
     return parse_config(StudyConfig, document, source)
 
 

@@ -126,6 +126,10 @@ class TrialPlan(Record):
         save_model_dir: when set, each trial's best-validation weights are saved there as
             ``<trial_id>.pt`` (a ``state_dict``).
         num_workers: threads used to preprocess volumes into the cache.
+        checkpoint: when set, where each pack saves a checkpoint (a local file or an ``s3://`` object; the
+            k-th pack of a plan with several appends ``-p<k>``) and resumes from when it finds one for its
+            trials: a retried task (a preempted pod) continues where the killed one stopped.
+        checkpoint_every: epochs between checkpoints (and after the last one).
     """
 
     WRITTEN_BY = "a study's training step, or by hand (see examples in the README)"
@@ -143,6 +147,8 @@ class TrialPlan(Record):
     cache_dir: str | None = None
     save_model_dir: str | None = None
     num_workers: int = Field(default=2, ge=0)
+    checkpoint: str | None = None
+    checkpoint_every: int = Field(default=10, ge=1)
 
     @field_validator("recipe")
     @classmethod

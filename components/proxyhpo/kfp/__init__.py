@@ -17,6 +17,7 @@ from proxyhpo.kfp.components import (
     study_report,
     train_cell,
     train_pack,
+    trust_gate,
 )
 from proxyhpo.kfp.image import RUNTIME_IMAGE
 
@@ -37,4 +38,5 @@ __all__ = [
     "study_report",
     "select_arm_data",
     "comparison_report",
+    "trust_gate",
 ]

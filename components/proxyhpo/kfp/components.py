@@ -1,12 +1,13 @@
-"""The HPO pipeline's components: thin wrappers, each reading its inputs, making one library call and
+"""The pipelines' components: thin wrappers, each reading its inputs, making one library call and
 writing its outputs.
 
 Lightweight Python components on the runtime image (which holds kfp, so ``install_kfp_package=False``),
-so ``kfp.local.SubprocessRunner`` runs them unchanged. The study config travels as one JSON string
-parameter; artifacts carry the versioned records stages hand each other (the study run, the data split,
-the proxy manifest, the controller state, trial results), the model and the report. Imports stay inside
-the functions: KFP ships each function's source alone, and a component that does not train never loads
-torch.
+so ``kfp.local.SubprocessRunner`` runs them unchanged. The first task resolves the run's study (the
+``study_config`` parameter with the run's data set, external set and name) and hands it with the MLflow
+run to every other task in one :class:`~proxyhpo.config.StudyRun` artifact; artifacts also carry the
+versioned records stages hand each other (the data split, the proxy manifest, the controller state,
+trial results), the model and the report. Imports stay inside the functions: KFP ships each function's
+source alone, and a component that does not train never loads torch.
 """
 
 from typing import List
@@ -20,80 +21,88 @@ component = dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 
 
 @component
-def start_study(study: str, pipeline: str, pipeline_run: str, compiled_shape: str, study_run: Output[Artifact]):
-    """Check the study against the compiled pipeline and open its MLflow parent run."""
+def start_study(
+    study: str, dataset: str, external: str, study_name: str, pipeline: str, pipeline_run: str, compiled_shape: str, study_run: Output[Artifact]
+):
+    """Resolve the run's study (its config with the run's data and name), check it against the compiled pipeline,
+    and open its MLflow parent run."""
     from proxyhpo.config import PipelineShape, study_from_json
     from proxyhpo.study import open_study
 
     run = open_study(
-        study_from_json(study), pipeline=pipeline, pipeline_run=pipeline_run, compiled=PipelineShape.model_validate_json(compiled_shape), out=study_run.path
+        study_from_json(study, dataset=dataset, external=external, name=study_name),
+        pipeline=pipeline,
+        pipeline_run=pipeline_run,
+        compiled=PipelineShape.model_validate_json(compiled_shape),
+        out=study_run.path,
     )
-    study_run.metadata.update({"mlflow_run_id": run.run_id, "experiment": run.experiment})
+    study_run.metadata.update({"mlflow_run_id": run.run_id, "experiment": run.experiment, "dataset": run.study.data.dataset})
 
 
 @component
-def close_study(study: str, pipeline_run: str, status: PipelineTaskFinalStatus):
+def close_study(study: str, study_name: str, pipeline_run: str, status: PipelineTaskFinalStatus):
     """The exit handler: when the pipeline did not succeed, mark its MLflow study and trial runs FAILED."""
     from proxyhpo.config import study_from_json
     from proxyhpo.study import close_study as close
 
-    close(study_from_json(study), pipeline_run=pipeline_run, succeeded=status.state == "SUCCEEDED")
+    close(study_from_json(study, name=study_name), pipeline_run=pipeline_run, succeeded=status.state == "SUCCEEDED")
 
 
 @component
-def prepare_data(study: str, data: Output[Artifact]):
+def prepare_data(study_run: Input[Artifact], data: Output[Artifact]):
     """Generate (if configured), stage and validate the data set; write its split."""
-    from proxyhpo.config import study_from_json
+    from proxyhpo.config import StudyRun
     from proxyhpo.data.prepare import prepare_study_data
 
-    prepared = prepare_study_data(study_from_json(study))
+    prepared = prepare_study_data(StudyRun.read(study_run.path).study)
     prepared.write(data.path)
     data.metadata.update({"search_cases": len(prepared.search_ids), "holdout_cases": len(prepared.holdout_ids)})
 
 
 @component
-def select_data(study: str, data: Input[Artifact], manifest: Output[Artifact]):
+def select_data(study_run: Input[Artifact], data: Input[Artifact], manifest: Output[Artifact]):
     """Choose the search data and its train/validation split: the proxy data set (least similar cases) or all search cases."""
-    from proxyhpo.config import StudyData, study_from_json
+    from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.similarity.proxy_data import select_for_study
 
-    chosen = select_for_study(study_from_json(study), StudyData.read(data.path))
+    chosen = select_for_study(StudyRun.read(study_run.path).study, StudyData.read(data.path))
     chosen.write(manifest.path)
     manifest.metadata.update({"method": chosen.method, "budget": chosen.budget, "cases": list(chosen.case_ids)})
 
 
 @component
-def controller_init(study: str, state: Output[Artifact]):
+def controller_init(study_run: Input[Artifact], state: Output[Artifact]):
     """Create the REINFORCE controller's initial state."""
-    from proxyhpo.config import study_from_json
+    from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import init_controller
 
-    init_controller(study_from_json(study), state.path)
+    init_controller(StudyRun.read(study_run.path).study, state.path)
 
 
 @component
-def controller_propose(study: str, state: Input[Artifact], proposed: Output[Artifact]) -> List[str]:
+def controller_propose(study_run: Input[Artifact], state: Input[Artifact], proposed: Output[Artifact]) -> List[str]:
     """Sample one round's proposals and group them into packs (one JSON string per pack)."""
-    from proxyhpo.config import study_from_json
+    from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import propose_round
 
-    return propose_round(study_from_json(study), state.path, proposed.path)
+    return propose_round(StudyRun.read(study_run.path).study, state.path, proposed.path)
 
 
 @component
 def train_pack(
-    study: str, pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact], arm: str = ""
+    pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact], arm: str = ""
 ):
     """Train one pack of trials on one GPU; each trial becomes an MLflow child run (``arm``: the automl comparison's search)."""
-    from proxyhpo.config import PackSpec, ProxyDataManifest, StudyData, StudyRun, study_from_json
+    from proxyhpo.config import PackSpec, ProxyDataManifest, StudyData, StudyRun
     from proxyhpo.training.study_trials import train_pack as train
 
+    run = StudyRun.read(study_run.path)
     train(
-        study_from_json(study),
+        run.study,
         StudyData.read(data.path),
         ProxyDataManifest.read(manifest.path),
         PackSpec.model_validate_json(pack),
-        parent_run_id=StudyRun.read(study_run.path).run_id,
+        parent_run_id=run.run_id,
         results_out=results.path,
         arm=arm or None,
     )
@@ -110,7 +119,6 @@ def controller_update(proposed: Input[Artifact], results: Input[List[Artifact]],
 
 @component
 def final_training(
-    study: str,
     study_run: Input[Artifact],
     data: Input[Artifact],
     state: Input[Artifact],
@@ -120,14 +128,15 @@ def final_training(
     repeat: int = 0,
 ):
     """Train the final model (full network, all search cases) with the best hyper-parameters found (by ``arm``'s search)."""
-    from proxyhpo.config import StudyData, StudyRun, study_from_json
+    from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.training.study_trials import train_final
 
+    run = StudyRun.read(study_run.path)
     final = train_final(
-        study_from_json(study),
+        run.study,
         StudyData.read(data.path),
         state.path,
-        parent_run_id=StudyRun.read(study_run.path).run_id,
+        parent_run_id=run.run_id,
         results_out=result.path,
         model_dir=model.path,
         arm=arm or None,
@@ -138,13 +147,14 @@ def final_training(
 
 @component
 def report(
-    study: str, study_run: Input[Artifact], state: Input[Artifact], final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
+    study_run: Input[Artifact], state: Input[Artifact], final_result: Input[Artifact], markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]
 ) -> str:
     """Write the study report (Markdown, HTML with plots, KFP metrics), log it to MLflow, close the parent run."""
     from proxyhpo.analysis.report import write_report
-    from proxyhpo.config import StudyRun, study_from_json
+    from proxyhpo.config import StudyRun
 
-    summary = write_report(study_from_json(study), StudyRun.read(study_run.path).run_id, state.path, markdown=markdown.path, html=html.path)
+    run = StudyRun.read(study_run.path)
+    summary = write_report(run.study, run.run_id, state.path, markdown=markdown.path, html=html.path)
     for key, value in summary.metrics().items():
         metrics.log_metric(key, value)
     return summary.model_dump_json()
@@ -154,21 +164,30 @@ def report(
 
 
 @component
-def plan_cells(study: str, kind: str, study_run: Input[Artifact], data: Input[Artifact], cells: Output[Artifact]) -> List[str]:
+def plan_cells(kind: str, study_run: Input[Artifact], data: Input[Artifact], cells: Output[Artifact]) -> List[str]:
     """Choose every cell's data (similarities computed once per method) and log the plan on the study run."""
-    from proxyhpo.config import StudyData, StudyRun, study_from_json
+    from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.study import plan_study
 
-    return plan_study(study_from_json(study), StudyData.read(data.path), kind, parent_run_id=StudyRun.read(study_run.path).run_id, out=cells.path)
+    run = StudyRun.read(study_run.path)
+    return plan_study(run.study, StudyData.read(data.path), kind, parent_run_id=run.run_id, out=cells.path)
 
 
 @component
-def train_cell(study: str, cell: str, study_run: Input[Artifact], data: Input[Artifact], results: Output[Artifact]):
+def train_cell(cell: str, study_run: Input[Artifact], data: Input[Artifact], results: Output[Artifact], role: str = "trial"):
     """Train one cell's grid (one arm in one repeat) on one GPU; each trial becomes an MLflow child run."""
-    from proxyhpo.config import StudyCell, StudyData, StudyRun, study_from_json
+    from proxyhpo.config import StudyCell, StudyData, StudyRun
     from proxyhpo.training.study_trials import train_cell as train
 
-    train(study_from_json(study), StudyData.read(data.path), StudyCell.model_validate_json(cell), parent_run_id=StudyRun.read(study_run.path).run_id, results_out=results.path)
+    run = StudyRun.read(study_run.path)
+    train(
+        run.study,
+        StudyData.read(data.path),
+        StudyCell.model_validate_json(cell),
+        parent_run_id=run.run_id,
+        results_out=results.path,
+        role=role,
+    )
 
 
 @component
@@ -185,12 +204,13 @@ def study_report(study_run: Input[Artifact], results: Input[List[Artifact]], mar
 
 
 @component
-def select_arm_data(study: str, arm: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Output[Artifact]):
+def select_arm_data(arm: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Output[Artifact]):
     """The automl comparison: choose one search arm's data (proxy, random or all) and log it on the study run."""
-    from proxyhpo.config import StudyData, StudyRun, study_from_json
+    from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.study import select_arm_data as select
 
-    chosen = select(study_from_json(study), StudyData.read(data.path), arm, parent_run_id=StudyRun.read(study_run.path).run_id, out=manifest.path)
+    run = StudyRun.read(study_run.path)
+    chosen = select(run.study, StudyData.read(data.path), arm, parent_run_id=run.run_id, out=manifest.path)
     manifest.metadata.update({"arm": arm, "method": chosen.method, "budget": chosen.budget})
 
 
@@ -205,3 +225,12 @@ def comparison_report(study_run: Input[Artifact], markdown: Output[Markdown], ht
     for key, value in report.metrics.items():
         metrics.log_metric(key, value)
     return report.kind
+
+
+@component
+def trust_gate(study_run: Input[Artifact], results: Input[List[Artifact]]) -> str:
+    """The HPO search's trust gate: the trust check's verdict on the calibration cells; fails the run unless trusted."""
+    from proxyhpo.config import StudyRun
+    from proxyhpo.study import check_trust
+
+    return check_trust(StudyRun.read(study_run.path).study, [result.path for result in results]).message

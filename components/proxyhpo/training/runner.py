@@ -23,6 +23,7 @@ from proxyhpo.config import HyperParameters, NetworkConfig, Recipe, TrialPlan, T
 from proxyhpo.devices import resolve_device
 from proxyhpo.networks import build_network
 from proxyhpo.storage import atomic_output
+from proxyhpo.training.checkpoint import load_checkpoint, restore_stream, save_checkpoint, stream_state
 from proxyhpo.training.data import PatchStream, cache_volumes
 from proxyhpo.training.pack import ModelPack, is_out_of_memory
 
@@ -250,6 +251,7 @@ class _PackRun:
         on_epoch: EpochCallback | None,
         on_step: StepCallback | None,
         progress: bool,
+        checkpoint: str | None = None,
     ) -> None:
         self.started = time.perf_counter()
         self.context = _PackContext(device=device, size=len(specs))
@@ -266,6 +268,61 @@ class _PackRun:
         setup = overhead_seconds + (time.perf_counter() - self.started) / len(specs)
         self.trials = [_TrialProgress(spec, stream, setup) for spec, stream in zip(specs, streams)]
         self.step = 0
+        self.first_epoch = 1
+        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            saved = load_checkpoint(checkpoint, ids)
+            if saved is not None:
+                self._restore(saved)
+
+    def _payload(self, epoch: int) -> dict:
+        """Everything :meth:`_restore` needs to continue after ``epoch`` exactly as if never stopped."""
+        now = time.perf_counter()
+        return {
+            "trial_ids": [trial.spec.trial_id for trial in self.trials],
+            "epoch": epoch,
+            "step": self.step,
+            "elapsed": now - self.started,
+            "data_seconds": self.context.data_seconds,
+            "step_seconds": self.context.step_seconds,
+            "chunk_size": self.pack.chunk_size,
+            "failed": dict(self.pack.failed),
+            "models": [model.state_dict() for model in self.models],
+            "optimizers": [optimizer.state_dict() for optimizer in self.pack.optimizers],
+            "streams": [stream_state(trial.stream) for trial in self.trials],
+            "trials": [
+                {
+                    "charged_seconds": trial.charged_seconds,
+                    "ended_after": None if trial.ended_at is None else trial.ended_at - self.started,
+                    "epochs_run": trial.epochs_run,
+                    "steps_run": trial.steps_run,
+                    "val_epochs": list(trial.val_epochs),
+                    "val_dice": list(trial.val_dice),
+                    "best": None if trial.best is None else {"dice": trial.best[0], "epoch": trial.best[1], "state": trial.best[2]},
+                }
+                for trial in self.trials
+            ],
+        }
+
+    def _restore(self, saved: dict) -> None:
+        self.started = time.perf_counter() - saved["elapsed"]
+        self.step, self.first_epoch = saved["step"], saved["epoch"] + 1
+        self.context.data_seconds, self.context.step_seconds = saved["data_seconds"], saved["step_seconds"]
+        self.pack.chunk_size = saved["chunk_size"]
+        self.pack.failed.update(saved["failed"])
+        for model, state in zip(self.models, saved["models"], strict=True):
+            model.load_state_dict(state)
+        for optimizer, state in zip(self.pack.optimizers, saved["optimizers"], strict=True):
+            optimizer.load_state_dict(state)
+        for trial, stream, progress in zip(self.trials, saved["streams"], saved["trials"], strict=True):
+            restore_stream(trial.stream, stream)
+            trial.charged_seconds = progress["charged_seconds"]
+            trial.ended_at = None if progress["ended_after"] is None else self.started + progress["ended_after"]
+            trial.epochs_run, trial.steps_run = progress["epochs_run"], progress["steps_run"]
+            trial.val_epochs, trial.val_dice = list(progress["val_epochs"]), list(progress["val_dice"])
+            best = progress["best"]
+            trial.best = None if best is None else (best["dice"], best["epoch"], best["state"])
+        log.info("resumed %s after epoch %d from %s", ", ".join(t.spec.trial_id for t in self.trials), saved["epoch"], self.checkpoint)
 
     def _charge(self, since: float, members: Sequence[int]) -> float:
         """Share the time since ``since`` among ``members``; stop the clock of newly failed trials."""
@@ -350,13 +407,16 @@ class _PackRun:
         ]
 
     def run(self) -> list[TrialResult]:
-        """Every epoch (validating every ``val_every`` epochs and after the last), then :meth:`finish`."""
-        for epoch in range(1, self.plan.epochs + 1):
+        """Every epoch from the first not yet trained (validating every ``val_every`` epochs and after the last, saving a
+        checkpoint every ``checkpoint_every`` epochs when asked), then :meth:`finish`."""
+        for epoch in range(self.first_epoch, self.plan.epochs + 1):
             if not self.pack.active:
                 break
             self.train_epoch(epoch)
             if self.pack.active and (epoch % self.plan.val_every == 0 or epoch == self.plan.epochs):
                 self.validate(epoch)
+            if self.checkpoint is not None and (epoch % self.plan.checkpoint_every == 0 or epoch == self.plan.epochs):
+                save_checkpoint(self.checkpoint, self._payload(epoch))
         return self.finish()
 
 
@@ -415,6 +475,7 @@ def run_trials(
         size = max(1, min(size, len(specs)))
         for start in range(0, len(specs), size):
             chunk = specs[start : start + size]
+            checkpoint = plan.checkpoint if plan.checkpoint is None or len(plan.trials) == len(chunk) else f"{plan.checkpoint}-p{len(by_id) // size}"
             if progress:
                 log.info("training %s on %s: %s", network.name, device, ", ".join(s.trial_id for s in chunk))
             pack_run = _PackRun(
@@ -428,6 +489,7 @@ def run_trials(
                 on_epoch=on_epoch,
                 on_step=on_step,
                 progress=progress,
+                checkpoint=checkpoint,
             )
             for r in pack_run.run():
                 by_id[r.trial_id] = r

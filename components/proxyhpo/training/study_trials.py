@@ -207,6 +207,9 @@ def train_final(
         pack_size=1,
         cache_dir=_cache_dir(data, recipe),
         save_model_dir=str(Path(model_dir)),
+        # hundreds of epochs of the full network: a preempted pod must not lose them; its retry resumes here
+        checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
+        checkpoint_every=study.training.val_every,
     )
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final")
     TrialResults(results=(result,)).write(results_out)
@@ -220,12 +223,15 @@ def train_cell(
     *,
     parent_run_id: str | None,
     results_out: str | os.PathLike[str],
+    role: str = "trial",
 ) -> list[TrialResult]:
     """Train one cell of a comparison study: its whole grid, as packs, on the cell's data and network.
 
     Every trial is scored on the cell's validation cases (internal Dice) and on the external set when
     the study has one (external Dice); each is an MLflow child run tagged with the cell's study, arm,
     repeat and grid point. The trust check trains ``studies.trust.grid``, the others ``studies.grid``.
+    ``role`` is the runs' ``proxyhpo.role``: ``trial``, or ``calibration`` for the HPO search's trust gate
+    (whose report then counts the cost, not the Dice, of those runs).
     """
     dataset = load_dataset(data.dataset)
     external = load_dataset(data.external) if data.external else None
@@ -255,7 +261,7 @@ def train_cell(
         pack_size=study.training.pack_size,
         cache_dir=_cache_dir(data, recipe),
     )
-    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role="trial", hyperparameter_names=tuple(grid))
+    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role=role, hyperparameter_names=tuple(grid))
     TrialResults(results=tuple(results)).write(results_out)
     return results
 

@@ -1,0 +1,597 @@
+"""The report of the paper's automl comparison (section 5, AutoML: Table 2, Fig. 4C/D), built from MLflow alone.
+
+The automl comparison (tag ``automl-comparison``: the RL search run on all data, proxy data, a proxy network,
+both, and random data, each result trained in full) has no plan: its parent run holds ``study.json`` and each
+arm's data manifest (``manifests/<arm>.json``), its children are the searches' trials and the final models.
+This module reads them back (:func:`collect_searches`, :class:`ArmSearch`, :func:`read_manifests`) and
+builds its report: the paper's Table 2 (the final models' internal and external Dice, the device hours per
+search and the speed-ups over the all-data search) and Fig. 4C/D (each search's best hyper-parameters and
+their relative distance to the all-data search's).
+
+The report is built, logged and served by the entry points of :mod:`~proxyhpo.analysis.study_report`
+(:func:`~proxyhpo.analysis.study_report.build_study_report`,
+:func:`~proxyhpo.analysis.study_report.write_study_report`,
+:func:`~proxyhpo.analysis.study_report.render_report`), which hand an ``automl-comparison`` run to
+:func:`build_comparison`.
+
+Example:
+    >>> searches = collect_searches(parent_run_id)  # doctest: +SKIP
+    >>> searches["proxy-data-net"].speedup, searches["proxy-data-net"].distance  # doctest: +SKIP
+    (4.2, 0.08)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from proxyhpo import tracking
+from proxyhpo.analysis._report_io import (
+    METHOD_NAMES,
+    Built,
+    RunTotals,
+    arm_metrics,
+    children,
+    device_hours,
+    dice_of,
+    format_dice,
+    format_hours,
+    format_times,
+    heading,
+    is_running,
+    keep_run,
+    number,
+    parent_run,
+    plots_section,
+    read_study,
+    speedup_note,
+    trial_cell,
+    unit_sentence,
+)
+from proxyhpo.analysis.statistics import equal_pack_hours, mean_std, relative_distance, speedup
+from proxyhpo.analysis.study_plots import plot_hyperparameter_distance
+from proxyhpo.config import Categorical, NetworkConfig, ProxyDataManifest, SearchSpace, StrictModel, StudyConfig, parse_config
+from proxyhpo.config.studies import SEARCH_ARMS
+from proxyhpo.errors import ConfigError
+
+__all__ = ["ArmSearch", "collect_searches", "read_manifests"]
+
+
+#: The automl comparison's pipeline tag, its reference arm (the search on all data with the full network) and
+#: its arms as the paper's Table 2 heads them.
+COMPARISON = "automl-comparison"
+SEARCH_REFERENCE = "all-data"
+SEARCH_ARM_NAMES = {"all-data": "All Data", "proxy-data": "Proxy Data", "proxy-net": "Proxy Net", "proxy-data-net": "Proxy Data&Net", "random-data": "Random Data"}
+#: The arm whose numbers the parent run holds unprefixed, when the comparison has it.
+SEARCH_HEADLINE = "proxy-data-net"
+
+HyperValue = float | str | None
+
+
+class ArmSearch(StrictModel):
+    """One arm of the automl comparison: its search, what it found, and what that gave trained in full.
+
+    Attributes:
+        arm: the search (``all-data``, ``proxy-data``, ``proxy-net``, ``proxy-data-net``, ``random-data``).
+        method, budget, train_cases, val_cases: the arm's search data from its manifest
+            (``manifests/<arm>.json``: ``full`` or a selection method); None without a manifest.
+        network: the network its search trials trained (their ``network`` param); None without trials.
+        rounds: rounds it ran trials in; n_trials, n_failed, n_running: its search trials (a FINISHED
+            trial without ``final_val_dice`` counts as failed).
+        trial_hours: device hours of its search trials, failed ones too (``gpu_hours`` where above 0,
+            else ``process_hours``).
+        selection_hours: ``selection_seconds / 3600`` of its manifest: choosing its data, once per search.
+        selection_device: where the selection ran; None when it cost nothing.
+        hours: ``trial_hours + selection_hours``: the search's cost as run (the paper's Table 2 "GPU Hours").
+        equal_pack_hours: the trials' hours as if every trial had run alone
+            (:func:`~proxyhpo.analysis.statistics.equal_pack_hours`), plus the selection.
+        speedup, speedup_equal_pack: ``all-data``'s hours over this arm's, as run and at equal pack size
+            (:func:`~proxyhpo.analysis.statistics.speedup`); None without an ``all-data`` search or
+            when this arm cost nothing.
+        best_trial, best_round, best_val_dice: its best FINISHED search trial by ``final_val_dice`` (the
+            search's reward; on ties the earliest started), its round and that Dice.
+        hyperparameters: the best trial's value of each search-space name (a number for a range, the
+            choice as text for a categorical); empty without a finished trial.
+        distance: :func:`~proxyhpo.analysis.statistics.relative_distance` of ``hyperparameters`` to the
+            ``all-data`` search's (0 for ``all-data`` itself); None when either search found nothing.
+        n_final, n_final_failed: its final models (the best hyper-parameters trained in full) and how many
+            produced no Dice.
+        internal_mean, internal_std: the final models' ``final_val_dice`` (internal Dice, held-out
+            cases), mean and sample std over repeats; external_mean, external_std: their ``test_dice``
+            (external Dice; None without an external set).
+        final_hyperparameters: what the final models logged as params, when they all agree; None otherwise.
+        final_matches_best: whether those equal ``hyperparameters``; None when either is missing.
+    """
+
+    arm: str
+    method: str | None
+    budget: int | None
+    train_cases: int | None
+    val_cases: int | None
+    network: str | None
+    rounds: int
+    n_trials: int
+    n_failed: int
+    n_running: int
+    trial_hours: float
+    selection_hours: float
+    selection_device: str | None
+    hours: float
+    equal_pack_hours: float
+    speedup: float | None
+    speedup_equal_pack: float | None
+    best_trial: str | None
+    best_round: int | None
+    best_val_dice: float | None
+    hyperparameters: dict[str, HyperValue]
+    distance: float | None
+    n_final: int
+    n_final_failed: int
+    internal_mean: float | None
+    internal_std: float | None
+    external_mean: float | None
+    external_std: float | None
+    final_hyperparameters: dict[str, HyperValue] | None
+    final_matches_best: bool | None
+
+
+class _Comparison(RunTotals):
+    """Every arm's search and final models, and what all the child runs cost.
+
+    The totals count the search trials, but ``gpu_hours`` and ``process_hours`` every child run (final
+    models included).
+    """
+
+    study: StudyConfig
+    arms: dict[str, ArmSearch]
+    manifests: dict[str, ProxyDataManifest]
+    n_final: int
+    n_final_failed: int
+    n_final_running: int
+
+
+def read_manifests(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, ProxyDataManifest]:
+    """The search data of each arm of an automl comparison: the parent run's ``manifests/<arm>.json``.
+
+    Returns:
+        Arm -> its :class:`~proxyhpo.config.ProxyDataManifest`, arms sorted by name; empty when no
+        selection has run yet.
+
+    Raises:
+        ProxyHPOError: when the run does not exist.
+        ConfigError: when a manifest is not JSON or does not validate, naming the artifact and the key.
+    """
+    mlflow_client, _ = parent_run(parent_run_id, tracking_uri)
+    return _manifests(mlflow_client, parent_run_id)
+
+
+def _manifests(mlflow_client: Any, run_id: str) -> dict[str, ProxyDataManifest]:
+    entries = [entry.path for entry in mlflow_client.list_artifacts(run_id, "manifests") if not entry.is_dir and entry.path.endswith(".json")]
+    manifests: dict[str, ProxyDataManifest] = {}
+    with tempfile.TemporaryDirectory(prefix="manifests-") as folder:
+        for path in sorted(entries):
+            source = f"runs:/{run_id}/{path}"
+            try:
+                document = json.loads(Path(mlflow_client.download_artifacts(run_id, path, folder)).read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(source, f"is not valid JSON ({exc})", "rerun the study") from None
+            manifests[Path(path).stem] = parse_config(ProxyDataManifest, document, source, fix="rerun the study")
+    return manifests
+
+
+def _hyper_value(distribution: Any, text: str | None) -> HyperValue:
+    """A logged param back as the search space's value: the text of a choice, a finite number for a range."""
+    if text is None:
+        return None
+    if isinstance(distribution, Categorical):
+        return text
+    return number(text)
+
+
+def _hyperparameters(run: Any, space: SearchSpace) -> dict[str, HyperValue]:
+    return {name: _hyper_value(distribution, run.data.params.get(name)) for name, distribution in space.items()}
+
+
+def _same_setting(a: Mapping[str, HyperValue], b: Mapping[str, HyperValue]) -> bool:
+    """Whether two settings agree on every name (numbers to 1e-9 relative, choices as text)."""
+    if a.keys() != b.keys():
+        return False
+    for name, x in a.items():
+        y = b[name]
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=0.0):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _distance(found: Mapping[str, HyperValue], reference: Mapping[str, HyperValue], space: SearchSpace) -> float | None:
+    """:func:`relative_distance` of two complete settings; None when either lacks a value."""
+    if not found or not reference or any(v is None for v in (*found.values(), *reference.values())):
+        return None
+    try:
+        return relative_distance(found, reference, space)
+    except ValueError:
+        return None
+
+
+def _round(run: Any) -> int | None:
+    """The run's search round (tag ``proxyhpo.round``), or None."""
+    try:
+        return int(run.data.tags[tracking.ROUND_TAG])
+    except (KeyError, ValueError):
+        return None
+
+
+def _comparison_arms(study: StudyConfig, found: Sequence[str]) -> list[str]:
+    """The configured arms in their order, then any arm with runs or a manifest that is not configured."""
+    order = list(study.studies.comparison.arms)
+    return order + sorted(arm for arm in set(found) if arm not in order)
+
+
+def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Comparison:
+    mlflow_client, parent = parent_run(parent_run_id, tracking_uri)
+    study = read_study(mlflow_client, parent_run_id)
+    space = study.search.space
+    manifests = _manifests(mlflow_client, parent_run_id)
+    trials: dict[tuple[str, str], Any] = {}
+    finals: dict[tuple[str, int], Any] = {}
+    other: list[Any] = []  # children of neither role still cost device hours
+    for run in children(mlflow_client, parent):
+        tags = run.data.tags
+        arm, role = tags.get("proxyhpo.arm"), tags.get(tracking.ROLE_TAG, "trial")
+        if not arm or role not in ("trial", "final"):
+            other.append(run)
+        elif role == "trial":
+            keep_run(trials, (arm, tags.get("proxyhpo.trial_id") or run.info.run_id), run)
+        else:
+            try:
+                keep_run(finals, (arm, int(tags.get("proxyhpo.repeat", "0"))), run)
+            except ValueError:
+                other.append(run)
+    arms = _comparison_arms(study, [*manifests, *(a for a, _ in trials), *(a for a, _ in finals)])
+
+    hours = [device_hours(run.data.metrics) for run in (*trials.values(), *finals.values(), *other)]
+    searched = [device_hours(run.data.metrics) for run in trials.values()]
+    built: dict[str, dict[str, Any]] = {}
+    best_settings: dict[str, dict[str, HyperValue]] = {}
+    for arm in arms:
+        mine = [run for (a, _), run in trials.items() if a == arm]  # oldest first
+        running = [run for run in mine if is_running(run)]
+        scored = [(run, dice_of(run, "final_val_dice")) for run in mine]
+        done = [(run, dice) for run, dice in scored if dice is not None]
+        cells = [trial_cell(run, arm, 0, run.data.tags.get("proxyhpo.trial_id") or run.info.run_id, dice, None) for run, dice in scored]
+        best = None
+        if done:  # the highest reward; on ties the earliest started (then the earlier round, the smaller trial id)
+            best = min(done, key=lambda item: (-item[1], item[0].info.start_time or 0, _round(item[0]) or 0, item[0].data.tags.get("proxyhpo.trial_id", "")))[0]
+        manifest = manifests.get(arm)
+        seconds = manifest.selection_seconds if manifest is not None else 0.0
+        trial_hours = math.fsum(cell.device_hours for cell in cells)
+        selection_hours = seconds / 3600
+        mine_finals = [run for (a, _), run in sorted(finals.items(), key=lambda item: item[0]) if a == arm]
+        internal = [dice_of(run, "final_val_dice") for run in mine_finals]
+        external = [dice_of(run, "test_dice") for run in mine_finals]
+        logged = [_hyperparameters(run, space) for run in mine_finals if any(name in run.data.params for name in space.names)]
+        final_setting = logged[0] if logged and all(_same_setting(logged[0], s) for s in logged[1:]) else None
+        setting = _hyperparameters(best, space) if best is not None else {}
+        best_settings[arm] = setting
+        networks = sorted({run.data.params["network"] for run in mine if run.data.params.get("network")})
+        rounds = {_round(run) for run in mine} - {None}
+        internal_mean, internal_std = mean_std(internal)
+        external_mean, external_std = mean_std(external)
+        built[arm] = {
+            "arm": arm,
+            "method": manifest.method if manifest else None,
+            "budget": manifest.budget if manifest else None,
+            "train_cases": len(manifest.train_ids) if manifest else None,
+            "val_cases": len(manifest.val_ids) if manifest else None,
+            "network": ", ".join(networks) or None,
+            "rounds": len(rounds),
+            "n_trials": len(mine),
+            "n_failed": len(mine) - len(done) - len(running),
+            "n_running": len(running),
+            "trial_hours": trial_hours,
+            "selection_hours": selection_hours,
+            "selection_device": manifest.selection_device if manifest is not None and seconds > 0 else None,
+            "hours": trial_hours + selection_hours,
+            "equal_pack_hours": equal_pack_hours(cells) + selection_hours,
+            "best_trial": (best.data.tags.get("proxyhpo.trial_id") or best.info.run_name or best.info.run_id) if best is not None else None,
+            "best_round": _round(best) if best is not None else None,
+            "best_val_dice": dice_of(best, "final_val_dice") if best is not None else None,
+            "hyperparameters": setting,
+            "n_final": len(mine_finals),
+            "n_final_failed": sum(i is None and e is None and not is_running(run) for i, e, run in zip(internal, external, mine_finals, strict=True)),
+            "internal_mean": internal_mean,
+            "internal_std": internal_std,
+            "external_mean": external_mean,
+            "external_std": external_std,
+            "final_hyperparameters": final_setting,
+            "final_matches_best": _same_setting(final_setting, setting) if final_setting is not None and setting else None,
+        }
+    reference = built.get(SEARCH_REFERENCE)
+    out: dict[str, ArmSearch] = {}
+    for arm, values in built.items():
+        distance = _distance(best_settings[arm], best_settings.get(SEARCH_REFERENCE, {}), space)
+        as_run = equal = None
+        if reference is not None and reference["n_trials"] and values["n_trials"]:  # a search that ran no trial has no cost to compare
+            as_run = speedup(reference["hours"], values["hours"])
+            equal = speedup(reference["equal_pack_hours"], values["equal_pack_hours"])
+        out[arm] = ArmSearch(**values, distance=distance, speedup=as_run, speedup_equal_pack=equal)
+    running_finals = sum(is_running(run) for run in finals.values())
+    return _Comparison(
+        study=study,
+        arms=out,
+        manifests=manifests,
+        n_trials=len(trials),
+        n_failed=sum(arm.n_failed for arm in out.values()),
+        n_running=sum(arm.n_running for arm in out.values()),
+        n_final=len(finals),
+        n_final_failed=sum(arm.n_final_failed for arm in out.values()),
+        n_final_running=running_finals,
+        gpu_hours=math.fsum(gpu for gpu, _ in hours),
+        process_hours=math.fsum(process for _, process in hours),
+        n_on_gpu=sum(gpu > 0 for gpu, _ in searched),
+        n_on_cpu=sum(gpu == 0 and process > 0 for gpu, process in searched),
+    )
+
+
+def collect_searches(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, ArmSearch]:
+    """The automl comparison's arms, read back from the parent run and its child runs alone.
+
+    Search trials are the child runs tagged ``proxyhpo.role=trial`` with an arm; final models those
+    tagged ``proxyhpo.role=final`` with an arm and a repeat; each arm's data and selection cost come
+    from ``manifests/<arm>.json``, the search space from ``study.json``. Should a trial (same arm and
+    ``proxyhpo.trial_id``) or a final model (same arm and repeat) have two runs (a retry), the finished
+    one, else the newest, is kept. See :class:`ArmSearch` for what each number is.
+
+    Returns:
+        Arm -> its search, in ``studies.comparison.arms``' order, then any arm not configured.
+
+    Raises:
+        ProxyHPOError: when the run does not exist or has no ``study.json``.
+        ConfigError: when ``study.json`` or a manifest does not validate.
+    """
+    return _collect_comparison(parent_run_id, tracking_uri).arms
+
+
+def _value(value: HyperValue) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _space_sentence(space: SearchSpace) -> str:
+    parts = []
+    for name, distribution in space.items():
+        if isinstance(distribution, Categorical):
+            parts.append(f"{name} ∈ {{{', '.join(str(c) for c in distribution.choices)}}}")
+        else:
+            scale = "log scale" if distribution.type == "log_uniform" else "linear scale"
+            parts.append(f"{name} ∈ [{distribution.low:g}, {distribution.high:g}] ({scale})")
+    return "; ".join(parts)
+
+
+def _arm_label(arm: str) -> str:
+    return SEARCH_ARM_NAMES.get(arm, arm)
+
+
+def _data_label(manifest: ProxyDataManifest | None) -> str:
+    if manifest is None:
+        return "– (no manifest logged)"
+    if manifest.method == "full":
+        return "all data"
+    return f"{METHOD_NAMES.get(manifest.method, manifest.method)}, B = {manifest.budget}"
+
+
+def _comparison_metrics(comparison: _Comparison, headline: str | None) -> dict[str, float]:
+    """The parent run's metrics: the headline arm's unprefixed, every arm's under ``<name>.<arm>``, then the totals."""
+
+    def arm_values(search: ArmSearch) -> dict[str, float | None]:
+        values: dict[str, float | None] = {
+            "final_val_dice": search.internal_mean,
+            "final_val_dice_std": search.internal_std,
+            "final_test_dice": search.external_mean,
+            "final_test_dice_std": search.external_std,
+            "best_val_dice": search.best_val_dice,
+        }
+        if search.n_trials:  # costs of searches that ran
+            values |= {"device_hours_per_search": search.hours, "equal_pack_hours_per_search": search.equal_pack_hours, "selection_hours": search.selection_hours}
+        if search.arm != SEARCH_REFERENCE:
+            values |= {"speedup_vs_full": search.speedup, "speedup_vs_full_equal_pack": search.speedup_equal_pack, "hp_distance": search.distance}
+        return values
+
+    per_arm = {arm: arm_values(search) for arm, search in comparison.arms.items()}
+    unprefixed = ("speedup_vs_full", "speedup_vs_full_equal_pack", "final_val_dice", "final_test_dice", "hp_distance", "best_val_dice")
+    headline_values = {name: value for name, value in per_arm[headline].items() if name in unprefixed} if headline in per_arm else {}
+    totals = comparison.metrics() | {"n_final_models": float(comparison.n_final), "n_failed_final_models": float(comparison.n_final_failed)}
+    return arm_metrics(per_arm, headline_values, totals)
+
+
+def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -> Built:
+    study = comparison.study
+    config = study.studies.comparison
+    space = study.search.space
+    searches = comparison.arms
+    arms = list(searches)
+    others = [arm for arm in arms if arm != SEARCH_REFERENCE]
+    headline = SEARCH_HEADLINE if SEARCH_HEADLINE in arms else next(iter(others), None)
+    metrics = _comparison_metrics(comparison, headline)
+    unit = comparison.unit
+    planned_trials = study.search.rounds * study.search.proposals_per_round
+    reference = searches.get(SEARCH_REFERENCE)
+
+    def planned_network(arm: str) -> str:
+        if arm not in SEARCH_ARMS:
+            return "–"
+        return NetworkConfig.full().name if SEARCH_ARMS[arm][1] == "full" else NetworkConfig.proxy(study.training.proxy_levels).name
+
+    lines = heading(
+        "AutoML comparison",
+        study,
+        "Will proxy data and proxy networks lead the RL search to hyper-parameters close to those it finds on all data with the "
+        "full network, and at what cost? (the paper's section 4.2 and section 5, AutoML: Table 2 and Fig. 4C/D)",
+    )
+    lines += [
+        f"MLflow parent run `{parent_run_id}`: {comparison.n_trials} search trials, {comparison.n_failed} failed"
+        + (f", {comparison.n_running} still running" if comparison.n_running else "")
+        + f"; {comparison.n_final} final models, {comparison.n_final_failed} failed"
+        + (f", {comparison.n_final_running} still running" if comparison.n_final_running else "")
+        + " (failed and unfinished runs are left out of every Dice, best trial and mean below; the cost counts their device hours).",
+        "",
+        "## What was run",
+        "",
+        f"- Searches: the RL controller (RNN + REINFORCE), {study.search.rounds} rounds × {study.search.proposals_per_round} proposals "
+        f"= {planned_trials} trials per arm, over {_space_sentence(space)}; its reward is each trial's validation Dice (`final_val_dice`) "
+        "on the arm's own validation cases.",
+        f"- Arms: {', '.join(f'`{arm}` ({_arm_label(arm)})' for arm in arms)}; the reference is `{SEARCH_REFERENCE}`, the search on all data "
+        "with the full network. Proxy data is the study's selection, random data a random draw of the same budget.",
+        f"- Final models: each arm's best hyper-parameters train the {study.final.network} network on all search cases for "
+        f"{study.final.epochs} epochs, {config.repeats} times (same split, new initialisations); internal Dice on the held-out cases, "
+        + ("external Dice on the external set." if study.data.external else "no external set configured (external Dice: –)."),
+        "",
+        "| arm | HP from | data | cases (train / val) | network | rounds | trials (planned) | failed | final models (planned) | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for arm in arms:
+        search = searches[arm]
+        manifest = comparison.manifests.get(arm)
+        cases = f"{search.train_cases + search.val_cases} ({search.train_cases} / {search.val_cases})" if manifest is not None else "–"
+        network = search.network or f"{planned_network(arm)} (planned)"
+        lines.append(
+            f"| `{arm}` | {_arm_label(arm)} | {_data_label(manifest)} | {cases} | {network} | {search.rounds} "
+            f"| {search.n_trials} ({planned_trials}) | {search.n_failed} | {search.n_final} ({config.repeats}) | {search.n_final_failed} |"
+        )
+    lines.append("")
+
+    header = "| HP from: | " + " | ".join(_arm_label(arm) for arm in arms) + " |"
+    rule = "| --- | " + " | ".join("---" for _ in arms) + " |"
+    lines += [
+        "## Table 2: the hyper-parameters each search found, trained in full",
+        "",
+        f"Each arm's best hyper-parameters train the final model on all data; mean ± std over its {config.repeats} repeats "
+        f"(failed final models left out). Hours are **{unit}** per search: the arm's search trials plus choosing its data; "
+        "the final models are not counted.",
+        "",
+        header,
+        rule,
+        "| MSD Dice (internal) | " + " | ".join(format_dice(searches[a].internal_mean, searches[a].internal_std) for a in arms) + " |",
+        "| External Dice | " + " | ".join(format_dice(searches[a].external_mean, searches[a].external_std) for a in arms) + " |",
+        f"| {'device hours' if unit.startswith('device hours') else unit} per search | " + " | ".join(format_hours(searches[a].hours) for a in arms) + " |",
+        f"| speed-up vs `{SEARCH_REFERENCE}` | " + " | ".join(format_times(searches[a].speedup) for a in arms) + " |",
+        "| speed-up at equal pack size | " + " | ".join(format_times(searches[a].speedup_equal_pack) for a in arms) + " |",
+        "",
+    ]
+    if headline is not None:
+        lines += [f"Headline arm (the parent run's unprefixed metrics): `{headline}`.", ""]
+
+    names = list(space.names)
+    lines += [
+        "## Hyper-parameters found (Fig. 4C/D)",
+        "",
+        "Each search's best trial: its highest validation Dice among FINISHED trials (the controller's reward; ties: the earliest "
+        "started). The search Dice is each search's own validation, on its own cases and network, so it does not compare across arms. "
+        f"Relative distance to `{SEARCH_REFERENCE}`'s: each value mapped to [0, 1] on its range's scale (a choice: 0 when equal, 1 "
+        "otherwise), the Euclidean distance over √(number of hyper-parameters); 0 = the same setting, 1 = opposite corners.",
+        "",
+        "| arm | HP from | best trial | round | search Dice | " + " | ".join(names) + f" | distance to `{SEARCH_REFERENCE}` | final models trained with |",
+        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
+    ]
+    for arm in arms:
+        search = searches[arm]
+        if search.best_trial is None:
+            lines.append(f"| `{arm}` | {_arm_label(arm)} | no finished trial | | | " + " | ".join("" for _ in names) + " | – | – |")
+            continue
+        if search.n_final == 0:
+            trained = "–"
+        elif search.final_matches_best is None:
+            trained = "not logged alike by every final model"
+        elif search.final_matches_best:
+            trained = "the best trial's"
+        else:
+            trained = "other values: " + ", ".join(f"{n} = {_value(v)}" for n, v in (search.final_hyperparameters or {}).items())
+        distance = "–" if search.distance is None else f"{search.distance:.3f}"
+        lines.append(
+            f"| `{arm}` | {_arm_label(arm)} | `{search.best_trial}` | {'–' if search.best_round is None else search.best_round} "
+            f"| {format_dice(search.best_val_dice, None)} | " + " | ".join(_value(search.hyperparameters.get(n)) for n in names) + f" | {distance} | {trained} |"
+        )
+    if reference is None or reference.best_trial is None:
+        lines += ["", f"No `{SEARCH_REFERENCE}` trial finished: there is no reference to measure distances from."]
+    lines.append("")
+
+    lines += [
+        "## Cost",
+        "",
+        unit_sentence(unit)
+        + " A search is one arm's rounds of trials (failed ones count: they used the device) plus choosing its data (`selection_seconds` "
+        "of its manifest, once).",
+        "",
+        f"| arm | HP from | trials | selection (device) | total per search | speed-up vs `{SEARCH_REFERENCE}` | at equal pack size: per search | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for arm in arms:
+        search = searches[arm]
+        lines.append(
+            f"| `{arm}` | {_arm_label(arm)} | {format_hours(search.trial_hours)} | {format_hours(search.selection_hours)} ({search.selection_device or '–'}) "
+            f"| {format_hours(search.hours)} | {format_times(search.speedup)} | {format_hours(search.equal_pack_hours)} | {format_times(search.speedup_equal_pack)} |"
+        )
+    lines += [
+        "",
+        speedup_note(SEARCH_REFERENCE)
+        + f" All child runs (searches and final models) used {format_hours(comparison.gpu_hours)} GPU-hours and {format_hours(comparison.process_hours)} process-hours.",
+        "",
+    ]
+
+    plots: dict[str, str] = {}
+    captions: dict[str, str] = {}
+    distances: dict[str, list[float]] = {}
+    for arm in others:
+        distance = searches[arm].distance
+        if distance is not None:
+            distances[f"{_arm_label(arm)}\n({arm})"] = [distance]
+    if distances:
+        name = "fig4_hp_distance"
+        plots[name] = str(
+            plot_hyperparameter_distance(
+                distances, out / f"{name}.png",
+                title=f"best hyper-parameters found, distance to {SEARCH_REFERENCE}'s\n({', '.join(names)})",
+            )
+        )
+        captions[name] = (
+            f"Fig. 4C/D: each search's relative distance to `{SEARCH_REFERENCE}`'s hyper-parameters, one dot per search (the reference, at 0, left out)."
+        )
+    lines += plots_section(plots, captions, f"No plot: no search other than `{SEARCH_REFERENCE}` has a distance to it.")
+    summary = {
+        "arms": {arm: search.model_dump(mode="json") for arm, search in searches.items()},
+        "manifests": {arm: {"method": m.method, "budget": m.budget, "selection_seconds": m.selection_seconds, "selection_device": m.selection_device} for arm, m in comparison.manifests.items()},
+        "reference_arm": SEARCH_REFERENCE,
+        "headline_arm": headline,
+        "hours": unit,
+        "n_final_models": comparison.n_final,
+        "n_failed_final_models": comparison.n_final_failed,
+    }
+    return Built(markdown="\n".join(lines) + "\n", metrics=metrics, plots=plots, summary=summary)
+
+
+def build_comparison(parent_run_id: str, out: Path, tracking_uri: str | None) -> tuple[StudyConfig, RunTotals, Built]:
+    """Build an automl comparison's report (for :func:`~proxyhpo.analysis.study_report.build_study_report`).
+
+    Args:
+        parent_run_id: the comparison's parent run.
+        out: where the plots are written (created if needed, once the runs have been read).
+        tracking_uri: the MLflow store (default: the environment's or the embedded one).
+
+    Returns:
+        The study config, what its search trials and child runs amount to, and the report.
+
+    Raises:
+        ProxyHPOError: when the run does not exist or has no ``study.json``.
+        ConfigError: when ``study.json`` or a manifest does not validate.
+    """
+    comparison = _collect_comparison(parent_run_id, tracking_uri)
+    out.mkdir(parents=True, exist_ok=True)
+    return comparison.study, comparison, _automl_comparison(comparison, parent_run_id, out)
