@@ -1,5 +1,7 @@
 # proxyhpo: `make run` (install + demo study end to end on the CPU) and `make test` are all a new machine needs.
 SHELL := /bin/bash
+# A failing command anywhere in a pipeline fails the recipe line (make deploy pipes credentials into helm).
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

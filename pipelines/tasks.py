@@ -5,6 +5,7 @@ from kfp import dsl, kubernetes
 
 from proxyhpo.config import PipelineShape, StudyConfig
 from proxyhpo.kfp import components as c
+from proxyhpo.kfp.image import CPU_IMAGE
 
 __all__ = [
     "S3_SECRET",
@@ -25,7 +26,7 @@ S3_SECRET = "proxyhpo-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 #: The chart's ConfigMap with the MLflow and MinIO endpoints.
 ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
-ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL")
+ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT")
 #: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
 PIPELINE_POD_LABEL = "proxyhpo/pipeline"
 
@@ -39,12 +40,15 @@ def cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 
 def light_task(task: dsl.PipelineTask, name: str, *, cache: bool = True) -> dsl.PipelineTask:
+    """A CPU task: the slim CPU image (no CUDA libraries to pull, no GPU visible) and small requests."""
+    task.set_container_image(CPU_IMAGE)
     task.set_display_name(name).set_cpu_request("1").set_memory_request("2Gi").set_cpu_limit("2").set_memory_limit("4Gi")
     task.set_caching_options(cache)
     return cluster_env(task)
 
 
 def gpu_task(task: dsl.PipelineTask, name: str, study: StudyConfig) -> dsl.PipelineTask:
+    """A GPU task: the CUDA runtime image (the components' own), one GPU, the study's CPU and memory, GPU nodes' taint tolerated."""
     resources = study.resources
     task.set_display_name(name).set_caching_options(False)
     task.set_accelerator_type(resources.gpu_type).set_accelerator_limit(1)

@@ -73,6 +73,12 @@ def _cmd_select(args: argparse.Namespace) -> None:
     print(args.out)
 
 
+def _cmd_data_push(args: argparse.Namespace) -> None:
+    from proxyhpo.data.msd import push_dataset
+
+    print(push_dataset(args.folder, args.url, progress=True))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from proxyhpo.training.study_trials import train_from_file
 
@@ -113,15 +119,21 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.launch import compile_pipelines
 
-    for path in compile_pipelines(args.out, args.studies, kind=args.pipeline):
+    for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root):
         print(path)
 
 
 def _cmd_upload(args: argparse.Namespace) -> None:
     from proxyhpo.launch import upload_all
 
-    for name in upload_all(args.host, namespace=args.namespace):
+    for name in upload_all(args.host, namespace=args.namespace, data_root=args.data_root):
         print(name)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from proxyhpo.deploy import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--out", required=True, help="manifest.json to write")
     select.set_defaults(func=_cmd_select)
 
+    data = sub.add_parser("data", help="data sets in the object store")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    push = data_sub.add_parser("push", help="validate a local MSD data set and upload it to s3://bucket/prefix (the chart's MinIO)")
+    push.add_argument("folder", help="MSD folder or its dataset.json")
+    push.add_argument("url", help="s3://bucket/prefix to upload to; a pipeline run's dataset field takes it")
+    push.set_defaults(func=_cmd_data_push)
+
     train = sub.add_parser("train", help="run one trial or a pack of trials from a trial YAML")
     train.add_argument("trial", help="trial plan YAML")
     train.add_argument("--out", default=None, help="result JSON (default: beside the YAML)")
@@ -196,12 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")
     comp.add_argument("--out", default="build/pipelines")
     comp.add_argument("--pipeline", default="hpo", choices=PIPELINE_KINDS, help="the pipeline compiled for the given studies (default: hpo)")
+    comp.add_argument("--data-root", default=None, help="for a cluster: s3://bucket/datasets, where local data sets are pushed; the pipelines' data fields default there")
     comp.set_defaults(func=_cmd_compile)
 
     upload = sub.add_parser("upload", help="upload every compiled pipeline to a Kubeflow cluster")
     upload.add_argument("--host", required=True)
     upload.add_argument("--namespace", default="kubeflow")
+    upload.add_argument("--data-root", default=None, help="s3://bucket/datasets, where the examples' data sets are pushed; the pipelines' data fields default there")
     upload.set_defaults(func=_cmd_upload)
+
+    from proxyhpo.deploy import add_arguments as add_deploy_arguments  # standard library only: the parser stays fast
+
+    deploy = sub.add_parser("deploy", help="`make deploy`'s steps: --preflight checks, then chart, pipelines, experiments, URLs (--dry-run: print and write only)")
+    add_deploy_arguments(deploy)
+    deploy.set_defaults(func=_cmd_deploy)
     return parser
 
 

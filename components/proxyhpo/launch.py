@@ -77,24 +77,41 @@ def shipped_study(name: str) -> StudyConfig:
 
 
 def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo") -> Path:
-    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically)."""
+    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), with identical executors and
+    components merged (:func:`proxyhpo.kfp.compact.deduplicate`)."""
+    import yaml
     from kfp import compiler
 
-    from proxyhpo.storage import atomic_output
+    from proxyhpo.kfp.compact import deduplicate
+    from proxyhpo.storage import atomic_write_text
 
-    with atomic_output(out) as tmp:
-        yaml_path = tmp.with_suffix(".yaml")  # the compiler picks the format from the suffix
+    with tempfile.TemporaryDirectory() as folder:
+        yaml_path = Path(folder) / "pipeline.yaml"  # the compiler picks the format from the suffix
         compiler.Compiler().compile(pipeline_builder(kind)(study), str(yaml_path))
-        os.replace(yaml_path, tmp)
+        documents = list(yaml.safe_load_all(yaml_path.read_text(encoding="utf-8")))
+    # one executor and component per distinct task: a 50-round study stays far below etcd's object limit
+    documents = [document for document in deduplicate(*documents) if document is not None]
+    atomic_write_text(out, yaml.safe_dump_all(documents, sort_keys=True))
     return Path(out)
 
 
-def compile_pipelines(out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = (), kind: str = "hpo") -> list[Path]:
-    """Compile pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every shipped pipeline."""
+def compile_pipelines(
+    out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = (), kind: str = "hpo", data_root: str | None = None
+) -> list[Path]:
+    """Compile pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every shipped pipeline.
+
+    Args:
+        data_root: for a cluster, where the studies' local data sets are pushed (``s3://bucket/datasets``):
+            the pipelines' ``dataset`` and ``external`` fields default there (:meth:`StudyConfig.with_data_root`).
+    """
     out = Path(out_dir)
+
+    def placed(study: StudyConfig) -> StudyConfig:
+        return study.with_data_root(data_root) if data_root else study
+
     if studies:
-        return [compile_study(study, out / f"{kind}-{study.name}.yaml", kind) for study in map(load_study, studies)]
-    return [compile_study(shipped_study(example), out / f"{name}.yaml", kind) for name, (kind, example) in SHIPPED_PIPELINES.items()]
+        return [compile_study(placed(study), out / f"{kind}-{study.name}.yaml", kind) for study in map(load_study, studies)]
+    return [compile_study(placed(shipped_study(example)), out / f"{name}.yaml", kind) for name, (kind, example) in SHIPPED_PIPELINES.items()]
 
 
 @contextlib.contextmanager
@@ -194,7 +211,7 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
     stops here with a one-line error rather than deep inside a task.
     """
     import mlflow  # noqa: F401 - mlflow sets its loggers' level when imported: quiet them after that, not before
-    from kfp import local
+    from kfp import components, local
     from rich.console import Console
 
     from proxyhpo.data.prepare import prepare_study_data
@@ -210,7 +227,9 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
 
     log_path = paths.proxyhpo_home() / "logs" / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     started_ms = int(time.time() * 1000) - 1000
-    pipeline = pipeline_builder(kind)(study)
+    # what runs here is the compiled YAML a cluster is given, not the Python definition it came from
+    compiled = compile_study(study, paths.proxyhpo_home() / "pipelines" / f"{kind}-{study.name}.yaml", kind)
+    pipeline = components.load_component_from_file(str(compiled))
     with _output_to(log_path) as terminal:
         live = Console(file=terminal, force_terminal=terminal.isatty())
         progress = _StudyProgress(study, started_ms, live, kind)
@@ -249,7 +268,9 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
             "upload the MSD folder to MinIO (e.g. `mc cp --recursive`) and give its s3://bucket/prefix",
         )
 
-    client = kfp.Client(host=host, namespace=namespace)
+    from proxyhpo.deploy import kfp_auth
+
+    client = kfp.Client(host=host, namespace=namespace, **kfp_auth())  # KFP_TOKEN / KFP_COOKIES from the environment
     run = client.create_run_from_pipeline_func(
         pipeline_builder(kind)(study),
         arguments={"study_config": study.model_dump_json(), **study.run_parameters()},
@@ -272,22 +293,34 @@ def run_study(
     return run_local(study, kind)
 
 
-def upload_all(host: str, *, namespace: str | None = "kubeflow") -> list[str]:
-    """Compile every shipped pipeline and upload it to the cluster at ``host``; return their names."""
+def upload_all(host: str, *, namespace: str | None = "kubeflow", data_root: str | None = None, client: Any = None) -> list[str]:
+    """Compile every shipped pipeline and upload it to the cluster at ``host`` as a new version; return their names.
+
+    Args:
+        host: the Kubeflow Pipelines API.
+        namespace: the run namespace (a multi-user profile's).
+        data_root: where the examples' data sets live in the chart's MinIO (``s3://bucket/datasets``): the
+            pipelines' ``dataset`` and ``external`` fields default there, so a run launched from the UI
+            reads data every pod can reach.
+        client: a ``kfp.Client`` already authenticated (default: one for ``host`` and ``namespace``).
+    """
     import kfp
 
     from proxyhpo import __version__
 
-    client = kfp.Client(host=host, namespace=namespace)
+    from proxyhpo.deploy import kfp_auth
+
+    client = client or kfp.Client(host=host, namespace=namespace, **kfp_auth())
     names = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in compile_pipelines(tmp):
-            name = f"proxyhpo-{path.stem}"
-            existing = client.get_pipeline_id(name)
+        for path in compile_pipelines(tmp, data_root=data_root):
+            name, example = path.stem, SHIPPED_PIPELINES[path.stem][1]
+            pipeline_name = f"proxyhpo-{name}"
+            existing = client.get_pipeline_id(pipeline_name)
             if existing is None:
-                client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
+                client.upload_pipeline(str(path), pipeline_name=pipeline_name, description=f"proxyhpo {name} (compiled from examples/{example}.yaml)")
             else:  # a second deploy adds a version instead of failing on the name
-                version = f"{name}-{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"
+                version = f"{pipeline_name}-{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"
                 client.upload_pipeline_version(str(path), pipeline_version_name=version, pipeline_id=existing)
-            names.append(name)
+            names.append(pipeline_name)
     return names

@@ -1,9 +1,16 @@
-"""Render the proxyhpo chart with Helm's own engine (helm-python-sdk binds Helm's Go SDK; no helm binary)."""
+"""Render the proxyhpo chart with Helm's own engine (helm-python-sdk binds Helm's Go SDK; no helm binary).
+
+Offline renders see an empty cluster (`lookup` finds nothing). Upgrades are rendered against a small local
+HTTP server standing in for the Kubernetes API, so `lookup` finds the Secrets a first install created.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 import tomllib
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +34,11 @@ CREDENTIALS: dict[str, Any] = {
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "minimal": CREDENTIALS,
     "existing-secrets": {
-        "s3": {"existingSecret": "proxyhpo-s3"},
+        "s3": {"existingSecret": "team-minio-root"},
         "postgresql": {"auth": {"existingSecret": "team-postgres"}},
     },
     "production": {
-        **CREDENTIALS,
+        "s3": {**CREDENTIALS["s3"], "bucket": "imaging-studies", "pipelineUser": {"name": "imaging-pipelines", "secretKey": "pipeline-key-5e1d"}},
         "image": {"registry": "registry.example.org:5000/ml/proxyhpo", "pullPolicy": "Always"},
         "imagePullSecrets": [{"name": "regcred"}],
         "commonLabels": {"team": "imaging"},
@@ -52,7 +59,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "minio": {"persistence": {"enabled": False}, "bucketJob": {"enabled": False}},
         "postgresql": {"auth": {"password": PG_PASSWORD}, "persistence": {"enabled": False}},
         "networkPolicy": {"enabled": False},
-        "pipeline": {"serviceAccount": {"create": False, "name": "default-editor"}},
     },
 }
 
@@ -112,3 +118,85 @@ def value_set(request: pytest.FixtureRequest, render: Callable[[dict[str, Any]],
     """(name, values, rendered chart) for each realistic values set."""
     values = VALUE_SETS[request.param]
     return request.param, values, render(values)
+
+
+class FakeKubeAPI:
+    """The part of the Kubernetes API that Helm's `lookup` of a Secret uses: discovery of v1, then a GET.
+
+    ``secrets`` maps (namespace, name) to the Secret's ``data`` (base64 values); ``requests`` records paths.
+    """
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.requests: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?")[0]
+                api.requests.append(path)
+                parts = path.strip("/").split("/")
+                body: dict[str, Any]
+                if path == "/api/v1":
+                    body = {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                        {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list"]}]}
+                elif path == "/api":
+                    body = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+                elif path == "/apis":
+                    body = {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+                elif len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets" and (parts[3], parts[5]) in api.secrets:
+                    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                            "metadata": {"name": parts[5], "namespace": parts[3]}, "data": api.secrets[(parts[3], parts[5])]}
+                else:
+                    self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+                    return
+                self._send(200, body)
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self) -> str:
+        return (f"apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: '{self.url}'}}}}]\n"
+                f"users: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: {NAMESPACE}}}}}]\n"
+                "current-context: fake\n")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_kube() -> Iterator[FakeKubeAPI]:
+    """An empty stand-in Kubernetes API; put Secrets into ``secrets`` before rendering."""
+    api = FakeKubeAPI()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def render_on_cluster(chart: Any, fake_kube: FakeKubeAPI) -> Callable[..., Rendered]:
+    """Render as `helm upgrade` (or install) against ``fake_kube``: `lookup` returns its Secrets."""
+
+    def _render(values: dict[str, Any], *, upgrade: bool = True) -> Rendered:
+        config = helm.Config(kubeconfig_content=fake_kube.kubeconfig(), namespace=NAMESPACE)
+        try:
+            manifests = config.render(chart, values, name=RELEASE, namespace=NAMESPACE, revision=2 if upgrade else 1,
+                                      is_upgrade=upgrade, is_install=not upgrade)
+        finally:
+            config.close()
+        return Rendered(manifests)
+
+    return _render
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,6 +21,10 @@ CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "proxyhpo"
 KUBE_VERSIONS = ("1.27.0", "1.33.0")
 CREDS: dict[str, Any] = {"s3": {"accessKey": "team-user", "secretKey": "s3-secret-9f2c7d"},
                          "postgresql": {"auth": {"password": "pg-secret-41ab0e"}}}
+
+
+def _decoded(secret: dict) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 # --- helm lint ---------------------------------------------------------------------------------------------
@@ -71,8 +77,8 @@ def test_release_contains_every_service(value_set: tuple[str, dict, Any]) -> Non
     minio_persistence = values.get("minio", {}).get("persistence", {}).get("enabled", True)
     assert (("PersistentVolumeClaim", "proxyhpo-minio") in kinds) == minio_persistence
     assert (("Job", "proxyhpo-bucket") in kinds) == values.get("minio", {}).get("bucketJob", {}).get("enabled", True)
-    sa = values.get("pipeline", {}).get("serviceAccount", {}).get("create", True)
-    assert {("ServiceAccount", "proxyhpo-pipeline"), ("Role", "proxyhpo-pipeline"), ("RoleBinding", "proxyhpo-pipeline")} <= kinds if sa else not any(k in {"Role", "RoleBinding", "ServiceAccount"} for k, _ in kinds)
+    # Pipeline pods run as KFP's own service account: the chart creates no identity nothing would use.
+    assert not any(k in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"} for k, _ in kinds)
 
 
 # --- restricted pods ----------------------------------------------------------------------------------------
@@ -136,14 +142,19 @@ def test_values_yaml_ships_no_credentials(chart: Any) -> None:
     [
         ({}, "s3 credentials missing"),
         ({"s3": {"accessKey": "team-user"}, "postgresql": {"auth": {"password": "x"}}}, "s3 credentials missing"),
+        ({"s3": {"secretKey": "s3-secret-9f2c7d"}, "postgresql": CREDS["postgresql"]}, "both or neither"),
         ({"s3": CREDS["s3"]}, "postgresql password missing"),
         ({"s3": {"accessKey": "ab", "secretKey": "s3-secret-9f2c7d"}, "postgresql": CREDS["postgresql"]}, "s3.accessKey must have at least 3"),
         ({"s3": {"accessKey": "team-user", "secretKey": "short"}, "postgresql": CREDS["postgresql"]}, "s3.secretKey must have at least 8"),
         ({"s3": {**CREDS["s3"], "existingSecret": "mine"}, "postgresql": CREDS["postgresql"]}, "not both"),
         ({"s3": CREDS["s3"], "postgresql": {"auth": {"password": "p", "existingSecret": "mine"}}}, "not both"),
         ({**CREDS, "minio": {"persistence": {"enabled": False, "existingClaim": "data"}}}, "minio.persistence.existingClaim"),
+        ({"s3": {"existingSecret": "proxyhpo-s3"}, "postgresql": CREDS["postgresql"]}, "not proxyhpo-s3"),
+        ({"s3": {**CREDS["s3"], "pipelineUser": {"name": "team-user"}}, "postgresql": CREDS["postgresql"]}, "must differ from the MinIO root user"),
+        ({**CREDS, "s3": {**CREDS["s3"], "pipelineUser": {"secretKey": "short"}}}, "s3.pipelineUser.secretKey must have at least 8"),
     ],
-    ids=["nothing", "no-s3-secret-key", "no-pg-password", "short-access-key", "short-secret-key", "s3-both", "pg-both", "claim-without-persistence"],
+    ids=["nothing", "no-s3-secret-key", "only-s3-secret-key", "no-pg-password", "short-access-key", "short-secret-key", "s3-both", "pg-both",
+         "claim-without-persistence", "root-secret-named-like-the-pipelines-one", "pipeline-user-is-root", "short-pipeline-key"],
 )
 def test_fail_guards_stop_the_render_with_a_message(render: Any, values: dict, message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
@@ -154,37 +165,110 @@ def test_fail_message_says_how_to_fix(render: Any) -> None:
     with pytest.raises(helm.HelmRenderError) as caught:
         render({})
     assert "s3.existingSecret" in str(caught.value) and "--set s3.accessKey=" in str(caught.value)
+    # and where an upgrade would have found them
+    assert "Secret proxyhpo-minio" in str(caught.value) and "namespace ml-team" in str(caught.value)
 
 
 def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: Any) -> None:
     rendered = render(CREDS)
     secrets = rendered.kind("Secret")
-    assert secrets["proxyhpo-s3"]["stringData"] == {"AWS_ACCESS_KEY_ID": "team-user", "AWS_SECRET_ACCESS_KEY": "s3-secret-9f2c7d"}
-    assert secrets["proxyhpo-postgres"]["stringData"] == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
+    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres"}
+    assert _decoded(secrets["proxyhpo-minio"]) == {"root-user": "team-user", "root-password": "s3-secret-9f2c7d"}
+    assert _decoded(secrets["proxyhpo-postgres"]) == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
+    pipeline_key = _decoded(secrets["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
     # The secret values appear in Secrets only: never in env values, args, the ConfigMap or the NOTES.
     for obj in rendered.objects:
         if obj["kind"] != "Secret":
             text = yaml.safe_dump(obj)
-            for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e"):
+            for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key):
                 assert secret not in text, f"{obj['kind']}/{obj['metadata']['name']} leaks a secret"
-    assert "s3-secret-9f2c7d" not in rendered.notes and "pg-secret-41ab0e" not in rendered.notes
+    for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key):
+        assert secret not in rendered.notes
 
 
-def test_existing_secrets_render_no_secret_and_are_referenced(render: Any) -> None:
-    rendered = render({"s3": {"existingSecret": "proxyhpo-s3"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
-    assert rendered.kind("Secret") == {}
+def test_pipeline_secret_holds_the_bucket_users_keys_never_the_root_ones(value_set: tuple[str, dict, Any]) -> None:
+    name, values, rendered = value_set
+    pipeline = _decoded(rendered.kind("Secret")["proxyhpo-s3"])
+    # exactly the names and keys the compiled pipelines reference
+    assert set(pipeline) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+    user = values.get("s3", {}).get("pipelineUser", {})
+    assert pipeline["AWS_ACCESS_KEY_ID"] == user.get("name", "proxyhpo-pipeline")
+    given = user.get("secretKey")
+    if given:
+        assert pipeline["AWS_SECRET_ACCESS_KEY"] == given
+    else:  # generated: long and random
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", pipeline["AWS_SECRET_ACCESS_KEY"]), name
+    root = values.get("s3", {})
+    assert pipeline["AWS_ACCESS_KEY_ID"] != root.get("accessKey") and pipeline["AWS_SECRET_ACCESS_KEY"] != root.get("secretKey")
+
+
+def test_generated_pipeline_key_is_fresh_per_install_and_one_within_a_render(render: Any) -> None:
+    first, second = render(CREDS), render(CREDS)
+    key = _decoded(first.kind("Secret")["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
+    assert key != _decoded(second.kind("Secret")["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
+    # The MLflow pod's checksum is computed from the very key the Secret holds (generated once per render).
+    data = first.kind("Secret")
+    expected = hashlib.sha256(f"{data['proxyhpo-postgres']['data']['POSTGRES_PASSWORD']},{data['proxyhpo-s3']['data']['AWS_SECRET_ACCESS_KEY']}".encode()).hexdigest()
+    annotations = first.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/credentials"] == expected
+
+
+def _secrets_read(spec: dict) -> set[str]:
+    """Names of the Secrets a pod reads, as env or as volumes."""
+    names = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+    return names
+
+
+def test_only_minio_and_the_bucket_job_see_the_root_credentials(value_set: tuple[str, dict, Any]) -> None:
+    name, values, rendered = value_set
+    root = values.get("s3", {}).get("existingSecret") or "proxyhpo-minio"
+    readers = {where for where, spec in rendered.pod_specs() if root in _secrets_read(spec)}
+    bucket_job = {"Job/proxyhpo-bucket"} if values.get("minio", {}).get("bucketJob", {}).get("enabled", True) else set()
+    assert readers == {"Deployment/proxyhpo-minio"} | bucket_job, name
+    # MLflow holds the bucket user's keys (its artifact proxy), not the root ones
+    assert "proxyhpo-s3" in _secrets_read(dict(rendered.pod_specs())["Deployment/proxyhpo-mlflow"])
+
+
+def test_credentials_reach_pods_as_files_where_the_program_reads_files(render: Any) -> None:
+    rendered = render(CREDS)
+    specs = dict(rendered.pod_specs())
+
+    def env_secret_refs(spec: dict) -> set[tuple[str, str]]:
+        return {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                for c in spec.get("initContainers", []) + spec["containers"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+
+    # MinIO (MINIO_ROOT_*_FILE), PostgreSQL (POSTGRES_PASSWORD_FILE) and the bucket Job's script read files.
+    for where in ("Deployment/proxyhpo-minio", "StatefulSet/proxyhpo-postgresql", "Job/proxyhpo-bucket"):
+        assert env_secret_refs(specs[where]) == set(), where
+    minio = specs["Deployment/proxyhpo-minio"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in minio["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in minio["volumeMounts"]}
+    assert env["MINIO_ROOT_USER_FILE"] == f"{mounts['minio-root']}/root-user"
+    assert env["MINIO_ROOT_PASSWORD_FILE"] == f"{mounts['minio-root']}/root-password"
+    # MLflow: libpq and boto3 read the environment (waived in policy-waivers.yaml); the bucket user's keys.
+    assert env_secret_refs(specs["Deployment/proxyhpo-mlflow"]) == {
+        ("proxyhpo-postgres", "POSTGRES_PASSWORD"), ("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY")}
+    for where, spec in specs.items():
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["defaultMode"] == 0o440, f"{where}: {volume['name']}"
+
+
+def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: Any) -> None:
+    rendered = render({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
+    assert set(rendered.kind("Secret")) == {"proxyhpo-s3"}  # the bucket user's keys are always the chart's
     refs = {
         (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
         for _, spec in rendered.pod_specs() for c in spec["containers"] for env in c.get("env", [])
         if "secretKeyRef" in env.get("valueFrom", {})
     }
     assert refs == {("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY"), ("team-postgres", "POSTGRES_PASSWORD")}
-
-
-def test_existing_s3_secret_with_another_name_warns_in_notes(render: Any) -> None:
-    rendered = render({"s3": {"existingSecret": "vault-s3"}, "postgresql": CREDS["postgresql"]})
-    assert "vault-s3" in rendered.notes and "WARNING" in rendered.notes
-    assert "WARNING" not in render(CREDS).notes
+    volumes = {v["secret"]["secretName"] for _, spec in rendered.pod_specs() for v in spec.get("volumes", []) if "secret" in v}
+    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3"}
+    assert "team-minio-root" in rendered.notes
 
 
 # --- schema ---------------------------------------------------------------------------------------------------
@@ -256,7 +340,8 @@ def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, 
     _, values, rendered = value_set
     data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
     # exactly the keys the pipelines read (pipelines/hpo.py ENDPOINT_KEYS): nothing that no pod uses
-    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL"}
+    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT"}
+    assert data["PROXYHPO_CHECKPOINT_ROOT"] == f"s3://{values.get('s3', {}).get('bucket', 'proxyhpo')}/checkpoints"
     services = rendered.kind("Service")
     for key, service in (("MLFLOW_TRACKING_URI", "proxyhpo-mlflow"), ("PROXYHPO_S3_ENDPOINT", "proxyhpo-minio")):
         url = urlparse(data[key])
@@ -287,7 +372,7 @@ def test_image_tag_override_reaches_both_images(render: Any) -> None:
     assert rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/mlflow:0.1.0-rc1")
 
 
-# --- network policy and RBAC -----------------------------------------------------------------------------------
+# --- network policy and service accounts ------------------------------------------------------------------
 
 def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, dict, Any]) -> None:
     name, values, rendered = value_set
@@ -298,6 +383,7 @@ def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, 
     assert set(policies) == {"proxyhpo-minio", "proxyhpo-postgresql", "proxyhpo-mlflow"}
     labels = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
               for kind in ("Deployment", "StatefulSet", "Job") for o in rendered.kind(kind).values()}
+    namespace = policies["proxyhpo-minio"]["metadata"]["namespace"]
 
     def admitted(policy: dict) -> list[dict]:
         return [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
@@ -306,13 +392,24 @@ def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, 
         assert policies[pname]["spec"]["podSelector"]["matchLabels"].items() <= labels[target].items(), pname
         assert policies[pname]["spec"]["policyTypes"] == ["Ingress"]
 
-    def matches(peer: dict, pod_labels: dict) -> bool:
-        return set(peer) == {"podSelector"} and peer["podSelector"].get("matchLabels", {}).items() <= pod_labels.items()
+    def matches(peer: dict, pod_labels: dict, pod_namespace: str = namespace, namespace_labels: dict | None = None) -> bool:
+        """Whether a NetworkPolicyPeer (podSelector and/or namespaceSelector, no ipBlock) admits the pod."""
+        if "ipBlock" in peer:
+            return False
+        ns_labels = namespace_labels or {"kubernetes.io/metadata.name": pod_namespace}
+        if "namespaceSelector" in peer:
+            if not peer["namespaceSelector"].get("matchLabels", {}).items() <= ns_labels.items():
+                return False
+        elif pod_namespace != namespace:
+            return False  # a podSelector alone selects the policy's namespace
+        return peer.get("podSelector", {}).get("matchLabels", {}).items() <= pod_labels.items()
 
     pipeline_pod = {"proxyhpo/pipeline": "true", "pipelines.kubeflow.org/v2_component": "true"}
     stranger = {"app": "notebook"}
     minio_peers = admitted(policies["proxyhpo-minio"])
     assert any(matches(p, pipeline_pod) for p in minio_peers)
+    # the same pipeline pod in another namespace (another profile, or KFP's own) is refused
+    assert not any(matches(p, pipeline_pod, "kubeflow-user-other") for p in minio_peers if p not in values.get("networkPolicy", {}).get("extraMinioFrom", []))
     assert any(matches(p, labels["proxyhpo-mlflow"]) for p in minio_peers)
     assert not any(matches(p, stranger) for p in minio_peers)
     assert not any(matches(p, labels["proxyhpo-postgresql"]) for p in minio_peers)
@@ -324,15 +421,58 @@ def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, 
     assert all(peer in minio_peers for peer in extra)
 
 
-def test_pipeline_role_reads_only_named_objects(render: Any) -> None:
-    role = render(CREDS).kind("Role")["proxyhpo-pipeline"]
-    by_resource = {r["resources"][0]: r for r in role["rules"]}
-    assert by_resource["secrets"]["verbs"] == ["get"]
-    assert "proxyhpo-s3" in by_resource["secrets"]["resourceNames"]
-    assert "proxyhpo-postgres" not in by_resource["secrets"]["resourceNames"]
-    assert by_resource["configmaps"]["verbs"] == ["get"] and "proxyhpo-endpoints" in by_resource["configmaps"]["resourceNames"]
-    for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-        assert not {"list", "delete", "create"} & set(rule["verbs"]) or rule["resources"] == ["workflowtaskresults"]
-    binding = render(CREDS).kind("RoleBinding")["proxyhpo-pipeline"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "proxyhpo-pipeline", "namespace": role["metadata"]["namespace"]}]
+def test_pipeline_pods_are_admitted_by_label_and_namespace_together(value_set: tuple[str, dict, Any]) -> None:
+    _, values, rendered = value_set
+    if not values.get("networkPolicy", {}).get("enabled", True):
+        return
+    policy = rendered.kind("NetworkPolicy")["proxyhpo-minio"]
+    peer = policy["spec"]["ingress"][0]["from"][0]
+    # one peer with both selectors (AND), not two peers (OR)
+    assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": policy["metadata"]["namespace"]}},
+                    "podSelector": {"matchLabels": {"proxyhpo/pipeline": "true"}}}
+
+
+def test_minio_console_is_open_to_no_pod(value_set: tuple[str, dict, Any]) -> None:
+    _, values, rendered = value_set
+    if not values.get("networkPolicy", {}).get("enabled", True):
+        return
+    for name, policy in rendered.kind("NetworkPolicy").items():
+        for rule in policy["spec"]["ingress"]:
+            assert "console" not in {p["port"] for p in rule["ports"]}, name
+    minio_ports = [p for rule in rendered.kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"] for p in rule["ports"]]
+    assert minio_ports == [{"port": "s3", "protocol": "TCP"}]
+    # The Service still has the console (reached through kubectl port-forward), named as the policy expects.
+    assert {p["name"] for p in rendered.kind("Service")["proxyhpo-minio"]["spec"]["ports"]} == {"s3", "console"}
+
+
+def test_notes_say_the_release_namespace_is_the_run_namespace(render: Any) -> None:
+    notes = " ".join(render(CREDS).notes.split())
+    assert "The release namespace is the run namespace: ml-team" in notes
+    assert "standalone KFP: kubeflow" in notes and "the profile's namespace" in notes
+    assert "proxyhpo upload --host <Kubeflow Pipelines URL> --namespace ml-team" in notes
+    # which service account the pods run as, since the chart makes none
+    assert "pipeline-runner" in notes and "default-editor" in notes
+
+
+def test_chart_serves_exactly_what_the_pipelines_read(render: Any) -> None:
+    from pipelines.tasks import ENDPOINT_KEYS, ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET, S3_SECRET_KEYS
+
+    rendered = render(CREDS)
+    assert set(rendered.kind("Secret")[S3_SECRET]["data"]) == set(S3_SECRET_KEYS)
+    assert set(rendered.kind("ConfigMap")[ENDPOINTS_CONFIG_MAP]["data"]) == set(ENDPOINT_KEYS)
+    peer = rendered.kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"][0]["from"][0]
+    assert peer["podSelector"]["matchLabels"] == {PIPELINE_POD_LABEL: "true"}
+
+
+def test_kfp_launcher_puts_the_pipeline_root_in_the_charts_bucket(render: Any) -> None:
+    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies"}})
+    launcher = rendered.kind("ConfigMap")["kfp-launcher"]["data"]
+    assert launcher["defaultPipelineRoot"] == "s3://studies/pipeline-root"
+    providers = yaml.safe_load(launcher["providers"])["s3"]["default"]
+    endpoint = urlparse(rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]["PROXYHPO_S3_ENDPOINT"]).netloc
+    assert providers["endpoint"] == endpoint and providers["disableSSL"] is True
+    assert providers["credentials"] == {
+        "fromEnv": False,
+        "secretRef": {"secretName": "proxyhpo-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID", "secretKeyKey": "AWS_SECRET_ACCESS_KEY"},
+    }
+    assert "kfp-launcher" not in render({**CREDS, "kfpLauncher": {"enabled": False, "pipelineRootPrefix": "x", "region": "r"}}).kind("ConfigMap")

@@ -199,3 +199,12 @@ def test_manifest_split_must_cover_its_cases() -> None:
     assert ProxyDataManifest(**fields, train_ids=("a",), val_ids=("b",)).val_ids == ("b",)
     with pytest.raises(ValueError, match="train_ids and val_ids must split case_ids exactly"):
         ProxyDataManifest(**fields, train_ids=("a",), val_ids=("a",))
+
+
+def test_local_data_move_under_the_clusters_data_root() -> None:
+    demo = load_study(Path(__file__).parents[2] / "examples" / "demo.yaml")
+    moved = demo.with_data_root("s3://proxyhpo/datasets/")
+    assert (moved.data.dataset, moved.data.external) == ("s3://proxyhpo/datasets/demo-spleen", "s3://proxyhpo/datasets/demo-spleen-external")
+    assert moved.data.synthetic is None and moved.run_parameters()["dataset"] == "s3://proxyhpo/datasets/demo-spleen"
+    on_minio = moved.with_data_root("s3://elsewhere")
+    assert on_minio == moved  # data in the object store stay where they are

@@ -22,9 +22,13 @@ def _proposal(i: int, optimizer: str) -> Proposal:
     return Proposal(proposal_id=i, round=0, hyperparameters={"lr": 1e-3, "optimizer": optimizer, "intensity_shift_prob": 0.1}, log_prob=0.0)
 
 
-def _result(trial_id: str, dice: float | None) -> TrialResult:
+def _result(proposal: Proposal, dice: float | None, arm: str = "") -> TrialResult:
     state = TrialState.COMPLETE if dice is not None else TrialState.FAILED
-    return TrialResult(trial_id=trial_id, state=state, hyperparameters=HyperParameters(lr=1e-3), network="proxy-L3", final_val_dice=dice)
+    trial_id = f"{arm}-{proposal.trial_id}" if arm else proposal.trial_id
+    return TrialResult(
+        trial_id=trial_id, state=state, hyperparameters=HyperParameters(lr=1e-3), network="proxy-L3", final_val_dice=dice,
+        tags={"proposal_id": str(proposal.proposal_id)},
+    )
 
 
 def test_trial_id_names_round_and_proposal() -> None:
@@ -52,11 +56,13 @@ def test_a_round_from_proposals_to_update(tmp_path: Path) -> None:
     packs = [PackSpec.model_validate_json(text) for text in propose_round(study, tmp_path / "state0.zip", tmp_path / "proposed.zip")]
     assert [len(pack.proposals) for pack in packs] == [2, 2, 1]
     assert [pack.pack_index for pack in packs] == [0, 1, 2] and {pack.round for pack in packs} == {0}
-    trial_ids = [p.trial_id for pack in packs for p in pack.proposals]
+    proposals = [p for pack in packs for p in pack.proposals]
+    trial_ids = [p.trial_id for p in proposals]
 
-    # pack 0 finished (one trial failed), pack 1 wrote nothing (its pod crashed), pack 2 finished
-    TrialResults(results=(_result(trial_ids[0], 0.5), _result(trial_ids[1], None))).write(tmp_path / "pack0.json")
-    TrialResults(results=(_result(trial_ids[4], 0.7),)).write(tmp_path / "pack2.json")
+    # pack 0 finished (one trial failed), pack 1 wrote nothing (its pod crashed), pack 2 finished; a search arm's
+    # trial ids carry the arm, and the rewards still find their proposals
+    TrialResults(results=(_result(proposals[0], 0.5, "proxy-data"), _result(proposals[1], None, "proxy-data"))).write(tmp_path / "pack0.json")
+    TrialResults(results=(_result(proposals[4], 0.7, "proxy-data"),)).write(tmp_path / "pack2.json")
     stats = update_round(tmp_path / "proposed.zip", [tmp_path / "pack0.json", tmp_path / "pack1.json", tmp_path / "pack2.json"], tmp_path / "state1.zip")
     assert (stats.round, stats.n_proposals, stats.n_failed, stats.stepped) == (0, 5, 3, True)
     assert stats.mean_reward == pytest.approx(0.6)

@@ -174,3 +174,36 @@ def test_label_value_above_255_is_not_wrapped(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(label, np.diag([0.8, 0.8, 2.5, 1.0])), root / "labelsTr" / "case_0.nii.gz")
     _write_dataset(root, [entry])
     _expect("above 255", "labelsTr/case_0.nii.gz", lambda: validate_dataset(load_dataset(root)))
+
+
+def test_push_uploads_the_validated_data_set(tiny: Path, s3_bucket: str, isolated_home: Path) -> None:
+    from proxyhpo import storage
+    from proxyhpo.data.msd import push_dataset
+
+    (tiny / "notes.txt").write_text("not part of the data set")
+    url = push_dataset(tiny, f"s3://{s3_bucket}/datasets/tiny/")
+    assert url == f"s3://{s3_bucket}/datasets/tiny"
+    keys = {obj.object_name for obj in storage.s3_client().list_objects(bucket_name=s3_bucket, prefix="datasets/tiny/", recursive=True)}
+    assert "datasets/tiny/dataset.json" in keys and "datasets/tiny/notes.txt" not in keys  # only what dataset.json lists
+    assert load_dataset(url).sha256() == load_dataset(tiny).sha256()
+
+
+def test_push_refuses_a_bad_data_set_before_uploading(tiny: Path, s3_bucket: str) -> None:
+    from proxyhpo import storage
+    from proxyhpo.data.msd import push_dataset
+
+    (tiny / "labelsTr" / "case_1.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(DataError, match="case_1.nii.gz"):
+        push_dataset(tiny, f"s3://{s3_bucket}/datasets/bad")
+    assert list(storage.s3_client().list_objects(bucket_name=s3_bucket, prefix="datasets/bad/", recursive=True)) == []
+    with pytest.raises(DataError, match="is not an s3://bucket/prefix URL"):
+        push_dataset(tiny, "/tmp/somewhere")
+
+
+def test_data_push_command(tiny: Path, s3_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxyhpo.cli import main
+
+    assert main(["data", "push", str(tiny), f"s3://{s3_bucket}/datasets/cli"]) == 0
+    assert capsys.readouterr().out.strip() == f"s3://{s3_bucket}/datasets/cli"
+    assert main(["data", "push", str(tiny / "missing"), f"s3://{s3_bucket}/datasets/x"]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from pipelines.studies import DESCRIPTIONS, build_proxy_data_study, build_proxy_
 from pipelines.tasks import ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET
 from proxyhpo import __version__
 from proxyhpo.config import PipelineShape, StudyConfig, load_study, study_from_json
-from proxyhpo.kfp.image import RUNTIME_IMAGE
+from proxyhpo.kfp.image import CPU_IMAGE, RUNTIME_IMAGE
 from proxyhpo.launch import PIPELINE_KINDS, SHIPPED_PIPELINES, compile_pipelines, compile_study, pipeline_builder, shipped_study
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -169,11 +169,14 @@ def test_normalize_strips_only_the_sdk_version() -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_executor_runs_the_runtime_image(compiled: dict[str, str], name: str) -> None:
+def test_gpu_tasks_run_the_cuda_image_and_the_others_the_cpu_image(compiled: dict[str, str], name: str) -> None:
     spec, _ = _documents(compiled[name])
-    images = {executor["container"]["image"] for executor in spec["deploymentSpec"]["executors"].values()}
-    assert images == {RUNTIME_IMAGE}
-    assert RUNTIME_IMAGE.endswith(f":{__version__}")
+    executors = spec["deploymentSpec"]["executors"]
+    for key, executor in executors.items():
+        expected = RUNTIME_IMAGE if "accelerator" in executor["container"].get("resources", {}) else CPU_IMAGE
+        assert executor["container"]["image"] == expected, key
+    assert {executor["container"]["image"] for executor in executors.values()} == {RUNTIME_IMAGE, CPU_IMAGE}
+    assert RUNTIME_IMAGE.endswith(f"/runtime:{__version__}") and CPU_IMAGE.endswith(f"/runtime-cpu:{__version__}")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -185,10 +188,8 @@ def test_gpu_tasks_request_one_gpu_and_resources(compiled: dict[str, str], name:
     kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     gpu = {key: value for key, value in executors.items() if _is_gpu_executor(key)}
     assert gpu
-    if _kind(name) == "hpo":  # one train-pack per round, and the final training
-        assert len(gpu) == study.search.rounds + 1
-        assert len([key for key in gpu if re.fullmatch(r"exec-train-pack(-\d+)?", key)]) == study.search.rounds
-        assert "exec-final-training" in gpu
+    if _kind(name) == "hpo":  # the rounds' train-packs share one executor (merged copies), and the final training
+        assert sorted(gpu) == ["exec-final-training", "exec-train-pack"]
     elif _kind(name) in STUDY_KINDS:  # planning (the similarity matrices) and every cell's training
         assert sorted(gpu) == ["exec-plan-cells", "exec-train-cell"]
     toleration = {"key": study.resources.gpu_type, "operator": "Exists", "effect": "NoSchedule"}
@@ -243,12 +244,13 @@ def test_rounds_are_unrolled_into_parallel_loops(compiled: dict[str, str], name:
 
 @pytest.mark.parametrize("name", HPO)
 def test_every_round_is_one_dag_with_one_train_pack(compiled: dict[str, str], name: str) -> None:
-    """One round DAG ``round-N-packs`` and one train-pack executor per round of ``search.rounds``, each round after the previous one."""
+    """One round DAG ``round-N-packs`` with one train-pack task per round of ``search.rounds``, each round after the previous
+    one; every round's train-pack runs the one merged train-pack component."""
     study = _study(name)
     spec, _ = _documents(compiled[name])
     rounds = study.search.rounds
-    train_packs = [key for key in spec["deploymentSpec"]["executors"] if re.fullmatch(r"exec-train-pack(-\d+)?", key)]
-    assert len(train_packs) == rounds
+    train_packs = [task for task in _all_tasks(spec).values() if task["componentRef"]["name"].startswith("comp-train-pack")]
+    assert len(train_packs) == rounds and {task["componentRef"]["name"] for task in train_packs} == {"comp-train-pack"}
     loops = {task["taskInfo"]["name"]: task for task in _all_tasks(spec).values() if "parameterIterator" in task}
     assert sorted(loops) == sorted(f"round-{r}-packs" for r in range(1, rounds + 1))
     for task in loops.values():  # each round DAG trains one pack per loop item
@@ -469,7 +471,7 @@ def test_registry_override_reaches_the_compiled_images(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = "from proxyhpo.kfp.image import RUNTIME_IMAGE; print(RUNTIME_IMAGE)"
+    code = "from proxyhpo.kfp.image import CPU_IMAGE, RUNTIME_IMAGE; print(RUNTIME_IMAGE)"
     env = {**__import__("os").environ, "PROXYHPO_IMAGE_REGISTRY": "registry.example.org/team/"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == f"registry.example.org/team/runtime:{__version__}"

@@ -193,6 +193,19 @@ class StudyConfig(StrictModel):
         """What a compiled HPO pipeline of this study fixes: its rounds and its parallelism."""
         return PipelineShape(rounds=self.search.rounds, gpus=self.resources.gpus)
 
+    def with_data_root(self, root: str) -> StudyConfig:
+        """This study with its local data sets moved under ``root`` (``s3://bucket/datasets``), where a cluster's pods read them.
+
+        A local data set keeps its folder's name (``.proxyhpo/data/demo-spleen`` becomes
+        ``<root>/demo-spleen``, ``/data/Task09_Spleen`` becomes ``<root>/Task09_Spleen``): push it there with
+        ``proxyhpo data push``. Synthetic phantoms are not generated on a cluster: they are pushed too.
+        """
+        moved = {key.removeprefix("data."): f"{root.rstrip('/')}/{Path(location).name}" for key, location in self.data.local_locations().items()}
+        if not moved:
+            return self
+        data = self.data.model_copy(update={**moved, "synthetic": None})
+        return self.model_copy(update={"data": data})
+
     def run_parameters(self) -> dict[str, str]:
         """The pipeline run parameters a user fills in in the Kubeflow UI, as this study sets them.
 

@@ -74,15 +74,15 @@ def update_round(
         state_out: where to write the updated state.
     """
     controller = ReinforceController.load(state_in)
-    rewards: dict[str, float | None] = {}
+    rewards: dict[int, float | None] = {}  # by proposal id: a trial's id may carry its search arm
     for file in result_files:
         if not Path(file).is_file():
             continue
         for result in TrialResults.read(file).results:
             dice = result.final_val_dice if result.state == TrialState.COMPLETE else None
-            rewards[result.trial_id] = dice if dice is not None and math.isfinite(dice) else None
+            rewards[int(result.tags["proposal_id"])] = dice if dice is not None and math.isfinite(dice) else None
     pending = controller.pending()
-    stats = controller.update(pending, [rewards.get(p.trial_id) for p in pending])
+    stats = controller.update(pending, [rewards.get(p.proposal_id) for p in pending])
     controller.save(state_out)
     return stats
 

@@ -25,7 +25,7 @@ from proxyhpo.config import StrictModel
 from proxyhpo.errors import DataError
 from proxyhpo.progress import track
 
-__all__ = ["CaseEntry", "CaseVolumes", "MSDDataset", "load_dataset", "read_case", "validate_dataset", "case_id_of"]
+__all__ = ["CaseEntry", "CaseVolumes", "MSDDataset", "load_dataset", "push_dataset", "read_case", "validate_dataset", "case_id_of"]
 
 AFFINE_TOLERANCE = 1e-3
 
@@ -131,6 +131,33 @@ def _stage_from_s3(url: str) -> Path:
                 storage.download_file(object_url, target)
     storage.atomic_write_bytes(local_json, raw)
     return local_json
+
+
+def push_dataset(location: str | os.PathLike[str], url: str, *, progress: bool = False) -> str:
+    """Validate a local MSD data set and upload it under ``url`` (``s3://bucket/prefix``), ``dataset.json`` last.
+
+    Only ``dataset.json`` and the files it lists are uploaded, at their paths relative to it, so a
+    pipeline pod stages exactly the validated data set from the chart's MinIO. ``dataset.json`` goes up
+    after every volume: a reader never finds a data set whose files are not all there yet.
+
+    Returns:
+        The data set's URL (``s3://bucket/prefix``), what a pipeline run's ``dataset`` field takes.
+
+    Raises:
+        DataError: for the first bad file, naming it and the fix (nothing is uploaded then).
+        StorageError: when the bucket cannot be written.
+    """
+    if not storage.is_s3_url(url):
+        raise DataError(url, "is not an s3://bucket/prefix URL", "give the data set's destination in the object store, e.g. s3://proxyhpo/datasets/spleen")
+    dataset = load_dataset(location)
+    validate_dataset(dataset, progress=progress)
+    root = dataset.dataset_json.parent
+    prefix = url.rstrip("/")
+    files = [Path(path) for case in dataset.cases for path in (case.image, case.label)]
+    for file in track(files, f"uploading {len(files)} files to {prefix}", enabled=progress):
+        storage.upload_file(file, f"{prefix}/{file.relative_to(root).as_posix()}")
+    storage.upload_file(dataset.dataset_json, f"{prefix}/dataset.json")
+    return prefix
 
 
 def _parse_json(raw: bytes, where: str) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
     network = _network(study.training.network, study.training.proxy_levels)
     trials = [
         TrialSpec(
-            trial_id=proposal.trial_id,
+            # the automl comparison's searches propose alike: the arm keeps their trials apart (in MLflow too)
+            trial_id=f"{arm}-{proposal.trial_id}" if arm else proposal.trial_id,
             hyperparameters=hyperparameters_from(dict(proposal.hyperparameters)),
             network=network,
             seed=study.training.seed + proposal.proposal_id,

@@ -57,13 +57,54 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Fixed names the pipelines reference (see values.yaml). */}}
-{{- define "proxyhpo.s3SecretName" -}}
-{{- default "proxyhpo-s3" .Values.s3.existingSecret -}}
+{{- define "proxyhpo.s3SecretName" -}}proxyhpo-s3{{- end -}}
+{{- define "proxyhpo.endpointsName" -}}proxyhpo-endpoints{{- end -}}
+{{/* MinIO's root credentials (keys root-user, root-password): only MinIO and the bucket Job read them. */}}
+{{- define "proxyhpo.minioRootSecretName" -}}
+{{- default (include "proxyhpo.componentName" (dict "root" . "component" "minio")) .Values.s3.existingSecret -}}
 {{- end -}}
 {{- define "proxyhpo.postgresSecretName" -}}
 {{- default "proxyhpo-postgres" .Values.postgresql.auth.existingSecret -}}
 {{- end -}}
-{{- define "proxyhpo.endpointsName" -}}proxyhpo-endpoints{{- end -}}
+
+{{/*
+The credentials the chart's Secrets hold, base64-encoded, as JSON: minioRootUser, minioRootPassword,
+pipelineSecretKey, postgresPassword. Each is the value given, else the one in the Secret a previous install
+created (Helm's `lookup`, so upgrades need no credentials), else empty ("proxyhpo.validate" then fails);
+the pipeline user's key is generated when neither exists. Resolved once per render and memoised in
+.Values, so every template (Secrets, checksums, checks) sees the same, generated key included.
+Use: $c := include "proxyhpo.credentials" . | fromJson
+*/}}
+{{- define "proxyhpo.credentials" -}}
+{{- if not (hasKey .Values "__credentials") -}}
+{{- $ns := .Release.Namespace -}}
+{{- $c := dict "minioRootUser" "" "minioRootPassword" "" "pipelineSecretKey" "" "postgresPassword" "" -}}
+{{- if not .Values.s3.existingSecret -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.minioRootSecretName" .)).data | default dict -}}
+{{- $_ := set $c "minioRootUser" (ternary (b64enc .Values.s3.accessKey) (get $old "root-user" | toString) (ne .Values.s3.accessKey "")) -}}
+{{- $_ := set $c "minioRootPassword" (ternary (b64enc .Values.s3.secretKey) (get $old "root-password" | toString) (ne .Values.s3.secretKey "")) -}}
+{{- end -}}
+{{- $user := .Values.s3.pipelineUser -}}
+{{- if $user.secretKey -}}
+{{- $_ := set $c "pipelineSecretKey" (b64enc $user.secretKey) -}}
+{{- else -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.s3SecretName" .)).data | default dict -}}
+{{- /* Only a key written for this user: a Secret of an older chart held the root credentials. */ -}}
+{{- if and (get $old "AWS_SECRET_ACCESS_KEY") (eq (get $old "AWS_ACCESS_KEY_ID" | toString) (b64enc $user.name)) -}}
+{{- $_ := set $c "pipelineSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
+{{- else -}}
+{{- $_ := set $c "pipelineSecretKey" (randAlphaNum 40 | b64enc) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.postgresql.auth.existingSecret -}}
+{{- $pw := .Values.postgresql.auth.password -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.postgresSecretName" .)).data | default dict -}}
+{{- $_ := set $c "postgresPassword" (ternary (b64enc $pw) (get $old "POSTGRES_PASSWORD" | toString) (ne $pw "")) -}}
+{{- end -}}
+{{- $_ := set .Values "__credentials" $c -}}
+{{- end -}}
+{{- get .Values "__credentials" | toJson -}}
+{{- end -}}
 
 {{/* Tag of proxyhpo's own images: image.tag, else the package version (appVersion). */}}
 {{- define "proxyhpo.imageTag" -}}
@@ -127,31 +168,71 @@ Checks of combinations the schema cannot express. Called from every template, so
 `helm install` fail with one of these messages before anything is created.
 */}}
 {{- define "proxyhpo.validate" -}}
+{{- $c := include "proxyhpo.credentials" . | fromJson -}}
+{{- $ns := .Release.Namespace -}}
 {{- $s3 := .Values.s3 -}}
 {{- if $s3.existingSecret -}}
 {{- if or $s3.accessKey $s3.secretKey -}}
 {{- fail "s3: give either s3.existingSecret or s3.accessKey/s3.secretKey, not both" -}}
 {{- end -}}
-{{- else -}}
-{{- if or (not $s3.accessKey) (not $s3.secretKey) -}}
-{{- fail "s3 credentials missing: set s3.existingSecret to a Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --set s3.accessKey=... --set s3.secretKey=... (no default credentials are shipped)" -}}
+{{- if eq $s3.existingSecret (include "proxyhpo.s3SecretName" .) -}}
+{{- fail (printf "s3.existingSecret must name a Secret with MinIO's root credentials (keys root-user, root-password), not %s: the chart writes that one with the keys of the bucket-scoped pipeline user" (include "proxyhpo.s3SecretName" .)) -}}
 {{- end -}}
-{{- if lt (len $s3.accessKey) 3 -}}
+{{- else -}}
+{{- if and (or $s3.accessKey $s3.secretKey) (not (and $s3.accessKey $s3.secretKey)) -}}
+{{- fail "s3 credentials missing: give s3.accessKey and s3.secretKey together (both or neither; neither keeps the stored ones on an upgrade)" -}}
+{{- end -}}
+{{- if or (not $c.minioRootUser) (not $c.minioRootPassword) -}}
+{{- fail (printf "s3 credentials missing: set s3.existingSecret to a Secret with keys root-user and root-password, or pass --set s3.accessKey=... --set s3.secretKey=... (no default credentials are shipped; an upgrade reuses Secret %s, and none was found in namespace %s)" (include "proxyhpo.minioRootSecretName" .) $ns) -}}
+{{- end -}}
+{{- if and $s3.accessKey (lt (len $s3.accessKey) 3) -}}
 {{- fail "s3.accessKey must have at least 3 characters (MinIO refuses shorter root users)" -}}
 {{- end -}}
-{{- if lt (len $s3.secretKey) 8 -}}
+{{- if and $s3.secretKey (lt (len $s3.secretKey) 8) -}}
 {{- fail "s3.secretKey must have at least 8 characters (MinIO refuses shorter root passwords)" -}}
 {{- end -}}
+{{- if eq (b64enc $s3.pipelineUser.name) $c.minioRootUser -}}
+{{- fail "s3.pipelineUser.name must differ from the MinIO root user (s3.accessKey): the pipelines never get the root credentials" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $s3.pipelineUser.secretKey (lt (len $s3.pipelineUser.secretKey) 8) -}}
+{{- fail "s3.pipelineUser.secretKey must have at least 8 characters (MinIO refuses shorter secret keys); leave it empty to have one generated" -}}
 {{- end -}}
 {{- $pg := .Values.postgresql.auth -}}
 {{- if $pg.existingSecret -}}
 {{- if $pg.password -}}
 {{- fail "postgresql: give either postgresql.auth.existingSecret or postgresql.auth.password, not both" -}}
 {{- end -}}
-{{- else if not $pg.password -}}
-{{- fail "postgresql password missing: set postgresql.auth.existingSecret to a Secret with key POSTGRES_PASSWORD, or pass --set postgresql.auth.password=... (no default password is shipped)" -}}
+{{- else if not $c.postgresPassword -}}
+{{- fail (printf "postgresql password missing: set postgresql.auth.existingSecret to a Secret with key POSTGRES_PASSWORD, or pass --set postgresql.auth.password=... (no default password is shipped; an upgrade reuses Secret %s, and none was found in namespace %s)" (include "proxyhpo.postgresSecretName" .) $ns) -}}
 {{- end -}}
 {{- if and .Values.minio.persistence.existingClaim (not .Values.minio.persistence.enabled) -}}
 {{- fail "minio.persistence.existingClaim is set but minio.persistence.enabled is false: enable persistence or drop the claim" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Checksum of the credentials one pod reads (dict "root" $ "keys" (list "postgresPassword")), for a pod
+annotation: the pod restarts when they change. With an existingSecret the chart cannot see a change:
+restart yourself (kubectl rollout restart).
+*/}}
+{{- define "proxyhpo.credentialsChecksum" -}}
+{{- $c := include "proxyhpo.credentials" .root | fromJson -}}
+{{- $parts := list -}}
+{{- range .keys -}}
+{{- $parts = append $parts (get $c . | toString) -}}
+{{- end -}}
+{{- join "," $parts | sha256sum -}}
+{{- end -}}
+
+{{/* Pod annotations of run-to-completion pods (hook Job, test Pod): an Istio sidecar would never exit. */}}
+{{- define "proxyhpo.noSidecar" -}}
+sidecar.istio.io/inject: "false"
+{{- end -}}
+
+{{/* Pod annotations of the services (MinIO, PostgreSQL, MLflow): no sidecar unless istio.injectSidecar. */}}
+{{- define "proxyhpo.serviceMesh" -}}
+{{- if not .Values.istio.injectSidecar -}}
+{{ include "proxyhpo.noSidecar" . }}
 {{- end -}}
 {{- end -}}

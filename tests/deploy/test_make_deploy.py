@@ -1,0 +1,247 @@
+"""``make deploy``: its dry run needs no cluster, container engine or registry, prints every step and writes the
+rendered manifests and the compiled pipelines; the real run checks before it builds, and never shows a secret.
+
+docker, podman, helm and kubectl are replaced on PATH by stand-ins that record being called and fail, so a
+dry run that called any of them would fail here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxyhpo import deploy
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+HOST = "https://kubeflow.example.org/pipeline"
+SECRETS = {"S3_ACCESS_KEY": "dry-user-4b2a", "S3_SECRET_KEY": "s3-secret-never-shown-8d1c", "POSTGRES_PASSWORD": "pg-never-shown-62e0",
+           "KFP_TOKEN": "kfp-token-never-shown-0f9e", "KFP_COOKIES": "authservice_session=never-shown-77b1"}
+TOOLS = ("docker", "podman", "helm", "kubectl")
+
+
+def _make() -> str:
+    make = shutil.which("make")
+    if not make:
+        pytest.fail("GNU make is missing")
+    return make
+
+
+def _stand_ins(folder: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose docker, podman, helm and kubectl only record their call and fail; the call log."""
+    folder.mkdir()
+    log = folder / "calls.log"
+    for tool in TOOLS:
+        script = folder / tool
+        script.write_text(f"#!/bin/sh\necho \"{tool} $*\" >> '{log}'\nexit 97\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYHPO_") and not k.startswith("MAKE")}
+    env.update(SECRETS)
+    env["PATH"] = os.pathsep.join([str(folder), env.get("PATH", "")])
+    env["KUBECONFIG"] = str(folder / "no-kubeconfig")  # no cluster either
+    return env, log
+
+
+def _run_make(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    # -o: never reinstall the virtual environment from a test (`deploy` depends on it)
+    return subprocess.run([_make(), "--no-print-directory", "-o", ".venv/.installed", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One `make deploy DRY_RUN=1` into a folder holding a stale earlier output."""
+    base = tmp_path_factory.mktemp("deploy")
+    env, log = _stand_ins(base / "bin")
+    out = base / "out"
+    (out / "pipelines").mkdir(parents=True)
+    (out / "pipelines" / "stale-pipeline.yaml").write_text("stale")
+    (out / "manifests").mkdir()
+    (out / "manifests" / "stale.yaml").write_text("stale")
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=team-a", "IMAGE_REGISTRY=registry.example.org/ml",
+                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}")
+    return {"result": result, "out": out, "log": log, "stdout": result.stdout}
+
+
+def test_dry_run_succeeds_without_engine_cluster_or_registry(dry_run: dict[str, Any]) -> None:
+    result = dry_run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not dry_run["log"].exists(), dry_run["log"].read_text()  # no docker, podman, helm or kubectl was run
+    assert not (REPO / "build" / "images" / "0.1.0-abc1234").exists()
+
+
+def test_dry_run_prints_every_step_in_order(dry_run: dict[str, Any]) -> None:
+    out = dry_run["stdout"]
+    steps = [
+        "==> preflight (dry run: nothing is contacted)",
+        "==> build and push the images (docker, linux/amd64)",
+        "==> compile every shipped pipeline",
+        "==> install the chart helm/proxyhpo as release proxyhpo in namespace team-a",
+        "==> upload ",
+        "==> create the experiments",
+        "==> where to look",
+    ]
+    positions = [out.find(step) for step in steps]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), list(zip(steps, positions))
+    assert f"GET {HOST}/apis/v2beta1/healthz (KFP_TOKEN and KFP_COOKIES) reports KFP >= 2.14" in out
+    for image in ("runtime", "runtime-cpu", "mlflow"):
+        assert f"would run: docker build --platform linux/amd64 --file images/{image}/Dockerfile" in out
+        assert f"would run: docker push registry.example.org/ml/{image}:0.1.0-abc1234" in out
+    helm = next(line for line in out.splitlines() if "would run: helm upgrade --install" in line)
+    assert "--namespace team-a" in helm and "--set image.registry=registry.example.org/ml" in helm and "--set image.tag=0.1.0-abc1234" in helm
+    assert "--values -" in helm and "stdin: credentials from S3_ACCESS_KEY, S3_SECRET_KEY, POSTGRES_PASSWORD" in helm
+    assert "would upload: proxyhpo-hpo-demo" in out
+    assert f"Kubeflow Pipelines UI: {HOST}/#/pipelines" in out
+    assert "MLflow UI: kubectl -n team-a port-forward svc/proxyhpo-mlflow 5000:5000" in out
+
+
+def test_dry_run_writes_the_rendered_manifests(dry_run: dict[str, Any]) -> None:
+    manifests = dry_run["out"] / "manifests"
+    assert sorted(p.name for p in manifests.iterdir()) == ["NOTES.txt", "proxyhpo.yaml"]  # the stale file is gone
+    objects = [doc for doc in yaml.safe_load_all((manifests / "proxyhpo.yaml").read_text()) if doc]
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert {("Deployment", "proxyhpo-mlflow"), ("Service", "proxyhpo-mlflow"), ("ConfigMap", "proxyhpo-endpoints")} <= kinds
+    assert all(o["metadata"].get("namespace", "team-a") == "team-a" for o in objects)
+    images = {c["image"] for o in objects if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]}
+    assert "registry.example.org/ml/mlflow:0.1.0-abc1234" in images
+
+
+def test_dry_run_writes_the_compiled_pipelines_for_the_tagged_images(dry_run: dict[str, Any]) -> None:
+    from proxyhpo.launch import SHIPPED_PIPELINES
+
+    pipelines = dry_run["out"] / "pipelines"
+    assert sorted(p.stem for p in pipelines.glob("*.yaml")) == sorted(SHIPPED_PIPELINES)  # the stale one is gone
+    spec = next(yaml.safe_load_all((pipelines / "hpo-demo.yaml").read_text()))
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert "registry.example.org/ml/runtime:0.1.0-abc1234" in images
+    assert images <= {"registry.example.org/ml/runtime:0.1.0-abc1234", "registry.example.org/ml/runtime-cpu:0.1.0-abc1234"}, images
+
+
+def test_no_secret_is_printed_or_written(dry_run: dict[str, Any]) -> None:
+    written = "".join(p.read_text() for p in dry_run["out"].rglob("*") if p.is_file())
+    shown = dry_run["result"].stdout + dry_run["result"].stderr
+    for name, value in SECRETS.items():
+        secret = value.split("=")[-1]
+        assert secret not in shown, name
+        assert secret not in written, name
+
+
+def test_kfp_host_is_checked_before_anything(tmp_path: Path) -> None:
+    env, log = _stand_ins(tmp_path / "bin")
+    env.pop("KFP_HOST", None)
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"DEPLOY_OUT={tmp_path / 'out'}")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()[:1]
+    assert line.startswith("make deploy: KFP_HOST is not set; fix:")
+    assert not log.exists() and not (tmp_path / "out").exists()
+
+
+def test_real_deploy_runs_preflight_then_images_then_the_rest() -> None:
+    # -n: print the commands without running them (make still runs the recursive `make push`, also with -n)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    result = _run_make(env, "-n", "deploy", f"KFP_HOST={HOST}", "IMAGE_REGISTRY=registry.example.org/ml", "IMAGE_TAG=0.1.0-abc1234", "DOCKER=docker")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    order = [out.find(s) for s in ("KFP_HOST is not set", "proxyhpo deploy --preflight", "docker build", "docker push", "proxyhpo deploy --host")]
+    assert all(p >= 0 for p in order) and order == sorted(order), order
+    final = next(line for line in out.splitlines() if "proxyhpo deploy --host" in line)
+    assert "--digests build/images/0.1.0-abc1234" in final and "--dry-run" not in final and "--namespace kubeflow" in final
+    for value in SECRETS.values():
+        assert value not in out
+
+
+def test_makefile_has_pipefail_and_the_venv_prerequisite() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    result = subprocess.run([_make(), "-pn", "deploy", f"KFP_HOST={HOST}", "DRY_RUN=1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    database = result.stdout
+    assert re.search(r"^\.SHELLFLAGS := .*-o pipefail", database, re.M)
+    assert re.search(r"^deploy: install\b", database, re.M)
+    assert re.search(r"^install: \.venv/\.installed", database, re.M)
+
+
+# --- the library's steps that a dry run cannot show -----------------------------------------------------------------
+
+def test_upload_authenticates_from_the_environment_and_is_rerun_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import kfp
+
+    calls: list[tuple] = []
+    existing = {"proxyhpo-hpo-demo": "id-1"}
+
+    class FakeClient:
+        def __init__(self, **kwargs: Any) -> None:
+            calls.append(("client", kwargs))
+
+        def get_pipeline_id(self, name: str) -> str | None:
+            return existing.get(name)
+
+        def upload_pipeline(self, path: str, pipeline_name: str, description: str) -> None:
+            calls.append(("upload", pipeline_name))
+
+        def upload_pipeline_version(self, path: str, pipeline_version_name: str, pipeline_id: str) -> None:
+            calls.append(("version", pipeline_id, pipeline_version_name))
+
+        def create_experiment(self, name: str, namespace: str | None = None) -> None:
+            calls.append(("experiment", name, namespace))
+
+    monkeypatch.setattr(kfp, "Client", FakeClient)
+    compiled = [tmp_path / "hpo-demo.yaml", tmp_path / "trust-spleen.yaml"]
+    options = deploy.DeployOptions(host=HOST, namespace="team-a", tag="0.1.0-abc1234")
+    names = deploy.upload_pipelines(options, compiled, multi_user=True, env={"KFP_TOKEN": "tok-1", "KFP_COOKIES": "c=1"})
+    assert names == ["proxyhpo-hpo-demo", "proxyhpo-trust-spleen"]
+    assert calls[0] == ("client", {"host": HOST, "namespace": "team-a", "existing_token": "tok-1", "cookies": "c=1"})
+    assert ("upload", "proxyhpo-trust-spleen") in calls
+    (version,) = [c for c in calls if c[0] == "version"]
+    assert version[1] == "id-1" and version[2].startswith("proxyhpo-hpo-demo-0.1.0-abc1234-")
+    assert {c[2] for c in calls if c[0] == "experiment"} == {"team-a"}
+    assert "tok-1" not in capsys.readouterr().out
+
+
+def test_mlflow_url_is_the_ingress_when_there_is_one(capsys: pytest.CaptureFixture[str]) -> None:
+    objects = [
+        {"kind": "Service", "metadata": {"name": "proxyhpo-mlflow", "labels": {"app.kubernetes.io/component": "mlflow", "app.kubernetes.io/instance": "proxyhpo"}},
+         "spec": {"ports": [{"port": 5000}]}},
+        {"kind": "Ingress", "metadata": {"name": "mlflow"}, "spec": {
+            "tls": [{"hosts": ["mlflow.example.org"]}],
+            "rules": [{"host": "mlflow.example.org", "http": {"paths": [{"path": "/", "backend": {"service": {"name": "proxyhpo-mlflow", "port": {"number": 5000}}}}]}}]}},
+    ]
+    deploy.print_urls(deploy.DeployOptions(host="http://localhost:8080"), objects)
+    out = capsys.readouterr().out
+    assert "MLflow UI: https://mlflow.example.org/" in out and "Kubeflow Pipelines UI: http://localhost:8080/#/pipelines" in out
+
+
+def test_a_chart_that_does_not_render_is_one_line(tmp_path: Path) -> None:
+    from proxyhpo.errors import InputError
+
+    values = tmp_path / "values.yaml"
+    values.write_text("replicaCount: 2\n")  # the chart's schema refuses unknown keys
+    options = deploy.DeployOptions(host=HOST, values=values, out=tmp_path / "out", dry_run=True, chart=REPO / "helm" / "proxyhpo")
+    with pytest.raises(InputError) as caught:
+        deploy.install_chart(options, env={})
+    message = str(caught.value)
+    assert message.startswith(f"{values}: the chart does not render") and "\n" not in message and "fix:" in message
+
+
+def test_rendering_is_skipped_and_said_so_without_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_helm_python(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "helm_python":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_helm_python)
+    options = deploy.DeployOptions(host=HOST, out=tmp_path / "out", dry_run=True, chart=REPO / "helm" / "proxyhpo", helm="no-such-helm-3b")
+    assert deploy.install_chart(options, env={}) == []
+    assert "rendering skipped: neither helm-python-sdk" in capsys.readouterr().out
