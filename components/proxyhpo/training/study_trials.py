@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,30 @@ def _cache_dir(data: StudyData, recipe: Recipe) -> str:
     return str(paths.proxyhpo_home() / "cache" / f"{data.dataset_sha256[:16]}-{recipe.name}")
 
 
+def _study_plan(
+    study: StudyConfig, data: StudyData, trials: list[TrialSpec], train_ids: Sequence[str], val_ids: Sequence[str], *, external: bool, **settings: Any
+) -> TrialPlan:
+    """A trial plan with the study's recipe and schedule on ``train_ids``/``val_ids`` of the study's data set.
+
+    Args:
+        external: test every trial on the study's external set, when it has one.
+        settings: plan settings that differ from the study's search schedule (the final model's epochs, ...).
+    """
+    dataset = load_dataset(data.dataset)
+    external_set = load_dataset(data.external) if external and data.external else None
+    recipe = study_recipe(study)
+    schedule = {"epochs": study.training.epochs, "val_every": study.training.val_every, "batch_size": study.training.batch_size, "pack_size": study.training.pack_size}
+    return TrialPlan(
+        recipe=recipe,
+        train=entries_for(dataset, train_ids),
+        val=entries_for(dataset, val_ids),
+        test=entries_for(external_set, data.external_ids) if external_set else [],
+        trials=trials,
+        cache_dir=_cache_dir(data, recipe),
+        **(schedule | settings),
+    )
+
+
 def _network(kind: str, levels: int) -> NetworkConfig:
     return NetworkConfig.full() if kind == "full" else NetworkConfig.proxy(levels)
 
@@ -79,7 +104,6 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
         ConfigError: when the manifest was not chosen from the study's data.
     """
     manifest.check_against(data)
-    dataset = load_dataset(data.dataset)
     data_label = "full" if manifest.method == "full" else f"{manifest.method}-{manifest.budget}"
     network = _network(study.training.network, study.training.proxy_levels)
     trials = [
@@ -95,18 +119,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
         )
         for proposal in pack.proposals
     ]
-    recipe = study_recipe(study)
-    return TrialPlan(
-        recipe=recipe,
-        train=entries_for(dataset, manifest.train_ids),
-        val=entries_for(dataset, manifest.val_ids),
-        epochs=study.training.epochs,
-        val_every=study.training.val_every,
-        batch_size=study.training.batch_size,
-        trials=trials,
-        pack_size=study.training.pack_size,
-        cache_dir=_cache_dir(data, recipe),
-    )
+    return _study_plan(study, data, trials, manifest.train_ids, manifest.val_ids, external=False)
 
 
 def _run_logged(
@@ -185,9 +198,6 @@ def train_final(
         TrialError: when every search trial failed, so there are no hyper-parameters to train with.
     """
     searched = final_hyperparameters(controller_state)
-    dataset = load_dataset(data.dataset)
-    external = load_dataset(data.external) if data.external else None
-    recipe = study_recipe(study)
     spec = TrialSpec(
         trial_id=f"final-{arm}-r{repeat}" if arm else "final",
         hyperparameters=hyperparameters_from(searched),
@@ -196,17 +206,15 @@ def train_final(
         data_label="full",
         tags={"role": "final"} | ({"arm": arm, "repeat": str(repeat)} if arm else {}),
     )
-    plan = TrialPlan(
-        recipe=recipe,
-        train=entries_for(dataset, data.search_ids),
-        val=entries_for(dataset, data.holdout_ids),
-        test=entries_for(external, data.external_ids) if external else [],
+    plan = _study_plan(
+        study,
+        data,
+        [spec],
+        data.search_ids,
+        data.holdout_ids,
+        external=True,
         epochs=study.final.epochs,
-        val_every=study.training.val_every,
-        batch_size=study.training.batch_size,
-        trials=[spec],
         pack_size=1,
-        cache_dir=_cache_dir(data, recipe),
         save_model_dir=str(Path(model_dir)),
         # hundreds of epochs of the full network: a preempted pod must not lose them; its retry resumes here
         checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
@@ -234,10 +242,7 @@ def train_cell(
     ``role`` is the runs' ``proxyhpo.role``: ``trial``, or ``calibration`` for the HPO search's trust gate
     (whose report then counts the cost, not the Dice, of those runs).
     """
-    dataset = load_dataset(data.dataset)
-    external = load_dataset(data.external) if data.external else None
     grid = study.studies.trust.grid if cell.study == "trust" else study.studies.grid
-    recipe = study_recipe(study)
     trials = [
         TrialSpec(
             trial_id=f"{cell.arm}-r{cell.repeat}-p{index:02d}",
@@ -250,18 +255,7 @@ def train_cell(
         )
         for index, point in enumerate(grid_points(grid))
     ]
-    plan = TrialPlan(
-        recipe=recipe,
-        train=entries_for(dataset, cell.train_ids),
-        val=entries_for(dataset, cell.val_ids),
-        test=entries_for(external, data.external_ids) if external else [],
-        epochs=study.training.epochs,
-        val_every=study.training.val_every,
-        batch_size=study.training.batch_size,
-        trials=trials,
-        pack_size=study.training.pack_size,
-        cache_dir=_cache_dir(data, recipe),
-    )
+    plan = _study_plan(study, data, trials, cell.train_ids, cell.val_ids, external=True)
     results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role=role, hyperparameter_names=tuple(grid))
     TrialResults(results=tuple(results)).write(results_out)
     return results
