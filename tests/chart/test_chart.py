@@ -476,3 +476,22 @@ def test_kfp_launcher_puts_the_pipeline_root_in_the_charts_bucket(render: Any) -
         "secretRef": {"secretName": "proxyhpo-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID", "secretKeyKey": "AWS_SECRET_ACCESS_KEY"},
     }
     assert "kfp-launcher" not in render({**CREDS, "kfpLauncher": {"enabled": False, "pipelineRootPrefix": "x", "region": "r"}}).kind("ConfigMap")
+
+
+def test_demo_data_job_pushes_where_the_demo_pipelines_read(render: Any) -> None:
+    from proxyhpo.launch import shipped_study
+
+    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies"}})
+    job = rendered.kind("Job")["proxyhpo-demo-data"]
+    assert job["metadata"]["annotations"]["helm.sh/hook-weight"] == "10"  # after the bucket Job (0) made the user
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"]["proxyhpo/pipeline"] == "true"  # the NetworkPolicy admits it to MinIO
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].endswith("/runtime-cpu:0.1.0")
+    script = container["args"][0]
+    demo = shipped_study("demo").with_data_root("s3://studies/datasets")
+    for location in (demo.data.dataset, demo.data.external):
+        assert f'"s3://$BUCKET/datasets/{location.rsplit("/", 1)[1]}"' in script
+    assert {"name": "BUCKET", "value": "studies"} in container["env"]
+    assert not any(e.get("valueFrom") for e in container["env"])  # the keys come as files, never as env from the Secret
+    assert "proxyhpo-demo-data" not in render({**CREDS, "demoData": {"enabled": False}}).kind("Job")

@@ -113,6 +113,9 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- define "proxyhpo.runtimeImage" -}}
 {{- printf "%s/runtime:%s" (trimSuffix "/" .Values.image.registry) (include "proxyhpo.imageTag" .) -}}
 {{- end -}}
+{{- define "proxyhpo.cpuImage" -}}
+{{- printf "%s/runtime-cpu:%s" (trimSuffix "/" .Values.image.registry) (include "proxyhpo.imageTag" .) -}}
+{{- end -}}
 {{- define "proxyhpo.mlflowImage" -}}
 {{- $repo := default (printf "%s/mlflow" (trimSuffix "/" .Values.image.registry)) .Values.mlflow.image.repository -}}
 {{- printf "%s:%s" $repo (default (include "proxyhpo.imageTag" .) .Values.mlflow.image.tag) -}}
