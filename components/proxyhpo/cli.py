@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,9 +35,34 @@ def _from_options(model: type[BaseModel], **options: object) -> BaseModel:
         raise config_error(exc, option, fix=f"pass a valid {option}") from None
 
 
+def _is_s3(location: str) -> bool:
+    return str(location).startswith("s3://")
+
+
+def _check_local_out(out: str, option: str, *, local_only: bool = False, folder: bool = False) -> None:
+    """Refuse an output path before any work: an ``s3://`` URL where only a local path works, a file in the way, no permission."""
+    if _is_s3(out):
+        if local_only:
+            raise InputError(out, f"is an s3:// URL, but {option} of this command must be a local folder", "give a local path, then upload it (e.g. proxyhpo data push)")
+        return
+    target = Path(out).absolute()
+    if folder and target.exists() and not target.is_dir():
+        raise InputError(target, "is a file, not a folder", f"give {option} a folder path, or move the file away")
+    if not folder and target.is_dir():
+        raise InputError(target, "is a folder, not a file", f"give {option} a file path")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(ancestor, "is a file, not a folder", f"give {option} a path whose parent folders are folders")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(ancestor, "is not writable", f"give {option} a path in a folder you can write to")
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from proxyhpo.data.synthetic import write_synthetic_dataset
 
+    _check_local_out(args.out, "--out", local_only=True, folder=True)
     path = write_synthetic_dataset(args.task, args.out, cases=args.cases, size=args.size, seed=args.seed, external=args.external, progress=True)
     print(path)
 
@@ -45,6 +73,7 @@ def _cmd_similarity(args: argparse.Namespace) -> None:
     from proxyhpo.similarity.proxy_data import compute_similarity, write_similarity
 
     config = _from_options(SimilarityConfig, patch=args.patch, device=args.device, include_self=not args.exclude_self)
+    _check_local_out(args.out, "--out", folder=True)
     result = compute_similarity(load_dataset(args.dataset), config, metric=args.metric, crop=args.crop, progress=True)
     for path in write_similarity(result, args.out):
         print(path)
@@ -61,6 +90,7 @@ def _cmd_select(args: argparse.Namespace) -> None:
     _from_options(DataConfig, dataset=args.dataset, val_fraction=args.val_fraction)  # the range a study's data.val_fraction allows
     selection = _from_options(SelectionConfig, method=args.method, budget=args.budget, seed=args.seed)
     similarity = _from_options(SimilarityConfig, patch=args.patch, device=args.device, include_self=not args.exclude_self)
+    _check_local_out(args.out, "--out")
     manifest = select_proxy_data(load_dataset(args.dataset), selection, similarity, val_fraction=args.val_fraction, split_seed=args.seed, progress=True)
     manifest.write(args.out)
     table = Table(title=f"proxy data: {manifest.method}, budget {manifest.budget}")
@@ -82,6 +112,18 @@ def _cmd_data_push(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from proxyhpo.training.study_trials import train_from_file
 
+    if args.out and _is_s3(args.out):  # trained locally, then uploaded whole through proxyhpo.storage
+        import tempfile
+
+        from proxyhpo import storage
+
+        with tempfile.TemporaryDirectory(prefix="proxyhpo-train-") as folder:
+            (local,) = train_from_file(args.trial, out=Path(folder) / "results.json")
+            storage.write_bytes(args.out, Path(local).read_bytes())
+        print(args.out)
+        return
+    if args.out:
+        _check_local_out(args.out, "--out")
     for path in train_from_file(args.trial, out=args.out):
         print(path)
 
@@ -119,6 +161,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.launch import compile_pipelines
 
+    _check_local_out(args.out, "--out", local_only=True, folder=True)
     for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root):
         print(path)
 
@@ -232,17 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_path(filename: object) -> str:
+    """The path the user gave for a temporary one of :func:`proxyhpo.storage.atomic_output` (``.NAME.XXXX.partial``)."""
+    path = Path(os.fsdecode(filename))  # type: ignore[arg-type]
+    name = path.name
+    if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
+        return str(path.with_name(name[1 : -len(".partial")].rsplit(".", 1)[0]))
+    return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # connection retries are proxyhpo's to report, as one line, not urllib3's
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="urllib3")
     try:
         code = args.func(args)
     except InputError as exc:
         print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # an output path that cannot be written (a file in the way, no permission, disk full)
-        where = exc.filename or "an output path"
+        where = _user_path(exc.filename) if exc.filename else "an output path"
         print(f"proxyhpo {args.command}: error: {where}: {exc.strerror or exc}; fix: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProxyHPOError as exc:

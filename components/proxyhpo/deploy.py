@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -640,15 +639,11 @@ def upload_pipelines(options: DeployOptions, compiled: Sequence[Path], *, multi_
 
     from proxyhpo.errors import ProxyHPOError
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    from proxyhpo.launch import upload_compiled
+
     try:
         client = kfp.Client(host=options.host, namespace=options.namespace, **auth)
-        for path, name in zip(compiled, names):
-            existing = client.get_pipeline_id(name)
-            if existing is None:
-                client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
-            else:
-                client.upload_pipeline_version(str(path), pipeline_version_name=f"{name}-{options.tag or 'latest'}-{stamp}", pipeline_id=existing)
+        upload_compiled(client, compiled, version=options.tag or "latest")
         for experiment in experiments:
             client.create_experiment(experiment, namespace=options.namespace if multi_user else None)
     except (ApiException, HTTPError, OSError, ValueError) as exc:

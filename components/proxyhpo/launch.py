@@ -38,6 +38,7 @@ __all__ = [
     "run_study",
     "run_local",
     "submit",
+    "upload_compiled",
     "upload_all",
 ]
 
@@ -293,8 +294,32 @@ def run_study(
     return run_local(study, kind)
 
 
+def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str) -> list[str]:
+    """Upload each compiled pipeline as ``proxyhpo-<file stem>``; one that exists gets a new version instead.
+
+    Args:
+        client: a ``kfp.Client`` (authenticated).
+        compiled: the compiled pipeline files.
+        version: names the new versions (``<pipeline>-<version>-<time>``): the package version or the image tag.
+
+    Returns:
+        The pipelines' names, in the order of ``compiled``.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    names = []
+    for path in compiled:
+        name = f"proxyhpo-{path.stem}"
+        existing = client.get_pipeline_id(name)
+        if existing is None:
+            client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
+        else:  # a second deploy adds a version instead of failing on the name
+            client.upload_pipeline_version(str(path), pipeline_version_name=f"{name}-{version}-{stamp}", pipeline_id=existing)
+        names.append(name)
+    return names
+
+
 def upload_all(host: str, *, namespace: str | None = "kubeflow", data_root: str | None = None, client: Any = None) -> list[str]:
-    """Compile every shipped pipeline and upload it to the cluster at ``host`` as a new version; return their names.
+    """Compile every shipped pipeline and upload it to the cluster at ``host`` (:func:`upload_compiled`); return their names.
 
     Args:
         host: the Kubeflow Pipelines API.
@@ -307,20 +332,8 @@ def upload_all(host: str, *, namespace: str | None = "kubeflow", data_root: str 
     import kfp
 
     from proxyhpo import __version__
-
     from proxyhpo.deploy import kfp_auth
 
     client = client or kfp.Client(host=host, namespace=namespace, **kfp_auth())
-    names = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in compile_pipelines(tmp, data_root=data_root):
-            name, example = path.stem, SHIPPED_PIPELINES[path.stem][1]
-            pipeline_name = f"proxyhpo-{name}"
-            existing = client.get_pipeline_id(pipeline_name)
-            if existing is None:
-                client.upload_pipeline(str(path), pipeline_name=pipeline_name, description=f"proxyhpo {name} (compiled from examples/{example}.yaml)")
-            else:  # a second deploy adds a version instead of failing on the name
-                version = f"{pipeline_name}-{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"
-                client.upload_pipeline_version(str(path), pipeline_version_name=version, pipeline_id=existing)
-            names.append(pipeline_name)
-    return names
+        return upload_compiled(client, compile_pipelines(tmp, data_root=data_root), version=__version__)

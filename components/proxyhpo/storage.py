@@ -5,6 +5,13 @@ target's folder and are moved into place with :func:`os.replace`, so a reader ne
 file. S3 objects are written with one ``put_object``/``fput_object`` call, which the server makes
 visible only once complete.
 
+Faults: every S3 call is retried with back-off (:data:`S3_RETRY_DELAYS_S`, about 8 s in all) on connection
+errors, timeouts and 5xx answers, never on 4xx answers (a missing object, wrong credentials), then ends
+in one :class:`StorageError`. Every object written here carries the sha256 of its bytes in its metadata
+(``x-amz-meta-sha256``); downloads are checked against it (objects written by other tools: against a
+single-part ETag, the MD5 of the bytes) and a mismatch is retried like a broken connection.
+:func:`matches` tells whether a staged local file still equals its object.
+
 Credentials come only from the environment (:class:`S3Settings`): ``PROXYHPO_S3_ENDPOINT`` (or
 ``MLFLOW_S3_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``. They are never
 written to configs, logs or MLflow.
@@ -13,10 +20,13 @@ written to configs, logs or MLflow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,7 +54,18 @@ __all__ = [
     "download_file",
     "upload_dir",
     "download_prefix",
+    "matches",
+    "object_checksum",
+    "S3_RETRY_DELAYS_S",
 ]
+
+logger = logging.getLogger(__name__)
+
+# waits between attempts of one S3 call: five attempts, 7.5 s of waiting in all
+S3_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_READ_TIMEOUT_S = 120.0
+CHECKSUM_META = "sha256"  # stored as x-amz-meta-sha256
 
 
 class S3Settings(BaseSettings):
@@ -115,12 +136,24 @@ def s3_client(settings: S3Settings | None = None):
             "no S3 credentials are set",
             "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         )
+    import certifi
+    import urllib3
+
+    # minio's own client retries 5 times inside each call; the retries here are ours (_retrying), bounded
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT_S, read=S3_READ_TIMEOUT_S),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False),
+    )
     return Minio(
         endpoint=settings.host,
         access_key=settings.access_key.get_secret_value(),
         secret_key=settings.secret_key.get_secret_value(),
         secure=settings.secure,
         region=settings.region,
+        http_client=http,
     )
 
 
@@ -184,13 +217,119 @@ def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _s3_error(url: str, exc: Exception, action: str) -> StorageError:
+class _ChecksumMismatch(Exception):
+    """Downloaded bytes that differ from the object's recorded checksum (retried like a broken transfer)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether an S3 call that raised ``exc`` may succeed if tried again: connection errors, timeouts, 5xx."""
+    import urllib3
+    from minio.error import InvalidResponseError, S3Error, ServerError
+
+    if isinstance(exc, S3Error):
+        status = getattr(exc.response, "status", 0) or 0
+        return status >= 500 or exc.code in {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
+    if isinstance(exc, ServerError):
+        return exc.status_code >= 500
+    if isinstance(exc, InvalidResponseError):  # a non-XML answer: a proxy's 502/503 page
+        return True
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | _ChecksumMismatch)
+
+
+def _s3_error(url: str, exc: BaseException, action: str, *, attempts: int = 1, seconds: float = 0.0) -> StorageError:
+    if isinstance(exc, _ChecksumMismatch):
+        return StorageError(url, f"could not {action}: {exc} in {attempts} attempts", "upload the object again; it may be corrupt in the store")
+    if attempts > 1:
+        cause = type(exc).__name__ if not getattr(exc, "code", None) else exc.code  # type: ignore[attr-defined]
+        return StorageError(
+            url,
+            f"could not {action}: the S3 server did not answer ({cause}) in {attempts} attempts over {seconds:.0f} s",
+            "check that the server in PROXYHPO_S3_ENDPOINT is up and reachable, then run again",
+        )
     code = getattr(exc, "code", type(exc).__name__)
     return StorageError(url, f"could not {action} ({code})", "check the URL, the bucket and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 
 
+def _retrying(url: str, action: str, call):
+    """Run ``call()``, retrying transient failures with back-off; any failure ends in one :class:`StorageError`."""
+    started = time.monotonic()
+    for attempt, delay in enumerate((*S3_RETRY_DELAYS_S, None), start=1):
+        try:
+            return call()
+        except Exception as exc:
+            if delay is None or not _transient(exc):
+                raise _s3_error(url, exc, action, attempts=attempt, seconds=time.monotonic() - started) from exc
+            logger.info("%s: could not %s (%s); trying again in %.1f s", url, action, type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _sha256_file(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected(stat: Any) -> tuple[str, str] | None:
+    """``(algorithm, hex digest)`` an object's bytes must have: its recorded sha256, else a single-part ETag's MD5."""
+    metadata = stat.metadata or {}
+    for key, value in metadata.items():
+        if key.lower() == f"x-amz-meta-{CHECKSUM_META}":
+            return "sha256", str(value).lower()
+    etag = (stat.etag or "").strip('"').lower()
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):  # a multipart ETag has a "-N" suffix
+        return "md5", etag
+    return None
+
+
+def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, str] | None:
+    """The checksum recorded for object ``url``: ``("sha256", hex)`` or ``("md5", etag)``; None when it has none.
+
+    Raises:
+        StorageError: when the object cannot be reached.
+    """
+    bucket, key = split_s3_url(url)
+    client = s3_client(settings)
+    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key)))
+
+
+def matches(url: str, local_path: str | os.PathLike[str], settings: S3Settings | None = None) -> bool:
+    """Whether ``local_path`` holds the bytes of object ``url`` (its recorded checksum): a staged file may be reused.
+
+    False when the file is missing, differs, or the object has no checksum to compare with.
+
+    Raises:
+        StorageError: when the object does not exist or cannot be reached.
+    """
+    if not Path(local_path).is_file():
+        return False
+    expected = object_checksum(url, settings)
+    return expected is not None and _sha256_file(local_path, expected[0]) == expected[1]
+
+
+def _get_verified(client: Any, bucket: str, key: str, sink: Any) -> None:
+    """Stream an object into ``sink`` (a binary file), checking its bytes against the recorded checksum."""
+    stat = client.stat_object(bucket_name=bucket, object_name=key)
+    expected = _expected(stat)
+    digest = hashlib.new(expected[0] if expected else "sha256")
+    sink.seek(0)
+    sink.truncate()
+    response = client.get_object(bucket_name=bucket, object_name=key)
+    try:
+        for chunk in response.stream(1 << 20):
+            sink.write(chunk)
+            digest.update(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    if expected is not None and digest.hexdigest() != expected[1]:
+        raise _ChecksumMismatch(f"the downloaded bytes do not match the object's {expected[0]} {expected[1][:12]}...")
+
+
 def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = None) -> bytes:
-    """Read a whole local file or S3 object.
+    """Read a whole local file or S3 object (checked against its recorded checksum).
 
     Raises:
         StorageError: when it does not exist or cannot be read.
@@ -198,16 +337,9 @@ def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = N
     if is_s3_url(location):
         bucket, key = split_s3_url(str(location))
         client = s3_client(settings)
-        response = None
-        try:
-            response = client.get_object(bucket_name=bucket, object_name=key)
-            return response.read()
-        except Exception as exc:  # minio raises S3Error, urllib3 errors, ...
-            raise _s3_error(str(location), exc, "read the object") from exc
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
+        buffer = io.BytesIO()
+        _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer))
+        return buffer.getvalue()
     try:
         return Path(location).read_bytes()
     except OSError as exc:
@@ -215,37 +347,37 @@ def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = N
 
 
 def write_bytes(location: str | os.PathLike[str], data: bytes, settings: S3Settings | None = None) -> None:
-    """Write ``data`` to a local file or an S3 object, atomically."""
+    """Write ``data`` to a local file or an S3 object (with its sha256 in the metadata), atomically."""
     if is_s3_url(location):
         bucket, key = split_s3_url(str(location))
         client = s3_client(settings)
-        try:
-            client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(data), length=len(data))
-        except Exception as exc:
-            raise _s3_error(str(location), exc, "write the object") from exc
+        metadata = {CHECKSUM_META: hashlib.sha256(data).hexdigest()}
+        _retrying(
+            str(location),
+            "write the object",
+            lambda: client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(data), length=len(data), metadata=metadata),
+        )
         return
     atomic_write_bytes(location, data)
 
 
 def upload_file(local: str | os.PathLike[str], url: str, settings: S3Settings | None = None) -> None:
-    """Upload one local file to ``s3://bucket/key``."""
+    """Upload one local file to ``s3://bucket/key``, with its sha256 in the object's metadata."""
     bucket, key = split_s3_url(url)
     client = s3_client(settings)
-    try:
-        client.fput_object(bucket_name=bucket, object_name=key, file_path=os.fspath(local))
-    except Exception as exc:
-        raise _s3_error(url, exc, "upload the file") from exc
+    metadata = {CHECKSUM_META: _sha256_file(local)}
+    _retrying(url, "upload the file", lambda: client.fput_object(bucket_name=bucket, object_name=key, file_path=os.fspath(local), metadata=metadata))
 
 
 def download_file(url: str, local: str | os.PathLike[str], settings: S3Settings | None = None) -> Path:
-    """Download ``s3://bucket/key`` to ``local`` atomically and return the local path."""
+    """Download ``s3://bucket/key`` to ``local`` atomically, checked against the object's checksum, and return the local path."""
     bucket, key = split_s3_url(url)
     client = s3_client(settings)
     with atomic_output(local) as tmp:
-        try:
-            client.fget_object(bucket_name=bucket, object_name=key, file_path=os.fspath(tmp))
-        except Exception as exc:
-            raise _s3_error(url, exc, "download the object") from exc
+        with open(tmp, "wb") as handle:
+            _retrying(url, "download the object", lambda: _get_verified(client, bucket, key, handle))
+            handle.flush()
+            os.fsync(handle.fileno())
     return Path(local)
 
 
@@ -265,10 +397,7 @@ def download_prefix(url_prefix: str, local_dir: str | os.PathLike[str], settings
     """Download every object under ``url_prefix`` into ``local_dir`` (keys relative to the prefix)."""
     bucket, prefix = split_s3_url(url_prefix.rstrip("/") + "/")
     client = s3_client(settings)
-    try:
-        objects = list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True))
-    except Exception as exc:
-        raise _s3_error(url_prefix, exc, "list the objects") from exc
+    objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)))
     paths = []
     for obj in objects:
         relative = obj.object_name[len(prefix):]

@@ -25,6 +25,60 @@ R = TypeVar("R", bound="Record")
 #: Longest quoted input in an error line: a value is named, never dumped whole.
 BRIEF_LIMIT = 120
 
+#: Bounds of a YAML config: a config is a few hundred nodes; an alias bomb ("billion laughs") or a
+#: document nested thousands deep is refused before it is expanded, in bounded time and memory.
+YAML_MAX_ALIASES = 1_000
+YAML_MAX_NODES = 100_000
+YAML_MAX_DEPTH = 100
+
+
+class _YAMLTooLarge(yaml.YAMLError):
+    """A YAML document past one of the bounds above (``what`` says which)."""
+
+    def __init__(self, what: str, mark: Any = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.problem_mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses alias bombs and deep nesting while composing, before constructing.
+
+    Every alias is counted with the size of the node it repeats, so a document whose expansion would
+    exceed :data:`YAML_MAX_NODES` nodes fails after reading a few hundred bytes, not after 10 GB.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._nodes = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            anchor = event.anchor
+            if anchor in self.anchors:
+                self._aliases += 1
+                self._nodes += self._sizes.get(id(self.anchors[anchor]), 1)
+                if self._aliases > YAML_MAX_ALIASES or self._nodes > YAML_MAX_NODES:
+                    raise _YAMLTooLarge(f"expands past {YAML_MAX_NODES} nodes through aliases (an alias bomb)", event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _YAMLTooLarge(f"is nested deeper than {YAML_MAX_DEPTH} levels", self.peek_event().start_mark)
+        before = self._nodes
+        self._nodes += 1
+        if self._nodes > YAML_MAX_NODES:
+            raise _YAMLTooLarge(f"holds more than {YAML_MAX_NODES} nodes", self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
 
 class StrictModel(BaseModel):
     """Base of every model of the schema layer: unknown keys are errors and instances are immutable."""
@@ -48,11 +102,15 @@ class Record(StrictModel):
 
     schema_version: Literal[1] = 1
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the record as indented JSON to ``path`` atomically; return the path."""
-        from proxyhpo.storage import atomic_write_text
+    def write(self, path: str | os.PathLike[str]) -> Path | str:
+        """Write the record as indented JSON to ``path`` (a local file, atomically, or an ``s3://`` object); return the path."""
+        from proxyhpo import storage
 
-        return atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        text = self.model_dump_json(indent=2) + "\n"
+        if storage.is_s3_url(path):
+            storage.write_bytes(path, text.encode("utf-8"))
+            return path  # type: ignore[return-value]
+        return storage.atomic_write_text(path, text)
 
     @classmethod
     def read(cls: type[R], path: str | os.PathLike[str]) -> R:
@@ -157,11 +215,17 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(file, f"cannot be read ({exc.strerror})", "check the path of the config file") from exc
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with bounds
+    except _YAMLTooLarge as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(file, f"{exc.what}{where}", "write the config without nested aliases or deep nesting (a config is a few hundred keys)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(file, f"is not valid YAML{where}", "fix the YAML syntax") from exc
+    if document is None:
+        raise ConfigError(file, "is empty", "write the config as 'key: value' pairs; see examples/")
     if not isinstance(document, dict):
         raise ConfigError(file, f"holds a {type(document).__name__}, not a mapping", "write the config as 'key: value' pairs")
     return document

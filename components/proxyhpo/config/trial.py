@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ __all__ = [
     "TrialResult",
     "TrialResults",
 ]
+
+#: What a trial id may be: it names files (``<trial_id>.pt``) and objects, so no separators and no ``..``.
+TRIAL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 #: Hyper-parameters that are options of the optimiser's parameter group (``torch.optim`` keywords).
 OPTIMIZER_OPTIONS = ("lr", "weight_decay")
@@ -89,7 +93,7 @@ class TrialSpec(StrictModel):
         fault: testing only, see :class:`FaultInjection`.
     """
 
-    trial_id: str = Field(min_length=1)
+    trial_id: str = Field(min_length=1, max_length=200)
     hyperparameters: HyperParameters
     network: NetworkConfig = Field(default_factory=lambda: NetworkConfig.proxy(3))
     seed: int = Field(default=0, ge=0)
@@ -97,6 +101,17 @@ class TrialSpec(StrictModel):
     round: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     fault: FaultInjection | None = None
+
+    @field_validator("trial_id")
+    @classmethod
+    def _safe_file_name(cls, v: str) -> str:
+        # it becomes <save_model_dir>/<trial_id>.pt and a checkpoint key: it must stay inside its folder
+        if not TRIAL_ID_PATTERN.fullmatch(v) or ".." in v:
+            shown = v if len(v) <= 40 else v[:37] + "..."
+            raise ValueError(
+                f"trial_id {shown!r} is not a safe file name: use letters, digits and '._+-', starting with a letter or digit, without '..'"
+            )
+        return v
 
 
 class DataItem(StrictModel):

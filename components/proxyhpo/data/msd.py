@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,11 +20,11 @@ import numpy as np
 from pydantic import ConfigDict
 
 from proxyhpo import paths, storage
-from proxyhpo.config import StrictModel
+from proxyhpo.config import StrictModel, brief
 from proxyhpo.errors import DataError
 from proxyhpo.progress import track
 
-__all__ = ["CaseEntry", "CaseVolumes", "MSDDataset", "load_dataset", "push_dataset", "read_case", "validate_dataset", "case_id_of"]
+__all__ = ["CaseEntry", "CaseVolumes", "MSDDataset", "load_dataset", "push_dataset", "read_case", "read_volumes", "validate_dataset", "case_id_of"]
 
 AFFINE_TOLERANCE = 1e-3
 
@@ -126,8 +125,8 @@ def _stage_from_s3(url: str) -> Path:
             if relative.startswith("/") or ".." in PurePosixPath(relative).parts:
                 raise DataError(url, f"entry {entry[field]!r} points outside the data set's prefix", "list paths relative to dataset.json, without '..'")
             target = local_root / relative
-            if not target.exists():
-                object_url = f"s3://{bucket}/{prefix + '/' if prefix else ''}{relative}"
+            object_url = f"s3://{bucket}/{prefix + '/' if prefix else ''}{relative}"
+            if not storage.matches(object_url, target):  # a staged file is reused only when it is the store's
                 storage.download_file(object_url, target)
     storage.atomic_write_bytes(local_json, raw)
     return local_json
@@ -164,7 +163,11 @@ def _parse_json(raw: bytes, where: str) -> dict[str, Any]:
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(where, f"is not valid JSON ({exc})", "fix the syntax of dataset.json") from exc
+        raise DataError(where, f"is not valid JSON ({brief(exc)})", "fix the syntax of dataset.json") from None
+    except RecursionError:
+        raise DataError(where, "is nested too deeply to be a dataset.json", "write dataset.json as an object of 'training', 'labels' and 'modality'") from None
+    except ValueError as exc:  # e.g. an integer with too many digits
+        raise DataError(where, f"is not valid JSON ({brief(exc)})", "fix the syntax of dataset.json") from None
     if not isinstance(document, dict):
         raise DataError(where, "is not a JSON object", "dataset.json must be an object with 'training', 'labels' and 'modality'")
     return document
@@ -176,7 +179,16 @@ def _training_entries(document: dict[str, Any], where: str) -> list[dict[str, st
         raise DataError(where, "has no non-empty 'training' list", 'list the cases as "training": [{"image": ..., "label": ...}]')
     for index, entry in enumerate(training):
         if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) or not isinstance(entry.get("label"), str):
-            raise DataError(where, f"training[{index}] is {entry!r}", 'each training entry must be {"image": "<path>", "label": "<path>"}')
+            raise DataError(where, f"training[{index}] is {brief(entry)}", 'each training entry must be {"image": "<path>", "label": "<path>"}')
+        for field in ("image", "label"):
+            relative = entry[field]
+            if "\x00" in relative or not relative.strip():
+                raise DataError(where, f"training[{index}] {field} {brief(relative)} is not a file path (empty or holds a NUL byte)", "write the path relative to dataset.json")
+            parts = PurePosixPath(relative.replace("\\", "/")).parts
+            if relative.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+                raise DataError(
+                    where, f"training[{index}] {field} {brief(relative)} leaves the data set's folder", "list paths relative to dataset.json, inside its folder, without '..'"
+                )
     return training
 
 
@@ -205,7 +217,11 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
         if not json_path.is_file():
             raise DataError(json_path, "does not exist", "point at an MSD folder that holds dataset.json, or at the file itself")
     json_path = json_path.absolute()
-    document = _parse_json(json_path.read_bytes(), str(json_path))
+    try:
+        raw = json_path.read_bytes()
+    except OSError as exc:
+        raise DataError(json_path, f"cannot be read ({exc.strerror or exc})", "check the file and its permissions") from None
+    document = _parse_json(raw, str(json_path))
     entries = _training_entries(document, str(json_path))
 
     labels_raw = document.get("labels")
@@ -222,9 +238,17 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
     root = json_path.parent
     cases: list[CaseEntry] = []
     seen: dict[str, int] = {}
+    ids: dict[str, int] = {}
     for index, entry in enumerate(entries):
-        image = (root / entry["image"]).resolve()
-        label = (root / entry["label"]).resolve()
+        resolved: dict[str, Path] = {}
+        for kind in ("image", "label"):
+            try:
+                resolved[kind] = (root / entry[kind]).resolve()
+            except (OSError, RuntimeError) as exc:  # a symlink loop
+                raise DataError(
+                    root / entry[kind], f"cannot be resolved ({brief(exc)}; training[{index}] {kind} in {json_path})", "replace the symbolic link loop with the file"
+                ) from None
+        image, label = resolved["image"], resolved["label"]
         for kind, file in (("image", image), ("label", label)):
             if str(file) in seen:
                 raise DataError(
@@ -235,9 +259,15 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
             seen[str(file)] = index
             if not file.is_file():
                 raise DataError(file, f"is missing (training[{index}] {kind} in {json_path})", "restore the file or remove its entry from dataset.json")
-        cases.append(
-            CaseEntry(case_id=case_id_of(image), image=str(image), label=str(label), image_ref=entry["image"], label_ref=entry["label"])
-        )
+        case_id = case_id_of(image)
+        if case_id in ids:
+            raise DataError(
+                json_path,
+                f"training[{index}] image {entry['image']} has case id '{case_id}', like training[{ids[case_id]}] (case ids are file names)",
+                "rename one of the files so every case's file name is unique",
+            )
+        ids[case_id] = index
+        cases.append(CaseEntry(case_id=case_id, image=str(image), label=str(label), image_ref=entry["image"], label_ref=entry["label"]))
     return MSDDataset(
         location=given,
         root=str(root),
@@ -250,59 +280,106 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
 
 def _load_nifti(path: str) -> nib.Nifti1Image:
     try:
-        return nib.load(path)
+        image = nib.load(path)
     except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError, zlib errors
-        raise DataError(path, f"is not a readable NIfTI file ({type(exc).__name__}: {exc})", "replace it with a valid .nii/.nii.gz file") from exc
+        raise DataError(path, f"is not a readable NIfTI file ({type(exc).__name__}: {brief(exc)})", "replace it with a valid .nii/.nii.gz file") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise DataError(path, f"is a {type(image).__name__}, not a NIfTI file", "convert it to .nii.gz") from None
+    return image
 
 
 def _read_array(image: nib.Nifti1Image, path: str) -> np.ndarray:
     try:
         return image.get_fdata(dtype=np.float32)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise DataError(path, f"is truncated or corrupt ({type(exc).__name__}: {exc})", "re-export or re-download the file") from exc
+    except Exception as exc:  # OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, ...
+        raise DataError(path, f"is truncated or corrupt ({type(exc).__name__}: {brief(exc)})", "re-export or re-download the file") from None
 
 
-def read_case(case: CaseEntry, *, channel: int = 0) -> CaseVolumes:
+def _check_shape(path: str, shape: tuple[int, ...], what: str, *, channels: int | None) -> None:
+    """Refuse before reading voxels: a zero-length axis, fewer than 3 or more than 4 axes, an unexpected 4th axis."""
+    if any(size == 0 for size in shape):
+        raise DataError(path, f"has a zero-length axis (shape {shape})", f"give {'an' if what == 'image' else 'a'} {what} with at least one voxel along every axis")
+    if len(shape) < 3:
+        raise DataError(path, f"is {len(shape)}D (shape {shape}), expected a 3D {what}", "give a 3D volume, not a slice")
+    if len(shape) > 4:
+        raise DataError(path, f"is {len(shape)}D (shape {shape}), expected a 3D {what}", "give a 3D volume (or 4D with channels last)")
+    if len(shape) == 4 and shape[3] != 1:
+        if what == "label":
+            raise DataError(path, f"is 4D (shape {shape}), expected a 3D label", "save the label as one 3D volume of integer values")
+        if channels is not None and shape[3] != channels:
+            raise DataError(
+                path,
+                f"is 4D with {shape[3]} channels (shape {shape}), expected {'a 3D volume' if channels == 1 else f'{channels} channels'} as dataset.json 'modality' lists {channels}",
+                "give 3D volumes, or list every channel in dataset.json 'modality'",
+            )
+
+
+def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel: int = 0, channels: int | None = None) -> CaseVolumes:
+    """Read and check one image and its label (see :func:`read_case`); the trainer checks a plan's cases with it too.
+
+    Args:
+        image_path, label_path: the NIfTI files.
+        case_id: the case's id (default: from the image's file name).
+        channel: which channel of a 4D (multi-modal) image to keep.
+        channels: how many channels the image may have (``len(modality)``); ``None`` accepts any.
+
+    Raises:
+        DataError: naming the file, for anything :func:`read_case` refuses.
+    """
+    image_nii = _load_nifti(image_path)
+    label_nii = _load_nifti(label_path)
+    _check_shape(image_path, tuple(image_nii.shape), "image", channels=channels)
+    _check_shape(label_path, tuple(label_nii.shape), "label", channels=None)
+    if len(image_nii.shape) == 4 and not 0 <= channel < image_nii.shape[3] and image_nii.shape[3] > 1:
+        raise DataError(image_path, f"has {image_nii.shape[3]} channels, channel {channel} was asked for", "choose a channel the image has")
+    image = _read_array(image_nii, image_path)
+    if image.ndim == 4:
+        image = image[..., channel if image.shape[3] > 1 else 0]
+    label_float = _read_array(label_nii, label_path)
+    if label_float.ndim == 4:
+        label_float = label_float[..., 0]
+    if label_float.shape != image.shape:
+        raise DataError(
+            label_path,
+            f"has shape {label_float.shape} but its image {Path(image_path).name} has {image.shape}",
+            "resample or re-export the label on the image's grid",
+        )
+    if not np.allclose(image_nii.affine, label_nii.affine, atol=AFFINE_TOLERANCE):
+        raise DataError(label_path, "has an affine different from its image's", "save the label with the image's affine (same spacing, origin and orientation)")
+    if not np.isfinite(image).all():
+        raise DataError(image_path, "contains NaN or infinite voxels", "fix or re-export the image")
+    if not np.isfinite(label_float).all() or (label_float < 0).any() or not np.array_equal(label_float, np.round(label_float)):
+        raise DataError(
+            label_path, "contains non-integer or negative values", "labels must hold the integer values listed in dataset.json 'labels'"
+        )
+    if label_float.max() > 255:
+        raise DataError(label_path, f"holds label value {label_float.max():g}, above 255", "segmentation labels must be small integers listed in dataset.json 'labels'")
+    label = label_float.astype(np.uint8)
+    if not label.any():
+        raise DataError(label_path, "is empty (no foreground voxel)", "annotate the case or remove it from dataset.json")
+    spacing = tuple(float(s) for s in image_nii.header.get_zooms()[:3])
+    if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise DataError(image_path, f"has voxel spacing {spacing}", "save the image with positive voxel sizes in its header")
+    return CaseVolumes(case_id=case_id or case_id_of(image_path), image=image, label=label, spacing=spacing)  # type: ignore[arg-type]
+
+
+def read_case(case: CaseEntry, *, channel: int = 0, channels: int | None = None) -> CaseVolumes:
     """Read one case's image and label into memory, checked against each other.
 
     Args:
         case: the case to read.
         channel: which channel of a 4D (multi-modal) image to keep.
+        channels: how many channels the image may have (the data set's ``len(modality)``); ``None`` accepts any.
 
     Returns:
         The image as float32 and the label as uint8, both of the image's spatial shape, and the voxel spacing.
 
     Raises:
-        DataError: for an unreadable or truncated file, a shape or affine mismatch, an empty label, or a
+        DataError: for an unreadable or truncated file, a 2D or 5D volume, a zero-length axis, a 4D image
+            where 3D is expected, a shape or affine mismatch, NaN or infinite voxels, an empty label, or a
             label with non-integer or negative values.
     """
-    image_nii = _load_nifti(case.image)
-    label_nii = _load_nifti(case.label)
-    image = _read_array(image_nii, case.image)
-    if image.ndim == 4:
-        image = image[..., channel]
-    label_float = _read_array(label_nii, case.label)
-    if image.ndim != 3:
-        raise DataError(case.image, f"has {image.ndim} dimensions, expected 3 (or 4 with channels last)", "give a 3D volume")
-    if label_float.shape != image.shape:
-        raise DataError(
-            case.label,
-            f"has shape {label_float.shape} but its image {Path(case.image).name} has {image.shape}",
-            "resample or re-export the label on the image's grid",
-        )
-    if not np.allclose(image_nii.affine, label_nii.affine, atol=AFFINE_TOLERANCE):
-        raise DataError(case.label, "has an affine different from its image's", "save the label with the image's affine (same spacing, origin and orientation)")
-    if not np.isfinite(image).all():
-        raise DataError(case.image, "contains NaN or infinite voxels", "fix or re-export the image")
-    if (label_float < 0).any() or not np.array_equal(label_float, np.round(label_float)):
-        raise DataError(case.label, "contains non-integer or negative values", "labels must hold the integer values listed in dataset.json 'labels'")
-    if label_float.max() > 255:
-        raise DataError(case.label, f"holds label value {label_float.max():g}, above 255", "segmentation labels must be small integers listed in dataset.json 'labels'")
-    label = label_float.astype(np.uint8)
-    if not label.any():
-        raise DataError(case.label, "is empty (no foreground voxel)", "annotate the case or remove it from dataset.json")
-    spacing = tuple(float(s) for s in image_nii.header.get_zooms()[:3])
-    return CaseVolumes(case_id=case.case_id, image=image, label=label, spacing=spacing)  # type: ignore[arg-type]
+    return read_volumes(case.image, case.label, case_id=case.case_id, channel=channel, channels=channels)
 
 
 def validate_dataset(
@@ -322,7 +399,8 @@ def validate_dataset(
         DataError: naming the first file that fails and how to fix it.
     """
     allowed = set(dataset.labels)
-    for volumes, case in zip(_iterate_cases(dataset.cases, progress, "validating"), dataset.cases):
+    channels = len(dataset.modality)
+    for volumes, case in zip(_iterate_cases(dataset.cases, progress, "validating", channels), dataset.cases):
         unexpected = sorted(set(np.unique(volumes.label).tolist()) - allowed)
         if unexpected:
             raise DataError(
@@ -334,7 +412,7 @@ def validate_dataset(
             on_case(volumes)
 
 
-def _iterate_cases(cases: Iterable[CaseEntry], progress: bool, what: str) -> Iterator[CaseVolumes]:
+def _iterate_cases(cases: Iterable[CaseEntry], progress: bool, what: str, channels: int | None = None) -> Iterator[CaseVolumes]:
     cases = list(cases)
     for case in track(cases, f"{what} {len(cases)} cases", enabled=progress):
-        yield read_case(case)
+        yield read_case(case, channels=channels)

@@ -94,8 +94,14 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
             "merge the other values into 1 with data.merge_labels, e.g. {2: 1}",
         )
     case_ids = [case.case_id for case in dataset.cases]
-    search_ids, holdout_ids = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed)
     needed = study.selection.budget if study.training.data == "proxy" else 2
+    if len(case_ids) < needed + 1:  # at least one held-out case, and the search's cases
+        raise DataError(
+            dataset.dataset_json,
+            f"has {len(case_ids)} case{'s' if len(case_ids) != 1 else ''}, too few to hold out a test set and search on {needed}",
+            f"add cases (at least {needed + 1}), or lower selection.budget",
+        )
+    search_ids, holdout_ids = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed)
     if len(search_ids) < needed:
         raise DataError(
             dataset.dataset_json,

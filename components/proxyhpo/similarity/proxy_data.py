@@ -7,7 +7,12 @@ and :mod:`proxyhpo.similarity.local_ncc`.
 
 from __future__ import annotations
 
+import errno
+import io
+import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +101,10 @@ def compute_similarity(
     """
     from proxyhpo.devices import resolve_device
 
+    if len(dataset.cases) < 2:
+        raise DataError(
+            dataset.dataset_json, f"has {len(dataset.cases)} case, and similarity compares pairs of cases", "add cases: similarity needs at least 2"
+        )
     device = resolve_device(config.device, source="similarity.device")
     case_ids, volumes = _prepare(dataset, config, crop, progress)
     if metric == "mi":
@@ -105,14 +114,49 @@ def compute_similarity(
     return SimilarityResult(metric=metric, crop=crop, case_ids=tuple(case_ids), matrix=matrix, include_self=config.include_self)
 
 
-def write_similarity(result: SimilarityResult, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write ``similarity.npy``, ``cases.json`` and ``importance.csv`` to ``out_dir``, each atomically."""
+def write_similarity(result: SimilarityResult, out_dir: str | os.PathLike[str]) -> list[Path | str]:
+    """Write ``similarity.npy``, ``cases.json`` and ``importance.csv`` to ``out_dir`` as a set.
+
+    A local folder's three files are written into a temporary folder beside it and then moved into
+    place, so a failure part-way leaves nothing (and never an incomplete set). An ``s3://`` prefix gets
+    the three objects through :mod:`proxyhpo.storage`, ``similarity.npy`` last.
+
+    Returns:
+        The three paths (or object URLs) written.
+    """
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(result.matrix), allow_pickle=False)
+    files = {
+        "cases.json": (json.dumps(list(result.case_ids), indent=2) + "\n").encode("utf-8"),
+        "importance.csv": result.importance_csv().encode("utf-8"),
+        "similarity.npy": buffer.getvalue(),
+    }
+    order = ("similarity.npy", "cases.json", "importance.csv")
+    if storage.is_s3_url(out_dir):
+        prefix = str(out_dir).rstrip("/")
+        for name in ("cases.json", "importance.csv", "similarity.npy"):
+            storage.write_bytes(f"{prefix}/{name}", files[name])
+        return [f"{prefix}/{name}" for name in order]
     out = Path(out_dir)
-    return [
-        storage.atomic_save_npy(out / "similarity.npy", result.matrix),
-        storage.atomic_write_json(out / "cases.json", list(result.case_ids)),
-        storage.atomic_write_text(out / "importance.csv", result.importance_csv()),
-    ]
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(errno.EEXIST, "is a file, not a folder", str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        for name, data in files.items():
+            storage.atomic_write_bytes(staging / name, data)
+        if not out.exists():
+            try:
+                os.rename(staging, out)  # the whole set appears at once
+                return [out / name for name in order]
+            except OSError:
+                if not out.is_dir():
+                    raise
+        for name in order:  # the folder exists: every file is complete before the first is moved
+            os.replace(staging / name, out / name)
+        return [out / name for name in order]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def select_proxy_data(

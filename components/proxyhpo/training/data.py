@@ -38,6 +38,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from proxyhpo.config.base import brief
 from proxyhpo.errors import DataError
 from proxyhpo.config import DataItem, HUWindow, Recipe
 
@@ -122,12 +123,38 @@ def random_transforms(recipe: Recipe, intensity_shift_prob: float) -> Compose:
     )
 
 
-def _check_files(items: Sequence[DataItem], what: str) -> None:
+def _check_files(items: Sequence[DataItem], recipe: Recipe, what: str) -> None:
+    """The data layer's checks on every case of a plan, before MONAI sees a file.
+
+    A file MONAI cannot read may abort the process or be reported as a MONAI object; a NaN voxel or a
+    fractional label trains without a word. :func:`proxyhpo.data.msd.read_volumes` refuses each with
+    one line naming the file.
+    """
+    from proxyhpo.data.msd import read_volumes
+
+    channels = 1 if recipe.channel is None else None  # without a channel to keep, a 4D image is not what the network takes
     for i, it in enumerate(items):
         for key in ("image", "label"):
             p = getattr(it, key)
-            if not os.path.isfile(p):
+            if "\x00" in p or not os.path.isfile(p):
                 raise DataError(p, f"{what}[{i}].{key} does not exist", "check the path in the trial plan")
+        read_volumes(it.image, it.label, channel=recipe.channel or 0, channels=channels)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+def _preprocess_error(item: DataItem | None, what: str, exc: BaseException) -> DataError:
+    cause = _root_cause(exc)
+    problem = f"cannot be preprocessed by the plan's recipe ({type(cause).__name__}: {brief(str(cause).splitlines()[0] if str(cause) else '')})"
+    if item is None:
+        return DataError(f"<{what}>", f"a case {problem}", "check the NIfTI files and the recipe")
+    return DataError(item.image, f"({what}) {problem}", "check the image and its label, and the recipe's spacing and patch size")
 
 
 def cache_volumes(
@@ -158,19 +185,30 @@ def cache_volumes(
     Raises:
         DataError: when a file is missing or cannot be read.
     """
-    _check_files(items, what)
+    _check_files(items, recipe, what)
     data = [{"image": it.image, "label": it.label} for it in items]
     # Cache on the CPU; move to the device afterwards (PersistentDataset pickles its cache to disk).
     tf = preprocess_transforms(recipe, "cpu", training=training)
-    try:
-        if cache_dir:
-            key = hashlib.sha256(recipe.model_dump_json().encode() + bytes([training])).hexdigest()[:16]
-            ds = PersistentDataset(data, transform=tf, cache_dir=Path(cache_dir) / f"recipe-{key}")
-        else:
+    if cache_dir:
+        key = hashlib.sha256(recipe.model_dump_json().encode() + bytes([training])).hexdigest()[:16]
+        ds = PersistentDataset(data, transform=tf, cache_dir=Path(cache_dir) / f"recipe-{key}")
+        out = []
+        for i, it in enumerate(items):
+            try:
+                out.append(ds[i])
+            except Exception as e:  # MONAI wraps reader and transform errors in RuntimeError
+                raise _preprocess_error(it, what, e) from None
+    else:
+        try:
             ds = CacheDataset(data, transform=tf, cache_rate=1.0, num_workers=max(1, num_workers), progress=False)
-        out = [ds[i] for i in range(len(ds))]
-    except RuntimeError as e:  # MONAI wraps reader and transform errors in RuntimeError
-        raise DataError(f"<{what}>", f"a case could not be preprocessed: {' '.join(str(e).split())[:300]}", "check the NIfTI files") from None
+            out = [ds[i] for i in range(len(ds))]
+        except Exception as e:  # find the case that fails, to name its file rather than a MONAI object
+            for it, d in zip(items, data):
+                try:
+                    tf(dict(d))
+                except Exception as inner:
+                    raise _preprocess_error(it, what, inner) from None
+            raise _preprocess_error(None, what, e) from None
     for it, d in zip(items, out):
         top = float(d["label"].max()) if d["label"].numel() else 0.0
         if top > 1:

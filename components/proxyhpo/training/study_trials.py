@@ -123,12 +123,26 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
 
 
 def _run_logged(
-    study: StudyConfig, plan: TrialPlan, *, parent_run_id: str | None, data_label: str, role: str, hyperparameter_names: tuple[str, ...] | None = None
+    study: StudyConfig,
+    plan: TrialPlan,
+    *,
+    parent_run_id: str | None,
+    data_label: str,
+    role: str,
+    hyperparameter_names: tuple[str, ...] | None = None,
+    results_out: str | os.PathLike[str] | None = None,
 ) -> list[TrialResult]:
+    """Train ``plan`` with live MLflow logging.
+
+    SIGTERM (an evicted pod) ends it like Ctrl-C: the open runs are marked FAILED with the reason
+    ``terminated (SIGTERM)`` and :class:`~proxyhpo.signals.Terminated` (exit code 143) unwinds. While MLflow
+    does not answer, logging waits in ``<results_out>.mlflow-pending.json`` and training goes on.
+    """
+    from proxyhpo.signals import sigterm_ends_trials
     from proxyhpo.training.runner import run_trials
 
     resolved = {"study": study.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
-    with tracking.trial_runs(
+    with sigterm_ends_trials(), tracking.trial_runs(
         study.name,
         plan.trials,
         parent_run_id=parent_run_id,
@@ -136,6 +150,7 @@ def _run_logged(
         resolved_config=resolved,
         role=role,
         hyperparameter_names=hyperparameter_names or study.search.space.names,
+        pending=tracking.pending_path_for(results_out) if results_out is not None else None,
     ) as runs:
         try:
             results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
@@ -170,7 +185,7 @@ def train_pack(
     if arm:
         study = study.for_search_arm(arm)
     plan = build_search_plan(study, data, manifest, pack, arm=arm)
-    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role="trial")
+    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role="trial", results_out=results_out)
     TrialResults(results=tuple(results)).write(results_out)
     return results
 
@@ -220,7 +235,7 @@ def train_final(
         checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
         checkpoint_every=study.training.val_every,
     )
-    (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final")
+    (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final", results_out=results_out)
     TrialResults(results=(result,)).write(results_out)
     return result
 
@@ -256,7 +271,7 @@ def train_cell(
         for index, point in enumerate(grid_points(grid))
     ]
     plan = _study_plan(study, data, trials, cell.train_ids, cell.val_ids, external=True)
-    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role=role, hyperparameter_names=tuple(grid))
+    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=cell.arm, role=role, hyperparameter_names=tuple(grid), results_out=results_out)
     TrialResults(results=tuple(results)).write(results_out)
     return results
 
@@ -265,21 +280,48 @@ def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str]
     """``proxyhpo train TRIAL.yaml``: run a trial or a pack and write the results JSON.
 
     With ``MLFLOW_TRACKING_URI`` set, every trial is an MLflow run (experiment ``$MLFLOW_EXPERIMENT_NAME``,
-    default ``proxyhpo-trials``) with the params and metrics of DESIGN's contract.
+    default ``proxyhpo-trials``) with the params and metrics of DESIGN's contract, tagged with the trial id
+    and the sha256 of the plan file (``proxyhpo.plan_sha256``): the trial's identity. A start finds runs of
+    the same identity left RUNNING by a killed process and closes them (FAILED, ``orphaned: ...``).
+
+    Faults:
+        - A tracking server that does not answer at the start fails the command within seconds, before
+          any training (one line; unset ``MLFLOW_TRACKING_URI`` to train without tracking).
+        - A server that stops answering later does not stop training: logging waits in
+          ``<results>.mlflow-pending.json`` beside the results and is logged at the end if the server is
+          back, else by the next ``proxyhpo train`` of the same plan or :func:`proxyhpo.tracking.flush_pending`.
+        - SIGTERM marks the open runs FAILED (``terminated (SIGTERM)``) and exits with code 143.
 
     Returns:
         The results file written.
+
+    Raises:
+        ProxyHPOError: when the tracking server does not answer at the start.
     """
+    import hashlib
+
+    from proxyhpo.signals import sigterm_ends_trials
     from proxyhpo.training.runner import run_trial_file
 
     plan = TrialPlan.from_yaml(path)
     target = Path(out) if out else Path(path).with_suffix(".results.json")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        run_trial_file(path, target)
+        with sigterm_ends_trials():
+            run_trial_file(path, target)
         return [target]
+    tracking.check_reachable()
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "proxyhpo-trials")
     resolved = {"plan": plan.model_dump(mode="json"), "plan_file": str(Path(path).absolute())}
-    with tracking.trial_runs(experiment, plan.trials, parent_run_id=None, data=plan.trials[0].data_label, resolved_config=resolved) as runs:
+    identity = {tracking.PLAN_HASH_TAG: hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    with sigterm_ends_trials(), tracking.trial_runs(
+        experiment,
+        plan.trials,
+        parent_run_id=None,
+        data=plan.trials[0].data_label,
+        resolved_config=resolved,
+        identity=identity,
+        pending=tracking.pending_path_for(target),
+    ) as runs:
         results = run_trial_file(path, target, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice))
         for result in results:
             runs[result.trial_id].finish(result)

@@ -1,0 +1,80 @@
+"""SIGTERM and SIGKILL during `proxyhpo train`: no MLflow run stays RUNNING (real SQLite store, real subprocess)."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+from train_helpers import TRAIN_TIMEOUT_S, start_train, wait_for_epoch, write_plan
+
+from proxyhpo import tracking
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _runs(uri: str, experiment: str) -> list:
+    client = mlflow.MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_sigterm_marks_the_runs_failed_and_exits_143(tmp_path: Path) -> None:
+    uri, experiment = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sigterm-{uuid.uuid4().hex[:8]}"
+    plan = write_plan(tmp_path, epochs=200)
+    process = start_train(plan, uri, experiment)
+    wait_for_epoch(process, uri, experiment)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=TRAIN_TIMEOUT_S)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert "terminated (SIGTERM)" in stderr
+    runs = _runs(uri, experiment)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.info.status == "FAILED"
+        assert run.data.tags["proxyhpo.fail_reason"] == "terminated (SIGTERM)"
+    assert not (tmp_path / "trial.results.json").exists()  # nothing half-written
+
+
+def test_after_sigkill_the_next_start_closes_the_orphans(tmp_path: Path) -> None:
+    uri, experiment = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sigkill-{uuid.uuid4().hex[:8]}"
+    plan = write_plan(tmp_path, epochs=30, trials=1)  # long enough to be killed mid-training, short to rerun
+    process = start_train(plan, uri, experiment)
+    wait_for_epoch(process, uri, experiment)
+    process.kill()
+    process.communicate(timeout=30)
+    (orphan,) = _runs(uri, experiment)
+    assert orphan.info.status == "RUNNING"  # SIGKILL cannot be caught: the next start must close it
+
+    again = start_train(plan, uri, experiment)
+    _, stderr = again.communicate(timeout=TRAIN_TIMEOUT_S)
+    assert again.returncode == 0, stderr
+    runs = {run.info.run_id: run for run in _runs(uri, experiment)}
+    assert len(runs) == 2
+    closed = runs.pop(orphan.info.run_id)
+    assert closed.info.status == "FAILED"
+    assert closed.data.tags["proxyhpo.fail_reason"] == tracking.ORPHANED_REASON
+    (finished,) = runs.values()
+    assert finished.info.status == "FINISHED"
+    assert finished.data.tags["proxyhpo.plan_sha256"] == closed.data.tags["proxyhpo.plan_sha256"]
+    assert (tmp_path / "trial.results.json").is_file()
+
+
+def test_a_run_of_a_live_process_is_not_an_orphan(tmp_path: Path) -> None:
+    """Only a run whose process has ended is closed: one tagged with this (live) process stays open."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment("live", uri)
+    alive = client.create_run(experiment_id, tags=tracking._process_tags() | {"proxyhpo.trial_id": "t0"})
+    dead_tags = tracking._process_tags() | {tracking.PID_TAG: "999999999"}
+    dead = client.create_run(experiment_id, tags=dead_tags)
+    other_host = client.create_run(experiment_id, tags=dead_tags | {tracking.HOST_TAG: "some-other-host"})
+    parent = client.create_run(experiment_id, tags=tracking._process_tags())
+    for run in (alive, dead, other_host):
+        client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
+    closed = tracking.close_orphaned_runs("live", parent_run_id=parent.info.run_id, tracking_uri=uri)
+    assert closed == [dead.info.run_id]
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+    assert client.get_run(other_host.info.run_id).info.status == "RUNNING"  # cannot be told from here: left alone
