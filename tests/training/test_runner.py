@@ -153,3 +153,13 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
     assert b.state is TrialState.FAILED and "out of memory during test even alone" in b.fail_reason
     assert b.test_dice is None and b.model_path is None and b.final_val_dice is None and b.val_epochs == [1]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["a.pt"]
+
+
+def test_an_unwritable_model_folder_is_refused_before_training(sphere_cases, tiny_recipe, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    plan = _plan(sphere_cases, tiny_recipe, [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3))], save_model_dir=str(blocker / "models"))
+    started = []
+    with pytest.raises(ConfigError, match=r"<plan>: key 'save_model_dir': .*a-file/models' cannot be written .*fix: give a folder you can write to"):
+        run_trials(plan, on_step=lambda *args: started.append(args), progress=False)
+    assert started == []  # refused before the first step

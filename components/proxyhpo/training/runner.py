@@ -9,6 +9,7 @@ settings, so packing changes the cost of a trial, not its outcome.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from monai.networks.utils import one_hot
 
 from proxyhpo.config import HyperParameters, NetworkConfig, Recipe, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState, check_patch_size
 from proxyhpo.devices import resolve_device
+from proxyhpo.errors import ConfigError
 from proxyhpo.networks import build_network
 from proxyhpo.storage import atomic_output
 from proxyhpo.training.checkpoint import load_checkpoint, restore_stream, save_checkpoint, stream_state
@@ -420,6 +422,17 @@ class _PackRun:
         return self.finish()
 
 
+def _check_writable(folder: str, source: str) -> None:
+    """Refuse a folder the best weights could not be saved in, before hours of training find it out."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(source, f"{folder!r} cannot be written ({exc.strerror or type(exc).__name__})", "give a folder you can write to") from None
+
+
 def run_trials(
     plan: TrialPlan,
     *,
@@ -450,6 +463,8 @@ def run_trials(
     for s in plan.trials:
         check_patch_size(recipe.patch_size, s.network.levels, what="recipe.patch_size", path=plan_path)
         check_patch_size(recipe.roi_size, s.network.levels, what="recipe.roi_size", path=plan_path)
+    if plan.save_model_dir is not None:
+        _check_writable(plan.save_model_dir, f"{plan_path}: key 'save_model_dir'")
 
     t0 = time.perf_counter()
     kw = dict(cache_dir=plan.cache_dir, num_workers=plan.num_workers)
