@@ -219,6 +219,7 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
 
     study = study.model_copy(update={"data": study.data.with_absolute_paths()})
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store-migration notices are not the user's business
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # nor is its bar for reading back a small summary
     os.environ["PROXYHPO_HOME"] = str(paths.proxyhpo_home())  # absolute, shared with every task process
     os.environ.setdefault("MLFLOW_TRACKING_URI", paths.default_tracking_uri())
     console = Console(stderr=True)
