@@ -35,7 +35,11 @@ __all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "selec
 
 
 class SimilarityResult(StrictModel):
-    """An all-pairs similarity matrix and the case ids in matrix order."""
+    """An all-pairs similarity matrix, the case ids in matrix order, and what computing it cost.
+
+    ``seconds`` and ``device`` (``cpu`` or ``cuda``) are the preprocessing and the engine's time: a proxy
+    search's cost includes them.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)  # the numpy matrix; the rest as StrictModel
 
@@ -44,6 +48,8 @@ class SimilarityResult(StrictModel):
     case_ids: tuple[str, ...]
     matrix: np.ndarray
     include_self: bool = True
+    seconds: float = 0.0
+    device: str = "cpu"
 
     @property
     def mean_similarity(self) -> np.ndarray:
@@ -106,12 +112,21 @@ def compute_similarity(
             dataset.dataset_json, f"has {len(dataset.cases)} case, and similarity compares pairs of cases", "add cases: similarity needs at least 2"
         )
     device = resolve_device(config.device, source="similarity.device")
+    started = time.perf_counter()
     case_ids, volumes = _prepare(dataset, config, crop, progress)
     if metric == "mi":
         matrix = mutual_information_matrix(volumes, bins=config.bins, device=device, progress=progress)
     else:
         matrix = local_ncc_matrix(volumes, window=config.window, device=device, progress=progress)
-    return SimilarityResult(metric=metric, crop=crop, case_ids=tuple(case_ids), matrix=matrix, include_self=config.include_self)
+    return SimilarityResult(
+        metric=metric,
+        crop=crop,
+        case_ids=tuple(case_ids),
+        matrix=matrix,
+        include_self=config.include_self,
+        seconds=time.perf_counter() - started,
+        device=device.type,
+    )
 
 
 def write_similarity(result: SimilarityResult, out_dir: str | os.PathLike[str]) -> list[Path | str]:
@@ -187,7 +202,7 @@ def select_proxy_data(
     Raises:
         DataError: when the budget exceeds the number of candidates, or a case fails validation.
     """
-    offered = _offered(dataset, candidates)
+    offered = offered_cases(dataset, candidates)
     n = len(offered.cases)
     if selection.budget > n:
         raise DataError(dataset.dataset_json, f"offers {n} cases, fewer than the budget {selection.budget}", f"choose a budget of at most {n}")
@@ -197,13 +212,9 @@ def select_proxy_data(
         scores: list[float | None] = [None] * len(chosen_ids)
         seconds, device = 0.0, "cpu"
     else:
-        from proxyhpo.devices import resolve_device
-
-        config = similarity or SimilarityConfig()
-        started = time.perf_counter()
-        result = compute_similarity(offered, config, metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
+        result = compute_similarity(offered, similarity or SimilarityConfig(), metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
         chosen = select_least_similar(result.matrix, selection.budget, include_self=result.include_self)
-        seconds, device = time.perf_counter() - started, resolve_device(config.device).type
+        seconds, device = result.seconds, result.device
         means = result.mean_similarity
         chosen_ids = [result.case_ids[i] for i in chosen]
         scores = [float(means[i]) for i in chosen]
@@ -250,7 +261,7 @@ def all_data_manifest(dataset: MSDDataset, data: StudyData, *, seed: int = 0) ->
     )
 
 
-def _offered(dataset: MSDDataset, candidates: Sequence[str] | None) -> MSDDataset:
+def offered_cases(dataset: MSDDataset, candidates: Sequence[str] | None) -> MSDDataset:
     if candidates is None:
         return dataset
     wanted = set(candidates)

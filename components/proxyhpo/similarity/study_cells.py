@@ -13,16 +13,14 @@ and its cost is measured and charged to the arms that use it (a proxy search pay
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
-import numpy as np
 
 from proxyhpo.config import NetworkConfig, SelectionConfig, StudyCell, StudyConfig, StudyData
 from proxyhpo.data.msd import MSDDataset, load_dataset
 from proxyhpo.data.prepare import split_cases
 from proxyhpo.errors import DataError
-from proxyhpo.similarity.proxy_data import compute_similarity
+from proxyhpo.similarity.proxy_data import SimilarityResult, compute_similarity, offered_cases
 from proxyhpo.similarity.ranking import select_least_similar, select_random
 
 __all__ = ["plan_cells", "full_network", "study_network"]
@@ -113,8 +111,9 @@ def _proxy_cells(
         # a random draw is the baseline: a new one every repeat, at no selection cost
         chosen_by_repeat = [[search[i] for i in select_random(len(search), selection.budget, selection.seed + repeat)] for repeat in range(repeats)]
     else:
-        matrix, case_ids, seconds, device = similarities.get(selection.metric, selection.crop)  # type: ignore[arg-type]
-        chosen = [case_ids[i] for i in select_least_similar(matrix, selection.budget, include_self=study.similarity.include_self)]
+        result = similarities.get(selection.metric, selection.crop)  # type: ignore[arg-type]
+        seconds, device = result.seconds, result.device
+        chosen = [result.case_ids[i] for i in select_least_similar(result.matrix, selection.budget, include_self=result.include_self)]
         chosen_by_repeat = [chosen] * repeats
     cells = []
     for repeat, chosen in enumerate(chosen_by_repeat):
@@ -140,17 +139,11 @@ class _Similarities:
 
     def __init__(self, study: StudyConfig, dataset: MSDDataset, search: Sequence[str], progress: bool) -> None:
         self.study, self.progress = study, progress
-        wanted = set(search)
-        self.offered = dataset.model_copy(update={"cases": tuple(case for case in dataset.cases if case.case_id in wanted)})
-        self.computed: dict[tuple[str, str], tuple[np.ndarray, list[str], float, str]] = {}
+        self.offered = offered_cases(dataset, search)
+        self.computed: dict[tuple[str, str], SimilarityResult] = {}
 
-    def get(self, metric: str, crop: str) -> tuple[np.ndarray, list[str], float, str]:
-        """``(matrix, case ids in matrix order, seconds it took, device type)``."""
+    def get(self, metric: str, crop: str) -> SimilarityResult:
+        """The matrix of ``(metric, crop)``, with its case order and what computing it cost."""
         if (metric, crop) not in self.computed:
-            from proxyhpo.devices import resolve_device
-
-            started = time.perf_counter()
-            result = compute_similarity(self.offered, self.study.similarity, metric=metric, crop=crop, progress=self.progress)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - started
-            self.computed[(metric, crop)] = (result.matrix, list(result.case_ids), seconds, resolve_device(self.study.similarity.device).type)
+            self.computed[(metric, crop)] = compute_similarity(self.offered, self.study.similarity, metric=metric, crop=crop, progress=self.progress)  # type: ignore[arg-type]
         return self.computed[(metric, crop)]
