@@ -123,4 +123,4 @@ def close_study(study: StudyConfig, *, pipeline_run: str, succeeded: bool) -> li
     """
     if succeeded:
         return []
-    return tracking.fail_open_study_runs(study.name, pipeline_run)
+    return tracking.fail_open_runs(study.name, pipeline_run=pipeline_run)

@@ -35,7 +35,6 @@ __all__ = [
     "start_parent_run",
     "finish_run",
     "fail_open_runs",
-    "fail_open_study_runs",
     "trial_progress",
     "study_artifact",
     "study_summary",
@@ -320,11 +319,6 @@ def fail_open_runs(
             mlflow_client.set_terminated(run.info.run_id, status="FAILED")
             closed.append(run.info.run_id)
     return closed
-
-
-def fail_open_study_runs(experiment: str, pipeline_run: str, *, tracking_uri: str | None = None) -> list[str]:
-    """The exit handler's call: :func:`fail_open_runs` for the study run of KFP run ``pipeline_run``."""
-    return fail_open_runs(experiment, pipeline_run=pipeline_run, tracking_uri=tracking_uri)
 
 
 def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | None = None) -> tuple[int, int, int, bool]:

@@ -270,7 +270,7 @@ def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.Mon
     assert any("memory" in key for key in system)
 
 
-def test_fail_open_study_runs_closes_the_study_and_its_running_trials(tmp_path: Path) -> None:
+def test_fail_open_runs_of_a_kfp_run_closes_the_study_and_its_running_trials(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'exit.db'}"
     parent = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-42", tracking_uri=uri)
     other = tracking.start_parent_run("exit-study", "hpo", config={"name": "exit-study"}, pipeline_run="kfp-run-7", tracking_uri=uri)
@@ -280,14 +280,14 @@ def test_fail_open_study_runs_closes_the_study_and_its_running_trials(tmp_path: 
     done = client.create_run(experiment_id, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial"}).info.run_id
     client.set_terminated(done, status="FINISHED")
 
-    closed = tracking.fail_open_study_runs("exit-study", "kfp-run-42", tracking_uri=uri)
+    closed = tracking.fail_open_runs("exit-study", pipeline_run="kfp-run-42", tracking_uri=uri)
 
     assert sorted(closed) == sorted([parent, child])
     assert client.get_run(parent).info.status == "FAILED"
     assert client.get_run(child).info.status == "FAILED"
     assert client.get_run(done).info.status == "FINISHED"
     assert client.get_run(other).info.status == "RUNNING"
-    assert tracking.fail_open_study_runs("no-such-experiment", "kfp-run-42", tracking_uri=uri) == []
+    assert tracking.fail_open_runs("no-such-experiment", pipeline_run="kfp-run-42", tracking_uri=uri) == []
 
 
 def test_fail_open_runs_by_pipeline_run_is_the_exit_handlers_call(tmp_path: Path) -> None:
