@@ -78,8 +78,8 @@ def shipped_study(name: str) -> StudyConfig:
 
 
 def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo") -> Path:
-    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), with identical executors and
-    components merged (:func:`proxyhpo.kfp.compact.deduplicate`)."""
+    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), with identical executors
+    merged (:func:`proxyhpo.kfp.compact.deduplicate`)."""
     import yaml
     from kfp import compiler
 
@@ -90,7 +90,7 @@ def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "
         yaml_path = Path(folder) / "pipeline.yaml"  # the compiler picks the format from the suffix
         compiler.Compiler().compile(pipeline_builder(kind)(study), str(yaml_path))
         documents = list(yaml.safe_load_all(yaml_path.read_text(encoding="utf-8")))
-    # one executor and component per distinct task: a 50-round study stays far below etcd's object limit
+    # one executor per distinct container: a 50-round study stays far below etcd's object limit
     documents = [document for document in deduplicate(*documents) if document is not None]
     atomic_write_text(out, yaml.safe_dump_all(documents, sort_keys=True))
     return Path(out)

@@ -64,6 +64,8 @@ def test_merging_keeps_every_task_and_what_it_runs(tmp_path, kind: str, example:
     spec, platform = _raw(shipped_study(example), tmp_path, kind)
     merged_spec, merged_platform = deduplicate(copy.deepcopy(spec), copy.deepcopy(platform))
     assert _tasks(merged_spec) == _tasks(spec)  # names, inputs, dependencies, retries, display names
+    # every task keeps a component of its own: KFP's local runner keeps a task's outputs under its component's name
+    assert merged_spec["components"].keys() == spec["components"].keys()
     assert _resolved(merged_spec, merged_platform) == _resolved(spec, platform)
     executors = merged_spec["deploymentSpec"]["executors"]
     assert len({json.dumps(body, sort_keys=True) for body in executors.values()}) == len(executors)  # no copies left

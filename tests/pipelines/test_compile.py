@@ -245,12 +245,13 @@ def test_rounds_are_unrolled_into_parallel_loops(compiled: dict[str, str], name:
 @pytest.mark.parametrize("name", HPO)
 def test_every_round_is_one_dag_with_one_train_pack(compiled: dict[str, str], name: str) -> None:
     """One round DAG ``round-N-packs`` with one train-pack task per round of ``search.rounds``, each round after the previous
-    one; every round's train-pack runs the one merged train-pack component."""
+    one; every round's train-pack component runs the one merged train-pack executor."""
     study = _study(name)
     spec, _ = _documents(compiled[name])
     rounds = study.search.rounds
     train_packs = [task for task in _all_tasks(spec).values() if task["componentRef"]["name"].startswith("comp-train-pack")]
-    assert len(train_packs) == rounds and {task["componentRef"]["name"] for task in train_packs} == {"comp-train-pack"}
+    assert len(train_packs) == rounds == len({task["componentRef"]["name"] for task in train_packs})  # one component per task
+    assert {spec["components"][task["componentRef"]["name"]]["executorLabel"] for task in train_packs} == {"exec-train-pack"}
     loops = {task["taskInfo"]["name"]: task for task in _all_tasks(spec).values() if "parameterIterator" in task}
     assert sorted(loops) == sorted(f"round-{r}-packs" for r in range(1, rounds + 1))
     for task in loops.values():  # each round DAG trains one pack per loop item
