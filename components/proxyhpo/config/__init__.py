@@ -8,6 +8,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.study`: the study config (``examples/*.yaml``).
 - :mod:`~proxyhpo.config.search_space`: the hyper-parameters searched, the one vocabulary of names.
 - :mod:`~proxyhpo.config.controller`: controller settings, proposals, rewards, packs.
+- :mod:`~proxyhpo.config.nas_controller`: the NAS controller's settings, episode records and state.
 - :mod:`~proxyhpo.config.recipe`, :mod:`~proxyhpo.config.network`: data recipes and U-Net configs.
 - :mod:`~proxyhpo.config.trial`: hyper-parameters, trial plans and trial results.
 - :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
@@ -48,6 +49,7 @@ from proxyhpo.config.studies import (
     grid_points,
 )
 from proxyhpo.config.trial import OPTIMIZER_OPTIONS, DataItem, FaultInjection, HyperParameters, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState
+from proxyhpo.config.nas_controller import EpisodeStats, NasControllerConfig, NasControllerState
 
 __all__ = [
     "Record", "StrictModel", "brief", "config_error", "load_config", "load_yaml", "parse_config",
@@ -60,4 +62,5 @@ __all__ = [
     "SelectionMethod", "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
     "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
+    "EpisodeStats", "NasControllerConfig", "NasControllerState",
 ]

@@ -1,4 +1,4 @@
-"""Controllers that search hyper-parameters: the REINFORCE controller for HPO, its rounds and its persisted state.
+"""Controllers: the REINFORCE controller for HPO (its rounds, its persisted state) and the ENAS controller for NAS.
 
 The records it reads and writes (search space, settings, proposals, rewards, packs) live in the schema
 layer, :mod:`proxyhpo.config`.
@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from proxyhpo.controller.state import read_history, read_state, read_state_json, write_state
 
 if TYPE_CHECKING:
+    from proxyhpo.controller.enas import EnasController, EnasPolicy
     from proxyhpo.controller.reinforce import ControllerPolicy, ReinforceController
 
-__all__ = ["ControllerPolicy", "ReinforceController", "read_history", "read_state", "read_state_json", "write_state"]
+__all__ = ["ControllerPolicy", "EnasController", "EnasPolicy", "ReinforceController", "read_history", "read_state", "read_state_json", "write_state"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from proxyhpo.controller import reinforce
 
         return getattr(reinforce, name)
+    if name in ("EnasController", "EnasPolicy"):
+        from proxyhpo.controller import enas
+
+        return getattr(enas, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
