@@ -10,6 +10,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.controller`: controller settings, proposals, rewards, packs.
 - :mod:`~proxyhpo.config.nas_controller`: the NAS controller's settings, episode records and state.
 - :mod:`~proxyhpo.config.recipe`, :mod:`~proxyhpo.config.network`: data recipes and U-Net configs.
+- :mod:`~proxyhpo.config.nas_space`: the NAS search space, its decisions and architectures.
 - :mod:`~proxyhpo.config.trial`: hyper-parameters, trial plans and trial results.
 - :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
 - :mod:`~proxyhpo.config.studies`: the paper's comparison studies, their grid, arms and cells.
@@ -19,6 +20,7 @@ from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_
 from proxyhpo.config.controller import ControllerConfig, ControllerState, HistoryRecord, PackSpec, Proposal, UpdateStats
 from proxyhpo.config.data import ProxyDataManifest, StudyData
 from proxyhpo.config.network import NetworkConfig, check_patch_size
+from proxyhpo.config.nas_space import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig
 from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
 from proxyhpo.config.search_space import Categorical, Choice, Distribution, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
 from proxyhpo.config.study import (
@@ -56,6 +58,7 @@ __all__ = [
     "ControllerConfig", "ControllerState", "HistoryRecord", "PackSpec", "Proposal", "UpdateStats",
     "ProxyDataManifest", "StudyData",
     "NetworkConfig", "check_patch_size",
+    "DECISION_KINDS", "Architecture", "Decision", "NasSearchSpace", "NasSpaceConfig",
     "PRESETS", "HUWindow", "Normalize", "Recipe", "load_preset", "resolve_recipe",
     "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
     "SELECTION_METHODS", "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
