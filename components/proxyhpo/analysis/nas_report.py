@@ -1,0 +1,182 @@
+"""The NAS pipeline's report: cross-validated Dice of the searched networks, what the search cost, and how the
+controller converged (the paper's Fig. 3, right: entropy and reward per episode).
+
+With ``nas.search_data: both`` the search on the proxy data set and the search on all data stand side
+by side: the device-hours the proxy saves and the Dice it costs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from proxyhpo import paths, storage, tracking
+from proxyhpo.analysis.statistics import mean_std
+from proxyhpo.config import StudyConfig
+from proxyhpo.config.nas import NasFoldResult, NasPlan
+
+__all__ = ["nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
+
+ARM_LABELS = {"all": "search on all data (the paper)", "proxy": "search on the proxy data set"}
+
+
+def _hours(result: NasFoldResult) -> float:
+    return result.search_gpu_hours or result.search_process_hours
+
+
+def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
+    """Per arm: cross-validated Dice (mean, sd over folds), held-out Dice, search device-hours; plus the proxy's saving.
+
+    Returns:
+        ``{"arms": {arm: {...}}, "metrics": {name: value}}``; the metrics are what the parent run logs
+        (``<arm>_cv_dice_mean``, ``<arm>_search_hours``, ``total_gpu_hours``, ``proxy_speedup``, ...).
+    """
+    arms: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, float] = {}
+    for arm in dict.fromkeys(result.arm for result in results):
+        mine = sorted((r for r in results if r.arm == arm), key=lambda r: r.fold)
+        cv_mean, cv_std = mean_std(r.val_dice for r in mine)
+        test_mean, test_std = mean_std(r.test_dice for r in mine)
+        last = [r.episodes[-1] for r in mine if r.episodes]
+        same = mean_std(e.same_as_most_likely for e in last)[0] if last else None
+        arms[arm] = {
+            "folds": [r.fold for r in mine],
+            "val_dice": [r.val_dice for r in mine],
+            "cv_dice_mean": cv_mean,
+            "cv_dice_std": cv_std,
+            "test_dice_mean": test_mean,
+            "test_dice_std": test_std,
+            "search_hours": sum(_hours(r) for r in mine),
+            "train_cases": [r.train_cases for r in mine],
+            "architectures": [r.architecture.name for r in mine],
+            "final_same_as_most_likely": same,
+        }
+        for key in ("cv_dice_mean", "cv_dice_std", "test_dice_mean", "search_hours", "final_same_as_most_likely"):
+            if arms[arm][key] is not None:
+                metrics[f"{arm}_{key}"] = float(arms[arm][key])
+    metrics["total_gpu_hours"] = sum(r.search_gpu_hours for r in results)
+    metrics["total_process_hours"] = sum(r.search_process_hours for r in results)
+    if "all" in arms and "proxy" in arms and arms["proxy"]["search_hours"] > 0:
+        metrics["proxy_speedup"] = arms["all"]["search_hours"] / arms["proxy"]["search_hours"]
+        if arms["all"]["cv_dice_mean"] is not None and arms["proxy"]["cv_dice_mean"] is not None:
+            metrics["proxy_cv_dice_change"] = arms["proxy"]["cv_dice_mean"] - arms["all"]["cv_dice_mean"]
+    best = [value for arm in arms.values() if (value := arm["cv_dice_mean"]) is not None]
+    if best:
+        metrics["best_val_dice"] = max(best)
+    return {"arms": arms, "metrics": metrics}
+
+
+def plot_controller(results: Sequence[NasFoldResult], out: str | os.PathLike[str]) -> Path:
+    """Entropy and mean reward of the controller per episode, one line per fold and arm (the paper's Fig. 3, right),
+    and how often it proposed its most likely network."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 3.8), layout="constrained")
+    entropy_axis, reward_axis, same_axis = figure.subplots(1, 3)
+    styles = {"all": "-", "proxy": "--"}
+    for result in sorted(results, key=lambda r: (r.arm, r.fold)):
+        episodes = [e.episode for e in result.episodes]
+        label = f"{result.arm}, fold {result.fold}"
+        entropy_axis.plot(episodes, [e.entropy for e in result.episodes], styles.get(result.arm, "-"), label=label)
+        reward_axis.plot(episodes, [e.mean_reward if e.mean_reward is not None else float("nan") for e in result.episodes], styles.get(result.arm, "-"), label=label)
+        same_axis.plot(episodes, [e.same_as_most_likely for e in result.episodes], styles.get(result.arm, "-"), label=label)
+    entropy_axis.set(title="controller entropy", xlabel="episode", ylabel="entropy (nats)")
+    reward_axis.set(title="reward (mean validation Dice of the children)", xlabel="episode", ylabel="Dice")
+    same_axis.set(title="children equal to the most likely network", xlabel="episode", ylabel="fraction", ylim=(-0.02, 1.02))
+    reward_axis.legend(fontsize="small")
+    with storage.atomic_output(out) as partial:
+        figure.savefig(partial, format="png", dpi=110)
+    return Path(out)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_nas_markdown(study: StudyConfig, plan: NasPlan, summary: Mapping[str, Any], results: Sequence[NasFoldResult]) -> str:
+    """The report's Markdown: the question, the table per arm, the proxy's saving, the architectures found."""
+    nas = study.nas
+    space = plan.space
+    lines = [
+        f"# NAS study `{study.name}`",
+        "",
+        f"Resource-optimised NAS (RONASMIS): {nas.episodes} episodes of {nas.children_per_episode} children, "
+        f"{nas.child_epochs} epochs each on shared weights, {nas.folds}-fold cross-validation; "
+        f"the final network is the controller's most likely one, evaluated without retraining (one-shot inference).",
+        "",
+        f"Search space: {len(space.decisions)} decisions; patch candidates from the median shape "
+        f"{tuple(space.median_shape)} (D, H, W).",
+        "",
+        "| search | cross-validated Dice | held-out Dice | search device-hours | training cases per fold |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, values in summary["arms"].items():
+        cv = f"{_number(values['cv_dice_mean'])} ± {_number(values['cv_dice_std'])}"
+        test = _number(values["test_dice_mean"])
+        cases = ", ".join(str(n) for n in values["train_cases"])
+        lines.append(f"| {ARM_LABELS.get(arm, arm)} | {cv} | {test} | {values['search_hours']:.4f} | {cases} |")
+    metrics = summary["metrics"]
+    if "proxy_speedup" in metrics:
+        change = metrics.get("proxy_cv_dice_change")
+        lines += [
+            "",
+            f"The search on the proxy data set ({plan.proxy_method}, {study.selection.budget} cases per fold) took "
+            f"{metrics['proxy_speedup']:.2f}× fewer device-hours than the search on all data"
+            + (f", at a cross-validated Dice change of {change:+.4f}." if change is not None else "."),
+        ]
+    lines += ["", "## Final networks", "", "| search | fold | validation Dice | architecture | same as most likely (last episode) |", "|---|---|---|---|---|"]
+    for result in sorted(results, key=lambda r: (r.arm, r.fold)):
+        same = result.episodes[-1].same_as_most_likely if result.episodes else None
+        lines.append(f"| {result.arm} | {result.fold} | {_number(result.val_dice)} | `{result.architecture.name}` | {_number(same, 2)} |")
+    lines += ["", "![controller](controller.png)", ""]
+    return "\n".join(lines)
+
+
+def write_nas_report(
+    study: StudyConfig,
+    plan: NasPlan,
+    result_files: Sequence[str | os.PathLike[str]],
+    parent_run_id: str,
+    *,
+    markdown: str | os.PathLike[str],
+    html: str | os.PathLike[str],
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """The NAS pipeline's report step: summarise the folds, plot the controller, log it all on the parent run and close it.
+
+    Returns:
+        The summary (:func:`nas_summary`), also logged as ``summary.json``.
+    """
+    from mlflow.entities import Metric
+
+    from proxyhpo.analysis.study_report import _html
+
+    results = [NasFoldResult.read(path) for path in result_files]
+    summary = nas_summary(results)
+    summary["n_trials"] = sum(len(r.episodes) * study.nas.children_per_episode for r in results)
+    summary["n_failed"] = sum(sum(reward is None for reward in e.rewards) for r in results for e in r.episodes)
+    summary["total_gpu_hours"] = summary["metrics"]["total_gpu_hours"]
+    summary["total_process_hours"] = summary["metrics"]["total_process_hours"]
+    text = render_nas_markdown(study, plan, summary, results)
+    uri = tracking_uri or paths.tracking_uri()
+    mlflow_client = tracking.client(uri)
+    with tempfile.TemporaryDirectory(prefix="nas-report-") as folder:
+        out = Path(folder)
+        plot = plot_controller(results, out / "controller.png")
+        report_path = storage.atomic_write_text(out / "report.md", text)
+        summary_path = storage.atomic_write_json(out / "summary.json", summary)
+        results_path = storage.atomic_write_text(out / "fold_results.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
+        now = int(time.time() * 1000)
+        mlflow_client.log_batch(parent_run_id, metrics=[Metric(key, float(value), now, 0) for key, value in summary["metrics"].items()])
+        for path in (report_path, plot, summary_path, results_path):
+            mlflow_client.log_artifact(parent_run_id, str(path))
+        tracking.finish_run(parent_run_id, tracking_uri=uri)
+        page = _html(f"NAS study {study.name}", text, {"controller": str(plot)})
+    storage.atomic_write_text(markdown, text)
+    storage.atomic_write_text(html, page)
+    return summary

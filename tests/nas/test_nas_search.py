@@ -1,0 +1,127 @@
+"""The NAS search loop on a tiny synthetic task: learning, bit-exact hand-over between tasks, resume, export."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from proxyhpo.config.nas import NasPlan
+from proxyhpo.errors import InputError, ProxyHPOError
+from proxyhpo.training.nas_export import ExportedNetwork, evaluate_fold
+from proxyhpo.training.nas_search import init_search, plan_nas, read_search_state, search_episodes
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXYHPO_HOME", str(tmp_path / "home"))  # checkpoints and the MLflow store per test
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PROXYHPO_CHECKPOINT_ROOT", raising=False)
+
+
+def _run(study, data, plan, folder: Path, tasks: range) -> Path:
+    init_search(study, plan, 0, "all", out=folder / "state-0.pt")
+    for task in tasks:
+        search_episodes(study, data, plan, 0, "all", task=task, state_in=folder / f"state-{task}.pt", state_out=folder / f"state-{task + 1}.pt")
+    return folder / f"state-{tasks.stop}.pt"
+
+
+def _same_state(a, b) -> None:
+    for (name, x), (_, y) in zip(a.supernet.state_dict().items(), b.supernet.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert a.controller.sample(3) == b.controller.sample(3)
+    assert a.next_episode == b.next_episode
+
+
+def test_plan_cuts_folds_and_resolves_the_space(nas_setup) -> None:
+    study, data, plan, root = nas_setup
+    assert NasPlan.read(root / "plan.json") == plan
+    assert len(plan.folds) == 2
+    for fold in plan.folds:
+        assert not set(fold.train_ids) & set(fold.val_ids)
+        assert set(fold.train_ids) | set(fold.val_ids) == set(data.search_ids)
+    assert plan.test_ids == tuple(data.holdout_ids)
+    assert plan.space.in_channels == 1
+
+
+def test_too_few_cases_for_the_folds_is_one_clear_error(nas_setup) -> None:
+    study, data, _, _ = nas_setup
+    with pytest.raises(InputError, match="nas.folds"):
+        plan_nas(study.model_copy(update={"nas": study.nas.model_copy(update={"folds": 8})}), data)
+
+
+def test_reward_rises_and_entropy_falls(nas_setup, tmp_path: Path) -> None:
+    study, data, plan, _ = nas_setup
+    study = study.model_copy(update={"nas": study.nas.model_copy(update={"episodes": 8, "episodes_per_task": 8, "children_per_episode": 3})})
+    init_search(study, plan, 0, "all", out=tmp_path / "s0.pt")
+    stats = search_episodes(study, data, plan, 0, "all", task=0, state_in=tmp_path / "s0.pt", state_out=tmp_path / "s1.pt")
+    rewards = [s.mean_reward for s in stats]
+    entropies = [s.entropy for s in stats]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]), rewards
+    assert entropies[-1] < entropies[0], entropies
+
+
+def test_shared_weights_survive_episode_and_task_boundaries_bit_for_bit(nas_setup, tmp_path: Path) -> None:
+    study, data, plan, _ = nas_setup
+    one_task = study.model_copy(update={"nas": study.nas.model_copy(update={"episodes_per_task": 4})})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = _run(one_task, data, plan, tmp_path / "a", range(1))  # episodes 0-3 in one task
+    chained = _run(study, data, plan, tmp_path / "b", range(2))  # the same as two tasks of two episodes
+    _same_state(read_search_state(whole, one_task, plan, 0, "all"), read_search_state(chained, study, plan, 0, "all"))
+
+
+def test_a_killed_task_resumes_from_its_last_episode(nas_setup, tmp_path: Path) -> None:
+    study, data, plan, _ = nas_setup
+    one_task = study.model_copy(update={"nas": study.nas.model_copy(update={"episodes_per_task": 4})})
+    (tmp_path / "ref").mkdir()
+    reference = _run(one_task, data, plan, tmp_path / "ref", range(1))
+    shutil.rmtree(tmp_path / "home" / "checkpoints")  # or the same search would resume from the reference's last episode
+    init_search(one_task, plan, 0, "all", out=tmp_path / "s0.pt")
+
+    def killed_after_two(stats) -> None:
+        if stats.episode == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search_episodes(one_task, data, plan, 0, "all", task=0, state_in=tmp_path / "s0.pt", state_out=tmp_path / "s1.pt", on_episode=killed_after_two)
+    assert not (tmp_path / "s1.pt").exists()
+    resumed = search_episodes(one_task, data, plan, 0, "all", task=0, state_in=tmp_path / "s0.pt", state_out=tmp_path / "s1.pt")
+    assert [s.episode for s in resumed] == [2, 3]  # episodes 0 and 1 came from the checkpoint
+    _same_state(read_search_state(tmp_path / "s1.pt", one_task, plan, 0, "all"), read_search_state(reference, one_task, plan, 0, "all"))
+
+
+def test_a_state_of_another_search_is_refused(nas_setup, tmp_path: Path) -> None:
+    study, data, plan, _ = nas_setup
+    init_search(study, plan, 1, "all", out=tmp_path / "fold1.pt")
+    with pytest.raises(ProxyHPOError, match="another search"):
+        search_episodes(study, data, plan, 0, "all", task=0, state_in=tmp_path / "fold1.pt", state_out=tmp_path / "out.pt")
+
+
+def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path) -> None:
+    study, data, plan, _ = nas_setup
+    state = _run(study, data, plan, tmp_path, range(2))
+    result = evaluate_fold(study, data, plan, 0, "all", state_in=state, model_dir=tmp_path / "model", out=tmp_path / "result.json")
+    assert result.val_dice is not None and 0.0 <= result.val_dice <= 1.0
+    assert set(result.val_case_dice) == set(plan.fold(0).val_ids)
+    assert len(result.episodes) == study.nas.episodes
+    assert result.search_process_hours > 0
+
+    network = ExportedNetwork(tmp_path / "model", device="cpu")
+    assert network.architecture == result.architecture
+    from proxyhpo.data.msd import load_dataset
+
+    case = load_dataset(data.dataset).cases[0]
+    mask_path = network.segment_file(case.image, tmp_path / "mask.nii.gz")
+    mask, image = nib.load(mask_path), nib.load(case.image)
+    assert mask.shape == image.shape[:3]
+    assert np.allclose(mask.affine, image.affine, atol=1e-3)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+    (tmp_path / "model" / "weights.pt").write_bytes(b"not torch")
+    with pytest.raises(InputError, match="weights.pt"):
+        ExportedNetwork(tmp_path / "model", device="cpu")
