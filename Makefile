@@ -36,6 +36,7 @@ lint: $(STAMP)  ## pyflakes checks with ruff
 bench: $(STAMP)  ## benchmarks; JSON results under bench/results/
 	$(PY) bench/bench_similarity.py
 	$(PY) bench/bench_training.py
+	$(PY) bench/bench_nas.py
 
 compile: $(STAMP)  ## compile every pipeline to build/pipelines/
 	$(VENV)/bin/proxyhpo compile --out build/pipelines
