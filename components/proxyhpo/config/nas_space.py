@@ -445,7 +445,9 @@ class NasSearchSpace(Record):
         by eq. (1), depth from the median D by eq. (2) (:func:`patch_size_candidates`, with its fallback
         for extents below 16). Strides of stages 3 and 4 come from the smallest extent per axis kind
         (depth: the smallest D; in-plane: the smallest of every H and W), because whole images are
-        inferred in one shot (:func:`stride_options`).
+        inferred in one shot (:func:`stride_options`). A patch side may exceed a small image's (the
+        paper's prostate: depth 16 against a smallest depth of 11): the training stage pads such images
+        to the patch.
 
         Args:
             config: the user's settings.
