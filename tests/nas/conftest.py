@@ -46,6 +46,12 @@ def tiny_nas_study(root: Path, **nas: object) -> StudyConfig:
     return parse_config(StudyConfig, document, "<test>")
 
 
+@pytest.fixture(name="tiny_nas_study")
+def _tiny_nas_study():
+    """The factory :func:`tiny_nas_study` (test modules are imported without a package path)."""
+    return tiny_nas_study
+
+
 @pytest.fixture(scope="module")
 def nas_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, StudyData, NasPlan, Path]:
     """The tiny study, its prepared data and its plan (generated once per module)."""

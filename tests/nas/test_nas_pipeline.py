@@ -1,0 +1,73 @@
+"""The NAS pipeline: compiled (targeted asserts) and run end to end by kfp.local at a tiny size, checked through MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from proxyhpo import paths
+from proxyhpo.launch import compile_study, run_local
+from proxyhpo.training.nas_export import ExportedNetwork
+
+
+def _tasks(compiled: Path) -> dict[str, dict]:
+    spec = next(yaml.safe_load_all(compiled.read_text()))
+    found: dict[str, dict] = {}
+
+    def walk(dag: dict) -> None:
+        for name, task in dag.get("tasks", {}).items():
+            found[name] = task
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                walk(component["dag"])
+
+    walk(spec["root"]["dag"])
+    return found
+
+
+def test_compiled_nas_pipeline_chains_the_search_tasks(tmp_path: Path, tiny_nas_study) -> None:
+    study = tiny_nas_study(tmp_path, episodes=5, episodes_per_task=2, search_data="both")
+    compiled = compile_study(study, tmp_path / "nas.yaml", "nas")
+    tasks = _tasks(compiled)
+    searches = sorted(name for name in tasks if name.startswith("nas-search"))
+    assert len(searches) == study.nas.tasks == 3  # episodes 1-2, 3-4, 5
+    for name in searches:
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 2
+    # each search task takes the state the one before it wrote
+    second = tasks[searches[1]]["inputs"]["artifacts"]["state_in"]["taskOutputArtifact"]
+    assert second == {"outputArtifactKey": "state", "producerTask": searches[0]}
+    text = compiled.read_text()
+    assert '"episodes":5' in text.replace(" ", "") and "proxyhpo-nas" in text
+
+
+@pytest.mark.slow
+def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolated_home: Path, tiny_nas_study) -> None:
+    study = tiny_nas_study(tmp_path, episodes=2, episodes_per_task=1, children_per_episode=2)
+    summary = run_local(study, "nas")
+    assert summary["metrics"]["all_cv_dice_mean"] >= 0.0
+
+    client = mlflow.MlflowClient(paths.tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("tiny-nas").experiment_id])
+    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "nas"]
+    assert parent.info.status == "FINISHED"
+    searches = [run for run in runs if run.data.tags.get("proxyhpo.role") == "nas-search"]
+    assert len(searches) == study.nas.folds * study.nas.tasks
+    for run in searches:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        episode = int(run.data.tags["proxyhpo.task"])
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "reward_mean")] == [episode]
+        assert {"entropy", "same_as_most_likely", "wall_seconds"} <= set(run.data.metrics)
+    finals = [run for run in runs if run.data.tags.get("proxyhpo.role") == "nas-final"]
+    assert sorted(run.data.tags["proxyhpo.fold"] for run in finals) == ["0", "1"]
+    assert {"report.md", "controller.png", "summary.json", "fold_results.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    model = Path(mlflow.artifacts.download_artifacts(run_id=finals[0].info.run_id, artifact_path="model", tracking_uri=paths.tracking_uri()))
+    network = ExportedNetwork(model, device="cpu")
+    from proxyhpo.data.msd import load_dataset
+
+    case = load_dataset(study.data.dataset).cases[0]
+    assert network.segment_file(case.image, tmp_path / "mask.nii.gz").exists()
