@@ -57,6 +57,8 @@ ATTEMPT_TAG = "proxyhpo.attempt"
 FAIL_REASON_TAG = "proxyhpo.fail_reason"
 TRIAL_ID_TAG = "proxyhpo.trial_id"
 PLAN_HASH_TAG = "proxyhpo.plan_sha256"
+#: The epoch at which early stopping stopped a trial; such a trial's run ends KILLED (not FINISHED: its Dice is an early epoch's).
+STOPPED_TAG = "proxyhpo.stopped_at_epoch"
 HOST_TAG = "proxyhpo.host"
 PID_TAG = "proxyhpo.pid"
 PID_STARTED_TAG = "proxyhpo.pid_started"
@@ -535,7 +537,8 @@ class TrialRun:
         self._logged_epochs.add(int(epoch))
 
     def finish(self, result: Any) -> None:
-        """Log a :class:`proxyhpo.config.TrialResult` and close the run (FAILED for a failed trial).
+        """Log a :class:`proxyhpo.config.TrialResult` and close the run (FAILED for a failed trial; KILLED, tagged
+        :data:`STOPPED_TAG`, for one stopped early, so nothing reading FINISHED runs takes its early Dice for a final one).
 
         When the server does not answer, the metrics, tags and final status wait in the pending file.
         """
@@ -566,7 +569,10 @@ class TrialRun:
         tags = {"proxyhpo.state": str(result.state.value if hasattr(result.state, "value") else result.state)}
         if result.fail_reason:
             tags[FAIL_REASON_TAG] = result.fail_reason[:5000]
-        status = "FAILED" if result.fail_reason else "FINISHED"
+        stopped_at = getattr(result, "stopped_at_epoch", None)
+        if stopped_at is not None:
+            tags[STOPPED_TAG] = str(stopped_at)
+        status = "FAILED" if result.fail_reason else ("KILLED" if stopped_at is not None else "FINISHED")
 
         def log() -> None:
             self.client.log_batch(self.run_id, metrics=[Metric(*item) for item in batch])

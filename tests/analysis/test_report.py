@@ -314,5 +314,6 @@ def test_summarize_of_no_rows() -> None:
     assert (summary.n_trials, summary.n_failed, summary.best_trial, summary.total_gpu_hours) == (0, 0, None, 0.0)
     assert summary.best_hyperparameters == {}
     assert summary.metrics() == {
-        "total_gpu_hours": 0.0, "total_process_hours": 0.0, "search_gpu_hours": 0.0, "search_process_hours": 0.0, "n_trials": 0.0, "n_failed_trials": 0.0
+        "total_gpu_hours": 0.0, "total_process_hours": 0.0, "search_gpu_hours": 0.0, "search_process_hours": 0.0, "n_trials": 0.0, "n_failed_trials": 0.0,
+        "n_stopped_trials": 0.0, "trial_epochs_run": 0.0, "trial_epochs_saved": 0.0,
     }

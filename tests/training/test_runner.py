@@ -133,7 +133,7 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
 
     original = runner.evaluate_pack
 
-    def evaluate(pack, volumes, recipe, what="validation"):
+    def evaluate(pack, volumes, recipe, what="validation", members=None):
         if what == "test":
             predict = pack.predict
 
@@ -143,7 +143,7 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
                 return predict(chunk, x)
 
             monkeypatch.setattr(pack, "predict", predict_or_oom)
-        return original(pack, volumes, recipe, what)
+        return original(pack, volumes, recipe, what, members)
 
     monkeypatch.setattr(runner, "evaluate_pack", evaluate)
     trials = [TrialSpec(trial_id=t, hyperparameters=HyperParameters(lr=1e-2), seed=s) for s, t in enumerate("ab")]

@@ -24,6 +24,10 @@ class TrialRow(StrictModel):
     Attributes:
         hyperparameters: the searched hyper-parameters, by the search space's names, parsed back from
             the run's params (numbers as floats, choices as strings; None when a param is missing).
+        val_dice: the final validation Dice of a trial that trained to the end (FINISHED); None otherwise.
+        stopped_at_epoch: the epoch at which early stopping stopped the trial (its run is KILLED), else None.
+        stopped_dice: a stopped trial's Dice at that epoch.
+        epochs_run: the epochs it trained.
     """
 
     run_id: str
@@ -39,13 +43,26 @@ class TrialRow(StrictModel):
     gpu_hours: float
     process_hours: float
     wall_seconds: float
+    stopped_at_epoch: int | None = None
+    stopped_dice: float | None = None
+    epochs_run: int = 0
 
 
 class StudySummary(StrictModel):
-    """The numbers a study ends with; logged as the parent run's metrics."""
+    """The numbers a study ends with; logged as the parent run's metrics.
+
+    Attributes:
+        n_stopped: search trials stopped early (successive halving).
+        trial_epochs_run: epochs the search trials trained, all together.
+        trial_epochs_saved: epochs early stopping saved: each stopped trial's epochs not trained
+            (``training.epochs - stopped_at_epoch``), all together.
+    """
 
     n_trials: int
     n_failed: int
+    n_stopped: int = 0
+    trial_epochs_run: int = 0
+    trial_epochs_saved: int = 0
     best_trial: str | None
     best_hyperparameters: dict[str, Any]
     best_val_dice: float | None
@@ -68,6 +85,9 @@ class StudySummary(StrictModel):
             "search_process_hours": self.search_process_hours,
             "n_trials": self.n_trials,
             "n_failed_trials": self.n_failed,
+            "n_stopped_trials": self.n_stopped,
+            "trial_epochs_run": self.trial_epochs_run,
+            "trial_epochs_saved": self.trial_epochs_saved,
         }
         return {key: float(value) for key, value in values.items() if value is not None and math.isfinite(float(value))}
 
@@ -103,6 +123,7 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
     rows = []
     for run in runs:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        stopped_at = int(tags[tracking.STOPPED_TAG]) if tags.get(tracking.STOPPED_TAG, "").isdigit() else None
         rows.append(
             TrialRow(
                 run_id=run.info.run_id,
@@ -118,21 +139,33 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
                 gpu_hours=float(metrics.get("gpu_hours", 0.0)),
                 process_hours=float(metrics.get("process_hours", 0.0)),
                 wall_seconds=float(metrics.get("wall_seconds", 0.0)),
+                stopped_at_epoch=stopped_at,
+                stopped_dice=_float(metrics.get("final_val_dice")) if stopped_at is not None else None,
+                epochs_run=int(_float(metrics.get("epochs_run")) or 0),
             )
         )
     return rows
 
 
-def summarize(rows: list[TrialRow]) -> StudySummary:
-    """Best search trial, final model's Dice, and GPU-/CPU-hours spent."""
+def summarize(rows: list[TrialRow], epochs: int | None = None) -> StudySummary:
+    """Best search trial, final model's Dice, GPU-/CPU-hours spent, and the trial-epochs early stopping saved.
+
+    Args:
+        rows: the study's trial rows.
+        epochs: the epochs a search trial is planned for (``training.epochs``), to count what stopping saved.
+    """
     search = [row for row in rows if row.role == "trial"]
     final = next((row for row in rows if row.role == "final"), None)
     done = [row for row in search if row.val_dice is not None]
+    stopped = [row for row in search if row.stopped_at_epoch is not None]
     best = max(done, key=lambda row: row.val_dice) if done else None  # type: ignore[arg-type, return-value]
     best_hyperparameters = dict(best.hyperparameters) if best is not None else {}
     return StudySummary(
         n_trials=len(search),
-        n_failed=len(search) - len(done),
+        n_failed=len(search) - len(done) - len(stopped),
+        n_stopped=len(stopped),
+        trial_epochs_run=sum(row.epochs_run for row in search),
+        trial_epochs_saved=sum(max(0, epochs - row.stopped_at_epoch) for row in stopped) if epochs else 0,  # type: ignore[operator]
         best_trial=best.trial_id if best else None,
         best_hyperparameters=best_hyperparameters,
         best_val_dice=best.val_dice if best else None,
@@ -176,7 +209,10 @@ def plot_search(rows: list[TrialRow], space: SearchSpace, out: str | os.PathLike
     positions = range(1, len(search) + 1)
     progress.scatter(positions, [row.val_dice if row.val_dice is not None else math.nan for row in search], c=[colours[group(row)] for row in search], s=28)
     progress.step(positions, best_so_far, where="post", color="k", lw=1, label="best so far")
-    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None]
+    stopped = [(i + 1, row.stopped_dice) for i, row in enumerate(search) if row.stopped_at_epoch is not None]
+    if stopped:
+        progress.scatter([i for i, _ in stopped], [d if d is not None else math.nan for _, d in stopped], marker="v", color="grey", label="stopped early (Dice at the stop)")
+    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and row.stopped_at_epoch is None]
     if failed:
         progress.scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
     progress.set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
@@ -209,6 +245,14 @@ def _format(value: float | str | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def _status(row: TrialRow) -> str:
+    """A trial's status cell: the run's status, with the epoch and Dice of an early stop."""
+    if row.stopped_at_epoch is None:
+        return row.status
+    dice = f", Dice {row.stopped_dice:.4f}" if row.stopped_dice is not None else ""
+    return f"stopped at epoch {row.stopped_at_epoch}{dice}"
+
+
 def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialRow]) -> str:
     """The report as Markdown: setting, best hyper-parameters, final model, cost, and every trial.
 
@@ -229,7 +273,13 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialR
         f"{study.training.data} data ({study.selection.method}, budget {study.selection.budget}) "
         f"and {study.training.network} network"
         + (f" ({study.training.proxy_levels} levels)" if study.training.network == "proxy" else "")
-        + f", {study.training.epochs} epochs per trial.",
+        + f", {study.training.epochs} epochs per trial"
+        + (
+            f", stopped early by successive halving (η = {study.search.early_stopping.reduction_factor}, rungs at epochs "
+            f"{', '.join(map(str, study.search.early_stopping.rungs(study.training.epochs)))})."
+            if study.search.early_stopping is not None
+            else "."
+        ),
         "",
         "## Best hyper-parameters",
         "",
@@ -254,13 +304,23 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialR
         f"(search {summary.search_gpu_hours:.4f}); process hours on the CPU {summary.total_process_hours:.4f} "
         f"(search {summary.search_process_hours:.4f}).",
         "",
+    ]
+    if study.search.early_stopping is not None:
+        planned = summary.trial_epochs_run + summary.trial_epochs_saved
+        share = f" ({100 * summary.trial_epochs_saved / planned:.0f} %)" if planned else ""
+        lines += [
+            f"Early stopping stopped {summary.n_stopped} of {summary.n_trials} trials and saved {summary.trial_epochs_saved} "
+            f"of {planned} planned trial-epochs{share}.",
+            "",
+        ]
+    lines += [
         "## Trials",
         "",
         "| trial | round | " + " | ".join(names) + " | val Dice | status |",
         "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
     ]
     lines += [
-        f"| {row.trial_id} | {row.round} | " + " | ".join(_format(row.hyperparameters.get(name)) for name in names) + f" | {fmt(row.val_dice)} | {row.status} |"
+        f"| {row.trial_id} | {row.round} | " + " | ".join(_format(row.hyperparameters.get(name)) for name in names) + f" | {fmt(row.val_dice)} | {_status(row)} |"
         for row in search
     ]
     return "\n".join(lines) + "\n"
@@ -291,7 +351,7 @@ def build_report(
     from mlflow.entities import Metric
 
     rows = collect_trials(parent_run_id, study.search.space, tracking_uri)
-    summary = summarize(rows)
+    summary = summarize(rows, study.training.epochs)
     markdown = render_markdown(study, summary, rows)
     out = Path(out_dir)
     report_path = storage.atomic_write_text(out / "report.md", markdown)
@@ -349,11 +409,17 @@ def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLi
 
     state = read_state_json(state_path)
     mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], "controller_history.json")
-    metrics = [
-        Metric("round_mean_val_dice", float(update.mean_reward), now_ms, int(update.round))
-        for update in state.updates
-        if update.mean_reward is not None
-    ]
+    # a round's mean Dice over its trials that trained to the end (a stopped trial's is an early epoch's); the
+    # reward is the Dice itself without early stopping, a rank with it (then logged apart)
+    dice_by_round: dict[int, list[float]] = {}
+    for record in state.history:
+        if record.score is not None and record.stopped_at_epoch is None:
+            dice_by_round.setdefault(record.proposal.round, []).append(record.score)
+    metrics = [Metric("round_mean_val_dice", sum(values) / len(values), now_ms, round_index) for round_index, values in sorted(dice_by_round.items())]
+    if state.config.reward == "rank":
+        metrics += [
+            Metric("round_mean_reward", float(update.mean_reward), now_ms, int(update.round)) for update in state.updates if update.mean_reward is not None
+        ]
     metrics += [Metric("controller_entropy", float(update.entropy), now_ms, int(update.round)) for update in state.updates if update.entropy is not None]
     if metrics:
         mlflow_client.log_batch(run_id, metrics=metrics)

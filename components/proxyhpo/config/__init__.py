@@ -8,6 +8,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.study`: the study config (``examples/*.yaml``).
 - :mod:`~proxyhpo.config.search_space`: the hyper-parameters searched, the one vocabulary of names.
 - :mod:`~proxyhpo.config.controller`: controller settings, proposals, rewards, packs.
+- :mod:`~proxyhpo.config.early_stopping`: successive halving inside packs (rungs, reduction factor).
 - :mod:`~proxyhpo.config.nas_controller`: the NAS controller's settings, episode records and state.
 - :mod:`~proxyhpo.config.recipe`, :mod:`~proxyhpo.config.network`: data recipes and U-Net configs.
 - :mod:`~proxyhpo.config.nas_space`: the NAS search space, its decisions and architectures.
@@ -19,6 +20,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_config, load_yaml, parse_config
 from proxyhpo.config.controller import ControllerConfig, ControllerState, HistoryRecord, PackSpec, Proposal, UpdateStats
 from proxyhpo.config.data import ProxyDataManifest, StudyData
+from proxyhpo.config.early_stopping import EarlyStoppingConfig, rung_epochs
 from proxyhpo.config.network import NetworkConfig, check_patch_size
 from proxyhpo.config.nas_space import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig
 from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
@@ -57,6 +59,7 @@ __all__ = [
     "Record", "StrictModel", "brief", "config_error", "load_config", "load_yaml", "parse_config",
     "ControllerConfig", "ControllerState", "HistoryRecord", "PackSpec", "Proposal", "UpdateStats",
     "ProxyDataManifest", "StudyData",
+    "EarlyStoppingConfig", "rung_epochs",
     "NetworkConfig", "check_patch_size",
     "DECISION_KINDS", "Architecture", "Decision", "NasSearchSpace", "NasSpaceConfig",
     "PRESETS", "HUWindow", "Normalize", "Recipe", "load_preset", "resolve_recipe",

@@ -30,6 +30,10 @@ class ControllerConfig(StrictModel):
         baseline_decay: decay of the exponential moving-average reward baseline, in [0, 1).
         hidden_size: width of the LSTM cell and of the decision embeddings.
         max_grad_norm: the policy gradient is clipped to this norm; ``None`` disables clipping.
+        reward: how a round's trial outcomes become rewards (:mod:`proxyhpo.controller.rewards`): ``dice``,
+            each trial's validation Dice (the paper's); ``rank``, its place in the round, survivors of early
+            stopping above the stopped; ``auto`` (the default), ``rank`` when the search stops trials early
+            (``search.early_stopping``) and ``dice`` otherwise, resolved when the study's controller is created.
     """
 
     seed: int = Field(0, ge=0)
@@ -38,6 +42,13 @@ class ControllerConfig(StrictModel):
     baseline_decay: float = Field(0.8, ge=0.0, lt=1.0)
     hidden_size: int = Field(64, ge=1)
     max_grad_norm: float | None = Field(5.0, gt=0.0)
+    reward: Literal["auto", "dice", "rank"] = "auto"
+
+    def resolved(self, early_stopping: bool) -> ControllerConfig:
+        """These settings with ``reward: auto`` made concrete: ``rank`` when trials stop early, else ``dice``."""
+        if self.reward != "auto":
+            return self
+        return self.model_copy(update={"reward": "rank" if early_stopping else "dice"})
 
 
 class Proposal(StrictModel):
@@ -68,21 +79,34 @@ class HistoryRecord(StrictModel):
 
     Attributes:
         proposal: the proposal.
-        reward: validation Dice of the trial; ``None`` when it failed.
+        reward: what the controller learned from: the trial's validation Dice, or its rank in the round
+            (:attr:`ControllerConfig.reward`); ``None`` when it failed.
         failed: the trial failed (diverged, crashed); such proposals get no gradient.
+        dice: the trial's validation Dice at its last validation (None: failed, or not recorded by an older
+            controller, whose reward was its Dice).
+        stopped_at_epoch: the epoch at which early stopping stopped the trial; None when it trained to the end.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
     proposal: Proposal
     reward: float | None
     failed: bool
+    dice: float | None = None
+    stopped_at_epoch: int | None = Field(default=None, ge=1)
 
-    @field_validator("reward")
+    @field_validator("reward", "dice")
     @classmethod
-    def _finite(cls, reward: float | None) -> float | None:
-        if reward is not None and not math.isfinite(reward):
-            raise ValueError(f"reward must be finite or None, got {reward}")
-        return reward
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"reward and dice must be finite or None, got {value}")
+        return value
+
+    @property
+    def score(self) -> float | None:
+        """The trial's validation Dice (its reward when no Dice was recorded); None when it failed."""
+        if self.failed:
+            return None
+        return self.dice if self.dice is not None else self.reward
 
 
 class UpdateStats(StrictModel):
@@ -143,11 +167,21 @@ class ControllerState(StrictModel):
     updates: tuple[UpdateStats, ...] = ()
 
     def best(self) -> HistoryRecord | None:
-        """The finished proposal with the highest reward (the earliest on ties), or None if none succeeded."""
+        """The proposal the search found best (the earliest on ties), or None if every trial failed.
+
+        Trials that trained all their epochs come first, by validation Dice; a trial stopped early is
+        chosen only when none trained to the end (then the one stopped latest, by Dice). Without early
+        stopping this is the highest Dice, which is the highest reward with ``reward: dice``.
+        """
         best: HistoryRecord | None = None
+        best_key: tuple[bool, int, float] | None = None
         for record in self.history:
-            if record.reward is not None and (best is None or record.reward > best.reward):  # type: ignore[operator]
-                best = record
+            score = record.score
+            if score is None:
+                continue
+            key = (record.stopped_at_epoch is None, record.stopped_at_epoch or 0, score)
+            if best_key is None or key > best_key:
+                best, best_key = record, key
         return best
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from proxyhpo.config.base import Record, StrictModel, brief, load_config, parse_config
 from proxyhpo.config.controller import ControllerConfig
+from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
@@ -129,6 +130,10 @@ class SearchConfig(StrictModel):
     Attributes:
         trust_gate: run the trust check (``studies.trust``) before the search and stop when the proxy is
             not trusted; fixed when the pipeline is compiled.
+        early_stopping: successive halving inside packs (see :class:`EarlyStoppingConfig`): the worse trials
+            stop at rungs of ``min_epochs * reduction_factor**k`` epochs, and a round's proposals queue on its
+            GPUs, ``training.pack_size`` at a time, a stopped trial's slot taking the next; the controller then
+            learns from ranks (``controller.reward: auto``). None (the paper's): every trial trains all epochs.
     """
 
     space: SearchSpace = Field(default_factory=default_search_space)
@@ -136,6 +141,7 @@ class SearchConfig(StrictModel):
     proposals_per_round: int = Field(4, ge=1, le=256)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     trust_gate: bool = False
+    early_stopping: EarlyStoppingConfig | None = None
 
 
 class TrialSettings(StrictModel):
@@ -256,6 +262,16 @@ class StudyConfig(StrictModel):
                     f"{key} is {ours} but this pipeline was compiled for {theirs}: rounds and parallelism are fixed at compile time",
                     f"compile the pipeline for this study (`proxyhpo compile STUDY.yaml`) and run that one, or set {key} back to {theirs}",
                 )
+
+    @model_validator(mode="after")
+    def _rungs_below_the_epochs(self) -> StudyConfig:
+        stopping = self.search.early_stopping
+        if stopping is not None and stopping.min_epochs >= self.training.epochs:
+            raise ValueError(
+                f"search.early_stopping.min_epochs ({stopping.min_epochs}) must be below training.epochs ({self.training.epochs}): "
+                "no trial would ever be stopped; lower it, or remove search.early_stopping"
+            )
+        return self
 
     @model_validator(mode="after")
     def _space_is_trainable(self) -> StudyConfig:

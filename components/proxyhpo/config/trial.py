@@ -2,8 +2,9 @@
 
 A :class:`TrialPlan` is what ``proxyhpo train TRIAL.yaml`` reads: a recipe, the train / validation /
 optional external test cases, the schedule, and one or more :class:`TrialSpec` (several make a pack
-that is trained at once). A :class:`TrialResult` is what each trial ends with, ``COMPLETE`` or
-``FAILED`` with the reason, never an exception that kills a pack or a study.
+that is trained at once), optionally with early stopping. A :class:`TrialResult` is what each trial ends
+with, ``COMPLETE``, ``STOPPED`` early, or ``FAILED`` with the reason, never an exception that kills a
+pack or a study.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from proxyhpo.config.base import Record, StrictModel, load_yaml, parse_config
+from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.recipe import PRESETS, Recipe, resolve_recipe
 
@@ -145,6 +147,10 @@ class TrialPlan(Record):
             k-th pack of a plan with several appends ``-p<k>``) and resumes from when it finds one for its
             trials: a retried task (a preempted pod) continues where the killed one stopped.
         checkpoint_every: epochs between checkpoints (and after the last one).
+        early_stopping: when set, successive halving among the trials of each pack: trials are validated
+            at every rung (besides every ``val_every`` epochs and the last), the worse ones stop there, and
+            each of the ``pack_size`` slots takes the next queued trial when its trial stops or ends. None:
+            every trial trains all its epochs, in packs of ``pack_size`` one after another.
     """
 
     WRITTEN_BY = "a study's training step, or by hand (see examples in the README)"
@@ -164,6 +170,7 @@ class TrialPlan(Record):
     num_workers: int = Field(default=2, ge=0)
     checkpoint: str | None = None
     checkpoint_every: int = Field(default=10, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
 
     @field_validator("recipe")
     @classmethod
@@ -227,6 +234,8 @@ class TrialState(str, enum.Enum):
     """How a trial ended."""
 
     COMPLETE = "COMPLETE"
+    #: stopped early by the pack's early stopping (successive halving): it has a Dice, at an earlier epoch
+    STOPPED = "STOPPED"
     FAILED = "FAILED"
 
 
@@ -236,8 +245,11 @@ class TrialResult(StrictModel):
     Attributes:
         trial_id, hyperparameters, network, data_label, seed, round, tags: copied from the :class:`TrialSpec`
             (``network`` is the network's name, e.g. ``full`` or ``proxy-L3``).
-        state, fail_reason: ``COMPLETE``, or ``FAILED`` with a one-line reason.
-        epochs_run: epochs completed (fewer than planned when the trial failed).
+        state, fail_reason: ``COMPLETE``; ``STOPPED`` by early stopping (its Dice are those up to the stop);
+            or ``FAILED`` with a one-line reason.
+        stopped_at_epoch: for a ``STOPPED`` trial, the rung epoch at which it stopped (its last validation);
+            None otherwise.
+        epochs_run: epochs completed (fewer than planned when the trial failed or stopped).
         steps_run: optimiser steps the trial took part in.
         val_epochs, val_dice: the epochs at which validation ran (1-based) and the mean validation
             Dice (foreground only) at each.
@@ -258,6 +270,7 @@ class TrialResult(StrictModel):
     trial_id: str
     state: TrialState
     fail_reason: str | None = None
+    stopped_at_epoch: int | None = Field(default=None, ge=1)
     hyperparameters: HyperParameters
     network: str
     data_label: str = "full"
@@ -280,6 +293,12 @@ class TrialResult(StrictModel):
     pack_size: int = 1
     device: str = "cpu"
     model_path: str | None = None
+
+    @model_validator(mode="after")
+    def _stop_has_its_epoch(self) -> TrialResult:
+        if (self.state == TrialState.STOPPED) != (self.stopped_at_epoch is not None):
+            raise ValueError(f"stopped_at_epoch is set exactly when state is STOPPED, got state {self.state.value} and stopped_at_epoch {self.stopped_at_epoch}")
+        return self
 
     @classmethod
     def of(cls, spec: TrialSpec, state: TrialState, **outcome: Any) -> TrialResult:

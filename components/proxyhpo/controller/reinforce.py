@@ -17,8 +17,9 @@ range. Keeping ``a, b >= 1`` keeps the density bounded, so log-probabilities sta
 
 Training: after the trials of a round, the controller is updated with REINFORCE,
 ``loss = -mean((reward - baseline) * log_prob) - entropy_weight * mean(entropy)``, reward = validation
-Dice, baseline = exponential moving average of the rounds' mean rewards, one Adam step per round.
-Failed trials (reward ``None`` or NaN) are recorded and left out of the gradient.
+Dice (or, when the search stops trials early, the trial's rank in its round: see
+:mod:`proxyhpo.controller.rewards`), baseline = exponential moving average of the rounds' mean rewards,
+one Adam step per round. Failed trials (reward ``None`` or NaN) are recorded and left out of the gradient.
 
 Everything random comes from generators owned by the controller and persisted with it: same seed and
 same rewards give the same proposals, in one process or across :meth:`ReinforceController.save` /
@@ -307,14 +308,26 @@ class ReinforceController:
             proposals.append(proposal)
         return proposals
 
-    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float | None]) -> UpdateStats:
+    def update(
+        self,
+        proposals: Sequence[Proposal],
+        rewards: Sequence[float | None],
+        *,
+        dice: Sequence[float | None] | None = None,
+        stopped_at_epoch: Sequence[int | None] | None = None,
+    ) -> UpdateStats:
         """Learn from the rewards of the current round's proposals and start the next round.
 
         Args:
             proposals: every pending proposal of the current round, in any order.
-            rewards: their validation Dice, same order; ``None`` or NaN marks a failed trial, which is
+            rewards: their rewards, same order (their validation Dice, or their ranks: see
+                :mod:`proxyhpo.controller.rewards`); ``None`` or NaN marks a failed trial, which is
                 recorded in the history (``failed=True``) and left out of the gradient. When every
                 trial failed, no optimiser step is taken, but the round still ends.
+            dice: their validation Dice, same order, recorded in the history (what :meth:`best` ranks by);
+                default: the rewards.
+            stopped_at_epoch: the epoch at which early stopping stopped each trial (None: trained to the
+                end), same order, recorded in the history.
 
         Returns:
             the statistics of the update (also kept, see :meth:`update_stats`).
@@ -325,6 +338,16 @@ class ReinforceController:
         """
         if len(proposals) != len(rewards):
             raise ValueError(f"proposals and rewards must have the same length, got {len(proposals)} and {len(rewards)}")
+        for name, extra in (("dice", dice), ("stopped_at_epoch", stopped_at_epoch)):
+            if extra is not None and len(extra) != len(proposals):
+                raise ValueError(f"proposals and {name} must have the same length, got {len(proposals)} and {len(extra)}")
+        outcome = {
+            proposal.proposal_id: (
+                dice[k] if dice is not None else rewards[k],
+                stopped_at_epoch[k] if stopped_at_epoch is not None else None,
+            )
+            for k, proposal in enumerate(proposals)
+        }
         if not self._pending:
             raise ValueError(f"round {self._round} has no pending proposals: call propose() before update()")
         paired: dict[int, float | None] = {}
@@ -350,7 +373,16 @@ class ReinforceController:
             stats = UpdateStats(round=self._round, n_proposals=len(ordered), n_failed=n_failed, stepped=False, baseline=self._baseline)
         else:
             stats = self._step(valid, n_proposals=len(ordered), n_failed=n_failed)
-        self._history.extend(HistoryRecord(proposal=p, reward=r, failed=r is None) for p, r in ordered)
+        self._history.extend(
+            HistoryRecord(
+                proposal=p,
+                reward=r,
+                failed=r is None,
+                dice=self._check_reward(p.proposal_id, outcome[p.proposal_id][0]) if r is not None else None,
+                stopped_at_epoch=outcome[p.proposal_id][1] if r is not None else None,
+            )
+            for p, r in ordered
+        )
         self._updates.append(stats)
         self._pending.clear()
         self._round += 1
@@ -436,9 +468,9 @@ class ReinforceController:
         return list(self._updates)
 
     def best(self) -> tuple[Proposal, float] | None:
-        """The proposal with the highest reward so far (the earliest on ties), or None if none succeeded."""
+        """The best proposal so far and its Dice (see :meth:`ControllerState.best`), or None if none succeeded."""
         record = self.state().best()
-        return None if record is None else (record.proposal, record.reward)  # type: ignore[return-value]
+        return None if record is None else (record.proposal, record.score)  # type: ignore[return-value]
 
     def choice_probabilities(self, name: str, samples: int = 256) -> dict[Choice, float]:
         """Marginal probability the policy gives each choice of a categorical hyper-parameter.

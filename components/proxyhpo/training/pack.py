@@ -13,6 +13,11 @@ therefore exactly those of a model trained alone.
 Failures stay local: a model whose loss is not finite is marked failed and left out of the backward
 pass and of every later step; when a step runs out of memory the pack is split in halves and retried,
 and a model that runs out of memory alone is marked failed while the others go on.
+
+The pack's membership changes while it trains: a model whose trial stopped early or finished its epochs
+is *retired* (it leaves every later step, so the stacked step shrinks, and its optimiser state is
+freed), and a model may be *added* (a queued trial taking a freed slot): it joins its optimiser kind
+as one more parameter group, so the group layout only ever grows, in the order models were added.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ class ModelPack:
     Example:
         >>> pack = ModelPack(models, hyperparameters, ids)
         >>> losses = pack.train_step({i: (image_i, label_i) for i in pack.active}, step=1)
+        >>> pack.retire(0)  # trial 0 stopped early: the next step stacks one model fewer
     """
 
     def __init__(
@@ -120,29 +126,87 @@ class ModelPack:
         self.ids = list(ids)
         self.faults = list(faults) if faults is not None else [None] * len(models)
         self.names = [n for n, _ in self.models[0].named_parameters()]
-        shapes = [tuple(p.shape) for p in self.models[0].parameters()]
-        for i, m in enumerate(self.models[1:], 1):
-            if [tuple(p.shape) for p in m.parameters()] != shapes:
-                raise ValueError(f"models[{i}] ({self.ids[i]}) differs in architecture from models[0]")
-            if list(m.buffers()):
-                raise ValueError("models with buffers (e.g. batch norm) cannot be packed; use instance norm")
+        self._shapes = [tuple(p.shape) for p in self.models[0].parameters()]
+        for i, m in enumerate(self.models):
+            self._check_packable(m, i)
         # A parameter-free copy of the architecture that functional_call runs the stacked weights through.
         self.skeleton = copy.deepcopy(self.models[0]).to("meta")
         self.chunk_size = max(1, chunk_size or len(models))
         self.failed: dict[int, str] = {}
+        self.retired: set[int] = set()
         self.optimizers: list[torch.optim.Optimizer] = []
+        self._optimizer_of: dict[str, torch.optim.Optimizer] = {}
         by_kind: dict[str, list[int]] = {}
         for i, h in enumerate(self.hyperparameters):
             by_kind.setdefault(h.optimizer, []).append(i)
         for kind, idx in by_kind.items():
             groups = [{"params": list(self.models[i].parameters()), **_optimizer_options(self.hyperparameters[i])} for i in idx]
-            self.optimizers.append(make_optimizer_class(kind)(groups, lr=groups[0]["lr"]))
+            self._optimizer_of[kind] = make_optimizer_class(kind)(groups, lr=groups[0]["lr"])
+            self.optimizers.append(self._optimizer_of[kind])
+
+    def _check_packable(self, model: nn.Module, i: int) -> None:
+        if [tuple(p.shape) for p in model.parameters()] != self._shapes:
+            raise ValueError(f"models[{i}] ({self.ids[i]}) differs in architecture from models[0]")
+        if list(model.buffers()):
+            raise ValueError("models with buffers (e.g. batch norm) cannot be packed; use instance norm")
 
     # ----------------------------------------------------------------------------------------- state
     @property
     def active(self) -> list[int]:
-        """Indices of the models still training."""
-        return [i for i in range(len(self.models)) if i not in self.failed]
+        """Indices of the models still training (neither failed nor retired)."""
+        return [i for i in range(len(self.models)) if i not in self.failed and i not in self.retired]
+
+    def add(self, model: nn.Module, hyperparameters: HyperParameters, trial_id: str, fault: FaultInjection | None = None) -> int:
+        """Add a model to the pack (a queued trial takes a freed slot); it trains from the next step on.
+
+        Its parameters join the optimiser of its kind as a new parameter group (a new optimiser when the
+        pack has none of that kind yet), so a pack rebuilt by adding the same models in the same order has
+        the same optimiser layout (what a checkpoint's optimiser state is restored into).
+
+        Args:
+            model: the network, on the pack's device, of the pack's architecture.
+            hyperparameters: its hyper-parameters.
+            trial_id: its trial id (for messages).
+            fault: testing only, see :class:`~proxyhpo.config.FaultInjection`.
+
+        Returns:
+            The model's index in the pack.
+
+        Raises:
+            ValueError: when the model's architecture differs from the pack's, or it has buffers.
+        """
+        index = len(self.models)
+        self.ids.append(trial_id)
+        try:
+            self._check_packable(model, index)
+        except ValueError:
+            self.ids.pop()
+            raise
+        self.models.append(model)
+        self.hyperparameters.append(hyperparameters)
+        self.faults.append(fault)
+        group = {"params": list(model.parameters()), **_optimizer_options(hyperparameters)}
+        optimizer = self._optimizer_of.get(hyperparameters.optimizer)
+        if optimizer is None:
+            optimizer = self._optimizer_of[hyperparameters.optimizer] = make_optimizer_class(hyperparameters.optimizer)([group], lr=group["lr"])
+            self.optimizers.append(optimizer)
+        else:
+            optimizer.add_param_group(group)
+        return index
+
+    def retire(self, i: int) -> None:
+        """Take model ``i`` out of every later step: its trial stopped early or finished its epochs.
+
+        Unlike :meth:`fail`, nothing went wrong: its weights stay as they are (to be tested or saved), while
+        its gradients and optimiser state are freed.
+        """
+        if i in self.retired:
+            return
+        self.retired.add(i)
+        for p in self.models[i].parameters():
+            p.grad = None
+            for optimizer in self.optimizers:
+                optimizer.state.pop(p, None)
 
     def fail(self, i: int, reason: str) -> None:
         """Mark model ``i`` failed: it leaves the pack; its parameters are no longer updated."""
@@ -203,8 +267,8 @@ class ModelPack:
             self._split_on_oom(chunk[:half], work, what)
             self._split_on_oom(chunk[half:], work, what)
 
-    def _chunks(self) -> list[list[int]]:
-        act = self.active
+    def _chunks(self, members: Sequence[int] | None = None) -> list[list[int]]:
+        act = self.active if members is None else [i for i in members if i not in self.failed]
         return [act[s : s + self.chunk_size] for s in range(0, len(act), self.chunk_size)]
 
     def train_step(self, batches: Mapping[int, tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[int, float]:
@@ -267,7 +331,10 @@ class ModelPack:
         out = self.forward(chunk, x, shared_input=True)  # (K, N, C, ...)
         return out.transpose(0, 1).reshape(out.shape[1], -1, *out.shape[3:])
 
-    def run_chunked(self, work: Callable[[list[int]], None], what: str) -> None:
-        """Call ``work(chunk)`` over the active models in chunks, splitting chunks that run out of memory."""
-        for chunk in self._chunks():
+    def run_chunked(self, work: Callable[[list[int]], None], what: str, members: Sequence[int] | None = None) -> None:
+        """Call ``work(chunk)`` over ``members`` (default: the active models) in chunks, splitting chunks that run out of memory.
+
+        ``members`` may name retired models (a finished trial's test); failed ones are skipped.
+        """
+        for chunk in self._chunks(members):
             self._split_on_oom(chunk, work, what)

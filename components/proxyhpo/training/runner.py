@@ -27,6 +27,7 @@ from proxyhpo.networks import build_network
 from proxyhpo.storage import atomic_output
 from proxyhpo.training.checkpoint import load_checkpoint, restore_stream, save_checkpoint, stream_state
 from proxyhpo.training.data import PatchStream, cache_volumes
+from proxyhpo.training.early_stopping import EarlyStopper, EpochReport, make_stopper
 from proxyhpo.training.pack import ModelPack, is_out_of_memory
 
 __all__ = [
@@ -127,8 +128,10 @@ def auto_pack_size(
     return max(1, min(limit, k))
 
 
-def evaluate_pack(pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what: str = "validation") -> dict[int, float]:
-    """Mean foreground Dice of every active model of a pack over ``volumes``, by sliding-window inference.
+def evaluate_pack(
+    pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what: str = "validation", members: Sequence[int] | None = None
+) -> dict[int, float]:
+    """Mean foreground Dice of models of a pack over ``volumes``, by sliding-window inference.
 
     All models of a chunk share each window: one batched forward gives every model's logits.
 
@@ -137,6 +140,7 @@ def evaluate_pack(pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what
         volumes: cached volumes with ``image`` ``(C, D, H, W)`` and ``label`` ``(1, D, H, W)``.
         recipe: inference window (``roi_size``) and windows per call (``sw_batch_size``).
         what: name used in failure messages.
+        members: the models to score (default: every active one).
 
     Returns:
         ``{model index: mean Dice}`` over the volumes (``DiceMetric(include_background=False)``); volumes
@@ -160,7 +164,7 @@ def evaluate_pack(pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what
             col = col[~torch.isnan(col)]
             scores[i] = float(col.mean()) if col.numel() else 0.0
 
-    pack.run_chunked(work, what)
+    pack.run_chunked(work, what, members)
     return {i: v for i, v in scores.items() if i not in pack.failed}
 
 
@@ -168,21 +172,29 @@ def evaluate_pack(pack: ModelPack, volumes: Sequence[dict], recipe: Recipe, what
 class _TrialProgress:
     """One trial's progress inside a pack: what it has done, what it has been charged, its best weights.
 
-    Device time is charged as it is spent: an equal share of the pack's set-up, then of each step by
-    the models that took part in it; a trial that fails stops being charged.
+    Device time is charged as it is spent: an equal share of the pack's set-up (a trial that takes a
+    freed slot later pays its own set-up), then of each step by the models that took part in it; a trial
+    that fails, stops or finishes stops being charged.
     """
 
     spec: TrialSpec
     stream: PatchStream
     charged_seconds: float
+    admitted_at: float
+    first_tick: int = 0
     ended_at: float | None = None
     epochs_run: int = 0
     steps_run: int = 0
     val_epochs: list[int] = field(default_factory=list)
     val_dice: list[float] = field(default_factory=list)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best: tuple[float, int, dict[str, torch.Tensor] | None] | None = None
     test_dice: float | None = None
     model_path: str | None = None
+    stopped_at: int | None = None
+    done: bool = False
+    epoch_loss: float | None = None
+    loss_sum: float = 0.0
+    loss_steps: int = 0
 
     def record_validation(self, epoch: int, dice: float, model: torch.nn.Module) -> None:
         """Keep the epoch's Dice, and the weights when they are the best so far."""
@@ -191,14 +203,29 @@ class _TrialProgress:
         if self.best is None or dice > self.best[0]:
             self.best = (dice, epoch, {name: value.detach().clone() for name, value in model.state_dict().items()})
 
-    def result(self, *, fail_reason: str | None, started: float, finished: float, overhead_seconds: float, pack: _PackContext) -> TrialResult:
-        """The trial's :class:`TrialResult`, COMPLETE or FAILED with ``fail_reason``."""
+    def record_loss(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.loss_steps += 1
+
+    def end_epoch(self) -> None:
+        """One more epoch done: its mean training loss is kept (the stopper's tie-breaker)."""
+        self.epochs_run += 1
+        self.epoch_loss = self.loss_sum / self.loss_steps if self.loss_steps else None
+        self.loss_sum, self.loss_steps = 0.0, 0
+
+    def result(self, *, fail_reason: str | None, finished: float, overhead_seconds: float, pack: _PackContext) -> TrialResult:
+        """The trial's :class:`TrialResult`: COMPLETE, STOPPED early, or FAILED with ``fail_reason``."""
         ok = fail_reason is None
         hours = self.charged_seconds / 3600.0
+        if not ok:
+            state = TrialState.FAILED
+        else:
+            state = TrialState.STOPPED if self.stopped_at is not None else TrialState.COMPLETE
         return TrialResult.of(
             self.spec,
-            TrialState.COMPLETE if ok else TrialState.FAILED,
+            state,
             fail_reason=fail_reason,
+            stopped_at_epoch=self.stopped_at if ok else None,
             epochs_run=self.epochs_run,
             steps_run=self.steps_run,
             val_epochs=self.val_epochs,
@@ -207,7 +234,7 @@ class _TrialProgress:
             best_val_dice=self.best[0] if self.best is not None and ok else None,
             best_epoch=self.best[1] if self.best is not None and ok else None,
             test_dice=self.test_dice,
-            wall_seconds=overhead_seconds + ((self.ended_at or finished) - started),
+            wall_seconds=overhead_seconds + ((self.ended_at or finished) - self.admitted_at),
             gpu_hours=hours if pack.cuda else 0.0,
             process_hours=0.0 if pack.cuda else hours,
             peak_gpu_mem_bytes=pack.peak_memory,
@@ -238,7 +265,17 @@ class _PackContext:
 
 
 class _PackRun:
-    """Trains one pack through its phases: an epoch of steps, a validation, then finishing (test, weights, results)."""
+    """Trains one pack: ``slots`` models at once, epoch after epoch, while a queue of further trials waits.
+
+    Each epoch of the pack (a *tick*) trains every active trial one epoch of its own; the trials due are
+    validated (every ``val_every`` of their epochs, the stopper's decision epochs and their last); the
+    stopper stops some of them; a trial at its last epoch is finished (tested and saved); and every slot
+    so freed (stopped, finished or failed) takes the next queued trial, which starts at its epoch 0. A
+    pack without stopper or queue is the plain pack: every trial trains all epochs together.
+
+    Models, trials and the queue share one index: trials are admitted in queue order and a model's index
+    in the :class:`ModelPack` is its trial's position in ``specs``.
+    """
 
     def __init__(
         self,
@@ -248,70 +285,123 @@ class _PackRun:
         device: torch.device,
         volumes: dict[str, list[dict]],
         *,
+        slots: int,
         chunk_size: int,
         overhead_seconds: float,
         on_epoch: EpochCallback | None,
         on_step: StepCallback | None,
         progress: bool,
         checkpoint: str | None = None,
+        stopper: EarlyStopper | None = None,
     ) -> None:
         self.started = time.perf_counter()
-        self.context = _PackContext(device=device, size=len(specs))
+        self.specs = list(specs)
+        self.slots = max(1, min(slots, len(self.specs)))
+        self.context = _PackContext(device=device, size=self.slots)
         if self.context.cuda:
             torch.cuda.reset_peak_memory_stats(device)
         self.plan, self.recipe, self.volumes = plan, recipe, volumes
         self.overhead_seconds = overhead_seconds
         self.on_epoch, self.on_step, self.progress = on_epoch, on_step, progress
-        self.models = build_models(specs, device)
-        streams = [PatchStream(volumes["train"], recipe, plan.batch_size, s.hyperparameters.intensity_shift_prob, s.seed) for s in specs]
-        ids = [spec.trial_id for spec in specs]
-        self.pack = ModelPack(self.models, [s.hyperparameters for s in specs], ids, [s.fault for s in specs], chunk_size=chunk_size)
+        self.stopper = stopper
+        due = {e for e in range(1, plan.epochs + 1) if e % plan.val_every == 0} | {plan.epochs}
+        due |= {e for e in (stopper.decision_epochs() if stopper is not None else ()) if 1 <= e <= plan.epochs}
+        self.validation_epochs = frozenset(due)  # a trial's own epochs at which it is validated
+        first = self.specs[: self.slots]
+        models = build_models(first, device)
+        self.pack = ModelPack(models, [s.hyperparameters for s in first], [s.trial_id for s in first], [s.fault for s in first], chunk_size=chunk_size)
         # the set-up (networks, patch streams, optimisers) is charged in equal shares
-        setup = overhead_seconds + (time.perf_counter() - self.started) / len(specs)
-        self.trials = [_TrialProgress(spec, stream, setup) for spec, stream in zip(specs, streams)]
+        streams = [self._stream(spec) for spec in first]
+        setup = overhead_seconds + (time.perf_counter() - self.started) / len(first)
+        self.trials = [_TrialProgress(spec, stream, setup, admitted_at=self.started) for spec, stream in zip(first, streams)]
+        self.tick = 0
         self.step = 0
-        self.first_epoch = 1
         self.checkpoint = checkpoint
         if checkpoint is not None:
-            saved = load_checkpoint(checkpoint, ids)
+            saved = load_checkpoint(checkpoint, [spec.trial_id for spec in self.specs])
             if saved is not None:
                 self._restore(saved)
 
-    def _payload(self, epoch: int) -> dict:
-        """Everything :meth:`_restore` needs to continue after ``epoch`` exactly as if never stopped."""
+    @property
+    def models(self) -> list[torch.nn.Module]:
+        """Every admitted trial's network, in queue order."""
+        return self.pack.models
+
+    def _stream(self, spec: TrialSpec) -> PatchStream:
+        return PatchStream(self.volumes["train"], self.recipe, self.plan.batch_size, spec.hyperparameters.intensity_shift_prob, spec.seed)
+
+    def _admit(self) -> int:
+        """The next queued trial takes a free slot: its network joins the pack; it starts at its epoch 0."""
+        began = time.perf_counter()
+        index = len(self.trials)
+        spec = self.specs[index]
+        (model,) = build_models([spec], self.context.device)
+        added = self.pack.add(model, spec.hyperparameters, spec.trial_id, spec.fault)
+        assert added == index, (added, index)
+        stream = self._stream(spec)
+        self.trials.append(_TrialProgress(spec, stream, self.overhead_seconds + time.perf_counter() - began, admitted_at=began, first_tick=self.tick))
+        if self.progress:
+            log.info("trial %s takes a free slot after %d epochs of the pack", spec.trial_id, self.tick)
+        return index
+
+    def _fill(self) -> None:
+        """Free slots take queued trials, in queue order."""
+        while len(self.pack.active) < self.slots and len(self.trials) < len(self.specs):
+            self._admit()
+
+    def _payload(self) -> dict:
+        """Everything :meth:`_restore` needs to continue after this tick exactly as if never stopped."""
         now = time.perf_counter()
+        state = getattr(self.stopper, "state_dict", None)
         return {
-            "trial_ids": [trial.spec.trial_id for trial in self.trials],
-            "epoch": epoch,
+            "trial_ids": [spec.trial_id for spec in self.specs],
+            "epoch": self.tick,
+            "admitted": len(self.trials),
             "step": self.step,
             "elapsed": now - self.started,
             "data_seconds": self.context.data_seconds,
             "step_seconds": self.context.step_seconds,
             "chunk_size": self.pack.chunk_size,
             "failed": dict(self.pack.failed),
+            "retired": sorted(self.pack.retired),
+            "stopper": state() if state is not None else None,
             "models": [model.state_dict() for model in self.models],
             "optimizers": [optimizer.state_dict() for optimizer in self.pack.optimizers],
             "streams": [stream_state(trial.stream) for trial in self.trials],
             "trials": [
                 {
                     "charged_seconds": trial.charged_seconds,
+                    "admitted_after": trial.admitted_at - self.started,
+                    "first_tick": trial.first_tick,
                     "ended_after": None if trial.ended_at is None else trial.ended_at - self.started,
                     "epochs_run": trial.epochs_run,
                     "steps_run": trial.steps_run,
                     "val_epochs": list(trial.val_epochs),
                     "val_dice": list(trial.val_dice),
                     "best": None if trial.best is None else {"dice": trial.best[0], "epoch": trial.best[1], "state": trial.best[2]},
+                    "test_dice": trial.test_dice,
+                    "model_path": trial.model_path,
+                    "stopped_at": trial.stopped_at,
+                    "done": trial.done,
+                    "epoch_loss": trial.epoch_loss,
                 }
                 for trial in self.trials
             ],
         }
 
     def _restore(self, saved: dict) -> None:
+        # the queued trials admitted before the checkpoint are admitted again, in the same order, so the
+        # pack's optimiser layout is the one the saved optimiser state belongs to
+        while len(self.trials) < saved["admitted"]:
+            self._admit()
         self.started = time.perf_counter() - saved["elapsed"]
-        self.step, self.first_epoch = saved["step"], saved["epoch"] + 1
+        self.step, self.tick = saved["step"], saved["epoch"]
         self.context.data_seconds, self.context.step_seconds = saved["data_seconds"], saved["step_seconds"]
         self.pack.chunk_size = saved["chunk_size"]
         self.pack.failed.update(saved["failed"])
+        self.pack.retired.update(saved["retired"])
+        if saved["stopper"] is not None and hasattr(self.stopper, "load_state_dict"):
+            self.stopper.load_state_dict(saved["stopper"])  # type: ignore[union-attr]
         for model, state in zip(self.models, saved["models"], strict=True):
             model.load_state_dict(state)
         for optimizer, state in zip(self.pack.optimizers, saved["optimizers"], strict=True):
@@ -319,11 +409,15 @@ class _PackRun:
         for trial, stream, progress in zip(self.trials, saved["streams"], saved["trials"], strict=True):
             restore_stream(trial.stream, stream)
             trial.charged_seconds = progress["charged_seconds"]
+            trial.admitted_at = self.started + progress["admitted_after"]
+            trial.first_tick = progress["first_tick"]
             trial.ended_at = None if progress["ended_after"] is None else self.started + progress["ended_after"]
             trial.epochs_run, trial.steps_run = progress["epochs_run"], progress["steps_run"]
             trial.val_epochs, trial.val_dice = list(progress["val_epochs"]), list(progress["val_dice"])
             best = progress["best"]
             trial.best = None if best is None else (best["dice"], best["epoch"], best["state"])
+            trial.test_dice, trial.model_path = progress["test_dice"], progress["model_path"]
+            trial.stopped_at, trial.done, trial.epoch_loss = progress["stopped_at"], progress["done"], progress["epoch_loss"]
         log.info("resumed %s after epoch %d from %s", ", ".join(t.spec.trial_id for t in self.trials), saved["epoch"], self.checkpoint)
 
     def _charge(self, since: float, members: Sequence[int]) -> float:
@@ -336,10 +430,11 @@ class _PackRun:
                 self.trials[i].ended_at = now
         return now
 
-    def train_epoch(self, epoch: int) -> None:
+    def train_epoch(self) -> None:
         """One epoch of optimiser steps of every active trial, each on its own batches."""
-        batches = {i: trial.stream.epoch() for i, trial in enumerate(self.trials)}
-        for _ in range(self.trials[0].stream.steps_per_epoch()):
+        members = self.pack.active
+        batches = {i: self.trials[i].stream.epoch() for i in members}
+        for _ in range(self.trials[members[0]].stream.steps_per_epoch()):
             members = self.pack.active
             if not members:
                 break
@@ -351,74 +446,106 @@ class _PackRun:
             done = self._charge(started, members)
             for i in members:
                 self.trials[i].steps_run += 1
+            for i, loss in losses.items():
+                self.trials[i].record_loss(loss)
             self.context.data_seconds += batched - started
             self.context.step_seconds += done - started
             if self.on_step is not None:
                 for i, loss in losses.items():
                     self.on_step(self.trials[i].spec.trial_id, self.step, loss)
         for i in self.pack.active:
-            self.trials[i].epochs_run = epoch
+            self.trials[i].end_epoch()
 
-    def validate(self, epoch: int) -> None:
-        """Validation Dice of every active trial; the best weights so far are kept."""
-        members = self.pack.active
+    def validate(self, members: Sequence[int]) -> None:
+        """Validation Dice of trials ``members``; the best weights so far are kept."""
         started = time.perf_counter()
-        scores = evaluate_pack(self.pack, self.volumes["val"], self.recipe)
+        scores = evaluate_pack(self.pack, self.volumes["val"], self.recipe, members=members)
         self._charge(started, members)
         for i, dice in scores.items():
             trial = self.trials[i]
-            trial.record_validation(epoch, dice, self.models[i])
+            trial.record_validation(trial.epochs_run, dice, self.models[i])
             if self.progress:
-                log.info("trial %s epoch %d/%d val_dice %.4f", trial.spec.trial_id, epoch, self.plan.epochs, dice)
+                log.info("trial %s epoch %d/%d val_dice %.4f", trial.spec.trial_id, trial.epochs_run, self.plan.epochs, dice)
             if self.on_epoch is not None:
-                self.on_epoch(trial.spec.trial_id, epoch, dice)
+                self.on_epoch(trial.spec.trial_id, trial.epochs_run, dice)
 
-    def finish(self) -> list[TrialResult]:
-        """Test and save each finished trial's best-validation weights, then build every trial's result."""
-        finished = [i for i in self.pack.active if self.trials[i].best is not None]
-        for i in finished:
-            self.models[i].load_state_dict(self.trials[i].best[2])  # type: ignore[index]
-        if self.volumes["test"] and finished:
-            members = self.pack.active
+    def _decide(self, validated: Sequence[int]) -> None:
+        """After a validation: trials at their last epoch finish; the stopper stops others; both leave the pack."""
+        validated = [i for i in validated if i not in self.pack.failed]
+        finished = [i for i in validated if self.trials[i].epochs_run >= self.plan.epochs]
+        deciding = [i for i in validated if i not in finished]
+        stopped: set[str] = set()
+        if self.stopper is not None and deciding:
+            reports = [
+                EpochReport(self.trials[i].spec.trial_id, self.trials[i].epochs_run, self.trials[i].val_dice[-1], self.trials[i].epoch_loss, order=i)
+                for i in deciding
+            ]
+            stopped = self.stopper.stop(reports)
+        now = time.perf_counter()
+        for i in deciding:
+            trial = self.trials[i]
+            if trial.spec.trial_id in stopped:
+                self.pack.retire(i)
+                trial.stopped_at, trial.ended_at = trial.epochs_run, now
+                if trial.best is not None:
+                    trial.best = (trial.best[0], trial.best[1], None)  # a stopped trial's weights are never used
+                if self.progress:
+                    log.info("trial %s stopped early at epoch %d (val_dice %.4f)", trial.spec.trial_id, trial.epochs_run, trial.val_dice[-1])
+        if finished:
+            self._complete(finished)
+
+    def _complete(self, members: list[int]) -> None:
+        """Trials that trained all their epochs: leave the pack, then their best-validation weights are tested and saved."""
+        for i in members:
+            self.pack.retire(i)
+            self.trials[i].done = True
+            if self.trials[i].best is not None:
+                self.models[i].load_state_dict(self.trials[i].best[2])  # type: ignore[index, arg-type]
+        if self.volumes["test"]:
             started = time.perf_counter()
-            scores = evaluate_pack(self.pack, self.volumes["test"], self.recipe, what="test")
+            scores = evaluate_pack(self.pack, self.volumes["test"], self.recipe, what="test", members=members)
             self._charge(started, members)
             for i, dice in scores.items():
                 self.trials[i].test_dice = dice
         if self.plan.save_model_dir:
             Path(self.plan.save_model_dir).mkdir(parents=True, exist_ok=True)
-            # a trial that failed during the test (out of memory) is no longer active: its weights are not saved
-            for i in [i for i in self.pack.active if self.trials[i].best is not None]:
+            # a trial that failed during the test (out of memory) is not saved
+            for i in [i for i in members if i not in self.pack.failed and self.trials[i].best is not None]:
                 trial = self.trials[i]
                 path = Path(self.plan.save_model_dir) / f"{trial.spec.trial_id}.pt"
                 with atomic_output(path) as tmp:
-                    torch.save({name: value.cpu() for name, value in trial.best[2].items()}, tmp)  # type: ignore[index]
+                    torch.save({name: value.cpu() for name, value in trial.best[2].items()}, tmp)  # type: ignore[index, union-attr]
                 trial.model_path = str(path)
+        now = time.perf_counter()
+        for i in members:
+            if self.trials[i].ended_at is None:
+                self.trials[i].ended_at = now
+
+    def finish(self) -> list[TrialResult]:
+        """Every trial's result, in queue order."""
         finished_at = time.perf_counter()
         if self.context.cuda:
             self.context.peak_memory = int(torch.cuda.max_memory_allocated(self.context.device))
         return [
-            trial.result(
-                fail_reason=self.pack.failed.get(i),
-                started=self.started,
-                finished=finished_at,
-                overhead_seconds=self.overhead_seconds,
-                pack=self.context,
-            )
+            trial.result(fail_reason=self.pack.failed.get(i), finished=finished_at, overhead_seconds=self.overhead_seconds, pack=self.context)
             for i, trial in enumerate(self.trials)
         ]
 
     def run(self) -> list[TrialResult]:
-        """Every epoch from the first not yet trained (validating every ``val_every`` epochs and after the last, saving a
-        checkpoint every ``checkpoint_every`` epochs when asked), then :meth:`finish`."""
-        for epoch in range(self.first_epoch, self.plan.epochs + 1):
-            if not self.pack.active:
-                break
-            self.train_epoch(epoch)
-            if self.pack.active and (epoch % self.plan.val_every == 0 or epoch == self.plan.epochs):
-                self.validate(epoch)
-            if self.checkpoint is not None and (epoch % self.plan.checkpoint_every == 0 or epoch == self.plan.epochs):
-                save_checkpoint(self.checkpoint, self._payload(epoch))
+        """Tick after tick from the first not yet trained until no trial is left to train (validating, stopping,
+        finishing and refilling slots as :class:`_PackRun` says; saving a checkpoint every ``checkpoint_every``
+        ticks and at the end when asked), then :meth:`finish`."""
+        self._fill()
+        while self.pack.active:
+            self.tick += 1
+            self.train_epoch()
+            due = [i for i in self.pack.active if self.trials[i].epochs_run in self.validation_epochs]
+            if due:
+                self.validate(due)
+                self._decide(due)
+            self._fill()
+            if self.checkpoint is not None and (self.tick % self.plan.checkpoint_every == 0 or not self.pack.active):
+                save_checkpoint(self.checkpoint, self._payload())
         return self.finish()
 
 
@@ -440,19 +567,35 @@ def run_trials(
     on_step: StepCallback | None = None,
     progress: bool = True,
     plan_path: str = "<plan>",
+    stopper: EarlyStopper | None = None,
 ) -> list[TrialResult]:
     """Run every trial of a plan, packing trials of the same network, and return their results.
 
+    Without early stopping, the trials of a network train in packs of ``plan.pack_size``, one pack after
+    another. With it (``plan.early_stopping``, or a ``stopper``), all trials of a network form one queue
+    trained in ``plan.pack_size`` slots: a trial the stopper stops leaves the batched model at once (the
+    step gets cheaper), and each slot freed by a stopped, finished or failed trial takes the next queued
+    trial, which starts at its epoch 0.
+
     Args:
         plan: the validated trial plan (data paths absolute).
-        on_epoch: called as ``on_epoch(trial_id, epoch, val_dice)`` after each validation.
-        on_step: called as ``on_step(trial_id, step, loss)`` after each optimiser step.
+        on_epoch: called as ``on_epoch(trial_id, epoch, val_dice)`` after each validation (``epoch`` is the
+            trial's own, 1-based).
+        on_step: called as ``on_step(trial_id, step, loss)`` after each optimiser step (``step`` counts the
+            pack's steps).
         progress: log one line per trial and validation at INFO level (``proxyhpo.training.runner``).
         plan_path: the plan's file, used in error messages.
+        stopper: the early-stopping rule (see :class:`~proxyhpo.training.early_stopping.EarlyStopper`), one
+            for every trial of the plan; default: successive halving with ``plan.early_stopping``, or none.
 
     Returns:
         one :class:`TrialResult` per trial, in plan order; failed trials (diverged, out of memory) are
-        results with ``state=FAILED``, not exceptions.
+        results with ``state=FAILED``, stopped ones ``state=STOPPED`` with ``stopped_at_epoch``, not exceptions.
+
+    Example:
+        >>> plan = plan.model_copy(update={"early_stopping": EarlyStoppingConfig(reduction_factor=3, min_epochs=5)})  # doctest: +SKIP
+        >>> [r.stopped_at_epoch for r in run_trials(plan)]  # doctest: +SKIP
+        [None, 5, 15, 5]
 
     Raises:
         ConfigError: when the recipe's patch or window does not suit a network, or the device is absent.
@@ -481,6 +624,8 @@ def run_trials(
     groups: dict[NetworkConfig, list[TrialSpec]] = {}
     for s in plan.trials:
         groups.setdefault(s.network, []).append(s)
+    if stopper is None:
+        stopper = make_stopper(plan.early_stopping, plan.epochs)
     by_id: dict[str, TrialResult] = {}
     for network, specs in groups.items():
         if plan.pack_size == "auto":
@@ -488,8 +633,9 @@ def run_trials(
         else:
             size = plan.pack_size
         size = max(1, min(size, len(specs)))
-        for start in range(0, len(specs), size):
-            chunk = specs[start : start + size]
+        # with early stopping a network's trials queue for the slots; without, they train in packs one after another
+        queues = [specs] if stopper is not None else [specs[start : start + size] for start in range(0, len(specs), size)]
+        for chunk in queues:
             checkpoint = plan.checkpoint if plan.checkpoint is None or len(plan.trials) == len(chunk) else f"{plan.checkpoint}-p{len(by_id) // size}"
             if progress:
                 log.info("training %s on %s: %s", network.name, device, ", ".join(s.trial_id for s in chunk))
@@ -499,12 +645,14 @@ def run_trials(
                 recipe,
                 device,
                 volumes,
+                slots=size,
                 chunk_size=size,
                 overhead_seconds=overhead,
                 on_epoch=on_epoch,
                 on_step=on_step,
                 progress=progress,
                 checkpoint=checkpoint,
+                stopper=stopper,
             )
             for r in pack_run.run():
                 by_id[r.trial_id] = r

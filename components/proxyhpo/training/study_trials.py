@@ -38,7 +38,7 @@ from proxyhpo.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_cell", "train_from_file", "hyperparameters_from"]
+__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_final_model", "train_cell", "train_from_file", "hyperparameters_from"]
 
 
 def study_recipe(study: StudyConfig) -> Recipe:
@@ -98,7 +98,9 @@ def _network(kind: str, levels: int) -> NetworkConfig:
 def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec, *, arm: str | None = None) -> TrialPlan:
     """The trial plan of one pack: its proposals on the manifest's train/validation split.
 
-    ``arm`` names the automl comparison's search the pack belongs to (its trials' ``proxyhpo.arm`` tag).
+    With ``search.early_stopping`` the plan stops trials early (successive halving), and its proposals
+    queue for its ``pack_size`` slots in proposal order. ``arm`` names the automl comparison's search
+    the pack belongs to (its trials' ``proxyhpo.arm`` tag).
 
     Raises:
         ConfigError: when the manifest was not chosen from the study's data.
@@ -119,7 +121,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
         )
         for proposal in pack.proposals
     ]
-    return _study_plan(study, data, trials, manifest.train_ids, manifest.val_ids, external=False)
+    return _study_plan(study, data, trials, manifest.train_ids, manifest.val_ids, external=False, early_stopping=study.search.early_stopping)
 
 
 def _run_logged(
@@ -213,6 +215,24 @@ def train_final(
         TrialError: when every search trial failed, so there are no hyper-parameters to train with.
     """
     searched = final_hyperparameters(controller_state)
+    return train_final_model(study, data, searched, parent_run_id=parent_run_id, results_out=results_out, model_dir=model_dir, arm=arm, repeat=repeat)
+
+
+def train_final_model(
+    study: StudyConfig,
+    data: StudyData,
+    searched: dict[str, Any],
+    *,
+    parent_run_id: str | None,
+    results_out: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    arm: str | None = None,
+    repeat: int = 0,
+) -> TrialResult:
+    """Train the final model with hyper-parameters ``searched`` (any search's best), as :func:`train_final` does.
+
+    The search benchmark trains each strategy's best this way (:mod:`proxyhpo.search.bench`).
+    """
     spec = TrialSpec(
         trial_id=f"final-{arm}-r{repeat}" if arm else "final",
         hyperparameters=hyperparameters_from(searched),
