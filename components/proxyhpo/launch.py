@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The pipeline kinds: the HPO search and the paper's comparison studies.
-PIPELINE_KINDS = ("hpo", "proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
+PIPELINE_KINDS = ("hpo", "proxy-data-study", "proxy-net-study", "trust", "automl-comparison", "nas")
 #: The pipelines ``proxyhpo compile`` and ``make deploy`` ship: file name -> (pipeline kind, example study).
 SHIPPED_PIPELINES = {
     "hpo-demo": ("hpo", "demo"),
@@ -53,6 +53,7 @@ SHIPPED_PIPELINES = {
     # the comparison unrolls arms x rounds: at the paper's 20 rounds it outgrows what a cluster stores per
     # workflow, so only the demo ships; compile a study's own with `proxyhpo compile --pipeline automl-comparison`
     "automl-comparison-demo-studies": ("automl-comparison", "demo-studies"),
+    **{f"nas-{example}": ("nas", f"nas-{example}") for example in ("demo", "brain", "heart", "prostate")},
 }
 PIPELINE_ENTRY_POINTS = "proxyhpo.pipelines"
 
@@ -153,6 +154,8 @@ class _StudyProgress(threading.Thread):
         failures = f" ({failed} failed)" if failed else ""
         if not started:
             return "preparing data and selecting proxy data"
+        if self.kind == "nas":
+            return f"NAS: search tasks (episodes of {self.study.nas.children_per_episode} children){failures}"
         if self.kind != "hpo":
             return f"{self.kind}: trials{failures}"
         if final:

@@ -39,6 +39,7 @@ __all__ = [
     "study_artifact",
     "study_summary",
     "TrialRun",
+    "task_run",
     "trial_runs",
     "flatten",
     "check_reachable",
@@ -330,7 +331,7 @@ def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | N
     if found is None:
         return 0, 0, 0, False
     runs = mlflow_client.search_runs([found.experiment_id], filter_string=f"attributes.start_time >= {started_after_ms}", max_results=5000)
-    trials = [run for run in runs if run.data.tags.get(ROLE_TAG) == "trial"]
+    trials = [run for run in runs if run.data.tags.get(ROLE_TAG) in ("trial", "nas-search")]
     done = sum(run.info.status != "RUNNING" for run in trials)
     failed = sum(run.info.status == "FAILED" for run in trials)
     final = any(run.data.tags.get(ROLE_TAG) == "final" for run in runs)
@@ -728,3 +729,51 @@ def trial_runs(
             trial_run._stop_monitor()
     if pending is not None and Path(pending).exists():
         flush_pending(pending, tracking_uri=tracking_uri)
+
+
+@contextmanager
+def task_run(
+    experiment: str,
+    *,
+    parent_run_id: str | None,
+    role: str,
+    task_id: str,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> Iterator[tuple[Any, str, set[int]]]:
+    """One child run of a long pipeline task (a NAS search task), resumed by ``task_id`` when the task is retried.
+
+    Yields ``(client, run_id, logged_steps)``: the steps of metric ``reward_mean`` the run holds already (a
+    retried task does not log them twice). The run is FAILED with the reason when the block raises, and
+    left open when it ends: the caller logs the task's totals and closes it with :func:`finish_run`.
+    """
+    from proxyhpo.signals import fail_reason_of
+
+    mlflow_client = client(tracking_uri)
+    experiment_id = ensure_experiment(experiment, tracking_uri)
+    earlier = _trial_runs_of(mlflow_client, experiment_id, parent_run_id, role).get(task_id) if parent_run_id else None
+    process = _process_tags()
+    if earlier is not None:
+        run_id = earlier.info.run_id
+        mlflow_client.update_run(run_id, status="RUNNING")
+        mlflow_client.set_tag(run_id, ATTEMPT_TAG, str(int(earlier.data.tags.get(ATTEMPT_TAG, "1")) + 1))
+        for key, value in process.items():
+            mlflow_client.set_tag(run_id, key, value)
+        logged = {int(metric.step) for metric in mlflow_client.get_metric_history(run_id, "reward_mean")}
+    else:
+        run_tags = {f"proxyhpo.{key}": value for key, value in (tags or {}).items()} | {ROLE_TAG: role, TRIAL_ID_TAG: task_id} | process
+        if parent_run_id:
+            run_tags[PARENT_TAG] = parent_run_id
+        run_id = mlflow_client.create_run(experiment_id, run_name=task_id, tags=run_tags).info.run_id
+        _log_params(mlflow_client, run_id, dict(params or {}))
+        logged = set()
+    try:
+        yield mlflow_client, run_id, logged
+    except BaseException as exc:
+        try:
+            mlflow_client.set_tag(run_id, FAIL_REASON_TAG, fail_reason_of(exc)[:5000])
+            mlflow_client.set_terminated(run_id, status="FAILED")
+        except Exception as inner:  # the error that unwinds must not be hidden by this one
+            logger.warning("run %s could not be closed: %s", run_id, inner)
+        raise

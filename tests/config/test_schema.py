@@ -71,7 +71,29 @@ def _manifest() -> ProxyDataManifest:
 
 
 #: One instance of every model of the schema layer a user writes or a stage hands on (studies come from the examples).
+def _nas_space() -> schema.NasSearchSpace:
+    return schema.NasSearchSpace.from_shapes(schema.NasSpaceConfig(channels=(2, 4, 4, 8, 8)), [(40, 64, 64), (24, 48, 56)], in_channels=2)
+
+
+def _episode() -> schema.EpisodeStats:
+    return schema.EpisodeStats(
+        episode=0, samples=((0, 1), (0, 0)), rewards=(0.5, None), n_failed=1, stepped=True, mean_reward=0.5, max_reward=0.5,
+        baseline=0.5, entropy=1.25, policy_loss=-0.1, loss=-0.2, most_likely=(0, 0), same_as_most_likely=0.5, mode_fraction=0.5,
+    )
+
+
 INSTANCES: dict[str, BaseModel] = {
+    "nas_plan": schema.NasPlan(
+        space=_nas_space(), folds=(schema.NasFold(fold=0, train_ids=("a", "b"), val_ids=("c",), proxy_ids=("a",), proxy_selection_seconds=0.5),),
+        test_ids=("d",), proxy_method="mi+labelcrop",
+    ),
+    "nas_fold_result": schema.NasFoldResult(
+        fold=0, arm="proxy", architecture=_nas_space().largest(), val_dice=0.7, test_dice=None, val_case_dice={"c": 0.7},
+        search_process_hours=0.25, train_cases=2, episodes=(_episode(),),
+    ),
+    "nas_controller_state": schema.NasControllerState(
+        config=schema.NasControllerConfig(seed=2), decisions=(("patch_size", 2), ("skip", 2)), episode=1, baseline=0.5, history=(_episode(),),
+    ),
     "search_space": default_search_space(),
     "controller_config": ControllerConfig(seed=3, max_grad_norm=None),
     "proposal": _proposal(),
@@ -143,6 +165,8 @@ def test_every_schema_model_is_covered() -> None:
         schema.TrialSettings, schema.FinalConfig, schema.ResourcesConfig, schema.HUWindow, schema.Normalize, schema.Categorical,
         schema.Uniform, schema.LogUniform, schema.FaultInjection, schema.TrialSpec, schema.DataItem, schema.TrialResult,
         schema.StudiesConfig, schema.ProxyDataStudyConfig, schema.ProxyNetStudyConfig, schema.TrustConfig,
+        schema.NasConfig, schema.NasChildConfig, schema.NasSpaceConfig, schema.NasControllerConfig, schema.NasFold,
+        schema.Decision, schema.Architecture, schema.NasSearchSpace, schema.EpisodeStats,
     }
     missing = sorted(m.__name__ for m in models - covered - nested if not issubclass(m, RootModel) or m is not schema.SearchSpace)
     assert missing == [], f"add an instance of {missing} to INSTANCES"
@@ -223,4 +247,6 @@ def test_steps_that_do_not_train_load_no_torch(module: str) -> None:
 
 def test_the_examples_are_found() -> None:
     # the parametrisations above would silently shrink if the examples moved
-    assert [path.name for path in EXAMPLES] == ["demo-studies.yaml", "demo.yaml", "prostate.yaml", "spleen.yaml"]
+    assert [path.name for path in EXAMPLES] == [
+        "demo-studies.yaml", "demo.yaml", "nas-brain.yaml", "nas-demo.yaml", "nas-heart.yaml", "nas-prostate.yaml", "prostate.yaml", "spleen.yaml",
+    ]

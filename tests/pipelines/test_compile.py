@@ -29,7 +29,7 @@ STUDY_KINDS = ("proxy-data-study", "proxy-net-study", "trust")
 HPO = sorted(name for name, (kind, _) in SHIPPED_PIPELINES.items() if kind == "hpo")
 STUDIES = sorted(name for name, (kind, _) in SHIPPED_PIPELINES.items() if kind in STUDY_KINDS)
 #: The components that train (or compute similarities) on a GPU; KFP numbers a component's repeats (train-pack-2, ...).
-GPU_COMPONENTS = {"train-pack", "final-training", "plan-cells", "train-cell", "select-arm-data"}
+GPU_COMPONENTS = {"train-pack", "final-training", "plan-cells", "train-cell", "select-arm-data", "nas-plan", "nas-search", "nas-evaluate"}
 
 
 def _golden_module():
@@ -78,6 +78,8 @@ def _study(name: str) -> StudyConfig:
 def _compiled_shape(name: str) -> PipelineShape:
     """What pipeline ``name`` fixes: a comparison study its parallelism only, the searches their rounds too."""
     study = _study(name)
+    if _kind(name) == "nas":
+        return study.nas_shape
     return study.study_shape if _kind(name) in STUDY_KINDS else study.shape
 
 
@@ -192,6 +194,8 @@ def test_gpu_tasks_request_one_gpu_and_resources(compiled: dict[str, str], name:
         assert sorted(gpu) == ["exec-final-training", "exec-train-pack"]
     elif _kind(name) in STUDY_KINDS:  # planning (the similarity matrices) and every cell's training
         assert sorted(gpu) == ["exec-plan-cells", "exec-train-cell"]
+    elif _kind(name) == "nas":  # planning (shapes, proxy similarities), the chained search tasks, export and evaluation
+        assert sorted(gpu) == ["exec-nas-evaluate", "exec-nas-plan", "exec-nas-search"]
     toleration = {"key": study.resources.gpu_type, "operator": "Exists", "effect": "NoSchedule"}
     for key, executor in gpu.items():
         resources = executor["container"]["resources"]
@@ -295,7 +299,9 @@ def test_start_study_checks_the_compiled_shape_before_anything_runs(compiled: di
     constant = start["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"]
     assert PipelineShape.model_validate_json(constant) == _compiled_shape(name)
     if kind in STUDY_KINDS:  # a comparison study has no rounds: only its parallelism is compiled in
-        assert constant == f'{{"rounds":null,"gpus":{study.resources.gpus}}}'
+        assert constant == f'{{"rounds":null,"gpus":{study.resources.gpus},"nas":null}}'
+    elif kind == "nas":  # its chained tasks, folds and arms are compiled in
+        assert _compiled_shape(name).nas == {"episodes": study.nas.episodes, "episodes_per_task": study.nas.episodes_per_task, "folds": study.nas.folds, "search_data": study.nas.search_data}
     else:
         assert _compiled_shape(name) == PipelineShape(rounds=study.search.rounds, gpus=study.resources.gpus)
     assert start["inputs"]["parameters"]["pipeline"]["runtimeValue"]["constant"] == kind
@@ -449,7 +455,7 @@ def test_compile_command_compiles_a_comparison_study(capsys: pytest.CaptureFixtu
     assert sorted(path.name for path in out.iterdir()) == [f"{kind}-my-study.yaml"]
     spec, _ = _documents(written.read_text())
     tasks = _all_tasks(spec)
-    assert tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"] == '{"rounds":null,"gpus":3}'
+    assert tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"] == '{"rounds":null,"gpus":3,"nas":null}'
     assert _cells_loop(spec)[1]["iteratorPolicy"]["parallelismLimit"] == 3
     assert spec["pipelineInfo"]["name"] == f"proxyhpo-{kind}"
     assert spec["pipelineInfo"]["displayName"] == f"proxyhpo {kind}: my-study"

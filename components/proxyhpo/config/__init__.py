@@ -14,6 +14,7 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.nas_space`: the NAS search space, its decisions and architectures.
 - :mod:`~proxyhpo.config.trial`: hyper-parameters, trial plans and trial results.
 - :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
+- :mod:`~proxyhpo.config.nas`: the NAS settings of a study, its plan and fold results.
 - :mod:`~proxyhpo.config.studies`: the paper's comparison studies, their grid, arms and cells.
 """
 
@@ -21,6 +22,7 @@ from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_
 from proxyhpo.config.controller import ControllerConfig, ControllerState, HistoryRecord, PackSpec, Proposal, UpdateStats
 from proxyhpo.config.data import ProxyDataManifest, StudyData
 from proxyhpo.config.early_stopping import EarlyStoppingConfig, rung_epochs
+from proxyhpo.config.nas import NAS_SEARCH_DATA, NasChildConfig, NasConfig, NasFold, NasFoldResult, NasPlan, parse_search
 from proxyhpo.config.network import NetworkConfig, check_patch_size
 from proxyhpo.config.nas_space import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig
 from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
@@ -69,4 +71,5 @@ __all__ = [
     "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
     "EpisodeStats", "NasControllerConfig", "NasControllerState",
+    "NAS_SEARCH_DATA", "NasChildConfig", "NasConfig", "NasFold", "NasFoldResult", "NasPlan", "parse_search",
 ]

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from proxyhpo.config.base import Record, StrictModel, brief, load_config, parse_config
 from proxyhpo.config.controller import ControllerConfig
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
+from proxyhpo.config.nas import NasConfig
 from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
@@ -193,6 +194,7 @@ class StudyConfig(StrictModel):
     final: FinalConfig = Field(default_factory=FinalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     studies: StudiesConfig = Field(default_factory=StudiesConfig)
+    nas: NasConfig = Field(default_factory=NasConfig)
 
     @property
     def shape(self) -> PipelineShape:
@@ -221,6 +223,14 @@ class StudyConfig(StrictModel):
         return {"dataset": self.data.dataset, "external": self.data.external or "none", "study_name": self.name}
 
     @property
+    def nas_shape(self) -> PipelineShape:
+        """What a compiled NAS pipeline fixes: its chained search tasks, folds and arms, and its parallelism."""
+        return PipelineShape(rounds=None, gpus=self.resources.gpus, nas=self._nas_layout())
+
+    def _nas_layout(self) -> dict[str, int | str]:
+        return {"episodes": self.nas.episodes, "episodes_per_task": self.nas.episodes_per_task, "folds": self.nas.folds, "search_data": self.nas.search_data}
+
+    @property
     def study_shape(self) -> PipelineShape:
         """What a compiled comparison-study pipeline fixes: its parallelism only (its cells fan out at run time)."""
         return PipelineShape(rounds=None, gpus=self.resources.gpus)
@@ -232,6 +242,8 @@ class StudyConfig(StrictModel):
             return search
         if kind == "automl-comparison":
             return len(self.studies.comparison.arms) * search
+        if kind == "nas":  # one search task of episodes per fold and arm
+            return self.nas.folds * len(self.nas.arms) * self.nas.tasks
         return self.studies.trial_count(kind)
 
     def for_search_arm(self, arm: str) -> StudyConfig:
@@ -255,11 +267,15 @@ class StudyConfig(StrictModel):
         Raises:
             ConfigError: naming the first setting that differs and the pipeline to compile instead.
         """
-        for key, ours, theirs in (("search.rounds", self.search.rounds, compiled.rounds), ("resources.gpus", self.resources.gpus, compiled.gpus)):
+        settings = [("search.rounds", self.search.rounds, compiled.rounds), ("resources.gpus", self.resources.gpus, compiled.gpus)]
+        if compiled.nas:
+            layout = self._nas_layout()
+            settings += [(f"nas.{key}", layout[key], value) for key, value in compiled.nas.items()]
+        for key, ours, theirs in settings:
             if theirs is not None and ours != theirs:
                 raise ConfigError(
                     source,
-                    f"{key} is {ours} but this pipeline was compiled for {theirs}: rounds and parallelism are fixed at compile time",
+                    f"{key} is {ours} but this pipeline was compiled for {theirs}: a pipeline's rounds, tasks and parallelism are fixed at compile time",
                     f"compile the pipeline for this study (`proxyhpo compile STUDY.yaml`) and run that one, or set {key} back to {theirs}",
                 )
 
@@ -313,10 +329,13 @@ class PipelineShape(StrictModel):
     Attributes:
         rounds: search rounds, unrolled into the pipeline (None: the pipeline has no rounds).
         gpus: packs trained at once, the ``ParallelFor`` parallelism.
+        nas: the NAS pipeline's unrolled layout (episodes, episodes per task, folds, search data); None
+            for the other pipelines.
     """
 
     rounds: int | None = Field(ge=1)
     gpus: int = Field(ge=1)
+    nas: dict[str, int | str] | None = None
 
 
 class StudyRun(Record):
