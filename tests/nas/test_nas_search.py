@@ -122,6 +122,42 @@ def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path)
     assert np.allclose(mask.affine, image.affine, atol=1e-3)
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
 
+    from proxyhpo.cli import main
+
+    assert main(["segment", str(tmp_path / "model"), case.image, "--out-dir", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    assert (tmp_path / "cli" / (Path(case.image).name.removesuffix(".nii.gz") + "_mask.nii.gz")).exists()
+    assert main(["segment", str(tmp_path / "nowhere"), case.image]) == 2
+
     (tmp_path / "model" / "weights.pt").write_bytes(b"not torch")
     with pytest.raises(InputError, match="weights.pt"):
         ExportedNetwork(tmp_path / "model", device="cpu")
+
+
+def test_proxy_search_data_come_from_each_folds_training_cases(nas_setup) -> None:
+    study, data, _, _ = nas_setup
+    both = study.model_copy(update={"nas": study.nas.model_copy(update={"search_data": "both"})})
+    plan = plan_nas(both, data)
+    assert plan.proxy_method == "mi+labelcrop"
+    for fold in plan.folds:
+        assert len(fold.proxy_ids) == study.selection.budget
+        assert set(fold.proxy_ids) <= set(fold.train_ids)
+
+
+def test_the_report_puts_the_proxy_search_beside_the_full_one(nas_setup) -> None:
+    from proxyhpo.analysis.nas_report import nas_summary, render_nas_markdown
+    from proxyhpo.config.nas import NasFoldResult
+
+    study, _, plan, _ = nas_setup
+    arch = plan.space.largest()
+
+    def result(arm: str, fold: int, dice: float, hours: float) -> NasFoldResult:
+        return NasFoldResult(fold=fold, arm=arm, architecture=arch, val_dice=dice, search_gpu_hours=hours, train_cases=4 if arm == "all" else 2)
+
+    results = [result("all", 0, 0.8, 2.0), result("all", 1, 0.7, 2.0), result("proxy", 0, 0.7, 0.5), result("proxy", 1, 0.6, 0.5)]
+    summary = nas_summary(results)
+    assert summary["metrics"]["all_cv_dice_mean"] == pytest.approx(0.75)
+    assert summary["metrics"]["proxy_speedup"] == pytest.approx(4.0)
+    assert summary["metrics"]["proxy_cv_dice_change"] == pytest.approx(-0.1)
+    assert summary["metrics"]["total_gpu_hours"] == pytest.approx(5.0)
+    text = render_nas_markdown(study, plan, summary, results)
+    assert "4.00× fewer device-hours" in text and "-0.1000" in text

@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "golden"
-#: The shipped pipelines kept as golden files: the HPO demo and the three comparison studies on the demo
-#: studies; the spleen and prostate ones (the HPO ones with 20 unrolled rounds, 8,900 lines each) are checked
+#: The shipped pipelines kept as golden files: the HPO demo, the three comparison studies on the demo
+#: studies and the NAS demo; the spleen and prostate ones (the HPO ones with 20 unrolled rounds, 8,900 lines each) are checked
 #: by targeted assertions instead.
-GOLDEN_PIPELINES = ("hpo-demo", "proxy-data-study-demo-studies", "proxy-net-study-demo-studies", "trust-demo-studies")
+GOLDEN_PIPELINES = ("hpo-demo", "proxy-data-study-demo-studies", "proxy-net-study-demo-studies", "trust-demo-studies", "nas-demo")
 #: Golden files of pipelines compiled for a shrunk example, where the shipped one unrolls too much to review:
 #: name -> (kind, example, changes to its config). The automl comparison unrolls arms x rounds x repeats.
 GOLDEN_VARIANTS = {
