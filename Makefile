@@ -37,6 +37,7 @@ bench: $(STAMP)  ## benchmarks; JSON results under bench/results/
 	$(PY) bench/bench_similarity.py
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_nas.py
+	$(PY) bench/bench_search.py
 
 compile: $(STAMP)  ## compile every pipeline to build/pipelines/
 	$(VENV)/bin/proxyhpo compile --out build/pipelines

@@ -158,6 +158,16 @@ def _cmd_report(args: argparse.Namespace) -> None:
         Console().print(Markdown(text))
 
 
+def _cmd_bench_search(args: argparse.Namespace) -> None:
+    from proxyhpo.config.search_bench import load_search_bench
+    from proxyhpo.search.bench import run_search_bench
+
+    config = load_search_bench(args.config)
+    _check_local_out(args.out, "--out", local_only=True, folder=True)
+    run_search_bench(config, args.out)
+    print(Path(args.out) / "search.json")
+
+
 def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.launch import compile_pipelines
 
@@ -253,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("experiment", help="the study's name (its MLflow experiment), or a parent run id")
     report.add_argument("--markdown", action="store_true", help="print the Markdown source instead of rendering it")
     report.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    bench_search = bench_sub.add_parser(
+        "search", help="random search, REINFORCE, REINFORCE + successive halving and Optuna TPE + Hyperband side by side on one trainer and budget"
+    )
+    bench_search.add_argument("config", help="bench config YAML (see bench/search.yaml)")
+    bench_search.add_argument("--out", default="bench/results", help="folder for search.json and search.png (default: bench/results)")
+    bench_search.set_defaults(func=_cmd_bench_search)
 
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")

@@ -1,0 +1,172 @@
+"""The search benchmark's analysis: running best against device-hours, the best trial, the table and the figure.
+
+Pure functions over the benchmark's records (:mod:`proxyhpo.config.search_bench`). The curve of a
+strategy is defined on its *counted* trials (within the budget), in the order the strategy proposed them:
+after each, the device-hours spent so far and the best validation Dice of the trials so far that trained
+all their epochs. Trials stopped early (successive halving, a pruner) cost device-hours but are no
+candidates: their Dice is an earlier epoch's, not comparable with a finished trial's (Optuna's best trial
+and the REINFORCE controller's final choice exclude them alike).
+
+Example:
+    >>> curve = running_best(run.trials)  # doctest: +SKIP
+    >>> plot_search_bench(result, "bench/results/search.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from proxyhpo import storage
+from proxyhpo.config.search_bench import BenchTrial, CurvePoint, SearchBenchResult, StrategyRun
+
+__all__ = ["running_best", "best_trial", "summary_rows", "summary_markdown", "plot_search_bench"]
+
+_DPI = 110
+_COLOURS = {"random": "#7f7f7f", "reinforce": "#1f77b4", "reinforce+sh": "#2ca02c", "tpe+hyperband": "#d62728"}
+
+
+def _candidate(trial: BenchTrial) -> bool:
+    return trial.counted and trial.state == "COMPLETE" and trial.val_dice is not None and math.isfinite(trial.val_dice)
+
+
+def running_best(trials: Sequence[BenchTrial]) -> tuple[CurvePoint, ...]:
+    """One point per counted trial: its cumulative device-hours and the best Dice of the finished trials so far.
+
+    Args:
+        trials: a strategy's trials in proposal order.
+
+    Returns:
+        the curve; ``best_val_dice`` is None until a trial has trained all its epochs.
+    """
+    best: float | None = None
+    points = []
+    for trial in trials:
+        if not trial.counted:
+            continue
+        if _candidate(trial) and (best is None or trial.val_dice > best):  # type: ignore[operator]
+            best = trial.val_dice
+        points.append(CurvePoint(trial_id=trial.trial_id, hours=trial.cumulative_hours, best_val_dice=best))
+    return tuple(points)
+
+
+def best_trial(trials: Sequence[BenchTrial]) -> BenchTrial | None:
+    """The counted trial with the highest Dice among those that trained all their epochs (the earliest on ties)."""
+    best: BenchTrial | None = None
+    for trial in trials:
+        if _candidate(trial) and (best is None or trial.val_dice > best.val_dice):  # type: ignore[operator]
+            best = trial
+    return best
+
+
+def summary_rows(result: SearchBenchResult) -> list[dict[str, object]]:
+    """One row per strategy and seed: device-hours, trials, the best validation Dice and the final model's Dice."""
+    rows = []
+    for run in result.runs:
+        counted = run.counted
+        rows.append(
+            {
+                "strategy": run.strategy,
+                "seed": run.seed,
+                "device_hours": run.device_hours,
+                "budget_hours": run.budget_hours,
+                "overrun_hours": run.overrun_hours,
+                "trials": len(counted),
+                "stopped": sum(trial.state == "STOPPED" for trial in counted),
+                "failed": sum(trial.state == "FAILED" for trial in counted),
+                "trial_epochs": sum(trial.epochs_run for trial in counted),
+                "best_val_dice": run.best_val_dice,
+                "final_val_dice": run.final_val_dice,
+                "final_test_dice": run.final_test_dice,
+            }
+        )
+    return rows
+
+
+def _number(value: object, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"  # type: ignore[str-format]
+
+
+def summary_markdown(result: SearchBenchResult) -> str:
+    """The results table (strategy, seed, device-hours, trials, best validation Dice, final Dice) and per-strategy means."""
+    lines = [
+        f"Budget {result.budget_hours:.5f} device-hours per strategy and seed ({result.calibration.full_trial_hours:.5f} h per full trial at calibration).",
+        "",
+        "| strategy | seed | device-hours | trials (stopped) | trial-epochs | best val Dice | final val Dice | final test Dice |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = summary_rows(result)
+    for row in rows:
+        lines.append(
+            f"| {row['strategy']} | {row['seed']} | {_number(row['device_hours'], 5)} | {row['trials']} ({row['stopped']}) | {row['trial_epochs']} "
+            f"| {_number(row['best_val_dice'])} | {_number(row['final_val_dice'])} | {_number(row['final_test_dice'])} |"
+        )
+    lines += ["", "| strategy | mean best val Dice | mean final val Dice | mean device-hours | seeds |", "|---|---:|---:|---:|---:|"]
+    for strategy in dict.fromkeys(row["strategy"] for row in rows):
+        mine = [row for row in rows if row["strategy"] == strategy]
+
+        def mean(key: str) -> float | None:
+            values = [row[key] for row in mine if row[key] is not None]
+            return float(np.mean(values)) if values else None  # type: ignore[arg-type]
+
+        lines.append(f"| {strategy} | {_number(mean('best_val_dice'))} | {_number(mean('final_val_dice'))} | {_number(mean('device_hours'), 5)} | {len(mine)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _steps(run: StrategyRun) -> tuple[list[float], list[float]]:
+    """The curve as a step function from 0 hours: x and y for ``step(where="post")`` (None before the first finished trial)."""
+    xs, ys = [0.0], [math.nan]
+    for point in run.curve:
+        xs.append(point.hours)
+        ys.append(math.nan if point.best_val_dice is None else point.best_val_dice)
+    xs.append(run.device_hours)
+    ys.append(ys[-1])
+    return xs, ys
+
+
+def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) -> Path:
+    """Best validation Dice found against device-hours spent (a line per strategy and seed), and the final models' Dice.
+
+    Left: each strategy's running best over its counted trials, one thin line per seed, the budget as a
+    dashed line. Right: the final model's validation Dice for each strategy's best hyper-parameters, one
+    dot per seed and the mean as a bar. Written atomically as a PNG.
+    """
+    figure = Figure(figsize=(11, 4.2), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    curves, finals = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    strategies = list(dict.fromkeys(run.strategy for run in result.runs))
+    for run in result.runs:
+        xs, ys = _steps(run)
+        colour = _COLOURS.get(run.strategy)
+        label = run.strategy if run.seed == min(r.seed for r in result.runs if r.strategy == run.strategy) else None
+        curves.step(xs, ys, where="post", color=colour, alpha=0.85, linewidth=1.4, label=label)
+        stopped = [point for point, trial in zip(run.curve, run.counted) if trial.state == "STOPPED"]
+        if stopped:
+            curves.plot([p.hours for p in stopped], [p.best_val_dice if p.best_val_dice is not None else 0.0 for p in stopped], "x", color=colour, alpha=0.5, markersize=4)
+    curves.axvline(result.budget_hours, color="black", linestyle="--", linewidth=1, label="budget")
+    curves.set_xlabel("device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
+    curves.set_ylabel("best validation Dice found (trials trained to the end)")
+    seeds = sorted({run.seed for run in result.runs})
+    curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: trials stopped early)")
+    curves.legend(loc="lower right", fontsize=8)
+    curves.grid(alpha=0.3)
+    for k, strategy in enumerate(strategies):
+        values = [run.final_val_dice for run in result.runs if run.strategy == strategy and run.final_val_dice is not None]
+        colour = _COLOURS.get(strategy)
+        if values:
+            finals.bar(k, float(np.mean(values)), color=colour, alpha=0.35)
+            finals.plot([k] * len(values), values, "o", color=colour)
+    finals.set_xticks(range(len(strategies)))
+    finals.set_xticklabels(strategies, rotation=20, fontsize=8)
+    finals.set_ylabel("final model's validation Dice (held-out cases)")
+    finals.set_title("final model, each strategy's best")
+    finals.grid(alpha=0.3, axis="y")
+    with storage.atomic_output(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=_DPI)
+    return Path(out)
