@@ -467,7 +467,7 @@ class SearchBench:
 
     # -------------------------------------------------------------------------------------------- run
     def run(self, out: str | os.PathLike[str]) -> SearchBenchResult:
-        """Run the benchmark; write ``search.json`` and ``search.png`` into ``out``.
+        """Run the benchmark; write ``search.json`` and ``search.png`` into ``out`` (after every seed, the seeds so far).
 
         Returns:
             the result, as written.
@@ -502,20 +502,21 @@ class SearchBench:
             for seed in self.config.seeds:
                 self._say(f"seed {seed}")
                 runs += self._run_seed(seed)
-            machine["load_average_end"] = list(os.getloadavg())
-            result = SearchBenchResult(
-                bench_id=self.bench_id,
-                experiment=self.study.name,
-                study=self.study.name,
-                config=self.config.model_dump(mode="json"),
-                machine=machine,
-                budget_hours=self.budget_hours,
-                calibration=calibration,
-                runs=tuple(runs),
-                wall_seconds=time.perf_counter() - started,
-            )
-            result.write(out / "search.json")
-            plot_search_bench(result, out / "search.png")
+                # written after every seed: a long benchmark stopped later keeps the seeds it finished
+                machine["load_average_end"] = list(os.getloadavg())
+                result = SearchBenchResult(
+                    bench_id=self.bench_id,
+                    experiment=self.study.name,
+                    study=self.study.name,
+                    config=self.config.model_dump(mode="json"),
+                    machine=machine,
+                    budget_hours=self.budget_hours,
+                    calibration=calibration,
+                    runs=tuple(runs),
+                    wall_seconds=time.perf_counter() - started,
+                )
+                result.write(out / "search.json")
+                plot_search_bench(result, out / "search.png")
             client.log_artifact(bench_run, str(out / "search.json"))
             client.log_artifact(bench_run, str(out / "search.png"))
             client.log_metric(bench_run, "budget_hours", self.budget_hours)
