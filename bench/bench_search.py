@@ -9,7 +9,7 @@ Dice) and ``bench/results/search.png``. See :mod:`proxyhpo.search.bench` for the
 It needs MLflow (every trial is a run) and Optuna (``pip install 'proxyhpo[optuna]'``); where either is missing
 (the GPU machine's bare environment) it says so and exits 0, so ``make bench`` goes on.
 
-Usage: ``python bench/bench_search.py [CONFIG] [--out bench/results]``
+Usage: ``python bench/bench_search.py [CONFIG] [--out bench/results] [--seeds 0 1 2]``
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default=str(HERE / "search.yaml"), help="bench config (default: bench/search.yaml)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for search.json and search.png")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="the seeds to run instead of the config's")
     args = parser.parse_args()
     missing = [name for name in ("mlflow", "optuna") if importlib.util.find_spec(name) is None]
     if missing:
@@ -33,7 +34,8 @@ def main() -> int:
         return 0
     from proxyhpo.cli import main as cli
 
-    return cli(["bench", "search", args.config, "--out", args.out])
+    seeds = ["--seeds", *map(str, args.seeds)] if args.seeds else []
+    return cli(["bench", "search", args.config, "--out", args.out, *seeds])
 
 
 if __name__ == "__main__":

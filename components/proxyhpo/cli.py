@@ -163,6 +163,11 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
     from proxyhpo.search.bench import run_search_bench
 
     config = load_search_bench(args.config)
+    if args.seeds is not None:
+        try:
+            config = type(config).model_validate(config.model_dump() | {"seeds": args.seeds})
+        except ValidationError as exc:
+            raise config_error(exc, "--seeds", fix="give distinct seeds >= 0") from None
     _check_local_out(args.out, "--out", local_only=True, folder=True)
     run_search_bench(config, args.out)
     print(Path(args.out) / "search.json")
@@ -271,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_search.add_argument("config", help="bench config YAML (see bench/search.yaml)")
     bench_search.add_argument("--out", default="bench/results", help="folder for search.json and search.png (default: bench/results)")
+    bench_search.add_argument("--seeds", type=int, nargs="+", default=None, help="the seeds to run instead of the config's (e.g. --seeds 0)")
     bench_search.set_defaults(func=_cmd_bench_search)
 
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")

@@ -144,3 +144,5 @@ def test_cli_bench_search_refuses_a_bad_config_in_one_line(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("proxyhpo bench: error: ") and "bench.yaml" in err and "exactly one of budget.hours and budget.trials" in err
     assert "\n" not in err and not (tmp_path / "out").exists()
+    assert main(["bench", "search", str(write_bench(tmp_path)), "--seeds", "-1", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == "proxyhpo bench: error: --seeds: seeds must be >= 0, got [-1]; fix: give distinct seeds >= 0"

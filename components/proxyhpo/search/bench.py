@@ -377,7 +377,7 @@ class SearchBench:
                     batch=batch,
                     hyperparameters=dict(proposal.hyperparameters),
                     state=result.state.value,
-                    stopped_at_epoch=getattr(result, "stopped_at_epoch", None),
+                    stopped_at_epoch=result.stopped_at_epoch,
                     epochs_run=result.epochs_run,
                     val_dice=result.final_val_dice,
                     device_hours=cost,
@@ -451,6 +451,7 @@ class SearchBench:
         """Every strategy in one seed, batch by batch in turns (least spent first), then their final models."""
         study = study_with(self.study, "training", seed=self.study.training.seed + 1000 * seed)
         searches: list[_Search] = []
+        runs: list[StrategyRun] = []
         try:
             for order, name in enumerate(self.config.strategies):
                 searches.append(self._open_search(name, order, seed, study))
@@ -459,9 +460,11 @@ class SearchBench:
                 if not active:
                     break
                 self._step(min(active, key=lambda search: (search.spent, search.order)))
-            return [self._finish(search, study) for search in searches]
-        except BaseException:
             for search in searches:
+                runs.append(self._finish(search, study))
+            return runs
+        except BaseException:
+            for search in searches[len(runs) :]:  # the parent runs not closed yet
                 tracking.finish_run(search.parent_run_id, failed=True)
             raise
 

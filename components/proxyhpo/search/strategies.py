@@ -37,7 +37,7 @@ import numpy as np
 from proxyhpo.config import Categorical, LogUniform, PackSpec, Proposal, StudyConfig, TrialResult, TrialResults, TrialState
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 
-__all__ = ["study_with", "Strategy", "RandomSearch", "ReinforceSearch", "OptunaSearch", "OptunaPruning", "make_strategy"]
+__all__ = ["study_with", "Strategy", "RandomSearch", "ReinforceSearch", "ReinforceHalvingSearch", "OptunaSearch", "OptunaPruning", "make_strategy"]
 
 
 def study_with(study: StudyConfig, section: str, **values: Any) -> StudyConfig:
@@ -143,9 +143,9 @@ class ReinforceSearch(Strategy):
     controller's state file in ``workdir``, exactly as the HPO pipeline's tasks do.
 
     Args:
-        early_stopping: successive halving inside the packs (``reinforce+sh``); the controller's
-            ``reward: auto`` then learns from ranks.
         workdir: where the controller's state and the rounds' results files live.
+        early_stopping: successive halving inside the packs (see :class:`ReinforceHalvingSearch`); the
+            controller's ``reward: auto`` then learns from ranks.
     """
 
     name = "reinforce"
@@ -156,8 +156,6 @@ class ReinforceSearch(Strategy):
 
         controller = self.study.search.controller.model_copy(update={"seed": seed})
         self.study = study_with(self.study, "search", controller=controller.model_dump(), early_stopping=early_stopping.model_dump() if early_stopping else None)
-        if early_stopping is not None:
-            self.name = "reinforce+sh"  # type: ignore[misc]
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state = self.workdir / "controller.zip"
@@ -178,6 +176,19 @@ class ReinforceSearch(Strategy):
         TrialResults(results=tuple(results)).write(file)
         update_round(self.state, [file], self.state)
         self.batches += 1
+
+
+class ReinforceHalvingSearch(ReinforceSearch):
+    """``reinforce+sh``: the REINFORCE controller with successive halving inside its packs (``early_stopping``).
+
+    A round's proposals queue for the pack's slots; at each rung the worse trials stop and their slots take
+    the next; the controller learns from ranks, survivors above the stopped (``controller.reward: auto``).
+    """
+
+    name = "reinforce+sh"
+
+    def __init__(self, study: StudyConfig, seed: int, *, workdir: str | os.PathLike[str], early_stopping: EarlyStoppingConfig) -> None:
+        super().__init__(study, seed, workdir=workdir, early_stopping=early_stopping)
 
 
 class OptunaPruning:
@@ -314,7 +325,7 @@ def make_strategy(
     if name == "reinforce":
         return ReinforceSearch(study, seed, workdir=workdir)
     if name == "reinforce+sh":
-        return ReinforceSearch(study, seed, workdir=workdir, early_stopping=early_stopping)
+        return ReinforceHalvingSearch(study, seed, workdir=workdir, early_stopping=early_stopping)
     if name == "tpe+hyperband":
         return OptunaSearch(study, seed, early_stopping=early_stopping, startup_trials=startup_trials)
     raise ValueError(f"name must be one of random, reinforce, reinforce+sh, tpe+hyperband, got {name!r}")
