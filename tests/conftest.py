@@ -1,7 +1,11 @@
-"""Fixtures shared across the suite: a real S3 server (SeaweedFS ``weed mini``) and isolated homes."""
+"""Fixtures shared across the suite: a real S3 server (SeaweedFS ``weed mini``), isolated homes, and one tiny
+HPO study run end to end (with fake secrets planted in its environment) that several tests read."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import os
 import shutil
 import signal
@@ -10,12 +14,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 S3_ACCESS_KEY = "proxyhpo-test-key"
 S3_SECRET_KEY = "proxyhpo-test-secret-5b1e"
+TESTS = Path(__file__).parent
+
+#: Known fake secrets, planted in the environment of the tiny study run: every variable the code (or MLflow,
+#: or the KFP client) reads a credential from. tests/security/test_secrets.py searches every output for them.
+FAKE_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "fakeAKIA-2b7e151628aed2a6",
+    "AWS_SECRET_ACCESS_KEY": "fake-aws-secret-3c4fcf098815f7aba",
+    "S3_ACCESS_KEY": "fake-s3-access-7f1c2d3e4b5a",
+    "S3_SECRET_KEY": "fake-s3-secret-9e8d7c6b5a4f3e2d",
+    "POSTGRES_PASSWORD": "fake-postgres-password-6a09e667f3bc",
+    "MLFLOW_TRACKING_USERNAME": "fake-mlflow-user-bb67ae85",
+    "MLFLOW_TRACKING_PASSWORD": "fake-mlflow-password-3c6ef372fe94",
+    "MLFLOW_TRACKING_TOKEN": "fake-mlflow-token-a54ff53a5f1d",
+    "KFP_TOKEN": "fake-kfp-token-510e527fade682d1",
+    "KFP_COOKIES": "authservice_session=fake-kfp-cookie-9b05688c2b3e6c1f",
+}
 
 
 def _free_port() -> int:
@@ -99,3 +121,55 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PROXYHPO_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
+
+
+def load_test_module(name: str, path: Path) -> Any:
+    """A test module's helpers, for another test (``tests/`` is not a package under ``--import-mode=importlib``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """What the tiny HPO study run left: its config, summary, home folder (MLflow store, artifacts, logs) and console."""
+
+    study: Any
+    summary: dict[str, Any]
+    home: Path
+    console: str
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def tiny_hpo_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The tiny HPO study of tests/pipelines/test_local_run.py run once, uninterrupted, by ``run_local`` (kfp.local).
+
+    Its environment holds :data:`FAKE_SECRETS`, which its task processes inherit. The MLflow contract test,
+    the resume test (its uninterrupted reference) and the secrets sweep all read this one run.
+    """
+    from proxyhpo.launch import run_local
+
+    tiny = load_test_module("_tiny_hpo_study", TESTS / "pipelines" / "test_local_run.py")
+    root = tmp_path_factory.mktemp("tiny-hpo")
+    home = root / "home"
+    study = tiny.tiny_study(root, selection={"method": "ncc", "budget": 4})
+    console = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROXYHPO_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        for key, value in FAKE_SECRETS.items():
+            patch.setenv(key, value)
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            summary = run_local(study)
+    return TinyRun(study=study, summary=summary, home=home, console=console.getvalue())
+
+
+@pytest.fixture(scope="session")
+def fake_secrets() -> dict[str, str]:
+    """:data:`FAKE_SECRETS`: the known fake credentials planted in the tiny study run's environment."""
+    return dict(FAKE_SECRETS)

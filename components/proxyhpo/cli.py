@@ -131,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from proxyhpo.launch import run_study
 
-    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline)
+    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline, fresh=args.fresh)
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner (default)")
     where.add_argument("--host", default=None, help="Kubeflow Pipelines API URL")
     run.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) of the run; the chart must be installed there")
+    run.add_argument(
+        "--fresh", action="store_true", help="start the study over; by default a local run resumes where an earlier start of the same study and config stopped"
+    )
     run.add_argument(
         "--pipeline", default="hpo", choices=PIPELINE_KINDS, help="hpo (the search, default) or one of the paper's studies: proxy-data-study, proxy-net-study, trust"
     )

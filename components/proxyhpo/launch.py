@@ -142,10 +142,10 @@ def _output_to(log_path: Path) -> Iterator[Any]:
 class _StudyProgress(threading.Thread):
     """Polls MLflow for the study's trial runs and drives a rich progress display."""
 
-    def __init__(self, study: StudyConfig, started_ms: int, console: Any, kind: str = "hpo") -> None:
+    def __init__(self, study: StudyConfig, parent_run_id: str, console: Any, kind: str = "hpo") -> None:
         super().__init__(daemon=True)
         self.study = study
-        self.started_ms = started_ms
+        self.parent_run_id = parent_run_id
         self.console = console
         self.kind = kind
         self.stopped = threading.Event()
@@ -171,11 +171,11 @@ class _StudyProgress(threading.Thread):
             task = bar.add_task(self._describe(0, 0, 0, False), total=total)
             while not self.stopped.wait(2.0):
                 try:
-                    started, done, failed, final = tracking.trial_progress(self.study.name, self.started_ms)
+                    started, done, failed, final = tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)
                 except Exception:  # the store may be busy migrating; try again on the next tick
                     continue
                 bar.update(task, completed=done, description=self._describe(started, done, failed, final))
-            bar.update(task, completed=tracking.trial_progress(self.study.name, self.started_ms)[1])
+            bar.update(task, completed=tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)[1])
 
 
 def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, console: Any) -> None:
@@ -205,7 +205,52 @@ def _print_study_report(study: StudyConfig, markdown: str, log_path: Path, conso
     console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
 
 
-def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
+def _as_run(study: StudyConfig) -> StudyConfig:
+    """The study exactly as the pipeline's first task resolves it (its config and run parameters), whose hash identifies it."""
+    from proxyhpo.config import study_from_json
+
+    parameters = study.run_parameters()
+    return study_from_json(study.model_dump_json(), dataset=parameters["dataset"], external=parameters["external"], name=parameters["study_name"])
+
+
+def _end_tasks(grace_s: float = 20.0) -> None:
+    """Stop this launcher's task processes: SIGTERM (they close their trials' runs), then SIGKILL after ``grace_s``."""
+    import psutil
+
+    tasks = psutil.Process().children(recursive=True)
+    for task in tasks:
+        with contextlib.suppress(psutil.Error):
+            task.terminate()
+    _, alive = psutil.wait_procs(tasks, timeout=grace_s)
+    for task in alive:
+        with contextlib.suppress(psutil.Error):
+            task.kill()
+
+
+def _stop_interrupted(study: StudyConfig, run_id: str, exc: BaseException, terminal: Any) -> None:
+    """The launcher was interrupted (Ctrl-C, SIGTERM): end the tasks, close the study's runs, and exit at once.
+
+    The runner's worker threads would otherwise retry the interrupted tasks (the retries meant for evicted
+    pods) and keep the process alive: the launcher exits with ``os._exit`` once its runs are closed.
+    """
+    from proxyhpo.signals import EXIT_TERMINATED, Terminated, fail_reason_of
+
+    _end_tasks()
+    reason = fail_reason_of(exc)
+    with contextlib.suppress(Exception):  # the runs are closed by the next start of the study when the store does not answer
+        tracking.fail_open_runs(study.name, parent_run_id=run_id, reason=reason)
+    print(
+        f"proxyhpo run: {reason}: study {study.name} stopped and its MLflow runs were closed; "
+        "run the same command again to resume it (--fresh to start over)",
+        file=terminal,
+        flush=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
+
+
+def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> dict[str, Any]:
     """Run pipeline ``kind`` on this machine with ``kfp.local.SubprocessRunner``; return the study summary.
 
     For the HPO search the summary is the report's ``summary.json``; for a comparison study, the
@@ -213,12 +258,20 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
 
     The data are prepared (generated if configured, validated) before the pipeline starts, so bad input
     stops here with a one-line error rather than deep inside a task.
+
+    A study that was stopped part-way (Ctrl-C, SIGTERM, SIGKILL) resumes: its MLflow parent run is
+    reopened and the trials it finished are not trained again (:mod:`proxyhpo.resume`); ``fresh`` starts
+    over with a new parent run instead. Interrupted by Ctrl-C or SIGTERM, the launcher stops its tasks,
+    closes the study's runs and exits (130 or 143); killed outright, its tasks notice within a second
+    (:data:`proxyhpo.signals.LAUNCHER_ENV`) and end their trials.
     """
     import mlflow  # noqa: F401 - mlflow sets its loggers' level when imported: quiet them after that, not before
     from kfp import components, local
     from rich.console import Console
 
+    from proxyhpo import resume
     from proxyhpo.data.prepare import prepare_study_data
+    from proxyhpo.signals import LAUNCHER_ENV, Terminated, launcher_identity, sigterm_ends_trials
 
     study = study.model_copy(update={"data": study.data.with_absolute_paths()})
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store-migration notices are not the user's business
@@ -226,34 +279,45 @@ def run_local(study: StudyConfig, kind: str = "hpo") -> dict[str, Any]:
     os.environ["PROXYHPO_HOME"] = str(paths.proxyhpo_home())  # absolute, shared with every task process
     os.environ.setdefault("MLFLOW_TRACKING_URI", paths.default_tracking_uri())
     console = Console(stderr=True)
-    console.print(f"[bold]proxyhpo[/bold] study {study.name}: preparing data under {paths.data_dir()}")
-    prepare_study_data(study, progress=True)
+    prepare_study_data(study, progress=True)  # said once it is done: bad data ends in one line on stderr, naming the file
+    console.print(f"[bold]proxyhpo[/bold] study {study.name}: data prepared under {paths.data_dir()}")
     tracking.ensure_experiment(study.name)  # created once, before parallel writers race to migrate the store
 
+    run_id, resumed = resume.open_parent_run(_as_run(study), kind, fresh=fresh)
+    if resumed:
+        console.print(f"resuming study {study.name} (MLflow run {run_id}): trials it finished are not trained again; --fresh starts over")
     log_path = paths.proxyhpo_home() / "logs" / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    started_ms = int(time.time() * 1000) - 1000
     # what runs here is the compiled YAML a cluster is given, not the Python definition it came from
     compiled = compile_study(study, paths.proxyhpo_home() / "pipelines" / f"{kind}-{study.name}.yaml", kind)
     pipeline = components.load_component_from_file(str(compiled))
-    with _output_to(log_path) as terminal:
-        live = Console(file=terminal, force_terminal=terminal.isatty())
-        progress = _StudyProgress(study, started_ms, live, kind)
-        progress.start()
-        try:
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
-            pipeline(study_config=study.model_dump_json(), **study.run_parameters())
-        except Exception as exc:
+    os.environ[resume.PARENT_ENV] = run_id  # the pipeline's first task logs under this run
+    os.environ[LAUNCHER_ENV] = launcher_identity()  # training tasks end their trials when this process is gone
+    try:
+        with _output_to(log_path) as terminal, sigterm_ends_trials():
+            live = Console(file=terminal, force_terminal=terminal.isatty())
+            progress = _StudyProgress(study, run_id, live, kind)
+            progress.start()
+            try:
+                local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
+                pipeline(study_config=study.model_dump_json(), **study.run_parameters())
+            except (KeyboardInterrupt, Terminated) as exc:
+                progress.stopped.set()
+                _stop_interrupted(study, run_id, exc, terminal)
+            except Exception as exc:
+                progress.stopped.set()
+                progress.join()
+                tracking.fail_open_runs(study.name, parent_run_id=run_id)
+                raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
             progress.stopped.set()
             progress.join()
-            tracking.fail_open_runs(study.name, started_after_ms=started_ms)
-            raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
-        progress.stopped.set()
-        progress.join()
-    summary = tracking.study_summary(study.name, started_after_ms=started_ms)
+    finally:
+        for key in (resume.PARENT_ENV, LAUNCHER_ENV):
+            os.environ.pop(key, None)
+    summary = tracking.study_summary(study.name, run_id=run_id)
     if kind == "hpo":
         _print_summary(study, summary, log_path, console)
     else:
-        markdown = tracking.study_artifact(study.name, "report.md", started_after_ms=started_ms)
+        markdown = tracking.study_artifact(study.name, "report.md", run_id=run_id)
         _print_study_report(study, markdown, log_path, console)
     return summary
 
@@ -287,15 +351,26 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
 
 
 def run_study(
-    config: str | os.PathLike[str], *, local: bool = True, host: str | None = None, namespace: str | None = "kubeflow", kind: str = "hpo"
+    config: str | os.PathLike[str],
+    *,
+    local: bool = True,
+    host: str | None = None,
+    namespace: str | None = "kubeflow",
+    kind: str = "hpo",
+    fresh: bool = False,
 ) -> Any:
-    """``proxyhpo run CONFIG [--pipeline KIND] [--local | --host URL [--namespace NS]]``."""
+    """``proxyhpo run CONFIG [--pipeline KIND] [--local [--fresh] | --host URL [--namespace NS]]``.
+
+    A local run resumes the study where an earlier start of it stopped, unless ``fresh`` (see :func:`run_local`).
+    """
     if kind not in PIPELINE_KINDS:
         raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(PIPELINE_KINDS)}")
+    if fresh and host:
+        raise ConfigError("--fresh", "applies to local runs only", "drop --fresh: a run submitted to a cluster always starts a new MLflow parent run")
     study = load_study(config)
     if host:
         return submit(study, host, namespace=namespace, kind=kind)
-    return run_local(study, kind)
+    return run_local(study, kind, fresh=fresh)
 
 
 def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str) -> list[str]:

@@ -6,21 +6,39 @@ trials train, :func:`sigterm_ends_trials` turns SIGTERM into a :class:`Terminate
 thread: it unwinds like :class:`KeyboardInterrupt`, so :func:`proxyhpo.tracking.trial_runs` marks the
 open runs FAILED with the reason ``terminated (SIGTERM)``, and the process then exits with code 143
 (128 + SIGTERM) and one line on stderr, without a traceback.
+
+Locally, ``proxyhpo run`` is the launcher of every task process, and names itself in
+:data:`LAUNCHER_ENV`. A launcher killed with SIGKILL cannot stop its tasks, so while trials train a
+watchdog thread checks every second that the launcher is still there, and ends the trials as SIGTERM would
+when it is not: a study killed any way leaves no trial training, and no run RUNNING, behind it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "TERMINATED_REASON", "EXIT_TERMINATED", "sigterm_ends_trials", "fail_reason_of"]
+__all__ = [
+    "Terminated",
+    "TERMINATED_REASON",
+    "EXIT_TERMINATED",
+    "LAUNCHER_ENV",
+    "sigterm_ends_trials",
+    "fail_reason_of",
+    "launcher_identity",
+    "launcher_gone",
+]
 
 EXIT_TERMINATED = 128 + signal.SIGTERM
 TERMINATED_REASON = "terminated (SIGTERM)"
 INTERRUPTED_REASON = "interrupted (SIGINT)"
+#: ``<pid>:<start time>`` of the local launcher whose tasks these processes are (set by ``proxyhpo run --local``).
+LAUNCHER_ENV = "PROXYHPO_LAUNCHER"
+LAUNCHER_POLL_S = 1.0
 
 
 class Terminated(SystemExit):
@@ -44,6 +62,45 @@ def fail_reason_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (``%.2f`` seconds since the epoch), or None when there is no such process."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{process.create_time():.2f}"
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # alive, but not ours to inspect
+        return "?"
+
+
+def launcher_identity(pid: int | None = None) -> str:
+    """The :data:`LAUNCHER_ENV` value naming process ``pid`` (this one by default): its pid and start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{_start_time(pid) or '?'}"
+
+
+def launcher_gone(identity: str) -> bool:
+    """Whether the launcher named by ``identity`` (see :func:`launcher_identity`) has ended (its pid gone, or reused)."""
+    pid, _, started = identity.partition(":")
+    if not pid.isdigit():
+        return False
+    now = _start_time(int(pid))
+    return now is None or ("?" not in (now, started) and now != started)
+
+
+def _watch_launcher(identity: str, stop: threading.Event) -> None:
+    """Send this process SIGTERM when the launcher ``identity`` ends (checked every :data:`LAUNCHER_POLL_S` seconds)."""
+    while not stop.wait(LAUNCHER_POLL_S):
+        if launcher_gone(identity):
+            print(f"proxyhpo: the launcher (process {identity.partition(':')[0]}) is gone; ending the trials", file=sys.stderr)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
 @contextmanager
 def sigterm_ends_trials() -> Iterator[None]:
     """While the block runs, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is restored after.
@@ -51,7 +108,7 @@ def sigterm_ends_trials() -> Iterator[None]:
     A second SIGTERM during the clean-up is ignored, so closing the runs is not itself interrupted (the
     SIGKILL that follows the grace period still ends everything). Outside the main thread (where Python
     cannot install handlers) the block runs unchanged. When :class:`Terminated` leaves the block, one line
-    saying so goes to stderr.
+    saying so goes to stderr. With :data:`LAUNCHER_ENV` set, the end of the launcher counts as SIGTERM.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -63,10 +120,15 @@ def sigterm_ends_trials() -> Iterator[None]:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, _raise)
+    stop = threading.Event()
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if launcher:
+        threading.Thread(target=_watch_launcher, args=(launcher, stop), name="proxyhpo-launcher-watch", daemon=True).start()
     try:
         yield
     except Terminated:
         print("proxyhpo: terminated (SIGTERM); open MLflow runs were marked FAILED", file=sys.stderr)
         raise
     finally:
+        stop.set()
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

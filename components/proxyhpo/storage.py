@@ -7,7 +7,8 @@ visible only once complete.
 
 Faults: every S3 call is retried with back-off (:data:`S3_RETRY_DELAYS_S`, about 8 s in all) on connection
 errors, timeouts and 5xx answers, never on 4xx answers (a missing object, wrong credentials), then ends
-in one :class:`StorageError`. Every object written here carries the sha256 of its bytes in its metadata
+in one :class:`StorageError` naming the endpoint. ``PROXYHPO_S3_RETRIES`` (default 4: five attempts) and
+``PROXYHPO_S3_CONNECT_TIMEOUT`` (seconds, default 5) bound how long an unreachable server is waited for. Every object written here carries the sha256 of its bytes in its metadata
 (``x-amz-meta-sha256``); downloads are checked against it (objects written by other tools: against a
 single-part ETag, the MD5 of the bytes) and a mismatch is retried like a broken connection.
 :func:`matches` tells whether a staged local file still equals its object.
@@ -56,6 +57,8 @@ __all__ = [
     "download_prefix",
     "matches",
     "object_checksum",
+    "exists",
+    "remove",
     "S3_RETRY_DELAYS_S",
 ]
 
@@ -64,6 +67,9 @@ logger = logging.getLogger(__name__)
 # waits between attempts of one S3 call: five attempts, 7.5 s of waiting in all
 S3_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 S3_CONNECT_TIMEOUT_S = 5.0
+#: Environment settings: retries after the first attempt (the waits follow :data:`S3_RETRY_DELAYS_S`, the last
+#: one repeated), and the connect timeout in seconds.
+RETRIES_ENV, CONNECT_TIMEOUT_ENV = "PROXYHPO_S3_RETRIES", "PROXYHPO_S3_CONNECT_TIMEOUT"
 S3_READ_TIMEOUT_S = 120.0
 CHECKSUM_META = "sha256"  # stored as x-amz-meta-sha256
 
@@ -115,6 +121,31 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _env_number(name: str, default: float, *, integer: bool) -> float:
+    """A non-negative number from environment variable ``name``, or ``default`` when it is unset.
+
+    Raises:
+        StorageError: when it is set to something else.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise StorageError(name, f"is {text[:40]!r}, not {kind} >= 0", f"set {name} to {kind}, or unset it for the default ({default:g})")
+    return value
+
+
+def retry_delays() -> tuple[float, ...]:
+    """The waits between the attempts of one S3 call: ``PROXYHPO_S3_RETRIES`` of them (default 4), from :data:`S3_RETRY_DELAYS_S`."""
+    retries = int(_env_number(RETRIES_ENV, len(S3_RETRY_DELAYS_S), integer=True))
+    return tuple(S3_RETRY_DELAYS_S[min(i, len(S3_RETRY_DELAYS_S) - 1)] for i in range(retries))
+
+
 def s3_client(settings: S3Settings | None = None):
     """Return a ``minio.Minio`` client for the configured endpoint.
 
@@ -141,7 +172,7 @@ def s3_client(settings: S3Settings | None = None):
 
     # minio's own client retries 5 times inside each call; the retries here are ours (_retrying), bounded
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT_S, read=S3_READ_TIMEOUT_S),
+        timeout=urllib3.Timeout(connect=_env_number(CONNECT_TIMEOUT_ENV, S3_CONNECT_TIMEOUT_S, integer=False), read=S3_READ_TIMEOUT_S),
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
@@ -236,29 +267,38 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | _ChecksumMismatch)
 
 
-def _s3_error(url: str, exc: BaseException, action: str, *, attempts: int = 1, seconds: float = 0.0) -> StorageError:
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
+
+
+def _s3_error(url: str, exc: BaseException, action: str, *, endpoint: str, attempts: int = 1, seconds: float = 0.0) -> StorageError:
     if isinstance(exc, _ChecksumMismatch):
         return StorageError(url, f"could not {action}: {exc} in {attempts} attempts", "upload the object again; it may be corrupt in the store")
-    if attempts > 1:
-        cause = type(exc).__name__ if not getattr(exc, "code", None) else exc.code  # type: ignore[attr-defined]
+    code = getattr(exc, "code", None) or type(exc).__name__
+    if _transient(exc):
+        tries = f"{attempts} attempts over {seconds:.0f} s" if attempts > 1 else "1 attempt"
         return StorageError(
             url,
-            f"could not {action}: the S3 server did not answer ({cause}) in {attempts} attempts over {seconds:.0f} s",
-            "check that the server in PROXYHPO_S3_ENDPOINT is up and reachable, then run again",
+            f"could not {action}: the S3 server at {endpoint} (PROXYHPO_S3_ENDPOINT) did not answer ({code}) in {tries}",
+            "check that the server is up and reachable from here, or correct PROXYHPO_S3_ENDPOINT, then run again",
         )
-    code = getattr(exc, "code", type(exc).__name__)
+    if code in _CREDENTIAL_CODES:
+        return StorageError(
+            url,
+            f"could not {action}: the S3 server at {endpoint} refused the credentials ({code})",
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key that server accepts",
+        )
     return StorageError(url, f"could not {action} ({code})", "check the URL, the bucket and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 
 
-def _retrying(url: str, action: str, call):
-    """Run ``call()``, retrying transient failures with back-off; any failure ends in one :class:`StorageError`."""
+def _retrying(url: str, action: str, call, *, endpoint: str):
+    """Run ``call()``, retrying transient failures with back-off (:func:`retry_delays`); any failure ends in one :class:`StorageError`."""
     started = time.monotonic()
-    for attempt, delay in enumerate((*S3_RETRY_DELAYS_S, None), start=1):
+    for attempt, delay in enumerate((*retry_delays(), None), start=1):
         try:
             return call()
         except Exception as exc:
             if delay is None or not _transient(exc):
-                raise _s3_error(url, exc, action, attempts=attempt, seconds=time.monotonic() - started) from exc
+                raise _s3_error(url, exc, action, endpoint=endpoint, attempts=attempt, seconds=time.monotonic() - started) from exc
             logger.info("%s: could not %s (%s); trying again in %.1f s", url, action, type(exc).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -291,8 +331,9 @@ def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, 
         StorageError: when the object cannot be reached.
     """
     bucket, key = split_s3_url(url)
+    settings = settings or S3Settings()
     client = s3_client(settings)
-    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key)))
+    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint))
 
 
 def matches(url: str, local_path: str | os.PathLike[str], settings: S3Settings | None = None) -> bool:
@@ -336,9 +377,10 @@ def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = N
     """
     if is_s3_url(location):
         bucket, key = split_s3_url(str(location))
+        settings = settings or S3Settings()
         client = s3_client(settings)
         buffer = io.BytesIO()
-        _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer))
+        _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer), endpoint=settings.endpoint)
         return buffer.getvalue()
     try:
         return Path(location).read_bytes()
@@ -350,12 +392,14 @@ def write_bytes(location: str | os.PathLike[str], data: bytes, settings: S3Setti
     """Write ``data`` to a local file or an S3 object (with its sha256 in the metadata), atomically."""
     if is_s3_url(location):
         bucket, key = split_s3_url(str(location))
+        settings = settings or S3Settings()
         client = s3_client(settings)
         metadata = {CHECKSUM_META: hashlib.sha256(data).hexdigest()}
         _retrying(
             str(location),
             "write the object",
             lambda: client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(data), length=len(data), metadata=metadata),
+            endpoint=settings.endpoint,
         )
         return
     atomic_write_bytes(location, data)
@@ -364,18 +408,20 @@ def write_bytes(location: str | os.PathLike[str], data: bytes, settings: S3Setti
 def upload_file(local: str | os.PathLike[str], url: str, settings: S3Settings | None = None) -> None:
     """Upload one local file to ``s3://bucket/key``, with its sha256 in the object's metadata."""
     bucket, key = split_s3_url(url)
+    settings = settings or S3Settings()
     client = s3_client(settings)
     metadata = {CHECKSUM_META: _sha256_file(local)}
-    _retrying(url, "upload the file", lambda: client.fput_object(bucket_name=bucket, object_name=key, file_path=os.fspath(local), metadata=metadata))
+    _retrying(url, "upload the file", lambda: client.fput_object(bucket_name=bucket, object_name=key, file_path=os.fspath(local), metadata=metadata), endpoint=settings.endpoint)
 
 
 def download_file(url: str, local: str | os.PathLike[str], settings: S3Settings | None = None) -> Path:
     """Download ``s3://bucket/key`` to ``local`` atomically, checked against the object's checksum, and return the local path."""
     bucket, key = split_s3_url(url)
+    settings = settings or S3Settings()
     client = s3_client(settings)
     with atomic_output(local) as tmp:
         with open(tmp, "wb") as handle:
-            _retrying(url, "download the object", lambda: _get_verified(client, bucket, key, handle))
+            _retrying(url, "download the object", lambda: _get_verified(client, bucket, key, handle), endpoint=settings.endpoint)
             handle.flush()
             os.fsync(handle.fileno())
     return Path(local)
@@ -396,10 +442,48 @@ def upload_dir(local_dir: str | os.PathLike[str], url_prefix: str, settings: S3S
 def download_prefix(url_prefix: str, local_dir: str | os.PathLike[str], settings: S3Settings | None = None) -> list[Path]:
     """Download every object under ``url_prefix`` into ``local_dir`` (keys relative to the prefix)."""
     bucket, prefix = split_s3_url(url_prefix.rstrip("/") + "/")
+    settings = settings or S3Settings()
     client = s3_client(settings)
-    objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)))
+    objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)), endpoint=settings.endpoint)
     paths = []
     for obj in objects:
         relative = obj.object_name[len(prefix):]
         paths.append(download_file(f"s3://{bucket}/{obj.object_name}", Path(local_dir) / relative, settings))
     return paths
+
+
+def exists(location: str | os.PathLike[str], settings: S3Settings | None = None) -> bool:
+    """Whether a local file or an S3 object exists (a missing bucket: no).
+
+    Raises:
+        StorageError: when the S3 server cannot be reached or refuses the request.
+    """
+    if not is_s3_url(location):
+        return Path(location).is_file()
+    from minio.error import S3Error
+
+    bucket, key = split_s3_url(str(location))
+    settings = settings or S3Settings()
+    client = s3_client(settings)
+
+    def stat() -> bool:
+        try:
+            client.stat_object(bucket_name=bucket, object_name=key)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchBucket", "ResourceNotFound"}:
+                return False
+            raise
+        return True
+
+    return _retrying(str(location), "look for the object", stat, endpoint=settings.endpoint)
+
+
+def remove(location: str | os.PathLike[str], settings: S3Settings | None = None) -> None:
+    """Delete a local file or an S3 object; one that does not exist is no error."""
+    if not is_s3_url(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    bucket, key = split_s3_url(str(location))
+    settings = settings or S3Settings()
+    client = s3_client(settings)
+    _retrying(str(location), "delete the object", lambda: client.remove_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint)

@@ -26,6 +26,10 @@ def open_study(
 ) -> StudyRun:
     """Check the study against the pipeline it runs in, open its MLflow parent run and write the run's handle to ``out``.
 
+    Launched by ``proxyhpo run --local``, the parent run is the one the launcher opened or reopened to
+    resume the study (named in :data:`proxyhpo.resume.PARENT_ENV`); otherwise (a cluster) a new one, tagged
+    with the config's hash (:func:`proxyhpo.resume.config_sha256`).
+
     Args:
         study: the study the run was launched with (its config, possibly edited in the Kubeflow UI, with
             the run's data set, external set and name).
@@ -37,8 +41,15 @@ def open_study(
     Raises:
         ConfigError: when the study's rounds or GPUs differ from the compiled pipeline's.
     """
+    from proxyhpo import resume
+
     study.check_compiled_shape(compiled)
-    run_id = tracking.start_parent_run(study.name, pipeline, config=study.model_dump(mode="json"), pipeline_run=pipeline_run)
+    opened = os.environ.get(resume.PARENT_ENV)
+    if opened:
+        run_id = resume.adopt_parent_run(study, opened, pipeline_run=pipeline_run)
+    else:
+        run_id = tracking.start_parent_run(study.name, pipeline, config=study.model_dump(mode="json"), pipeline_run=pipeline_run)
+        tracking.client().set_tag(run_id, resume.CONFIG_HASH_TAG, resume.config_sha256(study))
     run = StudyRun(experiment=study.name, run_id=run_id, study=study)
     run.write(out)
     return run

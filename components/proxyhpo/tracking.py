@@ -284,13 +284,20 @@ def finish_run(run_id: str, *, failed: bool = False, tracking_uri: str | None = 
 
 
 def fail_open_runs(
-    experiment: str, *, pipeline_run: str | None = None, started_after_ms: int | None = None, tracking_uri: str | None = None
+    experiment: str,
+    *,
+    pipeline_run: str | None = None,
+    started_after_ms: int | None = None,
+    parent_run_id: str | None = None,
+    reason: str | None = None,
+    tracking_uri: str | None = None,
 ) -> list[str]:
     """Mark a study's runs FAILED where they are still RUNNING, so a failed study never stays RUNNING in MLflow.
 
     Give one selector: ``pipeline_run`` (the KFP run id the study run is tagged with; the pipeline's exit
-    handler knows it), or ``started_after_ms`` (every run of the experiment started since, as a local
-    launcher knows it). The study runs found and their trial runs are closed.
+    handler knows it), ``parent_run_id`` (the study run itself, as the local launcher knows it), or
+    ``started_after_ms`` (every run of the experiment started since). The study runs found and their trial
+    runs are closed, with ``reason`` as their ``proxyhpo.fail_reason`` when given.
 
     Returns:
         The ids of the runs it closed.
@@ -298,14 +305,18 @@ def fail_open_runs(
     Raises:
         ValueError: unless exactly one selector is given.
     """
-    if (pipeline_run is None) == (started_after_ms is None):
-        raise ValueError("give exactly one of pipeline_run and started_after_ms")
+    if sum(selector is not None for selector in (pipeline_run, started_after_ms, parent_run_id)) != 1:
+        raise ValueError("give exactly one of pipeline_run, started_after_ms and parent_run_id")
     mlflow_client = client(tracking_uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    if pipeline_run is not None:
-        parents = mlflow_client.search_runs([found.experiment_id], filter_string=f"tags.`{KFP_RUN_TAG}` = '{pipeline_run}'")
+    if pipeline_run is not None or parent_run_id is not None:
+        parents = (
+            mlflow_client.search_runs([found.experiment_id], filter_string=f"tags.`{KFP_RUN_TAG}` = '{pipeline_run}'")
+            if pipeline_run is not None
+            else [mlflow_client.get_run(parent_run_id)]
+        )
         candidates = []
         for parent in parents:
             candidates += mlflow_client.search_runs(
@@ -319,18 +330,27 @@ def fail_open_runs(
     closed = []
     for run in candidates:
         if run.info.status == "RUNNING":
+            if reason:
+                mlflow_client.set_tag(run.info.run_id, FAIL_REASON_TAG, reason[:5000])
             mlflow_client.set_terminated(run.info.run_id, status="FAILED")
             closed.append(run.info.run_id)
     return closed
 
 
-def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | None = None) -> tuple[int, int, int, bool]:
-    """How far a study launched at ``started_after_ms`` has come: trials started, done, failed, and whether the final model started."""
+def trial_progress(
+    experiment: str, started_after_ms: int | None = None, tracking_uri: str | None = None, *, parent_run_id: str | None = None
+) -> tuple[int, int, int, bool]:
+    """How far a study has come: trials started, done, failed, and whether the final model started.
+
+    The study is the runs started since ``started_after_ms``, or the children of ``parent_run_id`` (a
+    resumed study's earlier trials count as done).
+    """
     mlflow_client = client(tracking_uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is None:
         return 0, 0, 0, False
-    runs = mlflow_client.search_runs([found.experiment_id], filter_string=f"attributes.start_time >= {started_after_ms}", max_results=5000)
+    selector = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" if parent_run_id else f"attributes.start_time >= {started_after_ms or 0}"
+    runs = mlflow_client.search_runs([found.experiment_id], filter_string=selector, max_results=5000)
     trials = [run for run in runs if run.data.tags.get(ROLE_TAG) in ("trial", "nas-search")]
     done = sum(run.info.status != "RUNNING" for run in trials)
     failed = sum(run.info.status == "FAILED" for run in trials)
@@ -338,8 +358,11 @@ def trial_progress(experiment: str, started_after_ms: int, tracking_uri: str | N
     return len(trials), done, failed, final
 
 
-def study_artifact(experiment: str, name: str, *, started_after_ms: int, tracking_uri: str | None = None) -> str:
-    """The text of artifact ``name`` (``summary.json``, ``report.md``) of the newest study run started since ``started_after_ms``.
+def study_artifact(
+    experiment: str, name: str, *, started_after_ms: int | None = None, run_id: str | None = None, tracking_uri: str | None = None
+) -> str:
+    """The text of artifact ``name`` (``summary.json``, ``report.md``) of study run ``run_id``, or of the newest
+    study run started since ``started_after_ms``.
 
     Raises:
         ProxyHPOError: when no such study run exists.
@@ -352,10 +375,12 @@ def study_artifact(experiment: str, name: str, *, started_after_ms: int, trackin
     mlflow_client = client(uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     runs = []
-    if found is not None:
+    if run_id is not None:
+        runs = [mlflow_client.get_run(run_id)]
+    elif found is not None:
         runs = mlflow_client.search_runs(
             [found.experiment_id],
-            filter_string=f"attributes.start_time >= {started_after_ms} and tags.`{ROLE_TAG}` = 'study'",
+            filter_string=f"attributes.start_time >= {started_after_ms or 0} and tags.`{ROLE_TAG}` = 'study'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -366,13 +391,13 @@ def study_artifact(experiment: str, name: str, *, started_after_ms: int, trackin
     return Path(local).read_text(encoding="utf-8")
 
 
-def study_summary(experiment: str, *, started_after_ms: int, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The ``summary.json`` the report logged on the newest study run started since ``started_after_ms``.
+def study_summary(experiment: str, *, started_after_ms: int | None = None, run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The ``summary.json`` the report logged on study run ``run_id``, or on the newest study run started since ``started_after_ms``.
 
     Raises:
         ProxyHPOError: when no such study run exists.
     """
-    return json.loads(study_artifact(experiment, "summary.json", started_after_ms=started_after_ms, tracking_uri=tracking_uri))
+    return json.loads(study_artifact(experiment, "summary.json", started_after_ms=started_after_ms, run_id=run_id, tracking_uri=tracking_uri))
 
 
 def pending_path_for(results: str | os.PathLike[str]) -> Path:
@@ -385,42 +410,58 @@ class _Pending:
     """MLflow data that could not be logged, kept in a JSON file (written atomically) until :func:`flush_pending` logs it.
 
     The file maps run ids to ``{"metrics": [[key, value, timestamp_ms, step], ...], "tags": {...}, "status": ...}``.
+    It is a local path or an ``s3://`` object (on a cluster, under ``PROXYHPO_CHECKPOINT_ROOT``, so it outlives the pod).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path = os.fspath(path) if path is not None else None
 
     def add(self, run_id: str, *, metrics: Sequence[tuple[str, float, int, int]] = (), tags: Mapping[str, str] | None = None, status: str | None = None) -> bool:
         """Buffer data of ``run_id``; False when there is no file to buffer in."""
         if self.path is None:
             return False
-        from proxyhpo import storage
-
         document = _read_pending(self.path)
         entry = document["runs"].setdefault(run_id, {"metrics": [], "tags": {}, "status": None})
         entry["metrics"] += [[key, float(value), int(timestamp), int(step)] for key, value, timestamp, step in metrics]
         entry["tags"].update(tags or {})
         if status:
             entry["status"] = status
-        storage.atomic_write_json(self.path, document)
+        _write_pending(self.path, document)
         return True
 
 
-def _read_pending(path: Path) -> dict[str, Any]:
+def _write_pending(location: str, document: dict[str, Any]) -> None:
+    from proxyhpo import storage
+
+    storage.write_bytes(location, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+
+
+def _read_pending(path: str | os.PathLike[str]) -> dict[str, Any]:
+    from proxyhpo import storage
+    from proxyhpo.errors import StorageError
+
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        document = json.loads(storage.read_bytes(path))
+    except StorageError:
+        if storage.exists(path):
+            raise
         return {"schema_version": 1, "runs": {}}
     if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
         raise ValueError(f"{path} is not a pending MLflow file")
     return document
 
 
+def _pending_exists(path: str | os.PathLike[str]) -> bool:
+    from proxyhpo import storage
+
+    return storage.exists(path)
+
+
 def flush_pending(path: str | os.PathLike[str], *, tracking_uri: str | None = None) -> bool:
     """Log what a trial buffered while MLflow did not answer, and remove the file once all of it is logged.
 
     Called at the end of a pack (:func:`trial_runs`), at the start of the next attempt of the same pack,
-    and by any later stage that reads the results file beside it.
+    and by any later stage that reads the results file beside it. ``path`` is a local file or an ``s3://`` object.
 
     Returns:
         True when nothing is left pending (the file is gone); False when the server still does not answer
@@ -430,10 +471,10 @@ def flush_pending(path: str | os.PathLike[str], *, tracking_uri: str | None = No
 
     from proxyhpo import storage
 
-    path = Path(path)
+    path = os.fspath(path)
     document = _read_pending(path)
     if not document["runs"]:
-        path.unlink(missing_ok=True)
+        storage.remove(path)
         return True
     mlflow_client = client(tracking_uri)
     for run_id in list(document["runs"]):
@@ -448,10 +489,10 @@ def flush_pending(path: str | os.PathLike[str], *, tracking_uri: str | None = No
                 mlflow_client.set_terminated(run_id, status=entry["status"])
         except Exception as exc:
             logger.warning("MLflow still does not answer; %s keeps what is not logged yet: %s", path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-            storage.atomic_write_json(path, document)
+            _write_pending(path, document)
             return False
         del document["runs"][run_id]
-    path.unlink(missing_ok=True)
+    storage.remove(path)
     return True
 
 
@@ -676,7 +717,7 @@ def trial_runs(
     names = tuple(hyperparameter_names) if hyperparameter_names is not None else tuple(HyperParameters.model_fields)
     mlflow_client = client(tracking_uri)
     experiment_id = ensure_experiment(experiment, tracking_uri)
-    if pending is not None and Path(pending).exists():
+    if pending is not None and _pending_exists(pending):
         flush_pending(pending, tracking_uri=tracking_uri)
     process = _process_tags()
     identity = dict(identity or {})
@@ -727,7 +768,7 @@ def trial_runs(
     finally:
         for trial_run in runs.values():
             trial_run._stop_monitor()
-    if pending is not None and Path(pending).exists():
+    if pending is not None and _pending_exists(pending):
         flush_pending(pending, tracking_uri=tracking_uri)
 
 

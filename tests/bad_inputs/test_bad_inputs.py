@@ -301,6 +301,93 @@ def test_too_few_cases_for_the_study_split(tmp_path: Path, cases: int) -> None:
     assert "dataset.json" in str(info.value) and "fix:" in str(info.value)
 
 
+def test_too_few_cases_in_run(capsys: pytest.CaptureFixture[str], tmp_path: Path, isolated_home: Path) -> None:
+    """`proxyhpo run` on a data set with one case: refused before the pipeline, with one line (no ValueError from the split)."""
+    root = good_dataset(tmp_path / "one", cases=1)
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(root)}, "selection": {"method": "random", "budget": 4}}))
+    code, err = cli(capsys, "run", config)
+    assert_one_line(code, err, "run", ["dataset.json", "fix:"], None, tmp_path)
+    assert not (isolated_home / "artifacts").exists() and not (isolated_home / "mlflow.db").exists()
+
+
+# --- the object store: an endpoint that does not answer, credentials it refuses --------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound, then closed: nothing listens there, connections are refused at once
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_s3_endpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("PROXYHPO_S3_ENDPOINT", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "some-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "some-secret-value")
+    monkeypatch.setenv("PROXYHPO_S3_RETRIES", "1")  # the documented bound: 2 attempts, 0.5 s apart
+    out = tmp_path / "manifest.json"
+    started = time.monotonic()
+    code, err = cli(capsys, "select", "s3://datasets/spleen", "--method", "random", "--budget", "2", "--out", out)
+    assert time.monotonic() - started < 5
+    names = ["s3://datasets/spleen/dataset.json", endpoint, "PROXYHPO_S3_ENDPOINT", "did not answer", "in 2 attempts"]
+    line = assert_one_line(code, err, "select", names, out, tmp_path)
+    assert "some-secret-value" not in line
+    assert not (isolated_home / "data").exists()  # nothing staged
+
+
+def test_bad_s3_retry_setting(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXYHPO_S3_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "some-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "some-secret-value")
+    monkeypatch.setenv("PROXYHPO_S3_RETRIES", "many")
+    out = tmp_path / "manifest.json"
+    code, err = cli(capsys, "select", "s3://datasets/spleen", "--method", "random", "--budget", "2", "--out", out)
+    assert_one_line(code, err, "select", ["PROXYHPO_S3_RETRIES", "'many'", "whole number"], out, tmp_path)
+
+
+@pytest.mark.s3
+def test_wrong_s3_credentials(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, isolated_home: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxyhpo import storage
+
+    root = good_dataset(tmp_path / "data")
+    url = f"s3://{s3_bucket}/datasets/tiny"
+    storage.upload_dir(root, url)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-4d2a")
+    out = tmp_path / "out" / "manifest.json"
+    started = time.monotonic()
+    code, err = cli(capsys, "select", url, "--method", "random", "--budget", "2", "--out", out)
+    assert time.monotonic() - started < 5  # refused credentials are not retried
+    endpoint = os.environ["PROXYHPO_S3_ENDPOINT"]
+    names = [f"{url}/dataset.json", endpoint, "refused the credentials", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"]
+    line = assert_one_line(code, err, "select", names, out, tmp_path)
+    assert "wrong-secret-4d2a" not in line
+    assert not (isolated_home / "data").exists()  # nothing staged
+
+
+def test_subprocess_unreachable_s3_endpoint(tmp_path: Path) -> None:
+    """The real process: no urllib3 warning lines before the error, exit code 2, in bounded time."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    env = dict(
+        os.environ, PROXYHPO_HOME=str(tmp_path / "home"), PROXYHPO_S3_ENDPOINT=endpoint, PROXYHPO_S3_RETRIES="2",
+        AWS_ACCESS_KEY_ID="some-key", AWS_SECRET_ACCESS_KEY="some-secret-value",
+    )
+    out = tmp_path / "manifest.json"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "proxyhpo", "similarity", "s3://datasets/spleen", "--out", str(tmp_path / "sim")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert time.monotonic() - started < 60  # the interpreter's start and imports included, on a busy machine
+    line = assert_one_line(done.returncode, done.stderr, "similarity", [endpoint, "did not answer", "in 3 attempts over"], out, tmp_path)
+    assert int(line.split("in 3 attempts over ")[1].split(" s")[0]) <= 5  # the retries themselves wait 1.5 s
+    assert not (tmp_path / "sim").exists() and not (tmp_path / "home").exists()
+
+
 # --- configs -------------------------------------------------------------------------------------------------------
 
 ALIAS_BOMB = "\n".join(

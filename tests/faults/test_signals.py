@@ -78,3 +78,32 @@ def test_a_run_of_a_live_process_is_not_an_orphan(tmp_path: Path) -> None:
     assert closed == [dead.info.run_id]
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
     assert client.get_run(other_host.info.run_id).info.status == "RUNNING"  # cannot be told from here: left alone
+
+
+def test_trials_end_when_their_launcher_is_killed(tmp_path: Path) -> None:
+    """`proxyhpo run --local` names itself to its tasks; SIGKILLed, it cannot stop them: its training tasks end themselves."""
+    import os
+    import subprocess
+    import sys
+
+    from proxyhpo.signals import LAUNCHER_ENV, launcher_identity
+
+    uri, experiment = f"sqlite:///{tmp_path / 'mlflow.db'}", f"launcher-{uuid.uuid4().hex[:8]}"
+    launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # stands in for the launcher
+    try:
+        os.environ[LAUNCHER_ENV] = launcher_identity(launcher.pid)
+        process = start_train(write_plan(tmp_path, epochs=200), uri, experiment)
+    finally:
+        os.environ.pop(LAUNCHER_ENV, None)
+    try:
+        wait_for_epoch(process, uri, experiment)
+        launcher.kill()
+        launcher.wait()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert "the launcher (process" in stderr and "Traceback" not in stderr
+    runs = _runs(uri, experiment)
+    assert runs and {run.info.status for run in runs} == {"FAILED"}
+    assert {run.data.tags["proxyhpo.fail_reason"] for run in runs} == {"terminated (SIGTERM)"}

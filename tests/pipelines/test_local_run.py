@@ -7,7 +7,6 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from proxyhpo import paths
 from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 from proxyhpo.errors import DataError
@@ -48,14 +47,14 @@ def tiny_study(root: Path, **overrides) -> StudyConfig:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ncc"])
-def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path, method: str) -> None:
-    # every task re-reads the study from JSON: a method other than the default must survive that too (the default,
-    # mi+labelcrop, runs through the same tasks in tests/pipelines/test_study_runs.py)
-    summary = run_local(tiny_study(tmp_path, selection={"method": method, "budget": 4}))
+def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
+    # the session's tiny run (tests/conftest.py) uses ncc: every task re-reads the study from JSON, and a method other
+    # than the default must survive that too (the default, mi+labelcrop, runs through the same tasks in test_study_runs.py)
+    method = "ncc"
+    summary = tiny_hpo_run.summary
     assert summary["n_trials"] == 4
 
-    client = mlflow.MlflowClient(paths.tracking_uri())
+    client = mlflow.MlflowClient(tiny_hpo_run.tracking_uri)
     experiment = client.get_experiment_by_name("tiny-local")
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "hpo"]
@@ -67,6 +66,7 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path,
     trials = [run for run in runs if run.data.tags.get("proxyhpo.role") == "trial"]
     assert len(trials) == 4
     assert {run.data.tags["proxyhpo.round"] for run in trials} == {"0", "1"}
+    assert len({run.data.tags["proxyhpo.trial_key"] for run in trials}) == 4  # each trial's identity, on its run
     for run in trials:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert TRIAL_PARAMS <= set(run.data.params)
@@ -82,7 +82,7 @@ def test_local_run_logs_the_mlflow_contract(tmp_path: Path, isolated_home: Path,
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "round_mean_val_dice")] == [0, 1]
-    assert (isolated_home / "artifacts").is_dir()
+    assert (tiny_hpo_run.home / "artifacts").is_dir()
 
 
 def test_bad_data_stops_before_the_pipeline(tmp_path: Path, isolated_home: Path) -> None:

@@ -89,3 +89,13 @@ def test_atomic_files_get_a_new_files_mode(tmp_path) -> None:
     os.umask(umask)
     path = storage.atomic_write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+def test_exists_and_remove(location: str) -> None:
+    target = f"{location}/dir/file.json"
+    assert not storage.exists(target)
+    storage.write_bytes(target, b"{}")
+    assert storage.exists(target)
+    storage.remove(target)
+    assert not storage.exists(target)
+    storage.remove(target)  # removing what is not there is no error

@@ -331,7 +331,7 @@ def test_fail_open_runs_started_after_a_time(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("selectors", [{}, {"pipeline_run": "kfp-run-1", "started_after_ms": 0}])
 def test_fail_open_runs_needs_exactly_one_selector(tmp_path: Path, selectors: dict) -> None:
-    with pytest.raises(ValueError, match="exactly one of pipeline_run and started_after_ms"):
+    with pytest.raises(ValueError, match="exactly one of pipeline_run, started_after_ms and parent_run_id"):
         tracking.fail_open_runs("any-study", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", **selectors)
 
 

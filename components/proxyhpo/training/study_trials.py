@@ -134,16 +134,55 @@ def _run_logged(
     hyperparameter_names: tuple[str, ...] | None = None,
     results_out: str | os.PathLike[str] | None = None,
 ) -> list[TrialResult]:
-    """Train ``plan`` with live MLflow logging.
+    """Train ``plan`` with live MLflow logging; trials an earlier start of the study finished are not trained again.
+
+    Each trial carries its identity (:func:`proxyhpo.resume.trial_key`, tag ``trial_key``). Under a study
+    run, a trial whose result an earlier start of the same study kept (:func:`proxyhpo.resume.finished_results`)
+    is not trained again: its kept result stands, and its MLflow run is left as it is. A plan that saves
+    weights (the final model: its weights are an output of this pipeline run) trains again, from its checkpoint.
+    Every result a pack produces (a crash excepted) is kept for a later start.
 
     SIGTERM (an evicted pod) ends it like Ctrl-C: the open runs are marked FAILED with the reason
     ``terminated (SIGTERM)`` and :class:`~proxyhpo.signals.Terminated` (exit code 143) unwinds. While MLflow
-    does not answer, logging waits in ``<results_out>.mlflow-pending.json`` and training goes on.
+    does not answer, logging waits in the pending file (:func:`proxyhpo.resume.pending_location`) and training goes on.
     """
+    from proxyhpo import resume
+
+    plan = resume.with_trial_keys(plan)
+    kept = resume.finished_results(parent_run_id, plan) if parent_run_id and plan.save_model_dir is None else {}
+    for trial_id in kept:
+        logger.warning("trial %s: finished by an earlier start of the study; its result is reused, not trained again", trial_id)
+    todo = [spec for spec in plan.trials if spec.trial_id not in kept]
+    trained: dict[str, TrialResult] = {}
+    if todo:
+        subset = plan.model_copy(update={"trials": todo})
+        trained = {
+            result.trial_id: result
+            for result in _train_logged(
+                study, subset, parent_run_id=parent_run_id, data_label=data_label, role=role,
+                hyperparameter_names=hyperparameter_names, results_out=results_out,
+            )
+        }
+    return [kept.get(spec.trial_id) or trained[spec.trial_id] for spec in plan.trials]
+
+
+def _train_logged(
+    study: StudyConfig,
+    plan: TrialPlan,
+    *,
+    parent_run_id: str | None,
+    data_label: str,
+    role: str,
+    hyperparameter_names: tuple[str, ...] | None,
+    results_out: str | os.PathLike[str] | None,
+) -> list[TrialResult]:
+    """Train every trial of ``plan``, one MLflow child run each; keep each result for a later start of the study."""
+    from proxyhpo import resume
     from proxyhpo.signals import sigterm_ends_trials
     from proxyhpo.training.runner import run_trials
 
     resolved = {"study": study.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
+    pending = resume.pending_location(results_out, parent_run_id=parent_run_id, plan=plan, role=role) if results_out is not None else None
     with sigterm_ends_trials(), tracking.trial_runs(
         study.name,
         plan.trials,
@@ -152,15 +191,22 @@ def _run_logged(
         resolved_config=resolved,
         role=role,
         hyperparameter_names=hyperparameter_names or study.search.space.names,
-        pending=tracking.pending_path_for(results_out) if results_out is not None else None,
+        pending=pending,
     ) as runs:
+        crashed = False
         try:
             results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
         except Exception as exc:  # a crashed pack fails its trials, never the study
             logger.exception("pack %s crashed", [spec.trial_id for spec in plan.trials])
             results = [failed_result(spec, f"pack crashed: {type(exc).__name__}: {exc}") for spec in plan.trials]
+            crashed = True
         for result in results:
             runs[result.trial_id].finish(result)
+            if parent_run_id and not crashed:  # a crash may be transient: that trial trains again on a later start
+                try:
+                    resume.keep_result(parent_run_id, result)
+                except Exception as exc:  # keeping it saves time later; losing it costs a retrain, never the study
+                    logger.warning("trial %s: its result could not be kept for a later start (%s)", result.trial_id, str(exc).splitlines()[0][:200])
     return results
 
 
