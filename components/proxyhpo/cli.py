@@ -158,6 +158,16 @@ def _cmd_report(args: argparse.Namespace) -> None:
         Console().print(Markdown(text))
 
 
+def _cmd_segment(args: argparse.Namespace) -> None:
+    from proxyhpo.training.nas_export import ExportedNetwork
+
+    network = ExportedNetwork(args.model, device=args.device)
+    for image in args.images:
+        out = Path(args.out_dir) / (Path(image).name.removesuffix(".gz").removesuffix(".nii") + "_mask.nii.gz")
+        network.segment_file(image, out)
+        print(f"{image} -> {out}")
+
+
 def _cmd_bench_search(args: argparse.Namespace) -> None:
     from proxyhpo.config.search_bench import load_search_bench
     from proxyhpo.search.bench import run_search_bench
@@ -271,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("experiment", help="the study's name (its MLflow experiment), or a parent run id")
     report.add_argument("--markdown", action="store_true", help="print the Markdown source instead of rendering it")
     report.set_defaults(func=_cmd_report)
+
+    segment = sub.add_parser("segment", help="segment NIfTI volumes with a network exported by the NAS pipeline (one-shot inference)")
+    segment.add_argument("model", help="the exported folder (the NAS pipeline's model artifact, or MLflow's nas-final run's model/)")
+    segment.add_argument("images", nargs="+", help="NIfTI volumes to segment")
+    segment.add_argument("--out-dir", default=".", help="where <image>_mask.nii.gz files are written (default: here)")
+    segment.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    segment.set_defaults(func=_cmd_segment)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
