@@ -59,13 +59,13 @@ def write_bench(folder: Path, **bench) -> Path:
     return path
 
 
-def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str, budget: float) -> tuple[list[tuple[str, float, float | None]], float, list[str]]:
-    """The running best recomputed from the trial runs MLflow holds: (trial id, hours, best), counted hours, run ids."""
+def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str, budget: float) -> tuple[list[tuple], float, list[str]]:
+    """The running best recomputed from the trial runs MLflow holds: (trial id, hours, trial-epochs, best), counted hours, run ids."""
     children = client.search_runs(
         [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`proxyhpo.role` = 'trial'", max_results=1000
     )
     ordered = sorted(children, key=lambda run: int(run.data.tags["proxyhpo.proposal_id"]))
-    spent, counted_hours, best, curve = 0.0, 0.0, None, []
+    spent, counted_hours, epochs, best, curve = 0.0, 0.0, 0, None, []
     for run in ordered:
         spent += run.data.metrics["gpu_hours"] + run.data.metrics["process_hours"]
         counted = spent <= budget
@@ -73,10 +73,11 @@ def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id:
         if not counted:
             continue
         counted_hours = spent
+        epochs += int(run.data.metrics["epochs_run"])
         if run.info.status == "FINISHED":  # trained all epochs: a candidate (stopped trials end KILLED, failed ones FAILED)
             dice = run.data.metrics["final_val_dice"]
             best = dice if best is None else max(best, dice)
-        curve.append((run.data.tags["proxyhpo.trial_id"], spent, best))
+        curve.append((run.data.tags["proxyhpo.trial_id"], spent, epochs, best))
     return curve, counted_hours, [run.info.run_id for run in ordered]
 
 
@@ -99,7 +100,7 @@ def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_bes
         curve, counted_hours, run_ids = mlflow_curve(client, experiment.experiment_id, run.parent_run_id, run.budget_hours)
         assert counted_hours <= run.budget_hours
         assert run_ids == [trial.run_id for trial in run.trials]
-        assert [(p.trial_id, p.hours, p.best_val_dice) for p in run.curve] == curve
+        assert [(p.trial_id, p.hours, p.trial_epochs, p.best_val_dice) for p in run.curve] == curve
         assert run.device_hours == pytest.approx(counted_hours, rel=1e-12)
         parent = client.get_run(run.parent_run_id)
         assert parent.info.status == "FINISHED"

@@ -43,16 +43,19 @@ def running_best(trials: Sequence[BenchTrial]) -> tuple[CurvePoint, ...]:
         trials: a strategy's trials in proposal order.
 
     Returns:
-        the curve; ``best_val_dice`` is None until a trial has trained all its epochs.
+        the curve (with the trial-epochs trained so far, too); ``best_val_dice`` is None until a trial has
+        trained all its epochs.
     """
     best: float | None = None
+    epochs = 0
     points = []
     for trial in trials:
         if not trial.counted:
             continue
+        epochs += trial.epochs_run
         if _candidate(trial) and (best is None or trial.val_dice > best):  # type: ignore[operator]
             best = trial.val_dice
-        points.append(CurvePoint(trial_id=trial.trial_id, hours=trial.cumulative_hours, best_val_dice=best))
+        points.append(CurvePoint(trial_id=trial.trial_id, hours=trial.cumulative_hours, trial_epochs=epochs, best_val_dice=best))
     return tuple(points)
 
 
@@ -119,43 +122,46 @@ def summary_markdown(result: SearchBenchResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _steps(run: StrategyRun) -> tuple[list[float], list[float]]:
-    """The curve as a step function from 0 hours: x and y for ``step(where="post")`` (None before the first finished trial)."""
+def _steps(run: StrategyRun, x: str = "hours") -> tuple[list[float], list[float]]:
+    """The curve as a step function from 0: x (``hours`` or ``trial_epochs``) and y for ``step(where="post")``
+    (NaN before the first finished trial)."""
     xs, ys = [0.0], [math.nan]
     for point in run.curve:
-        xs.append(point.hours)
+        xs.append(float(getattr(point, x)))
         ys.append(math.nan if point.best_val_dice is None else point.best_val_dice)
-    xs.append(run.device_hours)
-    ys.append(ys[-1])
     return xs, ys
 
 
 def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) -> Path:
     """Best validation Dice found against device-hours spent (a line per strategy and seed), and the final models' Dice.
 
-    Left: each strategy's running best over its counted trials, one thin line per seed, the budget as a
-    dashed line. Right: the final model's validation Dice for each strategy's best hyper-parameters, one
-    dot per seed and the mean as a bar. Written atomically as a PNG.
+    Left: each strategy's running best over its counted trials, one line per seed, the budget as a dashed
+    line. Middle: the same against the trial-epochs trained (on a shared machine a device-hour buys a varying
+    amount of work). Right: the final model's validation Dice for each strategy's best hyper-parameters,
+    one dot per seed and the mean as a bar. Written atomically as a PNG.
     """
-    figure = Figure(figsize=(11, 4.2), constrained_layout=True)
+    figure = Figure(figsize=(15, 4.2), constrained_layout=True)
     FigureCanvasAgg(figure)
-    curves, finals = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    curves, work, finals = figure.subplots(1, 3, gridspec_kw={"width_ratios": [2, 1.6, 1]})
     strategies = list(dict.fromkeys(run.strategy for run in result.runs))
-    for run in result.runs:
-        xs, ys = _steps(run)
-        colour = _COLOURS.get(run.strategy)
-        label = run.strategy if run.seed == min(r.seed for r in result.runs if r.strategy == run.strategy) else None
-        curves.step(xs, ys, where="post", color=colour, alpha=0.85, linewidth=1.4, label=label)
-        stopped = [point for point, trial in zip(run.curve, run.counted) if trial.state == "STOPPED"]
-        if stopped:
-            curves.plot([p.hours for p in stopped], [p.best_val_dice if p.best_val_dice is not None else 0.0 for p in stopped], "x", color=colour, alpha=0.5, markersize=4)
+    seeds = sorted({run.seed for run in result.runs})
+    for axis, x in ((curves, "hours"), (work, "trial_epochs")):
+        for run in result.runs:
+            xs, ys = _steps(run, x)
+            colour = _COLOURS.get(run.strategy)
+            label = run.strategy if run.seed == min(r.seed for r in result.runs if r.strategy == run.strategy) else None
+            axis.step(xs, ys, where="post", color=colour, alpha=0.85, linewidth=1.4, label=label)
+            stopped = [point for point, trial in zip(run.curve, run.counted) if trial.state == "STOPPED"]
+            if stopped:
+                axis.plot([getattr(p, x) for p in stopped], [p.best_val_dice or 0.0 for p in stopped], "x", color=colour, alpha=0.5, markersize=4)
+        axis.grid(alpha=0.3)
     curves.axvline(result.budget_hours, color="black", linestyle="--", linewidth=1, label="budget")
     curves.set_xlabel("device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
     curves.set_ylabel("best validation Dice found (trials trained to the end)")
-    seeds = sorted({run.seed for run in result.runs})
-    curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: trials stopped early)")
+    curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: a trial stopped early)")
     curves.legend(loc="lower right", fontsize=8)
-    curves.grid(alpha=0.3)
+    work.set_xlabel("trial-epochs trained (the work, whatever the machine's load)")
+    work.set_title("the same against the work done")
     for k, strategy in enumerate(strategies):
         values = [run.final_val_dice for run in result.runs if run.strategy == strategy and run.final_val_dice is not None]
         colour = _COLOURS.get(strategy)

@@ -179,10 +179,19 @@ class BenchBatch(StrictModel):
 
 
 class CurvePoint(StrictModel):
-    """The best validation Dice found after a trial, against the device-hours spent up to it."""
+    """The best validation Dice found after a trial, against the device-hours spent up to it.
+
+    Attributes:
+        trial_id: the trial.
+        hours: the strategy's device-hours up to and including it (what the budget counts).
+        trial_epochs: its epochs of training up to and including it: the work done, whatever the machine's load
+            (on a shared CPU a device-hour buys more or fewer epochs as other processes come and go).
+        best_val_dice: the best validation Dice of the trials so far that trained all their epochs.
+    """
 
     trial_id: str
     hours: float = Field(ge=0)
+    trial_epochs: int = Field(default=0, ge=0)
     best_val_dice: float | None
 
 
