@@ -109,15 +109,15 @@ def search_rounds(
     """
     run = start.outputs["study_run"]
     label = f"{arm}: " if arm else ""
-    init = c.controller_init(study_run=run)
+    arguments = {"arm": arm} if arm else {}  # the HPO pipeline keeps the components' default
+    init = c.controller_init(study_run=run, **arguments)  # an arm's early stopping sets its reward, its packing its packs
     if after is not None:
         init.after(after)
     state = _light(init, f"{label}init controller").outputs["state"]
     for round_index in range(study.search.rounds):
-        propose = _light(c.controller_propose(study_run=run, state=state), f"{label}round {round_index + 1}: propose", cache=False)
+        propose = _light(c.controller_propose(study_run=run, state=state, **arguments), f"{label}round {round_index + 1}: propose", cache=False)
         loop = f"{arm}-round-{round_index + 1}-packs" if arm else f"round-{round_index + 1}-packs"
         with dsl.ParallelFor(propose.outputs["Output"], parallelism=study.resources.gpus, name=loop) as pack:
-            arguments = {"arm": arm} if arm else {}  # the HPO pipeline keeps the component's default
             train = c.train_pack(pack=pack, study_run=run, data=data.outputs["data"], manifest=manifest.outputs["manifest"], **arguments)
             _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried

@@ -55,19 +55,25 @@ from proxyhpo.analysis._report_io import (
 from proxyhpo.analysis.statistics import equal_pack_hours, mean_std, relative_distance, speedup
 from proxyhpo.analysis.study_plots import plot_hyperparameter_distance
 from proxyhpo.config import Categorical, NetworkConfig, ProxyDataManifest, SearchSpace, StrictModel, StudyConfig, parse_config
-from proxyhpo.config.studies import SEARCH_ARMS
+from proxyhpo.analysis.headline import DICE_TOLERANCE, PAPER_SPEEDUP, SPEEDUP_GOAL, Headline, headline, headline_metrics
+from proxyhpo.config.studies import LEVER_ARMS, REFERENCE_ARMS, SEARCH_ARMS
 from proxyhpo.errors import ConfigError
 
-__all__ = ["ArmSearch", "collect_searches", "read_manifests"]
+__all__ = ["ArmSearch", "collect_searches", "ladder_headline", "read_manifests"]
 
 
-#: The automl comparison's pipeline tag, its reference arm (the search on all data with the full network) and
-#: its arms as the paper's Table 2 heads them.
+#: The automl comparison's pipeline tag, its reference arm (the search on all data with the full network; without
+#: it, the lever ladder's ``full-search``: see :data:`~proxyhpo.config.studies.REFERENCE_ARMS`) and its arms as the
+#: paper's Table 2 heads them (the ladder's after them).
 COMPARISON = "automl-comparison"
 SEARCH_REFERENCE = "all-data"
-SEARCH_ARM_NAMES = {"all-data": "All Data", "proxy-data": "Proxy Data", "proxy-net": "Proxy Net", "proxy-data-net": "Proxy Data&Net", "random-data": "Random Data"}
-#: The arm whose numbers the parent run holds unprefixed, when the comparison has it.
-SEARCH_HEADLINE = "proxy-data-net"
+SEARCH_ARM_NAMES = {
+    "all-data": "All Data", "proxy-data": "Proxy Data", "proxy-net": "Proxy Net", "proxy-data-net": "Proxy Data&Net", "random-data": "Random Data",
+    "full-search": "Full search", "plus-proxy-data": "+ proxy data", "plus-proxy-net": "+ proxy net", "plus-packing": "+ packing",
+    "plus-early-stopping": "+ early stopping (all levers)",
+}
+#: The arms whose numbers the parent run holds unprefixed, the first the comparison has.
+SEARCH_HEADLINES = ("proxy-data-net", "plus-early-stopping")
 
 HyperValue = float | str | None
 
@@ -147,6 +153,7 @@ class _Comparison(RunTotals):
     """
 
     study: StudyConfig
+    reference: str
     arms: dict[str, ArmSearch]
     manifests: dict[str, ProxyDataManifest]
     n_final: int
@@ -226,6 +233,11 @@ def _round(run: Any) -> int | None:
         return int(run.data.tags[tracking.ROUND_TAG])
     except (KeyError, ValueError):
         return None
+
+
+def _reference_arm(arms: Sequence[str]) -> str:
+    """The comparison's reference: the first of :data:`~proxyhpo.config.studies.REFERENCE_ARMS` among its arms (``all-data`` by default)."""
+    return next((arm for arm in REFERENCE_ARMS if arm in arms), SEARCH_REFERENCE)
 
 
 def _comparison_arms(study: StudyConfig, found: Sequence[str]) -> list[str]:
@@ -313,10 +325,11 @@ def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Compar
             "final_hyperparameters": final_setting,
             "final_matches_best": _same_setting(final_setting, setting) if final_setting is not None and setting else None,
         }
-    reference = built.get(SEARCH_REFERENCE)
+    reference_arm = _reference_arm(arms)
+    reference = built.get(reference_arm)
     out: dict[str, ArmSearch] = {}
     for arm, values in built.items():
-        distance = _distance(best_settings[arm], best_settings.get(SEARCH_REFERENCE, {}), space)
+        distance = _distance(best_settings[arm], best_settings.get(reference_arm, {}), space)
         as_run = equal = None
         if reference is not None and reference["n_trials"] and values["n_trials"]:  # a search that ran no trial has no cost to compare
             as_run = speedup(reference["hours"], values["hours"])
@@ -325,6 +338,7 @@ def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Compar
     running_finals = sum(is_running(run) for run in finals.values())
     return _Comparison(
         study=study,
+        reference=reference_arm,
         arms=out,
         manifests=manifests,
         n_trials=len(trials),
@@ -388,8 +402,94 @@ def _data_label(manifest: ProxyDataManifest | None) -> str:
     return f"{METHOD_NAMES.get(manifest.method, manifest.method)}, B = {manifest.budget}"
 
 
-def _comparison_metrics(comparison: _Comparison, headline: str | None) -> dict[str, float]:
-    """The parent run's metrics: the headline arm's unprefixed, every arm's under ``<name>.<arm>``, then the totals."""
+def ladder_headline(searches: Mapping[str, ArmSearch]) -> Headline | None:
+    """The lever ladder's headline: ``full-search`` against the last ladder arm that ran; None without both.
+
+    Arms of the ladder that ran no trial (or cost nothing) are left out: their lever merges with the next arm's.
+    """
+    ran = [(arm, searches[arm].hours) for arm in LEVER_ARMS if arm in searches and searches[arm].n_trials and searches[arm].hours > 0]
+    if len(ran) < 2 or ran[0][0] != "full-search":
+        return None
+    dice = {arm: (search.internal_mean, search.internal_std, search.n_final - search.n_final_failed) for arm, search in searches.items()}
+    return headline(ran, dice)
+
+
+def _ladder_sentences(study: StudyConfig, arms: Sequence[str]) -> list[str]:
+    """The "What was run" line of the lever ladder, when the comparison has any of its arms."""
+    if not any(arm in LEVER_ARMS for arm in arms):
+        return []
+    levers = study.for_search_arm("plus-early-stopping")
+    stopping = levers.search.early_stopping
+    stops = (
+        f"successive halving inside the packs, η = {stopping.reduction_factor}, rungs at epochs {', '.join(map(str, stopping.rungs(study.training.epochs)))}"
+        + ("" if study.search.early_stopping is not None else " (the default: the study sets none)")
+        + "; the controller then learns from ranks unless `search.controller.reward` says otherwise"
+        if stopping is not None
+        else "none possible (one epoch per trial)"
+    )
+    size = levers.training.pack_size
+    packs = "packs sized by free device memory (`pack_size: auto`; 4 on a CPU)" if size == "auto" else f"packs of {size} trials per device"
+    return [
+        "- Lever ladder: `full-search` is the full search (all data, the full network, one trial per device, no early stopping); "
+        "each next arm adds one lever to the one before: `plus-proxy-data` the proxy data, `plus-proxy-net` the "
+        f"{NetworkConfig.proxy(study.training.proxy_levels).name} network, `plus-packing` {packs}, "
+        f"`plus-early-stopping` early stopping ({stops})."
+    ]
+
+
+def _ladder_section(ladder: Headline, unit: str, repeats: int) -> list[str]:
+    """The report's headline section: all levers against the full search, and each lever's share."""
+    levers = " + ".join(ladder.levers) if ladder.levers else "none"
+    goal = "met" if ladder.goal_met else ("not met" if ladder.goal_met is not None else "undecided (no final Dice)")
+    if ladder.dice_within_tolerance is None:
+        dice_verdict = "no verdict: a final model's Dice is missing"
+    else:
+        dice_verdict = (
+            f"gap {ladder.dice_gap:+.2%} of the full search's ({'within' if ladder.dice_within_tolerance else 'outside'} the "
+            f"{DICE_TOLERANCE:.0%} tolerance; one-sided, a better Dice passes)"
+        )
+        if ladder.dice_noisy:
+            dice_verdict += f"; the final models' spread over their repeats exceeds {DICE_TOLERANCE:.0%}, so the verdict is within their noise"
+    lines = [
+        f"## Headline: all levers against the full search (goal {goal})",
+        "",
+        f"`{ladder.reference_arm}` (all data, full network, one trial per device, no early stopping) against `{ladder.levers_arm}` ({levers}), "
+        f"on the same task. Goal: at most 1/{SPEEDUP_GOAL:g} of the full search's {unit} at a final Dice within {DICE_TOLERANCE:.0%} "
+        f"(the paper reached 1/{PAPER_SPEEDUP:g} with proxy data and a proxy network). Final Dice: internal, mean ± std over up to {repeats} final models.",
+        "",
+        f"| | `{ladder.reference_arm}` | `{ladder.levers_arm}` |",
+        "| --- | --- | --- |",
+        f"| {unit} per search | {format_hours(ladder.reference_hours)} | {format_hours(ladder.levers_hours)} |",
+        f"| final Dice (internal) | {format_dice(ladder.dice_reference, ladder.dice_reference_std)} | {format_dice(ladder.dice_levers, ladder.dice_levers_std)} |",
+        "",
+        f"- Speed-up: **{format_times(ladder.speedup)}** (goal ≥ {SPEEDUP_GOAL:g}×: {'met' if ladder.speedup_goal_met else 'not met'}).",
+        f"- Final Dice: {dice_verdict}.",
+        "",
+        "| step | arm | lever added | hours before → after | factor | share of the speed-up |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for index, step in enumerate(ladder.steps, start=1):
+        share = "–" if step.share is None else f"{step.share:.1%}"
+        lines.append(
+            f"| {index} | `{step.arm}` | {step.lever} | {format_hours(step.hours_before)} → {format_hours(step.hours_after)} | {format_times(step.factor)} | {share} |"
+        )
+    lines += [
+        "",
+        "Shares are the log-ratio decomposition along the ladder: a lever's share is log(hours before / hours after) over "
+        "log(full search's hours / all levers'), so the shares sum to 100% and the factors multiply to the speed-up. The order "
+        "matters: each factor is what its lever saves given the levers before it (another order gives other shares, the same total).",
+    ]
+    if unit != "GPU-hours":
+        lines.append(
+            "On a CPU packing saves little: a pack's step takes about as long as its models' steps one after another and each trial "
+            "is charged its share, so the packing factor here says nothing of a GPU's, where small networks leave the device idle."
+        )
+    return lines + [""]
+
+
+def _comparison_metrics(comparison: _Comparison, headline: str | None, ladder: Headline | None) -> dict[str, float]:
+    """The parent run's metrics: the headline arm's unprefixed, every arm's under ``<name>.<arm>``, the lever ladder's
+    headline (``headline_*``, ``lever_share_*``, ``lever_speedup_*``), then the totals."""
 
     def arm_values(search: ArmSearch) -> dict[str, float | None]:
         values: dict[str, float | None] = {
@@ -401,7 +501,7 @@ def _comparison_metrics(comparison: _Comparison, headline: str | None) -> dict[s
         }
         if search.n_trials:  # costs of searches that ran
             values |= {"device_hours_per_search": search.hours, "equal_pack_hours_per_search": search.equal_pack_hours, "selection_hours": search.selection_hours}
-        if search.arm != SEARCH_REFERENCE:
+        if search.arm != comparison.reference:
             values |= {"speedup_vs_full": search.speedup, "speedup_vs_full_equal_pack": search.speedup_equal_pack, "hp_distance": search.distance}
         return values
 
@@ -409,6 +509,8 @@ def _comparison_metrics(comparison: _Comparison, headline: str | None) -> dict[s
     unprefixed = ("speedup_vs_full", "speedup_vs_full_equal_pack", "final_val_dice", "final_test_dice", "hp_distance", "best_val_dice")
     headline_values = {name: value for name, value in per_arm[headline].items() if name in unprefixed} if headline in per_arm else {}
     totals = comparison.metrics() | {"n_final_models": float(comparison.n_final), "n_failed_final_models": float(comparison.n_final_failed)}
+    if ladder is not None:
+        headline_values |= headline_metrics(ladder)
     return arm_metrics(per_arm, headline_values, totals)
 
 
@@ -418,12 +520,14 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
     space = study.search.space
     searches = comparison.arms
     arms = list(searches)
-    others = [arm for arm in arms if arm != SEARCH_REFERENCE]
-    headline = SEARCH_HEADLINE if SEARCH_HEADLINE in arms else next(iter(others), None)
-    metrics = _comparison_metrics(comparison, headline)
+    reference_arm = comparison.reference
+    others = [arm for arm in arms if arm != reference_arm]
+    headline = next((arm for arm in SEARCH_HEADLINES if arm in arms), next(iter(others), None))
+    ladder = ladder_headline(searches)
+    metrics = _comparison_metrics(comparison, headline, ladder)
     unit = comparison.unit
     planned_trials = study.search.rounds * study.search.proposals_per_round
-    reference = searches.get(SEARCH_REFERENCE)
+    reference = searches.get(reference_arm)
 
     def planned_network(arm: str) -> str:
         if arm not in SEARCH_ARMS:
@@ -448,8 +552,9 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         f"- Searches: the RL controller (RNN + REINFORCE), {study.search.rounds} rounds × {study.search.proposals_per_round} proposals "
         f"= {planned_trials} trials per arm, over {_space_sentence(space)}; its reward is each trial's validation Dice (`final_val_dice`) "
         "on the arm's own validation cases.",
-        f"- Arms: {', '.join(f'`{arm}` ({_arm_label(arm)})' for arm in arms)}; the reference is `{SEARCH_REFERENCE}`, the search on all data "
+        f"- Arms: {', '.join(f'`{arm}` ({_arm_label(arm)})' for arm in arms)}; the reference is `{reference_arm}`, the search on all data "
         "with the full network. Proxy data is the study's selection, random data a random draw of the same budget.",
+        *_ladder_sentences(study, arms),
         f"- Final models: each arm's best hyper-parameters train the {study.final.network} network on all search cases for "
         f"{study.final.epochs} epochs, {config.repeats} times (same split, new initialisations); internal Dice on the held-out cases, "
         + ("external Dice on the external set." if study.data.external else "no external set configured (external Dice: –)."),
@@ -482,12 +587,14 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         "| MSD Dice (internal) | " + " | ".join(format_dice(searches[a].internal_mean, searches[a].internal_std) for a in arms) + " |",
         "| External Dice | " + " | ".join(format_dice(searches[a].external_mean, searches[a].external_std) for a in arms) + " |",
         f"| {'device hours' if unit.startswith('device hours') else unit} per search | " + " | ".join(format_hours(searches[a].hours) for a in arms) + " |",
-        f"| speed-up vs `{SEARCH_REFERENCE}` | " + " | ".join(format_times(searches[a].speedup) for a in arms) + " |",
+        f"| speed-up vs `{reference_arm}` | " + " | ".join(format_times(searches[a].speedup) for a in arms) + " |",
         "| speed-up at equal pack size | " + " | ".join(format_times(searches[a].speedup_equal_pack) for a in arms) + " |",
         "",
     ]
     if headline is not None:
         lines += [f"Headline arm (the parent run's unprefixed metrics): `{headline}`.", ""]
+    if ladder is not None:
+        lines += _ladder_section(ladder, unit, config.repeats)
 
     names = list(space.names)
     lines += [
@@ -495,10 +602,10 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         "",
         "Each search's best trial: its highest validation Dice among FINISHED trials (the controller's reward; ties: the earliest "
         "started). The search Dice is each search's own validation, on its own cases and network, so it does not compare across arms. "
-        f"Relative distance to `{SEARCH_REFERENCE}`'s: each value mapped to [0, 1] on its range's scale (a choice: 0 when equal, 1 "
+        f"Relative distance to `{reference_arm}`'s: each value mapped to [0, 1] on its range's scale (a choice: 0 when equal, 1 "
         "otherwise), the Euclidean distance over √(number of hyper-parameters); 0 = the same setting, 1 = opposite corners.",
         "",
-        "| arm | HP from | best trial | round | search Dice | " + " | ".join(names) + f" | distance to `{SEARCH_REFERENCE}` | final models trained with |",
+        "| arm | HP from | best trial | round | search Dice | " + " | ".join(names) + f" | distance to `{reference_arm}` | final models trained with |",
         "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
     ]
     for arm in arms:
@@ -520,7 +627,7 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
             f"| {format_dice(search.best_val_dice, None)} | " + " | ".join(_value(search.hyperparameters.get(n)) for n in names) + f" | {distance} | {trained} |"
         )
     if reference is None or reference.best_trial is None:
-        lines += ["", f"No `{SEARCH_REFERENCE}` trial finished: there is no reference to measure distances from."]
+        lines += ["", f"No `{reference_arm}` trial finished: there is no reference to measure distances from."]
     lines.append("")
 
     lines += [
@@ -530,7 +637,7 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         + " A search is one arm's rounds of trials (failed ones count: they used the device) plus choosing its data (`selection_seconds` "
         "of its manifest, once).",
         "",
-        f"| arm | HP from | trials | selection (device) | total per search | speed-up vs `{SEARCH_REFERENCE}` | at equal pack size: per search | speed-up |",
+        f"| arm | HP from | trials | selection (device) | total per search | speed-up vs `{reference_arm}` | at equal pack size: per search | speed-up |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for arm in arms:
@@ -541,7 +648,7 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         )
     lines += [
         "",
-        speedup_note(SEARCH_REFERENCE)
+        speedup_note(reference_arm)
         + f" All child runs (searches and final models) used {format_hours(comparison.gpu_hours)} GPU-hours and {format_hours(comparison.process_hours)} process-hours.",
         "",
     ]
@@ -558,18 +665,19 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         plots[name] = str(
             plot_hyperparameter_distance(
                 distances, out / f"{name}.png",
-                title=f"best hyper-parameters found, distance to {SEARCH_REFERENCE}'s\n({', '.join(names)})",
+                title=f"best hyper-parameters found, distance to {reference_arm}'s\n({', '.join(names)})",
             )
         )
         captions[name] = (
-            f"Fig. 4C/D: each search's relative distance to `{SEARCH_REFERENCE}`'s hyper-parameters, one dot per search (the reference, at 0, left out)."
+            f"Fig. 4C/D: each search's relative distance to `{reference_arm}`'s hyper-parameters, one dot per search (the reference, at 0, left out)."
         )
-    lines += plots_section(plots, captions, f"No plot: no search other than `{SEARCH_REFERENCE}` has a distance to it.")
+    lines += plots_section(plots, captions, f"No plot: no search other than `{reference_arm}` has a distance to it.")
     summary = {
         "arms": {arm: search.model_dump(mode="json") for arm, search in searches.items()},
         "manifests": {arm: {"method": m.method, "budget": m.budget, "selection_seconds": m.selection_seconds, "selection_device": m.selection_device} for arm, m in comparison.manifests.items()},
-        "reference_arm": SEARCH_REFERENCE,
+        "reference_arm": reference_arm,
         "headline_arm": headline,
+        "headline": ladder.model_dump(mode="json") if ladder is not None else None,
         "hours": unit,
         "n_final_models": comparison.n_final,
         "n_failed_final_models": comparison.n_final_failed,

@@ -22,6 +22,11 @@ from proxyhpo.config.trial import HyperParameters
 __all__ = [
     "SELECTION_METHODS_ALL",
     "SEARCH_ARMS",
+    "PAPER_ARMS",
+    "LEVERS",
+    "LEVER_ARMS",
+    "REFERENCE_ARMS",
+    "arm_levers",
     "ComparisonConfig",
     "GridPoint",
     "ProxyDataStudyConfig",
@@ -36,14 +41,51 @@ __all__ = [
 SELECTION_METHODS_ALL = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
 #: The comparison studies and the MLflow ``proxyhpo.pipeline`` tag of each.
 STUDY_PIPELINES = ("proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
-#: The five ways the automl comparison runs the RL search (the paper's Table 2): the data and the network of each.
+#: The ways the automl comparison runs the RL search, and the data and the network of each: the paper's five
+#: (Table 2; packing and early stopping as the study sets them), then the lever ladder of :data:`LEVER_ARMS`.
 SEARCH_ARMS: dict[str, tuple[str, str]] = {
     "all-data": ("full", "full"),
     "proxy-data": ("proxy", "full"),
     "proxy-net": ("full", "proxy"),
     "proxy-data-net": ("proxy", "proxy"),
     "random-data": ("random", "full"),
+    "full-search": ("full", "full"),
+    "plus-proxy-data": ("proxy", "full"),
+    "plus-proxy-net": ("proxy", "proxy"),
+    "plus-packing": ("proxy", "proxy"),
+    "plus-early-stopping": ("proxy", "proxy"),
 }
+#: The paper's five arms (Table 2): the comparison's default.
+PAPER_ARMS = ("all-data", "proxy-data", "proxy-net", "proxy-data-net", "random-data")
+#: The levers that make a search cheap, in the order the ladder adds them.
+LEVERS = ("proxy-data", "proxy-net", "packing", "early-stopping")
+#: The lever ladder (the headline figure, issue 12): ``full-search`` is the full search (all data, the full network,
+#: one trial per device, no early stopping); each next arm adds one lever (arm -> the lever it adds), so that
+#: ``plus-early-stopping`` has all four. Data and network per :data:`SEARCH_ARMS`; packing (the study's
+#: ``training.pack_size``, else 1) and early stopping (the study's ``search.early_stopping``, else none) per
+#: :func:`arm_levers`, applied by :meth:`~proxyhpo.config.StudyConfig.for_search_arm`.
+LEVER_ARMS: dict[str, str | None] = {
+    "full-search": None,
+    "plus-proxy-data": "proxy-data",
+    "plus-proxy-net": "proxy-net",
+    "plus-packing": "packing",
+    "plus-early-stopping": "early-stopping",
+}
+#: The arms a comparison may take as its reference, the first present winning: its speed-ups and distances are measured against it.
+REFERENCE_ARMS = ("all-data", "full-search")
+
+
+def arm_levers(arm: str) -> tuple[str, ...] | None:
+    """The levers a ladder arm has switched on (:data:`LEVER_ARMS`: its own and every earlier one's); None for the paper's arms.
+
+    Example:
+        >>> arm_levers("plus-proxy-net"), arm_levers("full-search"), arm_levers("proxy-data")
+        (('proxy-data', 'proxy-net'), (), None)
+    """
+    if arm not in LEVER_ARMS:
+        return None
+    ladder = list(LEVER_ARMS)
+    return tuple(lever for lever in (LEVER_ARMS[a] for a in ladder[: ladder.index(arm) + 1]) if lever is not None)
 
 #: The paper's grid (section 4.2): four optimisers at four learning rates.
 PAPER_GRID: dict[str, tuple[Choice, ...]] = {
@@ -181,28 +223,38 @@ class TrustConfig(StrictModel):
         return _check_grid(grid)
 
 
+ArmName = Literal[
+    "all-data", "proxy-data", "proxy-net", "proxy-data-net", "random-data",
+    "full-search", "plus-proxy-data", "plus-proxy-net", "plus-packing", "plus-early-stopping",
+]
+
+
 class ComparisonConfig(StrictModel):
-    """The automl comparison (``automl-comparison``): the RL search run five ways, each result trained in full.
+    """The automl comparison (``automl-comparison``): the RL search run several ways, each result trained in full.
 
     Every arm runs the study's search (``search``: rounds, proposals, controller) on its own data and
     network (:data:`SEARCH_ARMS`; proxy data is the study's ``selection``, random data a random draw of
     the same budget, the proxy network ``training.proxy_levels`` levels). Each arm's best
     hyper-parameters then train the final model (``final``) on all data, ``repeats`` times with the same
-    split and new initialisations; the paper's Table 2 and Fig. 4C/D.
+    split and new initialisations; the paper's Table 2 and Fig. 4C/D. The arms of the lever ladder
+    (:data:`LEVER_ARMS`, ``full-search`` to ``plus-early-stopping``) also set packing and early stopping,
+    one lever at a time: the report's headline (the full search's device-hours over all four levers', and
+    each lever's share).
 
     Attributes:
-        arms: the searches compared; ``all-data`` is the reference and must be one of them.
+        arms: the searches compared; a reference must be one of them: ``all-data`` (the paper's), else
+            ``full-search``.
         repeats: final models per arm (the paper: 5).
     """
 
-    arms: tuple[Literal["all-data", "proxy-data", "proxy-net", "proxy-data-net", "random-data"], ...] = tuple(SEARCH_ARMS)  # type: ignore[assignment]
+    arms: tuple[ArmName, ...] = PAPER_ARMS
     repeats: int = Field(5, ge=1)
 
     @field_validator("arms")
     @classmethod
     def _reference_is_an_arm(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
-        if "all-data" not in arms:
-            raise ValueError(f"arms must include the reference 'all-data', got {list(arms)}")
+        if not any(reference in arms for reference in REFERENCE_ARMS):
+            raise ValueError(f"arms must include a reference, 'all-data' or 'full-search' (the lever ladder's), got {list(arms)}")
         if len(set(arms)) != len(arms):
             raise ValueError(f"arms lists an arm twice: {list(arms)}")
         return arms

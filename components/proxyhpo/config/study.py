@@ -20,7 +20,7 @@ from proxyhpo.config.nas import NasConfig
 from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
-from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig
+from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
 
@@ -249,8 +249,19 @@ class StudyConfig(StrictModel):
     def for_search_arm(self, arm: str) -> StudyConfig:
         """This study as the automl comparison's ``arm`` searches: its data and network per :data:`SEARCH_ARMS`.
 
+        The paper's arms keep the study's packing and early stopping. An arm of the lever ladder
+        (:data:`~proxyhpo.config.studies.LEVER_ARMS`) sets them by its levers
+        (:func:`~proxyhpo.config.studies.arm_levers`): without ``packing`` one trial per pack
+        (``training.pack_size: 1``), with it the study's pack size; without ``early-stopping`` none, with it
+        the study's ``search.early_stopping``, else :meth:`default_early_stopping`. The controller's
+        ``reward: auto`` then follows the arm's early stopping.
+
         Raises:
             ValueError: for an arm that is not one of :data:`SEARCH_ARMS`.
+
+        Example:
+            >>> study.for_search_arm("full-search").training.pack_size  # doctest: +SKIP
+            1
         """
         if arm not in SEARCH_ARMS:
             raise ValueError(f"arm must be one of {', '.join(SEARCH_ARMS)}, got {arm!r}")
@@ -259,7 +270,22 @@ class StudyConfig(StrictModel):
         document["training"].update(data="full" if data == "full" else "proxy", network=network)
         if data == "random":
             document["selection"]["method"] = "random"
+        levers = arm_levers(arm)
+        if levers is not None:
+            if "packing" not in levers:
+                document["training"]["pack_size"] = 1
+            stopping = (self.search.early_stopping or self.default_early_stopping()) if "early-stopping" in levers else None
+            document["search"]["early_stopping"] = stopping.model_dump() if stopping is not None else None
         return StudyConfig.model_validate(document)
+
+    def default_early_stopping(self) -> EarlyStoppingConfig | None:
+        """The early stopping a ladder arm uses when the study sets none: η = 3, first rung at a sixth of the epochs.
+
+        None when the trials train a single epoch (nothing to stop). Example: 30 epochs give rungs at 5 and 15.
+        """
+        if self.training.epochs < 2:
+            return None
+        return EarlyStoppingConfig(reduction_factor=3, min_epochs=max(1, self.training.epochs // 6))
 
     def check_compiled_shape(self, compiled: PipelineShape, source: str = "study_config") -> None:
         """Check that this study fits the pipeline compiled for ``compiled`` (a config edited in the UI may not).

@@ -71,21 +71,23 @@ def select_data(study_run: Input[Artifact], data: Input[Artifact], manifest: Out
 
 
 @component
-def controller_init(study_run: Input[Artifact], state: Output[Artifact]):
-    """Create the REINFORCE controller's initial state."""
+def controller_init(study_run: Input[Artifact], state: Output[Artifact], arm: str = ""):
+    """Create the REINFORCE controller's initial state (``arm``: the automl comparison's search, whose early stopping sets the reward)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import init_controller
 
-    init_controller(StudyRun.read(study_run.path).study, state.path)
+    study = StudyRun.read(study_run.path).study
+    init_controller(study.for_search_arm(arm) if arm else study, state.path)
 
 
 @component
-def controller_propose(study_run: Input[Artifact], state: Input[Artifact], proposed: Output[Artifact]) -> List[str]:
-    """Sample one round's proposals and group them into packs (one JSON string per pack)."""
+def controller_propose(study_run: Input[Artifact], state: Input[Artifact], proposed: Output[Artifact], arm: str = "") -> List[str]:
+    """Sample one round's proposals and group them into packs (one JSON string per pack; ``arm``: as its search packs them)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import propose_round
 
-    return propose_round(StudyRun.read(study_run.path).study, state.path, proposed.path)
+    study = StudyRun.read(study_run.path).study
+    return propose_round(study.for_search_arm(arm) if arm else study, state.path, proposed.path)
 
 
 @component
