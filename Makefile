@@ -38,6 +38,7 @@ bench: $(STAMP)  ## benchmarks; JSON results under bench/results/
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_nas.py
 	$(PY) bench/bench_search.py
+	$(PY) bench/bench_headline.py
 
 compile: $(STAMP)  ## compile every pipeline to build/pipelines/
 	$(VENV)/bin/proxyhpo compile --out build/pipelines
