@@ -159,7 +159,7 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
     curves.set_xlabel("device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
     curves.set_ylabel("best validation Dice found (trials trained to the end)")
     curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: a trial stopped early)")
-    curves.legend(loc="lower right", fontsize=8)
+    curves.legend(loc="best", fontsize=8)
     work.set_xlabel("trial-epochs trained (the work, whatever the machine's load)")
     work.set_title("the same against the work done")
     for k, strategy in enumerate(strategies):
