@@ -71,7 +71,6 @@ _JSON_ENTRY = "nas_controller.json"
 _TENSORS_ENTRY = "tensors.pt"
 _HPO_JSON_ENTRY = "controller.json"  # what ReinforceController writes beside tensors.pt
 _TENSOR_KEYS = ("policy", "optimizer", "generator")
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FIX_CORRUPT = "the file is corrupt; rerun the episode that wrote it"
 _FIX_NOT_STATE = "pass a file written by EnasController.save"
 
@@ -467,27 +466,13 @@ class EnasController:
         Raises:
             StorageError: when the file cannot be written.
         """
-        from proxyhpo.storage import atomic_output
+        from proxyhpo.controller.state import write_archive
 
-        target = Path(path)
         buffer = io.BytesIO()
         torch.save(
             {"policy": self._policy.state_dict(), "optimizer": self._optimizer.state_dict(), "generator": self._generator.get_state()}, buffer
         )
-        document = self.state().model_dump_json(indent=1).encode("utf-8")
-        try:
-            with atomic_output(target) as tmp, open(tmp, "wb") as handle:
-                with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                    for entry, payload in ((_JSON_ENTRY, document), (_TENSORS_ENTRY, buffer.getvalue())):
-                        info = zipfile.ZipInfo(entry, date_time=_FIXED_ZIP_TIME)
-                        info.compress_type = zipfile.ZIP_DEFLATED
-                        archive.writestr(info, payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            problem = f"cannot be written ({exc.strerror or brief(exc)})"
-            raise StorageError(target, problem, "check that the folder is writable and has space") from exc
-        return target
+        return write_archive(path, {_JSON_ENTRY: self.state().model_dump_json(indent=1).encode("utf-8"), _TENSORS_ENTRY: buffer.getvalue()})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EnasController:

@@ -25,7 +25,7 @@ from proxyhpo.config.base import brief, parse_config
 from proxyhpo.config.controller import SCHEMA_VERSION, ControllerState, HistoryRecord
 from proxyhpo.errors import InputError, StorageError
 
-__all__ = ["write_state", "read_state", "read_state_json", "read_history"]
+__all__ = ["write_state", "write_archive", "read_state", "read_state_json", "read_history"]
 
 _JSON_ENTRY = "controller.json"
 _TENSORS_ENTRY = "tensors.pt"
@@ -54,16 +54,28 @@ def write_state(path: str | os.PathLike[str], state: ControllerState, tensors: d
     if missing:
         raise ValueError(f"tensors must have the keys {list(_TENSOR_KEYS)}, missing {missing}")
     import torch
+
+    buffer = io.BytesIO()
+    torch.save({k: tensors[k] for k in _TENSOR_KEYS}, buffer)
+    return write_archive(path, {_JSON_ENTRY: state.model_dump_json(indent=1).encode("utf-8"), _TENSORS_ENTRY: buffer.getvalue()})
+
+
+def write_archive(path: str | os.PathLike[str], entries: dict[str, bytes]) -> Path:
+    """Write ``entries`` as one zip file at ``path``, atomically and synced; fixed timestamps make equal states equal bytes.
+
+    The layout of both controllers' state files (the HPO controller's here, the NAS controller's in
+    :mod:`proxyhpo.controller.enas`): a JSON record beside a ``torch.save`` payload.
+
+    Raises:
+        StorageError: when the file cannot be written.
+    """
     from proxyhpo.storage import atomic_output
 
     target = Path(path)
-    buffer = io.BytesIO()
-    torch.save({k: tensors[k] for k in _TENSOR_KEYS}, buffer)
-    document = state.model_dump_json(indent=1).encode("utf-8")
     try:
         with atomic_output(target) as tmp, open(tmp, "wb") as handle:
             with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for entry, payload in ((_JSON_ENTRY, document), (_TENSORS_ENTRY, buffer.getvalue())):
+                for entry, payload in entries.items():
                     info = zipfile.ZipInfo(entry, date_time=_FIXED_ZIP_TIME)
                     info.compress_type = zipfile.ZIP_DEFLATED
                     archive.writestr(info, payload)
