@@ -237,10 +237,10 @@ class Calibration(StrictModel):
     """The cost measurements the launch rule starts from, made once before the strategies run.
 
     Attributes:
-        epochs: epochs each calibration trial trained.
+        epochs: epochs each calibration trial trained (the study's schedule).
         rates: device-hours per trial-epoch measured at each pack size (``"1"``, ``"<pack size>"``).
         device_hours: what the calibration cost (charged to no strategy).
-        full_trial_hours: one trial of the study's schedule at the full pack's rate: the unit of ``budget.trials``.
+        full_trial_hours: the mean cost of a trial of the calibration's full pack: the unit of ``budget.trials``.
     """
 
     epochs: int

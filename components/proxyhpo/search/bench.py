@@ -22,18 +22,21 @@ Accounting, precisely:
   and its run is tagged ``proxyhpo.bench.counted=false``.
 - **Launch rule.** A strategy starts a batch of ``n`` proposals (``n`` at most ``proposals_per_batch``, the
   largest that fits) only when ``spend + n * epochs * rate * (1 + margin)`` is within the budget, where
-  ``rate`` is the highest device-hours per trial-epoch of the last four batches measured at the batch's
+  ``rate`` is the median device-hours per trial-epoch of the last four batches measured at the batch's
   pack size (the calibration's included; a pack size not measured yet takes the largest smaller one's,
   down to the calibration's single trial). Trials that may stop early are predicted at all their epochs,
-  an upper bound. When no batch fits, the strategy is done; overruns happen only when a batch runs more
-  than ``margin`` slower per trial-epoch than the recent ones (the machine's load rose).
+  an upper bound. When no batch fits, the strategy is done. A batch that runs more than ``margin`` slower
+  per trial-epoch than the median (the machine's load rose) may cross the budget: its trials past it are
+  not counted. The median, not the highest: on a shared machine one slow batch would otherwise shrink
+  every strategy's next four batches and leave budgets unspent.
 - **Fairness.** Within a seed the strategies take turns batch by batch, the one that has spent least going
   next, so a change of the machine's load hits them alike; within a seed the k-th proposal of every
   strategy starts from the same initial weights and data order.
-- **Calibration.** Before the strategies, one trial alone and one pack of the study's pack size train for a
-  third of the schedule (logged as ``calibration`` runs under the benchmark's own run, charged to no
+- **Calibration.** Before the strategies, one trial alone and one pack of the study's pack size train the
+  study's whole schedule (logged as ``calibration`` runs under the benchmark's own run, charged to no
   strategy), after one epoch of one pack has warmed the data cache and the process (logged nowhere): the
-  launch rule's first rates and ``budget.trials``' unit.
+  launch rule's first rates and ``budget.trials``' unit, a trial of the pack. A shorter calibration would
+  overrate an epoch: a trial's set-up and validations weigh more on few epochs.
 
 MLflow: one experiment (``<study>-search-bench`` unless the config names one); a run for the benchmark
 (``proxyhpo.pipeline=search-bench``, ``proxyhpo.bench.role=bench``: the calibration's trials, the config, the
@@ -49,6 +52,7 @@ import importlib.util
 import logging
 import os
 import platform
+import statistics
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -131,8 +135,8 @@ class CostModel:
             self.rates.setdefault(slots, []).append(hours / trial_epochs)
 
     def rate(self, slots: int) -> float:
-        """Device-hours per trial-epoch at pack size ``slots``: the highest recent measurement at it, else at the
-        largest measured size below it (fewer models in a pack never make a trial-epoch cheaper), else at the smallest.
+        """Device-hours per trial-epoch at pack size ``slots``: the median of the recent measurements at it, else at
+        the largest measured size below it (fewer models in a pack rarely make a trial-epoch cheaper), else at the smallest.
 
         Raises:
             ValueError: when nothing was measured yet.
@@ -141,7 +145,7 @@ class CostModel:
             raise ValueError("no batch was measured yet: calibrate first")
         below = [size for size in self.rates if size <= slots]
         size = max(below) if below else min(self.rates)
-        return max(self.rates[size][-self.window :])
+        return statistics.median(self.rates[size][-self.window :])
 
     def predict(self, n: int, *, slots: int, epochs: int) -> float:
         """Device-hours ``n`` trials of ``epochs`` epochs may cost, ``slots`` at a time, margin included."""
@@ -301,12 +305,10 @@ class SearchBench:
 
     # ------------------------------------------------------------------------------------- calibration
     def _calibrate(self, run_id: str) -> Calibration:
-        """One trial alone and one pack of the study's pack size, a third of the schedule each: the first rates."""
+        """One trial alone and one pack of the study's pack size, each the study's whole schedule: the first rates."""
         from proxyhpo.training.study_trials import build_search_plan
 
         study = study_with(self.study, "search", early_stopping=None)
-        epochs = max(1, min(study.training.epochs, round(study.training.epochs / 3)))
-        study = study_with(study, "training", epochs=epochs, val_every=min(study.training.val_every, epochs))
         pack = self.batch_size if not isinstance(study.training.pack_size, int) else min(study.training.pack_size, self.batch_size)
         centre = _centre(study)
         proposals = [Proposal(proposal_id=i, round=0 if i < pack else 1, hyperparameters=centre, log_prob=0.0) for i in range(pack + 1)]
@@ -321,8 +323,8 @@ class SearchBench:
             self.costs.observe(slots, hours=hours, trial_epochs=trial_epochs)
             rates[str(slots)] = hours / max(trial_epochs, 1)
         total = sum(cost_of(result) for result, _ in packed + alone)
-        full_trial = self.costs.rate(self.slots) * self.study.training.epochs
-        return Calibration(epochs=epochs, rates=rates, device_hours=total, full_trial_hours=full_trial)
+        full_trial = sum(cost_of(result) for result, _ in packed) / len(packed)
+        return Calibration(epochs=study.training.epochs, rates=rates, device_hours=total, full_trial_hours=full_trial)
 
     # ---------------------------------------------------------------------------------------- searches
     def _open_search(self, name: str, order: int, seed: int, study: StudyConfig) -> _Search:
