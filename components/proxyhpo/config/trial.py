@@ -133,7 +133,7 @@ class TrialPlan(Record):
         test: optional external test cases, evaluated once after training with the best-validation
             weights.
         epochs: training epochs (one epoch visits every training volume once).
-        val_every: validate every this many epochs (and always after the last).
+        val_every: validate every this many epochs (and always after the last, and at the rungs of ``early_stopping``).
         batch_size: volumes per step; each gives ``recipe.num_samples`` patches.
         trials: the trials; several are trained together as packs.
         pack_size: models per pack, or ``"auto"`` (from free GPU memory; 4 on a CPU).

@@ -28,7 +28,8 @@ __all__ = ["CHECKPOINT_VERSION", "stream_state", "restore_stream", "save_checkpo
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a checkpoint of the old layout would be misread.
-CHECKPOINT_VERSION = 1
+#: 2: a pack is a queue (trials admitted, retired, the early-stopping rule's records); a version-1 checkpoint starts over.
+CHECKPOINT_VERSION = 2
 
 
 def _randomizable(transform: Any) -> list[Randomizable]:
