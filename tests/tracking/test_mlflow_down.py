@@ -22,7 +22,7 @@ from train_helpers import TRAIN_TIMEOUT_S, start_train, train_env, wait_for_epoc
 
 from proxyhpo import tracking  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(420)
 
 
 def test_training_survives_the_server_going_away_and_logs_later(mlflow_server: str, tmp_path: Path) -> None:
