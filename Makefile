@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 STAMP := $(VENV)/.installed
 DEMO ?= examples/demo.yaml
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto --dist loadgroup
 
 .PHONY: install run test lint bench compile golden mlflow-ui clean help
 

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.xdist_group("compiled")  # one worker compiles every shipped pipeline once for the whole module
 import yaml
 
 from pipelines.studies import DESCRIPTIONS, build_proxy_data_study, build_proxy_net_study, build_trust_check

@@ -47,6 +47,7 @@ def tiny_study(root: Path, **overrides) -> StudyConfig:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_hpo_run")  # one worker runs the session's tiny study for all three
 def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
     # the session's tiny run (tests/conftest.py) uses ncc: every task re-reads the study from JSON, and a method other
     # than the default must survive that too (the default, mi+labelcrop, runs through the same tasks in test_study_runs.py)

@@ -84,6 +84,7 @@ def _kept(home: Path, round_index: int) -> list[Path]:
     return sorted((home / "checkpoints").glob(f"*/trials/r{round_index}-*.json"))
 
 
+@pytest.mark.xdist_group("tiny_hpo_run")  # one worker runs the session's tiny study for all three
 def test_a_killed_study_resumes_with_the_same_command(tmp_path: Path, tiny_hpo_run) -> None:
     home = tmp_path / "home"
     uri = f"sqlite:///{home / 'mlflow.db'}"

@@ -91,6 +91,7 @@ def test_the_scan_finds_a_planted_secret(tmp_path: Path, fake_secrets: dict[str,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_hpo_run")  # one worker runs the session's tiny study for all three
 def test_a_study_run_leaves_no_secret_behind(tiny_hpo_run, fake_secrets: dict[str, str]) -> None:
     scan = Scan(fake_secrets)
     scan.tree(tiny_hpo_run.home)
