@@ -15,7 +15,7 @@ another (packing saves little). The bench samples the load average during the ru
 mean load while its trials ran: read the factors with it. The store and data live under ``--home``
 (default ``.proxyhpo/bench-headline``), apart from ``make run``'s.
 
-Usage: ``python bench/bench_headline.py [CONFIG] [--seeds 0 1 2] [--out bench/results] [--home DIR]``
+Usage: ``python bench/bench_headline.py [CONFIG] [--seeds 0 1 2] [--out bench/results] [--home DIR] [--runs SEED=RUN_ID ...]``
 """
 
 from __future__ import annotations
@@ -96,8 +96,13 @@ def newest_parent(experiment: str, started_after_ms: int) -> Any:
     return runs[0]
 
 
-def arm_rows(parent: Any, sampler: LoadSampler) -> dict[str, dict[str, Any]]:
-    """Per arm: its search's cost, trials, stopped trials, final Dice, and the mean load while its search trials ran."""
+def arm_rows(parent: Any, sampler: LoadSampler | None, previous: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Per arm: its search's cost and work, trials, stopped trials, final Dice, and the mean load while its search trials ran.
+
+    The seconds per trial-step of the arm's trials (their charged hours over their optimiser steps, validation and set-up
+    included) show how the machine's load moved the charge: trials of one network and pack size do the same work per step.
+    Without a ``sampler`` (a rebuild from MLflow), the load comes from ``previous``, the arm's row of an earlier headline.json.
+    """
     from proxyhpo import tracking
     from proxyhpo.analysis._report_io import children
     from proxyhpo.analysis.comparison_report import collect_searches
@@ -109,6 +114,14 @@ def arm_rows(parent: Any, sampler: LoadSampler) -> dict[str, dict[str, Any]]:
         trials = [run for run in runs if run.data.tags.get("proxyhpo.arm") == arm and run.data.tags.get(tracking.ROLE_TAG) == "trial"]
         started = [run.info.start_time for run in trials if run.info.start_time]
         ended = [run.info.end_time for run in trials if run.info.end_time]
+        per_step = sorted(
+            run.data.metrics.get("process_hours", 0.0) * 3600 / run.data.metrics["steps_run"]
+            for run in trials if run.data.metrics.get("steps_run") and run.data.metrics.get("gpu_hours", 0.0) == 0.0
+        )
+        if sampler is not None:
+            load = sampler.mean(min(started), max(ended)) if started and ended else None
+        else:
+            load = ((previous or {}).get(arm) or {}).get("mean_load_during_trials")
         rows[arm] = {
             "hours": search.hours,
             "trial_hours": search.trial_hours,
@@ -118,13 +131,15 @@ def arm_rows(parent: Any, sampler: LoadSampler) -> dict[str, dict[str, Any]]:
             "n_failed": search.n_failed,
             "n_stopped": sum(tracking.STOPPED_TAG in run.data.tags for run in trials),
             "trial_epochs": sum(run.data.metrics.get("epochs_run", 0.0) for run in trials),
+            "trial_steps": sum(run.data.metrics.get("steps_run", 0.0) for run in trials),
+            "seconds_per_trial_step": {"min": per_step[0], "median": per_step[len(per_step) // 2], "max": per_step[-1]} if per_step else None,
             "network": search.network,
             "train_cases": search.train_cases,
             "best_val_dice": search.best_val_dice,
             "hyperparameters": search.hyperparameters,
             "final_dice": search.internal_mean,
             "final_test_dice": search.external_mean,
-            "mean_load_during_trials": sampler.mean(min(started), max(ended)) if started and ended else None,
+            "mean_load_during_trials": load,
         }
     return rows
 
@@ -183,6 +198,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one comparison run per seed (default: 0 1 2)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for headline.json and headline.png")
     parser.add_argument("--home", default=str(ROOT / ".proxyhpo" / "bench-headline"), help="PROXYHPO_HOME of the runs: their MLflow store, artifacts, logs")
+    parser.add_argument(
+        "--runs", nargs="+", metavar="SEED=RUN_ID", default=None,
+        help="rebuild the results from these finished comparison runs (in --home's store) instead of running; the load and wall time "
+        "an earlier run recorded in --out's headline.json are kept",
+    )
     args = parser.parse_args()
     missing = [name for name in ("mlflow", "kfp") if importlib.util.find_spec(name) is None]
     if missing:
@@ -199,9 +219,16 @@ def main() -> int:
     from proxyhpo.config import load_study
     from proxyhpo.launch import run_local
 
+    from proxyhpo import tracking
+
     study = absolute_data(load_study(args.config))
+    earlier_file = Path(args.out) / "headline.json"
+    earlier = json.loads(earlier_file.read_text()) if args.runs and earlier_file.exists() else {}
+    earlier_rows = {row["parent_run_id"]: row for row in earlier.get("seeds", [])}
+    todo: list[tuple[int, str | None]] = [(int(item.split("=", 1)[0]), item.split("=", 1)[1]) for item in args.runs] if args.runs else [(seed, None) for seed in args.seeds]
     sampler = LoadSampler()
-    sampler.start()
+    if not args.runs:
+        sampler.start()
     results: dict[str, Any] = {
         "what": "the automl comparison's lever ladder: the full search against proxy data + proxy network + packing + early stopping",
         "goal": {"speedup_at_least": SPEEDUP_GOAL, "dice_tolerance": DICE_TOLERANCE, "paper_speedup": PAPER_SPEEDUP},
@@ -228,13 +255,22 @@ def main() -> int:
         "seeds": [],
         "pooled": None,
     }
+    if earlier.get("machine"):
+        results["machine"] = earlier["machine"]  # the machine as it was when the runs ran
     headlines: list[Headline] = []
-    for seed in args.seeds:
-        run_study = seeded(study, seed)
-        started_ms = int(time.time() * 1000)
-        began = time.perf_counter()
-        run_local(run_study, "automl-comparison")
-        parent = newest_parent(run_study.name, started_ms - 1)
+    for seed, run_id in todo:
+        old: dict[str, Any] = {}
+        if run_id is None:
+            run_study = seeded(study, seed)
+            started_ms = int(time.time() * 1000)
+            began = time.perf_counter()
+            run_local(run_study, "automl-comparison")
+            parent = newest_parent(run_study.name, started_ms - 1)
+            wall, load = time.perf_counter() - began, sampler.mean(started_ms, int(time.time() * 1000))
+        else:
+            parent = tracking.client().get_run(run_id)
+            old = earlier_rows.get(run_id, {})
+            wall, load = old.get("wall_seconds"), old.get("mean_load")
         searches = collect_searches(parent.info.run_id)
         result = ladder_headline(searches)
         if result is None:
@@ -247,14 +283,15 @@ def main() -> int:
             {
                 "seed": seed,
                 "parent_run_id": parent.info.run_id,
-                "wall_seconds": time.perf_counter() - began,
-                "mean_load": sampler.mean(started_ms, int(time.time() * 1000)),
+                "wall_seconds": wall,
+                "mean_load": load,
                 "headline": result.model_dump(mode="json"),
-                "arms": arm_rows(parent, sampler),
+                "arms": arm_rows(parent, None if run_id else sampler, old.get("arms")),
             }
         )
         results["pooled"] = pool_headlines(headlines).model_dump(mode="json")
-        results["machine"]["load_average_at_end"] = os.getloadavg()
+        if run_id is None:
+            results["machine"]["load_average_at_end"] = os.getloadavg()
         write(results, Path(args.out))
         steps = ", ".join(f"{s.lever} {s.factor:.2f}× ({s.share:.0%})" if s.share is not None else f"{s.lever} {s.factor:.2f}×" for s in result.steps)
         print(
