@@ -140,7 +140,12 @@ def _output_to(log_path: Path) -> Iterator[Any]:
 
 
 class _StudyProgress(threading.Thread):
-    """Polls MLflow for the study's trial runs and drives a rich progress display."""
+    """Polls MLflow for the study's trial runs and drives a rich progress display.
+
+    The search's trials and the HPO study's final model are two lines, each with its own elapsed time, so
+    the time shown beside the final model is the final model's (not the whole run's). Set :attr:`succeeded`
+    before :attr:`stopped` when the pipeline finished, so the final model's line ends complete.
+    """
 
     def __init__(self, study: StudyConfig, parent_run_id: str, console: Any, kind: str = "hpo") -> None:
         super().__init__(daemon=True)
@@ -149,6 +154,7 @@ class _StudyProgress(threading.Thread):
         self.console = console
         self.kind = kind
         self.stopped = threading.Event()
+        self.succeeded = False
 
     def _describe(self, started: int, done: int, failed: int, final: bool) -> str:
         failures = f" ({failed} failed)" if failed else ""
@@ -159,7 +165,7 @@ class _StudyProgress(threading.Thread):
         if self.kind != "hpo":
             return f"{self.kind}: trials{failures}"
         if final:
-            return "training the final model (full network, all data)"
+            return f"search: {done} trials{failures}"
         rounds, per_round = self.study.search.rounds, self.study.search.proposals_per_round
         return f"round {min(rounds, done // per_round + 1)}/{rounds}: trials{failures}"
 
@@ -167,6 +173,7 @@ class _StudyProgress(threading.Thread):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         total = self.study.planned_trials(self.kind)
+        final_task = None
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console) as bar:
             task = bar.add_task(self._describe(0, 0, 0, False), total=total)
             while not self.stopped.wait(2.0):
@@ -175,7 +182,13 @@ class _StudyProgress(threading.Thread):
                 except Exception:  # the store may be busy migrating; try again on the next tick
                     continue
                 bar.update(task, completed=done, description=self._describe(started, done, failed, final))
-            bar.update(task, completed=tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)[1])
+                if final and final_task is None and self.kind == "hpo":
+                    bar.stop_task(task)  # the search's elapsed time stops where the final model starts
+                    final_task = bar.add_task(f"training the final model ({self.study.final.network} network, all search cases)", total=1)
+            with contextlib.suppress(Exception):
+                bar.update(task, completed=tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)[1])
+            if final_task is not None and self.succeeded:
+                bar.update(final_task, completed=1)
 
 
 def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, console: Any) -> None:
@@ -308,6 +321,7 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
                 progress.join()
                 tracking.fail_open_runs(study.name, parent_run_id=run_id)
                 raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
+            progress.succeeded = True
             progress.stopped.set()
             progress.join()
     finally:

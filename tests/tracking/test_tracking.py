@@ -436,3 +436,35 @@ def test_a_retried_task_resumes_its_trial_runs_never_duplicates_them(tracking_ur
     resumed = second["r0-t000"].run_id
     # one value per epoch: the killed attempt's epoch 1 is kept, the retry's is not logged twice
     assert _history(client, resumed, "val_dice") == [(1, 0.30), (2, 0.50)]
+
+
+def test_the_launch_progress_gives_the_final_model_its_own_line_and_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from proxyhpo.launch import _StudyProgress, shipped_study
+
+    uri = f"sqlite:///{tmp_path / 'progress.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    study = shipped_study("demo")
+    parent = tracking.start_parent_run(study.name, "hpo", config={}, tracking_uri=uri)
+    specs = [make_spec(f"r0-p{i}") for i in range(2)]
+    with tracking.trial_runs(study.name, specs, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        for spec in specs:
+            runs[spec.trial_id].finish(make_result(spec, [0.5]))
+    shown = io.StringIO()
+    progress = _StudyProgress(study, parent, Console(file=shown, force_terminal=False, width=160))
+    progress.start()
+    final = make_spec("final", round=None)
+    with tracking.trial_runs(study.name, [final], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False, role="final") as runs:
+        time.sleep(3.0)  # one poll (every 2 s) sees the final model's run
+        runs["final"].finish(make_result(final, [0.8]))
+    progress.succeeded = True
+    progress.stopped.set()
+    progress.join(timeout=30)
+    lines = shown.getvalue().splitlines()
+    search = next(line for line in lines if line.startswith("search: 2 trials"))
+    assert f"2/{study.planned_trials('hpo')}" in search
+    final_line = next(line for line in lines if line.startswith("training the final model (full network, all search cases)"))
+    assert "1/1" in final_line
