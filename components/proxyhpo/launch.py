@@ -203,6 +203,9 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
         value = summary.get(key)
         table.add_row(label, "–" if value is None else f"{value:.4f}")
     table.add_row("trials (failed)", f"{summary['n_trials']} ({summary['n_failed']})")
+    if summary.get("n_stopped"):
+        run, saved = summary.get("trial_epochs_run", 0), summary.get("trial_epochs_saved", 0)
+        table.add_row("stopped early (trial-epochs saved)", f"{summary['n_stopped']} ({saved:.0f} of {run + saved:.0f})")
     table.add_row("GPU-hours", f"{summary['total_gpu_hours']:.4f}")
     table.add_row("process hours (CPU)", f"{summary['total_process_hours']:.4f}")
     console.print(table)

@@ -468,3 +468,23 @@ def test_the_launch_progress_gives_the_final_model_its_own_line_and_time(tmp_pat
     assert f"2/{study.planned_trials('hpo')}" in search
     final_line = next(line for line in lines if line.startswith("training the final model (full network, all search cases)"))
     assert "1/1" in final_line
+
+
+@pytest.mark.parametrize("stopped", [0, 20])
+def test_the_run_summary_shows_what_early_stopping_saved(tmp_path: Path, stopped: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from proxyhpo.launch import _print_summary, shipped_study
+
+    summary = {
+        "best_hyperparameters": {"lr": 0.0055, "optimizer": "rmsprop"},
+        "best_val_dice": 0.56, "final_val_dice": 0.66, "final_test_dice": 0.67,
+        "n_trials": 24, "n_failed": 0, "n_stopped": stopped, "trial_epochs_run": 520.0, "trial_epochs_saved": 920.0 if stopped else 0.0,
+        "total_gpu_hours": 0.0, "total_process_hours": 0.02,
+    }
+    shown = io.StringIO()
+    _print_summary(shipped_study("demo"), summary, tmp_path / "run.log", Console(file=shown, force_terminal=False, width=160))
+    rows = [line for line in shown.getvalue().splitlines() if "stopped early" in line]
+    assert [("20 (920 of 1440)" in row) for row in rows] == ([True] if stopped else [])
