@@ -43,13 +43,10 @@ fixed timestamp, so equal states give byte-identical files. It is written atomic
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import numbers
 import operator
 import os
-import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,19 +57,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from proxyhpo.config.base import brief, parse_config
+from proxyhpo.config.base import brief
 from proxyhpo.config.nas_controller import NAS_SCHEMA_VERSION, EpisodeStats, NasControllerConfig, NasControllerState
-from proxyhpo.errors import InputError, StorageError
+from proxyhpo.controller.state import HPO_STATE, StateLayout, read_archive, write_state
+from proxyhpo.errors import InputError
 
 __all__ = ["EnasController", "EnasPolicy", "episode_fractions"]
 
 _DTYPE = torch.float64  # a tiny network: double precision costs nothing and keeps replayed log-probs exact
 _JSON_ENTRY = "nas_controller.json"
-_TENSORS_ENTRY = "tensors.pt"
-_HPO_JSON_ENTRY = "controller.json"  # what ReinforceController writes beside tensors.pt
-_TENSOR_KEYS = ("policy", "optimizer", "generator")
 _FIX_CORRUPT = "the file is corrupt; rerun the episode that wrote it"
-_FIX_NOT_STATE = "pass a file written by EnasController.save"
+_NAS_STATE = StateLayout(
+    what="NAS controller state",
+    json_entry=_JSON_ENTRY,
+    model=NasControllerState,
+    schema_version=NAS_SCHEMA_VERSION,
+    fix_missing="pass the state written by the previous episode",
+    fix_not_state="pass a file written by EnasController.save",
+    fix_corrupt=_FIX_CORRUPT,
+    fix_version="use the proxyhpo version that wrote it, or start a new search",
+    # an HPO controller's file holds tensors.pt too: say which file it is, not that an entry is missing
+    foreign={HPO_STATE.json_entry: ("an HPO controller state", "load it with ReinforceController.load, or pass a file written by EnasController.save")},
+)
 
 Architecture = tuple[int, ...]
 
@@ -466,13 +472,8 @@ class EnasController:
         Raises:
             StorageError: when the file cannot be written.
         """
-        from proxyhpo.controller.state import write_archive
-
-        buffer = io.BytesIO()
-        torch.save(
-            {"policy": self._policy.state_dict(), "optimizer": self._optimizer.state_dict(), "generator": self._generator.get_state()}, buffer
-        )
-        return write_archive(path, {_JSON_ENTRY: self.state().model_dump_json(indent=1).encode("utf-8"), _TENSORS_ENTRY: buffer.getvalue()})
+        tensors = {"policy": self._policy.state_dict(), "optimizer": self._optimizer.state_dict(), "generator": self._generator.get_state()}
+        return write_state(path, self.state(), tensors, _NAS_STATE)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EnasController:
@@ -484,7 +485,7 @@ class EnasController:
                 is corrupt, or has another schema version.
         """
         source = Path(path)
-        state, tensors = _read(source)
+        state, tensors = read_archive(source, _NAS_STATE)
         try:
             controller = cls(state.decisions, state.config)
             controller._policy.load_state_dict(tensors["policy"])
@@ -499,36 +500,3 @@ class EnasController:
         return controller
 
 
-def _read(path: Path) -> tuple[NasControllerState, dict[str, Any]]:
-    if not path.is_file():
-        raise StorageError(path, "NAS controller state file does not exist", "pass the state written by the previous episode")
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(path, f"is not a NAS controller state file (not a zip archive: {brief(exc)})", _FIX_NOT_STATE) from exc
-    with archive:
-        names = set(archive.namelist())
-        if _JSON_ENTRY not in names or _TENSORS_ENTRY not in names:
-            if _HPO_JSON_ENTRY in names:
-                problem = f"is an HPO controller state (entry '{_HPO_JSON_ENTRY}'), not a NAS controller state"
-                raise InputError(path, problem, "load it with ReinforceController.load, or pass a file written by EnasController.save")
-            missing = _JSON_ENTRY if _JSON_ENTRY not in names else _TENSORS_ENTRY
-            raise InputError(path, f"is not a NAS controller state file (entry '{missing}' is missing)", _FIX_NOT_STATE)
-        try:
-            document = json.loads(archive.read(_JSON_ENTRY).decode("utf-8"))
-        except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
-            raise InputError(path, f"'{_JSON_ENTRY}' cannot be read ({brief(exc)})", _FIX_CORRUPT) from exc
-        if not isinstance(document, dict):
-            raise InputError(path, f"'{_JSON_ENTRY}' holds a {type(document).__name__}, not a mapping", _FIX_CORRUPT)
-        version = document.get("schema_version")
-        if version != NAS_SCHEMA_VERSION:
-            problem = f"has schema_version {version!r}, this proxyhpo reads {NAS_SCHEMA_VERSION}"
-            raise InputError(path, problem, "use the proxyhpo version that wrote it, or start a new search")
-        state = parse_config(NasControllerState, document, f"{path}:{_JSON_ENTRY}", fix=_FIX_CORRUPT)
-        try:
-            tensors = torch.load(io.BytesIO(archive.read(_TENSORS_ENTRY)), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types (pickle, RuntimeError, zip errors) for corrupt bytes
-            raise InputError(path, f"'{_TENSORS_ENTRY}' cannot be loaded ({type(exc).__name__})", _FIX_CORRUPT) from exc
-    if not isinstance(tensors, dict) or any(k not in tensors for k in _TENSOR_KEYS):
-        raise InputError(path, f"'{_TENSORS_ENTRY}' must hold the keys {list(_TENSOR_KEYS)}", _FIX_CORRUPT)
-    return state, tensors
