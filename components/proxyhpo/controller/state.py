@@ -41,60 +41,6 @@ _FIX_CORRUPT = "the file is corrupt; rerun the round that wrote it"
 _FIX_NOT_STATE = "pass a file written by ReinforceController.save"
 
 
-def write_state(path: str | os.PathLike[str], state: BaseModel, tensors: dict[str, Any], layout: StateLayout | None = None) -> Path:
-    """Write a controller state to ``path`` atomically (temporary file, then ``os.replace``).
-
-    Args:
-        path: destination file; its folder is created when missing.
-        state: the JSON part (a ``layout.model``).
-        tensors: ``{"policy": state_dict, "optimizer": state_dict, "generator": ByteTensor}``.
-        layout: the kind of state file (:data:`HPO_STATE` when None; the NAS controller passes its own).
-
-    Returns:
-        the path written.
-
-    Raises:
-        ValueError: when ``tensors`` lacks one of its keys.
-        StorageError: when the file cannot be written.
-    """
-    missing = [k for k in _TENSOR_KEYS if k not in tensors]
-    if missing:
-        raise ValueError(f"tensors must have the keys {list(_TENSOR_KEYS)}, missing {missing}")
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({k: tensors[k] for k in _TENSOR_KEYS}, buffer)
-    json_entry = (layout or HPO_STATE).json_entry
-    return write_archive(path, {json_entry: state.model_dump_json(indent=1).encode("utf-8"), _TENSORS_ENTRY: buffer.getvalue()})
-
-
-def write_archive(path: str | os.PathLike[str], entries: dict[str, bytes]) -> Path:
-    """Write ``entries`` as one zip file at ``path``, atomically and synced; fixed timestamps make equal states equal bytes.
-
-    The layout of both controllers' state files (:data:`HPO_STATE` here, the NAS controller's
-    :class:`StateLayout` in :mod:`proxyhpo.controller.enas`): a JSON record beside a ``torch.save`` payload.
-
-    Raises:
-        StorageError: when the file cannot be written.
-    """
-    from proxyhpo.storage import atomic_output
-
-    target = Path(path)
-    try:
-        with atomic_output(target) as tmp, open(tmp, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for entry, payload in entries.items():
-                    info = zipfile.ZipInfo(entry, date_time=_FIXED_ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    archive.writestr(info, payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        problem = f"cannot be written ({exc.strerror or brief(exc)})"
-        raise StorageError(target, problem, "check that the folder is writable and has space") from exc
-    return target
-
-
 @dataclass(frozen=True)
 class StateLayout:
     """One kind of controller state file: its JSON entry and model, and how its errors read.
@@ -137,6 +83,59 @@ HPO_STATE = StateLayout(
     fix_corrupt=_FIX_CORRUPT,
     fix_version="use the proxyhpo version that wrote it, or start a new study",
 )
+
+
+def write_state(path: str | os.PathLike[str], state: BaseModel, tensors: dict[str, Any], layout: StateLayout = HPO_STATE) -> Path:
+    """Write a controller state to ``path`` atomically (temporary file, then ``os.replace``).
+
+    Args:
+        path: destination file; its folder is created when missing.
+        state: the JSON part (a ``layout.model``).
+        tensors: ``{"policy": state_dict, "optimizer": state_dict, "generator": ByteTensor}``.
+        layout: the kind of state file (the NAS controller passes its own).
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: when ``tensors`` lacks one of its keys.
+        StorageError: when the file cannot be written.
+    """
+    missing = [k for k in _TENSOR_KEYS if k not in tensors]
+    if missing:
+        raise ValueError(f"tensors must have the keys {list(_TENSOR_KEYS)}, missing {missing}")
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({k: tensors[k] for k in _TENSOR_KEYS}, buffer)
+    return write_archive(path, {layout.json_entry: state.model_dump_json(indent=1).encode("utf-8"), _TENSORS_ENTRY: buffer.getvalue()})
+
+
+def write_archive(path: str | os.PathLike[str], entries: dict[str, bytes]) -> Path:
+    """Write ``entries`` as one zip file at ``path``, atomically and synced; fixed timestamps make equal states equal bytes.
+
+    The layout of both controllers' state files (:data:`HPO_STATE` here, the NAS controller's
+    :class:`StateLayout` in :mod:`proxyhpo.controller.enas`): a JSON record beside a ``torch.save`` payload.
+
+    Raises:
+        StorageError: when the file cannot be written.
+    """
+    from proxyhpo.storage import atomic_output
+
+    target = Path(path)
+    try:
+        with atomic_output(target) as tmp, open(tmp, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for entry, payload in entries.items():
+                    info = zipfile.ZipInfo(entry, date_time=_FIXED_ZIP_TIME)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        problem = f"cannot be written ({exc.strerror or brief(exc)})"
+        raise StorageError(target, problem, "check that the folder is writable and has space") from exc
+    return target
 
 
 def _open(path: Path, layout: StateLayout) -> zipfile.ZipFile:
