@@ -78,6 +78,14 @@ def absolute_data(study: Any) -> Any:
     return study.model_copy(update={"data": study.data.model_copy(update=update)}) if update else study
 
 
+def seed_and_run(item: str) -> tuple[int, str]:
+    """``--runs`` item ``SEED=RUN_ID`` as (seed, run id); argparse reports a malformed one in one line."""
+    seed, sep, run_id = item.partition("=")
+    if not sep or not run_id or not seed.isdigit():
+        raise argparse.ArgumentTypeError(f"{item!r} is not SEED=RUN_ID (e.g. 0=a7ae9a5b619643eb8c89cc06dd03e88b)")
+    return int(seed), run_id
+
+
 def newest_parent(experiment: str, started_after_ms: int) -> Any:
     """The newest finished automl-comparison parent run of ``experiment`` started after ``started_after_ms``."""
     from proxyhpo import tracking
@@ -199,7 +207,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for headline.json and headline.png")
     parser.add_argument("--home", default=str(ROOT / ".proxyhpo" / "bench-headline"), help="PROXYHPO_HOME of the runs: their MLflow store, artifacts, logs")
     parser.add_argument(
-        "--runs", nargs="+", metavar="SEED=RUN_ID", default=None,
+        "--runs", nargs="+", metavar="SEED=RUN_ID", type=seed_and_run, default=None,
         help="rebuild the results from these finished comparison runs (in --home's store) instead of running; the load and wall time "
         "an earlier run recorded in --out's headline.json are kept",
     )
@@ -225,7 +233,7 @@ def main() -> int:
     earlier_file = Path(args.out) / "headline.json"
     earlier = json.loads(earlier_file.read_text()) if args.runs and earlier_file.exists() else {}
     earlier_rows = {row["parent_run_id"]: row for row in earlier.get("seeds", [])}
-    todo: list[tuple[int, str | None]] = [(int(item.split("=", 1)[0]), item.split("=", 1)[1]) for item in args.runs] if args.runs else [(seed, None) for seed in args.seeds]
+    todo: list[tuple[int, str | None]] = list(args.runs) if args.runs else [(seed, None) for seed in args.seeds]
     sampler = LoadSampler()
     if not args.runs:
         sampler.start()
