@@ -47,23 +47,35 @@ __all__ = [
     "pending_path_for",
     "flush_pending",
     "ORPHANED_REASON",
+    "ATTEMPT_TAG",
+    "FAIL_REASON_TAG",
+    "HOST_TAG",
+    "KFP_RUN_TAG",
+    "PARENT_TAG",
+    "PID_STARTED_TAG",
+    "PID_TAG",
+    "PLAN_HASH_TAG",
+    "STOPPED_TAG",
+    "TRIAL_ID_TAG",
 ]
 
-PIPELINE_TAG = "proxyhpo.pipeline"
-ROLE_TAG = "proxyhpo.role"
-ROUND_TAG = "proxyhpo.round"
-PARENT_TAG = "mlflow.parentRunId"
-KFP_RUN_TAG = "proxyhpo.kfp_run_id"
-ATTEMPT_TAG = "proxyhpo.attempt"
-FAIL_REASON_TAG = "proxyhpo.fail_reason"
-TRIAL_ID_TAG = "proxyhpo.trial_id"
-PLAN_HASH_TAG = "proxyhpo.plan_sha256"
-#: The epoch at which early stopping stopped a trial; such a trial's run ends KILLED (not FINISHED: its Dice is an early epoch's).
-STOPPED_TAG = "proxyhpo.stopped_at_epoch"
-HOST_TAG = "proxyhpo.host"
-PID_TAG = "proxyhpo.pid"
-PID_STARTED_TAG = "proxyhpo.pid_started"
-ORPHANED_REASON = "orphaned: its process ended without closing it"
+from proxyhpo.tracking.names import (  # noqa: E402  (the tag names once lived here)
+    ATTEMPT_TAG,
+    FAIL_REASON_TAG,
+    HOST_TAG,
+    KFP_RUN_TAG,
+    ORPHANED_REASON,
+    PARENT_TAG,
+    PID_STARTED_TAG,
+    PID_TAG,
+    PIPELINE_TAG,
+    PLAN_HASH_TAG,
+    ROLE_TAG,
+    ROUND_TAG,
+    STOPPED_TAG,
+    TRIAL_ID_TAG,
+)
+
 SYSTEM_METRICS_INTERVAL_S = 10
 PENDING_SUFFIX = ".mlflow-pending.json"
 # MLflow's own HTTP retries default to 7 with back-off factor 2 and a 120 s timeout: 254 s per call

@@ -1,0 +1,190 @@
+"""The names of proxyhpo's MLflow contract: tags, their values, params, metrics and artifact files.
+
+Writers, readers and tests import these names instead of spelling them, so a rename cannot leave a
+green test behind (DESIGN, "Contracts other parts rely on", MLflow). This module imports nothing: the
+schema layer, the engines and the KFP components may all read it without loading MLflow.
+
+A trial spec's own tags (``TrialSpec.tags``: ``arm``, ``repeat``, ``point``, ...) become MLflow tags
+``proxyhpo.<key>`` (:func:`tag`); the ``*_KEY`` names are those keys, the ``*_TAG`` names the MLflow tags.
+
+Example:
+    >>> from proxyhpo.tracking import names
+    >>> names.tag(names.ARM_KEY) == names.ARM_TAG == "proxyhpo.arm"
+    True
+"""
+
+from __future__ import annotations
+
+#: Every tag of ours starts with this.
+PREFIX = "proxyhpo."
+
+
+def tag(key: str) -> str:
+    """The MLflow tag of a trial spec's tag ``key``: ``proxyhpo.<key>``.
+
+    Raises:
+        ValueError: when ``key`` is empty or carries the prefix already.
+    """
+    if not key or key.startswith(PREFIX):
+        raise ValueError(f"key {key!r}: expected a spec tag key such as 'arm', without the {PREFIX!r} prefix")
+    return PREFIX + key
+
+
+# --- MLflow's own -----------------------------------------------------------------------------------------------
+#: MLflow's tag for a child run's parent.
+PARENT_TAG = "mlflow.parentRunId"
+
+# --- a trial spec's tag keys (TrialSpec.tags), each logged as proxyhpo.<key> --------------------------------------
+STUDY_KEY = "study"
+ARM_KEY = "arm"
+REPEAT_KEY = "repeat"
+POINT_KEY = "point"
+FOLD_KEY = "fold"
+TASK_KEY = "task"
+ARCHITECTURE_KEY = "architecture"
+PROPOSAL_ID_KEY = "proposal_id"
+TRIAL_KEY_KEY = "trial_key"
+
+# --- tags --------------------------------------------------------------------------------------------------------
+#: The parent run's pipeline kind (``hpo``, ``proxy-data-study``, ``proxy-net-study``, ``automl-comparison``, ``trust``, ``nas``, ``search-bench``).
+PIPELINE_TAG = "proxyhpo.pipeline"
+#: What a run is: one of the ``ROLE_*`` values below.
+ROLE_TAG = "proxyhpo.role"
+#: A trial's search round.
+ROUND_TAG = "proxyhpo.round"
+#: A comparison study's arm (``full``, ``mi+labelcrop-4``, ``proxy-L3``, ``all-data``, ...); a NAS arm (``all``, ``proxy``).
+ARM_TAG = tag(ARM_KEY)
+#: A comparison study's repeat (``0``, ``1``, ...).
+REPEAT_TAG = tag(REPEAT_KEY)
+#: A grid study's grid point.
+POINT_TAG = tag(POINT_KEY)
+#: A NAS run's cross-validation fold.
+FOLD_TAG = tag(FOLD_KEY)
+#: A NAS search run's task index.
+TASK_TAG = tag(TASK_KEY)
+#: A NAS final network's architecture key.
+ARCHITECTURE_TAG = tag(ARCHITECTURE_KEY)
+#: The proposal a trial trains (search strategies' ask/tell id).
+PROPOSAL_ID_TAG = tag(PROPOSAL_ID_KEY)
+#: On an experiment, the study's name; on a grid study's trial, the comparison study's kind.
+STUDY_TAG = tag(STUDY_KEY)
+#: A child run's identity under its parent: the trial id (or a long task's id).
+TRIAL_ID_TAG = "proxyhpo.trial_id"
+#: The sha256 of what a trial trains (:func:`proxyhpo.resume.trial_key`).
+TRIAL_KEY_TAG = tag(TRIAL_KEY_KEY)
+#: How a trial ended: a :class:`proxyhpo.config.TrialState` value (``STATE_*`` below).
+STATE_TAG = "proxyhpo.state"
+#: The epoch at which early stopping stopped a trial.
+STOPPED_TAG = "proxyhpo.stopped_at_epoch"
+#: Why a run is FAILED (``terminated (SIGTERM)``, the trial's error, :data:`ORPHANED_REASON`, ...).
+FAIL_REASON_TAG = "proxyhpo.fail_reason"
+#: How many times a run was opened (absent: once); counted when a run is reopened by its identity.
+ATTEMPT_TAG = "proxyhpo.attempt"
+#: The KFP run id a parent run belongs to (the exit handler finds the run by it).
+KFP_RUN_TAG = "proxyhpo.kfp_run_id"
+#: The host, pid and pid start time of the process that opened a run (to tell an orphan from a live run).
+HOST_TAG = "proxyhpo.host"
+PID_TAG = "proxyhpo.pid"
+PID_STARTED_TAG = "proxyhpo.pid_started"
+#: The sha256 of a stand-alone trial plan file (``proxyhpo train``): with the trial id, a stand-alone trial's identity.
+PLAN_HASH_TAG = "proxyhpo.plan_sha256"
+#: The sha256 of a study's resolved config, on its parent run (:func:`proxyhpo.resume.config_sha256`).
+CONFIG_HASH_TAG = "proxyhpo.config_sha256"
+
+# the search benchmark's tags
+#: Every run of one benchmark.
+BENCH_ID_TAG = "proxyhpo.bench.id"
+#: ``bench`` (the benchmark's own run) or ``search`` (one strategy and seed).
+BENCH_ROLE_TAG = "proxyhpo.bench.role"
+BENCH_STRATEGY_TAG = "proxyhpo.bench.strategy"
+BENCH_SEED_TAG = "proxyhpo.bench.seed"
+#: ``false`` on a trial the budget does not count.
+BENCH_COUNTED_TAG = "proxyhpo.bench.counted"
+
+# --- tag values --------------------------------------------------------------------------------------------------
+#: ``proxyhpo.role`` values
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
+ROLE_FINAL = "final"
+ROLE_CALIBRATION = "calibration"
+ROLE_NAS_SEARCH = "nas-search"
+ROLE_NAS_FINAL = "nas-final"
+#: ``proxyhpo.bench.role`` values
+BENCH_ROLE_BENCH = "bench"
+BENCH_ROLE_SEARCH = "search"
+#: ``proxyhpo.state`` values (:class:`proxyhpo.config.TrialState`)
+STATE_COMPLETE = "COMPLETE"
+STATE_STOPPED = "STOPPED"
+STATE_FAILED = "FAILED"
+#: ``proxyhpo.fail_reason`` of a run whose process ended without closing it.
+ORPHANED_REASON = "orphaned: its process ended without closing it"
+
+# --- params ------------------------------------------------------------------------------------------------------
+# besides the search space's hyper-parameter names
+NETWORK_PARAM = "network"
+DATA_PARAM = "data"
+SEED_PARAM = "seed"
+
+# --- metrics of a trial run --------------------------------------------------------------------------------------
+#: per validated epoch, as steps; its last step is the final Dice
+VAL_DICE = "val_dice"
+FINAL_VAL_DICE = "final_val_dice"
+BEST_VAL_DICE = "best_val_dice"
+TEST_DICE = "test_dice"
+GPU_HOURS = "gpu_hours"
+PROCESS_HOURS = "process_hours"
+WALL_SECONDS = "wall_seconds"
+EPOCHS_RUN = "epochs_run"
+STEPS_RUN = "steps_run"
+PACK_SIZE = "pack_size"
+PEAK_GPU_MEM_BYTES = "peak_gpu_mem_bytes"
+DATA_WAIT_FRACTION = "data_wait_fraction"
+
+# --- metrics of a NAS search run, per episode as steps -----------------------------------------------------------
+REWARD_MEAN = "reward_mean"
+REWARD_MAX = "reward_max"
+ENTROPY = "entropy"
+BASELINE = "baseline"
+SAME_AS_MOST_LIKELY = "same_as_most_likely"
+MODE_FRACTION = "mode_fraction"
+FAILED_CHILDREN = "failed_children"
+EPISODE_SECONDS = "episode_seconds"
+
+# --- metrics of a parent run (the study's summary) ---------------------------------------------------------------
+FINAL_TEST_DICE = "final_test_dice"
+TOTAL_GPU_HOURS = "total_gpu_hours"
+TOTAL_PROCESS_HOURS = "total_process_hours"
+SEARCH_GPU_HOURS = "search_gpu_hours"
+SEARCH_PROCESS_HOURS = "search_process_hours"
+N_TRIALS = "n_trials"
+N_FAILED_TRIALS = "n_failed_trials"
+N_STOPPED_TRIALS = "n_stopped_trials"
+TRIAL_EPOCHS_RUN = "trial_epochs_run"
+TRIAL_EPOCHS_SAVED = "trial_epochs_saved"
+N_FINAL_MODELS = "n_final_models"
+N_FAILED_FINAL_MODELS = "n_failed_final_models"
+SPEEDUP_VS_FULL = "speedup_vs_full"
+SPEEDUP_VS_FULL_EQUAL_PACK = "speedup_vs_full_equal_pack"
+HP_DISTANCE = "hp_distance"
+PEARSON_R = "pearson_r"
+SPEARMAN_RHO = "spearman_rho"
+KENDALL_TAU = "kendall_tau"
+#: an interval's bounds: ``pearson_r_low``, ``pearson_r_high``
+LOW_SUFFIX = "_low"
+HIGH_SUFFIX = "_high"
+#: per round, as steps (the HPO report)
+ROUND_MEAN_VAL_DICE = "round_mean_val_dice"
+ROUND_MEAN_REWARD = "round_mean_reward"
+CONTROLLER_ENTROPY = "controller_entropy"
+#: the search benchmark's own run
+BUDGET_HOURS = "budget_hours"
+CALIBRATION_HOURS = "calibration_hours"
+
+# --- artifact files ----------------------------------------------------------------------------------------------
+#: the resolved study config, on the parent run
+STUDY_ARTIFACT = "study.json"
+#: the resolved config and the trial's spec, on a trial run
+TRIAL_CONFIG_ARTIFACT = "trial_config.json"
+#: the report's summary and text, on the parent run
+SUMMARY_ARTIFACT = "summary.json"
+REPORT_ARTIFACT = "report.md"
