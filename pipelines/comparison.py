@@ -19,9 +19,10 @@ __all__ = ["build_automl_comparison"]
 
 
 def build_automl_comparison(study: StudyConfig):
-    """The ``automl-comparison`` pipeline for ``study`` (its search settings and ``studies.comparison``).
+    """The search run in every arm, each result trained in full: Dice and GPU-hours (the paper's Table 2, Fig. 4C/D).
 
-    Rounds, arms and repeats are unrolled when the pipeline is built, so they fix its shape with the GPUs.
+    The study's search settings and ``studies.comparison`` (arms, repeats) apply. Rounds, arms and repeats are
+    unrolled when the pipeline is built, so they fix its shape with the GPUs.
     """
     comparison = study.studies.comparison
     defaults = run_defaults(study)

@@ -20,7 +20,9 @@ PIPELINE_NAME = "proxyhpo-hpo"
 
 
 def build_hpo_pipeline(study: StudyConfig):
-    """Build the HPO pipeline for ``study`` (its rounds, proposals and resources fix the pipeline's shape).
+    """Search hyper-parameters on proxy data and proxy networks, then train the final model on all data.
+
+    The study's rounds, proposals and resources fix the pipeline's shape.
 
     Args:
         study: the study config; it also gives the defaults of the pipeline's run parameters.

@@ -23,7 +23,9 @@ PIPELINE_NAME = "proxyhpo-nas"
 
 
 def build_nas_pipeline(study: StudyConfig):
-    """Build the NAS pipeline for ``study`` (its episodes, tasks, folds and GPUs fix the pipeline's shape).
+    """Resource-optimised NAS: an ENAS controller searches the U-Net macro space on a shared supernet, per fold.
+
+    The study's episodes, tasks, folds and GPUs fix the pipeline's shape.
 
     Args:
         study: the study config (its ``nas`` section); it also gives the defaults of the run parameters.

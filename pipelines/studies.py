@@ -59,15 +59,24 @@ def _build(kind: str, study: StudyConfig):
 
 
 def build_proxy_data_study(study: StudyConfig):
-    """The ``proxy-data-study`` pipeline for ``study`` (its ``studies.proxy_data`` section)."""
+    """Does a proxy data set rank the hyper-parameter grid like all data (the paper's Table 1, Figs. 2 and 4A/B)?
+
+    The study's ``studies.proxy_data`` section sets the methods, budgets and repeats.
+    """
     return _build("proxy-data-study", study)
 
 
 def build_proxy_net_study(study: StudyConfig):
-    """The ``proxy-net-study`` pipeline for ``study`` (its ``studies.proxy_net`` section)."""
+    """Does a proxy U-Net rank the hyper-parameter grid like the full U-Net (the paper's Fig. 3)?
+
+    The study's ``studies.proxy_net`` section sets the levels and repeats.
+    """
     return _build("proxy-net-study", study)
 
 
 def build_trust_check(study: StudyConfig):
-    """The ``trust`` pipeline for ``study`` (its ``studies.trust`` section)."""
+    """Before a heavy search: does the study's proxy setting rank a small grid like all data and the full U-Net?
+
+    The study's ``studies.trust`` section sets the calibration grid, repeats and threshold.
+    """
     return _build("trust", study)

@@ -165,5 +165,12 @@ SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search.optuna_pruning:Optu
 NETWORK_FAMILIES: Registry[Any] = Registry("network family")
 NETWORK_FAMILIES.register("unet", "proxyhpo.networks.unet:ResidualUNet", "MONAI's residual U-Net, as in the paper.")
 
-#: Study pipelines: what ``proxyhpo run --pipeline`` runs and ``proxyhpo compile`` ships.
+#: Study pipelines: what ``proxyhpo run --pipeline`` runs and ``proxyhpo compile`` ships; a target builds the KFP
+#: pipeline for a study config (``pipelines/``, which only ``proxyhpo.compile`` imports, and only when it compiles).
 STUDY_PIPELINES: Registry[Any] = Registry("study pipeline")
+STUDY_PIPELINES.register("hpo", "pipelines.hpo:build_hpo_pipeline", "Search hyper-parameters on proxy data and proxy networks, then train the final model on all data.")
+STUDY_PIPELINES.register("proxy-data-study", "pipelines.studies:build_proxy_data_study", "Does a proxy data set rank the hyper-parameter grid like all data (the paper's Table 1, Figs. 2 and 4A/B)?")
+STUDY_PIPELINES.register("proxy-net-study", "pipelines.studies:build_proxy_net_study", "Does a proxy U-Net rank the hyper-parameter grid like the full U-Net (the paper's Fig. 3)?")
+STUDY_PIPELINES.register("trust", "pipelines.studies:build_trust_check", "Before a heavy search: does the study's proxy setting rank a small grid like all data and the full U-Net?")
+STUDY_PIPELINES.register("automl-comparison", "pipelines.comparison:build_automl_comparison", "The search run in every arm, each result trained in full: Dice and GPU-hours (the paper's Table 2, Fig. 4C/D).")
+STUDY_PIPELINES.register("nas", "pipelines.nas:build_nas_pipeline", "Resource-optimised NAS: an ENAS controller searches the U-Net macro space on a shared supernet, per fold.")
