@@ -56,6 +56,8 @@ from proxyhpo.config.studies import (
 )
 from proxyhpo.config.trial import OPTIMIZER_OPTIONS, DataItem, FaultInjection, HyperParameters, TrialPlan, TrialResult, TrialResults, TrialSpec, TrialState
 from proxyhpo.config.nas_controller import EpisodeStats, NasControllerConfig, NasControllerState
+from proxyhpo.config.checkpoint import PACK_CHECKPOINT_VERSION, PackCheckpoint, TrialCheckpoint
+from proxyhpo.config.packing import PackSize, resolve_pack_size
 
 __all__ = [
     "Record", "StrictModel", "brief", "config_error", "load_config", "load_yaml", "parse_config",
@@ -71,5 +73,6 @@ __all__ = [
     "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
     "EpisodeStats", "NasControllerConfig", "NasControllerState",
+    "PACK_CHECKPOINT_VERSION", "PackCheckpoint", "TrialCheckpoint", "PackSize", "resolve_pack_size",
     "NAS_SEARCH_DATA", "NasChildConfig", "NasConfig", "NasFold", "NasFoldResult", "NasPlan", "parse_search",
 ]
