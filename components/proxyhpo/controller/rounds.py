@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, TrialState, UpdateStats
+from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, TrialState, UpdateStats, resolve_pack_size
 from proxyhpo.controller.reinforce import ReinforceController
 from proxyhpo.controller.rewards import TrialOutcome, reward_function
 from proxyhpo.controller.state import read_state_json
@@ -72,7 +72,7 @@ def propose_round(study: StudyConfig, state_in: str | os.PathLike[str], state_ou
     controller = ReinforceController.load(state_in)
     proposals = controller.propose(study.search.proposals_per_round)
     controller.save(state_out)
-    pack_size = study.training.pack_size if isinstance(study.training.pack_size, int) else None
+    pack_size = resolve_pack_size(study.training.pack_size, trials=len(proposals), devices=study.resources.gpus)
     groups = split_into_packs(proposals, gpus=study.resources.gpus, pack_size=pack_size, queued=study.search.early_stopping is not None)
     return [PackSpec(round=controller.round, pack_index=i, proposals=tuple(group)).model_dump_json() for i, group in enumerate(groups)]
 
