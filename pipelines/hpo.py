@@ -123,6 +123,6 @@ def search_rounds(
             train = c.train_pack(pack=pack, study_run=run, data=data.outputs["data"], manifest=manifest.outputs["manifest"], **arguments)
             _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
-        update = c.controller_update(proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]))
+        update = c.controller_update(study_run=run, proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]), **arguments)
         state = _light(update, f"{label}round {round_index + 1}: update controller", cache=False).outputs["state"]
     return state

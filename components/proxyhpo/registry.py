@@ -156,10 +156,10 @@ SIMILARITY_METRICS.register("ncc", "proxyhpo.similarity.local_ncc:LocalNCC", "Lo
 
 #: Search strategies the HPO pipeline drives round by round through ask and tell.
 SEARCH_STRATEGIES: Registry[Any] = Registry("search strategy")
-SEARCH_STRATEGIES.register("reinforce", "proxyhpo.search.reinforce:ReinforceSearch", "The paper's RNN controller trained with REINFORCE.")
-SEARCH_STRATEGIES.register("random", "proxyhpo.search.random:RandomSearch", "Independent uniform draws from the search space.")
-SEARCH_STRATEGIES.register("reinforce+sh", "proxyhpo.search.reinforce_halving:ReinforceHalvingSearch", "REINFORCE with successive halving inside its packs.")
-SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search.optuna_pruning:OptunaPruning", "Optuna's TPE sampler with its Hyperband pruner.")
+SEARCH_STRATEGIES.register("reinforce", "proxyhpo.search._reinforce:ReinforceSearch", "The paper's RNN controller trained with REINFORCE.")
+SEARCH_STRATEGIES.register("random", "proxyhpo.search._random:RandomSearch", "Independent uniform draws from the search space.")
+SEARCH_STRATEGIES.register("reinforce+sh", "proxyhpo.search._reinforce:ReinforceHalvingSearch", "REINFORCE with successive halving inside its packs.")
+SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search._optuna:OptunaSearch", "Optuna's TPE sampler with its Hyperband pruner.")
 
 #: Network families a trial trains; each declares how its proxy shrinks.
 NETWORK_FAMILIES: Registry[Any] = Registry("network family")

@@ -7,6 +7,8 @@ second. Stages import it; it imports none of them. Modules, one per concept:
   translator, YAML loading.
 - :mod:`~proxyhpo.config.study`: the study config (``examples/*.yaml``).
 - :mod:`~proxyhpo.config.search_space`: the hyper-parameters searched, the one vocabulary of names.
+- :mod:`~proxyhpo.config.selection`: the proxy data methods, read from the similarity-metric registry.
+- :mod:`~proxyhpo.config.search_state`: the state of a search strategy without a model (random search).
 - :mod:`~proxyhpo.config.controller`: controller settings, proposals, rewards, packs.
 - :mod:`~proxyhpo.config.early_stopping`: successive halving inside packs (rungs, reduction factor).
 - :mod:`~proxyhpo.config.nas_controller`: the NAS controller's settings, episode records and state.
@@ -26,16 +28,15 @@ from proxyhpo.config.nas import NAS_SEARCH_DATA, NasChildConfig, NasConfig, NasF
 from proxyhpo.config.network import NetworkConfig, check_patch_size
 from proxyhpo.config.nas_space import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig
 from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
+from proxyhpo.config.selection import SelectionMethod, check_selection_method, selection_methods
 from proxyhpo.config.search_space import Categorical, Choice, Distribution, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
 from proxyhpo.config.study import (
-    SELECTION_METHODS,
     DataConfig,
     FinalConfig,
     PipelineShape,
     ResourcesConfig,
     SearchConfig,
     SelectionConfig,
-    SelectionMethod,
     SimilarityConfig,
     StudyConfig,
     SyntheticDataConfig,
@@ -67,9 +68,10 @@ __all__ = [
     "NetworkConfig", "check_patch_size",
     "DECISION_KINDS", "Architecture", "Decision", "NasSearchSpace", "NasSpaceConfig",
     "PRESETS", "HUWindow", "Normalize", "Recipe", "load_preset", "resolve_recipe",
+    "SelectionMethod", "check_selection_method", "selection_methods",
     "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
-    "SELECTION_METHODS", "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
-    "SelectionMethod", "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
+    "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
+    "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
     "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
     "EpisodeStats", "NasControllerConfig", "NasControllerState",

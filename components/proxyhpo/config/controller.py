@@ -7,6 +7,7 @@ stages hand each other (a :class:`PackSpec` per GPU pod); they import neither to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -14,7 +15,7 @@ from pydantic import Field, field_validator
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.search_space import Choice, SearchSpace
 
-__all__ = ["SCHEMA_VERSION", "ControllerConfig", "Proposal", "HistoryRecord", "UpdateStats", "ControllerState", "PackSpec"]
+__all__ = ["SCHEMA_VERSION", "ControllerConfig", "Proposal", "HistoryRecord", "UpdateStats", "ControllerState", "PackSpec", "best_record"]
 
 #: Version of the persisted controller layout; bumped whenever a reader of the old layout would misread the new one.
 SCHEMA_VERSION: Literal[1] = 1
@@ -167,22 +168,27 @@ class ControllerState(StrictModel):
     updates: tuple[UpdateStats, ...] = ()
 
     def best(self) -> HistoryRecord | None:
-        """The proposal the search found best (the earliest on ties), or None if every trial failed.
+        """The proposal the search found best (see :func:`best_record`), or None if every trial failed."""
+        return best_record(self.history)
 
-        Trials that trained all their epochs come first, by validation Dice; a trial stopped early is
-        chosen only when none trained to the end (then the one stopped latest, by Dice). Without early
-        stopping this is the highest Dice, which is the highest reward with ``reward: dice``.
-        """
-        best: HistoryRecord | None = None
-        best_key: tuple[bool, int, float] | None = None
-        for record in self.history:
-            score = record.score
-            if score is None:
-                continue
-            key = (record.stopped_at_epoch is None, record.stopped_at_epoch or 0, score)
-            if best_key is None or key > best_key:
-                best, best_key = record, key
-        return best
+
+def best_record(history: Sequence[HistoryRecord]) -> HistoryRecord | None:
+    """The proposal a search found best (the earliest on ties), or None if every trial failed.
+
+    Trials that trained all their epochs come first, by validation Dice; a trial stopped early is
+    chosen only when none trained to the end (then the one stopped latest, by Dice). Without early
+    stopping this is the highest Dice, which is the highest reward with ``reward: dice``.
+    """
+    best: HistoryRecord | None = None
+    best_key: tuple[bool, int, float] | None = None
+    for record in history:
+        score = record.score
+        if score is None:
+            continue
+        key = (record.stopped_at_epoch is None, record.stopped_at_epoch or 0, score)
+        if best_key is None or key > best_key:
+            best, best_key = record, key
+    return best
 
 
 class PackSpec(Record):

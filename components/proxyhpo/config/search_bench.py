@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from proxyhpo.config.base import Record, StrictModel, load_yaml, parse_config
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.search_space import Choice
+from proxyhpo.registry import SEARCH_STRATEGIES
 
 __all__ = [
     "STRATEGIES",
@@ -40,8 +41,9 @@ __all__ = [
     "SearchBenchResult",
 ]
 
-StrategyName = Literal["random", "reinforce", "reinforce+sh", "tpe+hyperband"]
-#: The strategies, in the order a seed's batches take turns (see :mod:`proxyhpo.search.strategies`).
+#: A registered search strategy's name (:data:`proxyhpo.registry.SEARCH_STRATEGIES`).
+StrategyName = Annotated[str, AfterValidator(SEARCH_STRATEGIES.check)]
+#: The strategies the benchmark runs by default, in the order a seed's batches take turns.
 STRATEGIES: tuple[str, ...] = ("random", "reinforce", "reinforce+sh", "tpe+hyperband")
 
 
@@ -97,7 +99,7 @@ class SearchBenchConfig(StrictModel):
     study: str = Field(min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
     experiment: str | None = Field(default=None, min_length=1)
-    strategies: tuple[StrategyName, ...] = STRATEGIES  # type: ignore[assignment]
+    strategies: tuple[StrategyName, ...] = STRATEGIES
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: BudgetConfig
     proposals_per_batch: int | None = Field(default=None, ge=1, le=256)

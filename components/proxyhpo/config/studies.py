@@ -17,10 +17,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.search_space import Choice
+from proxyhpo.config.selection import SelectionMethod, selection_methods
 from proxyhpo.config.trial import HyperParameters
 
 __all__ = [
-    "SELECTION_METHODS_ALL",
     "SEARCH_ARMS",
     "PAPER_ARMS",
     "LEVERS",
@@ -38,7 +38,6 @@ __all__ = [
     "grid_points",
 ]
 
-SELECTION_METHODS_ALL = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
 #: The comparison studies and the MLflow ``proxyhpo.pipeline`` tag of each.
 STUDY_PIPELINES = ("proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
 #: The ways the automl comparison runs the RL search, and the data and the network of each: the paper's five
@@ -149,7 +148,7 @@ class ProxyDataStudyConfig(StrictModel):
         table_budget: the budget of the paper's Table 1 (default: the largest).
     """
 
-    methods: tuple[Literal["mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random"], ...] = SELECTION_METHODS_ALL
+    methods: tuple[SelectionMethod, ...] = Field(default_factory=selection_methods)
     budgets: tuple[int, ...] = (4, 6, 8, 10)
     repeats: int = Field(7, ge=1)
     network: Literal["full", "proxy"] = "full"

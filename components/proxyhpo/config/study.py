@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from proxyhpo.config.base import Record, StrictModel, brief, load_config, parse_config
 from proxyhpo.config.controller import ControllerConfig
@@ -20,17 +20,17 @@ from proxyhpo.config.nas import NasConfig
 from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
+from proxyhpo.config.selection import SelectionMethod, method_crop, method_metric
 from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
+from proxyhpo.registry import SEARCH_STRATEGIES
 
 __all__ = [
     "SyntheticDataConfig",
     "DataConfig",
     "SimilarityConfig",
     "SelectionConfig",
-    "SelectionMethod",
-    "SELECTION_METHODS",
     "SearchConfig",
     "TrialSettings",
     "FinalConfig",
@@ -42,8 +42,6 @@ __all__ = [
     "study_from_json",
 ]
 
-SelectionMethod = Literal["mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random"]
-SELECTION_METHODS: tuple[str, ...] = ("mi", "ncc", "mi+labelcrop", "ncc+labelcrop", "random")
 
 
 class SyntheticDataConfig(StrictModel):
@@ -113,22 +111,24 @@ class SelectionConfig(StrictModel):
     seed: int = Field(0, ge=0)
 
     @property
-    def metric(self) -> Literal["mi", "ncc"] | None:
+    def metric(self) -> str | None:
         """The similarity metric the method uses (None for random)."""
-        return None if self.method == "random" else self.method.split("+")[0]  # type: ignore[return-value]
+        return method_metric(self.method)
 
     @property
     def crop(self) -> Literal["label", "none"]:
         """Whether the method crops to the label's region of interest."""
-        return "label" if self.method.endswith("+labelcrop") else "none"
+        return method_crop(self.method)  # type: ignore[return-value]
 
 
 class SearchConfig(StrictModel):
-    """The RL search: R rounds of M proposals from the REINFORCE controller.
+    """The search: R rounds of M proposals from a search strategy (the paper's REINFORCE controller by default).
 
     Rounds are unrolled when the pipeline is compiled, so ``rounds`` fixes the pipeline's shape.
 
     Attributes:
+        strategy: the search strategy, one registered in :data:`proxyhpo.registry.SEARCH_STRATEGIES`
+            (``reinforce``, the paper's, by default); it is seeded with ``controller.seed``.
         trust_gate: run the trust check (``studies.trust``) before the search and stop when the proxy is
             not trusted; fixed when the pipeline is compiled.
         early_stopping: successive halving inside packs (see :class:`EarlyStoppingConfig`): the worse trials
@@ -137,6 +137,7 @@ class SearchConfig(StrictModel):
             learns from ranks (``controller.reward: auto``). None (the paper's): every trial trains all epochs.
     """
 
+    strategy: Annotated[str, AfterValidator(SEARCH_STRATEGIES.check)] = "reinforce"
     space: SearchSpace = Field(default_factory=default_search_space)
     rounds: int = Field(3, ge=1, le=100)
     proposals_per_round: int = Field(4, ge=1, le=256)

@@ -1,11 +1,13 @@
-"""One search round as pipeline stages: propose M trials grouped into packs, then update on their outcomes.
+"""One search round as pipeline stages: propose M trials grouped into packs, then tell the strategy their outcomes.
 
-The controller's whole state travels between rounds as one artifact (see
-:mod:`proxyhpo.controller.state`), so round r+1 can start on any pod exactly where round r ended. With
-early stopping (``search.early_stopping``) a round's proposals are queued on its GPUs rather than cut into
-packs of ``pack_size``: each GPU's pack trains ``pack_size`` of them at a time and a slot freed by a
-stopped trial takes the next (:func:`proxyhpo.training.run_trials`); the rewards are then ranks
-(:mod:`proxyhpo.controller.rewards`).
+The HPO pipeline drives any registered search strategy (:data:`proxyhpo.registry.SEARCH_STRATEGIES`,
+chosen by ``search.strategy``) through one protocol, :class:`~proxyhpo.search.Strategy`: ``ask`` and
+``tell``, with ``save`` and ``restore`` between tasks. The strategy's whole state travels between rounds as
+one artifact whose layout is the strategy's own (the REINFORCE controller's zip, random search's JSON), so
+round r+1 can start on any pod exactly where round r ended. With early stopping (``search.early_stopping``)
+a round's proposals are queued on its GPUs rather than cut into packs of ``pack_size``: each GPU's pack
+trains ``pack_size`` of them at a time and a slot freed by a stopped trial takes the next
+(:func:`proxyhpo.training.run_trials`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, TrialState, UpdateStats, resolve_pack_size
-from proxyhpo.controller.reinforce import ReinforceController
-from proxyhpo.controller.rewards import TrialOutcome, reward_function
-from proxyhpo.controller.state import read_state_json
-from proxyhpo.errors import TrialError
+from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, UpdateStats, resolve_pack_size
+from proxyhpo.errors import ConfigError, TrialError
+from proxyhpo.registry import SEARCH_STRATEGIES
 
-__all__ = ["init_controller", "propose_round", "update_round", "split_into_packs", "final_hyperparameters"]
+__all__ = ["strategy_class", "init_controller", "propose_round", "update_round", "split_into_packs", "final_hyperparameters"]
 
 
 def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int | None, queued: bool = False) -> list[list[Proposal]]:
@@ -47,87 +47,96 @@ def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int
     return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
-def init_controller(study: StudyConfig, state_out: str | os.PathLike[str]) -> Path:
-    """Write the study's initial controller state (untrained policy, round 0) to ``state_out``.
+def strategy_class(study: StudyConfig) -> Any:
+    """The class of the study's ``search.strategy``, checked to run between pipeline tasks.
 
-    The controller's ``reward: auto`` is resolved here, from whether the study stops trials early, so
-    every later round reads the reward it learns from in the state itself.
+    Raises:
+        ConfigError: when the strategy cannot be carried between tasks, or needs early stopping the study lacks.
     """
-    config = study.search.controller.resolved(early_stopping=study.search.early_stopping is not None)
-    return ReinforceController(study.search.space, config=config).save(state_out)
+    name = study.search.strategy
+    cls = SEARCH_STRATEGIES[name]
+    if not cls.persistent:
+        raise ConfigError("search.strategy", f"'{name}' keeps its state in memory and runs only in `proxyhpo bench search`", f"choose one of {', '.join(n for n in SEARCH_STRATEGIES if SEARCH_STRATEGIES[n].persistent)}")
+    if cls.requires_early_stopping and study.search.early_stopping is None:
+        raise ConfigError("search.early_stopping", f"search.strategy '{name}' stops trials at rungs, and the study sets none", "set search.early_stopping (min_epochs, reduction_factor)")
+    return cls
+
+
+def init_controller(study: StudyConfig, state_out: str | os.PathLike[str]) -> Path:
+    """Write the study's initial search state (round 0, nothing proposed) to ``state_out``.
+
+    The strategy is seeded with ``search.controller.seed``. The REINFORCE controller's ``reward: auto`` is
+    resolved here, from whether the study stops trials early, so every later round reads the reward it
+    learns from in the state itself.
+    """
+    return strategy_class(study)(study, study.search.controller.seed).save(state_out)
 
 
 def propose_round(study: StudyConfig, state_in: str | os.PathLike[str], state_out: str | os.PathLike[str]) -> list[str]:
-    """Sample the next round's proposals, group them into packs and write the state holding them.
+    """Ask the strategy for the next round's proposals, group them into packs and write the state holding them.
 
     Args:
         study: the study config.
-        state_in: the controller state after the previous round (or the initial one).
+        state_in: the search state after the previous round (or the initial one).
         state_out: where to write the state holding the new pending proposals.
 
     Returns:
         The packs as JSON strings, one per ``ParallelFor`` iteration (KFP's local runner turns
         integers inside dict parameters into floats, so packs travel as strings).
     """
-    controller = ReinforceController.load(state_in)
-    proposals = controller.propose(study.search.proposals_per_round)
-    controller.save(state_out)
+    strategy = strategy_class(study).restore(study, state_in)
+    proposals = strategy.ask(study.search.proposals_per_round)
+    strategy.save(state_out)
     pack_size = resolve_pack_size(study.training.pack_size, trials=len(proposals), devices=study.resources.gpus)
-    groups = split_into_packs(proposals, gpus=study.resources.gpus, pack_size=pack_size, queued=study.search.early_stopping is not None)
-    return [PackSpec(round=controller.round, pack_index=i, proposals=tuple(group)).model_dump_json() for i, group in enumerate(groups)]
+    groups = split_into_packs(proposals, gpus=study.resources.gpus, pack_size=pack_size, queued=strategy.stops_early)
+    return [PackSpec(round=proposals[0].round, pack_index=i, proposals=tuple(group)).model_dump_json() for i, group in enumerate(groups)]
 
 
 def update_round(
+    study: StudyConfig,
     state_in: str | os.PathLike[str],
     result_files: Sequence[str | os.PathLike[str]],
     state_out: str | os.PathLike[str],
 ) -> UpdateStats:
-    """Give the controller the round's rewards and take one REINFORCE step.
+    """Tell the strategy the round's results and write the state it learned.
 
-    The reward is the one the controller's state names (:attr:`~proxyhpo.config.ControllerConfig.reward`):
-    each trial's validation Dice at its last validation, or its rank in the round with trials stopped
-    early below those that went further (:func:`~proxyhpo.controller.rewards.rank_rewards`). Each trial's
-    Dice and stop epoch are kept in the history, where the final model's hyper-parameters are chosen.
     A trial that failed, or whose result file is missing (its pack crashed), counts as a failed
-    proposal: it gets no gradient and the round goes on.
+    proposal: the strategy learns nothing from it and the round goes on. Each trial's Dice and stop epoch
+    are kept in the strategy's history, where the final model's hyper-parameters are chosen.
 
     Args:
+        study: the study config.
         state_in: the state written by :func:`propose_round`.
         result_files: the packs' :class:`~proxyhpo.config.TrialResults` files.
         state_out: where to write the updated state.
+
+    Returns:
+        What the strategy learned (the REINFORCE controller's update statistics), or, for a strategy
+        without a model, the round's counts and mean Dice.
     """
-    controller = ReinforceController.load(state_in)
-    reward = reward_function("dice" if controller.config.reward == "auto" else controller.config.reward)
-    outcomes: dict[int, TrialOutcome | None] = {}  # by proposal id: a trial's id may carry its search arm
-    stops: dict[int, int | None] = {}
-    for file in result_files:
-        if not Path(file).is_file():
-            continue
-        for result in TrialResults.read(file).results:
-            dice = result.final_val_dice if result.state in (TrialState.COMPLETE, TrialState.STOPPED) else None
-            ok = dice is not None and math.isfinite(dice)
-            reached = result.stopped_at_epoch or result.epochs_run
-            outcomes[int(result.tags["proposal_id"])] = TrialOutcome(dice, reached) if ok else None  # type: ignore[arg-type]
-            stops[int(result.tags["proposal_id"])] = result.stopped_at_epoch
-    pending = controller.pending()
-    round_outcomes = [outcomes.get(p.proposal_id) for p in pending]
-    stats = controller.update(
-        pending,
-        reward(round_outcomes),
-        dice=[None if outcome is None else outcome.dice for outcome in round_outcomes],
-        stopped_at_epoch=[stops.get(p.proposal_id) for p in pending],
+    strategy = strategy_class(study).restore(study, state_in)
+    results = [result for file in result_files if Path(file).is_file() for result in TrialResults.read(file).results]
+    stats = strategy.tell(results)
+    strategy.save(state_out)
+    if isinstance(stats, UpdateStats):
+        return stats
+    dice = [result.final_val_dice for result in results if result.final_val_dice is not None and math.isfinite(result.final_val_dice)]
+    return UpdateStats(
+        round=min((result.round for result in results if result.round is not None), default=0),
+        n_proposals=study.search.proposals_per_round,
+        n_failed=max(0, study.search.proposals_per_round - len(dice)),
+        stepped=False,
+        mean_reward=sum(dice) / len(dice) if dice else None,
     )
-    controller.save(state_out)
-    return stats
 
 
-def final_hyperparameters(state: str | os.PathLike[str]) -> dict[str, Any]:
-    """The hyper-parameters the final model trains with: the best-rewarded proposal's.
+def final_hyperparameters(study: StudyConfig, state: str | os.PathLike[str]) -> dict[str, Any]:
+    """The hyper-parameters the final model trains with: the best proposal of the search's final state.
 
     Raises:
         TrialError: when every search trial failed, so there is nothing to train with.
     """
-    best = read_state_json(state).best()
+    best = strategy_class(study).restore(study, state).best()
     if best is None:
         raise TrialError(
             "every search trial failed: there are no hyper-parameters to train the final model with; "

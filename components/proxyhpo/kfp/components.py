@@ -72,7 +72,7 @@ def select_data(study_run: Input[Artifact], data: Input[Artifact], manifest: Out
 
 @component
 def controller_init(study_run: Input[Artifact], state: Output[Artifact], arm: str = ""):
-    """Create the REINFORCE controller's initial state (``arm``: the automl comparison's search, whose early stopping sets the reward)."""
+    """Create the search strategy's initial state (``arm``: the automl comparison's search, whose early stopping sets the REINFORCE reward)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import init_controller
 
@@ -82,7 +82,7 @@ def controller_init(study_run: Input[Artifact], state: Output[Artifact], arm: st
 
 @component
 def controller_propose(study_run: Input[Artifact], state: Input[Artifact], proposed: Output[Artifact], arm: str = "") -> List[str]:
-    """Sample one round's proposals and group them into packs (one JSON string per pack; ``arm``: as its search packs them)."""
+    """Ask the search strategy for one round's proposals and group them into packs (one JSON string per pack; ``arm``: as its search packs them)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import propose_round
 
@@ -111,11 +111,13 @@ def train_pack(
 
 
 @component
-def controller_update(proposed: Input[Artifact], results: Input[List[Artifact]], state: Output[Artifact]):
-    """Reward the round's proposals with their validation Dice and take one REINFORCE step."""
+def controller_update(study_run: Input[Artifact], proposed: Input[Artifact], results: Input[List[Artifact]], state: Output[Artifact], arm: str = ""):
+    """Tell the search strategy the round's results (REINFORCE: reward them with their validation Dice and take one step)."""
+    from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import update_round
 
-    stats = update_round(proposed.path, [result.path for result in results], state.path)
+    study = StudyRun.read(study_run.path).study
+    stats = update_round(study.for_search_arm(arm) if arm else study, proposed.path, [result.path for result in results], state.path)
     state.metadata.update({"round": stats.round, "mean_reward": stats.mean_reward, "failed": stats.n_failed})
 
 

@@ -1,11 +1,13 @@
-"""Search strategies side by side: one ``ask``/``tell`` interface, and the benchmark that runs them on one trainer.
+"""Search strategies behind one ``ask``/``tell`` protocol, and the benchmark that runs them on one trainer.
 
-- :mod:`proxyhpo.search.strategies`: random search, the REINFORCE controller (with and without successive
-  halving in its packs) and Optuna's TPE sampler with its Hyperband pruner, behind :class:`Strategy`.
+- :mod:`proxyhpo.search._base`: the protocol (:class:`Strategy`); each strategy is a file of its own,
+  registered once in :data:`proxyhpo.registry.SEARCH_STRATEGIES`: random search (``_random``), the
+  paper's REINFORCE controller with and without successive halving in its packs (``_reinforce``), Optuna's
+  TPE sampler with its Hyperband pruner (``_optuna``).
 - :mod:`proxyhpo.search.bench`: ``proxyhpo bench search CONFIG``: every strategy on the same trainer, data
   and device-hour budget, for several seeds, logged to MLflow; results under ``bench/results/``.
 """
 
-from proxyhpo.search.strategies import Strategy, make_strategy
+from proxyhpo.search._base import Strategy, outcome_of, study_with
 
-__all__ = ["Strategy", "make_strategy"]
+__all__ = ["Strategy", "outcome_of", "study_with"]

@@ -1,6 +1,6 @@
 """``proxyhpo bench search CONFIG``: search strategies side by side on one trainer, data and device-hour budget.
 
-Every strategy (:mod:`proxyhpo.search.strategies`) trains its proposals through the pipeline's own trial
+Every strategy (:data:`proxyhpo.registry.SEARCH_STRATEGIES`) trains its proposals through the pipeline's own trial
 training (:func:`~proxyhpo.training.study_trials.build_search_plan` for the plan,
 :func:`~proxyhpo.training.run_trials` for the packs, :func:`~proxyhpo.tracking.trial_runs` for one MLflow child
 run per trial), on the study's proxy data, network, recipe, schedule and pack size, for each seed. The
@@ -62,11 +62,12 @@ from typing import Any
 
 from proxyhpo import paths, tracking
 from proxyhpo.analysis.search_bench import best_trial, plot_search_bench, running_best, summary_markdown
-from proxyhpo.config import Categorical, PackSpec, ProxyDataManifest, Proposal, StudyConfig, StudyData, TrialPlan, TrialResult, load_yaml, parse_config
+from proxyhpo.config import Categorical, PackSpec, ProxyDataManifest, Proposal, StudyConfig, StudyData, TrialPlan, TrialResult, load_yaml, parse_config, resolve_pack_size
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.search_bench import BenchBatch, BenchTrial, Calibration, SearchBenchConfig, SearchBenchResult, StrategyRun
 from proxyhpo.errors import ProxyHPOError
-from proxyhpo.search.strategies import Strategy, make_strategy, study_with
+from proxyhpo.registry import SEARCH_STRATEGIES
+from proxyhpo.search._base import Strategy, study_with
 
 __all__ = ["PIPELINE", "BENCH_TAG", "STRATEGY_TAG", "SEED_TAG", "COUNTED_TAG", "bench_study", "CostModel", "SearchBench", "run_search_bench"]
 
@@ -217,6 +218,8 @@ class SearchBench:
             or EarlyStoppingConfig(min_epochs=training.val_every if training.val_every < training.epochs else 1)
         )
         self.startup_trials = config.tpe_startup_trials if config.tpe_startup_trials is not None else self.batch_size
+        #: keyword options of a strategy beyond the protocol's (study, seed), by strategy name
+        self.strategy_options: dict[str, dict[str, Any]] = {"tpe+hyperband": {"startup_trials": self.startup_trials}}
         self.costs = CostModel(config.margin)
         self.budget_hours = 0.0
         self.slots = 1
@@ -259,7 +262,7 @@ class SearchBench:
         from proxyhpo.controller.rounds import split_into_packs
         from proxyhpo.training.study_trials import build_search_plan
 
-        pack_size = study.training.pack_size if isinstance(study.training.pack_size, int) else None
+        pack_size = resolve_pack_size(study.training.pack_size, trials=len(proposals), devices=study.resources.gpus)
         groups = split_into_packs(proposals, gpus=study.resources.gpus, pack_size=pack_size, queued=queued)
         trained: list[tuple[TrialResult, str]] = []
         for index, group in enumerate(groups):
@@ -309,7 +312,7 @@ class SearchBench:
         from proxyhpo.training.study_trials import build_search_plan
 
         study = study_with(self.study, "search", early_stopping=None)
-        pack = self.batch_size if not isinstance(study.training.pack_size, int) else min(study.training.pack_size, self.batch_size)
+        pack = resolve_pack_size(study.training.pack_size, trials=self.batch_size)
         centre = _centre(study)
         proposals = [Proposal(proposal_id=i, round=0 if i < pack else 1, hyperparameters=centre, log_prob=0.0) for i in range(pack + 1)]
         self._warm_up(build_search_plan(study, self.data, self.manifest, PackSpec(round=0, pack_index=0, proposals=tuple(proposals[:pack]))))  # type: ignore[arg-type]
@@ -328,14 +331,10 @@ class SearchBench:
 
     # ---------------------------------------------------------------------------------------- searches
     def _open_search(self, name: str, order: int, seed: int, study: StudyConfig) -> _Search:
-        strategy = make_strategy(
-            name,
-            study,
-            seed=seed,
-            workdir=self.workdir / f"seed{seed}" / name.replace("+", "-"),
-            early_stopping=self.early_stopping,
-            startup_trials=self.startup_trials,
-        )
+        factory = SEARCH_STRATEGIES[name]
+        # a strategy that stops trials at rungs gets the bench's; the others train every trial all its epochs
+        early_stopping = self.early_stopping.model_dump() if getattr(factory, "requires_early_stopping", False) else None
+        strategy = factory(study_with(study, "search", early_stopping=early_stopping), seed, **self.strategy_options.get(name, {}))
         settings = {"strategy": name, "seed": seed, "budget_hours": self.budget_hours, "proposals_per_batch": self.batch_size, "bench_id": self.bench_id}
         run_id = tracking.start_parent_run(self.study.name, PIPELINE, config=settings, run_name=f"{name}-seed{seed}")
         for key, value in {BENCH_TAG: self.bench_id, ROLE_TAG: "search", STRATEGY_TAG: name, SEED_TAG: str(seed)}.items():
