@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from proxyhpo import resume, tracking
+from proxyhpo.tracking import names
 from proxyhpo.config import DataItem, HyperParameters, StudyConfig, TrialPlan, TrialResult, TrialSpec, TrialState
 from proxyhpo.errors import ConfigError, ProxyHPOError
 
@@ -94,7 +95,7 @@ def test_pending_mlflow_data_waits_in_s3_and_is_logged_later(s3_bucket: str, tmp
     run_id = tracking.client(uri).create_run(experiment_id).info.run_id
     for key, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(tracking, "LOG_RETRY_DELAYS_S", ())
+    monkeypatch.setattr(tracking.trials, "LOG_RETRY_DELAYS_S", ())
     unreachable = tracking.client("http://127.0.0.1:9")  # nothing listens on the discard port
     pending = f"s3://{s3_bucket}/checkpoints/parent/mlflow-pending/trial-abc.json"
     trial_run = tracking.TrialRun(unreachable, run_id, system_metrics=False, pending=pending)
@@ -103,7 +104,7 @@ def test_pending_mlflow_data_waits_in_s3_and_is_logged_later(s3_bucket: str, tmp
     assert trial_run.offline and storage.exists(pending)
     assert tracking.flush_pending(pending, tracking_uri=uri)
     assert not storage.exists(pending)
-    history = tracking.client(uri).get_metric_history(run_id, "val_dice")
+    history = tracking.client(uri).get_metric_history(run_id, names.VAL_DICE)
     assert sorted((m.step, m.value) for m in history) == [(1, 0.25), (2, 0.5)]
 
 
@@ -128,7 +129,7 @@ def test_an_unfinished_study_is_reopened_and_a_finished_one_is_not(tmp_path) -> 
     with pytest.raises(ProxyHPOError, match="is running already .* run the same command again to resume"):
         resume.open_parent_run(_study(), "hpo", tracking_uri=uri)  # its launcher (this process) is alive
     client.set_tag(run_id, tracking.PID_TAG, str(_dead_pid()))  # its launcher was killed (SIGKILL)
-    orphan = client.create_run(client.get_run(run_id).info.experiment_id, tags={tracking.PARENT_TAG: run_id} | tracking._process_tags())
+    orphan = client.create_run(client.get_run(run_id).info.experiment_id, tags={tracking.PARENT_TAG: run_id} | tracking.process_tags())
     client.set_tag(orphan.info.run_id, tracking.PID_TAG, str(_dead_pid()))
     again, resumed = resume.open_parent_run(_study(), "hpo", tracking_uri=uri)
     assert (again, resumed) == (run_id, True)

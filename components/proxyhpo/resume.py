@@ -38,6 +38,7 @@ from typing import Any
 from proxyhpo import paths, storage, tracking
 from proxyhpo.config import StudyConfig, TrialPlan, TrialResult, TrialSpec
 from proxyhpo.errors import ConfigError, ProxyHPOError
+from proxyhpo.tracking import names
 
 __all__ = [
     "CONFIG_HASH_TAG",
@@ -57,9 +58,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONFIG_HASH_TAG = "proxyhpo.config_sha256"
+CONFIG_HASH_TAG = names.CONFIG_HASH_TAG
 #: The spec tag ``trial_key`` becomes this tag on the trial's MLflow run (spec tags become ``proxyhpo.<key>``).
-TRIAL_KEY_TAG = "proxyhpo.trial_key"
+TRIAL_KEY_TAG = names.TRIAL_KEY_TAG
 #: The parent run the local launcher opened (or reopened) for the pipeline's first task to log under.
 PARENT_ENV = "PROXYHPO_PARENT_RUN_ID"
 SUPERSEDED_REASON = "superseded: the study was started again with --fresh"
@@ -174,7 +175,7 @@ def _unfinished_parents(mlflow_client: Any, experiment_id: str, kind: str, confi
     runs = mlflow_client.search_runs(
         [experiment_id],
         filter_string=(
-            f"tags.`{tracking.ROLE_TAG}` = 'study' and tags.`{tracking.PIPELINE_TAG}` = '{kind}' and tags.`{CONFIG_HASH_TAG}` = '{config_hash}'"
+            f"tags.`{tracking.ROLE_TAG}` = '{names.ROLE_STUDY}' and tags.`{tracking.PIPELINE_TAG}` = '{kind}' and tags.`{CONFIG_HASH_TAG}` = '{config_hash}'"
         ),
         order_by=["attributes.start_time DESC"],
         max_results=1000,
@@ -184,12 +185,7 @@ def _unfinished_parents(mlflow_client: Any, experiment_id: str, kind: str, confi
 
 def _close_dead_children(mlflow_client: Any, run: Any) -> None:
     """Close the RUNNING child runs of parent ``run`` whose process has ended (FAILED, orphaned)."""
-    children = mlflow_client.search_runs(
-        [run.info.experiment_id],
-        filter_string=f"tags.`{tracking.PARENT_TAG}` = '{run.info.run_id}' and attributes.status = 'RUNNING'",
-        max_results=50000,
-    )
-    tracking._close_orphans(mlflow_client, children)
+    tracking.close_orphans(mlflow_client, tracking.running_children(mlflow_client, run.info.experiment_id, run.info.run_id))
 
 
 def _close(mlflow_client: Any, run: Any, reason: str) -> None:
@@ -221,34 +217,24 @@ def open_parent_run(study: StudyConfig, kind: str, *, fresh: bool = False, track
     config_hash = config_sha256(study)
     unfinished = _unfinished_parents(mlflow_client, experiment_id, kind, config_hash)
     for run in unfinished:
-        if run.info.status == "RUNNING" and not tracking._process_gone(run.data.tags):
+        if run.info.status == "RUNNING" and not tracking.process_gone(run.data.tags):
             raise ProxyHPOError(
                 f"study {study.name!r} is running already (process {run.data.tags[tracking.PID_TAG]}, MLflow run {run.info.run_id}); "
                 "fix: wait for it to end, or stop it (Ctrl-C) and run the same command again to resume it"
             )
-    if unfinished and not fresh:
-        resumed, *older = unfinished
-        for run in older:
-            _close(mlflow_client, run, SUPERSEDED_REASON)
-        _reopen(mlflow_client, resumed)
-        return resumed.info.run_id, True
-    for run in unfinished:
+    resumed, *older = unfinished if unfinished and not fresh else [None, *unfinished]
+    for run in older:
         _close(mlflow_client, run, SUPERSEDED_REASON)
-    run_id = tracking.start_parent_run(study.name, kind, config=study.model_dump(mode="json"), tracking_uri=tracking_uri)
-    mlflow_client.set_tag(run_id, CONFIG_HASH_TAG, config_hash)
-    return run_id, False
+    if resumed is not None:
+        _close_dead_children(mlflow_client, resumed)
 
+    def create() -> str:
+        run_id = tracking.start_parent_run(study.name, kind, config=study.model_dump(mode="json"), tracking_uri=tracking_uri)
+        mlflow_client.set_tag(run_id, CONFIG_HASH_TAG, config_hash)
+        return run_id
 
-def _reopen(mlflow_client: Any, run: Any) -> None:
-    """Make ``run`` this launcher's again: its dead children closed, RUNNING, attempt counted, this process's tags."""
-    run_id = run.info.run_id
-    _close_dead_children(mlflow_client, run)
-    mlflow_client.update_run(run_id, status="RUNNING")
-    if tracking.FAIL_REASON_TAG in mlflow_client.get_run(run_id).data.tags:
-        mlflow_client.delete_tag(run_id, tracking.FAIL_REASON_TAG)
-    mlflow_client.set_tag(run_id, tracking.ATTEMPT_TAG, str(int(run.data.tags.get(tracking.ATTEMPT_TAG, "1")) + 1))
-    for key, value in tracking._process_tags().items():
-        mlflow_client.set_tag(run_id, key, value)
+    # reopened: RUNNING again, its fail reason dropped, its attempt counted, this launcher's process tags
+    return tracking.reopen_or_create(mlflow_client, resumed, create, clear_fail_reason=True)
 
 
 def adopt_parent_run(study: StudyConfig, run_id: str, *, pipeline_run: str, tracking_uri: str | None = None) -> str:

@@ -11,6 +11,7 @@ import pytest
 from train_helpers import TRAIN_TIMEOUT_S, start_train, wait_for_epoch, write_plan
 
 from proxyhpo import tracking
+from proxyhpo.tracking import names
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +35,7 @@ def test_sigterm_marks_the_runs_failed_and_exits_143(tmp_path: Path) -> None:
     assert len(runs) == 2
     for run in runs:
         assert run.info.status == "FAILED"
-        assert run.data.tags["proxyhpo.fail_reason"] == "terminated (SIGTERM)"
+        assert run.data.tags[names.FAIL_REASON_TAG] == "terminated (SIGTERM)"
     assert not (tmp_path / "trial.results.json").exists()  # nothing half-written
 
 
@@ -55,10 +56,10 @@ def test_after_sigkill_the_next_start_closes_the_orphans(tmp_path: Path) -> None
     assert len(runs) == 2
     closed = runs.pop(orphan.info.run_id)
     assert closed.info.status == "FAILED"
-    assert closed.data.tags["proxyhpo.fail_reason"] == tracking.ORPHANED_REASON
+    assert closed.data.tags[names.FAIL_REASON_TAG] == tracking.ORPHANED_REASON
     (finished,) = runs.values()
     assert finished.info.status == "FINISHED"
-    assert finished.data.tags["proxyhpo.plan_sha256"] == closed.data.tags["proxyhpo.plan_sha256"]
+    assert finished.data.tags[names.PLAN_HASH_TAG] == closed.data.tags[names.PLAN_HASH_TAG]
     assert (tmp_path / "trial.results.json").is_file()
 
 
@@ -67,11 +68,11 @@ def test_a_run_of_a_live_process_is_not_an_orphan(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = tracking.client(uri)
     experiment_id = tracking.ensure_experiment("live", uri)
-    alive = client.create_run(experiment_id, tags=tracking._process_tags() | {"proxyhpo.trial_id": "t0"})
-    dead_tags = tracking._process_tags() | {tracking.PID_TAG: "999999999"}
+    alive = client.create_run(experiment_id, tags=tracking.process_tags() | {names.TRIAL_ID_TAG: "t0"})
+    dead_tags = tracking.process_tags() | {tracking.PID_TAG: "999999999"}
     dead = client.create_run(experiment_id, tags=dead_tags)
     other_host = client.create_run(experiment_id, tags=dead_tags | {tracking.HOST_TAG: "some-other-host"})
-    parent = client.create_run(experiment_id, tags=tracking._process_tags())
+    parent = client.create_run(experiment_id, tags=tracking.process_tags())
     for run in (alive, dead, other_host):
         client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
     closed = tracking.close_orphaned_runs("live", parent_run_id=parent.info.run_id, tracking_uri=uri)
@@ -106,4 +107,4 @@ def test_trials_end_when_their_launcher_is_killed(tmp_path: Path) -> None:
     assert "the launcher (process" in stderr and "Traceback" not in stderr
     runs = _runs(uri, experiment)
     assert runs and {run.info.status for run in runs} == {"FAILED"}
-    assert {run.data.tags["proxyhpo.fail_reason"] for run in runs} == {"terminated (SIGTERM)"}
+    assert {run.data.tags[names.FAIL_REASON_TAG] for run in runs} == {"terminated (SIGTERM)"}

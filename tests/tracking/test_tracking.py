@@ -258,7 +258,7 @@ def test_no_secret_reaches_mlflow(tracking_uri: str, tmp_path: Path, monkeypatch
 
 
 def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracking, "SYSTEM_METRICS_INTERVAL_S", 1)
+    monkeypatch.setattr(tracking.trials, "SYSTEM_METRICS_INTERVAL_S", 1)
     name = _experiment()
     spec = make_spec("r0-p0")
     with tracking.trial_runs(name, [spec], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=True) as runs:

@@ -20,13 +20,7 @@ PREFIX = "proxyhpo."
 
 
 def tag(key: str) -> str:
-    """The MLflow tag of a trial spec's tag ``key``: ``proxyhpo.<key>``.
-
-    Raises:
-        ValueError: when ``key`` is empty or carries the prefix already.
-    """
-    if not key or key.startswith(PREFIX):
-        raise ValueError(f"key {key!r}: expected a spec tag key such as 'arm', without the {PREFIX!r} prefix")
+    """The MLflow tag of a trial spec's tag ``key`` (``arm``): ``proxyhpo.<key>`` (``proxyhpo.arm``)."""
     return PREFIX + key
 
 
