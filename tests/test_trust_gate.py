@@ -9,7 +9,8 @@ import yaml
 
 from proxyhpo.config import HyperParameters, StudyConfig, TrialResult, TrialResults, TrialState
 from proxyhpo.errors import TrialError
-from proxyhpo.launch import compile_study, shipped_study
+from proxyhpo.catalogue import shipped_study
+from proxyhpo.compile import compile_study
 from proxyhpo.study import check_trust
 
 LRS = (0.01, 0.003, 0.001, 0.0003)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from proxyhpo.config import SELECTION_METHODS, config_error
-from proxyhpo.launch import PIPELINE_KINDS
+from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.errors import InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
@@ -184,7 +184,7 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from proxyhpo.launch import compile_pipelines
+    from proxyhpo.compile import compile_pipelines
 
     _check_local_out(args.out, "--out", local_only=True, folder=True)
     for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root):
@@ -192,9 +192,9 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 
 def _cmd_upload(args: argparse.Namespace) -> None:
-    from proxyhpo.launch import upload_all
+    from proxyhpo.upload import upload_shipped
 
-    for name in upload_all(args.host, namespace=args.namespace, data_root=args.data_root):
+    for name in upload_shipped(args.host, namespace=args.namespace, data_root=args.data_root):
         print(name)
 
 
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="start the study over; by default a local run resumes where an earlier start of the same study and config stopped"
     )
     run.add_argument(
-        "--pipeline", default="hpo", choices=PIPELINE_KINDS, help="hpo (the search, default) or one of the paper's studies: proxy-data-study, proxy-net-study, trust"
+        "--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help=f"the study pipeline (default: hpo). {STUDY_PIPELINES.help()}"
     )
     run.set_defaults(func=_cmd_run)
 
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")
     comp.add_argument("--out", default="build/pipelines")
-    comp.add_argument("--pipeline", default="hpo", choices=PIPELINE_KINDS, help="the pipeline compiled for the given studies (default: hpo)")
+    comp.add_argument("--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help="the study pipeline compiled for the given studies (default: hpo)")
     comp.add_argument("--data-root", default=None, help="for a cluster: s3://bucket/datasets, where local data sets are pushed; the pipelines' data fields default there")
     comp.set_defaults(func=_cmd_compile)
 

@@ -9,12 +9,14 @@ needed: every step is printed, and the rendered manifests and the compiled pipel
 that exists gets a new version, an experiment that exists is kept.
 
 Secrets only come from the environment and are never printed or written: ``S3_ACCESS_KEY``,
-``S3_SECRET_KEY`` and ``POSTGRES_PASSWORD`` reach helm as JSON on its stdin; ``KFP_TOKEN`` (a bearer token,
-``kfp.Client(existing_token=...)``) or ``KFP_COOKIES`` (a session cookie, ``kfp.Client(cookies=...)``)
-authenticate to Kubeflow Pipelines.
+``S3_SECRET_KEY`` and ``POSTGRES_PASSWORD`` reach helm as JSON on its stdin; ``KFP_TOKEN`` or ``KFP_COOKIES``
+authenticate to Kubeflow Pipelines (:mod:`proxyhpo.kfp_auth`).
 
-This module imports only the standard library at the top (the CLI imports it to build its parser);
-``kubernetes``, ``kfp``, ``yaml`` and ``helm_python`` are imported where they are used.
+The pipelines are compiled by the one compile path (:mod:`proxyhpo.compile`, for the pushed images) and
+uploaded by the one upload path (:mod:`proxyhpo.upload`); which pipelines ship is the catalogue's
+(:mod:`proxyhpo.catalogue`). This module imports only the standard library and :mod:`proxyhpo.kfp_auth` at
+the top (the CLI imports it to build its parser); ``kubernetes``, ``kfp``, ``yaml`` and ``helm_python`` are
+imported where they are used.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxyhpo import kfp_auth
+
 __all__ = [
     "MIN_KFP_VERSION",
     "EXIT_PREFLIGHT",
     "Finding",
     "PreflightReport",
     "DeployOptions",
-    "kfp_auth",
     "kube_api_client",
     "check_cluster",
     "check_gpu_nodes",
@@ -127,26 +130,6 @@ class PreflightReport:
 
 # --- KFP ------------------------------------------------------------------------------------------------------
 
-def kfp_auth(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``kfp.Client`` keyword arguments from the environment: ``existing_token`` from ``KFP_TOKEN``, ``cookies`` from ``KFP_COOKIES``."""
-    env = os.environ if env is None else env
-    auth = {}
-    if env.get("KFP_TOKEN"):
-        auth["existing_token"] = env["KFP_TOKEN"].strip()
-    if env.get("KFP_COOKIES"):
-        auth["cookies"] = env["KFP_COOKIES"].strip()
-    return auth
-
-
-def _kfp_headers(auth: Mapping[str, str]) -> dict[str, str]:
-    headers = {"Accept": "application/json"}
-    if "existing_token" in auth:
-        headers["Authorization"] = f"Bearer {auth['existing_token']}"
-    if "cookies" in auth:
-        headers["Cookie"] = auth["cookies"]
-    return headers
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect from the KFP API is a login page (Dex, oauth2-proxy): report it rather than follow it."""
 
@@ -161,14 +144,10 @@ def _version_tuple(tag: str) -> tuple[int, int, int] | None:
 
 def check_kfp(host: str, namespace: str, report: PreflightReport, env: Mapping[str, str] | None = None, timeout: float = _TIMEOUT_S) -> None:
     """KFP reachable at ``host`` with the credentials given, at least :data:`MIN_KFP_VERSION`, and a namespace runs can use."""
-    auth = kfp_auth(env)
-    given = " and ".join(name for name, key in (("KFP_TOKEN", "existing_token"), ("KFP_COOKIES", "cookies")) if key in auth)
+    given = " and ".join(kfp_auth.given(env))
     url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
-    how_to_auth = (
-        "set KFP_TOKEN to a bearer token (e.g. `kubectl -n <profile namespace> create token default-editor --audience pipelines.kubeflow.org`)"
-        " or KFP_COOKIES to your browser's session cookie (e.g. 'authservice_session=...')"
-    )
-    request = urllib.request.Request(url, headers=_kfp_headers(auth))
+    how_to_auth = kfp_auth.HOW_TO_AUTHENTICATE
+    request = urllib.request.Request(url, headers=kfp_auth.request_headers(env))
     try:
         with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout) as response:
             body = response.read(65536)
@@ -481,37 +460,21 @@ def credential_values(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
-def _image_env(options: DeployOptions) -> dict[str, str]:
-    """The variables ``proxyhpo.kfp.image`` reads, for the pushed images (by digest when ``make push`` recorded one)."""
-    env = {"PROXYHPO_IMAGE_REGISTRY": options.registry}
-    if options.tag:
-        env["PROXYHPO_IMAGE_TAG"] = options.tag
-    for variable, name in (("PROXYHPO_RUNTIME_IMAGE_DIGEST", "runtime"), ("PROXYHPO_CPU_IMAGE_DIGEST", "runtime-cpu")):
-        digest = options.digests / f"{name}.digest" if options.digests else None
-        if digest and digest.is_file() and digest.read_text().strip():
-            env[variable] = digest.read_text().strip()
-    return env
-
-
 def compile_pipelines(options: DeployOptions) -> list[Path]:
-    """``proxyhpo compile --out OUT/pipelines`` for the pushed images; the folder is replaced whole, never left half-written."""
+    """Every shipped pipeline compiled for the pushed images into ``OUT/pipelines``: the folder is replaced whole, never
+    left half-written (:func:`proxyhpo.compile.compile_pipelines`, the one compile path)."""
+    from proxyhpo.compile import PipelineImages
+    from proxyhpo.compile import compile_pipelines as compile_shipped
+
     target = options.out / "pipelines"
-    image_env = _image_env(options)
-    script = Path(sys.executable).parent / "proxyhpo"  # the console script: `python -m` makes kfp's compiler twice as slow
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "proxyhpo"]
-    command += ["compile", "--data-root", options.data_root, "--out", str(target)]
+    images = PipelineImages.pushed(options.registry, options.tag, digests=options.digests)
     _step(f"compile every shipped pipeline into {target}")
-    _say("    images: " + " ".join(f"{k}={v}" for k, v in sorted(image_env.items())))
-    _show(["proxyhpo", "compile", "--data-root", options.data_root, "--out", str(target)], runs=True)  # local: a dry run compiles too
-    options.out.mkdir(parents=True, exist_ok=True)
+    _say(f"    images: runtime={images.runtime} cpu={images.cpu}")
+    _say(f"    data sets: the pipelines' dataset and external default under {options.data_root}")
+    options.out.mkdir(parents=True, exist_ok=True)  # compiling contacts nothing: a dry run compiles too
     staging = Path(tempfile.mkdtemp(prefix=".pipelines-", dir=options.out))
     try:
-        result = subprocess.run([*command[:-1], str(staging)], env={**os.environ, **image_env}, capture_output=True, text=True)
-        if result.returncode != 0:
-            from proxyhpo.errors import ProxyHPOError
-
-            lines = (result.stderr or result.stdout).strip().splitlines()
-            raise ProxyHPOError(f"compiling the pipelines failed: {lines[-1] if lines else f'exit {result.returncode}'}")
+        compile_shipped(staging, data_root=options.data_root, images=images)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -614,46 +577,25 @@ def install_chart(options: DeployOptions, env: Mapping[str, str] | None = None) 
     return []
 
 
-def _study_names() -> list[str]:
-    from proxyhpo.launch import SHIPPED_PIPELINES, shipped_study
-
-    return sorted({shipped_study(example).name for _, example in SHIPPED_PIPELINES.values()})
-
-
 def upload_pipelines(options: DeployOptions, compiled: Sequence[Path], *, multi_user: bool = False, env: Mapping[str, str] | None = None) -> list[str]:
-    """Upload each compiled pipeline (a new version when it exists) and create the shipped studies' experiments."""
-    auth = kfp_auth(env)
+    """Upload each compiled pipeline (a new version when it exists) and create the shipped studies' experiments
+    (:func:`proxyhpo.upload.publish`, the one upload path); a dry run only says what it would do."""
+    from proxyhpo.catalogue import shipped_experiments
+
     names = [f"proxyhpo-{path.stem}" for path in compiled]
-    how = " and ".join(f"{key} from {var}" for key, var in (("existing_token", "KFP_TOKEN"), ("cookies", "KFP_COOKIES")) if key in auth) or "no credentials"
-    _step(f"upload {len(names)} pipelines to {options.host} ({how}); an existing one gets a new version")
+    _step(f"upload {len(names)} pipelines to {options.host} ({kfp_auth.describe(env)}); an existing one gets a new version")
     for path, name in zip(compiled, names):
         _say(f"    {'would upload' if options.dry_run else 'upload'}: {name} <- {path}")
-    experiments = _study_names()
+    experiments = shipped_experiments()
     _step("create the experiments of the shipped studies (kept when they exist)")
     _say(f"    {'would create' if options.dry_run else 'create'}: {', '.join(experiments)} in namespace {options.namespace}")
     if options.dry_run:
         return names
-    import kfp
-    from kfp_server_api.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    from proxyhpo.upload import publish
 
-    from proxyhpo.errors import ProxyHPOError
-
-    from proxyhpo.launch import upload_compiled
-
-    try:
-        client = kfp.Client(host=options.host, namespace=options.namespace, **auth)
-        upload_compiled(client, compiled, version=options.tag or "latest")
-        for experiment in experiments:
-            client.create_experiment(experiment, namespace=options.namespace if multi_user else None)
-    except (ApiException, HTTPError, OSError, ValueError) as exc:
-        status = getattr(exc, "status", None)
-        reason = f"{status} {getattr(exc, 'reason', '')}".strip() if status else str(exc).splitlines()[0][:200]
-        raise ProxyHPOError(
-            f"uploading to KFP at {options.host} failed ({reason}); rerun `make deploy` once fixed (it is safe):"
-            " `proxyhpo deploy --preflight` names what is wrong"
-        ) from None
-    return names
+    return publish(
+        options.host, compiled, namespace=options.namespace, version=options.tag or "latest", experiments=experiments, multi_user=multi_user, env=env
+    )
 
 
 def _mlflow_service(objects: Sequence[Mapping[str, Any]], release: str) -> tuple[str, int]:
@@ -726,7 +668,7 @@ def print_preflight_plan(options: DeployOptions, env: Mapping[str, str] | None =
     """What ``--preflight`` checks, printed without contacting anything (``--dry-run``)."""
     env = os.environ if env is None else env
     floor = ".".join(map(str, MIN_KFP_VERSION))
-    auth = " and ".join(var for var in ("KFP_TOKEN", "KFP_COOKIES") if env.get(var)) or "no KFP credentials"
+    auth = " and ".join(kfp_auth.given(env)) or "no KFP credentials"
     _step("preflight (dry run: nothing is contacted)")
     context = options.context or os.environ.get("KUBECONFIG") or "the current kubeconfig context"
     _say(f"    would check: the Kubernetes API ({context}) answers; namespace {options.namespace} exists"

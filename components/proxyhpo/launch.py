@@ -1,8 +1,7 @@
-"""Compile and run a study's pipeline: locally with ``kfp.local.SubprocessRunner`` or on a Kubeflow cluster
-with ``kfp.Client``; upload every shipped pipeline.
+"""Run a study's pipeline: locally with ``kfp.local.SubprocessRunner``, or submitted to a Kubeflow cluster.
 
-The pipeline definitions live in ``pipelines/`` and are found through the ``proxyhpo.pipelines`` entry
-point (:func:`pipeline_builder`), so this library never imports its own wiring by name.
+Both run the YAML the one compile path writes (:mod:`proxyhpo.compile`), never the Python it came from; the
+kinds are :data:`proxyhpo.registry.STUDY_PIPELINES`. Uploading the shipped pipelines is :mod:`proxyhpo.upload`'s.
 
 Locally (the embedded default) everything lands under ``.proxyhpo/``: generated data, the pipeline root
 ``artifacts/`` and the MLflow store ``mlflow.db``. The runner's verbose task logs go to
@@ -19,101 +18,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from importlib import metadata, resources
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths, tracking
-from proxyhpo.config import StudyConfig, load_study, parse_config
+from proxyhpo.compile import compile_study
+from proxyhpo.config import StudyConfig, load_study
 from proxyhpo.errors import ConfigError, ProxyHPOError
+from proxyhpo.registry import STUDY_PIPELINES
 
-__all__ = [
-    "PIPELINE_KINDS",
-    "SHIPPED_PIPELINES",
-    "pipeline_builder",
-    "shipped_study",
-    "compile_study",
-    "compile_pipelines",
-    "run_study",
-    "run_local",
-    "submit",
-    "upload_compiled",
-    "upload_all",
-]
-
-#: The pipeline kinds: the HPO search and the paper's comparison studies.
-PIPELINE_KINDS = ("hpo", "proxy-data-study", "proxy-net-study", "trust", "automl-comparison", "nas")
-#: The pipelines ``proxyhpo compile`` and ``make deploy`` ship: file name -> (pipeline kind, example study).
-SHIPPED_PIPELINES = {
-    "hpo-demo": ("hpo", "demo"),
-    "hpo-spleen": ("hpo", "spleen"),
-    "hpo-prostate": ("hpo", "prostate"),
-    **{f"{kind}-{example}": (kind, example) for kind in PIPELINE_KINDS[1:4] for example in ("demo-studies", "spleen", "prostate")},
-    # the comparison unrolls arms x rounds: at the paper's 20 rounds it outgrows what a cluster stores per
-    # workflow, so only the demo ships; compile a study's own with `proxyhpo compile --pipeline automl-comparison`
-    "automl-comparison-demo-studies": ("automl-comparison", "demo-studies"),
-    **{f"nas-{example}": ("nas", f"nas-{example}") for example in ("demo", "brain", "heart", "prostate")},
-}
-PIPELINE_ENTRY_POINTS = "proxyhpo.pipelines"
-
-
-def pipeline_builder(kind: str = "hpo") -> Callable[[StudyConfig], Any]:
-    """The function that builds pipeline ``kind`` for a study, found through the ``proxyhpo.pipelines`` entry point.
-
-    Raises:
-        ProxyHPOError: when no installed package provides the pipeline.
-    """
-    found = [entry for entry in metadata.entry_points(group=PIPELINE_ENTRY_POINTS) if entry.name == kind]
-    if not found:
-        raise ProxyHPOError(f"no '{kind}' pipeline is installed (entry point group {PIPELINE_ENTRY_POINTS}); reinstall proxyhpo")
-    return found[0].load()
-
-
-def shipped_study(name: str) -> StudyConfig:
-    """One of the example studies shipped in the package (``demo``, ``spleen``, ``prostate``), also under ``examples/``."""
-    import yaml
-
-    source = resources.files("proxyhpo").joinpath("examples", f"{name}.yaml")
-    return parse_config(StudyConfig, yaml.safe_load(source.read_text(encoding="utf-8")), f"examples/{name}.yaml")
-
-
-def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo") -> Path:
-    """Compile pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), with identical executors
-    merged (:func:`proxyhpo.kfp.compact.deduplicate`)."""
-    import yaml
-    from kfp import compiler
-
-    from proxyhpo.kfp.compact import deduplicate
-    from proxyhpo.storage import atomic_write_text
-
-    with tempfile.TemporaryDirectory() as folder:
-        yaml_path = Path(folder) / "pipeline.yaml"  # the compiler picks the format from the suffix
-        compiler.Compiler().compile(pipeline_builder(kind)(study), str(yaml_path))
-        documents = list(yaml.safe_load_all(yaml_path.read_text(encoding="utf-8")))
-    # one executor per distinct container: a 50-round study stays far below etcd's object limit
-    documents = [document for document in deduplicate(*documents) if document is not None]
-    atomic_write_text(out, yaml.safe_dump_all(documents, sort_keys=True))
-    return Path(out)
-
-
-def compile_pipelines(
-    out_dir: str | os.PathLike[str], studies: Sequence[str | os.PathLike[str]] = (), kind: str = "hpo", data_root: str | None = None
-) -> list[Path]:
-    """Compile pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every shipped pipeline.
-
-    Args:
-        data_root: for a cluster, where the studies' local data sets are pushed (``s3://bucket/datasets``):
-            the pipelines' ``dataset`` and ``external`` fields default there (:meth:`StudyConfig.with_data_root`).
-    """
-    out = Path(out_dir)
-
-    def placed(study: StudyConfig) -> StudyConfig:
-        return study.with_data_root(data_root) if data_root else study
-
-    if studies:
-        return [compile_study(placed(study), out / f"{kind}-{study.name}.yaml", kind) for study in map(load_study, studies)]
-    return [compile_study(placed(shipped_study(example)), out / f"{name}.yaml", kind) for name, (kind, example) in SHIPPED_PIPELINES.items()]
+__all__ = ["run_study", "run_local", "submit"]
 
 
 @contextlib.contextmanager
@@ -345,8 +260,6 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
     Raises:
         ConfigError: when the study's data are local paths, which the cluster's pods cannot read.
     """
-    import kfp
-
     for key, location in study.data.local_locations().items():
         raise ConfigError(
             key,
@@ -354,15 +267,16 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
             "upload the MSD folder to MinIO (e.g. `mc cp --recursive`) and give its s3://bucket/prefix",
         )
 
-    from proxyhpo.deploy import kfp_auth
+    from proxyhpo import kfp_auth
 
-    client = kfp.Client(host=host, namespace=namespace, **kfp_auth())  # KFP_TOKEN / KFP_COOKIES from the environment
-    run = client.create_run_from_pipeline_func(
-        pipeline_builder(kind)(study),
-        arguments={"study_config": study.model_dump_json(), **study.run_parameters()},
-        experiment_name=study.name,
-        run_name=f"{study.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
-    )
+    client = kfp_auth.client(host, namespace=namespace)  # KFP_TOKEN / KFP_COOKIES from the environment
+    with tempfile.TemporaryDirectory() as folder:
+        run = client.create_run_from_pipeline_package(
+            str(compile_study(study, Path(folder) / f"{kind}-{study.name}.yaml", kind)),
+            arguments={"study_config": study.model_dump_json(), **study.run_parameters()},
+            experiment_name=study.name,
+            run_name=f"{study.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+        )
     print(f"submitted run {run.run_id} to {host} (experiment {study.name})")
     return run.run_id
 
@@ -380,8 +294,8 @@ def run_study(
 
     A local run resumes the study where an earlier start of it stopped, unless ``fresh`` (see :func:`run_local`).
     """
-    if kind not in PIPELINE_KINDS:
-        raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(PIPELINE_KINDS)}")
+    if kind not in STUDY_PIPELINES:
+        raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(STUDY_PIPELINES)}")
     if fresh and host:
         raise ConfigError("--fresh", "applies to local runs only", "drop --fresh: a run submitted to a cluster always starts a new MLflow parent run")
     study = load_study(config)
@@ -389,47 +303,3 @@ def run_study(
         return submit(study, host, namespace=namespace, kind=kind)
     return run_local(study, kind, fresh=fresh)
 
-
-def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str) -> list[str]:
-    """Upload each compiled pipeline as ``proxyhpo-<file stem>``; one that exists gets a new version instead.
-
-    Args:
-        client: a ``kfp.Client`` (authenticated).
-        compiled: the compiled pipeline files.
-        version: names the new versions (``<pipeline>-<version>-<time>``): the package version or the image tag.
-
-    Returns:
-        The pipelines' names, in the order of ``compiled``.
-    """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    names = []
-    for path in compiled:
-        name = f"proxyhpo-{path.stem}"
-        existing = client.get_pipeline_id(name)
-        if existing is None:
-            client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
-        else:  # a second deploy adds a version instead of failing on the name
-            client.upload_pipeline_version(str(path), pipeline_version_name=f"{name}-{version}-{stamp}", pipeline_id=existing)
-        names.append(name)
-    return names
-
-
-def upload_all(host: str, *, namespace: str | None = "kubeflow", data_root: str | None = None, client: Any = None) -> list[str]:
-    """Compile every shipped pipeline and upload it to the cluster at ``host`` (:func:`upload_compiled`); return their names.
-
-    Args:
-        host: the Kubeflow Pipelines API.
-        namespace: the run namespace (a multi-user profile's).
-        data_root: where the examples' data sets live in the chart's MinIO (``s3://bucket/datasets``): the
-            pipelines' ``dataset`` and ``external`` fields default there, so a run launched from the UI
-            reads data every pod can reach.
-        client: a ``kfp.Client`` already authenticated (default: one for ``host`` and ``namespace``).
-    """
-    import kfp
-
-    from proxyhpo import __version__
-    from proxyhpo.deploy import kfp_auth
-
-    client = client or kfp.Client(host=host, namespace=namespace, **kfp_auth())
-    with tempfile.TemporaryDirectory() as tmp:
-        return upload_compiled(client, compile_pipelines(tmp, data_root=data_root), version=__version__)

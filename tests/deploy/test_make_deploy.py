@@ -116,7 +116,7 @@ def test_dry_run_writes_the_rendered_manifests(dry_run: dict[str, Any]) -> None:
 
 
 def test_dry_run_writes_the_compiled_pipelines_for_the_tagged_images(dry_run: dict[str, Any]) -> None:
-    from proxyhpo.launch import SHIPPED_PIPELINES
+    from proxyhpo.catalogue import SHIPPED_PIPELINES
 
     pipelines = dry_run["out"] / "pipelines"
     assert sorted(p.stem for p in pipelines.glob("*.yaml")) == sorted(SHIPPED_PIPELINES)  # the stale one is gone

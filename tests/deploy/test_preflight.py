@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from proxyhpo import deploy
+from proxyhpo import deploy, kfp_auth
 from proxyhpo.cli import main
 
 NAMESPACE = "team-a"
@@ -201,7 +201,7 @@ def test_kfp_credentials_come_from_the_environment_and_are_sent(fake: FakeAPI) -
     assert _preflight(fake, env=env).ok
     (headers,) = [h for path, h in fake.requests if path == "/apis/v2beta1/healthz"]
     assert headers["Authorization"] == "Bearer kfp-token-5e1f" and headers["Cookie"] == "authservice_session=c00k1e"
-    assert deploy.kfp_auth(env) == {"existing_token": "kfp-token-5e1f", "cookies": "authservice_session=c00k1e"}
+    assert kfp_auth.client_arguments(env) == {"existing_token": "kfp-token-5e1f", "cookies": "authservice_session=c00k1e"}
 
 
 def test_a_refused_kfp_token_says_so(fake: FakeAPI) -> None:

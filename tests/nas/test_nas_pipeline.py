@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from proxyhpo import paths
-from proxyhpo.launch import compile_study, run_local
+from proxyhpo.compile import compile_study
+from proxyhpo.launch import run_local
 from proxyhpo.training.nas_export import ExportedNetwork
 
 

@@ -1,7 +1,7 @@
 """The package as a user installs it: a wheel in a fresh virtual environment compiles every pipeline.
 
-Nothing may depend on the source tree: the example studies ship as package data and the pipelines are
-found through the ``proxyhpo.pipelines`` entry point. The fresh environment borrows the dependencies
+Nothing may depend on the source tree: the example studies ship as package data and the pipelines (the
+``pipelines`` package, named by :data:`proxyhpo.registry.STUDY_PIPELINES`) are installed beside ``proxyhpo``. The fresh environment borrows the dependencies
 (kfp, pydantic, ...) of the development one through a ``.pth`` file, which adds their folder to
 ``sys.path`` without running that folder's own ``.pth`` files, so the editable install stays invisible.
 """
@@ -60,7 +60,7 @@ def test_compile_from_the_installed_wheel(installed: Path, tmp_path: Path) -> No
     out = tmp_path / "compiled"
     done = subprocess.run([str(installed), "-P", "-m", "proxyhpo", "compile", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    from proxyhpo.launch import SHIPPED_PIPELINES
+    from proxyhpo.catalogue import SHIPPED_PIPELINES
 
     compiled = sorted(path.name for path in out.glob("*.yaml"))
     assert compiled == sorted(f"{name}.yaml" for name in SHIPPED_PIPELINES)

@@ -30,7 +30,7 @@ GOLDEN_VARIANTS = {
 def variant_study(name: str):
     """The shrunk example study a golden variant is compiled for."""
     from proxyhpo.config import StudyConfig
-    from proxyhpo.launch import shipped_study
+    from proxyhpo.catalogue import shipped_study
 
     _, example, changes = GOLDEN_VARIANTS[name]
     document = shipped_study(example).model_dump(mode="json")
@@ -50,7 +50,8 @@ def normalize(text: str) -> str:
 
 def regenerate(folder: Path = GOLDEN) -> list[Path]:
     """Compile the golden pipelines and write them, normalised, into ``folder``."""
-    from proxyhpo.launch import SHIPPED_PIPELINES, compile_study, shipped_study
+    from proxyhpo.catalogue import SHIPPED_PIPELINES, shipped_study
+    from proxyhpo.compile import compile_study
 
     written = []
     with tempfile.TemporaryDirectory() as tmp:

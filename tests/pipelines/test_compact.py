@@ -10,7 +10,8 @@ import yaml
 
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp.compact import deduplicate
-from proxyhpo.launch import compile_study, pipeline_builder, shipped_study
+from proxyhpo.catalogue import shipped_study
+from proxyhpo.compile import compile_study, pipeline_builder
 
 #: etcd's limit on one object, which an Argo Workflow must stay under once expanded at run time.
 ETCD_LIMIT = 1.5 * 2**20

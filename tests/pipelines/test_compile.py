@@ -20,7 +20,9 @@ from pipelines.tasks import ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET
 from proxyhpo import __version__
 from proxyhpo.config import PipelineShape, StudyConfig, load_study, study_from_json
 from proxyhpo.kfp.image import CPU_IMAGE, RUNTIME_IMAGE
-from proxyhpo.launch import PIPELINE_KINDS, SHIPPED_PIPELINES, compile_pipelines, compile_study, pipeline_builder, shipped_study
+from proxyhpo.catalogue import SHIPPED_PIPELINES, shipped_study
+from proxyhpo.compile import compile_pipelines, compile_study, pipeline_builder
+from proxyhpo.registry import STUDY_PIPELINES
 
 GOLDEN = Path(__file__).parent / "golden"
 SECRET_SENTINEL = "never-in-yaml-7f3a9c"
@@ -135,8 +137,8 @@ def test_shipped_pipelines_and_their_studies() -> None:
     assert {name: SHIPPED_PIPELINES[name] for name in STUDIES} == {
         f"{kind}-{example}": (kind, example) for kind in ("proxy-data-study", "proxy-net-study", "trust") for example in ("demo-studies", "spleen", "prostate")
     }
-    assert {kind for kind, _ in SHIPPED_PIPELINES.values()} == set(PIPELINE_KINDS), "every kind ships at least one pipeline"
-    assert set(STUDY_KINDS) == set(DESCRIPTIONS) <= set(PIPELINE_KINDS)
+    assert {kind for kind, _ in SHIPPED_PIPELINES.values()} == set(STUDY_PIPELINES), "every study pipeline ships at least once"
+    assert set(STUDY_KINDS) == set(DESCRIPTIONS) <= set(STUDY_PIPELINES)
     examples = Path(__file__).parents[2] / "examples"
     for name, (_, example) in SHIPPED_PIPELINES.items():
         # the study shipped in the package is the one users read and copy from examples/
@@ -145,7 +147,7 @@ def test_shipped_pipelines_and_their_studies() -> None:
     assert {_kind(name) for name in golden.GOLDEN_PIPELINES} >= {"hpo", *STUDY_KINDS}, "the search and every study have a golden file"
 
 
-def test_study_pipelines_are_found_through_their_entry_points() -> None:
+def test_study_pipelines_are_found_through_the_registry() -> None:
     assert pipeline_builder("proxy-data-study") is build_proxy_data_study
     assert pipeline_builder("proxy-net-study") is build_proxy_net_study
     assert pipeline_builder("trust") is build_trust_check

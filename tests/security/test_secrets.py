@@ -108,7 +108,8 @@ def test_a_study_run_leaves_no_secret_behind(tiny_hpo_run, fake_secrets: dict[st
 
 @pytest.mark.slow
 def test_compiled_pipelines_hold_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_secrets: dict[str, str]) -> None:
-    from proxyhpo.launch import SHIPPED_PIPELINES, compile_pipelines
+    from proxyhpo.catalogue import SHIPPED_PIPELINES
+    from proxyhpo.compile import compile_pipelines
 
     for key, value in fake_secrets.items():
         monkeypatch.setenv(key, value)

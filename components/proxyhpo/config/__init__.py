@@ -46,7 +46,6 @@ from proxyhpo.config.study import (
     study_from_json,
 )
 from proxyhpo.config.studies import (
-    STUDY_PIPELINES,
     GridPoint,
     ProxyDataStudyConfig,
     ProxyNetStudyConfig,
@@ -72,7 +71,7 @@ __all__ = [
     "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
     "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
     "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",
-    "STUDY_PIPELINES", "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
+    "GridPoint", "ProxyDataStudyConfig", "ProxyNetStudyConfig", "StudiesConfig", "StudyCell", "TrustConfig", "grid_points",
     "OPTIMIZER_OPTIONS", "DataItem", "FaultInjection", "HyperParameters", "TrialPlan", "TrialResult", "TrialResults", "TrialSpec", "TrialState",
     "EpisodeStats", "NasControllerConfig", "NasControllerState",
     "PACK_CHECKPOINT_VERSION", "PackCheckpoint", "TrialCheckpoint", "PackSize", "resolve_pack_size",

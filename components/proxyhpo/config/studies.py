@@ -10,15 +10,16 @@ one pack on one device.
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.search_space import Choice
 from proxyhpo.config.selection import SelectionMethod, selection_methods
 from proxyhpo.config.trial import HyperParameters
+from proxyhpo.registry import STUDY_PIPELINES
 
 __all__ = [
     "SEARCH_ARMS",
@@ -34,12 +35,9 @@ __all__ = [
     "TrustConfig",
     "StudiesConfig",
     "StudyCell",
-    "STUDY_PIPELINES",
     "grid_points",
 ]
 
-#: The comparison studies and the MLflow ``proxyhpo.pipeline`` tag of each.
-STUDY_PIPELINES = ("proxy-data-study", "proxy-net-study", "trust", "automl-comparison")
 #: The ways the automl comparison runs the RL search, and the data and the network of each: the paper's five
 #: (Table 2; packing and early stopping as the study sets them), then the lever ladder of :data:`LEVER_ARMS`.
 SEARCH_ARMS: dict[str, tuple[str, str]] = {
@@ -296,7 +294,8 @@ class StudyCell(Record):
     """One arm of a comparison study in one repeat: its data, its network; its grid trains as one pack.
 
     Attributes:
-        study: the comparison study (``proxy-data-study``, ``proxy-net-study``, ``trust``).
+        study: the study pipeline the cell belongs to (``proxy-data-study``, ``proxy-net-study``, ``trust``), a
+            :data:`~proxyhpo.registry.STUDY_PIPELINES` name.
         arm: the arm's label: ``full``, a selection method and budget (``mi+labelcrop-8``), or a network
             (``proxy-L3``); it is the trials' ``proxyhpo.arm`` tag.
         repeat: the repeat, 0-based; seeds the split and the initialisation.
@@ -310,7 +309,7 @@ class StudyCell(Record):
 
     WRITTEN_BY = "the study's plan step"
 
-    study: Literal["proxy-data-study", "proxy-net-study", "trust"]
+    study: Annotated[str, AfterValidator(STUDY_PIPELINES.check)]
     arm: str = Field(min_length=1)
     repeat: int = Field(ge=0)
     network: NetworkConfig
