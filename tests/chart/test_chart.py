@@ -479,7 +479,7 @@ def test_kfp_launcher_puts_the_pipeline_root_in_the_charts_bucket(render: Any) -
 
 
 def test_demo_data_job_pushes_where_the_demo_pipelines_read(render: Any) -> None:
-    from proxyhpo.launch import shipped_study
+    from proxyhpo.catalogue import shipped_study
 
     rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies"}})
     job = rendered.kind("Job")["proxyhpo-demo-data"]

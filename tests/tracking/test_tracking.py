@@ -443,7 +443,8 @@ def test_the_launch_progress_gives_the_final_model_its_own_line_and_time(tmp_pat
 
     from rich.console import Console
 
-    from proxyhpo.launch import _StudyProgress, shipped_study
+    from proxyhpo.catalogue import shipped_study
+    from proxyhpo.launch import _StudyProgress
 
     uri = f"sqlite:///{tmp_path / 'progress.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -476,7 +477,8 @@ def test_the_run_summary_shows_what_early_stopping_saved(tmp_path: Path, stopped
 
     from rich.console import Console
 
-    from proxyhpo.launch import _print_summary, shipped_study
+    from proxyhpo.catalogue import shipped_study
+    from proxyhpo.launch import _print_summary
 
     summary = {
         "best_hyperparameters": {"lr": 0.0055, "optimizer": "rmsprop"},
