@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from proxyhpo.config import SELECTION_METHODS, config_error
-from proxyhpo.registry import STUDY_PIPELINES
+from proxyhpo.config import config_error, selection_methods
+from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES, SIMILARITY_METRICS, STUDY_PIPELINES
 from proxyhpo.errors import InputError, ProxyHPOError
 
 __all__ = ["main", "build_parser"]
@@ -173,14 +173,33 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
     from proxyhpo.search.bench import run_search_bench
 
     config = load_search_bench(args.config)
-    if args.seeds is not None:
-        try:
-            config = type(config).model_validate(config.model_dump() | {"seeds": args.seeds})
-        except ValidationError as exc:
-            raise config_error(exc, "--seeds", fix="give distinct seeds >= 0") from None
+    for option, key, fix in (("--seeds", "seeds", "give distinct seeds >= 0"), ("--strategies", "strategies", "give distinct registered strategies")):
+        if getattr(args, key) is not None:
+            try:
+                config = type(config).model_validate(config.model_dump() | {key: getattr(args, key)})
+            except ValidationError as exc:
+                raise config_error(exc, option, fix=fix) from None
     _check_local_out(args.out, "--out", local_only=True, folder=True)
     run_search_bench(config, args.out)
     print(Path(args.out) / "search.json")
+
+
+#: What ``proxyhpo plugins`` lists: each kind of plug-in and where a config names it.
+PLUGIN_KINDS = {
+    "metrics": (SIMILARITY_METRICS, "selection.method (NAME or NAME+labelcrop), proxyhpo similarity --metric"),
+    "strategies": (SEARCH_STRATEGIES, "search.strategy, proxyhpo bench search --strategies"),
+    "networks": (NETWORK_FAMILIES, "training.network_family, a trial plan's network.family"),
+    "pipelines": (STUDY_PIPELINES, "proxyhpo run --pipeline, proxyhpo compile --pipeline"),
+}
+
+
+def _cmd_plugins(args: argparse.Namespace) -> None:
+    for kind in [args.kind] if args.kind else PLUGIN_KINDS:
+        registry, where = PLUGIN_KINDS[kind]
+        print(f"{kind} ({where}):")
+        width = max(len(name) for name in registry.names())
+        for entry in registry.entries():
+            print(f"  {entry.name:<{width}}  {entry.description}")
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
@@ -223,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     similarity = sub.add_parser("similarity", help="all-pairs similarity of a data set's training cases")
     similarity.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
-    similarity.add_argument("--metric", choices=["mi", "ncc"], default="mi")
+    similarity.add_argument("--metric", choices=SIMILARITY_METRICS.names(), default="mi", help=f"the similarity metric (default: mi). {SIMILARITY_METRICS.help()}")
     similarity.add_argument("--crop", choices=["label", "none"], default="none")
     similarity.add_argument("--patch", type=int, default=96)
     similarity.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -233,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = sub.add_parser("select", help="choose the proxy data set and write its manifest")
     select.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
-    select.add_argument("--method", choices=SELECTION_METHODS, required=True)
+    select.add_argument("--method", choices=selection_methods(), required=True, help="a similarity metric, alone or NAME+labelcrop (on the label's region of interest), or random")
     select.add_argument("--budget", type=int, required=True)
     select.add_argument("--seed", type=int, default=0, help="seed of a random draw and of the train/validation split")
     select.add_argument("--val-fraction", type=float, default=0.5, help="share of the chosen cases that validate (the paper: 0.5)")
@@ -297,7 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_search.add_argument("config", help="bench config YAML (see bench/search.yaml)")
     bench_search.add_argument("--out", default="bench/results", help="folder for search.json and search.png (default: bench/results)")
     bench_search.add_argument("--seeds", type=int, nargs="+", default=None, help="the seeds to run instead of the config's (e.g. --seeds 0)")
+    bench_search.add_argument(
+        "--strategies", nargs="+", default=None, choices=SEARCH_STRATEGIES.names(), help=f"the strategies to run instead of the config's. {SEARCH_STRATEGIES.help()}"
+    )
     bench_search.set_defaults(func=_cmd_bench_search)
+
+    plugins = sub.add_parser("plugins", help="list the registered similarity metrics, search strategies, network families and study pipelines")
+    plugins.add_argument("kind", nargs="?", choices=list(PLUGIN_KINDS), help="only this kind (default: all)")
+    plugins.set_defaults(func=_cmd_plugins)
 
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")

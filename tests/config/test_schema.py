@@ -17,7 +17,7 @@ from pydantic import BaseModel, RootModel
 
 import proxyhpo.config as schema
 from proxyhpo.config import (
-    SELECTION_METHODS,
+    selection_methods,
     ControllerConfig,
     ControllerState,
     EarlyStoppingConfig,
@@ -47,6 +47,7 @@ from proxyhpo.config import (
     study_from_json,
 )
 from proxyhpo.errors import ConfigError
+from proxyhpo.networks.nas_encoding import largest
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 
@@ -88,7 +89,7 @@ INSTANCES: dict[str, BaseModel] = {
         test_ids=("d",), proxy_method="mi+labelcrop",
     ),
     "nas_fold_result": schema.NasFoldResult(
-        fold=0, arm="proxy", architecture=_nas_space().largest(), val_dice=0.7, test_dice=None, val_case_dice={"c": 0.7},
+        fold=0, arm="proxy", architecture=largest(_nas_space()), val_dice=0.7, test_dice=None, val_case_dice={"c": 0.7},
         search_process_hours=0.25, train_cases=2, episodes=(_episode(),),
     ),
     "nas_controller_state": schema.NasControllerState(
@@ -105,6 +106,10 @@ INSTANCES: dict[str, BaseModel] = {
         config=ControllerConfig(), search_space=default_search_space(), pending=(_proposal(1),), history=(HistoryRecord(proposal=_proposal(), reward=0.5, failed=False),)
     ),
     "pack_spec": PackSpec(round=1, pack_index=0, proposals=(_proposal(), _proposal(1))),
+    "search_state": schema.SearchState(
+        strategy="random", seed=1, batches=1, next_proposal_id=2, generator={"bit_generator": "PCG64", "state": {"state": 2**100, "inc": 7}},
+        pending=(_proposal(1),), history=(HistoryRecord(proposal=_proposal(), reward=0.5, failed=False, dice=0.5),),
+    ),
     "recipe_spleen": load_preset("spleen"),
     "recipe_prostate": load_preset("prostate"),
     "network_full": NetworkConfig.full(),
@@ -136,7 +141,7 @@ def _studies() -> list[tuple[str, StudyConfig]]:
     studies = []
     for example in EXAMPLES:
         study = load_study(example)
-        for method in SELECTION_METHODS:
+        for method in selection_methods():
             selection = study.selection.model_copy(update={"method": method})
             studies.append((f"{example.stem}-{method}", StudyConfig.model_validate(study.model_copy(update={"selection": selection}).model_dump())))
     return studies

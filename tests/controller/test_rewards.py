@@ -79,7 +79,7 @@ def test_a_round_with_stopped_trials_learns_from_ranks_and_picks_a_survivor(tmp_
     TrialResults(
         results=(_result(p[0], 0.62), _result(p[1], 0.70, stopped_at=3), _result(p[2], 0.30, stopped_at=1), _result(p[3], None), _result(p[4], 0.10, stopped_at=1))
     ).write(tmp_path / "pack.json")  # p[5]'s result is missing: its pack crashed before writing it
-    stats = update_round(tmp_path / "proposed.zip", [tmp_path / "pack.json"], tmp_path / "state1.zip")
+    stats = update_round(study, tmp_path / "proposed.zip", [tmp_path / "pack.json"], tmp_path / "state1.zip")
     assert (stats.n_proposals, stats.n_failed, stats.mean_reward) == (6, 2, pytest.approx(0.5))
     history = {record.proposal.proposal_id: record for record in read_history(tmp_path / "state1.zip")}
     assert {i: history[i].reward for i in range(6)} == {0: 1.0, 1: pytest.approx(2 / 3), 2: pytest.approx(1 / 3), 3: None, 4: 0.0, 5: None}
@@ -87,7 +87,7 @@ def test_a_round_with_stopped_trials_learns_from_ranks_and_picks_a_survivor(tmp_
         0: (0.62, None), 1: (0.70, 3), 2: (0.30, 1), 3: (None, None), 4: (0.10, 1), 5: (None, None)
     }
     # the stopped trial's 0.70 (at epoch 3) does not beat the survivor's 0.62 after all 9 epochs
-    assert final_hyperparameters(tmp_path / "state1.zip") == dict(p[0].hyperparameters)
+    assert final_hyperparameters(study, tmp_path / "state1.zip") == dict(p[0].hyperparameters)
     assert ReinforceController.load(tmp_path / "state1.zip").best() == (p[0], 0.62)
 
 

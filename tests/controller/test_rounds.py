@@ -63,14 +63,14 @@ def test_a_round_from_proposals_to_update(tmp_path: Path) -> None:
     # trial ids carry the arm, and the rewards still find their proposals
     TrialResults(results=(_result(proposals[0], 0.5, "proxy-data"), _result(proposals[1], None, "proxy-data"))).write(tmp_path / "pack0.json")
     TrialResults(results=(_result(proposals[4], 0.7, "proxy-data"),)).write(tmp_path / "pack2.json")
-    stats = update_round(tmp_path / "proposed.zip", [tmp_path / "pack0.json", tmp_path / "pack1.json", tmp_path / "pack2.json"], tmp_path / "state1.zip")
+    stats = update_round(study, tmp_path / "proposed.zip", [tmp_path / "pack0.json", tmp_path / "pack1.json", tmp_path / "pack2.json"], tmp_path / "state1.zip")
     assert (stats.round, stats.n_proposals, stats.n_failed, stats.stepped) == (0, 5, 3, True)
     assert stats.mean_reward == pytest.approx(0.6)
     rewards = {record.proposal.trial_id: record.reward for record in read_history(tmp_path / "state1.zip")}
     assert rewards == {trial_ids[0]: 0.5, trial_ids[1]: None, trial_ids[2]: None, trial_ids[3]: None, trial_ids[4]: 0.7}
     assert ReinforceController.load(tmp_path / "state1.zip").round == 1
 
-    best = final_hyperparameters(tmp_path / "state1.zip")
+    best = final_hyperparameters(study, tmp_path / "state1.zip")
     (winner,) = [p for pack in packs for p in pack.proposals if p.trial_id == trial_ids[4]]
     assert best == dict(winner.hyperparameters)
 
@@ -79,9 +79,9 @@ def test_final_hyperparameters_need_one_successful_trial(tmp_path: Path) -> None
     study = _study()
     init_controller(study, tmp_path / "state0.zip")
     propose_round(study, tmp_path / "state0.zip", tmp_path / "proposed.zip")
-    update_round(tmp_path / "proposed.zip", [], tmp_path / "state1.zip")
+    update_round(study, tmp_path / "proposed.zip", [], tmp_path / "state1.zip")
     with pytest.raises(TrialError, match="every search trial failed: there are no hyper-parameters to train the final model with"):
-        final_hyperparameters(tmp_path / "state1.zip")
+        final_hyperparameters(study, tmp_path / "state1.zip")
 
 
 def test_ties_go_to_the_earliest_proposal(tmp_path: Path) -> None:
@@ -89,5 +89,5 @@ def test_ties_go_to_the_earliest_proposal(tmp_path: Path) -> None:
     proposals = controller.propose(3)
     controller.update(proposals, [0.4, 0.8, 0.8])
     controller.save(tmp_path / "state.zip")
-    assert final_hyperparameters(tmp_path / "state.zip") == dict(proposals[1].hyperparameters)
+    assert final_hyperparameters(_study(), tmp_path / "state.zip") == dict(proposals[1].hyperparameters)
     assert controller.best() == (proposals[1], 0.8)

@@ -28,6 +28,7 @@ from proxyhpo.config.nas import NAS_SEARCH_DATA, NasChildConfig, NasConfig, NasF
 from proxyhpo.config.network import NetworkConfig, check_patch_size
 from proxyhpo.config.nas_space import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig
 from proxyhpo.config.recipe import PRESETS, HUWindow, Normalize, Recipe, load_preset, resolve_recipe
+from proxyhpo.config.search_state import SearchState
 from proxyhpo.config.selection import SelectionMethod, check_selection_method, selection_methods
 from proxyhpo.config.search_space import Categorical, Choice, Distribution, LogUniform, SearchSpace, Uniform, default_search_space, parse_search_space
 from proxyhpo.config.study import (
@@ -67,7 +68,7 @@ __all__ = [
     "NetworkConfig", "check_patch_size",
     "DECISION_KINDS", "Architecture", "Decision", "NasSearchSpace", "NasSpaceConfig",
     "PRESETS", "HUWindow", "Normalize", "Recipe", "load_preset", "resolve_recipe",
-    "SelectionMethod", "check_selection_method", "selection_methods",
+    "SearchState", "SelectionMethod", "check_selection_method", "selection_methods",
     "Categorical", "Choice", "Distribution", "LogUniform", "SearchSpace", "Uniform", "default_search_space", "parse_search_space",
     "DataConfig", "FinalConfig", "PipelineShape", "ResourcesConfig", "SearchConfig", "SelectionConfig",
     "SimilarityConfig", "StudyConfig", "StudyRun", "SyntheticDataConfig", "TrialSettings", "load_study", "study_from_json",

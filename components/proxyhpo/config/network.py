@@ -1,18 +1,19 @@
 """The network config of full and proxy U-Nets, and the patch-size rule they impose (torch-free).
 
-:func:`proxyhpo.networks.build_network` turns a :class:`NetworkConfig` into a MONAI ``UNet``; this module
+:func:`proxyhpo.networks.build_network` turns a :class:`NetworkConfig` into a network of its family; this module
 holds only the description, so configs are checked without importing torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from proxyhpo.config.base import StrictModel
 from proxyhpo.errors import ConfigError
+from proxyhpo.registry import NETWORK_FAMILIES
 
 __all__ = ["NetworkConfig", "check_patch_size"]
 
@@ -21,6 +22,7 @@ class NetworkConfig(StrictModel):
     """A full or proxy residual U-Net.
 
     Args:
+        family: the network family (:data:`proxyhpo.registry.NETWORK_FAMILIES`; ``unet``, the paper's).
         kind: ``"full"`` for the paper's full model, ``"proxy"`` for a shrunken one.
         levels: number of resolution levels (3 to 5); the patch side must be a multiple of
             ``2 ** (levels - 1)``.
@@ -35,20 +37,21 @@ class NetworkConfig(StrictModel):
     """
 
     schema_version: Literal[1] = 1
+    family: Annotated[str, AfterValidator(NETWORK_FAMILIES.check)] = "unet"
     kind: Literal["full", "proxy"]
     levels: int = Field(ge=3, le=5)
     base_channels: int = Field(ge=1)
     num_res_units: int = Field(ge=0)
 
     @classmethod
-    def full(cls) -> NetworkConfig:
+    def full(cls, family: str = "unet") -> NetworkConfig:
         """The paper's full model: 5 levels, channels 16 to 256, 2 residual convolutions."""
-        return cls(kind="full", levels=5, base_channels=16, num_res_units=2)
+        return cls(family=family, kind="full", levels=5, base_channels=16, num_res_units=2)
 
     @classmethod
-    def proxy(cls, levels: int = 3) -> NetworkConfig:
+    def proxy(cls, levels: int = 3, family: str = "unet") -> NetworkConfig:
         """A proxy network: 4 base channels, 1 residual convolution, ``levels`` in 3..5."""
-        return cls(kind="proxy", levels=levels, base_channels=4, num_res_units=1)
+        return cls(family=family, kind="proxy", levels=levels, base_channels=4, num_res_units=1)
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -67,12 +70,13 @@ class NetworkConfig(StrictModel):
 
     @property
     def name(self) -> str:
-        """Short label used in results and MLflow params: ``full`` or ``proxy-L3`` (levels)."""
-        if self == NetworkConfig.full():
-            return "full"
-        if self == NetworkConfig.proxy(self.levels):
-            return f"proxy-L{self.levels}"
-        return f"{self.kind}-L{self.levels}-c{self.base_channels}-r{self.num_res_units}"
+        """Short label used in results and MLflow params: ``full`` or ``proxy-L3`` (levels), after ``FAMILY:`` for a family other than ``unet``."""
+        prefix = "" if self.family == "unet" else f"{self.family}:"
+        if self == NetworkConfig.full(self.family):
+            return prefix + "full"
+        if self == NetworkConfig.proxy(self.levels, self.family):
+            return f"{prefix}proxy-L{self.levels}"
+        return f"{prefix}{self.kind}-L{self.levels}-c{self.base_channels}-r{self.num_res_units}"
 
 
 def check_patch_size(

@@ -24,7 +24,7 @@ from proxyhpo.config.selection import SelectionMethod, method_crop, method_metri
 from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
-from proxyhpo.registry import SEARCH_STRATEGIES
+from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES
 
 __all__ = [
     "SyntheticDataConfig",
@@ -152,6 +152,7 @@ class TrialSettings(StrictModel):
     data: Literal["proxy", "full"] = "proxy"
     network: Literal["proxy", "full"] = "proxy"
     proxy_levels: int = Field(3, ge=3, le=5, description="levels of the proxy U-Net (5, 4 or 3)")
+    network_family: Annotated[str, AfterValidator(NETWORK_FAMILIES.check)] = Field("unet", description="the network family of the search's and the final model's networks")
     recipe: str | Recipe = "demo"
     epochs: int = Field(10, ge=1)
     val_every: int = Field(1, ge=1)

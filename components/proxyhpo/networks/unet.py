@@ -1,4 +1,4 @@
-"""The full U-Net and the proxy U-Nets of the proxy-network study, from one config model.
+"""MONAI's residual U-Net, the paper's network family: the full U-Net and its proxies.
 
 The full network is the paper's 5-level residual U-Net (channels 16, 32, 64, 128, 256, two
 convolutions per residual unit). A proxy network shrinks it: 4 channels in the first level (doubling
@@ -16,38 +16,30 @@ from __future__ import annotations
 from monai.networks.nets import UNet
 
 from proxyhpo.config.network import NetworkConfig
+from proxyhpo.networks._base import NetworkFamily
 
-__all__ = ["build_network", "count_parameters"]
+__all__ = ["ResidualUNet", "count_parameters"]
 
 
-def build_network(cfg: NetworkConfig, in_channels: int = 1, out_channels: int = 2) -> UNet:
-    """Build the MONAI 3D ``UNet`` described by ``cfg``.
+class ResidualUNet(NetworkFamily):
+    """MONAI's residual U-Net, as in the paper.
 
-    Args:
-        cfg: the network config.
-        in_channels: image channels (1 for CT or single-sequence MR).
-        out_channels: classes including background (2: background and the merged foreground).
-
-    Returns:
-        a ``UNet`` mapping ``(B, in_channels, D, H, W)`` to ``(B, out_channels, D, H, W)`` logits, with
-        instance norm and PReLU (MONAI's defaults).
-
-    Raises:
-        ValueError: when ``in_channels`` or ``out_channels`` is not positive.
+    ``channels`` double from ``base_channels`` over ``levels`` levels, strides are 2, and each level has a
+    residual unit of ``num_res_units`` convolutions, with instance norm and PReLU (MONAI's defaults).
     """
-    if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    if out_channels < 1:
-        raise ValueError(f"out_channels must be >= 1, got {out_channels}")
-    return UNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        channels=cfg.channels,
-        strides=cfg.strides,
-        num_res_units=cfg.num_res_units,
-        norm="instance",
-    )
+
+    name = "unet"
+
+    def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> UNet:
+        return UNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=cfg.channels,
+            strides=cfg.strides,
+            num_res_units=cfg.num_res_units,
+            norm="instance",
+        )
 
 
 def count_parameters(module) -> int:

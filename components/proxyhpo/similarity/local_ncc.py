@@ -20,6 +20,7 @@ import torch
 
 from proxyhpo.devices import resolve_device
 from proxyhpo.progress import track
+from proxyhpo.similarity._base import SimilarityMetric
 from proxyhpo.similarity.pair_blocks import (
     VolumeStack,
     block_pairs,
@@ -27,7 +28,7 @@ from proxyhpo.similarity.pair_blocks import (
     check_volumes,
 )
 
-__all__ = ["local_ncc_matrix", "box_sum_"]
+__all__ = ["LocalNCC", "local_ncc_matrix", "box_sum_"]
 
 # MONAI's default; variances are clamped from below to it, exactly as in MONAI.
 _SMOOTH_DR = 1e-5
@@ -163,3 +164,15 @@ def local_ncc_matrix(
             result[i, first:j1] = ncc
             result[first:j1, i] = ncc
     return result
+
+
+class LocalNCC(SimilarityMetric):
+    """Local normalised cross-correlation over a cubic window.
+
+    :func:`local_ncc_matrix` with the study's ``similarity.window``.
+    """
+
+    name = "ncc"
+
+    def matrix(self, volumes: VolumeStack, *, device: str = "auto", progress: bool = False) -> np.ndarray:
+        return local_ncc_matrix(volumes, window=self.config.window, device=device, progress=progress)

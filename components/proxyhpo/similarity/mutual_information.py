@@ -19,6 +19,7 @@ import torch
 
 from proxyhpo.devices import resolve_device
 from proxyhpo.progress import track
+from proxyhpo.similarity._base import SimilarityMetric
 from proxyhpo.similarity.pair_blocks import (
     VolumeStack,
     block_pairs,
@@ -26,7 +27,7 @@ from proxyhpo.similarity.pair_blocks import (
     check_volumes,
 )
 
-__all__ = ["mutual_information_matrix", "quantize_volumes", "mutual_information_from_joint"]
+__all__ = ["MutualInformation", "mutual_information_matrix", "quantize_volumes", "mutual_information_from_joint"]
 
 # Volumes quantised per step; bounds the float64 temporary of quantisation.
 _QUANTISE_CHUNK = 8
@@ -236,3 +237,15 @@ def mutual_information_matrix(
         result[ii, jj] = mi
         result[jj, ii] = mi
     return result
+
+
+class MutualInformation(SimilarityMetric):
+    """Mutual information between quantised volumes, in nats.
+
+    :func:`mutual_information_matrix` with the study's ``similarity.bins``.
+    """
+
+    name = "mi"
+
+    def matrix(self, volumes: VolumeStack, *, device: str = "auto", progress: bool = False) -> np.ndarray:
+        return mutual_information_matrix(volumes, bins=self.config.bins, device=device, progress=progress)

@@ -16,18 +16,17 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import AfterValidator, ConfigDict
 
 from proxyhpo import storage
 from proxyhpo.config import ProxyDataManifest, StrictModel, SelectionConfig, SimilarityConfig, StudyConfig, StudyData
 from proxyhpo.data.msd import CaseVolumes, MSDDataset, load_dataset, validate_dataset
 from proxyhpo.data.prepare import split_cases
 from proxyhpo.errors import DataError
-from proxyhpo.similarity.local_ncc import local_ncc_matrix
-from proxyhpo.similarity.mutual_information import mutual_information_matrix
+from proxyhpo.registry import SIMILARITY_METRICS
 from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
@@ -43,7 +42,7 @@ class SimilarityResult(StrictModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)  # the numpy matrix; the rest as StrictModel
 
-    metric: Literal["mi", "ncc"]
+    metric: Annotated[str, AfterValidator(SIMILARITY_METRICS.check)]
     crop: Literal["label", "none"]
     case_ids: tuple[str, ...]
     matrix: np.ndarray
@@ -88,7 +87,7 @@ def compute_similarity(
     dataset: MSDDataset,
     config: SimilarityConfig,
     *,
-    metric: Literal["mi", "ncc"],
+    metric: str,
     crop: Literal["label", "none"],
     progress: bool = False,
 ) -> SimilarityResult:
@@ -97,7 +96,7 @@ def compute_similarity(
     Args:
         dataset: a loaded data set; every case is validated while it is read.
         config: patch size and engine settings.
-        metric: ``mi`` (mutual information) or ``ncc`` (local normalised cross-correlation).
+        metric: a registered similarity metric (:data:`~proxyhpo.registry.SIMILARITY_METRICS`: ``mi``, ``ncc``).
         crop: ``label`` to crop each volume to its label's bounding box first (Labelcrop), or ``none``.
         progress: show progress bars.
 
@@ -114,10 +113,7 @@ def compute_similarity(
     device = resolve_device(config.device, source="similarity.device")
     started = time.perf_counter()
     case_ids, volumes = _prepare(dataset, config, crop, progress)
-    if metric == "mi":
-        matrix = mutual_information_matrix(volumes, bins=config.bins, device=device, progress=progress)
-    else:
-        matrix = local_ncc_matrix(volumes, window=config.window, device=device, progress=progress)
+    matrix = SIMILARITY_METRICS[metric](config).matrix(volumes, device=device, progress=progress)
     return SimilarityResult(
         metric=metric,
         crop=crop,

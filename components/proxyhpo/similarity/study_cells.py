@@ -26,14 +26,14 @@ from proxyhpo.similarity.ranking import select_least_similar, select_random
 __all__ = ["plan_cells", "full_network", "study_network"]
 
 
-def full_network(study: StudyConfig) -> NetworkConfig:  # noqa: ARG001 - one signature with study_network
-    """The reference network: the paper's full U-Net."""
-    return NetworkConfig.full()
+def full_network(study: StudyConfig) -> NetworkConfig:
+    """The reference network: the full network of the study's family (the paper's full U-Net)."""
+    return NetworkConfig.full(study.training.network_family)
 
 
 def study_network(study: StudyConfig) -> NetworkConfig:
     """The network the study's search trains (``training.network``)."""
-    return NetworkConfig.full() if study.training.network == "full" else NetworkConfig.proxy(study.training.proxy_levels)
+    return full_network(study) if study.training.network == "full" else NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family)
 
 
 def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool = False) -> list[StudyCell]:
@@ -52,7 +52,7 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
     everything = [*data.search_ids, *data.holdout_ids]
     if kind == "proxy-data-study":
         config = study.studies.proxy_data
-        network = full_network(study) if config.network == "full" else NetworkConfig.proxy(study.training.proxy_levels)
+        network = full_network(study) if config.network == "full" else NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family)
         cells = _all_data_cells(study, kind, "full", network, everything, config.repeats)
         dataset = load_dataset(data.dataset)
         similarities = _Similarities(study, dataset, data.search_ids, progress)
@@ -65,7 +65,7 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
         config = study.studies.proxy_net
         cells = _all_data_cells(study, kind, "full", full_network(study), everything, config.repeats)
         for levels in config.levels:
-            cells += _all_data_cells(study, kind, f"proxy-L{levels}", NetworkConfig.proxy(levels), everything, config.repeats)
+            cells += _all_data_cells(study, kind, f"proxy-L{levels}", NetworkConfig.proxy(levels, study.training.network_family), everything, config.repeats)
         return cells
     if kind == "trust":
         repeats = study.studies.trust.repeats

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths, tracking
+from proxyhpo.tracking import names
 from proxyhpo.config import (
     HyperParameters,
     NetworkConfig,
@@ -91,8 +92,8 @@ def _study_plan(
     )
 
 
-def _network(kind: str, levels: int) -> NetworkConfig:
-    return NetworkConfig.full() if kind == "full" else NetworkConfig.proxy(levels)
+def _network(kind: str, levels: int, family: str) -> NetworkConfig:
+    return NetworkConfig.full(family) if kind == "full" else NetworkConfig.proxy(levels, family)
 
 
 def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec, *, arm: str | None = None) -> TrialPlan:
@@ -107,7 +108,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
     """
     manifest.check_against(data)
     data_label = "full" if manifest.method == "full" else f"{manifest.method}-{manifest.budget}"
-    network = _network(study.training.network, study.training.proxy_levels)
+    network = _network(study.training.network, study.training.proxy_levels, study.training.network_family)
     trials = [
         TrialSpec(
             # the automl comparison's searches propose alike: the arm keeps their trials apart (in MLflow too)
@@ -117,7 +118,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
             seed=study.training.seed + proposal.proposal_id,
             data_label=data_label,
             round=proposal.round,
-            tags={"proposal_id": str(proposal.proposal_id)} | ({"arm": arm} if arm else {}),
+            tags={names.PROPOSAL_ID_KEY: str(proposal.proposal_id)} | ({names.ARM_KEY: arm} if arm else {}),
         )
         for proposal in pack.proposals
     ]
@@ -233,7 +234,7 @@ def train_pack(
     if arm:
         study = study.for_search_arm(arm)
     plan = build_search_plan(study, data, manifest, pack, arm=arm)
-    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role="trial", results_out=results_out)
+    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role=names.ROLE_TRIAL, results_out=results_out)
     TrialResults(results=tuple(results)).write(results_out)
     return results
 
@@ -260,7 +261,7 @@ def train_final(
     Raises:
         TrialError: when every search trial failed, so there are no hyper-parameters to train with.
     """
-    searched = final_hyperparameters(controller_state)
+    searched = final_hyperparameters(study.for_search_arm(arm) if arm else study, controller_state)
     return train_final_model(study, data, searched, parent_run_id=parent_run_id, results_out=results_out, model_dir=model_dir, arm=arm, repeat=repeat)
 
 
@@ -282,10 +283,10 @@ def train_final_model(
     spec = TrialSpec(
         trial_id=f"final-{arm}-r{repeat}" if arm else "final",
         hyperparameters=hyperparameters_from(searched),
-        network=_network(study.final.network, study.training.proxy_levels),
+        network=_network(study.final.network, study.training.proxy_levels, study.training.network_family),
         seed=study.final.seed + repeat,
         data_label="full",
-        tags={"role": "final"} | ({"arm": arm, "repeat": str(repeat)} if arm else {}),
+        tags={names.ROLE_KEY: names.ROLE_FINAL} | ({names.ARM_KEY: arm, names.REPEAT_KEY: str(repeat)} if arm else {}),
     )
     plan = _study_plan(
         study,
@@ -301,7 +302,7 @@ def train_final_model(
         checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
         checkpoint_every=study.training.val_every,
     )
-    (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role="final", results_out=results_out)
+    (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role=names.ROLE_FINAL, results_out=results_out)
     TrialResults(results=(result,)).write(results_out)
     return result
 
@@ -313,7 +314,7 @@ def train_cell(
     *,
     parent_run_id: str | None,
     results_out: str | os.PathLike[str],
-    role: str = "trial",
+    role: str = names.ROLE_TRIAL,
 ) -> list[TrialResult]:
     """Train one cell of a comparison study: its whole grid, as packs, on the cell's data and network.
 
@@ -332,7 +333,7 @@ def train_cell(
             # a repeat is a new initialisation; within it every arm starts each grid point alike
             seed=study.training.seed + 1000 * cell.repeat + index,
             data_label=cell.arm,
-            tags={"study": cell.study, "arm": cell.arm, "repeat": str(cell.repeat), "point": point.point_id},
+            tags={names.STUDY_KEY: cell.study, names.ARM_KEY: cell.arm, names.REPEAT_KEY: str(cell.repeat), names.POINT_KEY: point.point_id},
         )
         for index, point in enumerate(grid_points(grid))
     ]
