@@ -42,12 +42,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _pack(cfg: NetworkConfig, k: int, device: torch.device) -> ModelPack:
-    models, hyperparameters = [], []
-    for i in range(k):
-        torch.manual_seed(i)
-        models.append(build_network(cfg).to(device))
-        hyperparameters.append(HyperParameters(lr=1e-3 * (1 + i % 3), optimizer=OPTIMIZERS[i % 4]))
-    return ModelPack(models, hyperparameters, [f"m{i}" for i in range(k)])
+    specs = [TrialSpec(trial_id=f"m{i}", hyperparameters=HyperParameters(lr=1e-3 * (1 + i % 3), optimizer=OPTIMIZERS[i % 4]), network=cfg, seed=i) for i in range(k)]
+    return ModelPack(specs, device=device)
 
 
 def _batch(n: int, patch: tuple[int, int, int], device: torch.device, seed: int):

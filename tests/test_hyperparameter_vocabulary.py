@@ -15,7 +15,6 @@ from proxyhpo import tracking
 from proxyhpo.analysis.report import collect_trials, render_markdown, summarize
 from proxyhpo.config import NetworkConfig, TrialResult, TrialSpec, TrialState, load_study
 from proxyhpo.controller import ReinforceController
-from proxyhpo.networks import build_network
 from proxyhpo.training.pack import ModelPack
 from proxyhpo.training.study_trials import hyperparameters_from
 
@@ -47,8 +46,7 @@ def test_a_searched_name_reaches_optimiser_params_and_report(study, tmp_path: Pa
     assert len(set(decays)) == 2 and all(1e-6 <= d <= 1e-3 for d in decays)
 
     # the optimiser: each model's parameter group holds its own weight decay
-    models = [build_network(spec.network) for spec in specs]
-    pack = ModelPack(models, [s.hyperparameters for s in specs], [s.trial_id for s in specs])
+    pack = ModelPack(specs)
     groups = [group for optimizer in pack.optimizers for group in optimizer.param_groups]
     assert sorted(group["weight_decay"] for group in groups) == sorted(decays)
     assert all(isinstance(optimizer, torch.optim.Adam) for optimizer in pack.optimizers)

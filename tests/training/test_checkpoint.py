@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proxyhpo.config import HyperParameters, TrialPlan, TrialSpec
+import io
+import logging
+import math
+
+from proxyhpo.config import PACK_CHECKPOINT_VERSION, HyperParameters, PackCheckpoint, TrialCheckpoint, TrialPlan, TrialSpec
 from proxyhpo.training import run_trials
 from proxyhpo.training.checkpoint import load_checkpoint
 
@@ -40,7 +44,7 @@ def test_a_killed_pack_resumes_exactly(sphere_cases, tiny_recipe, tmp_path) -> N
     with pytest.raises(Killed):
         run_trials(plan, on_epoch=_kill_after(3), progress=False)  # killed during epoch 3's validation
     saved = load_checkpoint(checkpoint, ["a", "b"])
-    assert saved is not None and saved["epoch"] == 2  # the last checkpoint: after epoch 2
+    assert saved is not None and saved.record.epoch == 2  # the last checkpoint: after epoch 2
 
     resumed_epochs: list[int] = []
     resumed = run_trials(plan, on_epoch=lambda trial, epoch, dice: resumed_epochs.append(epoch), progress=False)
@@ -50,7 +54,7 @@ def test_a_killed_pack_resumes_exactly(sphere_cases, tiny_recipe, tmp_path) -> N
         assert after.val_dice == pytest.approx(before.val_dice, abs=1e-6)
         assert after.best_epoch == before.best_epoch
         assert after.steps_run == before.steps_run
-    assert load_checkpoint(checkpoint, ["a", "b"])["epoch"] == 4
+    assert load_checkpoint(checkpoint, ["a", "b"]).record.epoch == 4
 
 
 def test_a_checkpoint_of_other_trials_is_not_resumed(sphere_cases, tiny_recipe, tmp_path) -> None:
@@ -61,3 +65,66 @@ def test_a_checkpoint_of_other_trials_is_not_resumed(sphere_cases, tiny_recipe, 
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     assert load_checkpoint(str(tmp_path / "garbage.pt"), ["a", "b"]) is None
     assert load_checkpoint(str(tmp_path / "missing.pt"), ["a", "b"]) is None
+
+
+def test_a_checkpoint_is_a_versioned_record_beside_its_tensors(sphere_cases, tiny_recipe, tmp_path) -> None:
+    """What the pack stood at is the record; weights, optimisers, streams and best weights are one entry per admitted trial."""
+    checkpoint = str(tmp_path / "pack.pt")
+    results = run_trials(_plan(sphere_cases, tiny_recipe, tmp_path, epochs=2, checkpoint=checkpoint), progress=False)
+    saved = load_checkpoint(checkpoint, ["a", "b"])
+    record = saved.record
+    assert record.schema_version == PACK_CHECKPOINT_VERSION == 3
+    assert (record.trial_ids, record.epoch, record.admitted, record.retired, record.failed) == (["a", "b"], 2, 2, [0, 1], {})
+    assert record.step == sum(r.steps_run for r in results) // 2  # both trials took part in every step
+    for trial, result in zip(record.trials, results, strict=True):
+        assert (trial.trial_id, trial.val_epochs, trial.val_dice, trial.best_epoch) == (result.trial_id, result.val_epochs, result.val_dice, result.best_epoch)
+        assert trial.done and trial.stopped_at is None
+    assert len(saved.models) == len(saved.streams) == len(saved.best_weights) == 2 and len(saved.optimizers) == 2  # adam, novograd
+    raw = torch.load(checkpoint, weights_only=True)
+    assert PackCheckpoint.model_validate_json(raw["record"]) == record  # the record travels as its JSON text
+
+
+def test_the_record_keeps_infinities_of_the_stopping_rule() -> None:
+    """Successive halving ranks a trial without a finite loss as +inf: the record's JSON keeps it."""
+    trial = TrialCheckpoint(trial_id="a", charged_seconds=1.0, admitted_after=0.0, first_tick=0, epochs_run=1, steps_run=2, epoch_loss=math.nan)
+    stopper = {"arrivals": 1, "records": {"1": [[-math.inf, math.inf, 0, 0]]}}
+    record = PackCheckpoint(trial_ids=["a"], epoch=1, step=2, elapsed=1.0, chunk_size=1, stopper=stopper, trials=[trial])
+    back = PackCheckpoint.model_validate_json(record.model_dump_json())
+    assert back.stopper == stopper and math.isnan(back.trials[0].epoch_loss)
+
+
+@pytest.mark.parametrize(
+    "document, reason",
+    [
+        ({"val_epochs": [1, 2]}, "val_epochs and val_dice must pair up, got 2 epochs and 1 Dice"),
+        ({"best_dice": 0.5}, "best_dice and best_epoch are set together"),
+    ],
+)
+def test_a_trial_record_refuses_what_does_not_add_up(document, reason) -> None:
+    base = {"trial_id": "a", "charged_seconds": 1.0, "admitted_after": 0.0, "first_tick": 0, "epochs_run": 2, "steps_run": 4, "val_epochs": [1], "val_dice": [0.1]}
+    with pytest.raises(ValueError, match=reason):
+        TrialCheckpoint.model_validate(base | document)
+
+
+def test_a_checkpoint_of_an_older_version_starts_over(sphere_cases, tiny_recipe, tmp_path, caplog) -> None:
+    """A version-2 checkpoint (a dictionary written by hand) of the same trials is not resumed: training starts over, and says so."""
+    checkpoint = tmp_path / "pack.pt"
+    buffer = io.BytesIO()
+    torch.save({"version": 2, "trial_ids": ["a", "b"], "epoch": 3, "admitted": 2, "models": [], "trials": []}, buffer)
+    checkpoint.write_bytes(buffer.getvalue())
+    with caplog.at_level(logging.WARNING, logger="proxyhpo.training.checkpoint"):
+        assert load_checkpoint(str(checkpoint), ["a", "b"]) is None
+    assert "has another layout (version 2); training starts over" in caplog.text
+
+    epochs: list[int] = []
+    results = run_trials(_plan(sphere_cases, tiny_recipe, tmp_path, epochs=1, checkpoint=str(checkpoint)), on_epoch=lambda t, e, d: epochs.append(e), progress=False)
+    assert epochs == [1, 1] and all(r.epochs_run == 1 for r in results)  # trained from epoch 1, not resumed at 3
+    assert load_checkpoint(str(checkpoint), ["a", "b"]).record.epoch == 1  # rewritten in the new layout
+
+    buffer = io.BytesIO()  # a record of another schema_version is another layout too
+    torch.save({"record": '{"schema_version": 4}', "models": [], "optimizers": [], "streams": [], "best_weights": []}, buffer)
+    checkpoint.write_bytes(buffer.getvalue())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="proxyhpo.training.checkpoint"):
+        assert load_checkpoint(str(checkpoint), ["a", "b"]) is None
+    assert "has another layout or version" in caplog.text and "schema_version" in caplog.text

@@ -13,7 +13,7 @@ from proxyhpo.errors import ConfigError, DataError
 from proxyhpo.networks import build_network
 from proxyhpo.training import ModelPack, run_trial_file, run_trials
 from proxyhpo.training.data import cache_volumes
-from proxyhpo.training.runner import build_models, evaluate_pack
+from proxyhpo.training.evaluation import evaluate_pack
 
 
 def _plan(cases, recipe, trials, **kw) -> TrialPlan:
@@ -42,7 +42,7 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
     assert r.state is TrialState.COMPLETE and r.fail_reason is None
     assert r.val_epochs == [2, 4, 6, 7] and seen == [("t0", e, d) for e, d in zip(r.val_epochs, r.val_dice)]
     # The starting value: the same seeded network, untrained, on the same validation volumes.
-    untrained = ModelPack(build_models([TrialSpec(trial_id="t0", hyperparameters=HyperParameters(lr=0.01), seed=1)]), [HyperParameters(lr=0.01)], ["t0"])
+    untrained = ModelPack([TrialSpec(trial_id="t0", hyperparameters=HyperParameters(lr=0.01), seed=1)])
     start = evaluate_pack(untrained, cache_volumes(sphere_cases[4:6], tiny_recipe, "cpu", training=False), tiny_recipe)[0]
     assert r.val_dice[-1] > 0.6 and r.val_dice[-1] > start + 0.3, (start, r.val_dice)
     assert r.best_val_dice == max(r.val_dice) and r.final_val_dice == r.val_dice[-1]
@@ -129,23 +129,23 @@ def test_disk_cache_gives_the_same_trial(sphere_cases, tiny_recipe, tmp_path):
 
 def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_cases, tiny_recipe, tmp_path, monkeypatch):
     """A trial that runs out of memory during the external test leaves the pack: FAILED, and its weights are not saved."""
-    from proxyhpo.training import runner
+    from proxyhpo.training import pack_run
 
-    original = runner.evaluate_pack
+    original = pack_run.evaluate_pack
 
     def evaluate(pack, volumes, recipe, what="validation", members=None):
         if what == "test":
             predict = pack.predict
 
             def predict_or_oom(chunk, x):
-                if any(pack.ids[i] == "b" for i in chunk):
+                if any(pack.specs[i].trial_id == "b" for i in chunk):
                     raise torch.OutOfMemoryError("simulated out-of-memory (testing)")
                 return predict(chunk, x)
 
             monkeypatch.setattr(pack, "predict", predict_or_oom)
         return original(pack, volumes, recipe, what, members)
 
-    monkeypatch.setattr(runner, "evaluate_pack", evaluate)
+    monkeypatch.setattr(pack_run, "evaluate_pack", evaluate)
     trials = [TrialSpec(trial_id=t, hyperparameters=HyperParameters(lr=1e-2), seed=s) for s, t in enumerate("ab")]
     plan = _plan(sphere_cases, tiny_recipe, trials, epochs=1, pack_size=2, test=sphere_cases[6:], save_model_dir=str(tmp_path / "models"))
     a, b = run_trials(plan, progress=False)

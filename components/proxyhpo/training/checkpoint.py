@@ -6,7 +6,10 @@ saves a checkpoint every ``plan.checkpoint_every`` epochs to ``plan.checkpoint``
 random streams are part of the checkpoint, so the resumed trial draws the same batches, crops and
 shifts as the one that was killed.
 
-Everything is stored as tensors and plain Python values, so it loads with ``weights_only=True``.
+A checkpoint is one torch file holding the pack's :class:`~proxyhpo.config.PackCheckpoint` record (as
+its JSON text: where the pack stood, each trial's progress) beside the tensors (weights, optimiser
+states, best weights, random streams). Everything is stored as tensors and plain Python values, so it
+loads with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -14,22 +17,51 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import Randomizable
+from pydantic import ValidationError
 
 from proxyhpo import storage
+from proxyhpo.config import PackCheckpoint
 from proxyhpo.errors import StorageError
 
-__all__ = ["CHECKPOINT_VERSION", "stream_state", "restore_stream", "save_checkpoint", "load_checkpoint"]
+__all__ = ["SavedPack", "stream_state", "restore_stream", "save_checkpoint", "load_checkpoint"]
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever a checkpoint of the old layout would be misread.
-#: 2: a pack is a queue (trials admitted, retired, the early-stopping rule's records); a version-1 checkpoint starts over.
-CHECKPOINT_VERSION = 2
+#: State dictionary of one network: parameter name -> tensor.
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SavedPack:
+    """A pack's checkpoint: its record and its tensors, one entry per admitted trial (in the record's order).
+
+    Attributes:
+        record: where the pack stood (:class:`~proxyhpo.config.PackCheckpoint`).
+        models: each admitted trial's current weights.
+        optimizers: each optimiser's ``state_dict``, in the pack's optimiser order.
+        streams: each admitted trial's random stream (:func:`stream_state`).
+        best_weights: each admitted trial's best-validation weights (None before its first validation, or
+            once it stopped: a stopped trial's weights are never used).
+    """
+
+    record: PackCheckpoint
+    models: list[Weights]
+    optimizers: list[dict[str, Any]]
+    streams: list[dict[str, Any]]
+    best_weights: list[Weights | None]
+
+    def __post_init__(self) -> None:
+        admitted = self.record.admitted
+        counts = {"models": len(self.models), "streams": len(self.streams), "best_weights": len(self.best_weights)}
+        wrong = {name: n for name, n in counts.items() if n != admitted}
+        if wrong:
+            raise ValueError(f"a checkpoint of {admitted} admitted trials needs one entry each, got {wrong}")
 
 
 def _randomizable(transform: Any) -> list[Randomizable]:
@@ -77,22 +109,34 @@ def restore_stream(stream: Any, state: dict[str, Any]) -> None:
         transform.R.set_state(("MT19937", keys, saved["pos"], saved["has_gauss"], saved["cached"]))
 
 
-def save_checkpoint(location: str, payload: dict[str, Any]) -> None:
+def save_checkpoint(location: str, saved: SavedPack) -> None:
     """Write a checkpoint to a local path or an ``s3://`` URL, atomically.
 
     Raises:
         StorageError: when it cannot be written.
     """
     buffer = io.BytesIO()
-    torch.save({"version": CHECKPOINT_VERSION, **payload}, buffer)
+    payload = {
+        "record": saved.record.model_dump_json(),
+        "models": saved.models,
+        "optimizers": saved.optimizers,
+        "streams": saved.streams,
+        "best_weights": saved.best_weights,
+    }
+    torch.save(payload, buffer)
     storage.write_bytes(location, buffer.getvalue())
 
 
-def load_checkpoint(location: str, trial_ids: Sequence[str]) -> dict[str, Any] | None:
+def load_checkpoint(location: str, trial_ids: Sequence[str]) -> SavedPack | None:
     """The checkpoint at ``location`` when there is one for exactly these trials, else None.
 
-    A checkpoint of other trials, of another layout, or unreadable is not resumed from: training starts
-    over (and the reason is logged), which is always correct, only slower.
+    A checkpoint of other trials, of another layout (an older version's, whose record is missing or of
+    another ``schema_version``), or unreadable is not resumed from: training starts over (and the reason is
+    logged), which is always correct, only slower.
+
+    Example:
+        >>> load_checkpoint("s3://proxyhpo/ckpt/r0-p0.pt", ["r0-t000", "r0-t001"]).record.epoch  # doctest: +SKIP
+        20
     """
     try:
         raw = storage.read_bytes(location)
@@ -103,7 +147,23 @@ def load_checkpoint(location: str, trial_ids: Sequence[str]) -> dict[str, Any] |
     except Exception as exc:  # a truncated or foreign file: torch raises many types
         log.warning("checkpoint %s cannot be read (%s); training starts over", location, type(exc).__name__)
         return None
-    if checkpoint.get("version") != CHECKPOINT_VERSION or list(checkpoint.get("trial_ids", ())) != list(trial_ids):
-        log.warning("checkpoint %s belongs to other trials or another version; training starts over", location)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("record"), str):
+        version = checkpoint.get("version") if isinstance(checkpoint, dict) else None
+        log.warning("checkpoint %s has another layout (version %s); training starts over", location, version)
         return None
-    return checkpoint
+    try:
+        record = PackCheckpoint.model_validate_json(checkpoint["record"])
+        saved = SavedPack(
+            record=record,
+            models=list(checkpoint["models"]),
+            optimizers=list(checkpoint["optimizers"]),
+            streams=list(checkpoint["streams"]),
+            best_weights=list(checkpoint["best_weights"]),
+        )
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        log.warning("checkpoint %s has another layout or version (%s); training starts over", location, " ".join(str(exc).split())[:200])
+        return None
+    if record.trial_ids != list(trial_ids):
+        log.warning("checkpoint %s belongs to other trials; training starts over", location)
+        return None
+    return saved

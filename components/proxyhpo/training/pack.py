@@ -34,11 +34,15 @@ from monai.optimizers import Novograd
 from torch import nn
 from torch.func import functional_call, vmap
 
-from proxyhpo.config import OPTIMIZER_OPTIONS, FaultInjection, HyperParameters
+from proxyhpo.config import OPTIMIZER_OPTIONS, HyperParameters, TrialSpec
+from proxyhpo.networks import build_network
 
-__all__ = ["ModelPack", "per_model_dice_ce", "make_optimizer_class", "is_out_of_memory"]
+__all__ = ["ModelPack", "NUM_CLASSES", "build_models", "per_model_dice_ce", "make_optimizer_class", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
+
+#: Classes of every task after the label merge: background and one foreground.
+NUM_CLASSES = 2
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -59,6 +63,20 @@ def make_optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 def _optimizer_options(hyperparameters: HyperParameters) -> dict[str, float]:
     """A model's own parameter-group options: each model of a pack keeps its learning rate and weight decay."""
     return {name: getattr(hyperparameters, name) for name in OPTIMIZER_OPTIONS}
+
+
+def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu") -> list[nn.Module]:
+    """Build each trial's network (``NUM_CLASSES`` outputs from one image channel), initialised from the trial's seed, on ``device``.
+
+    The caller's global random state is left as it was: a trial gets the same initial weights alone or in a
+    pack, on any device.
+    """
+    models = []
+    for s in specs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s.seed)
+            models.append(build_network(s.network, in_channels=1, out_channels=NUM_CLASSES))
+    return [m.to(device) for m in models]
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -93,60 +111,67 @@ def per_model_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 class ModelPack:
-    """K models of one architecture trained as one batched model, each with its own optimiser settings.
+    """The networks of K trials of one architecture trained as one batched model, each with its own optimiser settings.
+
+    Each trial's spec gives its network (built from its seed, see :func:`build_models`), its
+    hyper-parameters (the optimiser kind and the :data:`~proxyhpo.config.OPTIMIZER_OPTIONS`: learning rate,
+    weight decay), its id (in messages) and, in tests, its :class:`~proxyhpo.config.FaultInjection`.
 
     Args:
-        models: the K networks, on the training device, identical in architecture.
-        hyperparameters: their hyper-parameters; the optimiser kind and the :data:`~proxyhpo.config.OPTIMIZER_OPTIONS`
-            (learning rate, weight decay) are used here.
-        ids: their trial ids (for messages).
-        faults: testing only, per-model :class:`FaultInjection` or ``None``.
-        chunk_size: most models computed in one batched call; lowered automatically on out-of-memory.
+        specs: the K trials; model ``i`` is ``specs[i]``'s.
+        device: where the networks are built and trained.
+        chunk_size: most models computed in one batched call (default: all); lowered automatically on out-of-memory.
+        models: networks to train instead of building them from the specs (one per spec, on ``device``,
+            identical in architecture): for networks that no :class:`~proxyhpo.config.NetworkConfig`
+            describes, as in tests.
+
+    Raises:
+        ValueError: when ``specs`` is empty, ``models`` does not match it, the networks differ in
+            architecture, or one has buffers (batch norm).
 
     Example:
-        >>> pack = ModelPack(models, hyperparameters, ids)
+        >>> pack = ModelPack(specs, device="cuda")
         >>> losses = pack.train_step({i: (image_i, label_i) for i in pack.active}, step=1)
         >>> pack.retire(0)  # trial 0 stopped early: the next step stacks one model fewer
     """
 
     def __init__(
         self,
-        models: Sequence[nn.Module],
-        hyperparameters: Sequence[HyperParameters],
-        ids: Sequence[str],
-        faults: Sequence[FaultInjection | None] | None = None,
+        specs: Sequence[TrialSpec],
+        *,
+        device: torch.device | str = "cpu",
         chunk_size: int | None = None,
+        models: Sequence[nn.Module] | None = None,
     ) -> None:
-        if not models:
-            raise ValueError("models must not be empty")
-        if not len(models) == len(hyperparameters) == len(ids):
-            raise ValueError(f"models, hyperparameters and ids must have the same length, got {len(models)}, {len(hyperparameters)}, {len(ids)}")
-        self.models = list(models)
-        self.hyperparameters = list(hyperparameters)
-        self.ids = list(ids)
-        self.faults = list(faults) if faults is not None else [None] * len(models)
+        if not specs:
+            raise ValueError("specs must not be empty")
+        if models is not None and len(models) != len(specs):
+            raise ValueError(f"models must hold one network per spec, got {len(models)} for {len(specs)} specs")
+        self.device = torch.device(device)
+        self.specs = list(specs)
+        self.models = list(models) if models is not None else build_models(self.specs, self.device)
         self.names = [n for n, _ in self.models[0].named_parameters()]
         self._shapes = [tuple(p.shape) for p in self.models[0].parameters()]
         for i, m in enumerate(self.models):
             self._check_packable(m, i)
         # A parameter-free copy of the architecture that functional_call runs the stacked weights through.
         self.skeleton = copy.deepcopy(self.models[0]).to("meta")
-        self.chunk_size = max(1, chunk_size or len(models))
+        self.chunk_size = max(1, chunk_size or len(self.models))
         self.failed: dict[int, str] = {}
         self.retired: set[int] = set()
         self.optimizers: list[torch.optim.Optimizer] = []
         self._optimizer_of: dict[str, torch.optim.Optimizer] = {}
         by_kind: dict[str, list[int]] = {}
-        for i, h in enumerate(self.hyperparameters):
-            by_kind.setdefault(h.optimizer, []).append(i)
+        for i, spec in enumerate(self.specs):
+            by_kind.setdefault(spec.hyperparameters.optimizer, []).append(i)
         for kind, idx in by_kind.items():
-            groups = [{"params": list(self.models[i].parameters()), **_optimizer_options(self.hyperparameters[i])} for i in idx]
+            groups = [{"params": list(self.models[i].parameters()), **_optimizer_options(self.specs[i].hyperparameters)} for i in idx]
             self._optimizer_of[kind] = make_optimizer_class(kind)(groups, lr=groups[0]["lr"])
             self.optimizers.append(self._optimizer_of[kind])
 
     def _check_packable(self, model: nn.Module, i: int) -> None:
         if [tuple(p.shape) for p in model.parameters()] != self._shapes:
-            raise ValueError(f"models[{i}] ({self.ids[i]}) differs in architecture from models[0]")
+            raise ValueError(f"models[{i}] ({self.specs[i].trial_id}) differs in architecture from models[0]")
         if list(model.buffers()):
             raise ValueError("models with buffers (e.g. batch norm) cannot be packed; use instance norm")
 
@@ -156,18 +181,16 @@ class ModelPack:
         """Indices of the models still training (neither failed nor retired)."""
         return [i for i in range(len(self.models)) if i not in self.failed and i not in self.retired]
 
-    def add(self, model: nn.Module, hyperparameters: HyperParameters, trial_id: str, fault: FaultInjection | None = None) -> int:
-        """Add a model to the pack (a queued trial takes a freed slot); it trains from the next step on.
+    def add(self, spec: TrialSpec, model: nn.Module | None = None) -> int:
+        """Add a trial to the pack (a queued trial takes a freed slot); its model trains from the next step on.
 
         Its parameters join the optimiser of its kind as a new parameter group (a new optimiser when the
-        pack has none of that kind yet), so a pack rebuilt by adding the same models in the same order has
+        pack has none of that kind yet), so a pack rebuilt by adding the same trials in the same order has
         the same optimiser layout (what a checkpoint's optimiser state is restored into).
 
         Args:
-            model: the network, on the pack's device, of the pack's architecture.
-            hyperparameters: its hyper-parameters.
-            trial_id: its trial id (for messages).
-            fault: testing only, see :class:`~proxyhpo.config.FaultInjection`.
+            spec: the trial.
+            model: its network, on the pack's device, instead of building it from ``spec``.
 
         Returns:
             The model's index in the pack.
@@ -176,15 +199,16 @@ class ModelPack:
             ValueError: when the model's architecture differs from the pack's, or it has buffers.
         """
         index = len(self.models)
-        self.ids.append(trial_id)
+        if model is None:
+            (model,) = build_models([spec], self.device)
+        self.specs.append(spec)
         try:
             self._check_packable(model, index)
         except ValueError:
-            self.ids.pop()
+            self.specs.pop()
             raise
         self.models.append(model)
-        self.hyperparameters.append(hyperparameters)
-        self.faults.append(fault)
+        hyperparameters = spec.hyperparameters
         group = {"params": list(model.parameters()), **_optimizer_options(hyperparameters)}
         optimizer = self._optimizer_of.get(hyperparameters.optimizer)
         if optimizer is None:
@@ -212,7 +236,7 @@ class ModelPack:
         """Mark model ``i`` failed: it leaves the pack; its parameters are no longer updated."""
         if i not in self.failed:
             self.failed[i] = reason
-            log.warning("trial %s failed: %s", self.ids[i], reason)
+            log.warning("trial %s failed: %s", self.specs[i].trial_id, reason)
             for p in self.models[i].parameters():
                 p.grad = None
 
@@ -243,9 +267,9 @@ class ModelPack:
 
     def _raise_injected_oom(self, chunk: Sequence[int], step: int) -> None:
         for i in chunk:
-            f = self.faults[i]
+            f = self.specs[i].fault
             if f is not None and f.kind == "oom" and step >= f.step:
-                raise torch.OutOfMemoryError(f"injected out-of-memory for trial {self.ids[i]} (testing)")
+                raise torch.OutOfMemoryError(f"injected out-of-memory for trial {self.specs[i].trial_id} (testing)")
 
     def _split_on_oom(self, chunk: list[int], work: Callable[[list[int]], None], what: str) -> None:
         try:
@@ -293,7 +317,7 @@ class ModelPack:
             out = self.forward(chunk, images)
             loss = per_model_dice_ce(out, labels)
             for j, i in enumerate(chunk):
-                f = self.faults[i]
+                f = self.specs[i].fault
                 if f is not None and f.kind == "nan" and step == f.step:
                     loss = loss.clone()
                     loss[j] = float("nan")  # testing: poison this model's loss only
