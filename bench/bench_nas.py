@@ -32,6 +32,7 @@ import torch
 
 from proxyhpo.config import NasSearchSpace, NasSpaceConfig
 from proxyhpo.networks import Supernet, estimate_memory, memory_breakdown, path_parameter_count
+from proxyhpo.networks.nas_encoding import largest
 
 GIB = 2**30
 PAPER_GPU_BYTES = 10.8e9  # "one RTX 2080Ti, 10.8GB GPU memory"
@@ -82,7 +83,7 @@ def _cpu_profiler_peak(fn) -> int | None:
 
 def estimated(name: str, task: dict) -> dict:
     space = _space(task)
-    arch = space.largest()
+    arch = largest(space)
     batch = task["batch"]
     whole = tuple(max(s[k] for s in task["shapes"]) for k in range(3))
     terms = memory_breakdown(space, arch, batch)
@@ -109,7 +110,7 @@ def estimated(name: str, task: dict) -> dict:
 
 def cpu_reduced(name: str, task: dict, steps: int) -> dict:
     space = _space(task)
-    arch = space.largest()
+    arch = largest(space)
     batch = task["batch"]
     size = _reduced(arch.patch_size)
     torch.manual_seed(0)
@@ -140,7 +141,7 @@ def cpu_reduced(name: str, task: dict, steps: int) -> dict:
 def gpu_full(name: str, task: dict, steps: int) -> dict:
     device = torch.device("cuda")
     space = _space(task)
-    arch = space.largest()
+    arch = largest(space)
     batch = task["batch"]
     torch.manual_seed(0)
     net = Supernet(space).to(device)

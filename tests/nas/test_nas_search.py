@@ -12,6 +12,7 @@ import torch
 
 from proxyhpo.config.nas import NasPlan
 from proxyhpo.errors import InputError, ProxyHPOError
+from proxyhpo.networks.nas_encoding import largest
 from proxyhpo.training.nas_export import ExportedNetwork, evaluate_fold
 from proxyhpo.training.nas_search import init_search, plan_nas, read_search_state, search_episodes
 
@@ -148,7 +149,7 @@ def test_the_report_puts_the_proxy_search_beside_the_full_one(nas_setup) -> None
     from proxyhpo.config.nas import NasFoldResult
 
     study, _, plan, _ = nas_setup
-    arch = plan.space.largest()
+    arch = largest(plan.space)
 
     def result(arm: str, fold: int, dice: float, hours: float) -> NasFoldResult:
         return NasFoldResult(fold=fold, arm=arm, architecture=arch, val_dice=dice, search_gpu_hours=hours, train_cases=4 if arm == "all" else 2)

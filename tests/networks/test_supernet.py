@@ -12,6 +12,7 @@ from torch.profiler._memory_profiler import Action
 from proxyhpo.config import NasSearchSpace, NasSpaceConfig
 from proxyhpo.errors import InputError
 from proxyhpo.networks import Supernet, estimate_memory, feature_sizes, memory_breakdown, path_parameter_count
+from proxyhpo.networks.nas_encoding import decode, encode, largest
 
 TINY = NasSpaceConfig(channels=(2, 4, 4, 8, 8))
 
@@ -30,7 +31,7 @@ def net(space) -> Supernet:
 
 def covering(space: NasSearchSpace) -> list:
     """Architectures that together take every option of every decision (the k-th takes option k mod n)."""
-    return [space.decode([k % n for n in space.option_counts]) for k in range(max(space.option_counts))]
+    return [decode(space, [k % n for n in space.option_counts]) for k in range(max(space.option_counts))]
 
 
 def test_tiny_space_has_the_expected_options(space):
@@ -40,11 +41,11 @@ def test_tiny_space_has_the_expected_options(space):
 
 def test_every_option_of_every_decision_runs_on_its_patch(space, net):
     rng = random.Random(0)
-    archs = [space.largest(), *covering(space)] + [space.decode([rng.randrange(n) for n in space.option_counts]) for _ in range(4)]
+    archs = [largest(space), *covering(space)] + [decode(space, [rng.randrange(n) for n in space.option_counts]) for _ in range(4)]
     seen = [set() for _ in space.decisions]
     with torch.no_grad():
         for arch in archs:
-            for k, index in enumerate(space.encode(arch)):
+            for k, index in enumerate(encode(space, arch)):
                 seen[k].add(index)
             out = net(torch.randn(1, 2, *arch.patch_size), arch)
             assert out.shape == (1, 3, *arch.patch_size)
@@ -54,19 +55,19 @@ def test_every_option_of_every_decision_runs_on_its_patch(space, net):
 
 def test_the_largest_child_uses_every_parameter(space, net):
     names = {name for name, _ in net.named_parameters()}
-    assert net.parameter_names(space.largest()) == names
-    assert path_parameter_count(space, space.largest()) == sum(p.numel() for p in net.parameters())
+    assert net.parameter_names(largest(space)) == names
+    assert path_parameter_count(space, largest(space)) == sum(p.numel() for p in net.parameters())
     assert list(net.buffers()) == []  # instance norm without running statistics
 
 
 def _zeroing(space):
     """The largest child with stage enc3's and dec2's operations zeroed and the skips enc1->dec2, enc4->dec1 off."""
     names = [d.name for d in space.decisions]
-    choices = list(space.encode(space.largest()))
+    choices = list(encode(space, largest(space)))
     for name in ("keep.enc3", "keep.dec2", "skip.enc1-dec2", "skip.enc4-dec1"):
         choices[names.index(name)] = space.decision(name).options.index(False)
     choices[names.index("dilation.dec1")] = 2
-    return space.decode(choices)
+    return decode(space, choices)
 
 
 def test_the_zero_operation_removes_the_path(space):
@@ -89,26 +90,26 @@ def test_the_zero_operation_removes_the_path(space):
 
 
 def test_dilation_rates_share_one_kernel(space, net):
-    largest = space.largest()
+    big = largest(space)
     names = [d.name for d in space.decisions]
-    choices = list(space.encode(largest))
+    choices = list(encode(space, big))
     choices[names.index("dilation.enc2")] = 2
-    dilated = space.decode(choices)
+    dilated = decode(space, choices)
     assert dilated.dilations["enc2"] == 3
-    assert net.parameter_names(dilated) == net.parameter_names(largest)
-    x = torch.randn(1, 2, *largest.patch_size)
+    assert net.parameter_names(dilated) == net.parameter_names(big)
+    x = torch.randn(1, 2, *big.patch_size)
     with torch.no_grad():
-        assert not torch.allclose(net(x, dilated), net(x, largest))
+        assert not torch.allclose(net(x, dilated), net(x, big))
 
 
 @pytest.mark.parametrize("spatial", [(17, 19, 23), (11, 33, 32), (3, 5, 7), (1, 9, 6), (40, 24, 24)])
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_whole_images_of_any_size_keep_their_size(space, net, spatial, pooling):
     names = [d.name for d in space.decisions]
-    for arch in (space.largest(), covering(space)[1]):
-        choices = list(space.encode(arch))
+    for arch in (largest(space), covering(space)[1]):
+        choices = list(encode(space, arch))
         choices[names.index("pooling")] = space.decision("pooling").options.index(pooling)
-        arch = space.decode(choices)
+        arch = decode(space, choices)
         with torch.no_grad():
             out = net(torch.randn(1, 2, *spatial), arch)
         assert out.shape == (1, 3, *spatial) and torch.isfinite(out).all()
@@ -119,12 +120,12 @@ def test_feature_sizes_round_up():
 
 
 def test_bad_inputs_name_the_argument(space, net):
-    arch = space.largest()
+    arch = largest(space)
     with pytest.raises(InputError, match=r"argument 'x' has shape \(1, 1, 16, 16, 16\), expected \(B, 2, D, H, W\)"):
         net(torch.zeros(1, 1, 16, 16, 16), arch)
     with pytest.raises(InputError, match="argument 'x' has shape"):
         net(torch.zeros(2, 16, 16, 16), arch)
-    other = NasSearchSpace.from_shapes(TINY, [(64, 64, 64)], in_channels=2).largest()
+    other = largest(NasSearchSpace.from_shapes(TINY, [(64, 64, 64)], in_channels=2))
     with pytest.raises(InputError, match=r"argument 'arch' has patch_hw = 64, expected one of \(32, 16\)"):
         net(torch.zeros(1, 2, 16, 16, 16), other)
     with pytest.raises(InputError, match="argument 'space' is a NasSpaceConfig"):
@@ -159,7 +160,7 @@ def _saved_activation_bytes(net: Supernet, x: torch.Tensor, arch) -> int:
 
 def test_estimate_counts_exactly_what_autograd_saves(space, net):
     rng = random.Random(2)
-    for arch in [space.largest(), _zeroing(space), *(space.decode([rng.randrange(n) for n in space.option_counts]) for _ in range(4))]:
+    for arch in [largest(space), _zeroing(space), *(decode(space, [rng.randrange(n) for n in space.option_counts]) for _ in range(4))]:
         for batch in (1, 3):
             measured = _saved_activation_bytes(net, torch.randn(batch, 2, *arch.patch_size), arch)
             estimated = memory_breakdown(space, arch, batch)["saved"]
@@ -191,7 +192,7 @@ def test_estimate_matches_the_measured_peak_within_15_percent():
     choices = [0] * len(names)
     for name in ("keep.enc2", "keep.dec3", "skip.enc1-dec3", "skip.enc2-dec1", "pooling"):
         choices[names.index(name)] = 1
-    for arch, batch in ((space.largest(), 2), (space.decode(choices), 2)):
+    for arch, batch in ((largest(space), 2), (decode(space, choices), 2)):
         x = torch.randn(batch, 1, *arch.patch_size)
         used = net.parameter_names(arch)
         optimiser = torch.optim.Adam([p for n, p in net.named_parameters() if n in used])
@@ -211,10 +212,10 @@ def test_estimate_matches_the_measured_peak_within_15_percent():
 
 
 def test_estimate_grows_with_the_architecture(space):
-    largest = space.largest()
-    small = space.decode([n - 1 for n in space.option_counts])
-    assert estimate_memory(space, largest, 2) > estimate_memory(space, small, 2)
-    assert estimate_memory(space, largest, 2) > estimate_memory(space, largest, 1) > estimate_memory(space, largest, 1, training=False)
-    assert estimate_memory(space, largest, 1, bytes_per_value=2) < estimate_memory(space, largest, 1)
-    whole = estimate_memory(space, largest, 1, training=False, spatial_size=(64, 64, 64))
-    assert whole > estimate_memory(space, largest, 1, training=False)
+    big = largest(space)
+    small = decode(space, [n - 1 for n in space.option_counts])
+    assert estimate_memory(space, big, 2) > estimate_memory(space, small, 2)
+    assert estimate_memory(space, big, 2) > estimate_memory(space, big, 1) > estimate_memory(space, big, 1, training=False)
+    assert estimate_memory(space, big, 1, bytes_per_value=2) < estimate_memory(space, big, 1)
+    whole = estimate_memory(space, big, 1, training=False, spatial_size=(64, 64, 64))
+    assert whole > estimate_memory(space, big, 1, training=False)

@@ -2,40 +2,27 @@
 
 The paper (``papers/resource-optimized-nas-3d-segmentation.md``, Table 1 and Fig. 2) searches one path
 through a U-Net supernet of 5 encoder stages (``enc1`` .. ``enc5``, ``enc5`` the bottleneck) and 4
-decoder stages (``dec4`` .. ``dec1``; decoder stage j works at encoder stage j's resolution). Three
-models live here, none of them importing torch:
+decoder stages (``dec4`` .. ``dec1``; decoder stage j works at encoder stage j's resolution). This is the
+schema of that search, and imports no torch:
 
 - :class:`NasSpaceConfig`: what a user writes (channels, dilation rates, activations, pooling types,
   number of patch-size candidates), with the paper's defaults.
+- :data:`DECISION_LAYOUT`: the decisions, in the controller's order, each with its kind and the part of
+  the network it sets; declared once, here. Every other place (the resolved space's check, option
+  resolution, the encoder/decoder :mod:`proxyhpo.networks.nas_encoding`) iterates it.
 - :class:`NasSearchSpace`: the space resolved from the training images' shapes by the planning stage
-  (patch-size candidates from the median shape, pooling strides from the smallest one), a sequence of
-  :class:`Decision` s the controller takes one after another; every later stage reads it.
+  (patch-size candidates from the median shape, pooling strides from the smallest one), one
+  :class:`Decision` (name, kind, options) per entry of the layout; every later stage reads it.
 - :class:`Architecture`: one path through the supernet (one option per decision), readable on its own
-  as the exported network config.
-
-Decisions, in the controller's order (``kind`` in brackets):
-
-1. ``patch_hw``, ``patch_d`` [patch_size]: in-plane (H = W) and depth patch sizes, eqs. (1) and (2).
-2. ``stride_hw.3``, ``stride_d.3``, ``stride_hw.4``, ``stride_d.4`` [stride]: pooling stride after
-   encoder stages 3 and 4, in-plane (H and W together) and in depth; options ``(2, 1)`` or ``(1,)``.
-   Stages 1 and 2 always pool by 2 (the paper fixes them), so they are not decisions.
-3. Per encoder stage ``encI`` (I = 1..5): ``dilation.encI`` [dilation] (not for ``enc1``: its rate is
-   fixed to 1) and ``keep.encI`` [keep] (``False`` = the zero operation on the stage's searchable conv).
-4. Per decoder stage ``decJ`` (J = 4..1): ``dilation.decJ``, ``keep.decJ`` and, for I = 1..4,
-   ``skip.encI-decJ`` [skip] (the 1x1x1 skip connection from encoder stage I into decoder stage J, on or
-   off: the zero operation on skips).
-5. ``activation`` [activation] and ``pooling`` [pooling], each one network-wide choice.
-
-Option 0 of every decision belongs to the largest child with the default config: the largest patch,
-stride 2, dilation 1, every operation kept, every skip on, ``relu``, ``max``.
+  as the exported network config. Turning option indices into an architecture and back is the
+  network's business: :func:`proxyhpo.networks.nas_encoding.decode` and ``encode``.
 
 Example:
     >>> space = NasSearchSpace.from_shapes(NasSpaceConfig(), [(155, 240, 240)] * 4, in_channels=4)
     >>> space.decision("patch_hw").options, space.decision("patch_d").options
     ((240, 224, 208, 192, 176), (144, 128, 112, 96, 80))
-    >>> arch = space.largest()
-    >>> arch.patch_size, space.encode(arch) == (0,) * len(space.decisions)
-    ((144, 240, 240), True)
+    >>> [slot.name for slot in DECISION_LAYOUT[:3]], len(space.decisions) == len(DECISION_LAYOUT)
+    (['patch_hw', 'patch_d', 'stride_hw.3'], True)
 """
 
 from __future__ import annotations
@@ -43,10 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 import statistics
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,13 +41,17 @@ from proxyhpo.errors import InputError
 
 __all__ = [
     "ACTIVATIONS",
+    "AXES",
     "DECISION_KINDS",
+    "DECISION_LAYOUT",
     "OPERATIONS",
     "PATCH_STEP",
     "POOLINGS",
     "SKIP_PAIRS",
+    "STRIDE_STAGES",
     "Architecture",
     "Decision",
+    "DecisionSlot",
     "NasSearchSpace",
     "NasSpaceConfig",
     "patch_size_candidates",
@@ -89,6 +79,16 @@ PATCH_STEP = 16
 #: Pooling stride of stages 1 and 2, fixed by the paper.
 FIXED_STRIDE = 2
 
+#: Encoder stages after which the pooling stride is searched; the others (1 and 2) pool by :data:`FIXED_STRIDE`.
+STRIDE_STAGES: tuple[int, ...] = (3, 4)
+
+#: Axis kinds of patch and stride decisions: ``hw`` in-plane (H and W together, always equal), ``d`` depth.
+AXES: tuple[str, ...] = ("hw", "d")
+
+#: Operations whose dilation rate is fixed to :data:`FIXED_DILATION` by the paper (encoder stage 1): not decisions.
+FIXED_DILATION_OPERATIONS: tuple[str, ...] = ("enc1",)
+FIXED_DILATION = 1
+
 #: Largest pooling size (and stride): a stride is removed where it would take a feature below this.
 LARGEST_POOL = 2
 
@@ -101,6 +101,64 @@ _STAGES = 5
 
 def _op_stage(op: str) -> tuple[str, int]:
     return op[:3], int(op[3:])
+
+
+class DecisionSlot(NamedTuple):
+    """One entry of :data:`DECISION_LAYOUT`: a decision's name, its kind and the part of the network it sets.
+
+    Attributes:
+        name: unique within the layout (``patch_hw``, ``stride_d.3``, ``dilation.enc2``, ``keep.dec1``,
+            ``skip.enc1-dec3``, ``activation``, ``pooling``).
+        kind: one of :data:`DECISION_KINDS`; with the fields below it says which entry of an
+            :class:`Architecture` the decision sets.
+        axis: ``hw`` or ``d`` (:data:`AXES`) for a ``patch_size`` or ``stride`` decision, else ``""``.
+        stage: the encoder stage (:data:`STRIDE_STAGES`) a ``stride`` decision pools after, else 0.
+        operation: the searchable convolution (:data:`OPERATIONS`) of a ``dilation`` or ``keep`` decision,
+            else ``""``.
+        skip: the ``(encoder stage, decoder stage)`` pair (:data:`SKIP_PAIRS`) of a ``skip`` decision, else
+            ``None``.
+    """
+
+    name: str
+    kind: str
+    axis: str = ""
+    stage: int = 0
+    operation: str = ""
+    skip: tuple[int, int] | None = None
+
+
+def _declare_layout() -> tuple[DecisionSlot, ...]:
+    layout = [DecisionSlot(f"patch_{axis}", "patch_size", axis=axis) for axis in AXES]
+    layout += [DecisionSlot(f"stride_{axis}.{stage}", "stride", axis=axis, stage=stage) for stage in STRIDE_STAGES for axis in AXES]
+    for op in OPERATIONS:
+        if op not in FIXED_DILATION_OPERATIONS:
+            layout.append(DecisionSlot(f"dilation.{op}", "dilation", operation=op))
+        layout.append(DecisionSlot(f"keep.{op}", "keep", operation=op))
+        side, stage = _op_stage(op)
+        if side == "dec":
+            layout += [DecisionSlot(f"skip.enc{i}-dec{j}", "skip", skip=(i, j)) for i, j in SKIP_PAIRS if j == stage]
+    layout += [DecisionSlot("activation", "activation"), DecisionSlot("pooling", "pooling")]
+    return tuple(layout)
+
+
+#: The decisions of every space, in the controller's order (``kind`` in brackets); the one declaration
+#: that the resolved space's check, option resolution and the encoder/decoder
+#: (:mod:`proxyhpo.networks.nas_encoding`) iterate. Reordering it changes every saved controller state's
+#: meaning: its ``(kind, option_count)`` pairs follow this order.
+#:
+#: 1. ``patch_hw``, ``patch_d`` [patch_size]: in-plane (H = W) and depth patch sizes, eqs. (1) and (2).
+#: 2. ``stride_hw.3``, ``stride_d.3``, ``stride_hw.4``, ``stride_d.4`` [stride]: pooling stride after
+#:    encoder stages 3 and 4, in-plane (H and W together) and in depth; options ``(2, 1)`` or ``(1,)``.
+#:    Stages 1 and 2 always pool by 2 (the paper fixes them), so they are not decisions.
+#: 3. Per operation in :data:`OPERATIONS` order: ``dilation.<op>`` [dilation] (not for ``enc1``: its rate
+#:    is fixed to 1), ``keep.<op>`` [keep] (``False`` = the zero operation on the stage's searchable conv)
+#:    and, for a decoder stage ``decJ``, ``skip.encI-decJ`` [skip] for I = 1..4 (the 1x1x1 skip connection
+#:    from encoder stage I into decoder stage J, on or off: the zero operation on skips).
+#: 4. ``activation`` [activation] and ``pooling`` [pooling], each one network-wide choice.
+#:
+#: Option 0 of every decision belongs to the largest child with the default config: the largest patch,
+#: stride 2, dilation 1, every operation kept, every skip on, ``relu``, ``max``.
+DECISION_LAYOUT: tuple[DecisionSlot, ...] = _declare_layout()
 
 
 def patch_size_candidates(median: float, count: int = 5, step: int = PATCH_STEP) -> tuple[int, ...]:
@@ -147,7 +205,7 @@ def stride_options(smallest: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """
     product = FIXED_STRIDE * FIXED_STRIDE
     out = []
-    for _stage in (3, 4):
+    for _stage in STRIDE_STAGES:
         if smallest / (product * 2) >= LARGEST_POOL:
             out.append((2, 1))
             product *= 2
@@ -224,6 +282,17 @@ def _known(what: str, value: tuple[str, ...], allowed: tuple[str, ...]) -> tuple
 
 Option = int | str | bool
 
+#: What an option of each kind of decision may be (a resolved space read from JSON is checked against it).
+_VALID_OPTION: dict[str, Callable[[Any], bool]] = {
+    "patch_size": lambda v: type(v) is int and v > 0,
+    "stride": lambda v: type(v) is int and v in (1, FIXED_STRIDE),
+    "dilation": lambda v: type(v) is int and v > 0,
+    "keep": lambda v: type(v) is bool,
+    "skip": lambda v: type(v) is bool,
+    "activation": lambda v: v in ACTIVATIONS,
+    "pooling": lambda v: v in POOLINGS,
+}
+
 
 class Decision(StrictModel):
     """One choice the controller makes: a name, a kind and the options it picks an index from.
@@ -276,7 +345,7 @@ class Architecture(Record):
         ('3f9c0a1b2d4e', '144x240x240-relu-max-o9-s16-3f9c0a')
     """
 
-    WRITTEN_BY: ClassVar[str] = "the NAS search (NasSearchSpace.decode)"
+    WRITTEN_BY: ClassVar[str] = "the NAS search (proxyhpo.networks.nas_encoding.decode)"
 
     patch_size: Triple
     strides: tuple[Triple, ...]
@@ -367,30 +436,12 @@ def _per_operation(field: str, value: dict[str, Any]) -> dict[str, Any]:
     return {op: value[op] for op in OPERATIONS}
 
 
-def _expected_layout() -> tuple[tuple[str, str], ...]:
-    """``(name, kind)`` of every decision of a space, in order."""
-    layout = [("patch_hw", "patch_size"), ("patch_d", "patch_size")]
-    layout += [(f"stride_{axis}.{stage}", "stride") for stage in (3, 4) for axis in ("hw", "d")]
-    for op in OPERATIONS:
-        if op != "enc1":
-            layout.append((f"dilation.{op}", "dilation"))
-        layout.append((f"keep.{op}", "keep"))
-        side, stage = _op_stage(op)
-        if side == "dec":
-            layout += [(f"skip.enc{i}-dec{j}", "skip") for i, j in SKIP_PAIRS if j == stage]
-    layout += [("activation", "activation"), ("pooling", "pooling")]
-    return tuple(layout)
-
-
-_LAYOUT = _expected_layout()
-
-
 class NasSearchSpace(Record):
     """The search space resolved from the training images; written by the planning stage, read by every later one.
 
-    Build it with :meth:`from_shapes`. ``decisions`` is the controller's sequence (see the module
-    docstring); :meth:`decode` turns one option index per decision into an :class:`Architecture`,
-    :meth:`encode` does the reverse.
+    Build it with :meth:`from_shapes`. ``decisions`` is the controller's sequence, one per entry of
+    :data:`DECISION_LAYOUT` and in its order; :func:`proxyhpo.networks.nas_encoding.decode` turns one
+    option index per decision into an :class:`Architecture`, ``encode`` does the reverse.
 
     Attributes:
         config: the user's settings it was resolved from.
@@ -413,22 +464,14 @@ class NasSearchSpace(Record):
     @model_validator(mode="after")
     def _layout(self) -> NasSearchSpace:
         got = tuple((d.name, d.kind) for d in self.decisions)
-        if got != _LAYOUT:
-            first = next((i for i, (a, b) in enumerate(zip(got, _LAYOUT)) if a != b), min(len(got), len(_LAYOUT)))
+        expected = tuple((slot.name, slot.kind) for slot in DECISION_LAYOUT)
+        if got != expected:
+            first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
             seen = got[first] if first < len(got) else "nothing"
-            wanted = _LAYOUT[first] if first < len(_LAYOUT) else "nothing"
+            wanted = expected[first] if first < len(expected) else "nothing"
             raise ValueError(f"decision {first} is {seen}, expected {wanted} (name, kind); decisions must follow the supernet's layout")
-        allowed = {
-            "patch_size": lambda v: type(v) is int and v > 0,
-            "stride": lambda v: type(v) is int and v in (1, 2),
-            "dilation": lambda v: type(v) is int and v > 0,
-            "keep": lambda v: type(v) is bool,
-            "skip": lambda v: type(v) is bool,
-            "activation": lambda v: v in ACTIVATIONS,
-            "pooling": lambda v: v in POOLINGS,
-        }
         for d in self.decisions:
-            bad = [v for v in d.options if not allowed[d.kind](v)]
+            bad = [v for v in d.options if not _VALID_OPTION[d.kind](v)]
             if bad:
                 raise ValueError(f"decision {d.name!r} has option {bad[0]!r}, which is not a valid {d.kind}")
         return self
@@ -525,158 +568,19 @@ class NasSearchSpace(Record):
                 return d
         raise InputError("NasSearchSpace.decision", f"argument 'name' is {name!r}, which names no decision", f"use one of {', '.join(d.name for d in self.decisions)}")
 
-    def decode(self, choices: Sequence[int]) -> Architecture:
-        """The architecture of one option index per decision.
-
-        Args:
-            choices: ``choices[k]`` indexes ``decisions[k].options``.
-
-        Raises:
-            InputError: when ``choices`` has the wrong length, or an entry is not an integer in range
-                (the message names the entry's decision and its number of options).
-
-        Example:
-            >>> space.decode([0] * len(space.decisions)) == space.largest()  # default config  # doctest: +SKIP
-            True
-        """
-        where = "NasSearchSpace.decode"
-        picks = list(choices)
-        if len(picks) != len(self.decisions):
-            raise InputError(
-                where, f"argument 'choices' has {len(picks)} entries, expected {len(self.decisions)} (one per decision)", "pass one option index per decision of space.decisions"
-            )
-        values: dict[str, Option] = {}
-        for k, (index, d) in enumerate(zip(picks, self.decisions)):
-            try:
-                if isinstance(index, bool):
-                    raise TypeError
-                index = operator.index(index)
-            except TypeError:
-                raise InputError(where, f"argument 'choices'[{k}] ({d.name}) is {brief(index)}, expected an integer index", "pass integer option indices") from None
-            if not 0 <= index < len(d.options):
-                raise InputError(
-                    where,
-                    f"argument 'choices'[{k}] ({d.name}) is {index}, expected an index in 0..{len(d.options) - 1} ({len(d.options)} options)",
-                    "sample each index below option_counts[k]",
-                )
-            values[d.name] = d.options[index]
-        return _architecture(values)
-
-    def encode(self, arch: Architecture) -> tuple[int, ...]:
-        """The option indices of ``arch``, the inverse of :meth:`decode`.
-
-        Raises:
-            InputError: when ``arch`` is not a path through this space (naming the decision and its options).
-        """
-        where = "NasSearchSpace.encode"
-        if not isinstance(arch, Architecture):
-            raise InputError(where, f"argument 'arch' is a {type(arch).__name__}, expected an Architecture", "pass an Architecture")
-        values = _decision_values(arch)
-        fixed = _fixed_violation(arch)
-        if fixed:
-            raise InputError(where, f"argument 'arch' {fixed}", "use an architecture decoded from this space")
-        out = []
-        for d in self.decisions:
-            value = values[d.name]
-            match = [i for i, o in enumerate(d.options) if type(o) is type(value) and o == value]
-            if not match:
-                raise InputError(
-                    where,
-                    f"argument 'arch' has {d.name} = {value!r}, expected one of {d.options}",
-                    "use an architecture decoded from this space (another data set's architecture may not fit)",
-                )
-            out.append(match[0])
-        return tuple(out)
-
-    def largest(self) -> Architecture:
-        """The paper's first child: the largest network of the space.
-
-        The maximum patch size, every operation kept and every skip on, stride 2 wherever the space
-        allows it (the strongest down-sampling, hence the largest receptive field), the smallest
-        dilation rate (1 by default; the supernet's plain convolution), and the first activation and
-        pooling type of the config (``relu`` and ``max`` by default). With the default config this is
-        ``decode([0] * len(decisions))``.
-        """
-        values: dict[str, Option] = {}
-        for d in self.decisions:
-            if d.kind in ("patch_size", "stride"):
-                values[d.name] = max(d.options)  # type: ignore[type-var]
-            elif d.kind == "dilation":
-                values[d.name] = min(d.options)  # type: ignore[type-var]
-            elif d.kind in ("keep", "skip"):
-                values[d.name] = True if True in d.options else d.options[0]
-            else:
-                values[d.name] = d.options[0]
-        return _architecture(values)
-
 
 def _resolve_decisions(config: NasSpaceConfig, median: Sequence[float], smallest: Sequence[int]) -> tuple[Decision, ...]:
     md, mh, mw = median
     sd, sh, sw = smallest
-    n = config.patch_candidates
-    options: dict[str, tuple[Option, ...]] = {
-        "patch_hw": patch_size_candidates(max(mh, mw), n),
-        "patch_d": patch_size_candidates(md, n),
+    patch = {"hw": patch_size_candidates(max(mh, mw), config.patch_candidates), "d": patch_size_candidates(md, config.patch_candidates)}
+    stride = {"hw": dict(zip(STRIDE_STAGES, stride_options(min(sh, sw)))), "d": dict(zip(STRIDE_STAGES, stride_options(sd)))}
+    options_of: dict[str, Callable[[DecisionSlot], tuple[Option, ...]]] = {
+        "patch_size": lambda slot: patch[slot.axis],
+        "stride": lambda slot: stride[slot.axis][slot.stage],
+        "dilation": lambda slot: config.dilations,
+        "keep": lambda slot: (True, False),
+        "skip": lambda slot: (True, False),
+        "activation": lambda slot: config.activations,
+        "pooling": lambda slot: config.poolings,
     }
-    hw3, hw4 = stride_options(min(sh, sw))
-    d3, d4 = stride_options(sd)
-    options.update({"stride_hw.3": hw3, "stride_d.3": d3, "stride_hw.4": hw4, "stride_d.4": d4})
-    for name, kind in _LAYOUT:
-        if kind == "dilation":
-            options[name] = config.dilations
-        elif kind in ("keep", "skip"):
-            options[name] = (True, False)
-    options["activation"] = config.activations
-    options["pooling"] = config.poolings
-    return tuple(Decision(name=name, kind=kind, options=options[name]) for name, kind in _LAYOUT)
-
-
-def _architecture(values: dict[str, Option]) -> Architecture:
-    hw, d = values["patch_hw"], values["patch_d"]
-    fixed = (FIXED_STRIDE,) * 3
-    strides = [fixed, fixed]
-    for stage in (3, 4):
-        s_hw, s_d = values[f"stride_hw.{stage}"], values[f"stride_d.{stage}"]
-        strides.append((s_d, s_hw, s_hw))
-    return Architecture(
-        patch_size=(d, hw, hw),  # type: ignore[arg-type]
-        strides=tuple(strides),  # type: ignore[arg-type]
-        dilations={op: (1 if op == "enc1" else values[f"dilation.{op}"]) for op in OPERATIONS},  # type: ignore[misc]
-        keep={op: values[f"keep.{op}"] for op in OPERATIONS},  # type: ignore[misc]
-        skips=tuple(pair for pair in SKIP_PAIRS if values[f"skip.enc{pair[0]}-dec{pair[1]}"]),
-        activation=values["activation"],  # type: ignore[arg-type]
-        pooling=values["pooling"],  # type: ignore[arg-type]
-    )
-
-
-def _decision_values(arch: Architecture) -> dict[str, Option]:
-    d, hw, _ = arch.patch_size
-    values: dict[str, Option] = {"patch_hw": hw, "patch_d": d}
-    for stage in (3, 4):
-        s_d, s_hw, _ = arch.strides[stage - 1]
-        values[f"stride_hw.{stage}"] = s_hw
-        values[f"stride_d.{stage}"] = s_d
-    for op in OPERATIONS:
-        values[f"dilation.{op}"] = arch.dilations[op]
-        values[f"keep.{op}"] = arch.keep[op]
-    enabled = set(arch.skips)
-    for pair in SKIP_PAIRS:
-        values[f"skip.enc{pair[0]}-dec{pair[1]}"] = pair in enabled
-    values["activation"] = arch.activation
-    values["pooling"] = arch.pooling
-    return values
-
-
-def _fixed_violation(arch: Architecture) -> str | None:
-    """What in ``arch`` breaks a rule every path follows (None when nothing does)."""
-    d, h, w = arch.patch_size
-    if h != w:
-        return f"has patch_size {arch.patch_size} with H != W, expected equal in-plane sides"
-    for stage, stride in enumerate(arch.strides, start=1):
-        if stage <= 2 and stride != (FIXED_STRIDE,) * 3:
-            return f"has stride {stride} after stage {stage}, expected (2, 2, 2) (fixed by the paper)"
-        if stride[1] != stride[2]:
-            return f"has stride {stride} after stage {stage} with H != W, expected equal in-plane strides"
-    if arch.dilations["enc1"] != 1:
-        return f"has dilation {arch.dilations['enc1']} at enc1, expected 1 (fixed by the paper)"
-    return None
+    return tuple(Decision(name=slot.name, kind=slot.kind, options=options_of[slot.kind](slot)) for slot in DECISION_LAYOUT)

@@ -49,6 +49,7 @@ from torch import nn
 from proxyhpo.config.base import brief
 from proxyhpo.config.nas_space import OPERATIONS, SKIP_PAIRS, Architecture, NasSearchSpace
 from proxyhpo.errors import InputError
+from proxyhpo.networks.nas_encoding import encode
 
 __all__ = ["Supernet", "estimate_memory", "feature_sizes", "memory_breakdown", "path_parameter_count"]
 
@@ -107,9 +108,10 @@ class Supernet(nn.Module):
 
     Example:
         >>> from proxyhpo.config import NasSpaceConfig
+        >>> from proxyhpo.networks.nas_encoding import largest
         >>> space = NasSearchSpace.from_shapes(NasSpaceConfig(channels=(2, 4, 4, 8, 8)), [(32, 32, 32)], in_channels=1)
         >>> net = Supernet(space)
-        >>> net(torch.zeros(1, 1, 17, 20, 23), space.largest()).shape
+        >>> net(torch.zeros(1, 1, 17, 20, 23), largest(space)).shape
         torch.Size([1, 1, 17, 20, 23])
     """
 
@@ -146,7 +148,7 @@ class Supernet(nn.Module):
                 f"argument 'x' has shape {tuple(x.shape)}, expected (B, {self.space.in_channels}, D, H, W) with every size >= 1",
                 "pass a batch of images with the space's in_channels",
             )
-        self.space.encode(arch)  # raises, naming the decision, when arch is not a path of this space
+        encode(self.space, arch)  # raises, naming the decision, when arch is not a path of this space
         sizes = feature_sizes(x.shape[2:], arch.strides)
         act = self._acts[arch.activation]
         last_use = _last_use(arch)
@@ -196,7 +198,7 @@ class Supernet(nn.Module):
         Raises:
             InputError: when ``arch`` is not a path of this supernet's space.
         """
-        self.space.encode(arch)
+        encode(self.space, arch)
         used = ["encoder.", "decoder.", "heads."]
         used += [f"ops.{op}." for op in OPERATIONS if arch.keep[op]]
         used += [f"skips.{_skip_key(i, j)}." for i, j in arch.skips]
@@ -296,8 +298,9 @@ def estimate_memory(
 
     Example:
         >>> from proxyhpo.config import NasSpaceConfig
+        >>> from proxyhpo.networks.nas_encoding import largest
         >>> space = NasSearchSpace.from_shapes(NasSpaceConfig(), [(155, 240, 240)], in_channels=4)
-        >>> round(estimate_memory(space, space.largest(), batch_size=2) / 2**30, 1)  # 144x240x240, GiB
+        >>> round(estimate_memory(space, largest(space), batch_size=2) / 2**30, 1)  # 144x240x240, GiB
         16.3
     """
     terms = memory_breakdown(space, arch, batch_size, training=training, bytes_per_value=bytes_per_value, spatial_size=spatial_size)
@@ -336,7 +339,7 @@ def memory_breakdown(
     for name, value in (("batch_size", batch_size), ("bytes_per_value", bytes_per_value)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(where, f"argument {name!r} is {brief(value)}, expected an integer >= 1", f"pass a positive {name}")
-    space.encode(arch)
+    encode(space, arch)
     spatial = tuple(arch.patch_size if spatial_size is None else spatial_size)
     if len(spatial) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in spatial):
         raise InputError(where, f"argument 'spatial_size' is {brief(spatial_size)}, expected three positive integers (D, H, W)", "pass the input's (D, H, W)")

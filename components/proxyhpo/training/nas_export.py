@@ -44,7 +44,9 @@ def export_network(state: Any, space: NasSearchSpace, recipe: Recipe, out_dir: s
     Returns:
         The exported architecture.
     """
-    arch = space.decode(state.controller.most_likely())
+    from proxyhpo.networks.nas_encoding import decode
+
+    arch = decode(space, state.controller.most_likely())
     used = state.supernet.parameter_names(arch)
     weights = {name: tensor.detach().cpu() for name, tensor in state.supernet.state_dict().items() if name in used or _is_buffer_of(name, used)}
     out = Path(out_dir)

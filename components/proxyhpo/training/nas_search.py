@@ -393,6 +393,7 @@ def search_episodes(
     """
     from proxyhpo import tracking
     from proxyhpo.devices import resolve_device
+    from proxyhpo.networks import nas_encoding
     from proxyhpo.signals import sigterm_ends_trials
 
     nas = study.nas
@@ -411,7 +412,7 @@ def search_episodes(
         log.info("resuming fold %d (%s) at episode %d from %s", fold, arm, state.next_episode, checkpoint)
     nas_fold = plan.fold(fold)
     train_ids = nas_fold.proxy_ids if arm == "proxy" else nas_fold.train_ids
-    largest = plan.space.largest()
+    largest = nas_encoding.largest(plan.space)
     train = load_nas_volumes(study, data, train_ids, device, pad_to=largest.patch_size, what=f"fold {fold} training cases")
     val = load_nas_volumes(study, data, nas_fold.val_ids, device, what=f"fold {fold} validation cases")
     ran: list[EpisodeStats] = []
@@ -443,13 +444,15 @@ def search_episodes(
 
 def _run_episode(study: StudyConfig, plan: NasPlan, state: SearchState, fold: int, episode: int, train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]) -> EpisodeStats:
     """Sample the episode's children, train and reward each, then update the controller once."""
+    from proxyhpo.networks.nas_encoding import decode, encode, largest
+
     nas = study.nas
     samples = state.controller.sample(nas.children_per_episode)
     if episode == 0:  # the paper: the first child is the largest network, every skip and operation kept
-        samples[0] = tuple(plan.space.encode(plan.space.largest()))
+        samples[0] = tuple(encode(plan.space, largest(plan.space)))
     rewards: list[float | None] = []
     for child, choices in enumerate(samples):
-        arch = plan.space.decode(choices)
+        arch = decode(plan.space, choices)
         try:
             train_child(
                 state.supernet, state.optimizer, arch, train, epochs=nas.child_epochs, batch_size=nas.child.batch_size,

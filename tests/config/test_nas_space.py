@@ -1,9 +1,12 @@
-"""The NAS search space: patch and stride candidates from the data, decisions, decode/encode, records, errors."""
+"""The NAS search space schema: patch and stride candidates from the data, the decision layout, records, errors.
+
+Turning decisions into architectures and back is tested beside the supernet, in
+``tests/networks/test_nas_encoding.py``.
+"""
 
 from __future__ import annotations
 
 import math
-import random
 import statistics
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from proxyhpo.config import DECISION_KINDS, Architecture, Decision, NasSearchSpace, NasSpaceConfig, parse_config
-from proxyhpo.config.nas_space import OPERATIONS, SKIP_PAIRS, patch_size_candidates, stride_options
+from proxyhpo.config.nas_space import DECISION_LAYOUT, OPERATIONS, SKIP_PAIRS, patch_size_candidates, stride_options
 from proxyhpo.errors import ConfigError, InputError
 
 # The paper's three MSD tasks, (D, H, W) of a few training images spanning the stated ranges.
@@ -35,6 +38,20 @@ def options(space: NasSearchSpace, name: str) -> tuple:
     return space.decision(name).options
 
 
+def an_architecture(**update) -> Architecture:
+    """A hand-written path (no decoder): prostate-like strides, mixed dilations, one operation and two skips off."""
+    fields = {
+        "patch_size": (16, 320, 320),
+        "strides": ((2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 1, 1)),
+        "dilations": {op: 1 if op == "enc1" else 1 + k % 3 for k, op in enumerate(OPERATIONS)},
+        "keep": {op: op != "dec2" for op in OPERATIONS},
+        "skips": tuple(pair for pair in SKIP_PAIRS if pair not in ((1, 2), (4, 1))),
+        "activation": "leakyrelu",
+        "pooling": "avg",
+    }
+    return Architecture(**{**fields, **update})
+
+
 # -- patch-size candidates ------------------------------------------------------------------------
 
 
@@ -55,7 +72,6 @@ def test_patch_candidates_follow_equations_1_and_2(shapes, hw, d):
     assert options(space, "patch_d") == d == equation(median_d)
     # eq. (1) takes max(median H, median W): in the last case median H = 60 and median W = 90
     assert options(space, "patch_hw") == equation(max(space.median_shape[1:]))
-    assert space.largest().patch_size == (d[0], hw[0], hw[0])
 
 
 def test_patch_candidates_count_and_fallback_below_16():
@@ -77,8 +93,6 @@ def test_prostate_smallest_depth_11_leaves_depth_stride_1_at_stages_3_and_4():
     assert space.smallest_shape == (11, 256, 256)
     assert options(space, "stride_d.3") == (1,) and options(space, "stride_d.4") == (1,)
     assert options(space, "stride_hw.3") == (2, 1) and options(space, "stride_hw.4") == (2, 1)
-    largest = space.largest()
-    assert largest.strides == ((2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))
     # a single-option decision stays in the space (entropy 0)
     assert space.option_counts[[d.name for d in space.decisions].index("stride_d.3")] == 1
 
@@ -123,63 +137,50 @@ def test_decisions_layout():
     assert options(space, "dilation.dec1") == (1, 2, 3) and options(space, "keep.enc1") == (True, False)
 
 
-def test_decode_encode_round_trip():
-    space = space_of(HEART)
-    rng = random.Random(0)
-    for _ in range(50):
-        choices = tuple(rng.randrange(n) for n in space.option_counts)
-        arch = space.decode(choices)
-        assert space.encode(arch) == choices
-        assert space.decode(space.encode(arch)) == arch
-    # every option of every decision
-    for k, n in enumerate(space.option_counts):
-        for option in range(n):
-            choices = [0] * len(space.option_counts)
-            choices[k] = option
-            assert space.encode(space.decode(choices))[k] == option
+#: The layout every saved controller state depends on: its (kind, option_count) pairs follow this order.
+PINNED_LAYOUT = """
+patch_hw patch_d stride_hw.3 stride_d.3 stride_hw.4 stride_d.4
+keep.enc1 dilation.enc2 keep.enc2 dilation.enc3 keep.enc3 dilation.enc4 keep.enc4 dilation.enc5 keep.enc5
+dilation.dec4 keep.dec4 skip.enc1-dec4 skip.enc2-dec4 skip.enc3-dec4 skip.enc4-dec4
+dilation.dec3 keep.dec3 skip.enc1-dec3 skip.enc2-dec3 skip.enc3-dec3 skip.enc4-dec3
+dilation.dec2 keep.dec2 skip.enc1-dec2 skip.enc2-dec2 skip.enc3-dec2 skip.enc4-dec2
+dilation.dec1 keep.dec1 skip.enc1-dec1 skip.enc2-dec1 skip.enc3-dec1 skip.enc4-dec1
+activation pooling
+""".split()
+KIND_OF_PREFIX = {"patch": "patch_size", "stride": "stride", "dilation": "dilation", "keep": "keep", "skip": "skip", "activation": "activation", "pooling": "pooling"}
 
 
-def test_decode_reads_each_kind_into_the_architecture():
-    space = space_of(HEART)
-    names = [d.name for d in space.decisions]
-    choices = [0] * len(names)
-    for name, index in {"patch_hw": 1, "patch_d": 4, "stride_d.3": 1, "dilation.enc2": 2, "keep.dec1": 1, "skip.enc1-dec3": 1, "activation": 2, "pooling": 1}.items():
-        choices[names.index(name)] = index
-    arch = space.decode(choices)
-    assert arch.patch_size == (32, 304, 304)
-    assert arch.strides == ((2, 2, 2), (2, 2, 2), (1, 2, 2), (2, 2, 2))
-    assert arch.dilations["enc2"] == 3 and arch.dilations["enc1"] == 1
-    assert arch.keep["dec1"] is False and sum(arch.keep.values()) == 8
-    assert (1, 3) not in arch.skips and len(arch.skips) == 15
-    assert (arch.activation, arch.pooling) == ("elu", "avg")
-
-
-def test_largest_is_the_papers_first_child():
-    space = space_of(BRAIN)
-    largest = space.largest()
-    assert largest.patch_size == (144, 240, 240)
-    assert largest.strides == ((2, 2, 2),) * 4
-    assert set(largest.dilations.values()) == {1}
-    assert all(largest.keep.values()) and set(largest.skips) == set(SKIP_PAIRS)
-    assert space.decode([0] * len(space.decisions)) == largest  # option 0 everywhere with the default config
-    custom = space_of(BRAIN, dilations=(3, 2), activations=("elu", "relu"))
-    assert set(custom.largest().dilations.values()) == {1, 2} and custom.largest().activation == "elu"
+def test_the_layout_is_declared_once_and_pinned():
+    assert [slot.name for slot in DECISION_LAYOUT] == PINNED_LAYOUT
+    assert [slot.kind for slot in DECISION_LAYOUT] == [KIND_OF_PREFIX[name.split(".")[0].split("_")[0]] for name in PINNED_LAYOUT]
+    assert {slot.kind for slot in DECISION_LAYOUT} == set(DECISION_KINDS)
+    # every resolved space is the layout with options, whatever the data
+    for shapes in (BRAIN, HEART, PROSTATE):
+        space = space_of(shapes)
+        assert [(d.name, d.kind) for d in space.decisions] == [(slot.name, slot.kind) for slot in DECISION_LAYOUT]
+    # each slot names the part of the network it sets, and only that
+    for slot in DECISION_LAYOUT:
+        assert (slot.axis != "") == (slot.kind in ("patch_size", "stride"))
+        assert (slot.stage != 0) == (slot.kind == "stride")
+        assert (slot.operation != "") == (slot.kind in ("dilation", "keep"))
+        assert (slot.skip is not None) == (slot.kind == "skip")
+    assert [slot.skip for slot in DECISION_LAYOUT if slot.kind == "skip"] == list(SKIP_PAIRS)
 
 
 # -- records --------------------------------------------------------------------------------------
 
 
 def test_architecture_json_round_trip_and_key(tmp_path):
-    space = space_of(PROSTATE)
-    arch = space.decode([random.Random(3).randrange(n) for n in space.option_counts])
+    arch = an_architecture()
     path = arch.write(tmp_path / "arch.json")
     back = Architecture.read(path)
     assert back == arch and back.key == arch.key and hash(back) == hash(arch)
     assert len(arch.key) == 12 and arch.name.startswith(f"{arch.patch_size[0]}x{arch.patch_size[1]}x{arch.patch_size[2]}-")
     assert arch.name.endswith(arch.key[:6])
-    assert space.largest().key != arch.key
+    assert an_architecture(activation="elu").key != arch.key
     assert '"dilations": {' in path.read_text()  # readable: named per operation
-    assert len({space.decode([0] * len(space.decisions)), space.largest()}) == 1
+    reordered = an_architecture(skips=tuple(reversed(arch.skips)), keep=dict(reversed(arch.keep.items())))
+    assert reordered == arch and reordered.key == arch.key and len({reordered, arch}) == 1  # canonical order
 
 
 def test_space_json_round_trip(tmp_path):
@@ -187,7 +188,6 @@ def test_space_json_round_trip(tmp_path):
     back = NasSearchSpace.read(space.write(tmp_path / "space.json"))
     assert back == space and back.decisions == space.decisions
     assert type(back.decision("keep.enc1").options[0]) is bool  # JSON true stays a bool, not 1
-    assert back.decode([0] * len(back.decisions)) == space.largest()
 
 
 def test_space_json_with_a_broken_layout_is_refused(tmp_path):
@@ -243,34 +243,13 @@ def test_bad_shapes_name_the_argument(shapes, kwargs, text):
     assert str(err.value).startswith("NasSearchSpace.from_shapes: ") and text in str(err.value)
 
 
-def test_decode_and_encode_errors_name_the_argument_and_the_decision():
-    space = space_of(PROSTATE)
-    n = len(space.decisions)
-    with pytest.raises(InputError, match=rf"argument 'choices' has {n - 1} entries, expected {n} \(one per decision\)"):
-        space.decode([0] * (n - 1))
-    bad = [0] * n
-    bad[1] = 1  # patch_d has a single option here
-    with pytest.raises(InputError, match=r"argument 'choices'\[1\] \(patch_d\) is 1, expected an index in 0\.\.0 \(1 options\)"):
-        space.decode(bad)
-    bad[1] = -1
-    with pytest.raises(InputError, match=r"\(patch_d\) is -1"):
-        space.decode(bad)
-    for wrong in (0.0, True, "0"):
-        bad[1] = wrong
-        with pytest.raises(InputError, match=r"argument 'choices'\[1\] \(patch_d\) is .*expected an integer index"):
-            space.decode(bad)
-    heart_arch = space_of(HEART).largest()
-    with pytest.raises(InputError, match=r"argument 'arch' has patch_hw = 320, expected one of \(320, 304|argument 'arch' has patch_d = 96, expected one of \(16,\)"):
-        space.encode(heart_arch)
-    shifted = space.largest().model_copy(update={"strides": ((1, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))})
-    with pytest.raises(InputError, match=r"stride \(1, 2, 2\) after stage 1, expected \(2, 2, 2\)"):
-        space.encode(shifted)
+def test_an_unknown_decision_name_is_named():
     with pytest.raises(InputError, match="argument 'name' is 'patch_x', which names no decision"):
-        space.decision("patch_x")
+        space_of(PROSTATE).decision("patch_x")
 
 
 def test_bad_architecture_records_are_refused():
-    good = space_of(HEART).largest().model_dump()
+    good = an_architecture().model_dump()
     for update, text in [
         ({"strides": [[2, 2, 2]] * 3}, "needs 4 strides"),
         ({"strides": [[2, 2, 2]] * 3 + [[3, 2, 2]]}, "1 or 2"),
