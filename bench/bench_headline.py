@@ -113,18 +113,19 @@ def arm_rows(parent: Any, sampler: LoadSampler | None, previous: dict[str, Any] 
     """
     from proxyhpo import tracking
     from proxyhpo.analysis._report_io import children
+    from proxyhpo.tracking import names
     from proxyhpo.analysis.comparison_report import collect_searches
 
     searches = collect_searches(parent.info.run_id)
     runs = children(tracking.client(), parent)
     rows = {}
     for arm, search in searches.items():
-        trials = [run for run in runs if run.data.tags.get("proxyhpo.arm") == arm and run.data.tags.get(tracking.ROLE_TAG) == "trial"]
+        trials = [run for run in runs if run.data.tags.get(names.ARM_TAG) == arm and run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL]
         started = [run.info.start_time for run in trials if run.info.start_time]
         ended = [run.info.end_time for run in trials if run.info.end_time]
         per_step = sorted(
-            run.data.metrics.get("process_hours", 0.0) * 3600 / run.data.metrics["steps_run"]
-            for run in trials if run.data.metrics.get("steps_run") and run.data.metrics.get("gpu_hours", 0.0) == 0.0
+            run.data.metrics.get(names.PROCESS_HOURS, 0.0) * 3600 / run.data.metrics[names.STEPS_RUN]
+            for run in trials if run.data.metrics.get(names.STEPS_RUN) and run.data.metrics.get(names.GPU_HOURS, 0.0) == 0.0
         )
         if sampler is not None:
             load = sampler.mean(min(started), max(ended)) if started and ended else None
@@ -138,8 +139,8 @@ def arm_rows(parent: Any, sampler: LoadSampler | None, previous: dict[str, Any] 
             "n_trials": search.n_trials,
             "n_failed": search.n_failed,
             "n_stopped": sum(tracking.STOPPED_TAG in run.data.tags for run in trials),
-            "trial_epochs": sum(run.data.metrics.get("epochs_run", 0.0) for run in trials),
-            "trial_steps": sum(run.data.metrics.get("steps_run", 0.0) for run in trials),
+            "trial_epochs": sum(run.data.metrics.get(names.EPOCHS_RUN, 0.0) for run in trials),
+            "trial_steps": sum(run.data.metrics.get(names.STEPS_RUN, 0.0) for run in trials),
             "seconds_per_trial_step": {"min": per_step[0], "median": per_step[len(per_step) // 2], "max": per_step[-1]} if per_step else None,
             "network": search.network,
             "train_cases": search.train_cases,

@@ -13,6 +13,7 @@ from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
+from proxyhpo.tracking import names
 
 __all__ = ["PIPELINE_NAME", "build_hpo_pipeline", "search_rounds"]
 
@@ -82,7 +83,7 @@ def _trust_gate(study: StudyConfig, start: dsl.PipelineTask, data: dsl.PipelineT
     run = start.outputs["study_run"]
     plan = _gpu(c.plan_cells(kind="trust", study_run=run, data=data.outputs["data"]), "trust gate: plan calibration", study)
     with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name="trust-gate-cells") as cell:
-        train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], role="calibration")
+        train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], role=names.ROLE_CALIBRATION)
         _gpu(train, "trust gate: train a calibration cell", study)
         train.set_retry(num_retries=2, backoff_duration="30s")
     return _light(c.trust_gate(study_run=run, results=dsl.Collected(train.outputs["results"])), "trust gate: verdict", cache=False)

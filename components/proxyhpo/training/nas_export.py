@@ -217,14 +217,15 @@ def evaluate_fold(
 
 def _log_final(study: StudyConfig, result: NasFoldResult, model_dir: str | os.PathLike[str], parent_run_id: str) -> None:
     from proxyhpo import tracking
+    from proxyhpo.tracking import names
 
-    tags = {"fold": str(result.fold), "arm": result.arm, "architecture": result.architecture.key}
-    with tracking.task_run(study.name, parent_run_id=parent_run_id, role="nas-final", task_id=f"nas-final-{result.arm}-fold{result.fold}", tags=tags) as (
+    tags = {names.FOLD_KEY: str(result.fold), names.ARM_KEY: result.arm, names.ARCHITECTURE_KEY: result.architecture.key}
+    with tracking.task_run(study.name, parent_run_id=parent_run_id, role=names.ROLE_NAS_FINAL, task_id=f"nas-final-{result.arm}-fold{result.fold}", tags=tags) as (
         mlflow_client, run_id, _,
     ):
         values = {
-            "val_dice": result.val_dice, "test_dice": result.test_dice, "gpu_hours": result.search_gpu_hours,
-            "process_hours": result.search_process_hours, "wall_seconds": result.search_wall_seconds,
+            names.VAL_DICE: result.val_dice, names.TEST_DICE: result.test_dice, names.GPU_HOURS: result.search_gpu_hours,
+            names.PROCESS_HOURS: result.search_process_hours, names.WALL_SECONDS: result.search_wall_seconds,
         }
         for key, value in values.items():
             if value is not None:

@@ -41,6 +41,7 @@ from proxyhpo.config.nas import NasFold, NasPlan
 from proxyhpo.config.nas_controller import EpisodeStats
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace
 from proxyhpo.errors import DataError, ProxyHPOError
+from proxyhpo.tracking import names
 
 __all__ = [
     "nas_recipe",
@@ -416,10 +417,10 @@ def search_episodes(
     train = load_nas_volumes(study, data, train_ids, device, pad_to=largest.patch_size, what=f"fold {fold} training cases")
     val = load_nas_volumes(study, data, nas_fold.val_ids, device, what=f"fold {fold} validation cases")
     ran: list[EpisodeStats] = []
-    tags = {"fold": str(fold), "arm": arm, "task": str(task)}
+    tags = {names.FOLD_KEY: str(fold), names.ARM_KEY: arm, names.TASK_KEY: str(task)}
     params = {"episodes": f"{episodes.start}-{episodes.stop - 1}", "children_per_episode": str(nas.children_per_episode), "child_epochs": str(nas.child_epochs), "train_cases": str(len(train_ids))}
     with sigterm_ends_trials(), tracking.task_run(
-        study.name, parent_run_id=parent_run_id, role="nas-search", task_id=f"nas-{arm}-fold{fold}-task{task}", tags=tags, params=params
+        study.name, parent_run_id=parent_run_id, role=names.ROLE_NAS_SEARCH, task_id=f"nas-{arm}-fold{fold}-task{task}", tags=tags, params=params
     ) as (mlflow_client, run_id, logged):
         task_seconds = 0.0
         for episode in range(state.next_episode, episodes.stop):
@@ -436,7 +437,7 @@ def search_episodes(
                 on_episode(stats)
         state.write(state_out)
         hours = task_seconds / 3600
-        for key, value in {"gpu_hours": hours if device.type == "cuda" else 0.0, "process_hours": 0.0 if device.type == "cuda" else hours, "wall_seconds": task_seconds}.items():
+        for key, value in {names.GPU_HOURS: hours if device.type == "cuda" else 0.0, names.PROCESS_HOURS: 0.0 if device.type == "cuda" else hours, names.WALL_SECONDS: task_seconds}.items():
             mlflow_client.log_metric(run_id, key, value)
         mlflow_client.set_terminated(run_id, status="FINISHED")
     return ran
@@ -475,14 +476,14 @@ def _log_episode(mlflow_client: Any, run_id: str, stats: EpisodeStats, seconds: 
 
     now = int(time.time() * 1000)
     values = {
-        "reward_mean": stats.mean_reward,
-        "reward_max": stats.max_reward,
-        "entropy": stats.entropy,
-        "baseline": stats.baseline,
-        "same_as_most_likely": stats.same_as_most_likely,
-        "mode_fraction": stats.mode_fraction,
-        "failed_children": sum(reward is None for reward in stats.rewards),
-        "episode_seconds": seconds,
+        names.REWARD_MEAN: stats.mean_reward,
+        names.REWARD_MAX: stats.max_reward,
+        names.ENTROPY: stats.entropy,
+        names.BASELINE: stats.baseline,
+        names.SAME_AS_MOST_LIKELY: stats.same_as_most_likely,
+        names.MODE_FRACTION: stats.mode_fraction,
+        names.FAILED_CHILDREN: sum(reward is None for reward in stats.rewards),
+        names.EPISODE_SECONDS: seconds,
     }
     metrics = [Metric(key, float(value), now, int(stats.episode)) for key, value in values.items() if value is not None and math.isfinite(float(value))]
     mlflow_client.log_batch(run_id, metrics=metrics)
