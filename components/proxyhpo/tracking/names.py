@@ -29,6 +29,8 @@ def tag(key: str) -> str:
 PARENT_TAG = "mlflow.parentRunId"
 
 # --- a trial spec's tag keys (TrialSpec.tags), each logged as proxyhpo.<key> --------------------------------------
+#: a final model's spec carries its role too (the run's own role tag wins)
+ROLE_KEY = "role"
 STUDY_KEY = "study"
 ARM_KEY = "arm"
 REPEAT_KEY = "repeat"
@@ -43,7 +45,7 @@ TRIAL_KEY_KEY = "trial_key"
 #: The parent run's pipeline kind (``hpo``, ``proxy-data-study``, ``proxy-net-study``, ``automl-comparison``, ``trust``, ``nas``, ``search-bench``).
 PIPELINE_TAG = "proxyhpo.pipeline"
 #: What a run is: one of the ``ROLE_*`` values below.
-ROLE_TAG = "proxyhpo.role"
+ROLE_TAG = tag(ROLE_KEY)
 #: A trial's search round.
 ROUND_TAG = "proxyhpo.round"
 #: A comparison study's arm (``full``, ``mi+labelcrop-4``, ``proxy-L3``, ``all-data``, ...); a NAS arm (``all``, ``proxy``).
