@@ -25,6 +25,7 @@ from proxyhpo.config import HyperParameters, NetworkConfig, ProxyDataManifest, S
 from proxyhpo.data.msd import load_dataset
 from proxyhpo.data.synthetic import write_synthetic_dataset
 from proxyhpo.similarity.proxy_data import compute_similarity
+from proxyhpo.tracking import names
 
 N_CASES = 6
 PATCH = "32"
@@ -419,19 +420,19 @@ def test_train_logs_each_trial_to_mlflow(capsys: pytest.CaptureFixture[str], tmp
     for result in results:
         run = runs[result["trial_id"]]
         assert run.info.status == "FINISHED"
-        assert run.data.tags["proxyhpo.role"] == "trial"
+        assert run.data.tags[names.ROLE_TAG] == names.ROLE_TRIAL
         params = run.data.params
         assert float(params["lr"]) == result["hyperparameters"]["lr"]
         assert params["optimizer"] == result["hyperparameters"]["optimizer"]
         assert float(params["intensity_shift_prob"]) == result["hyperparameters"]["intensity_shift_prob"]
         assert float(params["weight_decay"]) == result["hyperparameters"]["weight_decay"]  # a stand-alone plan logs every hyper-parameter
-        assert (params["network"], params["data"]) == ("proxy-L3", "mi-2")
+        assert (params[names.NETWORK_PARAM], params[names.DATA_PARAM]) == ("proxy-L3", "mi-2")
         metrics = run.data.metrics
-        assert metrics["val_dice"] == pytest.approx(result["final_val_dice"])
-        assert metrics["gpu_hours"] == pytest.approx(result["gpu_hours"])
-        assert metrics["process_hours"] == pytest.approx(result["process_hours"]) and "cpu_hours" not in metrics
-        assert metrics["wall_seconds"] == pytest.approx(result["wall_seconds"]) and metrics["wall_seconds"] > 0
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_dice")] == [1]
+        assert metrics[names.VAL_DICE] == pytest.approx(result["final_val_dice"])
+        assert metrics[names.GPU_HOURS] == pytest.approx(result["gpu_hours"])
+        assert metrics[names.PROCESS_HOURS] == pytest.approx(result["process_hours"]) and "cpu_hours" not in metrics
+        assert metrics[names.WALL_SECONDS] == pytest.approx(result["wall_seconds"]) and metrics[names.WALL_SECONDS] > 0
+        assert [m.step for m in client.get_metric_history(run.info.run_id, names.VAL_DICE)] == [1]
 
 
 def test_train_without_mlflow_writes_results_beside_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path, train_data: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 
 from proxyhpo.config import HUWindow, Recipe
+from proxyhpo.tracking import names
 
 TRAIN_TIMEOUT_S = 300  # a hang guard, not a speed check: a loaded 2-core machine took 138 s
 
@@ -75,7 +76,7 @@ def wait_for_epoch(process: subprocess.Popen, tracking_uri: str, experiment: str
         try:
             found = client.get_experiment_by_name(experiment)
             runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'") if found else []
-            if runs and all(len(client.get_metric_history(run.info.run_id, "val_dice")) >= epochs for run in runs):
+            if runs and all(len(client.get_metric_history(run.info.run_id, names.VAL_DICE)) >= epochs for run in runs):
                 return
         except Exception:
             pass

@@ -11,6 +11,7 @@ import yaml
 from proxyhpo import paths
 from proxyhpo.compile import compile_study
 from proxyhpo.launch import run_local
+from proxyhpo.tracking import names
 from proxyhpo.training.nas_export import ExportedNetwork
 
 
@@ -52,18 +53,18 @@ def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolate
 
     client = mlflow.MlflowClient(paths.tracking_uri())
     runs = client.search_runs([client.get_experiment_by_name("tiny-nas").experiment_id])
-    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "nas"]
+    (parent,) = [run for run in runs if run.data.tags.get(names.PIPELINE_TAG) == "nas"]
     assert parent.info.status == "FINISHED"
-    searches = [run for run in runs if run.data.tags.get("proxyhpo.role") == "nas-search"]
+    searches = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_NAS_SEARCH]
     assert len(searches) == study.nas.folds * study.nas.tasks
     for run in searches:
         assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        episode = int(run.data.tags["proxyhpo.task"])
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "reward_mean")] == [episode]
-        assert {"entropy", "same_as_most_likely", "wall_seconds"} <= set(run.data.metrics)
-    finals = [run for run in runs if run.data.tags.get("proxyhpo.role") == "nas-final"]
-    assert sorted(run.data.tags["proxyhpo.fold"] for run in finals) == ["0", "1"]
+        assert run.data.tags[names.PARENT_TAG] == parent.info.run_id
+        episode = int(run.data.tags[names.TASK_TAG])
+        assert [m.step for m in client.get_metric_history(run.info.run_id, names.REWARD_MEAN)] == [episode]
+        assert {names.ENTROPY, names.SAME_AS_MOST_LIKELY, names.WALL_SECONDS} <= set(run.data.metrics)
+    finals = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_NAS_FINAL]
+    assert sorted(run.data.tags[names.FOLD_TAG] for run in finals) == ["0", "1"]
     assert {"report.md", "controller.png", "summary.json", "fold_results.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     model = Path(mlflow.artifacts.download_artifacts(run_id=finals[0].info.run_id, artifact_path="model", tracking_uri=paths.tracking_uri()))

@@ -10,6 +10,7 @@ import pytest
 from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 from proxyhpo.errors import DataError
+from proxyhpo.tracking import names
 
 TRIAL_PARAMS = {"lr", "optimizer", "intensity_shift_prob", "network", "data"}
 
@@ -58,31 +59,31 @@ def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
     client = mlflow.MlflowClient(tiny_hpo_run.tracking_uri)
     experiment = client.get_experiment_by_name("tiny-local")
     runs = client.search_runs([experiment.experiment_id])
-    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == "hpo"]
+    (parent,) = [run for run in runs if run.data.tags.get(names.PIPELINE_TAG) == "hpo"]
     assert parent.info.status == "FINISHED"
-    for metric in ("best_val_dice", "total_gpu_hours", "total_process_hours", "final_val_dice"):
+    for metric in (names.BEST_VAL_DICE, names.TOTAL_GPU_HOURS, names.TOTAL_PROCESS_HOURS, names.FINAL_VAL_DICE):
         assert metric in parent.data.metrics, metric
-    assert parent.data.metrics["total_process_hours"] > 0
+    assert parent.data.metrics[names.TOTAL_PROCESS_HOURS] > 0
 
-    trials = [run for run in runs if run.data.tags.get("proxyhpo.role") == "trial"]
+    trials = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL]
     assert len(trials) == 4
-    assert {run.data.tags["proxyhpo.round"] for run in trials} == {"0", "1"}
-    assert len({run.data.tags["proxyhpo.trial_key"] for run in trials}) == 4  # each trial's identity, on its run
+    assert {run.data.tags[names.ROUND_TAG] for run in trials} == {"0", "1"}
+    assert len({run.data.tags[names.TRIAL_KEY_TAG] for run in trials}) == 4  # each trial's identity, on its run
     for run in trials:
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags[names.PARENT_TAG] == parent.info.run_id
         assert TRIAL_PARAMS <= set(run.data.params)
         assert run.data.params["network"] == "proxy-L3"
         assert run.data.params["data"] == f"{method}-4"
-        assert {"val_dice", "gpu_hours", "wall_seconds"} <= set(run.data.metrics)
-        history = client.get_metric_history(run.info.run_id, "val_dice")
+        assert {names.VAL_DICE, names.GPU_HOURS, names.WALL_SECONDS} <= set(run.data.metrics)
+        history = client.get_metric_history(run.info.run_id, names.VAL_DICE)
         assert [m.step for m in history] == [1]
 
-    (final,) = [run for run in runs if run.data.tags.get("proxyhpo.role") == "final"]
+    (final,) = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_FINAL]
     assert final.data.params["network"] == "proxy-L3"
-    assert "test_dice" in final.data.metrics  # evaluated on the external set
+    assert names.TEST_DICE in final.data.metrics  # evaluated on the external set
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "round_mean_val_dice")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, names.ROUND_MEAN_VAL_DICE)] == [0, 1]
     assert (tiny_hpo_run.home / "artifacts").is_dir()
 
 

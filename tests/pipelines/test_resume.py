@@ -21,6 +21,8 @@ import mlflow
 import pytest
 import yaml
 
+from proxyhpo.tracking import names
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXPERIMENT = "tiny-local"
@@ -75,7 +77,7 @@ def _runs(uri: str) -> list:
 def _trials(uri: str, round_index: int, status: str | None = None) -> list:
     return [
         run for run in _runs(uri)
-        if run.data.tags.get("proxyhpo.role") == "trial" and run.data.tags.get("proxyhpo.round") == str(round_index)
+        if run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL and run.data.tags.get(names.ROUND_TAG) == str(round_index)
         and (status is None or run.info.status == status)
     ]
 
@@ -105,8 +107,8 @@ def test_a_killed_study_resumes_with_the_same_command(tmp_path: Path, tiny_hpo_r
         assert "Traceback" not in first.stderr()
         assert "run the same command again to resume" in first.stderr().strip().splitlines()[-1]
         assert not [run for run in _runs(uri) if run.info.status == "RUNNING"]  # the launcher closed what it left
-        (parent,) = [run for run in _runs(uri) if run.data.tags.get("proxyhpo.role") == "study"]
-        assert parent.info.status == "FAILED" and parent.data.tags["proxyhpo.fail_reason"] == "terminated (SIGTERM)"
+        (parent,) = [run for run in _runs(uri) if run.data.tags.get(names.ROLE_TAG) == names.ROLE_STUDY]
+        assert parent.info.status == "FAILED" and parent.data.tags[names.FAIL_REASON_TAG] == "terminated (SIGTERM)"
         first_round = {run.info.run_id: run for run in _trials(uri, 0, "FINISHED")}
         assert len(first_round) == per_round
 
@@ -123,7 +125,7 @@ def test_a_killed_study_resumes_with_the_same_command(tmp_path: Path, tiny_hpo_r
         # a trainer ends its trials within a second; one that finished them first kept them
         second_round = {run.info.run_id: run for run in _trials(uri, 1)}
         for run in second_round.values():
-            assert run.info.status == "FINISHED" or run.data.tags["proxyhpo.fail_reason"] == "terminated (SIGTERM)", run.info
+            assert run.info.status == "FINISHED" or run.data.tags[names.FAIL_REASON_TAG] == "terminated (SIGTERM)", run.info
         finished = {**first_round, **{key: run for key, run in second_round.items() if run.info.status == "FINISHED"}}
 
         # 3. started again: to the end
@@ -135,26 +137,26 @@ def test_a_killed_study_resumes_with_the_same_command(tmp_path: Path, tiny_hpo_r
             launcher.clean_up()
 
     runs = _runs(uri)
-    (parent_after,) = [run for run in runs if run.data.tags.get("proxyhpo.role") == "study"]
+    (parent_after,) = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_STUDY]
     assert parent_after.info.run_id == parent.info.run_id  # the same parent run, reopened twice
     assert parent_after.info.status == "FINISHED"
-    assert parent_after.data.tags["proxyhpo.attempt"] == "3"
-    assert "proxyhpo.fail_reason" not in parent_after.data.tags
+    assert parent_after.data.tags[names.ATTEMPT_TAG] == "3"
+    assert names.FAIL_REASON_TAG not in parent_after.data.tags
 
-    trials = [run for run in runs if run.data.tags.get("proxyhpo.role") == "trial"]
-    keys = [run.data.tags["proxyhpo.trial_key"] for run in trials]
+    trials = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL]
+    keys = [run.data.tags[names.TRIAL_KEY_TAG] for run in trials]
     assert len(trials) == tiny_hpo_run.study.planned_trials("hpo") and len(set(keys)) == len(keys)  # one run per identity
     for run in trials:
-        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED" and run.data.tags[names.PARENT_TAG] == parent.info.run_id
         if run.info.run_id in finished:  # finished before a kill: never trained, nor even reopened, again
-            assert "proxyhpo.attempt" not in run.data.tags
+            assert names.ATTEMPT_TAG not in run.data.tags
             assert run.info.end_time == finished[run.info.run_id].info.end_time
         else:  # killed while training: the same run, trained once more
-            assert run.data.tags["proxyhpo.attempt"] == "2"
+            assert run.data.tags[names.ATTEMPT_TAG] == "2"
     logs = "".join(path.read_text() for path in sorted((home / "logs").glob("*.log")))
     # the first round skipped by both later starts, the second round's finished trials by the last
     assert logs.count("finished by an earlier start of the study") == 2 * per_round + len(finished) - per_round
-    assert len([run for run in runs if run.data.tags.get("proxyhpo.role") == "final"]) == 1
+    assert len([run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_FINAL]) == 1
 
     # the result equals the uninterrupted run's with the same seeds
     reference = tiny_hpo_run.summary

@@ -19,6 +19,7 @@ from proxyhpo import paths
 from proxyhpo.cli import main
 from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
+from proxyhpo.tracking import names
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +66,16 @@ def _runs(kind: str):
     client = mlflow.MlflowClient(paths.tracking_uri())
     experiment = client.get_experiment_by_name("tiny-studies")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    (parent,) = [run for run in runs if run.data.tags.get("proxyhpo.pipeline") == kind]
-    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    (parent,) = [run for run in runs if run.data.tags.get(names.PIPELINE_TAG) == kind]
+    children = [run for run in runs if run.data.tags.get(names.PARENT_TAG) == parent.info.run_id]
     return client, parent, children
 
 
 def _mean_dice_by_point(children, arm: str, metric: str) -> dict[str, float]:
     by_point: dict[str, list[float]] = {}
     for run in children:
-        if run.data.tags["proxyhpo.arm"] == arm and run.info.status == "FINISHED":
-            by_point.setdefault(run.data.tags["proxyhpo.point"], []).append(run.data.metrics[metric])
+        if run.data.tags[names.ARM_TAG] == arm and run.info.status == "FINISHED":
+            by_point.setdefault(run.data.tags[names.POINT_TAG], []).append(run.data.metrics[metric])
     return {point: float(np.mean(values)) for point, values in by_point.items()}
 
 
@@ -84,19 +85,19 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
     assert parent.info.status == "FINISHED"
     # (all data + 2 methods x 1 budget) x 2 repeats x 4 grid points
     assert len(children) == 3 * 2 * 4
-    assert {run.data.tags["proxyhpo.arm"] for run in children} == {"full", "mi+labelcrop-4", "random-4"}
-    assert {run.data.tags["proxyhpo.repeat"] for run in children} == {"0", "1"}
+    assert {run.data.tags[names.ARM_TAG] for run in children} == {"full", "mi+labelcrop-4", "random-4"}
+    assert {run.data.tags[names.REPEAT_TAG] for run in children} == {"0", "1"}
     for run in children:
-        assert {"lr", "optimizer", "network", "data"} <= set(run.data.params)
-        assert {"final_val_dice", "test_dice", "process_hours", "steps_run"} <= set(run.data.metrics)
+        assert {"lr", "optimizer", names.NETWORK_PARAM, names.DATA_PARAM} <= set(run.data.params)
+        assert {names.FINAL_VAL_DICE, names.TEST_DICE, names.PROCESS_HOURS, names.STEPS_RUN} <= set(run.data.metrics)
 
     # the reported correlation is the one recomputed from the child runs
-    reference = _mean_dice_by_point(children, "full", "test_dice")
-    proxy = _mean_dice_by_point(children, "mi+labelcrop-4", "test_dice")
+    reference = _mean_dice_by_point(children, "full", names.TEST_DICE)
+    proxy = _mean_dice_by_point(children, "mi+labelcrop-4", names.TEST_DICE)
     points = sorted(set(reference) & set(proxy))
     expected = stats.spearmanr([proxy[p] for p in points], [reference[p] for p in points]).statistic
     if np.isfinite(expected):
-        assert parent.data.metrics["spearman_rho"] == pytest.approx(expected, abs=1e-9)
+        assert parent.data.metrics[names.SPEARMAN_RHO] == pytest.approx(expected, abs=1e-9)
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "cells.json", "study.json"} <= artifacts
     cells = json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json")).read_text())
@@ -104,21 +105,21 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
 
     # the speed-up as run is recomputed from the runs' hours and the selection's cost
     def hours(arm: str) -> float:
-        return sum(run.data.metrics["process_hours"] for run in children if run.data.tags["proxyhpo.arm"] == arm) / 2
+        return sum(run.data.metrics[names.PROCESS_HOURS] for run in children if run.data.tags[names.ARM_TAG] == arm) / 2
 
     selection = next(cell["selection_seconds"] for cell in cells if cell["arm"] == "mi+labelcrop-4") / 3600
-    assert parent.data.metrics["speedup_vs_full"] == pytest.approx(hours("full") / (hours("mi+labelcrop-4") + selection), rel=1e-6)
+    assert parent.data.metrics[names.SPEEDUP_VS_FULL] == pytest.approx(hours("full") / (hours("mi+labelcrop-4") + selection), rel=1e-6)
 
 
 def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
     run_local(tiny_studies(tmp_path), "proxy-net-study")
     _, parent, children = _runs("proxy-net-study")
     assert parent.info.status == "FINISHED"
-    assert {run.data.tags["proxyhpo.arm"] for run in children} == {"full", "proxy-L3"}
+    assert {run.data.tags[names.ARM_TAG] for run in children} == {"full", "proxy-L3"}
     assert {run.data.params["network"] for run in children} == {"full", "proxy-L3"}
     assert len(children) == 2 * 2 * 4
     # every network of a repeat trains on the same split
-    cases = {(run.data.tags["proxyhpo.arm"], run.data.tags["proxyhpo.repeat"]) for run in children}
+    cases = {(run.data.tags[names.ARM_TAG], run.data.tags[names.REPEAT_TAG]) for run in children}
     assert len(cases) == 4
 
 
@@ -133,7 +134,7 @@ def test_trust_check_from_the_command_line(tmp_path: Path, isolated_home: Path, 
     assert parent.info.status == "FINISHED"
     # a threshold of -1 passes any defined correlation; an undefined one (constant Dice after one epoch) is undecided
     if "trust_value" in parent.data.metrics:
-        assert code == 0 and verdict_line.startswith("proxy trusted: spearman") and parent.data.metrics["trust_passed"] == 1.0
+        assert code == 0 and verdict_line.startswith("proxy trusted: spearman") and parent.data.metrics[names.TRUST_PASSED] == 1.0
     else:
         assert code == 1 and verdict_line.startswith("proxy trust undecided")
 
@@ -154,18 +155,18 @@ def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
     run_local(parse_config(StudyConfig, document, "<test>"), "automl-comparison")
     client, parent, children = _runs("automl-comparison")
     assert parent.info.status == "FINISHED"
-    trials = [run for run in children if run.data.tags["proxyhpo.role"] == "trial"]
-    finals = [run for run in children if run.data.tags["proxyhpo.role"] == "final"]
-    assert sorted(run.data.tags["proxyhpo.arm"] for run in trials) == ["all-data"] * 2 + ["proxy-data"] * 2
+    trials = [run for run in children if run.data.tags[names.ROLE_TAG] == names.ROLE_TRIAL]
+    finals = [run for run in children if run.data.tags[names.ROLE_TAG] == names.ROLE_FINAL]
+    assert sorted(run.data.tags[names.ARM_TAG] for run in trials) == ["all-data"] * 2 + ["proxy-data"] * 2
     assert {run.data.params["data"] for run in trials} == {"full", "mi+labelcrop-4"}
-    assert sorted((run.data.tags["proxyhpo.arm"], run.data.tags["proxyhpo.repeat"]) for run in finals) == [("all-data", "0"), ("proxy-data", "0")]
+    assert sorted((run.data.tags[names.ARM_TAG], run.data.tags[names.REPEAT_TAG]) for run in finals) == [("all-data", "0"), ("proxy-data", "0")]
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id, "manifests")}
     assert artifacts == {f"manifests/{arm}.json" for arm in ("all-data", "proxy-data")}
 
     # the speed-up as run is recomputed from the searches' hours and the proxy selection's cost
     def search_hours(arm: str) -> float:
-        return sum(run.data.metrics["process_hours"] for run in trials if run.data.tags["proxyhpo.arm"] == arm)
+        return sum(run.data.metrics[names.PROCESS_HOURS] for run in trials if run.data.tags[names.ARM_TAG] == arm)
 
     manifest = json.loads(Path(client.download_artifacts(parent.info.run_id, "manifests/proxy-data.json")).read_text())
     expected = search_hours("all-data") / (search_hours("proxy-data") + manifest["selection_seconds"] / 3600)
-    assert parent.data.metrics["speedup_vs_full"] == pytest.approx(expected, rel=1e-6)
+    assert parent.data.metrics[names.SPEEDUP_VS_FULL] == pytest.approx(expected, rel=1e-6)

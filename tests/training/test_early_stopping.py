@@ -9,6 +9,7 @@ from proxyhpo.config import HyperParameters, StudyConfig, TrialPlan, TrialResult
 from proxyhpo.config.early_stopping import EarlyStoppingConfig, rung_epochs
 from proxyhpo.errors import ConfigError
 from proxyhpo.training import ModelPack, run_trials
+from proxyhpo.tracking import names
 from proxyhpo.training.early_stopping import EarlyStopper, EpochReport, SuccessiveHalving
 
 
@@ -242,12 +243,12 @@ def test_a_stopped_trial_is_a_killed_run_tagged_with_its_stop_and_the_report_cou
         state, stopped_at, dice = outcomes[spec.trial_id]
         assert run.info.status == (RunStatus.to_string(RunStatus.KILLED) if stopped_at else "FINISHED")
         assert run.data.tags.get(tracking.STOPPED_TAG) == (str(stopped_at) if stopped_at else None)
-        assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_dice")] == list(dice.items())
-        assert run.data.metrics["process_hours"] == pytest.approx(0.001 * max(dice))
+        assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, names.VAL_DICE)] == list(dice.items())
+        assert run.data.metrics[names.PROCESS_HOURS] == pytest.approx(0.001 * max(dice))
 
     summary, markdown = build_report(study, parent, tmp_path / "report", tracking_uri=uri)
     assert (summary.n_trials, summary.n_stopped, summary.n_failed, summary.best_trial) == (3, 2, 0, "r0-t000")
     assert (summary.trial_epochs_run, summary.trial_epochs_saved) == (13, 8 + 6)
-    assert client.get_run(parent).data.metrics["trial_epochs_saved"] == 14
+    assert client.get_run(parent).data.metrics[names.TRIAL_EPOCHS_SAVED] == 14
     assert "Early stopping stopped 2 of 3 trials and saved 14 of 27 planned trial-epochs (52 %)." in markdown
     assert "| stopped at epoch 3, Dice 0.4000 |" in markdown and "rungs at epochs 1, 3)." in markdown

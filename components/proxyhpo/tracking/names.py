@@ -168,6 +168,29 @@ KENDALL_TAU = "kendall_tau"
 #: an interval's bounds: ``pearson_r_low``, ``pearson_r_high``
 LOW_SUFFIX = "_low"
 HIGH_SUFFIX = "_high"
+#: a comparison's per-search costs and spreads (also per arm, as ``<arm>_<name>``)
+FINAL_VAL_DICE_STD = "final_val_dice_std"
+FINAL_TEST_DICE_STD = "final_test_dice_std"
+DEVICE_HOURS_PER_SEARCH = "device_hours_per_search"
+EQUAL_PACK_HOURS_PER_SEARCH = "equal_pack_hours_per_search"
+SELECTION_HOURS = "selection_hours"
+#: the trust gate's verdict (``trust_passed`` is 1.0 or 0.0)
+TRUST_PASSED = "trust_passed"
+TRUST_VALUE = "trust_value"
+TRUST_THRESHOLD = "trust_threshold"
+#: a NAS study's proxy arm against the all-data arm
+PROXY_SPEEDUP = "proxy_speedup"
+PROXY_CV_DICE_CHANGE = "proxy_cv_dice_change"
+#: the headline comparison (per lever also ``lever_share_<lever>``, ``lever_speedup_<lever>``)
+HEADLINE_SPEEDUP = "headline_speedup"
+HEADLINE_HOURS_FULL = "headline_hours_full"
+HEADLINE_HOURS_LEVERS = "headline_hours_levers"
+HEADLINE_DICE_FULL = "headline_dice_full"
+HEADLINE_DICE_LEVERS = "headline_dice_levers"
+HEADLINE_DICE_GAP = "headline_dice_gap"
+HEADLINE_DICE_WITHIN_TOLERANCE = "headline_dice_within_tolerance"
+HEADLINE_SPEEDUP_GOAL_MET = "headline_speedup_goal_met"
+HEADLINE_GOAL_MET = "headline_goal_met"
 #: per round, as steps (the HPO report)
 ROUND_MEAN_VAL_DICE = "round_mean_val_dice"
 ROUND_MEAN_REWARD = "round_mean_reward"
