@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from proxyhpo.config import NetworkConfig, TrialPlan, TrialResult, TrialResults, TrialSpec, check_patch_size, resolve_pack_size
@@ -53,7 +54,9 @@ def run_trials(
     another. With it (``plan.early_stopping``, or a ``stopper``), all trials of a network form one queue
     trained in ``plan.pack_size`` slots: a trial the stopper stops leaves the batched model at once (the
     step gets cheaper), and each slot freed by a stopped, finished or failed trial takes the next queued
-    trial, which starts at its epoch 0.
+    trial, which starts at its epoch 0. ``pack_size: auto`` is as many as the device holds
+    (:func:`~proxyhpo.config.resolve_pack_size` with :func:`~proxyhpo.training.capacity.pack_capacity`: measured
+    on a GPU, 4 on a CPU), never more than the network's trials.
 
     Args:
         plan: the validated trial plan (data paths absolute).
@@ -106,7 +109,7 @@ def run_trials(
         stopper = make_stopper(plan.early_stopping, plan.epochs)
     by_id: dict[str, TrialResult] = {}
     for network, specs in groups.items():
-        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=lambda: pack_capacity(network, recipe, plan.batch_size, device))
+        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device))
         # with early stopping a network's trials queue for the slots; without, they train in packs one after another
         queues = [specs] if stopper is not None else [specs[start : start + size] for start in range(0, len(specs), size)]
         for chunk in queues:
