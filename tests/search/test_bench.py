@@ -149,28 +149,3 @@ def test_cli_bench_search_refuses_a_bad_config_in_one_line(tmp_path: Path, capsy
     assert "\n" not in err and not (tmp_path / "out").exists()
     assert main(["bench", "search", str(write_bench(tmp_path)), "--seeds", "-1", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == "proxyhpo bench: error: --seeds: seeds must be >= 0, got [-1]; fix: give distinct seeds >= 0"
-
-
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_every_strategy_proposes_within_the_search_space_and_numbers_its_proposals_on(name: str, tmp_path: Path) -> None:
-    from proxyhpo.config import EarlyStoppingConfig, StudyConfig, TrialResult, TrialState, parse_config
-    from proxyhpo.search.strategies import make_strategy
-
-    study = parse_config(StudyConfig, dict(TINY_STUDY, data=dict(TINY_STUDY["data"], dataset=str(tmp_path / "tiny"))), "<test>")
-    strategy = make_strategy(name, study, seed=1, workdir=tmp_path, early_stopping=EarlyStoppingConfig(min_epochs=1), startup_trials=2)
-    assert strategy.name == name and strategy.stops_early == (name in ("reinforce+sh", "tpe+hyperband"))
-    ids = []
-    for batch in range(2):
-        proposals = strategy.ask(3)
-        for proposal in proposals:
-            study.search.space.check_values(proposal.hyperparameters)
-        ids += [proposal.proposal_id for proposal in proposals]
-        results = [
-            TrialResult(
-                trial_id=p.trial_id, state=TrialState.COMPLETE, hyperparameters={"lr": 1e-3} | p.hyperparameters, network="proxy-L3",
-                tags={"proposal_id": str(p.proposal_id)}, epochs_run=3, val_epochs=[3], val_dice=[0.1 * k], final_val_dice=0.1 * k,
-            )
-            for k, p in enumerate(proposals)
-        ]
-        strategy.tell(results)
-    assert ids == list(range(6))
