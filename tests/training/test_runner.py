@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from proxyhpo.config import FaultInjection, HyperParameters, NetworkConfig, TrialPlan, TrialResults, TrialSpec, TrialState
+from proxyhpo.config import HyperParameters, NetworkConfig, TrialPlan, TrialResults, TrialSpec, TrialState
 from proxyhpo.errors import ConfigError, DataError
 from proxyhpo.networks import build_network
 from proxyhpo.training import ModelPack, run_trial_file, run_trials
@@ -59,44 +59,6 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
     assert r.model_path == str(tmp_path / "models" / "t0.pt")
 
 
-def test_packed_run_matches_one_by_one(sphere_cases, tiny_recipe):
-    """Same seeds: a pack of 3 sees the same patches and takes the same steps as 3 separate runs."""
-    trials = [
-        TrialSpec(trial_id="a", hyperparameters=HyperParameters(lr=1e-2, optimizer="adam", intensity_shift_prob=0.5), seed=3),
-        TrialSpec(trial_id="b", hyperparameters=HyperParameters(lr=3e-3, optimizer="novograd", intensity_shift_prob=1.0), seed=4),
-        TrialSpec(trial_id="c", hyperparameters=HyperParameters(lr=1e-3, optimizer="rmsprop"), seed=5),
-    ]
-    losses: dict[int, dict] = {1: {}, 3: {}}
-    results = {}
-    for k in (1, 3):
-        plan = _plan(sphere_cases, tiny_recipe, trials, pack_size=k)
-        results[k] = run_trials(plan, on_step=lambda t, s, v, k=k: losses[k].__setitem__((t, s), v), progress=False)
-    assert [r.pack_size for r in results[1]] == [1, 1, 1] and [r.pack_size for r in results[3]] == [3, 3, 3]
-    assert len(losses[3]) == 3 * 4  # 4 steps each
-    for key, v in losses[1].items():
-        assert losses[3][key] == pytest.approx(v, rel=1e-3), key
-    for alone, packed in zip(results[1], results[3]):
-        assert packed.val_dice == pytest.approx(alone.val_dice, abs=1e-2)
-
-
-def test_faults_fail_only_their_trials(sphere_cases, tiny_recipe, tmp_path):
-    hyper = HyperParameters(lr=1e-2)
-    trials = [
-        TrialSpec(trial_id="ok", hyperparameters=hyper, seed=0),
-        TrialSpec(trial_id="nan", hyperparameters=hyper, seed=1, fault=FaultInjection(kind="nan", step=2)),
-        TrialSpec(trial_id="oom", hyperparameters=hyper, seed=2, fault=FaultInjection(kind="oom", step=3)),
-        TrialSpec(trial_id="ok2", hyperparameters=HyperParameters(lr=1e-2, optimizer="adamax"), seed=3),
-    ]
-    ok, nan, oom, ok2 = run_trials(_plan(sphere_cases, tiny_recipe, trials, pack_size=4), progress=False)
-    for r in (ok, ok2):
-        assert r.state is TrialState.COMPLETE and r.epochs_run == 2 and len(r.val_dice) == 2
-    assert nan.state is TrialState.FAILED and nan.fail_reason == "loss became nan at step 2"
-    assert nan.epochs_run == 0 and nan.val_dice == [] and nan.final_val_dice is None
-    assert oom.state is TrialState.FAILED and "out of memory during training step 3 even alone" in oom.fail_reason
-    assert oom.epochs_run == 1 and len(oom.val_dice) == 1  # step 3 is the first step of epoch 2
-    assert nan.wall_seconds < ok.wall_seconds and oom.process_hours < ok.process_hours
-
-
 def test_patch_that_does_not_suit_the_network(sphere_cases, tiny_recipe):
     recipe = tiny_recipe.model_copy(update={"patch_size": (12, 12, 12)})
     plan = _plan(sphere_cases, recipe, [TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-3), network=NetworkConfig.proxy(4))])
@@ -125,34 +87,6 @@ def test_disk_cache_gives_the_same_trial(sphere_cases, tiny_recipe, tmp_path):
     on_disk = run_trials(_plan(sphere_cases, tiny_recipe, trials, epochs=1, cache_dir=str(tmp_path / "cache")), progress=False)[0]
     assert list((tmp_path / "cache").glob("recipe-*/*.pt"))  # preprocessed volumes were written
     assert on_disk.val_dice == pytest.approx(in_memory.val_dice, abs=1e-6)
-
-
-def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_cases, tiny_recipe, tmp_path, monkeypatch):
-    """A trial that runs out of memory during the external test leaves the pack: FAILED, and its weights are not saved."""
-    from proxyhpo.training import pack_run
-
-    original = pack_run.evaluate_pack
-
-    def evaluate(pack, volumes, recipe, what="validation", members=None):
-        if what == "test":
-            predict = pack.predict
-
-            def predict_or_oom(chunk, x):
-                if any(pack.specs[i].trial_id == "b" for i in chunk):
-                    raise torch.OutOfMemoryError("simulated out-of-memory (testing)")
-                return predict(chunk, x)
-
-            monkeypatch.setattr(pack, "predict", predict_or_oom)
-        return original(pack, volumes, recipe, what, members)
-
-    monkeypatch.setattr(pack_run, "evaluate_pack", evaluate)
-    trials = [TrialSpec(trial_id=t, hyperparameters=HyperParameters(lr=1e-2), seed=s) for s, t in enumerate("ab")]
-    plan = _plan(sphere_cases, tiny_recipe, trials, epochs=1, pack_size=2, test=sphere_cases[6:], save_model_dir=str(tmp_path / "models"))
-    a, b = run_trials(plan, progress=False)
-    assert a.state is TrialState.COMPLETE and a.test_dice is not None and a.model_path == str(tmp_path / "models" / "a.pt")
-    assert b.state is TrialState.FAILED and "out of memory during test even alone" in b.fail_reason
-    assert b.test_dice is None and b.model_path is None and b.final_val_dice is None and b.val_epochs == [1]
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["a.pt"]
 
 
 def test_an_unwritable_model_folder_is_refused_before_training(sphere_cases, tiny_recipe, tmp_path):
