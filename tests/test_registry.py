@@ -28,7 +28,7 @@ from proxyhpo.config import (
     parse_config,
     selection_methods,
 )
-from proxyhpo.config.controller import HistoryRecord, best_record
+from proxyhpo.config.controller import HistoryRecord
 from proxyhpo.errors import ConfigError
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES, SIMILARITY_METRICS, STUDY_PIPELINES, Registry, docstring_summary
 from proxyhpo.networks import NetworkFamily, build_network
@@ -117,7 +117,7 @@ class FixedLearningRates(Strategy):
 
     def __init__(self, study: StudyConfig, seed: int) -> None:
         super().__init__(study, seed)
-        self.next_id, self.round, self.pending, self.history = 0, 0, [], []
+        self.next_id, self.round, self.pending, self.told = 0, 0, [], []
 
     def ask(self, n: int) -> list[Proposal]:
         self._check_n(n)
@@ -133,14 +133,14 @@ class FixedLearningRates(Strategy):
         by_id = {int(result.tags["proposal_id"]): result for result in results}
         for proposal in self.pending:
             dice, stopped = outcome_of(by_id[proposal.proposal_id]) if proposal.proposal_id in by_id else (None, None)
-            self.history.append(HistoryRecord(proposal=proposal, reward=dice, failed=dice is None, dice=dice, stopped_at_epoch=stopped))
+            self.told.append(HistoryRecord(proposal=proposal, reward=dice, failed=dice is None, dice=dice, stopped_at_epoch=stopped))
         self.pending, self.round = [], self.round + 1
 
-    def best(self) -> HistoryRecord | None:
-        return best_record(self.history)
+    def history(self) -> list[HistoryRecord]:
+        return list(self.told)
 
     def save(self, path) -> Path:
-        document = {"next_id": self.next_id, "round": self.round, "pending": [p.model_dump() for p in self.pending], "history": [h.model_dump() for h in self.history]}
+        document = {"next_id": self.next_id, "round": self.round, "pending": [p.model_dump() for p in self.pending], "history": [h.model_dump() for h in self.told]}
         Path(path).write_text(json.dumps(document))
         return Path(path)
 
@@ -150,7 +150,7 @@ class FixedLearningRates(Strategy):
         strategy = cls(study, study.search.controller.seed)
         strategy.next_id, strategy.round = document["next_id"], document["round"]
         strategy.pending = [Proposal.model_validate(p) for p in document["pending"]]
-        strategy.history = [HistoryRecord.model_validate(h) for h in document["history"]]
+        strategy.told = [HistoryRecord.model_validate(h) for h in document["history"]]
         return strategy
 
 

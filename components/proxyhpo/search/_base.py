@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from proxyhpo.config import Proposal, StudyConfig, TrialResult, TrialState, UpdateStats
-from proxyhpo.config.controller import HistoryRecord
+from proxyhpo.config.controller import HistoryRecord, best_record
 
 __all__ = ["Strategy", "study_with", "outcome_of"]
 
@@ -54,7 +54,7 @@ def outcome_of(result: TrialResult) -> tuple[float | None, int | None]:
 class Strategy(abc.ABC):
     """A search strategy: proposes hyper-parameters, learns from the results of their trials.
 
-    Subclasses implement :meth:`ask`, :meth:`tell` and :meth:`best`; those the HPO pipeline can run also
+    Subclasses implement :meth:`ask`, :meth:`tell` and :meth:`history` (:meth:`best` reads it); those the HPO pipeline can run also
     implement :meth:`save` and :meth:`restore`, so that round ``r + 1`` continues on another pod exactly
     where round ``r`` ended.
 
@@ -94,8 +94,12 @@ class Strategy(abc.ABC):
         """
 
     @abc.abstractmethod
+    def history(self) -> list[HistoryRecord]:
+        """Every proposal told so far with its Dice (None: failed) and stop epoch, in order of proposal id."""
+
     def best(self) -> HistoryRecord | None:
         """The proposal the search found best so far (:func:`~proxyhpo.config.controller.best_record`), or None."""
+        return best_record(self.history())
 
     def stopper(self) -> Any | None:
         """The rule that stops this round's trials early while they train, passed to

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from proxyhpo.config import Categorical, LogUniform, Proposal, StudyConfig, TrialResult, TrialState
-from proxyhpo.config.controller import HistoryRecord, best_record
+from proxyhpo.config.controller import HistoryRecord
 from proxyhpo.search._base import Strategy, outcome_of, study_with
 
 __all__ = ["OptunaPruning", "OptunaSearch"]
@@ -140,5 +140,5 @@ class OptunaSearch(Strategy):
         self._asked.clear()
         self.batches += 1
 
-    def best(self) -> HistoryRecord | None:
-        return best_record(self._history)
+    def history(self) -> list[HistoryRecord]:
+        return list(self._history)

@@ -65,8 +65,8 @@ class RandomSearch(Strategy):
         self._pending.clear()
         self.batches += 1
 
-    def best(self) -> HistoryRecord | None:
-        return self.state().best()
+    def history(self) -> list[HistoryRecord]:
+        return list(self._history)
 
     def state(self) -> SearchState:
         """Everything the next round needs, as one record."""

@@ -76,8 +76,8 @@ class ReinforceSearch(Strategy):
         )
         return self.last_update
 
-    def best(self) -> HistoryRecord | None:
-        return self.controller.state().best()
+    def history(self) -> list[HistoryRecord]:
+        return self.controller.history()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return self.controller.save(path)
