@@ -16,7 +16,8 @@ import yaml
 
 from proxyhpo import paths
 from proxyhpo.cli import main
-from proxyhpo.config.search_bench import STRATEGIES, SearchBenchResult
+from proxyhpo.config.search_bench import SearchBenchResult
+from proxyhpo.registry import SEARCH_STRATEGIES
 from proxyhpo.search.bench import CostModel, run_search_bench
 
 TINY_STUDY = {
@@ -88,7 +89,7 @@ def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_bes
 
     assert SearchBenchResult.read(out / "search.json") == result
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [run.strategy for run in result.runs] == list(STRATEGIES)
+    assert [run.strategy for run in result.runs] == list(SEARCH_STRATEGIES.names())
     assert result.budget_hours == pytest.approx(4 * result.calibration.full_trial_hours)
 
     client = mlflow.MlflowClient(paths.tracking_uri())

@@ -28,7 +28,6 @@ from proxyhpo.config.search_space import Choice
 from proxyhpo.registry import SEARCH_STRATEGIES
 
 __all__ = [
-    "STRATEGIES",
     "StrategyName",
     "BudgetConfig",
     "SearchBenchConfig",
@@ -43,8 +42,6 @@ __all__ = [
 
 #: A registered search strategy's name (:data:`proxyhpo.registry.SEARCH_STRATEGIES`).
 StrategyName = Annotated[str, AfterValidator(SEARCH_STRATEGIES.check)]
-#: The strategies the benchmark runs by default, in the order a seed's batches take turns.
-STRATEGIES: tuple[str, ...] = ("random", "reinforce", "reinforce+sh", "tpe+hyperband")
 
 
 class BudgetConfig(StrictModel):
@@ -99,7 +96,7 @@ class SearchBenchConfig(StrictModel):
     study: str = Field(min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
     experiment: str | None = Field(default=None, min_length=1)
-    strategies: tuple[StrategyName, ...] = STRATEGIES
+    strategies: tuple[StrategyName, ...] = Field(default_factory=SEARCH_STRATEGIES.names)
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: BudgetConfig
     proposals_per_batch: int | None = Field(default=None, ge=1, le=256)

@@ -72,6 +72,8 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
     #: whether the strategy needs ``search.early_stopping`` (its trials stop at rungs)
     requires_early_stopping: ClassVar[bool] = False
+    #: the optional packages the strategy imports (an extra of the proxyhpo package of the same name)
+    requires_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, study: StudyConfig, seed: int) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -72,6 +72,7 @@ class OptunaSearch(Strategy):
 
     name = "tpe+hyperband"
     requires_early_stopping = True
+    requires_packages = ("optuna",)
     persistent = False
 
     def __init__(self, study: StudyConfig, seed: int, *, startup_trials: int | None = None) -> None:

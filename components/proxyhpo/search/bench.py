@@ -203,8 +203,10 @@ class SearchBench:
     """
 
     def __init__(self, config: SearchBenchConfig, *, progress: bool = True, workdir: str | os.PathLike[str] | None = None) -> None:
-        if "tpe+hyperband" in config.strategies and importlib.util.find_spec("optuna") is None:
-            raise ProxyHPOError("strategy tpe+hyperband needs Optuna, which is not installed; fix: pip install 'proxyhpo[optuna]', or drop it from strategies")
+        for name in config.strategies:
+            for package in SEARCH_STRATEGIES[name].requires_packages:
+                if importlib.util.find_spec(package) is None:
+                    raise ProxyHPOError(f"strategy {name} needs {package}, which is not installed; fix: pip install 'proxyhpo[{package}]', or drop it from strategies")
         self.config = config
         self.progress = progress
         self.bench_id = uuid.uuid4().hex[:12]
