@@ -13,6 +13,7 @@ from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
+from proxyhpo.search import strategy_class
 from proxyhpo.tracking import names
 
 __all__ = ["PIPELINE_NAME", "build_hpo_pipeline", "search_rounds"]
@@ -110,6 +111,7 @@ def search_rounds(
     Returns:
         The controller's final state (an artifact channel).
     """
+    strategy_class(study)  # a strategy the rounds cannot carry from task to task stops the launch here, in one line
     run = start.outputs["study_run"]
     label = f"{arm}: " if arm else ""
     arguments = {"arm": arm} if arm else {}  # the HPO pipeline keeps the components' default

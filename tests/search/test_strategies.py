@@ -122,3 +122,17 @@ def test_a_strategy_kept_in_memory_says_so_when_a_pipeline_asks_to_carry_it(name
 def test_seeds_change_what_random_search_proposes() -> None:
     assert _strategy("random", 1).ask(3) != _strategy("random", 2).ask(3)
     assert _strategy("random", 1).ask(3) == _strategy("random", 1).ask(3)
+
+
+def test_compiling_a_search_with_a_strategy_kept_in_memory_stops_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from proxyhpo.cli import main
+
+    (name,) = [name for name in STRATEGIES if name not in PERSISTENT]
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(tmp_path / "d")}, "search": {"strategy": name, "early_stopping": {"min_epochs": 1}}}))
+    assert main(["compile", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"proxyhpo compile: error: search.strategy: '{name}' keeps its state in memory") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo.config import PackSpec, Proposal, StudyConfig, TrialResults, UpdateStats, resolve_pack_size
-from proxyhpo.errors import ConfigError, TrialError
-from proxyhpo.registry import SEARCH_STRATEGIES
+from proxyhpo.errors import TrialError
+from proxyhpo.search import strategy_class
 
-__all__ = ["strategy_class", "init_controller", "propose_round", "update_round", "split_into_packs", "final_hyperparameters"]
+__all__ = ["init_controller", "propose_round", "update_round", "split_into_packs", "final_hyperparameters"]
 
 
 def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int | None, queued: bool = False) -> list[list[Proposal]]:
@@ -45,21 +45,6 @@ def split_into_packs(proposals: Sequence[Proposal], *, gpus: int, pack_size: int
         ordered = sorted(proposals, key=lambda p: (str(p.hyperparameters.get("optimizer", "")), p.proposal_id))
         size = pack_size or math.ceil(len(ordered) / max(1, gpus))
     return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
-
-
-def strategy_class(study: StudyConfig) -> Any:
-    """The class of the study's ``search.strategy``, checked to run between pipeline tasks.
-
-    Raises:
-        ConfigError: when the strategy cannot be carried between tasks, or needs early stopping the study lacks.
-    """
-    name = study.search.strategy
-    cls = SEARCH_STRATEGIES[name]
-    if not cls.persistent:
-        raise ConfigError("search.strategy", f"'{name}' keeps its state in memory and runs only in `proxyhpo bench search`", f"choose one of {', '.join(n for n in SEARCH_STRATEGIES if SEARCH_STRATEGIES[n].persistent)}")
-    if cls.requires_early_stopping and study.search.early_stopping is None:
-        raise ConfigError("search.early_stopping", f"search.strategy '{name}' stops trials at rungs, and the study sets none", "set search.early_stopping (min_epochs, reduction_factor)")
-    return cls
 
 
 def init_controller(study: StudyConfig, state_out: str | os.PathLike[str]) -> Path:

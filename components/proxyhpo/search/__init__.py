@@ -8,6 +8,6 @@
   and device-hour budget, for several seeds, logged to MLflow; results under ``bench/results/``.
 """
 
-from proxyhpo.search._base import Strategy, outcome_of, study_with
+from proxyhpo.search._base import Strategy, outcome_of, strategy_class, study_with
 
-__all__ = ["Strategy", "outcome_of", "study_with"]
+__all__ = ["Strategy", "outcome_of", "strategy_class", "study_with"]

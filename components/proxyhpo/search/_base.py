@@ -27,8 +27,10 @@ from typing import Any, ClassVar
 
 from proxyhpo.config import Proposal, StudyConfig, TrialResult, TrialState, UpdateStats
 from proxyhpo.config.controller import HistoryRecord, best_record
+from proxyhpo.errors import ConfigError
+from proxyhpo.registry import SEARCH_STRATEGIES
 
-__all__ = ["Strategy", "study_with", "outcome_of"]
+__all__ = ["Strategy", "study_with", "outcome_of", "strategy_class"]
 
 
 def study_with(study: StudyConfig, section: str, **values: Any) -> StudyConfig:
@@ -130,3 +132,22 @@ class Strategy(abc.ABC):
     def _check_n(n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+
+
+def strategy_class(study: StudyConfig) -> type[Strategy]:
+    """The class of the study's ``search.strategy``, checked to run between pipeline tasks.
+
+    The HPO pipeline's search calls this when it is built, so a strategy it cannot run stops the launch
+    with one line, before any task starts.
+
+    Raises:
+        ConfigError: when the strategy cannot be carried between tasks, or needs early stopping the study lacks.
+    """
+    name = study.search.strategy
+    cls = SEARCH_STRATEGIES[name]
+    if not cls.persistent:
+        carried = ", ".join(other for other in SEARCH_STRATEGIES if SEARCH_STRATEGIES[other].persistent)
+        raise ConfigError("search.strategy", f"'{name}' keeps its state in memory and runs only in `proxyhpo bench search`", f"choose one of {carried}")
+    if cls.requires_early_stopping and study.search.early_stopping is None:
+        raise ConfigError("search.early_stopping", f"search.strategy '{name}' stops trials at rungs, and the study sets none", "set search.early_stopping (min_epochs, reduction_factor)")
+    return cls
