@@ -18,6 +18,8 @@ second. Stages import it; it imports none of them. Modules, one per concept:
 - :mod:`~proxyhpo.config.data`: the study's data split and the proxy data manifest.
 - :mod:`~proxyhpo.config.nas`: the NAS settings of a study, its plan and fold results.
 - :mod:`~proxyhpo.config.studies`: the paper's comparison studies, their grid, arms and cells.
+- :mod:`~proxyhpo.config.packing`: what ``pack_size`` means (``"auto"`` resolved by one rule).
+- :mod:`~proxyhpo.config.checkpoint`: the record of a pack's checkpoint.
 """
 
 from proxyhpo.config.base import Record, StrictModel, brief, config_error, load_config, load_yaml, parse_config
