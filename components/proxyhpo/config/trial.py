@@ -136,7 +136,8 @@ class TrialPlan(Record):
         val_every: validate every this many epochs (and always after the last, and at the rungs of ``early_stopping``).
         batch_size: volumes per step; each gives ``recipe.num_samples`` patches.
         trials: the trials; several are trained together as packs.
-        pack_size: models per pack, or ``"auto"`` (from free GPU memory; 4 on a CPU).
+        pack_size: models per pack, or ``"auto"`` (from free GPU memory; 4 on a CPU; see
+            :func:`~proxyhpo.config.resolve_pack_size`).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         cache_dir: when set, preprocessed volumes are cached on disk there (``PersistentDataset``) and
             reused across trials; otherwise they are cached in memory for the run (``CacheDataset``).
