@@ -87,7 +87,10 @@ class _StudyProgress(threading.Thread):
     def run(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        total = self.study.planned_trials(self.kind)
+        try:
+            total = self.study.planned_trials(self.kind)
+        except ValueError:  # a study pipeline that does not say how many trials it trains: the bar only counts them
+            total = None
         final_task = None
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console) as bar:
             task = bar.add_task(self._describe(0, 0, 0, False), total=total)
