@@ -132,12 +132,12 @@ def arm_rows(parent: Any, sampler: LoadSampler | None, previous: dict[str, Any] 
         else:
             load = ((previous or {}).get(arm) or {}).get("mean_load_during_trials")
         rows[arm] = {
-            "hours": search.hours,
-            "trial_hours": search.trial_hours,
-            "selection_hours": search.selection_hours,
-            "equal_pack_hours": search.equal_pack_hours,
-            "n_trials": search.n_trials,
-            "n_failed": search.n_failed,
+            "hours": search.cost.hours,
+            "trial_hours": search.cost.trial_hours,
+            "selection_hours": search.cost.selection_hours,
+            "equal_pack_hours": search.cost.equal_pack_hours,
+            "n_trials": search.trials.n_trials,
+            "n_failed": search.trials.n_failed,
             "n_stopped": sum(tracking.STOPPED_TAG in run.data.tags for run in trials),
             "trial_epochs": sum(run.data.metrics.get(names.EPOCHS_RUN, 0.0) for run in trials),
             "trial_steps": sum(run.data.metrics.get(names.STEPS_RUN, 0.0) for run in trials),

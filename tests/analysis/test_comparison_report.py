@@ -14,10 +14,13 @@ import pytest
 from mlflow.entities import Metric
 
 from proxyhpo import tracking
-from proxyhpo.analysis.comparison_report import ArmSearch, collect_searches, read_manifests
+from proxyhpo.analysis import comparison_report
+from proxyhpo.analysis.comparison_report import MANIFESTS_FOLDER, ArmSearch, ComparisonRecord, collect, collect_searches, read_manifests, render
+from proxyhpo.analysis.costs import SearchCost
 from proxyhpo.analysis.study_report import StudyReport, build_study_report, render_report, write_study_report
 from proxyhpo.config import DataConfig, ProxyDataManifest, SearchConfig, SearchSpace, StudiesConfig, StudyConfig
 from proxyhpo.config.studies import ComparisonConfig
+from proxyhpo.tracking import names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPACE = {"lr": {"type": "log_uniform", "low": 1e-4, "high": 1e-2}, "intensity_shift_prob": {"type": "uniform", "low": 0.0, "high": 1.0}}
@@ -92,7 +95,7 @@ class _Logger:
 
     def run(self, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float | None], status: str) -> str:
         self.clock += 1000
-        run = self.client.create_run(self.experiment_id, start_time=self.clock, tags={tracking.PARENT_TAG: self.parent, **tags})
+        run = self.client.create_run(self.experiment_id, start_time=self.clock, tags={names.PARENT_TAG: self.parent, **tags})
         run_id = run.info.run_id
         for key, value in params.items():
             self.client.log_param(run_id, key, value)
@@ -104,31 +107,44 @@ class _Logger:
 def _log_comparison(
     uri: str, study: StudyConfig, trials: dict[str, list[tuple[int, float, float, float | None, float, int, bool]]],
     finals: dict[str, list[tuple[float, float | None]]], *, manifests: dict[str, tuple[str, int, float, str]], cpu: bool = False,
-    final_params: dict[str, dict[str, str]] | None = None,
+    final_params: dict[str, dict[str, str]] | None = None, stopped: dict[str, dict[int, str]] | None = None,
 ) -> str:
-    """The comparison's parent run (study.json, manifests/<arm>.json), its search trials and its final models."""
+    """The comparison's parent run (study.json, manifests/<arm>.json), its search trials and its final models.
+
+    ``stopped``: arm -> {index of a trial in its rows: the run status} of trials early stopping ended (tagged as the
+    pipeline tags them: ``proxyhpo.state=STOPPED`` and ``proxyhpo.stopped_at_epoch``).
+    """
     parent = tracking.start_parent_run(study.name, "automl-comparison", config=study.model_dump(mode="json"), tracking_uri=uri)
     log = _Logger(uri, parent)
     for arm, data in manifests.items():
-        log.client.log_dict(parent, _manifest(*data), f"manifests/{arm}.json")
+        log.client.log_dict(parent, _manifest(*data), f"{MANIFESTS_FOLDER}/{arm}.json")
     best: dict[str, dict[str, str]] = {}
     for arm, rows in trials.items():
         counters: dict[int, int] = {}
         top = -1.0
-        for round_, lr, shift, dice, hours, pack, failed in rows:
+        for position, (round_, lr, shift, dice, hours, pack, failed) in enumerate(rows):
             index = counters[round_] = counters.get(round_, -1) + 1
-            params = {"lr": str(lr), "intensity_shift_prob": str(shift), "network": NETWORK.get(arm, "full"), "data": arm}
-            tags = {tracking.ROLE_TAG: "trial", "proxyhpo.arm": arm, tracking.ROUND_TAG: str(round_), "proxyhpo.trial_id": f"{arm}-r{round_}-p{index}"}
-            metrics = {"final_val_dice": dice, "gpu_hours": 0.0 if cpu else hours, "process_hours": hours if cpu else hours / 2, "steps_run": 50, "pack_size": pack}
-            log.run(tags, params, metrics, "FAILED" if failed else "FINISHED")
-            if not failed and dice is not None and dice > top:
+            params = {"lr": str(lr), "intensity_shift_prob": str(shift), names.NETWORK_PARAM: NETWORK.get(arm, "full"), names.DATA_PARAM: arm}
+            tags = {names.ROLE_TAG: names.ROLE_TRIAL, names.ARM_TAG: arm, names.ROUND_TAG: str(round_), names.TRIAL_ID_TAG: f"{arm}-r{round_}-p{index}"}
+            metrics = {
+                names.FINAL_VAL_DICE: dice, names.GPU_HOURS: 0.0 if cpu else hours, names.PROCESS_HOURS: hours if cpu else hours / 2,
+                names.STEPS_RUN: 50, names.PACK_SIZE: pack,
+            }
+            status = "FAILED" if failed else "FINISHED"
+            if position in (stopped or {}).get(arm, {}):
+                tags |= {names.STATE_TAG: names.STATE_STOPPED, names.STOPPED_TAG: "2"}
+                status = stopped[arm][position]  # type: ignore[index]
+            log.run(tags, params, metrics, status)
+            if status == "FINISHED" and names.STATE_TAG not in tags and dice is not None and dice > top:
                 top, best[arm] = dice, {"lr": str(lr), "intensity_shift_prob": str(shift)}
     for arm, rows in finals.items():
         for repeat, (internal, external) in enumerate(rows):
             params = (final_params or {}).get(arm) or best.get(arm, {})
-            tags = {tracking.ROLE_TAG: "final", "proxyhpo.arm": arm, "proxyhpo.repeat": str(repeat), "proxyhpo.trial_id": f"final-{arm}-r{repeat}"}
-            metrics = {"final_val_dice": internal, "test_dice": external, "gpu_hours": 0.0 if cpu else FINAL_GPU_HOURS, "process_hours": FINAL_GPU_HOURS}
-            log.run(tags, {**params, "network": "full", "data": "full"}, metrics, "FINISHED")
+            tags = {names.ROLE_TAG: names.ROLE_FINAL, names.ARM_TAG: arm, names.REPEAT_TAG: str(repeat), names.TRIAL_ID_TAG: f"final-{arm}-r{repeat}"}
+            metrics = {
+                names.FINAL_VAL_DICE: internal, names.TEST_DICE: external, names.GPU_HOURS: 0.0 if cpu else FINAL_GPU_HOURS, names.PROCESS_HOURS: FINAL_GPU_HOURS,
+            }
+            log.run(tags, {**params, names.NETWORK_PARAM: "full", names.DATA_PARAM: "full"}, metrics, "FINISHED")
     return parent
 
 
@@ -147,10 +163,10 @@ def _runs(uri: str, parent: str, role: str) -> dict[str, list[Any]]:
     """The parent's child runs of ``role`` as MLflow holds them, by arm."""
     client = tracking.client(uri)
     experiment_id = client.get_run(parent).info.experiment_id
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`proxyhpo.role` = '{role}'", max_results=1000)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent}' and tags.`{names.ROLE_TAG}` = '{role}'", max_results=1000)
     by_arm: dict[str, list[Any]] = {}
     for run in runs:
-        by_arm.setdefault(run.data.tags["proxyhpo.arm"], []).append(run)
+        by_arm.setdefault(run.data.tags[names.ARM_TAG], []).append(run)
     return by_arm
 
 
@@ -170,7 +186,7 @@ def _unit(lr: float, shift: float) -> np.ndarray:
 def test_speedups_equal_hand_computation_from_runs_and_manifests(comparison: dict[str, Any]) -> None:
     report: StudyReport = comparison["report"]
     assert report.kind == "automl-comparison" and report.verdict is None
-    trials = _runs(comparison["uri"], comparison["parent"], "trial")
+    trials = _runs(comparison["uri"], comparison["parent"], names.ROLE_TRIAL)
     manifests = {arm: json.loads(json.dumps(m.model_dump(mode="json"))) for arm, m in read_manifests(comparison["parent"], comparison["uri"]).items()}
     assert sorted(manifests) == sorted(ARMS) and manifests["proxy-data-net"]["selection_seconds"] == 360.0
     full, full_packed = _search_cost_by_hand(trials["all-data"], manifests["all-data"])
@@ -192,7 +208,7 @@ def test_speedups_equal_hand_computation_from_runs_and_manifests(comparison: dic
 
 def test_table_two_means_and_stds_by_hand(comparison: dict[str, Any]) -> None:
     report: StudyReport = comparison["report"]
-    finals = _runs(comparison["uri"], comparison["parent"], "final")
+    finals = _runs(comparison["uri"], comparison["parent"], names.ROLE_FINAL)
     table = report.markdown.split("## Table 2", 1)[1].split("\n## ", 1)[0]
     assert "| HP from: | All Data | Proxy Data&Net | Random Data |" in table
     internal_row = next(line for line in table.splitlines() if line.startswith("| MSD Dice (internal) |"))
@@ -222,7 +238,7 @@ def test_best_trial_and_distance_by_hand(comparison: dict[str, Any]) -> None:
     assert reference.hyperparameters == {"lr": pytest.approx(0.002), "intensity_shift_prob": pytest.approx(0.3)}
     assert reference.distance == 0.0
     pdn = searches["proxy-data-net"]  # the failed trial's bogus 0.99 is not its best
-    assert (pdn.best_trial, pdn.best_val_dice, pdn.n_trials, pdn.n_failed) == ("proxy-data-net-r0-p1", pytest.approx(0.66), 4, 1)
+    assert (pdn.best_trial, pdn.best_val_dice, pdn.trials.n_trials, pdn.trials.n_failed, pdn.trials.n_stopped) == ("proxy-data-net-r0-p1", pytest.approx(0.66), 4, 1, 0)
     assert pdn.network == "proxy-L3" and (pdn.method, pdn.budget, pdn.train_cases, pdn.val_cases) == ("mi+labelcrop", 8, 4, 4)
     rnd = searches["random-data"]  # a tie at 0.72: the earlier started trial wins
     assert rnd.best_trial == "random-data-r0-p1" and rnd.hyperparameters == {"lr": pytest.approx(0.01), "intensity_shift_prob": pytest.approx(0.0)}
@@ -308,3 +324,67 @@ def test_cpu_comparison_without_reference_result_or_external_set(store: str, tmp
     assert "| `all-data` | All Data | no finished trial |" in report.markdown
     assert "no external set configured" in report.markdown
     assert tracking.client(store).get_run(parent).info.status == "RUNNING"  # building logs nothing, closes nothing
+
+
+# ------------------------------------------------------------------------------------------ the record and what render draws
+
+
+def test_the_record_holds_every_number_the_report_shows(comparison: dict[str, Any]) -> None:
+    record = collect(comparison["parent"], tracking_uri=comparison["uri"])
+    assert isinstance(record, ComparisonRecord) and record.model_config.get("frozen")
+    assert (record.reference, record.headline, record.ladder) == ("all-data", "proxy-data-net", None)
+    assert (record.trials.n_trials, record.trials.n_finished, record.trials.n_failed, record.trials.n_stopped, record.trials.n_running) == (12, 11, 1, 0, 0)
+    assert (record.finals.n_trials, record.finals.n_failed) == (6, 0)
+    # the one cost model: the proxy search's trials (0.01 + 0.01 + 0.012 + 0.008 h, the failed one too) and its 360 s of selection
+    cost = record.arms["proxy-data-net"].cost
+    assert isinstance(cost, SearchCost) and cost.model_dump() == {
+        "arm": "proxy-data-net", "searches": 1, "n_trials": 4, "trial_hours": pytest.approx(0.04), "selection_hours": pytest.approx(0.1),
+        "selection_device": "cuda", "hours": pytest.approx(0.14), "equal_pack_hours": pytest.approx(0.26), "total_hours": pytest.approx(0.04),
+        "speedup": pytest.approx(0.20 / 0.14), "speedup_equal_pack": pytest.approx(0.20 / 0.26),
+    }
+    assert record.arms["all-data"].cost.speedup == pytest.approx(1.0) and record.arms["all-data"].cost.selection_device is None
+    assert record.hours.unit == "GPU-hours" and record.hours.n_on_gpu == 12
+    assert record.metrics == pytest.approx(comparison["report"].metrics)
+    # render is a function of the record alone: the same Markdown as the published report
+    rendered = render(record)
+    assert rendered.markdown == comparison["report"].markdown and rendered.kind == comparison_report.KIND
+
+
+def test_fig4_draws_one_dot_per_search_other_than_the_reference(comparison: dict[str, Any]) -> None:
+    record = collect(comparison["parent"], tracking_uri=comparison["uri"])
+    figure = render(record).figures["fig4_hp_distance"]
+    (axis,) = figure.axes
+    labels = [tick.get_text() for tick in axis.get_xticklabels()]
+    assert labels == ["Proxy Data&Net\n(proxy-data-net)\n(n = 1)", "Random Data\n(random-data)\n(n = 1)"]
+    dots = [collection.get_offsets() for collection in axis.collections]
+    assert [float(points[0][1]) for points in dots] == pytest.approx([record.arms["proxy-data-net"].distance, record.arms["random-data"].distance])
+    assert axis.get_ylabel().startswith("relative distance to the full search's hyper-parameters")
+    assert "distance to all-data's" in axis.get_title() and "(lr, intensity_shift_prob)" in axis.get_title()
+
+
+def test_a_stopped_trial_is_counted_stopped_not_failed(store: str, tmp_path: Path) -> None:
+    """Early stopping ended two proxy trials (one KILLED, as the trial writer closes it; one FINISHED, as DESIGN's contract has
+    it): they count as stopped, not failed; their Dice (even the highest) is never the search's best; their hours count."""
+    study = _study("automl-stopped", ARMS)
+    trials = dict(TRIALS) | {
+        "proxy-data-net": [
+            (0, 0.001, 0.2, 0.50, 0.010, 4, False),
+            (0, 0.004, 0.4, 0.66, 0.010, 4, False),
+            (1, 0.0002, 0.8, 0.97, 0.006, 4, False),  # stopped at epoch 2 (KILLED): its early Dice is no final one
+            (1, 0.003, 0.5, 0.61, 0.004, 4, False),  # stopped at epoch 2 (FINISHED, tagged stopped)
+        ]
+    }
+    parent = _log_comparison(store, study, trials, FINALS, manifests=DATA, stopped={"proxy-data-net": {2: "KILLED", 3: "FINISHED"}})
+    record = collect(parent, tracking_uri=store)
+    pdn = record.arms["proxy-data-net"]
+    assert (pdn.trials.n_trials, pdn.trials.n_finished, pdn.trials.n_stopped, pdn.trials.n_failed) == (4, 2, 2, 0)
+    assert (record.trials.n_stopped, record.trials.n_failed) == (2, 0)
+    assert (pdn.best_trial, pdn.best_val_dice) == ("proxy-data-net-r0-p1", pytest.approx(0.66))
+    assert pdn.cost.trial_hours == pytest.approx(0.03)  # stopped trials used the device
+    assert record.metrics["n_failed_trials"] == 0 and record.metrics["n_stopped_trials"] == 2
+    report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
+    assert "12 search trials, 0 failed, 2 stopped early; 6 final models, 0 failed" in report.markdown
+    assert "| trials (planned) | failed | stopped | final models (planned) | failed |" in report.markdown
+    assert "| `proxy-data-net` | Proxy Data&Net | MI+Labelcrop, B = 8 | 8 (4 / 4) | proxy-L3 | 2 | 4 (4) | 0 | 2 | 2 (2) | 0 |" in report.markdown
+    summary = json.loads(Path(tracking.client(store).download_artifacts(parent, names.SUMMARY_ARTIFACT, str(tmp_path))).read_text())
+    assert (summary["n_failed"], summary["n_stopped"]) == (0, 2)

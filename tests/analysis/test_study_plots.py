@@ -1,27 +1,15 @@
-"""The comparison studies' figures: each writes one valid PNG, copes with failed cells and one arm, refuses empty input."""
+"""The comparison studies' figures: what each draws (axes, series, labels), with failed cells and one arm; empty input refused."""
 
 from __future__ import annotations
 
-import struct
-from pathlib import Path
+import math
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from proxyhpo.analysis.statistics import GridCell, correlations
+from proxyhpo.analysis.statistics import GridCell, correlations, mean_std
 from proxyhpo.analysis.study_plots import plot_dice_vs_data_usage, plot_hyperparameter_distance, plot_proxy_networks, plot_proxy_vs_reference
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path: Path) -> None:
-    """A PNG file of more than 100 x 100 pixels, and nothing half-written left beside it."""
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE
-    assert data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width > 100 and height > 100
-    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".partial")] == []
 
 
 def arm(name: str, noise: float, repeats: int = 4, seed: int = 0, fail_every: int = 0) -> list[GridCell]:
@@ -35,30 +23,62 @@ def arm(name: str, noise: float, repeats: int = 4, seed: int = 0, fail_every: in
     return cells
 
 
-def test_proxy_vs_reference_with_failed_cells_and_intervals(tmp_path: Path) -> None:
+def legend(axis) -> list[str]:
+    return [text.get_text() for text in axis.get_legend().get_texts()]
+
+
+def test_proxy_vs_reference_with_failed_cells_and_intervals() -> None:
     proxy, reference = arm("mi+labelcrop-8", 0.08, fail_every=5), arm("full", 0.02, seed=1)
-    out = plot_proxy_vs_reference(proxy, reference, tmp_path / "fig2.png", title="MI+Labelcrop, 8 cases", correlation=correlations(proxy, reference, resamples=100))
-    assert out == tmp_path / "fig2.png"
-    assert_png(out)
+    result = correlations(proxy, reference, resamples=100)
+    figure = plot_proxy_vs_reference(proxy, reference, title="MI+Labelcrop, 8 cases", correlation=result)
+    assert isinstance(figure, Figure)
+    (axis,) = figure.axes
+    assert axis.get_xlabel() == "full: external Dice, mean over 4 repeats"
+    assert axis.get_ylabel() == "mi+labelcrop-8: external Dice, mean over 4 repeats"
+    failed = sum(c.external_dice is None for c in proxy)
+    assert axis.get_title() == f"MI+Labelcrop, 8 cases\nper grid point; error bars: std over repeats; failed cells left out: mi+labelcrop-8 {failed}"
+    # one point per grid point at the means over repeats (failed cells left out), the fit, and the three coefficients
+    (points,) = [line for line in axis.get_lines() if line.get_marker() == "o"]
+    for x, y, point in zip(points.get_xdata(), points.get_ydata(), sorted({c.point for c in reference}), strict=True):
+        assert x == pytest.approx(mean_std(c.external_dice for c in reference if c.point == point)[0])
+        assert y == pytest.approx(mean_std(c.external_dice for c in proxy if c.point == point)[0])
+    labels = legend(axis)
+    assert "grid points (n = 8)" in labels and any(label.startswith("least-squares fit (slope ") for label in labels)
+    coefficients = [label for label in labels if label.split(" = ")[0] in ("r", "ρ", "τ")]
+    pearson = result["pearson"]
+    assert coefficients[0] == f"r = {pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}]"
+    assert [label.split(" = ")[0] for label in coefficients] == ["r", "ρ", "τ"]
 
 
-def test_proxy_vs_reference_when_no_point_finished_in_both(tmp_path: Path) -> None:
+def test_proxy_vs_reference_when_no_point_finished_in_both() -> None:
     failed = [cell.model_copy(update={"external_dice": None, "internal_dice": None}) for cell in arm("random-8", 0.1)]
-    assert_png(plot_proxy_vs_reference(failed, arm("full", 0.02), tmp_path / "sub" / "fig2.png", metric="internal"))
+    (axis,) = plot_proxy_vs_reference(failed, arm("full", 0.02), metric="internal").axes
+    assert [text.get_text() for text in axis.texts] == ["no grid point finished in both arms"]
+    assert axis.get_xlabel() == "full: internal Dice, mean over 4 repeats"
+    assert "failed cells left out: random-8 32" in axis.get_title()
 
 
-def test_proxy_vs_reference_refuses_empty_input(tmp_path: Path) -> None:
+def test_proxy_vs_reference_refuses_empty_input() -> None:
     with pytest.raises(ValueError, match=r"^proxy must hold at least one GridCell, got none$"):
-        plot_proxy_vs_reference([], arm("full", 0.02), tmp_path / "fig2.png")
+        plot_proxy_vs_reference([], arm("full", 0.02))
     with pytest.raises(ValueError, match=r"^reference must hold at least one GridCell, got none$"):
-        plot_proxy_vs_reference(arm("mi", 0.1), [], tmp_path / "fig2.png")
-    assert not (tmp_path / "fig2.png").exists()
+        plot_proxy_vs_reference(arm("mi", 0.1), [])
 
 
-def test_dice_vs_data_usage(tmp_path: Path) -> None:
-    rows = [("mi+labelcrop", 0.1, 0.71, 0.05), ("mi+labelcrop", 0.24, 0.80, 0.02), ("random", 0.24, 0.70, None), ("random", 0.1, None, None)]
-    assert_png(plot_dice_vs_data_usage(rows, tmp_path / "fig4a.png", full_dice=0.88, full_std=0.004))
-    assert_png(plot_dice_vs_data_usage([("ncc", 0.15, 0.6, 0.1)], tmp_path / "one.png"))
+def test_dice_vs_data_usage() -> None:
+    rows = [("mi+labelcrop", 0.24, 0.80, 0.02), ("mi+labelcrop", 0.1, 0.71, 0.05), ("random", 0.24, 0.70, None), ("random", 0.1, None, None)]
+    (axis,) = plot_dice_vs_data_usage(rows, full_dice=0.88, full_std=0.004).axes
+    assert axis.get_xlabel() == "training data used (% of the full training set)"
+    assert axis.get_ylabel() == "external Dice, mean ± std over repeats"
+    assert sorted(legend(axis)) == ["full data set (0.880)", "mi+labelcrop", "random"]
+    lines = {container.get_label(): container.lines[0] for container in axis.containers}
+    # one line per method, sorted by the share of data, rows without a mean left out
+    assert list(lines["mi+labelcrop"].get_xdata()) == pytest.approx([10, 24]) and list(lines["mi+labelcrop"].get_ydata()) == pytest.approx([0.71, 0.80])
+    assert list(lines["random"].get_xdata()) == pytest.approx([24]) and list(lines["random"].get_ydata()) == pytest.approx([0.70])
+    (full,) = [line for line in axis.get_lines() if line.get_label() == "full data set (0.880)"]
+    assert list(full.get_ydata()) == pytest.approx([0.88, 0.88])
+    (one,) = plot_dice_vs_data_usage([("ncc", 0.15, 0.6, 0.1)], metric_label="internal Dice", title="spleen").axes
+    assert (one.get_title(), legend(one)) == ("spleen", ["ncc"])
 
 
 @pytest.mark.parametrize(
@@ -71,37 +91,58 @@ def test_dice_vs_data_usage(tmp_path: Path) -> None:
         ([("mi", 0.2, 1.7, 0.1)], r"^rows\[0\]: mean_dice must be a number in \[0, 1\] or None, got 1.7$"),
     ],
 )
-def test_dice_vs_data_usage_argument_errors(tmp_path: Path, rows, message) -> None:
+def test_dice_vs_data_usage_argument_errors(rows, message) -> None:
     with pytest.raises(ValueError, match=message):
-        plot_dice_vs_data_usage(rows, tmp_path / "fig4a.png")
+        plot_dice_vs_data_usage(rows)
 
 
-def test_proxy_networks(tmp_path: Path) -> None:
+def test_proxy_networks() -> None:
     reference = arm("full", 0.02, fail_every=7)
     arms = {f"proxy-L{levels}": arm(f"proxy-L{levels}", 0.03 * (6 - levels), seed=levels, fail_every=levels + 3) for levels in (5, 4, 3)}
-    assert_png(plot_proxy_networks(arms, reference, tmp_path / "fig3.png"))
-    assert_png(plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, reference, tmp_path / "one.png", metric="external"))
+    figure = plot_proxy_networks(arms, reference)
+    assert len(figure.axes) == 3  # one panel per proxy network
+    failed_reference = sum(c.internal_dice is None for c in reference)
+    assert figure.get_suptitle() == f"proxy networks vs full: internal Dice per (grid point, repeat); {failed_reference} failed full cells left out"
+    full = {(c.point, c.repeat) for c in reference if c.internal_dice is not None}
+    for axis, (label, cells) in zip(figure.axes, arms.items(), strict=True):
+        pairs = [c for c in cells if c.internal_dice is not None and (c.point, c.repeat) in full]
+        (dots,) = axis.collections
+        assert len(dots.get_offsets()) == len(pairs)  # one dot per (point, repeat) where both finished
+        assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: internal Dice", f"{label}: internal Dice")
+        failed = sum(c.internal_dice is None for c in cells)
+        assert axis.get_title().startswith(f"{label}: r = ") and axis.get_title().endswith(f"(n = {len(pairs)}; {failed} failed left out)")
+    (one,) = plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, reference, metric="external").axes
+    assert one.get_xlabel() == "full: external Dice"
 
 
-def test_proxy_networks_refuses_empty_input(tmp_path: Path) -> None:
+def test_proxy_networks_refuses_empty_input() -> None:
     with pytest.raises(ValueError, match=r"^arms must map at least one proxy network's label to its cells, got \{\}$"):
-        plot_proxy_networks({}, arm("full", 0.02), tmp_path / "fig3.png")
+        plot_proxy_networks({}, arm("full", 0.02))
     with pytest.raises(ValueError, match=r"^arms\['proxy-L3'\] must hold at least one GridCell, got none$"):
-        plot_proxy_networks({"proxy-L3": []}, arm("full", 0.02), tmp_path / "fig3.png")
+        plot_proxy_networks({"proxy-L3": []}, arm("full", 0.02))
     with pytest.raises(ValueError, match=r"^reference must hold at least one GridCell, got none$"):
-        plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, [], tmp_path / "fig3.png")
+        plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, [])
 
 
-def test_hyperparameter_distance(tmp_path: Path) -> None:
+def test_hyperparameter_distance() -> None:
     distances = {"proxy data": [0.1, 0.2, 0.15, 0.3, 0.12], "proxy net": [0.2, 0.25], "random data": [], "all data": [0.05, 0.4]}
-    assert_png(plot_hyperparameter_distance(distances, tmp_path / "fig4c.png"))
-    assert_png(plot_hyperparameter_distance({"proxy data&net": [0.3]}, tmp_path / "one.png", title="spleen"))
+    (axis,) = plot_hyperparameter_distance(distances).axes
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["proxy data\n(n = 5)", "proxy net\n(n = 2)", "random data\n(n = 0)", "all data\n(n = 2)"]
+    # one box per arm with distances, one dot per search at its distance (jittered sideways only)
+    assert [sorted(collection.get_offsets()[:, 1]) for collection in axis.collections] == [
+        pytest.approx(sorted(values)) for values in distances.values() if values
+    ]
+    assert [math.floor(x + 0.5) for collection in axis.collections for x in collection.get_offsets()[:, 0]] == [1] * 5 + [2] * 2 + [4] * 2
+    assert axis.get_ylim()[0] == 0.0 and axis.get_ylim()[1] == pytest.approx(1.04)
+    assert axis.get_title() == "hyper-parameters found by each arm vs the full search (one dot per search)"
+    (one,) = plot_hyperparameter_distance({"proxy data&net": [0.3]}, title="spleen").axes
+    assert one.get_title() == "spleen"
 
 
-def test_hyperparameter_distance_argument_errors(tmp_path: Path) -> None:
+def test_hyperparameter_distance_argument_errors() -> None:
     with pytest.raises(ValueError, match=r"^distances must map at least one arm label to its distances, got \{\}$"):
-        plot_hyperparameter_distance({}, tmp_path / "fig4c.png")
+        plot_hyperparameter_distance({})
     with pytest.raises(ValueError, match=r"^distances holds no distance at all for the arms \['random data'\]$"):
-        plot_hyperparameter_distance({"random data": []}, tmp_path / "fig4c.png")
+        plot_hyperparameter_distance({"random data": []})
     with pytest.raises(ValueError, match=r"^distances\['proxy'\]\[1\] must be a finite number >= 0, got nan$"):
-        plot_hyperparameter_distance({"proxy": [0.1, float("nan")]}, tmp_path / "fig4c.png")
+        plot_hyperparameter_distance({"proxy": [0.1, float("nan")]})

@@ -17,6 +17,7 @@ from scipy import stats
 
 from proxyhpo import tracking
 from proxyhpo.analysis import StudyReport, build_study_report, collect_cells, latest_study_run, read_plan, render_report, write_study_report
+from proxyhpo.analysis._grid import PLAN_ARTIFACT
 from proxyhpo.config import (
     DataConfig,
     NetworkConfig,
@@ -29,6 +30,7 @@ from proxyhpo.config import (
     grid_points,
 )
 from proxyhpo.errors import ProxyHPOError
+from proxyhpo.tracking import names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRID = {"optimizer": ("adam", "rmsprop"), "lr": (0.001, 0.0001)}
@@ -57,26 +59,30 @@ def _log_study(uri: str, study: StudyConfig, kind: str, plan: list[dict[str, Any
     """A comparison study's parent run (study.json, cells.json) and one child run per trial, tagged and logged as the pipeline does."""
     parent = tracking.start_parent_run(study.name, kind, config=study.model_dump(mode="json"), tracking_uri=uri)
     client = tracking.client(uri)
-    client.log_dict(parent, plan, "cells.json")
+    client.log_dict(parent, plan, PLAN_ARTIFACT)
     experiment_id = client.get_run(parent).info.experiment_id
     now = int(time.time() * 1000)
     for trial in trials:
         tags = {
-            tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial", "proxyhpo.study": kind, "proxyhpo.arm": trial["arm"],
-            "proxyhpo.repeat": str(trial["repeat"]), "proxyhpo.point": trial["point"],
+            names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.STUDY_TAG: kind, names.ARM_TAG: trial["arm"],
+            names.REPEAT_TAG: str(trial["repeat"]), names.POINT_TAG: trial["point"],
         }
         run = client.create_run(experiment_id, run_name=f"{trial['arm']}-r{trial['repeat']}-{trial['point']}", tags=tags)
-        metrics = {key: trial[key] for key in ("final_val_dice", "test_dice", "gpu_hours", "process_hours", "steps_run", "pack_size") if trial.get(key) is not None}
+        keys = (names.FINAL_VAL_DICE, names.TEST_DICE, names.GPU_HOURS, names.PROCESS_HOURS, names.STEPS_RUN, names.PACK_SIZE)
+        metrics = {key: trial[key] for key in keys if trial.get(key) is not None}
         client.log_batch(run.info.run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()])
-        client.set_terminated(run.info.run_id, status="FAILED" if trial.get("failed") else "FINISHED")
+        if trial.get("stopped"):
+            client.set_tag(run.info.run_id, names.STATE_TAG, names.STATE_STOPPED)
+            client.set_tag(run.info.run_id, names.STOPPED_TAG, "3")
+        client.set_terminated(run.info.run_id, status="FAILED" if trial.get("failed") else "KILLED" if trial.get("stopped") else "FINISHED")
     return parent
 
 
 def _trial(arm: str, repeat: int, point: str, internal: float | None, external: float | None, gpu: float, process: float, pack: int | None = None,
-           failed: bool = False) -> dict[str, Any]:
+           failed: bool = False, stopped: bool = False) -> dict[str, Any]:
     return {
-        "arm": arm, "repeat": repeat, "point": point, "failed": failed, "gpu_hours": gpu, "process_hours": process, "steps_run": 100,
-        "pack_size": pack, "final_val_dice": internal, "test_dice": external,
+        "arm": arm, "repeat": repeat, "point": point, "failed": failed, "stopped": stopped, names.GPU_HOURS: gpu, names.PROCESS_HOURS: process,
+        names.STEPS_RUN: 100, names.PACK_SIZE: pack, names.FINAL_VAL_DICE: internal, names.TEST_DICE: external,
     }
 
 
@@ -127,10 +133,10 @@ def _runs_by_arm(uri: str, parent: str) -> dict[str, list[Any]]:
     """The parent's child runs as MLflow holds them, by arm."""
     client = tracking.client(uri)
     experiment_id = client.get_run(parent).info.experiment_id
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent}'", max_results=1000)
     by_arm: dict[str, list[Any]] = {}
     for run in runs:
-        by_arm.setdefault(run.data.tags["proxyhpo.arm"], []).append(run)
+        by_arm.setdefault(run.data.tags[names.ARM_TAG], []).append(run)
     return by_arm
 
 
@@ -139,7 +145,7 @@ def _point_means(runs: list[Any], metric: str) -> dict[str, float]:
     values: dict[str, list[float]] = {}
     for run in runs:
         if run.info.status == "FINISHED" and metric in run.data.metrics:
-            values.setdefault(run.data.tags["proxyhpo.point"], []).append(run.data.metrics[metric])
+            values.setdefault(run.data.tags[names.POINT_TAG], []).append(run.data.metrics[metric])
     return {point: float(np.mean(v)) for point, v in values.items()}
 
 
@@ -152,15 +158,15 @@ def _by_hand(proxy: list[Any], reference: list[Any], metric: str) -> dict[str, f
 
 def _cost_by_hand(runs: list[Any], plan: list[dict[str, Any]], arm: str) -> tuple[float, float]:
     """(hours per search as run, at equal pack size), from the runs' hours and the plan's selection seconds."""
-    repeats = sorted({int(run.data.tags["proxyhpo.repeat"]) for run in runs})
+    repeats = sorted({int(run.data.tags[names.REPEAT_TAG]) for run in runs})
     selection = np.mean([c["selection_seconds"] / 3600 for c in plan if c["arm"] == arm and c["repeat"] in repeats])
 
     def hours(run: Any) -> float:
         gpu = run.data.metrics.get("gpu_hours", 0.0)
         return gpu if gpu > 0 else run.data.metrics.get("process_hours", 0.0)
 
-    as_run = np.mean([sum(hours(r) for r in runs if int(r.data.tags["proxyhpo.repeat"]) == k) for k in repeats]) + selection
-    packed = np.mean([sum(hours(r) * r.data.metrics.get("pack_size", 1) for r in runs if int(r.data.tags["proxyhpo.repeat"]) == k) for k in repeats])
+    as_run = np.mean([sum(hours(r) for r in runs if int(r.data.tags[names.REPEAT_TAG]) == k) for k in repeats]) + selection
+    packed = np.mean([sum(hours(r) * r.data.metrics.get("pack_size", 1) for r in runs if int(r.data.tags[names.REPEAT_TAG]) == k) for k in repeats])
     return float(as_run), float(packed + selection)
 
 
@@ -222,7 +228,7 @@ def test_table_one_at_the_reference_best_point(proxy_data: dict[str, Any]) -> No
     runs = _runs_by_arm(proxy_data["uri"], proxy_data["parent"])
     table = report.markdown.split("## Table 1", 1)[1].split("\n## ", 1)[0]
     for label, arm in (("MI+Labelcrop", "mi+labelcrop-8"), ("Random baseline", "random-8"), ("Full Dataset", "full")):
-        values = [r.data.metrics["test_dice"] for r in runs[arm] if r.data.tags["proxyhpo.point"] == best and r.info.status == "FINISHED"]
+        values = [r.data.metrics["test_dice"] for r in runs[arm] if r.data.tags[names.POINT_TAG] == best and r.info.status == "FINISHED"]
         row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
         assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in row, row
     assert "| MI+Labelcrop | 8 cases (50%) | 0.6000 ± 0.0000 |" in table
@@ -402,7 +408,7 @@ def test_a_retried_cell_keeps_its_finished_run_and_running_trials_are_not_failur
     trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:3])]  # ... its retry finished
     parent = _log_study(store, study, "trust", plan, trials)
     client = tracking.client(store)
-    tags = {tracking.PARENT_TAG: parent, tracking.ROLE_TAG: "trial", "proxyhpo.arm": "proxy", "proxyhpo.repeat": "0", "proxyhpo.point": points[3]}
+    tags = {names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.ARM_TAG: "proxy", names.REPEAT_TAG: "0", names.POINT_TAG: points[3]}
     client.create_run(client.get_run(parent).info.experiment_id, tags=tags)  # still running
     cells = collect_cells(parent, tracking_uri=store)
     assert [(c.point, c.internal_dice) for c in cells["proxy"]] == sorted(

@@ -1,80 +1,74 @@
-"""What the comparison studies' reports share: reading a study's runs back from MLflow, and writing numbers as text.
+"""Reading a study back from MLflow: its parent run, child runs, artifacts, and how each trial ended.
 
-Private to :mod:`proxyhpo.analysis`. :mod:`~proxyhpo.analysis.study_report` (the grid studies and the
-reports' entry points) and :mod:`~proxyhpo.analysis.comparison_report` (the automl comparison) both build
-on it; neither imports the other's internals.
+Private to :mod:`proxyhpo.analysis`: every report's ``collect`` reads MLflow through these functions, so
+they all agree on what a retried run, a failed trial and an early-stopped trial are. Tag, metric and
+artifact names come from :mod:`proxyhpo.tracking.names`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from proxyhpo import paths, tracking
-from proxyhpo.analysis.statistics import GridCell
 from proxyhpo.config import StrictModel, StudyConfig, parse_config
 from proxyhpo.errors import ConfigError, ProxyHPOError
+from proxyhpo.tracking import names
 
-#: Names of the selection methods as the paper's tables print them.
-METHOD_NAMES = {"mi": "MI", "ncc": "NCC", "mi+labelcrop": "MI+Labelcrop", "ncc+labelcrop": "NCC+Labelcrop", "random": "Random baseline"}
+if TYPE_CHECKING:
+    from proxyhpo.analysis.statistics import GridCell
+
 _PAGE = 1000  # runs per search_runs page
 _UNFINISHED = ("RUNNING", "SCHEDULED")
 
-
-class RunTotals(StrictModel):
-    """What a study's trials amount to: how many ran, failed or still run, and the device hours its child runs used.
-
-    Attributes:
-        n_trials, n_failed, n_running: the trials (a retried one counted once); failed and running ones
-            are left out of every Dice.
-        gpu_hours, process_hours: ``gpu_hours`` and ``process_hours`` summed over the child runs.
-        n_on_gpu, n_on_cpu: trials that ran on a GPU (``gpu_hours`` above 0), and on the CPU alone.
-    """
-
-    n_trials: int
-    n_failed: int
-    n_running: int
-    gpu_hours: float
-    process_hours: float
-    n_on_gpu: int
-    n_on_cpu: int
-
-    @property
-    def unit(self) -> str:
-        """What the hours are, from how many trials ran on a GPU and how many on the CPU."""
-        if self.n_on_gpu and self.n_on_cpu:
-            return "device hours (GPU-hours where a GPU ran the trial, wall-hours on the CPU otherwise)"
-        return "GPU-hours" if self.n_on_gpu else "device wall-hours (CPU)"
-
-    def metrics(self) -> dict[str, float]:
-        """The totals as the parent run's metrics."""
-        return {
-            "total_gpu_hours": self.gpu_hours,
-            "total_process_hours": self.process_hours,
-            "n_trials": float(self.n_trials),
-            "n_failed_trials": float(self.n_failed),
-        }
+#: How a trial ended, as the reports count it.
+Outcome = Literal["finished", "stopped", "failed", "running"]
 
 
-class Built(StrictModel):
-    """One study's report as its builder makes it, before :func:`~proxyhpo.analysis.study_report.build_study_report` wraps it.
+class TrialCounts(StrictModel):
+    """How a set of trials ended (a retried trial counted once).
 
     Attributes:
-        markdown: the report as Markdown.
-        metrics: the parent run's summary metrics, by MLflow key.
-        plots: plot name -> the PNG's path.
-        summary: the builder's own entries of ``summary.json``.
+        n_trials: every trial.
+        n_finished: trials that trained to the end and logged their Dice.
+        n_stopped: trials early stopping ended (tag ``proxyhpo.state`` = ``STOPPED``, or
+            ``proxyhpo.stopped_at_epoch``): not failures, but their Dice is an early epoch's and no final one.
+        n_failed: trials that ended without a Dice (FAILED, KILLED, or FINISHED without one).
+        n_running: trials that have not ended yet.
     """
 
-    markdown: str
-    metrics: dict[str, float]
-    plots: dict[str, str]
-    summary: dict[str, Any]
+    n_trials: int = 0
+    n_finished: int = 0
+    n_stopped: int = 0
+    n_failed: int = 0
+    n_running: int = 0
+
+    @classmethod
+    def of(cls, outcomes: Iterable[Outcome]) -> TrialCounts:
+        """The counts of the given outcomes."""
+        listed = list(outcomes)
+        return cls(
+            n_trials=len(listed),
+            n_finished=listed.count("finished"),
+            n_stopped=listed.count("stopped"),
+            n_failed=listed.count("failed"),
+            n_running=listed.count("running"),
+        )
+
+    def __add__(self, other: TrialCounts) -> TrialCounts:
+        return TrialCounts(**{key: getattr(self, key) + getattr(other, key) for key in TrialCounts.model_fields})
+
+    def sentence(self, noun: str = "trials") -> str:
+        """``12 trials, 1 failed, 3 stopped early, 2 still running`` (stopped and running only when there are any)."""
+        return (
+            f"{self.n_trials} {noun}, {self.n_failed} failed"
+            + (f", {self.n_stopped} stopped early" if self.n_stopped else "")
+            + (f", {self.n_running} still running" if self.n_running else "")
+        )
 
 
 # --------------------------------------------------------------------------------------------- reading MLflow
@@ -118,7 +112,7 @@ def children(mlflow_client: Any, parent: Any) -> list[Any]:
     while True:
         page = mlflow_client.search_runs(
             [parent.info.experiment_id],
-            filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent.info.run_id}'",
+            filter_string=f"tags.`{names.PARENT_TAG}` = '{parent.info.run_id}'",
             max_results=_PAGE,
             order_by=["attributes.start_time ASC"],
             page_token=token,
@@ -156,7 +150,8 @@ def artifact_json(mlflow_client: Any, run_id: str, path: str) -> Any:
 
 def read_study(mlflow_client: Any, run_id: str) -> StudyConfig:
     """The study config a parent run logged as ``study.json``."""
-    return parse_config(StudyConfig, artifact_json(mlflow_client, run_id, "study.json"), f"runs:/{run_id}/study.json", fix="rerun the study")
+    source = f"runs:/{run_id}/{names.STUDY_ARTIFACT}"
+    return parse_config(StudyConfig, artifact_json(mlflow_client, run_id, names.STUDY_ARTIFACT), source, fix="rerun the study")
 
 
 def keep_run(chosen: dict[Any, Any], key: Any, run: Any) -> None:
@@ -171,14 +166,35 @@ def is_running(run: Any) -> bool:
     return run.info.status in _UNFINISHED
 
 
+def is_stopped(run: Any) -> bool:
+    """Whether early stopping ended the trial: tag ``proxyhpo.state`` = ``STOPPED`` or ``proxyhpo.stopped_at_epoch`` set."""
+    tags = run.data.tags
+    return str(tags.get(names.STATE_TAG, "")).upper() == names.STATE_STOPPED or names.STOPPED_TAG in tags
+
+
+def stopped_at_epoch(run: Any) -> int | None:
+    """The epoch early stopping stopped the trial at (tag ``proxyhpo.stopped_at_epoch``), or None."""
+    value = str(run.data.tags.get(names.STOPPED_TAG, ""))
+    return int(value) if value.isdigit() else None
+
+
+def outcome(run: Any, *dice_keys: str) -> Outcome:
+    """How the trial run ended: running, stopped early, finished (FINISHED with one of ``dice_keys`` logged) or failed."""
+    if is_running(run):
+        return "running"
+    if is_stopped(run):
+        return "stopped"
+    return "finished" if any(dice_of(run, key) is not None for key in dice_keys) else "failed"
+
+
 def device_hours(metrics: Mapping[str, Any]) -> tuple[float, float]:
     """(gpu_hours, process_hours) of a run, each a finite number >= 0."""
-    return max(0.0, number(metrics.get("gpu_hours")) or 0.0), max(0.0, number(metrics.get("process_hours")) or 0.0)
+    return max(0.0, number(metrics.get(names.GPU_HOURS)) or 0.0), max(0.0, number(metrics.get(names.PROCESS_HOURS)) or 0.0)
 
 
 def dice_of(run: Any, key: str) -> float | None:
-    """The run's Dice ``key`` clipped to [0, 1]; None unless the run FINISHED and logged it."""
-    if run.info.status != "FINISHED":
+    """The run's Dice ``key`` clipped to [0, 1]; None unless the run FINISHED, was not stopped early, and logged it."""
+    if run.info.status != "FINISHED" or is_stopped(run):
         return None
     value = number(run.data.metrics.get(key))
     return None if value is None else min(1.0, max(0.0, value))
@@ -187,8 +203,10 @@ def dice_of(run: Any, key: str) -> float | None:
 def trial_cell(run: Any, arm: str, repeat: int, point: str, internal: float | None, external: float | None) -> GridCell:
     """A trial run as a :class:`GridCell`: ``device_hours`` is ``gpu_hours`` when above 0 (a GPU), else
     ``process_hours``; ``steps`` from ``steps_run``; ``pack_size`` from the metric ``pack_size`` (1 when not logged)."""
+    from proxyhpo.analysis.statistics import GridCell
+
     gpu, process = device_hours(run.data.metrics)
-    pack = number(run.data.metrics.get("pack_size"))
+    pack = number(run.data.metrics.get(names.PACK_SIZE))
     return GridCell(
         arm=arm,
         repeat=repeat,
@@ -196,88 +214,6 @@ def trial_cell(run: Any, arm: str, repeat: int, point: str, internal: float | No
         internal_dice=internal,
         external_dice=external,
         device_hours=gpu if gpu > 0 else process,
-        steps=max(0, int(number(run.data.metrics.get("steps_run")) or 0)),
+        steps=max(0, int(number(run.data.metrics.get(names.STEPS_RUN)) or 0)),
         pack_size=max(1, int(pack)) if pack is not None else 1,
     )
-
-
-# --------------------------------------------------------------------------------------------- numbers and text
-
-
-def metric_key(name: str) -> str:
-    """``name`` as an MLflow metric key: characters other than alphanumerics, ``_ - . /`` and space become ``_``."""
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
-
-
-def arm_metrics(
-    per_arm: Mapping[str, Mapping[str, float | None]], headline: Mapping[str, float | None], totals: Mapping[str, float]
-) -> dict[str, float]:
-    """The parent run's metrics: every arm's under ``<name>.<arm>``, the headline arm's unprefixed, then the totals.
-
-    Args:
-        per_arm: arm -> its metrics, by name.
-        headline: the metrics the parent run holds unprefixed (the headline arm's, or a part of them).
-        totals: the study's totals (:meth:`RunTotals.metrics` and the like).
-
-    Returns:
-        MLflow key -> value, missing and non-finite values left out.
-    """
-    metrics: dict[str, float | None] = {
-        f"{name}.{metric_key(arm)}": value for arm, values in per_arm.items() for name, value in values.items()
-    }
-    metrics.update(headline)
-    metrics.update(totals)
-    return {key: float(value) for key, value in metrics.items() if value is not None and math.isfinite(float(value))}
-
-
-def format_dice(mean: float | None, std: float | None) -> str:
-    """A Dice as ``mean ± std`` (``mean`` alone without a std; ``–`` without a mean)."""
-    if mean is None:
-        return "–"
-    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
-
-
-def format_hours(value: float) -> str:
-    """Hours to 4 significant digits."""
-    return f"{value:.4g}"
-
-
-def format_times(value: float | None) -> str:
-    """A speed-up as ``2.50×`` (``–`` when undefined)."""
-    return "–" if value is None else f"{value:.2f}×"
-
-
-def heading(title: str, study: StudyConfig, question: str) -> list[str]:
-    """The report's title, the study's description and the question it answers."""
-    lines = [f"# {title} `{study.name}`", ""]
-    if study.description:
-        lines += [study.description, ""]
-    return lines + [question, ""]
-
-
-def unit_sentence(unit: str) -> str:
-    """What the hours of the cost section are (:attr:`RunTotals.unit`), as the section's first sentence."""
-    if unit == "GPU-hours":
-        return f"Hours are **{unit}**: the trials ran on a GPU."
-    if unit.startswith("device wall"):
-        return f"Hours are **{unit}**: the trials ran on the CPU, so each trial is charged its share of the wall-clock hours."
-    return f"Hours are **{unit}**."
-
-
-def speedup_note(reference: str) -> str:
-    """How the cost section's speed-ups over the ``reference`` arm are computed."""
-    return (
-        f"Speed-up as run: `{reference}`'s hours per search over the arm's (packing included). At equal pack size every trial is "
-        "charged as if it had run alone, each of its steps costing what a step of its pack cost (an upper bound), so the speed-up "
-        "credits only what smaller data and networks save."
-    )
-
-
-def plots_section(plots: Mapping[str, str], captions: Mapping[str, str], missing: str) -> list[str]:
-    """The report's list of plots (file name and caption), or ``missing`` when there is none."""
-    if not plots:
-        return ["## Plots", "", missing]
-    return ["## Plots", ""] + [
-        f"- [{Path(path).name}]({Path(path).name}): {captions.get(name, name)}" for name, path in plots.items()
-    ]
-

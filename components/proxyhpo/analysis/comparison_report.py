@@ -1,22 +1,17 @@
-"""The report of the paper's automl comparison (section 5, AutoML: Table 2, Fig. 4C/D), built from MLflow alone.
+"""The automl comparison's report (the paper's section 5, AutoML: Table 2, Fig. 4C/D), built from MLflow alone.
 
 The automl comparison (tag ``automl-comparison``: the RL search run on all data, proxy data, a proxy network,
-both, and random data, each result trained in full) has no plan: its parent run holds ``study.json`` and each
-arm's data manifest (``manifests/<arm>.json``), its children are the searches' trials and the final models.
-This module reads them back (:func:`collect_searches`, :class:`ArmSearch`, :func:`read_manifests`) and
-builds its report: the paper's Table 2 (the final models' internal and external Dice, the device hours per
-search and the speed-ups over the all-data search) and Fig. 4C/D (each search's best hyper-parameters and
-their relative distance to the all-data search's).
-
-The report is built, logged and served by the entry points of :mod:`~proxyhpo.analysis.study_report`
-(:func:`~proxyhpo.analysis.study_report.build_study_report`,
-:func:`~proxyhpo.analysis.study_report.write_study_report`,
-:func:`~proxyhpo.analysis.study_report.render_report`), which hand an ``automl-comparison`` run to
-:func:`build_comparison`.
+both, and random data, each result trained in full; or the lever ladder) has no plan: its parent run holds
+``study.json`` and each arm's data manifest (``manifests/<arm>.json``), its children are the searches' trials
+and the final models. :func:`collect` reads them back into a frozen :class:`ComparisonRecord`: per arm
+(:class:`ArmSearch`) how its trials ended, what its search cost (:class:`~proxyhpo.analysis.costs.SearchCost`,
+the cost model every comparison report shares), the best trial it found and the final models' Dice; the
+lever ladder's headline; the parent run's metrics. :func:`render` turns the record into Table 2, Fig. 4C/D
+and the cost section.
 
 Example:
-    >>> searches = collect_searches(parent_run_id)  # doctest: +SKIP
-    >>> searches["proxy-data-net"].speedup, searches["proxy-data-net"].distance  # doctest: +SKIP
+    >>> record = collect(parent_run_id)  # doctest: +SKIP
+    >>> record.arms["proxy-data-net"].cost.speedup, record.arms["proxy-data-net"].distance  # doctest: +SKIP
     (4.2, 0.08)
 """
 
@@ -29,43 +24,48 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxyhpo import tracking
-from proxyhpo.analysis._report_io import (
+from proxyhpo.analysis._markdown import (
     METHOD_NAMES,
-    Built,
-    RunTotals,
     arm_metrics,
-    children,
-    device_hours,
-    dice_of,
     format_dice,
     format_hours,
     format_times,
     heading,
-    is_running,
-    keep_run,
-    number,
-    parent_run,
     plots_section,
-    read_study,
     speedup_note,
-    trial_cell,
     unit_sentence,
 )
-from proxyhpo.analysis.statistics import equal_pack_hours, mean_std, relative_distance, speedup
+from proxyhpo.analysis._report_io import (
+    TrialCounts,
+    children,
+    device_hours,
+    dice_of,
+    keep_run,
+    number,
+    outcome,
+    parent_run,
+    read_study,
+    trial_cell,
+)
+from proxyhpo.analysis.costs import RunHours, SearchCost, search_cost, with_speedups
+from proxyhpo.analysis.headline import DICE_TOLERANCE, PAPER_SPEEDUP, SPEEDUP_GOAL, Headline, headline, headline_metrics
+from proxyhpo.analysis.publish import Rendered
+from proxyhpo.analysis.statistics import mean_std, relative_distance
 from proxyhpo.analysis.study_plots import plot_hyperparameter_distance
 from proxyhpo.config import Categorical, NetworkConfig, ProxyDataManifest, SearchSpace, StrictModel, StudyConfig, parse_config
-from proxyhpo.analysis.headline import DICE_TOLERANCE, PAPER_SPEEDUP, SPEEDUP_GOAL, Headline, headline, headline_metrics
 from proxyhpo.config.studies import LEVER_ARMS, REFERENCE_ARMS, SEARCH_ARMS
 from proxyhpo.errors import ConfigError
+from proxyhpo.tracking import names
 
-__all__ = ["ArmSearch", "collect_searches", "ladder_headline", "read_manifests"]
+__all__ = ["KIND", "ArmSearch", "ComparisonRecord", "collect", "collect_searches", "ladder_headline", "read_manifests", "render"]
 
 
 #: The automl comparison's pipeline tag, its reference arm (the search on all data with the full network; without
 #: it, the lever ladder's ``full-search``: see :data:`~proxyhpo.config.studies.REFERENCE_ARMS`) and its arms as the
 #: paper's Table 2 heads them (the ladder's after them).
-COMPARISON = "automl-comparison"
+KIND = "automl-comparison"
+COMPARISON = KIND
+TITLE = "AutoML comparison"
 SEARCH_REFERENCE = "all-data"
 SEARCH_ARM_NAMES = {
     "all-data": "All Data", "proxy-data": "Proxy Data", "proxy-net": "Proxy Net", "proxy-data-net": "Proxy Data&Net", "random-data": "Random Data",
@@ -74,38 +74,32 @@ SEARCH_ARM_NAMES = {
 }
 #: The arms whose numbers the parent run holds unprefixed, the first the comparison has.
 SEARCH_HEADLINES = ("proxy-data-net", "plus-early-stopping")
+#: Where the parent run holds each arm's data manifest.
+MANIFESTS_FOLDER = "manifests"
 
 HyperValue = float | str | None
 
 
 class ArmSearch(StrictModel):
-    """One arm of the automl comparison: its search, what it found, and what that gave trained in full.
+    """One arm of the automl comparison: its search, what it cost, what it found, and what that gave trained in full.
 
     Attributes:
-        arm: the search (``all-data``, ``proxy-data``, ``proxy-net``, ``proxy-data-net``, ``random-data``).
+        arm: the search (``all-data``, ``proxy-data``, ``proxy-net``, ``proxy-data-net``, ``random-data``, or a ladder arm).
         method, budget, train_cases, val_cases: the arm's search data from its manifest
             (``manifests/<arm>.json``: ``full`` or a selection method); None without a manifest.
         network: the network its search trials trained (their ``network`` param); None without trials.
-        rounds: rounds it ran trials in; n_trials, n_failed, n_running: its search trials (a FINISHED
-            trial without ``final_val_dice`` counts as failed).
-        trial_hours: device hours of its search trials, failed ones too (``gpu_hours`` where above 0,
-            else ``process_hours``).
-        selection_hours: ``selection_seconds / 3600`` of its manifest: choosing its data, once per search.
-        selection_device: where the selection ran; None when it cost nothing.
-        hours: ``trial_hours + selection_hours``: the search's cost as run (the paper's Table 2 "GPU Hours").
-        equal_pack_hours: the trials' hours as if every trial had run alone
-            (:func:`~proxyhpo.analysis.statistics.equal_pack_hours`), plus the selection.
-        speedup, speedup_equal_pack: ``all-data``'s hours over this arm's, as run and at equal pack size
-            (:func:`~proxyhpo.analysis.statistics.speedup`); None without an ``all-data`` search or
-            when this arm cost nothing.
+        rounds: rounds it ran trials in.
+        trials: how its search trials ended: a trial stopped early by the search is counted stopped, not
+            failed; a FINISHED trial without ``final_val_dice`` counts as failed.
+        cost: what its search cost (its trials, failed and stopped ones too, plus choosing its data once)
+            and its speed-ups over the reference arm; see :class:`~proxyhpo.analysis.costs.SearchCost`.
         best_trial, best_round, best_val_dice: its best FINISHED search trial by ``final_val_dice`` (the
-            search's reward; on ties the earliest started), its round and that Dice.
+            search's reward; on ties the earliest started), its round and that Dice; stopped trials never count.
         hyperparameters: the best trial's value of each search-space name (a number for a range, the
             choice as text for a categorical); empty without a finished trial.
         distance: :func:`~proxyhpo.analysis.statistics.relative_distance` of ``hyperparameters`` to the
-            ``all-data`` search's (0 for ``all-data`` itself); None when either search found nothing.
-        n_final, n_final_failed: its final models (the best hyper-parameters trained in full) and how many
-            produced no Dice.
+            reference search's (0 for the reference itself); None when either search found nothing.
+        finals: how its final models (the best hyper-parameters trained in full) ended.
         internal_mean, internal_std: the final models' ``final_val_dice`` (internal Dice, held-out
             cases), mean and sample std over repeats; external_mean, external_std: their ``test_dice``
             (external Dice; None without an external set).
@@ -120,23 +114,14 @@ class ArmSearch(StrictModel):
     val_cases: int | None
     network: str | None
     rounds: int
-    n_trials: int
-    n_failed: int
-    n_running: int
-    trial_hours: float
-    selection_hours: float
-    selection_device: str | None
-    hours: float
-    equal_pack_hours: float
-    speedup: float | None
-    speedup_equal_pack: float | None
+    trials: TrialCounts
+    cost: SearchCost
     best_trial: str | None
     best_round: int | None
     best_val_dice: float | None
     hyperparameters: dict[str, HyperValue]
     distance: float | None
-    n_final: int
-    n_final_failed: int
+    finals: TrialCounts
     internal_mean: float | None
     internal_std: float | None
     external_mean: float | None
@@ -145,20 +130,33 @@ class ArmSearch(StrictModel):
     final_matches_best: bool | None
 
 
-class _Comparison(RunTotals):
-    """Every arm's search and final models, and what all the child runs cost.
+class ComparisonRecord(StrictModel):
+    """An automl comparison's numbers.
 
-    The totals count the search trials, but ``gpu_hours`` and ``process_hours`` every child run (final
-    models included).
+    Attributes:
+        parent_run_id: the comparison's parent run.
+        study: its ``study.json``.
+        reference: the reference arm (``all-data``, or the ladder's ``full-search``).
+        arms: arm -> its search, in ``studies.comparison.arms``' order, then any arm not configured.
+        manifests: arm -> its data manifest.
+        trials, finals: how the search trials and the final models ended, over every arm.
+        hours: the device hours of every child run (final models included); where the search trials ran.
+        headline: the arm whose numbers the parent run holds unprefixed.
+        ladder: the lever ladder's headline; None without ``full-search`` and a later ladder arm.
+        metrics: the parent run's metrics.
     """
 
+    parent_run_id: str
     study: StudyConfig
     reference: str
     arms: dict[str, ArmSearch]
     manifests: dict[str, ProxyDataManifest]
-    n_final: int
-    n_final_failed: int
-    n_final_running: int
+    trials: TrialCounts
+    finals: TrialCounts
+    hours: RunHours
+    headline: str | None
+    ladder: Headline | None
+    metrics: dict[str, float]
 
 
 def read_manifests(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, ProxyDataManifest]:
@@ -177,7 +175,7 @@ def read_manifests(parent_run_id: str, tracking_uri: str | None = None) -> dict[
 
 
 def _manifests(mlflow_client: Any, run_id: str) -> dict[str, ProxyDataManifest]:
-    entries = [entry.path for entry in mlflow_client.list_artifacts(run_id, "manifests") if not entry.is_dir and entry.path.endswith(".json")]
+    entries = [entry.path for entry in mlflow_client.list_artifacts(run_id, MANIFESTS_FOLDER) if not entry.is_dir and entry.path.endswith(".json")]
     manifests: dict[str, ProxyDataManifest] = {}
     with tempfile.TemporaryDirectory(prefix="manifests-") as folder:
         for path in sorted(entries):
@@ -230,9 +228,13 @@ def _distance(found: Mapping[str, HyperValue], reference: Mapping[str, HyperValu
 def _round(run: Any) -> int | None:
     """The run's search round (tag ``proxyhpo.round``), or None."""
     try:
-        return int(run.data.tags[tracking.ROUND_TAG])
+        return int(run.data.tags[names.ROUND_TAG])
     except (KeyError, ValueError):
         return None
+
+
+def _trial_id(run: Any) -> str:
+    return run.data.tags.get(names.TRIAL_ID_TAG) or run.info.run_id
 
 
 def _reference_arm(arms: Sequence[str]) -> str:
@@ -246,7 +248,19 @@ def _comparison_arms(study: StudyConfig, found: Sequence[str]) -> list[str]:
     return order + sorted(arm for arm in set(found) if arm not in order)
 
 
-def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Comparison:
+def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRecord:
+    """The automl comparison's numbers, read back from the parent run and its child runs alone.
+
+    Search trials are the child runs tagged ``proxyhpo.role=trial`` with an arm; final models those
+    tagged ``proxyhpo.role=final`` with an arm and a repeat; each arm's data and selection cost come
+    from ``manifests/<arm>.json``, the search space from ``study.json``. Should a trial (same arm and
+    ``proxyhpo.trial_id``) or a final model (same arm and repeat) have two runs (a retry), the finished
+    one, else the newest, is kept. See :class:`ArmSearch` for what each number is.
+
+    Raises:
+        ProxyHPOError: when the run does not exist or has no ``study.json``.
+        ConfigError: when ``study.json`` or a manifest does not validate.
+    """
     mlflow_client, parent = parent_run(parent_run_id, tracking_uri)
     study = read_study(mlflow_client, parent_run_id)
     space = study.search.space
@@ -256,68 +270,54 @@ def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Compar
     other: list[Any] = []  # children of neither role still cost device hours
     for run in children(mlflow_client, parent):
         tags = run.data.tags
-        arm, role = tags.get("proxyhpo.arm"), tags.get(tracking.ROLE_TAG, "trial")
-        if not arm or role not in ("trial", "final"):
+        arm, role = tags.get(names.ARM_TAG), tags.get(names.ROLE_TAG, names.ROLE_TRIAL)
+        if not arm or role not in (names.ROLE_TRIAL, names.ROLE_FINAL):
             other.append(run)
-        elif role == "trial":
-            keep_run(trials, (arm, tags.get("proxyhpo.trial_id") or run.info.run_id), run)
+        elif role == names.ROLE_TRIAL:
+            keep_run(trials, (arm, _trial_id(run)), run)
         else:
             try:
-                keep_run(finals, (arm, int(tags.get("proxyhpo.repeat", "0"))), run)
+                keep_run(finals, (arm, int(tags.get(names.REPEAT_TAG, "0"))), run)
             except ValueError:
                 other.append(run)
     arms = _comparison_arms(study, [*manifests, *(a for a, _ in trials), *(a for a, _ in finals)])
+    reference_arm = _reference_arm(arms)
 
-    hours = [device_hours(run.data.metrics) for run in (*trials.values(), *finals.values(), *other)]
-    searched = [device_hours(run.data.metrics) for run in trials.values()]
-    built: dict[str, dict[str, Any]] = {}
-    best_settings: dict[str, dict[str, HyperValue]] = {}
+    fields: dict[str, dict[str, Any]] = {}
+    costs: dict[str, SearchCost] = {}
     for arm in arms:
         mine = [run for (a, _), run in trials.items() if a == arm]  # oldest first
-        running = [run for run in mine if is_running(run)]
-        scored = [(run, dice_of(run, "final_val_dice")) for run in mine]
+        scored = [(run, dice_of(run, names.FINAL_VAL_DICE)) for run in mine]
         done = [(run, dice) for run, dice in scored if dice is not None]
-        cells = [trial_cell(run, arm, 0, run.data.tags.get("proxyhpo.trial_id") or run.info.run_id, dice, None) for run, dice in scored]
         best = None
         if done:  # the highest reward; on ties the earliest started (then the earlier round, the smaller trial id)
-            best = min(done, key=lambda item: (-item[1], item[0].info.start_time or 0, _round(item[0]) or 0, item[0].data.tags.get("proxyhpo.trial_id", "")))[0]
+            best = min(done, key=lambda item: (-item[1], item[0].info.start_time or 0, _round(item[0]) or 0, item[0].data.tags.get(names.TRIAL_ID_TAG, "")))[0]
         manifest = manifests.get(arm)
-        seconds = manifest.selection_seconds if manifest is not None else 0.0
-        trial_hours = math.fsum(cell.device_hours for cell in cells)
-        selection_hours = seconds / 3600
+        selection = {0: (manifest.selection_seconds, manifest.selection_device)} if manifest is not None else {}
+        costs[arm] = search_cost(arm, {0: [trial_cell(run, arm, 0, _trial_id(run), dice, None) for run, dice in scored]}, selection)
         mine_finals = [run for (a, _), run in sorted(finals.items(), key=lambda item: item[0]) if a == arm]
-        internal = [dice_of(run, "final_val_dice") for run in mine_finals]
-        external = [dice_of(run, "test_dice") for run in mine_finals]
+        internal = [dice_of(run, names.FINAL_VAL_DICE) for run in mine_finals]
+        external = [dice_of(run, names.TEST_DICE) for run in mine_finals]
         logged = [_hyperparameters(run, space) for run in mine_finals if any(name in run.data.params for name in space.names)]
         final_setting = logged[0] if logged and all(_same_setting(logged[0], s) for s in logged[1:]) else None
         setting = _hyperparameters(best, space) if best is not None else {}
-        best_settings[arm] = setting
-        networks = sorted({run.data.params["network"] for run in mine if run.data.params.get("network")})
-        rounds = {_round(run) for run in mine} - {None}
+        networks = sorted({run.data.params[names.NETWORK_PARAM] for run in mine if run.data.params.get(names.NETWORK_PARAM)})
         internal_mean, internal_std = mean_std(internal)
         external_mean, external_std = mean_std(external)
-        built[arm] = {
+        fields[arm] = {
             "arm": arm,
             "method": manifest.method if manifest else None,
             "budget": manifest.budget if manifest else None,
             "train_cases": len(manifest.train_ids) if manifest else None,
             "val_cases": len(manifest.val_ids) if manifest else None,
             "network": ", ".join(networks) or None,
-            "rounds": len(rounds),
-            "n_trials": len(mine),
-            "n_failed": len(mine) - len(done) - len(running),
-            "n_running": len(running),
-            "trial_hours": trial_hours,
-            "selection_hours": selection_hours,
-            "selection_device": manifest.selection_device if manifest is not None and seconds > 0 else None,
-            "hours": trial_hours + selection_hours,
-            "equal_pack_hours": equal_pack_hours(cells) + selection_hours,
-            "best_trial": (best.data.tags.get("proxyhpo.trial_id") or best.info.run_name or best.info.run_id) if best is not None else None,
+            "rounds": len({_round(run) for run in mine} - {None}),
+            "trials": TrialCounts.of(outcome(run, names.FINAL_VAL_DICE) for run in mine),
+            "best_trial": (best.data.tags.get(names.TRIAL_ID_TAG) or best.info.run_name or best.info.run_id) if best is not None else None,
             "best_round": _round(best) if best is not None else None,
-            "best_val_dice": dice_of(best, "final_val_dice") if best is not None else None,
+            "best_val_dice": dice_of(best, names.FINAL_VAL_DICE) if best is not None else None,
             "hyperparameters": setting,
-            "n_final": len(mine_finals),
-            "n_final_failed": sum(i is None and e is None and not is_running(run) for i, e, run in zip(internal, external, mine_finals, strict=True)),
+            "finals": TrialCounts.of(outcome(run, names.FINAL_VAL_DICE, names.TEST_DICE) for run in mine_finals),
             "internal_mean": internal_mean,
             "internal_std": internal_std,
             "external_mean": external_mean,
@@ -325,52 +325,82 @@ def _collect_comparison(parent_run_id: str, tracking_uri: str | None) -> _Compar
             "final_hyperparameters": final_setting,
             "final_matches_best": _same_setting(final_setting, setting) if final_setting is not None and setting else None,
         }
-    reference_arm = _reference_arm(arms)
-    reference = built.get(reference_arm)
-    out: dict[str, ArmSearch] = {}
-    for arm, values in built.items():
-        distance = _distance(best_settings[arm], best_settings.get(reference_arm, {}), space)
-        as_run = equal = None
-        if reference is not None and reference["n_trials"] and values["n_trials"]:  # a search that ran no trial has no cost to compare
-            as_run = speedup(reference["hours"], values["hours"])
-            equal = speedup(reference["equal_pack_hours"], values["equal_pack_hours"])
-        out[arm] = ArmSearch(**values, distance=distance, speedup=as_run, speedup_equal_pack=equal)
-    running_finals = sum(is_running(run) for run in finals.values())
-    return _Comparison(
+    costs = with_speedups(costs, reference_arm)
+    reference_setting = fields[reference_arm]["hyperparameters"] if reference_arm in fields else {}
+    searches = {
+        arm: ArmSearch(**values, cost=costs[arm], distance=_distance(values["hyperparameters"], reference_setting, space)) for arm, values in fields.items()
+    }
+    others = [arm for arm in arms if arm != reference_arm]
+    headline_arm = next((arm for arm in SEARCH_HEADLINES if arm in arms), next(iter(others), None))
+    ladder = ladder_headline(searches)
+    trial_counts = sum((search.trials for search in searches.values()), TrialCounts())
+    final_counts = sum((search.finals for search in searches.values()), TrialCounts())
+    hours = RunHours.of(
+        (device_hours(run.data.metrics) for run in (*trials.values(), *finals.values(), *other)),
+        trials=(device_hours(run.data.metrics) for run in trials.values()),
+    )
+    return ComparisonRecord(
+        parent_run_id=parent_run_id,
         study=study,
         reference=reference_arm,
-        arms=out,
+        arms=searches,
         manifests=manifests,
-        n_trials=len(trials),
-        n_failed=sum(arm.n_failed for arm in out.values()),
-        n_running=sum(arm.n_running for arm in out.values()),
-        n_final=len(finals),
-        n_final_failed=sum(arm.n_final_failed for arm in out.values()),
-        n_final_running=running_finals,
-        gpu_hours=math.fsum(gpu for gpu, _ in hours),
-        process_hours=math.fsum(process for _, process in hours),
-        n_on_gpu=sum(gpu > 0 for gpu, _ in searched),
-        n_on_cpu=sum(gpu == 0 and process > 0 for gpu, process in searched),
+        trials=trial_counts,
+        finals=final_counts,
+        hours=hours,
+        headline=headline_arm,
+        ladder=ladder,
+        metrics=_metrics(searches, reference_arm, headline_arm, ladder, trial_counts, final_counts, hours),
     )
 
 
 def collect_searches(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, ArmSearch]:
-    """The automl comparison's arms, read back from the parent run and its child runs alone.
-
-    Search trials are the child runs tagged ``proxyhpo.role=trial`` with an arm; final models those
-    tagged ``proxyhpo.role=final`` with an arm and a repeat; each arm's data and selection cost come
-    from ``manifests/<arm>.json``, the search space from ``study.json``. Should a trial (same arm and
-    ``proxyhpo.trial_id``) or a final model (same arm and repeat) have two runs (a retry), the finished
-    one, else the newest, is kept. See :class:`ArmSearch` for what each number is.
-
-    Returns:
-        Arm -> its search, in ``studies.comparison.arms``' order, then any arm not configured.
+    """The automl comparison's arms (:func:`collect`'s ``arms``), in ``studies.comparison.arms``' order, then any arm not configured.
 
     Raises:
         ProxyHPOError: when the run does not exist or has no ``study.json``.
         ConfigError: when ``study.json`` or a manifest does not validate.
     """
-    return _collect_comparison(parent_run_id, tracking_uri).arms
+    return collect(parent_run_id, tracking_uri).arms
+
+
+def _metrics(
+    searches: Mapping[str, ArmSearch], reference: str, headline_arm: str | None, ladder: Headline | None, trials: TrialCounts, finals: TrialCounts, hours: RunHours
+) -> dict[str, float]:
+    """The parent run's metrics: the headline arm's unprefixed, every arm's under ``<name>.<arm>``, the lever ladder's
+    headline (``headline_*``, ``lever_share_*``, ``lever_speedup_*``), then the totals."""
+
+    def arm_values(search: ArmSearch) -> dict[str, float | None]:
+        values: dict[str, float | None] = {
+            names.FINAL_VAL_DICE: search.internal_mean,
+            "final_val_dice_std": search.internal_std,
+            names.FINAL_TEST_DICE: search.external_mean,
+            "final_test_dice_std": search.external_std,
+            names.BEST_VAL_DICE: search.best_val_dice,
+        }
+        if search.trials.n_trials:  # costs of searches that ran
+            values |= {"device_hours_per_search": search.cost.hours, "equal_pack_hours_per_search": search.cost.equal_pack_hours, "selection_hours": search.cost.selection_hours}
+        if search.arm != reference:
+            values |= {names.SPEEDUP_VS_FULL: search.cost.speedup, names.SPEEDUP_VS_FULL_EQUAL_PACK: search.cost.speedup_equal_pack, names.HP_DISTANCE: search.distance}
+        return values
+
+    per_arm = {arm: arm_values(search) for arm, search in searches.items()}
+    unprefixed = (
+        names.SPEEDUP_VS_FULL, names.SPEEDUP_VS_FULL_EQUAL_PACK, names.FINAL_VAL_DICE, names.FINAL_TEST_DICE, names.HP_DISTANCE, names.BEST_VAL_DICE,
+    )
+    headline_values = {name: value for name, value in per_arm[headline_arm].items() if name in unprefixed} if headline_arm in per_arm else {}
+    totals = {
+        names.TOTAL_GPU_HOURS: hours.gpu_hours,
+        names.TOTAL_PROCESS_HOURS: hours.process_hours,
+        names.N_TRIALS: float(trials.n_trials),
+        names.N_FAILED_TRIALS: float(trials.n_failed),
+        names.N_STOPPED_TRIALS: float(trials.n_stopped),
+        names.N_FINAL_MODELS: float(finals.n_trials),
+        names.N_FAILED_FINAL_MODELS: float(finals.n_failed),
+    }
+    if ladder is not None:
+        headline_values |= headline_metrics(ladder)
+    return arm_metrics(per_arm, headline_values, totals)
 
 
 def _value(value: HyperValue) -> str:
@@ -407,10 +437,10 @@ def ladder_headline(searches: Mapping[str, ArmSearch]) -> Headline | None:
 
     Arms of the ladder that ran no trial (or cost nothing) are left out: their lever merges with the next arm's.
     """
-    ran = [(arm, searches[arm].hours) for arm in LEVER_ARMS if arm in searches and searches[arm].n_trials and searches[arm].hours > 0]
+    ran = [(arm, searches[arm].cost.hours) for arm in LEVER_ARMS if arm in searches and searches[arm].trials.n_trials and searches[arm].cost.hours > 0]
     if len(ran) < 2 or ran[0][0] != "full-search":
         return None
-    dice = {arm: (search.internal_mean, search.internal_std, search.n_final - search.n_final_failed) for arm, search in searches.items()}
+    dice = {arm: (search.internal_mean, search.internal_std, search.finals.n_trials - search.finals.n_failed) for arm, search in searches.items()}
     return headline(ran, dice)
 
 
@@ -487,45 +517,20 @@ def _ladder_section(ladder: Headline, unit: str, repeats: int) -> list[str]:
     return lines + [""]
 
 
-def _comparison_metrics(comparison: _Comparison, headline: str | None, ladder: Headline | None) -> dict[str, float]:
-    """The parent run's metrics: the headline arm's unprefixed, every arm's under ``<name>.<arm>``, the lever ladder's
-    headline (``headline_*``, ``lever_share_*``, ``lever_speedup_*``), then the totals."""
-
-    def arm_values(search: ArmSearch) -> dict[str, float | None]:
-        values: dict[str, float | None] = {
-            "final_val_dice": search.internal_mean,
-            "final_val_dice_std": search.internal_std,
-            "final_test_dice": search.external_mean,
-            "final_test_dice_std": search.external_std,
-            "best_val_dice": search.best_val_dice,
-        }
-        if search.n_trials:  # costs of searches that ran
-            values |= {"device_hours_per_search": search.hours, "equal_pack_hours_per_search": search.equal_pack_hours, "selection_hours": search.selection_hours}
-        if search.arm != comparison.reference:
-            values |= {"speedup_vs_full": search.speedup, "speedup_vs_full_equal_pack": search.speedup_equal_pack, "hp_distance": search.distance}
-        return values
-
-    per_arm = {arm: arm_values(search) for arm, search in comparison.arms.items()}
-    unprefixed = ("speedup_vs_full", "speedup_vs_full_equal_pack", "final_val_dice", "final_test_dice", "hp_distance", "best_val_dice")
-    headline_values = {name: value for name, value in per_arm[headline].items() if name in unprefixed} if headline in per_arm else {}
-    totals = comparison.metrics() | {"n_final_models": float(comparison.n_final), "n_failed_final_models": float(comparison.n_final_failed)}
-    if ladder is not None:
-        headline_values |= headline_metrics(ladder)
-    return arm_metrics(per_arm, headline_values, totals)
-
-
-def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -> Built:
-    study = comparison.study
+def render(record: ComparisonRecord) -> Rendered:
+    """The report of an automl comparison: Markdown (what was run, Table 2, the lever ladder, the hyper-parameters
+    found, the cost), the parent run's metrics and Fig. 4C/D."""
+    study = record.study
     config = study.studies.comparison
     space = study.search.space
-    searches = comparison.arms
+    searches = record.arms
     arms = list(searches)
-    reference_arm = comparison.reference
+    reference_arm = record.reference
     others = [arm for arm in arms if arm != reference_arm]
-    headline = next((arm for arm in SEARCH_HEADLINES if arm in arms), next(iter(others), None))
-    ladder = ladder_headline(searches)
-    metrics = _comparison_metrics(comparison, headline, ladder)
-    unit = comparison.unit
+    headline, ladder = record.headline, record.ladder
+    trials, finals = record.trials, record.finals
+    unit = record.hours.unit
+    stopped = trials.n_stopped > 0
     planned_trials = study.search.rounds * study.search.proposals_per_round
     reference = searches.get(reference_arm)
 
@@ -535,17 +540,18 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         return NetworkConfig.full().name if SEARCH_ARMS[arm][1] == "full" else NetworkConfig.proxy(study.training.proxy_levels).name
 
     lines = heading(
-        "AutoML comparison",
+        TITLE,
         study,
         "Will proxy data and proxy networks lead the RL search to hyper-parameters close to those it finds on all data with the "
         "full network, and at what cost? (the paper's section 4.2 and section 5, AutoML: Table 2 and Fig. 4C/D)",
     )
     lines += [
-        f"MLflow parent run `{parent_run_id}`: {comparison.n_trials} search trials, {comparison.n_failed} failed"
-        + (f", {comparison.n_running} still running" if comparison.n_running else "")
-        + f"; {comparison.n_final} final models, {comparison.n_final_failed} failed"
-        + (f", {comparison.n_final_running} still running" if comparison.n_final_running else "")
-        + " (failed and unfinished runs are left out of every Dice, best trial and mean below; the cost counts their device hours).",
+        f"MLflow parent run `{record.parent_run_id}`: {trials.sentence('search trials')}; {finals.sentence('final models')}"
+        + (
+            " (failed, stopped and unfinished runs are left out of every Dice, best trial and mean below; the cost counts their device hours)."
+            if trials.n_stopped
+            else " (failed and unfinished runs are left out of every Dice, best trial and mean below; the cost counts their device hours)."
+        ),
         "",
         "## What was run",
         "",
@@ -559,17 +565,19 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         f"{study.final.epochs} epochs, {config.repeats} times (same split, new initialisations); internal Dice on the held-out cases, "
         + ("external Dice on the external set." if study.data.external else "no external set configured (external Dice: –)."),
         "",
-        "| arm | HP from | data | cases (train / val) | network | rounds | trials (planned) | failed | final models (planned) | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| arm | HP from | data | cases (train / val) | network | rounds | trials (planned) | failed |" + (" stopped |" if stopped else "")
+        + " final models (planned) | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if stopped else "") + " --- | --- |",
     ]
     for arm in arms:
         search = searches[arm]
-        manifest = comparison.manifests.get(arm)
+        manifest = record.manifests.get(arm)
         cases = f"{search.train_cases + search.val_cases} ({search.train_cases} / {search.val_cases})" if manifest is not None else "–"
         network = search.network or f"{planned_network(arm)} (planned)"
         lines.append(
             f"| `{arm}` | {_arm_label(arm)} | {_data_label(manifest)} | {cases} | {network} | {search.rounds} "
-            f"| {search.n_trials} ({planned_trials}) | {search.n_failed} | {search.n_final} ({config.repeats}) | {search.n_final_failed} |"
+            f"| {search.trials.n_trials} ({planned_trials}) | {search.trials.n_failed} |" + (f" {search.trials.n_stopped} |" if stopped else "")
+            + f" {search.finals.n_trials} ({config.repeats}) | {search.finals.n_failed} |"
         )
     lines.append("")
 
@@ -586,9 +594,9 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         rule,
         "| MSD Dice (internal) | " + " | ".join(format_dice(searches[a].internal_mean, searches[a].internal_std) for a in arms) + " |",
         "| External Dice | " + " | ".join(format_dice(searches[a].external_mean, searches[a].external_std) for a in arms) + " |",
-        f"| {'device hours' if unit.startswith('device hours') else unit} per search | " + " | ".join(format_hours(searches[a].hours) for a in arms) + " |",
-        f"| speed-up vs `{reference_arm}` | " + " | ".join(format_times(searches[a].speedup) for a in arms) + " |",
-        "| speed-up at equal pack size | " + " | ".join(format_times(searches[a].speedup_equal_pack) for a in arms) + " |",
+        f"| {'device hours' if unit.startswith('device hours') else unit} per search | " + " | ".join(format_hours(searches[a].cost.hours) for a in arms) + " |",
+        f"| speed-up vs `{reference_arm}` | " + " | ".join(format_times(searches[a].cost.speedup) for a in arms) + " |",
+        "| speed-up at equal pack size | " + " | ".join(format_times(searches[a].cost.speedup_equal_pack) for a in arms) + " |",
         "",
     ]
     if headline is not None:
@@ -596,7 +604,7 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
     if ladder is not None:
         lines += _ladder_section(ladder, unit, config.repeats)
 
-    names = list(space.names)
+    hp_names = list(space.names)
     lines += [
         "## Hyper-parameters found (Fig. 4C/D)",
         "",
@@ -605,15 +613,15 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         f"Relative distance to `{reference_arm}`'s: each value mapped to [0, 1] on its range's scale (a choice: 0 when equal, 1 "
         "otherwise), the Euclidean distance over √(number of hyper-parameters); 0 = the same setting, 1 = opposite corners.",
         "",
-        "| arm | HP from | best trial | round | search Dice | " + " | ".join(names) + f" | distance to `{reference_arm}` | final models trained with |",
-        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
+        "| arm | HP from | best trial | round | search Dice | " + " | ".join(hp_names) + f" | distance to `{reference_arm}` | final models trained with |",
+        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in hp_names) + " | --- | --- |",
     ]
     for arm in arms:
         search = searches[arm]
         if search.best_trial is None:
-            lines.append(f"| `{arm}` | {_arm_label(arm)} | no finished trial | | | " + " | ".join("" for _ in names) + " | – | – |")
+            lines.append(f"| `{arm}` | {_arm_label(arm)} | no finished trial | | | " + " | ".join("" for _ in hp_names) + " | – | – |")
             continue
-        if search.n_final == 0:
+        if search.finals.n_trials == 0:
             trained = "–"
         elif search.final_matches_best is None:
             trained = "not logged alike by every final model"
@@ -624,7 +632,7 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         distance = "–" if search.distance is None else f"{search.distance:.3f}"
         lines.append(
             f"| `{arm}` | {_arm_label(arm)} | `{search.best_trial}` | {'–' if search.best_round is None else search.best_round} "
-            f"| {format_dice(search.best_val_dice, None)} | " + " | ".join(_value(search.hyperparameters.get(n)) for n in names) + f" | {distance} | {trained} |"
+            f"| {format_dice(search.best_val_dice, None)} | " + " | ".join(_value(search.hyperparameters.get(n)) for n in hp_names) + f" | {distance} | {trained} |"
         )
     if reference is None or reference.best_trial is None:
         lines += ["", f"No `{reference_arm}` trial finished: there is no reference to measure distances from."]
@@ -641,19 +649,19 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for arm in arms:
-        search = searches[arm]
+        cost = searches[arm].cost
         lines.append(
-            f"| `{arm}` | {_arm_label(arm)} | {format_hours(search.trial_hours)} | {format_hours(search.selection_hours)} ({search.selection_device or '–'}) "
-            f"| {format_hours(search.hours)} | {format_times(search.speedup)} | {format_hours(search.equal_pack_hours)} | {format_times(search.speedup_equal_pack)} |"
+            f"| `{arm}` | {_arm_label(arm)} | {format_hours(cost.trial_hours)} | {format_hours(cost.selection_hours)} ({cost.selection_device or '–'}) "
+            f"| {format_hours(cost.hours)} | {format_times(cost.speedup)} | {format_hours(cost.equal_pack_hours)} | {format_times(cost.speedup_equal_pack)} |"
         )
     lines += [
         "",
         speedup_note(reference_arm)
-        + f" All child runs (searches and final models) used {format_hours(comparison.gpu_hours)} GPU-hours and {format_hours(comparison.process_hours)} process-hours.",
+        + f" All child runs (searches and final models) used {format_hours(record.hours.gpu_hours)} GPU-hours and {format_hours(record.hours.process_hours)} process-hours.",
         "",
     ]
 
-    plots: dict[str, str] = {}
+    figures = {}
     captions: dict[str, str] = {}
     distances: dict[str, list[float]] = {}
     for arm in others:
@@ -662,44 +670,36 @@ def _automl_comparison(comparison: _Comparison, parent_run_id: str, out: Path) -
             distances[f"{_arm_label(arm)}\n({arm})"] = [distance]
     if distances:
         name = "fig4_hp_distance"
-        plots[name] = str(
-            plot_hyperparameter_distance(
-                distances, out / f"{name}.png",
-                title=f"best hyper-parameters found, distance to {reference_arm}'s\n({', '.join(names)})",
-            )
+        figures[name] = plot_hyperparameter_distance(
+            distances, title=f"best hyper-parameters found, distance to {reference_arm}'s\n({', '.join(hp_names)})"
         )
         captions[name] = (
             f"Fig. 4C/D: each search's relative distance to `{reference_arm}`'s hyper-parameters, one dot per search (the reference, at 0, left out)."
         )
-    lines += plots_section(plots, captions, f"No plot: no search other than `{reference_arm}` has a distance to it.")
+    lines += plots_section(captions, f"No plot: no search other than `{reference_arm}` has a distance to it.")
     summary = {
+        "kind": KIND,
+        "study": study.name,
+        "parent_run_id": record.parent_run_id,
+        "n_trials": trials.n_trials,
+        "n_failed": trials.n_failed,
+        "n_stopped": trials.n_stopped,
+        "n_running": trials.n_running,
+        "total_gpu_hours": record.hours.gpu_hours,
+        "total_process_hours": record.hours.process_hours,
+        "metrics": dict(record.metrics),
+        "verdict": None,
+        "plots": sorted(f"{name}.png" for name in figures),
         "arms": {arm: search.model_dump(mode="json") for arm, search in searches.items()},
-        "manifests": {arm: {"method": m.method, "budget": m.budget, "selection_seconds": m.selection_seconds, "selection_device": m.selection_device} for arm, m in comparison.manifests.items()},
+        "manifests": {arm: {"method": m.method, "budget": m.budget, "selection_seconds": m.selection_seconds, "selection_device": m.selection_device} for arm, m in record.manifests.items()},
         "reference_arm": reference_arm,
         "headline_arm": headline,
         "headline": ladder.model_dump(mode="json") if ladder is not None else None,
         "hours": unit,
-        "n_final_models": comparison.n_final,
-        "n_failed_final_models": comparison.n_final_failed,
+        "n_final_models": finals.n_trials,
+        "n_failed_final_models": finals.n_failed,
     }
-    return Built(markdown="\n".join(lines) + "\n", metrics=metrics, plots=plots, summary=summary)
+    markdown = "\n".join(lines) + "\n"
+    return Rendered(kind=KIND, title=f"{TITLE} {study.name}", markdown=markdown, metrics=record.metrics, figures=figures, summary=summary)
 
 
-def build_comparison(parent_run_id: str, out: Path, tracking_uri: str | None) -> tuple[StudyConfig, RunTotals, Built]:
-    """Build an automl comparison's report (for :func:`~proxyhpo.analysis.study_report.build_study_report`).
-
-    Args:
-        parent_run_id: the comparison's parent run.
-        out: where the plots are written (created if needed, once the runs have been read).
-        tracking_uri: the MLflow store (default: the environment's or the embedded one).
-
-    Returns:
-        The study config, what its search trials and child runs amount to, and the report.
-
-    Raises:
-        ProxyHPOError: when the run does not exist or has no ``study.json``.
-        ConfigError: when ``study.json`` or a manifest does not validate.
-    """
-    comparison = _collect_comparison(parent_run_id, tracking_uri)
-    out.mkdir(parents=True, exist_ok=True)
-    return comparison.study, comparison, _automl_comparison(comparison, parent_run_id, out)

@@ -2,25 +2,35 @@
 controller converged (the paper's Fig. 3, right: entropy and reward per episode).
 
 With ``nas.search_data: both`` the search on the proxy data set and the search on all data stand side
-by side: the device-hours the proxy saves and the Dice it costs.
+by side: the device-hours the proxy saves and the Dice it costs. :func:`collect` turns the folds' results
+(the :class:`~proxyhpo.config.nas.NasFoldResult` files the pipeline's export steps write) into a frozen
+:class:`NasRecord`; :func:`render` turns it into Markdown, metrics and the controller's figure.
+
+Example:
+    >>> record = collect(study, plan, ["fold0.json", "fold1.json"])  # doctest: +SKIP
+    >>> record.metrics["proxy_speedup"]  # doctest: +SKIP
+    3.9
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from proxyhpo import paths, storage, tracking
+from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.analysis.statistics import mean_std
-from proxyhpo.config import StudyConfig
+from proxyhpo.analysis.study_plots import figure
+from proxyhpo.config import StrictModel, StudyConfig
 from proxyhpo.config.nas import NasFoldResult, NasPlan
+from proxyhpo.tracking import names
 
-__all__ = ["nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
+__all__ = ["KIND", "NasRecord", "collect", "render", "nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
+
+KIND = "nas"
+TITLE = "NAS study"
+#: The folds' results as one JSON artifact of the parent run.
+FOLD_RESULTS_ARTIFACT = "fold_results.json"
 
 ARM_LABELS = {"all": "search on all data (the paper)", "proxy": "search on the proxy data set"}
 
@@ -71,13 +81,15 @@ def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
     return {"arms": arms, "metrics": metrics}
 
 
-def plot_controller(results: Sequence[NasFoldResult], out: str | os.PathLike[str]) -> Path:
+def plot_controller(results: Sequence[NasFoldResult]) -> Any:
     """Entropy and mean reward of the controller per episode, one line per fold and arm (the paper's Fig. 3, right),
-    and how often it proposed its most likely network."""
-    from matplotlib.figure import Figure
+    and how often it proposed its most likely network.
 
-    figure = Figure(figsize=(13, 3.8), layout="constrained")
-    entropy_axis, reward_axis, same_axis = figure.subplots(1, 3)
+    Returns:
+        The matplotlib Figure: three panels (entropy, reward, share of children equal to the most likely network).
+    """
+    drawn = figure(13, 3.8)
+    entropy_axis, reward_axis, same_axis = drawn.subplots(1, 3)
     styles = {"all": "-", "proxy": "--"}
     for result in sorted(results, key=lambda r: (r.arm, r.fold)):
         episodes = [e.episode for e in result.episodes]
@@ -89,9 +101,7 @@ def plot_controller(results: Sequence[NasFoldResult], out: str | os.PathLike[str
     reward_axis.set(title="reward (mean validation Dice of the children)", xlabel="episode", ylabel="Dice")
     same_axis.set(title="children equal to the most likely network", xlabel="episode", ylabel="fraction", ylim=(-0.02, 1.02))
     reward_axis.legend(fontsize="small")
-    with storage.atomic_output(out) as partial:
-        figure.savefig(partial, format="png", dpi=110)
-    return Path(out)
+    return drawn
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -137,6 +147,67 @@ def render_nas_markdown(study: StudyConfig, plan: NasPlan, summary: Mapping[str,
     return "\n".join(lines)
 
 
+class NasRecord(StrictModel):
+    """A NAS study's numbers.
+
+    Attributes:
+        study, plan: the study config and the NAS plan (search space, folds, proxy method).
+        results: every fold's result, by arm then fold.
+        arms: arm -> its folds' Dice, search hours and architectures (:func:`nas_summary`'s ``arms``).
+        metrics: the parent run's metrics (``<arm>_cv_dice_mean``, ``proxy_speedup``, ``total_gpu_hours``, ...).
+        n_trials, n_failed: the children the controllers trained (episodes × children per episode), and
+            those that gave no reward.
+    """
+
+    study: StudyConfig
+    plan: NasPlan
+    results: tuple[NasFoldResult, ...]
+    arms: dict[str, dict[str, Any]]
+    metrics: dict[str, float]
+    n_trials: int
+    n_failed: int
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``: the arms, the metrics, the counts and the totals."""
+        return {
+            "arms": self.arms,
+            "metrics": dict(self.metrics),
+            "n_trials": self.n_trials,
+            "n_failed": self.n_failed,
+            "total_gpu_hours": self.metrics[names.TOTAL_GPU_HOURS],
+            "total_process_hours": self.metrics[names.TOTAL_PROCESS_HOURS],
+        }
+
+
+def collect(study: StudyConfig, plan: NasPlan, result_files: Sequence[str | os.PathLike[str]]) -> NasRecord:
+    """The NAS study's numbers, from the folds' result files (each a :class:`~proxyhpo.config.nas.NasFoldResult`)."""
+    results = [NasFoldResult.read(path) for path in result_files]
+    summary = nas_summary(results)
+    return NasRecord(
+        study=study,
+        plan=plan,
+        results=tuple(results),
+        arms=summary["arms"],
+        metrics=summary["metrics"],
+        n_trials=sum(len(r.episodes) * study.nas.children_per_episode for r in results),
+        n_failed=sum(sum(reward is None for reward in e.rewards) for r in results for e in r.episodes),
+    )
+
+
+def render(record: NasRecord) -> Rendered:
+    """The report of a NAS study: Markdown, the parent run's metrics, the controller's figure and the folds' results."""
+    summary = record.summary()
+    return Rendered(
+        kind=KIND,
+        title=f"{TITLE} {record.study.name}",
+        markdown=render_nas_markdown(record.study, record.plan, summary, record.results),
+        metrics=record.metrics,
+        figures={"controller": plot_controller(record.results)},
+        summary=summary,
+        documents={FOLD_RESULTS_ARTIFACT: [r.model_dump(mode="json") for r in record.results]},
+    )
+
+
 def write_nas_report(
     study: StudyConfig,
     plan: NasPlan,
@@ -147,36 +218,12 @@ def write_nas_report(
     html: str | os.PathLike[str],
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """The NAS pipeline's report step: summarise the folds, plot the controller, log it all on the parent run and close it.
+    """The NAS pipeline's report step: :func:`collect`, :func:`render`, then
+    :func:`~proxyhpo.analysis.publish.publish` (log it all on the parent run, close it, write the Markdown and HTML).
 
     Returns:
-        The summary (:func:`nas_summary`), also logged as ``summary.json``.
+        The summary (:meth:`NasRecord.summary`), also logged as ``summary.json``.
     """
-    from mlflow.entities import Metric
-
-    from proxyhpo.analysis.study_report import _html
-
-    results = [NasFoldResult.read(path) for path in result_files]
-    summary = nas_summary(results)
-    summary["n_trials"] = sum(len(r.episodes) * study.nas.children_per_episode for r in results)
-    summary["n_failed"] = sum(sum(reward is None for reward in e.rewards) for r in results for e in r.episodes)
-    summary["total_gpu_hours"] = summary["metrics"]["total_gpu_hours"]
-    summary["total_process_hours"] = summary["metrics"]["total_process_hours"]
-    text = render_nas_markdown(study, plan, summary, results)
-    uri = tracking_uri or paths.tracking_uri()
-    mlflow_client = tracking.client(uri)
-    with tempfile.TemporaryDirectory(prefix="nas-report-") as folder:
-        out = Path(folder)
-        plot = plot_controller(results, out / "controller.png")
-        report_path = storage.atomic_write_text(out / "report.md", text)
-        summary_path = storage.atomic_write_json(out / "summary.json", summary)
-        results_path = storage.atomic_write_text(out / "fold_results.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
-        now = int(time.time() * 1000)
-        mlflow_client.log_batch(parent_run_id, metrics=[Metric(key, float(value), now, 0) for key, value in summary["metrics"].items()])
-        for path in (report_path, plot, summary_path, results_path):
-            mlflow_client.log_artifact(parent_run_id, str(path))
-        tracking.finish_run(parent_run_id, tracking_uri=uri)
-        page = _html(f"NAS study {study.name}", text, {"controller": str(plot)})
-    storage.atomic_write_text(markdown, text)
-    storage.atomic_write_text(html, page)
-    return summary
+    rendered = render(collect(study, plan, result_files))
+    publish(rendered, parent_run_id, markdown=markdown, html=html, tracking_uri=tracking_uri)
+    return dict(rendered.summary)

@@ -1,21 +1,39 @@
-"""The study report: what was searched, what it found, what it cost, as Markdown, plots and metrics.
+"""The HPO study's report (tag ``hpo``): what was searched, what it found, what it cost, as Markdown, plots and metrics.
 
 The trial rows are read back from MLflow (the child runs of the study's parent run), so the report shows
-exactly what the tracking server holds, whichever pods logged it.
+exactly what the tracking server holds, whichever pods logged it. :func:`collect` turns them into a frozen
+:class:`HpoRecord` (the rows and their :class:`StudySummary`); :func:`render` turns the record into
+Markdown, metrics and the search plot; :func:`write_report` (the pipeline's report step) publishes it
+through :func:`~proxyhpo.analysis.publish.publish`. Importing this module loads neither matplotlib nor scipy.
+
+Example:
+    >>> record = collect(study, parent_run_id)  # doctest: +SKIP
+    >>> record.summary.best_trial, record.summary.n_stopped  # doctest: +SKIP
+    ('r2-p1', 3)
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from proxyhpo import storage, tracking
+from proxyhpo import tracking
+from proxyhpo.analysis._report_io import is_stopped, stopped_at_epoch
+from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
+from proxyhpo.tracking import names
 
-__all__ = ["TrialRow", "StudySummary", "collect_trials", "summarize", "plot_search", "build_report", "write_report", "render_markdown"]
+__all__ = [
+    "KIND", "TrialRow", "StudySummary", "HpoRecord", "collect", "render", "collect_trials", "summarize", "plot_search", "build_report",
+    "write_report", "render_markdown",
+]
+
+KIND = "hpo"
+#: The best trial's hyper-parameters, and the controller's proposals and rewards, as artifacts of the parent run.
+BEST_HYPERPARAMETERS_ARTIFACT = "best_hyperparameters.json"
+CONTROLLER_HISTORY_ARTIFACT = "controller_history.json"
 
 
 class TrialRow(StrictModel):
@@ -25,7 +43,9 @@ class TrialRow(StrictModel):
         hyperparameters: the searched hyper-parameters, by the search space's names, parsed back from
             the run's params (numbers as floats, choices as strings; None when a param is missing).
         val_dice: the final validation Dice of a trial that trained to the end (FINISHED); None otherwise.
-        stopped_at_epoch: the epoch at which early stopping stopped the trial (its run is KILLED), else None.
+        stopped: whether early stopping ended the trial (tag ``proxyhpo.state`` = ``STOPPED`` or
+            ``proxyhpo.stopped_at_epoch``): not a failure, and its Dice is an early epoch's.
+        stopped_at_epoch: the epoch at which early stopping stopped the trial, else None.
         stopped_dice: a stopped trial's Dice at that epoch.
         epochs_run: the epochs it trained.
     """
@@ -43,6 +63,7 @@ class TrialRow(StrictModel):
     gpu_hours: float
     process_hours: float
     wall_seconds: float
+    stopped: bool = False
     stopped_at_epoch: int | None = None
     stopped_dice: float | None = None
     epochs_run: int = 0
@@ -76,18 +97,18 @@ class StudySummary(StrictModel):
     def metrics(self) -> dict[str, float]:
         """The summary as MLflow metrics (numbers only, missing ones left out)."""
         values = {
-            "best_val_dice": self.best_val_dice,
-            "final_val_dice": self.final_val_dice,
-            "final_test_dice": self.final_test_dice,
-            "total_gpu_hours": self.total_gpu_hours,
-            "total_process_hours": self.total_process_hours,
-            "search_gpu_hours": self.search_gpu_hours,
-            "search_process_hours": self.search_process_hours,
-            "n_trials": self.n_trials,
-            "n_failed_trials": self.n_failed,
-            "n_stopped_trials": self.n_stopped,
-            "trial_epochs_run": self.trial_epochs_run,
-            "trial_epochs_saved": self.trial_epochs_saved,
+            names.BEST_VAL_DICE: self.best_val_dice,
+            names.FINAL_VAL_DICE: self.final_val_dice,
+            names.FINAL_TEST_DICE: self.final_test_dice,
+            names.TOTAL_GPU_HOURS: self.total_gpu_hours,
+            names.TOTAL_PROCESS_HOURS: self.total_process_hours,
+            names.SEARCH_GPU_HOURS: self.search_gpu_hours,
+            names.SEARCH_PROCESS_HOURS: self.search_process_hours,
+            names.N_TRIALS: self.n_trials,
+            names.N_FAILED_TRIALS: self.n_failed,
+            names.N_STOPPED_TRIALS: self.n_stopped,
+            names.TRIAL_EPOCHS_RUN: self.trial_epochs_run,
+            names.TRIAL_EPOCHS_SAVED: self.trial_epochs_saved,
         }
         return {key: float(value) for key, value in values.items() if value is not None and math.isfinite(float(value))}
 
@@ -118,36 +139,37 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
     mlflow_client = tracking.client(tracking_uri)
     parent = mlflow_client.get_run(parent_run_id)
     runs = mlflow_client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}'", max_results=10000, order_by=["attributes.start_time ASC"]
+        [parent.info.experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'", max_results=10000, order_by=["attributes.start_time ASC"]
     )
     rows = []
     for run in runs:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-        stopped_at = int(tags[tracking.STOPPED_TAG]) if tags.get(tracking.STOPPED_TAG, "").isdigit() else None
+        stopped = is_stopped(run)
         rows.append(
             TrialRow(
                 run_id=run.info.run_id,
-                trial_id=tags.get("proxyhpo.trial_id", run.info.run_name or run.info.run_id),
-                role=tags.get(tracking.ROLE_TAG, "trial"),
-                round=int(tags[tracking.ROUND_TAG]) if tracking.ROUND_TAG in tags else None,
+                trial_id=tags.get(names.TRIAL_ID_TAG, run.info.run_name or run.info.run_id),
+                role=tags.get(names.ROLE_TAG, names.ROLE_TRIAL),
+                round=int(tags[names.ROUND_TAG]) if names.ROUND_TAG in tags else None,
                 status=run.info.status,
                 hyperparameters={name: _param(distribution, params.get(name)) for name, distribution in space.items()},
-                network=params.get("network"),
-                data=params.get("data"),
-                val_dice=_float(metrics.get("final_val_dice")) if run.info.status == "FINISHED" else None,
-                test_dice=_float(metrics.get("test_dice")),
-                gpu_hours=float(metrics.get("gpu_hours", 0.0)),
-                process_hours=float(metrics.get("process_hours", 0.0)),
-                wall_seconds=float(metrics.get("wall_seconds", 0.0)),
-                stopped_at_epoch=stopped_at,
-                stopped_dice=_float(metrics.get("final_val_dice")) if stopped_at is not None else None,
-                epochs_run=int(_float(metrics.get("epochs_run")) or 0),
+                network=params.get(names.NETWORK_PARAM),
+                data=params.get(names.DATA_PARAM),
+                val_dice=_float(metrics.get(names.FINAL_VAL_DICE)) if run.info.status == "FINISHED" and not stopped else None,
+                test_dice=_float(metrics.get(names.TEST_DICE)),
+                gpu_hours=float(metrics.get(names.GPU_HOURS, 0.0)),
+                process_hours=float(metrics.get(names.PROCESS_HOURS, 0.0)),
+                wall_seconds=float(metrics.get(names.WALL_SECONDS, 0.0)),
+                stopped=stopped,
+                stopped_at_epoch=stopped_at_epoch(run),
+                stopped_dice=_float(metrics.get(names.FINAL_VAL_DICE)) if stopped else None,
+                epochs_run=int(_float(metrics.get(names.EPOCHS_RUN)) or 0),
             )
         )
     return rows
 
 
-def summarize(rows: list[TrialRow], epochs: int | None = None) -> StudySummary:
+def summarize(rows: Sequence[TrialRow], epochs: int | None = None) -> StudySummary:
     """Best search trial, final model's Dice, GPU-/CPU-hours spent, and the trial-epochs early stopping saved.
 
     Args:
@@ -157,7 +179,7 @@ def summarize(rows: list[TrialRow], epochs: int | None = None) -> StudySummary:
     search = [row for row in rows if row.role == "trial"]
     final = next((row for row in rows if row.role == "final"), None)
     done = [row for row in search if row.val_dice is not None]
-    stopped = [row for row in search if row.stopped_at_epoch is not None]
+    stopped = [row for row in search if row.stopped]
     best = max(done, key=lambda row: row.val_dice) if done else None  # type: ignore[arg-type, return-value]
     best_hyperparameters = dict(best.hyperparameters) if best is not None else {}
     return StudySummary(
@@ -165,7 +187,7 @@ def summarize(rows: list[TrialRow], epochs: int | None = None) -> StudySummary:
         n_failed=len(search) - len(done) - len(stopped),
         n_stopped=len(stopped),
         trial_epochs_run=sum(row.epochs_run for row in search),
-        trial_epochs_saved=sum(max(0, epochs - row.stopped_at_epoch) for row in stopped) if epochs else 0,  # type: ignore[operator]
+        trial_epochs_saved=sum(max(0, epochs - row.stopped_at_epoch) for row in stopped if row.stopped_at_epoch is not None) if epochs else 0,
         best_trial=best.trial_id if best else None,
         best_hyperparameters=best_hyperparameters,
         best_val_dice=best.val_dice if best else None,
@@ -178,29 +200,30 @@ def summarize(rows: list[TrialRow], epochs: int | None = None) -> StudySummary:
     )
 
 
-def plot_search(rows: list[TrialRow], space: SearchSpace, out: str | os.PathLike[str]) -> Path:
-    """Search progress and Dice against each hyper-parameter, written atomically as PNG.
+def plot_search(rows: Sequence[TrialRow], space: SearchSpace) -> Any:
+    """Search progress and Dice against each hyper-parameter, as one matplotlib Figure.
 
-    The first panel shows Dice per trial in order of proposal with the best so far (failed trials as red
-    crosses); then one panel per hyper-parameter of ``space``: Dice against its value (log axis for a
-    log-uniform range, the choices for a categorical one). Points are coloured by the first categorical
-    hyper-parameter (the optimiser by default).
+    The first panel shows Dice per trial in order of proposal with the best so far (stopped trials at their
+    Dice at the stop, failed trials as red crosses); then one panel per hyper-parameter of ``space``: Dice
+    against its value (log axis for a log-uniform range, the choices for a categorical one). Points are
+    coloured by the first categorical hyper-parameter (the optimiser by default).
     """
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    search = [row for row in rows if row.role == "trial"]
+    search = [row for row in rows if row.role == names.ROLE_TRIAL]
     done = [row for row in search if row.val_dice is not None]
     colour_by = next((name for name, distribution in space.items() if isinstance(distribution, Categorical)), None)
     groups = sorted({str(row.hyperparameters.get(colour_by)) for row in search}) if colour_by else ["trials"]
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(groups)}
+    colours = {name: matplotlib.colormaps["tab10"](i % 10) for i, name in enumerate(groups)}
 
     def group(row: TrialRow) -> str:
         return str(row.hyperparameters.get(colour_by)) if colour_by else "trials"
 
-    figure, axes = plt.subplots(1, 1 + len(space), figsize=(5 * (1 + len(space)), 4.2), constrained_layout=True, squeeze=False)
+    figure = Figure(figsize=(5 * (1 + len(space)), 4.2), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 1 + len(space), squeeze=False)
     progress, panels = axes[0][0], axes[0][1:]
     best_so_far, best = [], -math.inf
     for row in search:
@@ -209,10 +232,10 @@ def plot_search(rows: list[TrialRow], space: SearchSpace, out: str | os.PathLike
     positions = range(1, len(search) + 1)
     progress.scatter(positions, [row.val_dice if row.val_dice is not None else math.nan for row in search], c=[colours[group(row)] for row in search], s=28)
     progress.step(positions, best_so_far, where="post", color="k", lw=1, label="best so far")
-    stopped = [(i + 1, row.stopped_dice) for i, row in enumerate(search) if row.stopped_at_epoch is not None]
+    stopped = [(i + 1, row.stopped_dice) for i, row in enumerate(search) if row.stopped]
     if stopped:
         progress.scatter([i for i, _ in stopped], [d if d is not None else math.nan for _, d in stopped], marker="v", color="grey", label="stopped early (Dice at the stop)")
-    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and row.stopped_at_epoch is None]
+    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and not row.stopped]
     if failed:
         progress.scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
     progress.set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
@@ -232,10 +255,7 @@ def plot_search(rows: list[TrialRow], space: SearchSpace, out: str | os.PathLike
         axis.set(xlabel=name, ylabel="validation Dice", title=f"Dice vs {name}")
     if panels.size and colour_by:
         panels[0].legend(fontsize=8, title=colour_by)
-    with storage.atomic_output(out) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
-    return Path(out)
+    return figure
 
 
 def _format(value: float | str | None, digits: int = 4) -> str:
@@ -247,13 +267,13 @@ def _format(value: float | str | None, digits: int = 4) -> str:
 
 def _status(row: TrialRow) -> str:
     """A trial's status cell: the run's status, with the epoch and Dice of an early stop."""
-    if row.stopped_at_epoch is None:
+    if not row.stopped:
         return row.status
     dice = f", Dice {row.stopped_dice:.4f}" if row.stopped_dice is not None else ""
-    return f"stopped at epoch {row.stopped_at_epoch}{dice}"
+    return f"stopped at epoch {row.stopped_at_epoch if row.stopped_at_epoch is not None else '?'}{dice}"
 
 
-def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialRow]) -> str:
+def render_markdown(study: StudyConfig, summary: StudySummary, rows: Sequence[TrialRow]) -> str:
     """The report as Markdown: setting, best hyper-parameters, final model, cost, and every trial.
 
     The trial table has one column per hyper-parameter of the study's search space.
@@ -262,8 +282,8 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialR
     def fmt(value: float | None, digits: int = 4) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    names = study.search.space.names
-    search = [row for row in rows if row.role == "trial"]
+    hp_names = study.search.space.names
+    search = [row for row in rows if row.role == names.ROLE_TRIAL]
     lines = [
         f"# Study `{study.name}`",
         "",
@@ -316,14 +336,52 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: list[TrialR
     lines += [
         "## Trials",
         "",
-        "| trial | round | " + " | ".join(names) + " | val Dice | status |",
-        "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
+        "| trial | round | " + " | ".join(hp_names) + " | val Dice | status |",
+        "| --- | --- | " + " | ".join("---" for _ in hp_names) + " | --- | --- |",
     ]
     lines += [
-        f"| {row.trial_id} | {row.round} | " + " | ".join(_format(row.hyperparameters.get(name)) for name in names) + f" | {fmt(row.val_dice)} | {_status(row)} |"
+        f"| {row.trial_id} | {row.round} | " + " | ".join(_format(row.hyperparameters.get(name)) for name in hp_names) + f" | {fmt(row.val_dice)} | {_status(row)} |"
         for row in search
     ]
     return "\n".join(lines) + "\n"
+
+
+class HpoRecord(StrictModel):
+    """An HPO study's numbers.
+
+    Attributes:
+        study: the study config.
+        parent_run_id: its parent run.
+        rows: every child run (search trials and the final model), oldest first.
+        summary: what they amount to (the parent run's metrics).
+    """
+
+    study: StudyConfig
+    parent_run_id: str
+    rows: tuple[TrialRow, ...]
+    summary: StudySummary
+
+
+def collect(study: StudyConfig, parent_run_id: str, tracking_uri: str | None = None) -> HpoRecord:
+    """The HPO study's numbers: its child runs read back (:func:`collect_trials`) and summarised (:func:`summarize`)."""
+    rows = collect_trials(parent_run_id, study.search.space, tracking_uri)
+    return HpoRecord(study=study, parent_run_id=parent_run_id, rows=tuple(rows), summary=summarize(rows, study.training.epochs))
+
+
+def render(record: HpoRecord) -> Rendered:
+    """The report of an HPO study: Markdown, the parent run's metrics, the search plot, ``summary.json`` and the
+    best hyper-parameters."""
+    summary = record.summary
+    documents = {BEST_HYPERPARAMETERS_ARTIFACT: dict(summary.best_hyperparameters)} if summary.best_hyperparameters else {}
+    return Rendered(
+        kind=KIND,
+        title=record.study.name,
+        markdown=render_markdown(record.study, summary, record.rows),
+        metrics=summary.metrics(),
+        figures={"search": plot_search(record.rows, record.study.search.space)},
+        summary=summary.model_dump(mode="json"),
+        documents=documents,
+    )
 
 
 def build_report(
@@ -348,26 +406,10 @@ def build_report(
     Returns:
         The summary and the Markdown text.
     """
-    from mlflow.entities import Metric
-
-    rows = collect_trials(parent_run_id, study.search.space, tracking_uri)
-    summary = summarize(rows, study.training.epochs)
-    markdown = render_markdown(study, summary, rows)
-    out = Path(out_dir)
-    report_path = storage.atomic_write_text(out / "report.md", markdown)
-    plot_path = plot_search(rows, study.search.space, out / "search.png")
-    summary_path = storage.atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
-    mlflow_client = tracking.client(tracking_uri)
-    now = int(time.time() * 1000)
-    mlflow_client.log_batch(parent_run_id, metrics=[Metric(key, value, now, 0) for key, value in summary.metrics().items()])
-    for path in (report_path, plot_path, summary_path):
-        mlflow_client.log_artifact(parent_run_id, str(path))
-    if summary.best_hyperparameters:
-        mlflow_client.log_dict(parent_run_id, summary.best_hyperparameters, "best_hyperparameters.json")
-    if controller_state is not None:
-        _log_controller(mlflow_client, parent_run_id, controller_state, now)
-    tracking.finish_run(parent_run_id, tracking_uri=tracking_uri)
-    return summary, markdown
+    record = collect(study, parent_run_id, tracking_uri)
+    rendered = render(record)
+    publish(rendered, parent_run_id, out_dir=out_dir, tracking_uri=tracking_uri, before_finish=_controller_logger(parent_run_id, controller_state))
+    return record.summary, rendered.markdown
 
 
 def write_report(
@@ -379,47 +421,50 @@ def write_report(
     html: str | os.PathLike[str],
     tracking_uri: str | None = None,
 ) -> StudySummary:
-    """The pipeline's report step: :func:`build_report`, then the Markdown and a self-contained HTML page
-    (the plot inlined) at the given paths, for the Kubeflow UI's visualisations.
+    """The pipeline's report step: :func:`collect` and :func:`render`, then :func:`~proxyhpo.analysis.publish.publish`
+    (log it on the parent run with the controller's history, close the run, write the Markdown and a
+    self-contained HTML page at the given paths, for the Kubeflow UI's visualisations).
 
     Returns:
         The study summary.
     """
-    import base64
-    import html as html_text
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="report-") as out:
-        summary, text = build_report(study, parent_run_id, out, controller_state=controller_state, tracking_uri=tracking_uri)
-        image = base64.b64encode((Path(out) / "search.png").read_bytes()).decode()
-    storage.atomic_write_text(markdown, text)
-    storage.atomic_write_text(
-        html,
-        f"<html><head><meta charset='utf-8'><title>{html_text.escape(study.name)}</title></head><body>"
-        f"<img src='data:image/png;base64,{image}'/><pre>{html_text.escape(text)}</pre></body></html>",
+    record = collect(study, parent_run_id, tracking_uri)
+    publish(
+        render(record), parent_run_id, markdown=markdown, html=html, tracking_uri=tracking_uri,
+        before_finish=_controller_logger(parent_run_id, controller_state),
     )
-    return summary
+    return record.summary
 
 
-def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLike[str], now_ms: int) -> None:
+def _controller_logger(run_id: str, state_path: str | os.PathLike[str] | None) -> Any:
+    """What :func:`publish` calls before closing the run: :func:`_log_controller` when there is a controller state."""
+    if state_path is None:
+        return None
+    return lambda mlflow_client: _log_controller(mlflow_client, run_id, state_path)
+
+
+def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLike[str]) -> None:
     """The controller's proposals and rewards, and its per-round statistics, on the parent run."""
+    import time
+
     from mlflow.entities import Metric
 
+    now_ms = int(time.time() * 1000)
     from proxyhpo.controller.state import read_state_json
 
     state = read_state_json(state_path)
-    mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], "controller_history.json")
+    mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], CONTROLLER_HISTORY_ARTIFACT)
     # a round's mean Dice over its trials that trained to the end (a stopped trial's is an early epoch's); the
     # reward is the Dice itself without early stopping, a rank with it (then logged apart)
     dice_by_round: dict[int, list[float]] = {}
     for record in state.history:
         if record.score is not None and record.stopped_at_epoch is None:
             dice_by_round.setdefault(record.proposal.round, []).append(record.score)
-    metrics = [Metric("round_mean_val_dice", sum(values) / len(values), now_ms, round_index) for round_index, values in sorted(dice_by_round.items())]
+    metrics = [Metric(names.ROUND_MEAN_VAL_DICE, sum(values) / len(values), now_ms, round_index) for round_index, values in sorted(dice_by_round.items())]
     if state.config.reward == "rank":
         metrics += [
-            Metric("round_mean_reward", float(update.mean_reward), now_ms, int(update.round)) for update in state.updates if update.mean_reward is not None
+            Metric(names.ROUND_MEAN_REWARD, float(update.mean_reward), now_ms, int(update.round)) for update in state.updates if update.mean_reward is not None
         ]
-    metrics += [Metric("controller_entropy", float(update.entropy), now_ms, int(update.round)) for update in state.updates if update.entropy is not None]
+    metrics += [Metric(names.CONTROLLER_ENTROPY, float(update.entropy), now_ms, int(update.round)) for update in state.updates if update.entropy is not None]
     if metrics:
         mlflow_client.log_batch(run_id, metrics=metrics)

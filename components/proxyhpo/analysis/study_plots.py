@@ -1,21 +1,20 @@
-"""The comparison studies' figures (the paper's Figs. 2, 3 and 4), each written atomically as one PNG.
+"""The comparison studies' figures (the paper's Figs. 2, 3 and 4), each drawn as one matplotlib Figure.
 
-Pure functions over :class:`~proxyhpo.analysis.statistics.GridCell` records and plain numbers. Figures
-are drawn on matplotlib's Agg canvas directly (no pyplot), so no global state is touched and nothing
-needs a display. Titles and axis labels say what is plotted and over what; failed cells are left out and
-counted in the title.
+Pure functions over :class:`~proxyhpo.analysis.statistics.GridCell` records and plain numbers, returning
+the Figure; :func:`~proxyhpo.analysis.publish.save` writes it as PNG. Figures are drawn on matplotlib's
+Agg canvas directly (no pyplot), so no global state is touched and nothing needs a display. Titles and
+axis labels say what is plotted and over what; failed cells are left out and counted in the title.
 
 Example:
-    >>> plot_proxy_vs_reference(mi_cells, full_cells, "fig2a.png", title="MI+Labelcrop, 8 cases")  # doctest: +SKIP
-    PosixPath('fig2a.png')
+    >>> figure = plot_proxy_vs_reference(mi_cells, full_cells, title="MI+Labelcrop, 8 cases")  # doctest: +SKIP
+    >>> figure.axes[0].get_xlabel()  # doctest: +SKIP
+    'full: external Dice, mean over 3 repeats'
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from proxyhpo import storage
 from proxyhpo.analysis.statistics import (
     METHODS,
     Correlation,
@@ -35,22 +33,16 @@ from proxyhpo.analysis.statistics import (
     mean_std,
 )
 
-__all__ = ["plot_proxy_vs_reference", "plot_dice_vs_data_usage", "plot_proxy_networks", "plot_hyperparameter_distance"]
+__all__ = ["figure", "plot_proxy_vs_reference", "plot_dice_vs_data_usage", "plot_proxy_networks", "plot_hyperparameter_distance"]
 
 _SYMBOLS = {"pearson": "r", "spearman": "\u03c1", "kendall": "\u03c4"}
-_DPI = 110
 
 
-def _figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), constrained_layout=True)
-    FigureCanvasAgg(figure)  # the Agg canvas whatever backend pyplot was given
-    return figure
-
-
-def _save(figure: Figure, out: str | os.PathLike[str]) -> Path:
-    with storage.atomic_output(out) as tmp:
-        figure.savefig(tmp, format="png", dpi=_DPI)  # the temporary name has no .png suffix
-    return Path(out)
+def figure(width: float, height: float) -> Figure:
+    """An empty Figure of ``width`` x ``height`` inches on the Agg canvas, laid out by constrained layout."""
+    drawn = Figure(figsize=(width, height), constrained_layout=True)
+    FigureCanvasAgg(drawn)  # the Agg canvas whatever backend pyplot was given
+    return drawn
 
 
 def _fit_line(axis: Any, x: Sequence[float], y: Sequence[float]) -> None:
@@ -73,12 +65,11 @@ def _number(value: float | None) -> str:
 def plot_proxy_vs_reference(
     proxy: Sequence[GridCell],
     reference: Sequence[GridCell],
-    out: str | os.PathLike[str],
     *,
     metric: Metric = "external",
     title: str | None = None,
     correlation: Mapping[str, Correlation] | None = None,
-) -> Path:
+) -> Figure:
     """The paper's Fig. 2: per grid point, the proxy arm's mean Dice (y) against the reference's (x).
 
     Error bars are the standard deviation over repeats; the least-squares line is drawn, and Pearson's r,
@@ -88,14 +79,13 @@ def plot_proxy_vs_reference(
     Args:
         proxy: the proxy arm's cells.
         reference: the reference arm's cells (usually the full data set).
-        out: the PNG to write.
         metric: ``external`` or ``internal`` Dice.
         title: the figure's first title line; by default "<proxy arm> vs <reference arm>".
         correlation: the result of :func:`~proxyhpo.analysis.statistics.correlations` for these cells,
             to show its intervals; computed without intervals when None.
 
     Returns:
-        ``out`` as a Path.
+        The Figure.
 
     Raises:
         ValueError: when ``proxy`` or ``reference`` is empty or invalid, or ``metric`` is unknown.
@@ -116,8 +106,8 @@ def plot_proxy_vs_reference(
     def repeats(cells: list[GridCell]) -> int:
         return len({cell.repeat for cell in cells})
 
-    figure = _figure(6.0, 5.2)
-    axis = figure.subplots()
+    drawn = figure(6.0, 5.2)
+    axis = drawn.subplots()
     if points:
         axis.errorbar(
             x, y, xerr=[reference_means[p][1] or 0.0 for p in points], yerr=[proxy_means[p][1] or 0.0 for p in points],
@@ -139,37 +129,35 @@ def plot_proxy_vs_reference(
     )
     axis.title.set_fontsize(9)
     axis.legend(fontsize=8, loc="best")
-    return _save(figure, out)
+    return drawn
 
 
 def plot_dice_vs_data_usage(
     rows: Iterable[tuple[str, float, float | None, float | None]],
-    out: str | os.PathLike[str],
     *,
     full_dice: float | None = None,
     full_std: float | None = None,
     metric_label: str = "external Dice",
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """The paper's Fig. 4A/B: Dice against the share of the training data used, one line per method.
 
     Args:
         rows: ``(method, fraction_of_data, mean_dice, std_dice)``, the fraction in (0, 1]; a row with no
             mean (every repeat failed) is left out, a missing std draws no error bar.
-        out: the PNG to write.
         full_dice, full_std: the full data set's Dice, drawn as a horizontal line (with a ±std band).
         metric_label: what the Dice was measured on, for the y label.
         title: the figure's title; by default it says what is plotted.
 
     Returns:
-        ``out`` as a Path.
+        The Figure.
 
     Raises:
         ValueError: when ``rows`` is empty or a row is malformed, naming the row.
 
     Example:
         >>> plot_dice_vs_data_usage([("mi+labelcrop", 0.1, 0.71, 0.05), ("mi+labelcrop", 0.24, 0.80, 0.02),
-        ...                          ("random", 0.1, 0.62, 0.08)], "fig4a.png", full_dice=0.88)  # doctest: +SKIP
+        ...                          ("random", 0.1, 0.62, 0.08)], full_dice=0.88)  # doctest: +SKIP
     """
     lines: dict[str, list[tuple[float, float | None, float | None]]] = {}
     for i, row in enumerate(rows):
@@ -190,13 +178,13 @@ def plot_dice_vs_data_usage(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
             raise ValueError(f"{name} must be a number in [0, 1] or None, got {value!r}")
 
-    figure = _figure(6.4, 4.6)
-    axis = figure.subplots()
+    drawn = figure(6.4, 4.6)
+    axis = drawn.subplots()
     for method, points in lines.items():
-        drawn = sorted((f, m, s) for f, m, s in points if m is not None)
-        if drawn:
+        shown = sorted((f, m, s) for f, m, s in points if m is not None)
+        if shown:
             axis.errorbar(
-                [100 * f for f, _, _ in drawn], [m for _, m, _ in drawn], yerr=[s or 0.0 for _, _, s in drawn],
+                [100 * f for f, _, _ in shown], [m for _, m, _ in shown], yerr=[s or 0.0 for _, _, s in shown],
                 fmt="o-", ms=4, capsize=2, lw=1, label=method,
             )
     if full_dice is not None:
@@ -209,16 +197,15 @@ def plot_dice_vs_data_usage(
         title=title or f"{metric_label} against the share of training data used",
     )
     axis.legend(fontsize=8, loc="lower right")
-    return _save(figure, out)
+    return drawn
 
 
 def plot_proxy_networks(
     arms: Mapping[str, Sequence[GridCell]],
     reference: Sequence[GridCell],
-    out: str | os.PathLike[str],
     *,
     metric: Metric = "internal",
-) -> Path:
+) -> Figure:
     """The paper's Fig. 3: one panel per proxy network, its Dice against the full network's per (point, repeat).
 
     Each dot is one grid point in one repeat where both networks finished; Pearson's r over the dots is
@@ -227,11 +214,10 @@ def plot_proxy_networks(
     Args:
         arms: arm label -> the proxy network's cells (e.g. ``proxy-L5``, ``proxy-L4``, ``proxy-L3``).
         reference: the full network's cells, trained on the same grid and repeats.
-        out: the PNG to write.
         metric: ``internal`` (the paper's) or ``external`` Dice.
 
     Returns:
-        ``out`` as a Path.
+        The Figure.
 
     Raises:
         ValueError: when ``arms`` or ``reference`` is empty or invalid, or ``metric`` is unknown.
@@ -244,8 +230,8 @@ def plot_proxy_networks(
     reference_arm = reference_cells[0].arm
     full = {(c.point, c.repeat): c.dice(metric) for c in reference_cells if c.dice(metric) is not None}
 
-    figure = _figure(4.2 * len(checked), 4.4)
-    panels = figure.subplots(1, len(checked), squeeze=False)[0]
+    drawn = figure(4.2 * len(checked), 4.4)
+    panels = drawn.subplots(1, len(checked), squeeze=False)[0]
     for axis, (label, cells) in zip(panels, checked.items(), strict=True):
         pairs = [(full[(c.point, c.repeat)], c.dice(metric)) for c in cells if c.dice(metric) is not None and (c.point, c.repeat) in full]
         x, y = [a for a, _ in pairs], [b for _, b in pairs]
@@ -262,16 +248,15 @@ def plot_proxy_networks(
         axis.set_title(f"{label}: r = {_number(r)} (n = {len(pairs)}{note})", fontsize=9)
     failed_reference = sum(c.dice(metric) is None for c in reference_cells)
     note = f"; {failed_reference} failed {reference_arm} cells left out" if failed_reference else ""
-    figure.suptitle(f"proxy networks vs {reference_arm}: {metric} Dice per (grid point, repeat){note}", fontsize=10)
-    return _save(figure, out)
+    drawn.suptitle(f"proxy networks vs {reference_arm}: {metric} Dice per (grid point, repeat){note}", fontsize=10)
+    return drawn
 
 
 def plot_hyperparameter_distance(
     distances: Mapping[str, Sequence[float]],
-    out: str | os.PathLike[str],
     *,
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """The paper's Fig. 4C/D: the relative distance of each arm's found hyper-parameters to the full search's.
 
     One box and the individual distances (one dot per search, jittered sideways) per arm; distances
@@ -281,18 +266,17 @@ def plot_hyperparameter_distance(
     Args:
         distances: arm label -> the distances of that arm's searches (e.g. one per repeat); an arm with
             none is labelled as such.
-        out: the PNG to write.
         title: the figure's title; by default it says what is plotted.
 
     Returns:
-        ``out`` as a Path.
+        The Figure.
 
     Raises:
         ValueError: when ``distances`` is empty, holds no distance at all, or a distance is not a finite
             number >= 0.
 
     Example:
-        >>> plot_hyperparameter_distance({"proxy data": [0.1, 0.2], "random data": [0.4, 0.3]}, "fig4c.png")  # doctest: +SKIP
+        >>> plot_hyperparameter_distance({"proxy data": [0.1, 0.2], "random data": [0.4, 0.3]})  # doctest: +SKIP
     """
     if not isinstance(distances, Mapping) or not distances:
         raise ValueError(f"distances must map at least one arm label to its distances, got {distances!r}")
@@ -307,8 +291,8 @@ def plot_hyperparameter_distance(
     if not any(values.values()):
         raise ValueError(f"distances holds no distance at all for the arms {list(values)}")
 
-    figure = _figure(max(4.5, 1.3 * len(values) + 2), 4.6)
-    axis = figure.subplots()
+    drawn = figure(max(4.5, 1.3 * len(values) + 2), 4.6)
+    axis = drawn.subplots()
     positions = {label: i + 1 for i, label in enumerate(values)}
     filled = [label for label in values if values[label]]
     axis.boxplot([values[label] for label in filled], positions=[positions[label] for label in filled], widths=0.5, showfliers=False)
@@ -324,4 +308,4 @@ def plot_hyperparameter_distance(
         title=title or "hyper-parameters found by each arm vs the full search (one dot per search)",
     )
     axis.title.set_fontsize(9)
-    return _save(figure, out)
+    return drawn
