@@ -418,3 +418,70 @@ def test_a_retried_cell_keeps_its_finished_run_and_running_trials_are_not_failur
     assert "8 trials, 0 failed, 1 still running" in report.markdown
     assert report.metrics["n_trials"] == 8 and report.metrics["n_failed_trials"] == 0
     assert report.verdict is not None and report.verdict.passed is True and "over 3 grid points" in report.verdict.message
+
+
+# ------------------------------------------------------------------------------------------ the records and what render draws
+
+
+def test_the_proxy_data_record_holds_the_numbers(proxy_data: dict[str, Any]) -> None:
+    from proxyhpo.analysis import proxy_data_report
+
+    record = proxy_data_report.collect(proxy_data["parent"], tracking_uri=proxy_data["uri"])
+    assert isinstance(record, proxy_data_report.ProxyDataRecord) and record.model_config.get("frozen")
+    assert (record.metric, record.headline, record.point) == ("external", "mi+labelcrop-8", POINTS[0])
+    counts = record.run.counts
+    assert (counts.n_trials, counts.n_finished, counts.n_failed, counts.n_stopped, counts.n_running) == (60, 58, 2, 0, 0)
+    runs = _runs_by_arm(proxy_data["uri"], proxy_data["parent"])
+    for arm in record.arms:
+        hours, packed = _cost_by_hand(runs[arm], proxy_data["plan"], arm)
+        cost = record.costs[arm]
+        assert (cost.searches, cost.n_trials, cost.hours, cost.equal_pack_hours) == (PD_REPEATS, 12, pytest.approx(hours), pytest.approx(packed)), arm
+    assert record.costs["mi+labelcrop-8"].selection_device == "cuda" and record.costs["random-8"].selection_device is None
+    assert record.costs["full"].speedup == pytest.approx(1.0)
+    assert [(u.method, u.budget, u.fraction) for u in record.usage] == [(m, b, b / N_CASES) for m in PD_METHODS for b in PD_BUDGETS]
+    assert [row.arm for row in record.table] == ["MI+Labelcrop", "Random baseline", "Full Dataset"]
+    assert record.metrics == pytest.approx(proxy_data["report"].metrics)
+
+    rendered = proxy_data_report.render(record)
+    assert rendered.markdown == proxy_data["report"].markdown
+    assert list(rendered.figures) == ["fig4_data_usage", "fig2_mi_labelcrop-8", "fig2_random-8"]
+    (fig2,) = rendered.figures["fig2_mi_labelcrop-8"].axes
+    assert fig2.get_xlabel() == "full: external Dice, mean over 3 repeats" and fig2.get_ylabel() == "mi+labelcrop-8: external Dice, mean over 3 repeats"
+    assert fig2.get_title().startswith("MI+Labelcrop, B = 8 (50% of the data) vs all data\nper grid point")
+    (fig4,) = rendered.figures["fig4_data_usage"].axes
+    lines = {container.get_label(): container.lines[0] for container in fig4.containers}
+    assert sorted(lines) == ["MI+Labelcrop", "Random baseline"]
+    mi = [u for u in record.usage if u.method == "mi+labelcrop"]
+    assert list(lines["MI+Labelcrop"].get_xdata()) == pytest.approx([100 * u.fraction for u in mi])
+    assert list(lines["MI+Labelcrop"].get_ydata()) == pytest.approx([u.mean for u in mi])
+    assert f"at the reference's best grid point {POINTS[0]}" in fig4.get_title()
+
+
+def test_the_trust_record_and_its_scatter(store: str) -> None:
+    from proxyhpo.analysis import trust_report
+
+    study, points = _trust_study("trust-record", "internal")
+    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3])
+    record = trust_report.collect(parent, tracking_uri=store)
+    assert isinstance(record, trust_report.TrustRecord)
+    assert record.verdict.passed is True and record.metrics["trust_threshold"] == 0.5 and record.point == points[0]
+    assert record.costs["proxy"].selection_hours == pytest.approx(0.01) and record.costs["proxy"].hours == pytest.approx(0.014)
+    (axis,) = trust_report.render(record).figures["trust_proxy_vs_full"].axes
+    assert axis.get_title().startswith("trust check: proxy trusted\n(spearman >= 0.5 needed)")
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: internal Dice, mean over 2 repeats", "proxy: internal Dice, mean over 2 repeats")
+
+
+def test_a_stopped_trial_of_a_grid_study_is_counted_stopped_not_failed(store: str, tmp_path: Path) -> None:
+    study, points = _trust_study("trust-stopped", "internal")
+    plan = [_cell("trust", arm, 0, NetworkConfig.full(), N_CASES) for arm in ("full", "proxy")]
+    trials = [_trial("full", 0, p, 0.8 - 0.1 * i, None, 0.0, 0.01) for i, p in enumerate(points)]
+    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:3])]
+    trials += [_trial("proxy", 0, points[3], 0.9, None, 0.0, 0.001, stopped=True)]  # its early Dice is no final one
+    parent = _log_study(store, study, "trust", plan, trials)
+    cells = collect_cells(parent, tracking_uri=store)
+    assert next(c for c in cells["proxy"] if c.point == points[3]).internal_dice is None
+    report = build_study_report(parent, tmp_path, tracking_uri=store)
+    assert "8 trials, 0 failed, 1 stopped early (failed, stopped and unfinished trials are left out" in report.markdown
+    assert "| trials | failed | stopped |" in report.markdown and "| 4 | 0 | 1 |" in report.markdown
+    assert report.metrics["n_failed_trials"] == 0 and report.metrics["n_stopped_trials"] == 1
+    assert report.verdict is not None and "over 3 grid points" in report.verdict.message

@@ -55,6 +55,7 @@ from proxyhpo.analysis.study_plots import plot_hyperparameter_distance
 from proxyhpo.config import Categorical, NetworkConfig, ProxyDataManifest, SearchSpace, StrictModel, StudyConfig, parse_config
 from proxyhpo.config.studies import LEVER_ARMS, REFERENCE_ARMS, SEARCH_ARMS
 from proxyhpo.errors import ConfigError
+from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.tracking import names
 
 __all__ = ["KIND", "ArmSearch", "ComparisonRecord", "collect", "collect_searches", "ladder_headline", "read_manifests", "render"]
@@ -62,8 +63,8 @@ __all__ = ["KIND", "ArmSearch", "ComparisonRecord", "collect", "collect_searches
 
 #: The automl comparison's pipeline tag, its reference arm (the search on all data with the full network; without
 #: it, the lever ladder's ``full-search``: see :data:`~proxyhpo.config.studies.REFERENCE_ARMS`) and its arms as the
-#: paper's Table 2 heads them (the ladder's after them).
-KIND = "automl-comparison"
+#: paper's Table 2 heads them (the ladder's after them); the kind as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("automl-comparison")
 COMPARISON = KIND
 TITLE = "AutoML comparison"
 SEARCH_REFERENCE = "all-data"

@@ -23,11 +23,13 @@ from proxyhpo.analysis.statistics import mean_std
 from proxyhpo.analysis.study_plots import figure
 from proxyhpo.config import StrictModel, StudyConfig
 from proxyhpo.config.nas import NasFoldResult, NasPlan
+from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.tracking import names
 
 __all__ = ["KIND", "NasRecord", "collect", "render", "nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
 
-KIND = "nas"
+#: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("nas")
 TITLE = "NAS study"
 #: The folds' results as one JSON artifact of the parent run.
 FOLD_RESULTS_ARTIFACT = "fold_results.json"

@@ -22,10 +22,12 @@ from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, Metric, TableRow, best_point, mean_std
 from proxyhpo.analysis.study_plots import plot_dice_vs_data_usage, plot_proxy_vs_reference
 from proxyhpo.config import StrictModel
+from proxyhpo.registry import STUDY_PIPELINES
 
 __all__ = ["KIND", "ProxyDataRecord", "UsagePoint", "collect", "render"]
 
-KIND = "proxy-data-study"
+#: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("proxy-data-study")
 TITLE = "Proxy data study"
 
 

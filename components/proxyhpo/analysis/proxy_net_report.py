@@ -22,10 +22,12 @@ from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, Metric, TableRow, best_point
 from proxyhpo.analysis.study_plots import plot_proxy_networks
 from proxyhpo.config import StrictModel
+from proxyhpo.registry import STUDY_PIPELINES
 
 __all__ = ["KIND", "ProxyNetRecord", "collect", "render"]
 
-KIND = "proxy-net-study"
+#: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("proxy-net-study")
 TITLE = "Proxy network study"
 _LEVELLED = re.compile(r"proxy-L\d")
 

@@ -23,6 +23,7 @@ from proxyhpo import tracking
 from proxyhpo.analysis._report_io import is_stopped, stopped_at_epoch
 from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
+from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.tracking import names
 
 __all__ = [
@@ -30,7 +31,8 @@ __all__ = [
     "write_report", "render_markdown",
 ]
 
-KIND = "hpo"
+#: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("hpo")
 #: The best trial's hyper-parameters, and the controller's proposals and rewards, as artifacts of the parent run.
 BEST_HYPERPARAMETERS_ARTIFACT = "best_hyperparameters.json"
 CONTROLLER_HISTORY_ARTIFACT = "controller_history.json"

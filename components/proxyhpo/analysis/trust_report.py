@@ -23,10 +23,12 @@ from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, GridCell, Method, Metric, TableRow, best_point
 from proxyhpo.analysis.study_plots import plot_proxy_vs_reference
 from proxyhpo.config import StrictModel, StudyConfig
+from proxyhpo.registry import STUDY_PIPELINES
 
 __all__ = ["KIND", "TRUST_PROXY", "TrustRecord", "TrustVerdict", "collect", "render", "trust_verdict"]
 
-KIND = "trust"
+#: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
+KIND = STUDY_PIPELINES.check("trust")
 TITLE = "Trust check"
 #: The proxy arm of the trust check.
 TRUST_PROXY = "proxy"
