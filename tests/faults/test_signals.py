@@ -10,7 +10,6 @@ import mlflow
 import pytest
 from train_helpers import TRAIN_TIMEOUT_S, start_train, wait_for_epoch, write_plan
 
-from proxyhpo import tracking
 from proxyhpo.tracking import names
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,29 +55,11 @@ def test_after_sigkill_the_next_start_closes_the_orphans(tmp_path: Path) -> None
     assert len(runs) == 2
     closed = runs.pop(orphan.info.run_id)
     assert closed.info.status == "FAILED"
-    assert closed.data.tags[names.FAIL_REASON_TAG] == tracking.ORPHANED_REASON
+    assert closed.data.tags[names.FAIL_REASON_TAG] == names.ORPHANED_REASON
     (finished,) = runs.values()
     assert finished.info.status == "FINISHED"
     assert finished.data.tags[names.PLAN_HASH_TAG] == closed.data.tags[names.PLAN_HASH_TAG]
     assert (tmp_path / "trial.results.json").is_file()
-
-
-def test_a_run_of_a_live_process_is_not_an_orphan(tmp_path: Path) -> None:
-    """Only a run whose process has ended is closed: one tagged with this (live) process stays open."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = tracking.client(uri)
-    experiment_id = tracking.ensure_experiment("live", uri)
-    alive = client.create_run(experiment_id, tags=tracking.process_tags() | {names.TRIAL_ID_TAG: "t0"})
-    dead_tags = tracking.process_tags() | {tracking.PID_TAG: "999999999"}
-    dead = client.create_run(experiment_id, tags=dead_tags)
-    other_host = client.create_run(experiment_id, tags=dead_tags | {tracking.HOST_TAG: "some-other-host"})
-    parent = client.create_run(experiment_id, tags=tracking.process_tags())
-    for run in (alive, dead, other_host):
-        client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
-    closed = tracking.close_orphaned_runs("live", parent_run_id=parent.info.run_id, tracking_uri=uri)
-    assert closed == [dead.info.run_id]
-    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
-    assert client.get_run(other_host.info.run_id).info.status == "RUNNING"  # cannot be told from here: left alone
 
 
 def test_trials_end_when_their_launcher_is_killed(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tcp_proxy import TcpProxy  # noqa: E402
 from train_helpers import TRAIN_TIMEOUT_S, start_train, train_env, wait_for_epoch, write_plan  # noqa: E402
 
 from proxyhpo import tracking  # noqa: E402
+from proxyhpo.tracking import names  # noqa: E402
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -59,10 +60,10 @@ def test_training_survives_the_server_going_away_and_logs_later(mlflow_server: s
     assert not pending.exists()
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["proxyhpo.state"] == "COMPLETE" or run.data.tags["proxyhpo.state"]
-    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_dice"))
+    assert run.data.tags[names.STATE_TAG] == names.STATE_COMPLETE or run.data.tags[names.STATE_TAG]
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, names.VAL_DICE))
     assert sorted(set(steps)) == list(range(1, epochs + 1))
-    assert run.data.metrics["final_val_dice"] == pytest.approx(results[0]["final_val_dice"])
+    assert run.data.metrics[names.FINAL_VAL_DICE] == pytest.approx(results[0]["final_val_dice"])
 
 
 def test_an_unreachable_server_at_the_start_fails_in_seconds(tmp_path: Path) -> None:

@@ -55,9 +55,9 @@ def shown_uri(uri: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(uri)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urlunsplit(parts)
+    if not (parts.username or parts.password):
+        return uri  # as given: urlunsplit would fold sqlite:////abs/path into sqlite://abs/path
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
 
 
 def check_reachable(tracking_uri: str | None = None) -> None:
