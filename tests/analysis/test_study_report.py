@@ -305,6 +305,18 @@ def test_proxy_net_study(store: str, tmp_path: Path) -> None:
     assert "## Correlation with the full network (internal Dice; Fig. 3)" in report.markdown
     assert tracking.client(store).get_run(parent).info.status == "RUNNING"  # building logs nothing, closes nothing
 
+    # the record: every number above, and the figure drawn from it
+    from proxyhpo.analysis import proxy_net_report
+
+    record = proxy_net_report.collect(parent, tracking_uri=store)
+    assert (record.metric, record.headline, record.proxies) == ("internal", "proxy-L5", ("proxy-L5", "proxy-L4", "proxy-L3"))
+    assert record.costs["full"].hours == pytest.approx(0.04) and record.costs["proxy-L3"].hours == pytest.approx(0.016)
+    assert record.costs["proxy-L3"].selection_hours == 0 and record.run.hours.unit == "device wall-hours (CPU)"
+    assert [row.arm for row in record.table] == ["proxy-L5", "proxy-L4", "proxy-L3", "full"]
+    figure = proxy_net_report.render(record).figures["fig3_proxy_networks"]
+    assert [axis.get_ylabel() for axis in figure.axes] == ["proxy-L5: internal Dice", "proxy-L4: internal Dice", "proxy-L3: internal Dice"]
+    assert all(len(axis.collections[0].get_offsets()) == 2 * len(POINTS) for axis in figure.axes)  # one dot per (point, repeat)
+
 
 # ------------------------------------------------------------------------------------------ the trust check
 

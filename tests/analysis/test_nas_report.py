@@ -1,0 +1,84 @@
+"""The NAS report: its record from the folds' results, its Markdown and the controller's figure, published on the parent run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from proxyhpo import tracking
+from proxyhpo.analysis import nas_report
+from proxyhpo.config import DataConfig, NasSearchSpace, NasSpaceConfig, StudyConfig
+from proxyhpo.config.nas import NasFold, NasFoldResult, NasPlan
+from proxyhpo.config.nas_controller import EpisodeStats
+from proxyhpo.networks.nas_encoding import largest
+from proxyhpo.tracking import names
+
+
+def _episode(episode: int, rewards: tuple[float | None, ...], entropy: float, same: float) -> EpisodeStats:
+    done = [r for r in rewards if r is not None]
+    return EpisodeStats(
+        episode=episode, samples=((0,),) * len(rewards), rewards=rewards, n_failed=len(rewards) - len(done), stepped=True,
+        mean_reward=sum(done) / len(done) if done else None, max_reward=max(done) if done else None, entropy=entropy,
+        most_likely=(0,), same_as_most_likely=same, mode_fraction=1.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def nas(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, NasPlan, list[Path]]:
+    root = tmp_path_factory.mktemp("nas")
+    study = StudyConfig.model_validate({"name": "nas-report", "data": DataConfig(dataset="/data/heart").model_dump(), "nas": {"children_per_episode": 2}})
+    space = NasSearchSpace.from_shapes(NasSpaceConfig(), [(32, 64, 64)] * 3, in_channels=1)
+    plan = NasPlan(space=space, folds=(NasFold(fold=0, train_ids=("a", "b"), val_ids=("c",)), NasFold(fold=1, train_ids=("a", "c"), val_ids=("b",))), proxy_method="mi")
+    architecture = largest(space)
+    episodes = (_episode(0, (0.2, None), 1.5, 0.5), _episode(1, (0.4, 0.5), 1.0, 1.0))
+    results = [
+        NasFoldResult(fold=fold, arm=arm, architecture=architecture, val_dice=dice, search_gpu_hours=hours, train_cases=cases, episodes=episodes)
+        for arm, fold, dice, hours, cases in (("all", 0, 0.8, 2.0, 4), ("all", 1, 0.7, 2.0, 4), ("proxy", 0, 0.7, 0.5, 2), ("proxy", 1, 0.6, 0.5, 2))
+    ]
+    files = []
+    for result in results:
+        files.append(root / f"{result.arm}-{result.fold}.json")
+        files[-1].write_text(result.model_dump_json())
+    return study, plan, files
+
+
+def test_the_record_holds_the_folds_numbers(nas: tuple[StudyConfig, NasPlan, list[Path]]) -> None:
+    study, plan, files = nas
+    record = nas_report.collect(study, plan, files)
+    assert isinstance(record, nas_report.NasRecord) and len(record.results) == 4
+    assert (record.n_trials, record.n_failed) == (4 * 2 * 2, 4)  # 2 episodes of 2 children per fold; one failed child per fold
+    assert record.arms["all"]["cv_dice_mean"] == pytest.approx(0.75) and record.arms["proxy"]["search_hours"] == pytest.approx(1.0)
+    assert record.metrics["proxy_speedup"] == pytest.approx(4.0) and record.metrics["proxy_cv_dice_change"] == pytest.approx(-0.1)
+    assert record.metrics[names.TOTAL_GPU_HOURS] == pytest.approx(5.0) and record.metrics[names.BEST_VAL_DICE] == pytest.approx(0.75)
+
+
+def test_render_draws_the_controller_per_fold_and_arm(nas: tuple[StudyConfig, NasPlan, list[Path]]) -> None:
+    rendered = nas_report.render(nas_report.collect(*nas))
+    entropy, reward, same = rendered.figures["controller"].axes
+    assert [axis.get_title() for axis in (entropy, reward, same)] == [
+        "controller entropy", "reward (mean validation Dice of the children)", "children equal to the most likely network",
+    ]
+    assert [line.get_label() for line in entropy.get_lines()] == ["all, fold 0", "all, fold 1", "proxy, fold 0", "proxy, fold 1"]
+    assert [line.get_linestyle() for line in entropy.get_lines()] == ["-", "-", "--", "--"]
+    assert list(reward.get_lines()[0].get_ydata()) == pytest.approx([0.2, 0.45])
+    assert list(same.get_lines()[0].get_ydata()) == pytest.approx([0.5, 1.0])
+    assert rendered.markdown.startswith("# NAS study `nas-report`")
+    assert "4.00× fewer device-hours" in rendered.markdown and "![controller](controller.png)" in rendered.markdown
+
+
+def test_write_nas_report_publishes_on_the_parent_run(nas: tuple[StudyConfig, NasPlan, list[Path]], tmp_path: Path) -> None:
+    study, plan, files = nas
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = tracking.start_parent_run(study.name, "nas", config={}, tracking_uri=uri)
+    summary = nas_report.write_nas_report(study, plan, files, parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=uri)
+    assert (summary["n_trials"], summary["n_failed"], summary["total_gpu_hours"]) == (16, 4, pytest.approx(5.0))
+    client = tracking.client(uri)
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED" and run.data.metrics["proxy_speedup"] == pytest.approx(4.0)
+    artifacts = {a.path for a in client.list_artifacts(parent)}
+    assert {names.REPORT_ARTIFACT, "controller.png", names.SUMMARY_ARTIFACT, nas_report.FOLD_RESULTS_ARTIFACT} <= artifacts
+    folds = json.loads(Path(client.download_artifacts(parent, nas_report.FOLD_RESULTS_ARTIFACT, str(tmp_path / "dl"))).read_text())
+    assert [(f["arm"], f["fold"]) for f in folds] == [("all", 0), ("all", 1), ("proxy", 0), ("proxy", 1)]
+    assert "<title>NAS study nas-report</title>" in (tmp_path / "r.html").read_text()
