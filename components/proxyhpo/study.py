@@ -16,7 +16,7 @@ from proxyhpo.config import PipelineShape, ProxyDataManifest, StudyConfig, Study
 from proxyhpo.errors import TrialError
 
 if TYPE_CHECKING:
-    from proxyhpo.analysis.study_report import TrustVerdict
+    from proxyhpo.analysis.trust_report import TrustVerdict
 
 __all__ = ["open_study", "close_study", "plan_study", "select_arm_data", "check_trust"]
 
@@ -102,7 +102,7 @@ def check_trust(study: StudyConfig, result_files: Sequence[str | os.PathLike[str
         TrialError: when the proxy is not trusted, or the verdict is undecided: the search does not start.
     """
     from proxyhpo.analysis.statistics import GridCell
-    from proxyhpo.analysis.study_report import trust_verdict
+    from proxyhpo.analysis.trust_report import trust_verdict
 
     cells: dict[str, list[GridCell]] = {}
     for file in result_files:
