@@ -106,6 +106,10 @@ INSTANCES: dict[str, BaseModel] = {
         config=ControllerConfig(), search_space=default_search_space(), pending=(_proposal(1),), history=(HistoryRecord(proposal=_proposal(), reward=0.5, failed=False),)
     ),
     "pack_spec": PackSpec(round=1, pack_index=0, proposals=(_proposal(), _proposal(1))),
+    "pack_checkpoint": schema.PackCheckpoint(
+        trial_ids=["a"], epoch=1, step=2, elapsed=1.0, chunk_size=1, stopper={"arrivals": 1},
+        trials=[schema.TrialCheckpoint(trial_id="a", charged_seconds=1.0, admitted_after=0.0, first_tick=0, epochs_run=1, steps_run=2)],
+    ),
     "search_state": schema.SearchState(
         strategy="random", seed=1, batches=1, next_proposal_id=2, generator={"bit_generator": "PCG64", "state": {"state": 2**100, "inc": 7}},
         pending=(_proposal(1),), history=(HistoryRecord(proposal=_proposal(), reward=0.5, failed=False, dice=0.5),),
@@ -171,7 +175,7 @@ def test_every_schema_model_is_covered() -> None:
         schema.Uniform, schema.LogUniform, schema.FaultInjection, schema.TrialSpec, schema.DataItem, schema.TrialResult,
         schema.StudiesConfig, schema.ProxyDataStudyConfig, schema.ProxyNetStudyConfig, schema.TrustConfig,
         schema.NasConfig, schema.NasChildConfig, schema.NasSpaceConfig, schema.NasControllerConfig, schema.NasFold,
-        schema.Decision, schema.Architecture, schema.NasSearchSpace, schema.EpisodeStats,
+        schema.Decision, schema.Architecture, schema.NasSearchSpace, schema.EpisodeStats, schema.TrialCheckpoint,
     }
     missing = sorted(m.__name__ for m in models - covered - nested if not issubclass(m, RootModel) or m is not schema.SearchSpace)
     assert missing == [], f"add an instance of {missing} to INSTANCES"
