@@ -35,7 +35,7 @@ def test_a_retried_task_resumes_its_trial_runs_never_duplicates_them(tracking_ur
     assert {trial_id: run.run_id for trial_id, run in second.items()} == {trial_id: run.run_id for trial_id, run in first.items()}
     client = tracking.client(tracking_uri)
     experiment_id = tracking.ensure_experiment(name, tracking_uri)
-    children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    children = client.search_runs([experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent}'")
     assert sorted(run.info.run_name for run in children) == ["r0-t000", "r0-t001"]
     assert all(run.info.status == "FINISHED" and run.data.tags[names.ATTEMPT_TAG] == "2" for run in children)
     resumed = second["r0-t000"].run_id
