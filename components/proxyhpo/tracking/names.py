@@ -195,9 +195,15 @@ HEADLINE_GOAL_MET = "headline_goal_met"
 ROUND_MEAN_VAL_DICE = "round_mean_val_dice"
 ROUND_MEAN_REWARD = "round_mean_reward"
 CONTROLLER_ENTROPY = "controller_entropy"
-#: the search benchmark's own run
+#: the search benchmark's own run, and each strategy-and-seed run (with ``n_trials``, ``best_val_dice``, ``final_val_dice``, ``final_test_dice``)
 BUDGET_HOURS = "budget_hours"
 CALIBRATION_HOURS = "calibration_hours"
+DEVICE_HOURS = "device_hours"
+OVERRUN_HOURS = "overrun_hours"
+N_STOPPED = "n_stopped"
+TRIAL_EPOCHS = "trial_epochs"
+#: the search benchmark's artifact of one strategy and seed
+SEARCH_ARTIFACT = "search.json"
 
 # --- artifact files ----------------------------------------------------------------------------------------------
 #: the resolved study config, on the parent run
