@@ -18,6 +18,7 @@ from proxyhpo import paths
 from proxyhpo.cli import main
 from proxyhpo.config.search_bench import SearchBenchResult
 from proxyhpo.registry import SEARCH_STRATEGIES
+from proxyhpo.tracking import names
 from proxyhpo.search.bench import CostModel, run_search_bench
 
 TINY_STUDY = {
@@ -63,22 +64,22 @@ def write_bench(folder: Path, **bench) -> Path:
 def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str, budget: float) -> tuple[list[tuple], float, list[str]]:
     """The running best recomputed from the trial runs MLflow holds: (trial id, hours, trial-epochs, best), counted hours, run ids."""
     children = client.search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`proxyhpo.role` = 'trial'", max_results=1000
+        [experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent_run_id}' and tags.`{names.ROLE_TAG}` = '{names.ROLE_TRIAL}'", max_results=1000
     )
-    ordered = sorted(children, key=lambda run: int(run.data.tags["proxyhpo.proposal_id"]))
+    ordered = sorted(children, key=lambda run: int(run.data.tags[names.PROPOSAL_ID_TAG]))
     spent, counted_hours, epochs, best, curve = 0.0, 0.0, 0, None, []
     for run in ordered:
-        spent += run.data.metrics["gpu_hours"] + run.data.metrics["process_hours"]
+        spent += run.data.metrics[names.GPU_HOURS] + run.data.metrics[names.PROCESS_HOURS]
         counted = spent <= budget
-        assert run.data.tags["proxyhpo.bench.counted"] == ("true" if counted else "false")
+        assert run.data.tags[names.BENCH_COUNTED_TAG] == ("true" if counted else "false")
         if not counted:
             continue
         counted_hours = spent
-        epochs += int(run.data.metrics["epochs_run"])
+        epochs += int(run.data.metrics[names.EPOCHS_RUN])
         if run.info.status == "FINISHED":  # trained all epochs: a candidate (stopped trials end KILLED, failed ones FAILED)
-            dice = run.data.metrics["final_val_dice"]
+            dice = run.data.metrics[names.FINAL_VAL_DICE]
             best = dice if best is None else max(best, dice)
-        curve.append((run.data.tags["proxyhpo.trial_id"], spent, epochs, best))
+        curve.append((run.data.tags[names.TRIAL_ID_TAG], spent, epochs, best))
     return curve, counted_hours, [run.info.run_id for run in ordered]
 
 
@@ -105,14 +106,14 @@ def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_bes
         assert run.device_hours == pytest.approx(counted_hours, rel=1e-12)
         parent = client.get_run(run.parent_run_id)
         assert parent.info.status == "FINISHED"
-        assert parent.data.tags["proxyhpo.bench.strategy"] == run.strategy
-        assert parent.data.metrics["device_hours"] <= parent.data.metrics["budget_hours"]
+        assert parent.data.tags[names.BENCH_STRATEGY_TAG] == run.strategy
+        assert parent.data.metrics[names.DEVICE_HOURS] <= parent.data.metrics[names.BUDGET_HOURS]
         if run.best_val_dice is not None:
             assert run.best_val_dice == max(p.best_val_dice for p in run.curve if p.best_val_dice is not None)
             (final,) = client.search_runs(
-                [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.parent_run_id}' and tags.`proxyhpo.role` = 'final'"
+                [experiment.experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{run.parent_run_id}' and tags.`{names.ROLE_TAG}` = '{names.ROLE_FINAL}'"
             )
-            assert final.data.metrics["final_val_dice"] == pytest.approx(run.final_val_dice)
+            assert final.data.metrics[names.FINAL_VAL_DICE] == pytest.approx(run.final_val_dice)
             assert {k: final.data.params[k] for k in run.best_hyperparameters} == {k: str(v) for k, v in run.best_hyperparameters.items()}
 
     by_name = {run.strategy: run for run in result.runs}

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths, tracking
+from proxyhpo.tracking import names
 from proxyhpo.analysis.search_bench import best_trial, plot_search_bench, running_best, summary_markdown
 from proxyhpo.config import Categorical, PackSpec, ProxyDataManifest, Proposal, StudyConfig, StudyData, TrialPlan, TrialResult, load_yaml, parse_config, resolve_pack_size
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
@@ -69,16 +70,11 @@ from proxyhpo.errors import ProxyHPOError
 from proxyhpo.registry import SEARCH_STRATEGIES
 from proxyhpo.search._base import Strategy, study_with
 
-__all__ = ["PIPELINE", "BENCH_TAG", "STRATEGY_TAG", "SEED_TAG", "COUNTED_TAG", "bench_study", "CostModel", "SearchBench", "run_search_bench"]
+__all__ = ["PIPELINE", "bench_study", "CostModel", "SearchBench", "run_search_bench"]
 
 logger = logging.getLogger(__name__)
 
 PIPELINE = "search-bench"
-BENCH_TAG = "proxyhpo.bench.id"
-ROLE_TAG = "proxyhpo.bench.role"
-STRATEGY_TAG = "proxyhpo.bench.strategy"
-SEED_TAG = "proxyhpo.bench.seed"
-COUNTED_TAG = "proxyhpo.bench.counted"
 #: Batches whose measured rate the launch rule remembers, per pack size.
 RATE_WINDOW = 4
 
@@ -254,7 +250,7 @@ class SearchBench:
         parent_run_id: str,
         stopper: Any | None = None,
         queued: bool = False,
-        role: str = "trial",
+        role: str = names.ROLE_TRIAL,
     ) -> list[tuple[TrialResult, str]]:
         """Train ``proposals`` as the pipeline trains a round: grouped into packs, one MLflow child run per trial.
 
@@ -318,8 +314,8 @@ class SearchBench:
         centre = _centre(study)
         proposals = [Proposal(proposal_id=i, round=0 if i < pack else 1, hyperparameters=centre, log_prob=0.0) for i in range(pack + 1)]
         self._warm_up(build_search_plan(study, self.data, self.manifest, PackSpec(round=0, pack_index=0, proposals=tuple(proposals[:pack]))))  # type: ignore[arg-type]
-        alone = self._train(study, proposals[pack:], batch=1, parent_run_id=run_id, role="calibration")
-        packed = self._train(study, proposals[:pack], batch=0, parent_run_id=run_id, role="calibration")
+        alone = self._train(study, proposals[pack:], batch=1, parent_run_id=run_id, role=names.ROLE_CALIBRATION)
+        packed = self._train(study, proposals[:pack], batch=0, parent_run_id=run_id, role=names.ROLE_CALIBRATION)
         self.slots = max(result.pack_size for result, _ in packed)
         rates = {}
         for slots, trained in ((self.slots, packed), (1, alone)):
@@ -339,7 +335,7 @@ class SearchBench:
         strategy = factory(study_with(study, "search", early_stopping=early_stopping), seed, **self.strategy_options.get(name, {}))
         settings = {"strategy": name, "seed": seed, "budget_hours": self.budget_hours, "proposals_per_batch": self.batch_size, "bench_id": self.bench_id}
         run_id = tracking.start_parent_run(self.study.name, PIPELINE, config=settings, run_name=f"{name}-seed{seed}")
-        for key, value in {BENCH_TAG: self.bench_id, ROLE_TAG: "search", STRATEGY_TAG: name, SEED_TAG: str(seed)}.items():
+        for key, value in {names.BENCH_ID_TAG: self.bench_id, names.BENCH_ROLE_TAG: names.BENCH_ROLE_SEARCH, names.BENCH_STRATEGY_TAG: name, names.BENCH_SEED_TAG: str(seed)}.items():
             self.client.set_tag(run_id, key, value)
         return _Search(strategy=strategy, order=order, parent_run_id=run_id)
 
@@ -371,7 +367,7 @@ class SearchBench:
             hours += cost
             search.spent += cost
             counted = search.spent <= self.budget_hours
-            self.client.set_tag(run_id, COUNTED_TAG, "true" if counted else "false")
+            self.client.set_tag(run_id, names.BENCH_COUNTED_TAG, "true" if counted else "false")
             proposal = by_id[int(result.tags["proposal_id"])]
             search.trials.append(
                 BenchTrial(
@@ -433,20 +429,20 @@ class SearchBench:
             final_device_hours=cost_of(final) if final else None,
         )
         metrics = {
-            "budget_hours": run.budget_hours,
-            "device_hours": run.device_hours,
-            "overrun_hours": run.overrun_hours,
-            "n_trials": len(counted),
-            "n_stopped": sum(trial.state == "STOPPED" for trial in counted),
-            "trial_epochs": sum(trial.epochs_run for trial in counted),
-            "best_val_dice": run.best_val_dice,
-            "final_val_dice": run.final_val_dice,
-            "final_test_dice": run.final_test_dice,
+            names.BUDGET_HOURS: run.budget_hours,
+            names.DEVICE_HOURS: run.device_hours,
+            names.OVERRUN_HOURS: run.overrun_hours,
+            names.N_TRIALS: len(counted),
+            names.N_STOPPED: sum(trial.state == names.STATE_STOPPED for trial in counted),
+            names.TRIAL_EPOCHS: sum(trial.epochs_run for trial in counted),
+            names.BEST_VAL_DICE: run.best_val_dice,
+            names.FINAL_VAL_DICE: run.final_val_dice,
+            names.FINAL_TEST_DICE: run.final_test_dice,
         }
         for key, value in metrics.items():
             if value is not None:
                 self.client.log_metric(run.parent_run_id, key, float(value))
-        self.client.log_dict(run.parent_run_id, run.model_dump(mode="json"), "search.json")
+        self.client.log_dict(run.parent_run_id, run.model_dump(mode="json"), names.SEARCH_ARTIFACT)
         tracking.finish_run(run.parent_run_id)
         return run
 
@@ -495,8 +491,8 @@ class SearchBench:
             self.study.name, PIPELINE, config={"bench": self.config.model_dump(mode="json"), "study": self.study.model_dump(mode="json")}, run_name=f"search-bench-{self.bench_id}"
         )
         client = self.client
-        client.set_tag(bench_run, BENCH_TAG, self.bench_id)
-        client.set_tag(bench_run, ROLE_TAG, "bench")
+        client.set_tag(bench_run, names.BENCH_ID_TAG, self.bench_id)
+        client.set_tag(bench_run, names.BENCH_ROLE_TAG, names.BENCH_ROLE_BENCH)
         try:
             calibration = self._calibrate(bench_run)
             self.budget_hours = self.config.budget.hours if self.config.budget.hours is not None else self.config.budget.trials * calibration.full_trial_hours  # type: ignore[operator]
@@ -525,8 +521,8 @@ class SearchBench:
                 plot_search_bench(result, out / "search.png")
             client.log_artifact(bench_run, str(out / "search.json"))
             client.log_artifact(bench_run, str(out / "search.png"))
-            client.log_metric(bench_run, "budget_hours", self.budget_hours)
-            client.log_metric(bench_run, "calibration_hours", calibration.device_hours)
+            client.log_metric(bench_run, names.BUDGET_HOURS, self.budget_hours)
+            client.log_metric(bench_run, names.CALIBRATION_HOURS, calibration.device_hours)
         except BaseException:
             tracking.finish_run(bench_run, failed=True)
             raise
