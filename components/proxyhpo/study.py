@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proxyhpo import tracking
+from proxyhpo.tracking import names
 from proxyhpo.config import PipelineShape, ProxyDataManifest, StudyConfig, StudyData, StudyRun, TrialResults, TrialState
 from proxyhpo.errors import TrialError
 
@@ -50,6 +51,7 @@ def open_study(
     else:
         run_id = tracking.start_parent_run(study.name, pipeline, config=study.model_dump(mode="json"), pipeline_run=pipeline_run)
         tracking.client().set_tag(run_id, resume.CONFIG_HASH_TAG, resume.config_sha256(study))
+    tracking.client().set_tag(run_id, names.STRATEGY_TAG, study.search.strategy)
     run = StudyRun(experiment=study.name, run_id=run_id, study=study)
     run.write(out)
     return run

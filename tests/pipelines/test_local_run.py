@@ -61,6 +61,7 @@ def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in runs if run.data.tags.get(names.PIPELINE_TAG) == "hpo"]
     assert parent.info.status == "FINISHED"
+    assert parent.data.tags[names.STRATEGY_TAG] == tiny_hpo_run.study.search.strategy
     for metric in (names.BEST_VAL_DICE, names.TOTAL_GPU_HOURS, names.TOTAL_PROCESS_HOURS, names.FINAL_VAL_DICE):
         assert metric in parent.data.metrics, metric
     assert parent.data.metrics[names.TOTAL_PROCESS_HOURS] > 0

@@ -78,6 +78,8 @@ FAIL_REASON_TAG = "proxyhpo.fail_reason"
 ATTEMPT_TAG = "proxyhpo.attempt"
 #: The KFP run id a parent run belongs to (the exit handler finds the run by it).
 KFP_RUN_TAG = "proxyhpo.kfp_run_id"
+#: The search strategy of the study, on its parent run (``search.strategy``: ``reinforce``, ``random``, ...).
+STRATEGY_TAG = tag("strategy")
 #: The host, pid and pid start time of the process that opened a run (to tell an orphan from a live run).
 HOST_TAG = "proxyhpo.host"
 PID_TAG = "proxyhpo.pid"
