@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from proxyhpo import tracking
+from proxyhpo.tracking import names
 from proxyhpo.analysis.report import HpoRecord, build_report, collect, collect_trials, plot_search, render, render_markdown, summarize, write_report
 from proxyhpo.config import (
     ControllerConfig,
@@ -252,15 +253,15 @@ def test_report_follows_the_search_space(store: str, tmp_path: Path) -> None:
 
 
 def test_write_report_for_the_pipeline(study: StudyConfig, store: str, tmp_path: Path) -> None:
-    import torch
-
-    from proxyhpo.controller.state import write_state
+    from proxyhpo.controller import ReinforceController
+    from proxyhpo.controller.state import read_state, write_state
 
     study = study.model_copy(update={"name": "pipeline-report"})
     parent = _log_study(study, store)
-    state_path = write_state(
-        tmp_path / "controller.zip", _controller_state(study.search.space), {"policy": {}, "optimizer": {}, "generator": torch.zeros(8, dtype=torch.uint8)}
-    )
+    # the report restores the study's strategy from its state: a real controller's tensors beside the history it is told
+    state = _controller_state(study.search.space)
+    _, tensors = read_state(ReinforceController(study.search.space, config=state.config).save(tmp_path / "fresh.zip"))
+    state_path = write_state(tmp_path / "controller.zip", state, tensors)
     markdown, html = tmp_path / "out" / "report.md", tmp_path / "out" / "report.html"
 
     summary = write_report(study, parent, state_path, markdown=markdown, html=html, tracking_uri=store)
@@ -289,6 +290,26 @@ def test_write_report_for_the_pipeline(study: StudyConfig, store: str, tmp_path:
     assert means == [(0, pytest.approx((0.52 + 0.66) / 2)), (1, pytest.approx(0.61))]
     entropy = sorted((m.step, m.value) for m in client.get_metric_history(parent, "controller_entropy"))
     assert entropy == [(0, 2.0), (1, 1.0)]
+
+
+def test_write_report_reads_any_strategy_through_its_protocol(study: StudyConfig, store: str, tmp_path: Path) -> None:
+    """Random search keeps no controller: its history and per-round mean Dice are logged, no policy entropy."""
+    from proxyhpo.config import SearchState
+    from proxyhpo.search import study_with
+
+    study = study_with(study.model_copy(update={"name": "random-report"}), "search", strategy="random")
+    parent = _log_study(study, store)
+    history = _controller_state(study.search.space).history
+    state_path = SearchState(strategy="random", seed=0, batches=2, next_proposal_id=4, generator=np.random.default_rng(0).bit_generator.state, history=history).write(tmp_path / "search.json")
+
+    write_report(study, parent, state_path, markdown=tmp_path / "report.md", html=tmp_path / "report.html", tracking_uri=store)
+
+    client = tracking.client(store)
+    logged = json.loads(Path(client.download_artifacts(parent, "controller_history.json", str(tmp_path / "dl"))).read_text())
+    assert [record["proposal"]["proposal_id"] for record in logged] == [0, 1, 2, 3]
+    means = sorted((m.step, m.value) for m in client.get_metric_history(parent, names.ROUND_MEAN_VAL_DICE))
+    assert means == [(0, pytest.approx((0.52 + 0.66) / 2)), (1, pytest.approx(0.61))]
+    assert client.get_metric_history(parent, names.CONTROLLER_ENTROPY) == []
 
 
 def test_report_when_every_trial_failed(study: StudyConfig, store: str, tmp_path: Path) -> None:

@@ -410,7 +410,7 @@ def build_report(
     """
     record = collect(study, parent_run_id, tracking_uri)
     rendered = render(record)
-    publish(rendered, parent_run_id, out_dir=out_dir, tracking_uri=tracking_uri, before_finish=_controller_logger(parent_run_id, controller_state))
+    publish(rendered, parent_run_id, out_dir=out_dir, tracking_uri=tracking_uri, before_finish=_controller_logger(study, parent_run_id, controller_state))
     return record.summary, rendered.markdown
 
 
@@ -433,40 +433,37 @@ def write_report(
     record = collect(study, parent_run_id, tracking_uri)
     publish(
         render(record), parent_run_id, markdown=markdown, html=html, tracking_uri=tracking_uri,
-        before_finish=_controller_logger(parent_run_id, controller_state),
+        before_finish=_controller_logger(study, parent_run_id, controller_state),
     )
     return record.summary
 
 
-def _controller_logger(run_id: str, state_path: str | os.PathLike[str] | None) -> Any:
-    """What :func:`publish` calls before closing the run: :func:`_log_controller` when there is a controller state."""
+def _controller_logger(study: StudyConfig, run_id: str, state_path: str | os.PathLike[str] | None) -> Any:
+    """What :func:`publish` calls before closing the run: :func:`_log_controller` when there is a search state."""
     if state_path is None:
         return None
-    return lambda mlflow_client: _log_controller(mlflow_client, run_id, state_path)
+    return lambda mlflow_client: _log_controller(mlflow_client, study, run_id, state_path)
 
 
-def _log_controller(mlflow_client: Any, run_id: str, state_path: str | os.PathLike[str]) -> None:
-    """The controller's proposals and rewards, and its per-round statistics, on the parent run."""
+def _log_controller(mlflow_client: Any, study: StudyConfig, run_id: str, state_path: str | os.PathLike[str]) -> None:
+    """The search strategy's proposals with their Dice, and what it learned per round, on the parent run."""
     import time
 
     from mlflow.entities import Metric
 
-    now_ms = int(time.time() * 1000)
-    from proxyhpo.controller.state import read_state_json
+    from proxyhpo.search import strategy_class
 
-    state = read_state_json(state_path)
-    mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in state.history], CONTROLLER_HISTORY_ARTIFACT)
+    now_ms = int(time.time() * 1000)
+    strategy = strategy_class(study).restore(study, state_path)
+    history = strategy.history()
+    mlflow_client.log_dict(run_id, [record.model_dump(mode="json") for record in history], CONTROLLER_HISTORY_ARTIFACT)
     # a round's mean Dice over its trials that trained to the end (a stopped trial's is an early epoch's); the
-    # reward is the Dice itself without early stopping, a rank with it (then logged apart)
+    # REINFORCE reward is the Dice itself without early stopping, a rank with it (then logged apart)
     dice_by_round: dict[int, list[float]] = {}
-    for record in state.history:
+    for record in history:
         if record.score is not None and record.stopped_at_epoch is None:
             dice_by_round.setdefault(record.proposal.round, []).append(record.score)
     metrics = [Metric(names.ROUND_MEAN_VAL_DICE, sum(values) / len(values), now_ms, round_index) for round_index, values in sorted(dice_by_round.items())]
-    if state.config.reward == "rank":
-        metrics += [
-            Metric(names.ROUND_MEAN_REWARD, float(update.mean_reward), now_ms, int(update.round)) for update in state.updates if update.mean_reward is not None
-        ]
-    metrics += [Metric(names.CONTROLLER_ENTROPY, float(update.entropy), now_ms, int(update.round)) for update in state.updates if update.entropy is not None]
+    metrics += [Metric(name, value, now_ms, round_index) for name, points in strategy.round_metrics().items() for round_index, value in points]
     if metrics:
         mlflow_client.log_batch(run_id, metrics=metrics)

@@ -105,6 +105,10 @@ class Strategy(abc.ABC):
         """The proposal the search found best so far (:func:`~proxyhpo.config.controller.best_record`), or None."""
         return best_record(self.history())
 
+    def round_metrics(self) -> dict[str, list[tuple[int, float]]]:
+        """What the strategy learned round by round, for the report: metric name -> ``(round, value)`` pairs (none by default)."""
+        return {}
+
     def stopper(self) -> Any | None:
         """The rule that stops this round's trials early while they train, passed to
         :func:`~proxyhpo.training.run_trials` (an :class:`~proxyhpo.training.early_stopping.EarlyStopper`);

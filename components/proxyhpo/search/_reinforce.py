@@ -79,6 +79,16 @@ class ReinforceSearch(Strategy):
     def history(self) -> list[HistoryRecord]:
         return self.controller.history()
 
+    def round_metrics(self) -> dict[str, list[tuple[int, float]]]:
+        """The policy's entropy per round and, when the rewards are ranks (not the Dice itself), their mean."""
+        from proxyhpo.tracking import names
+
+        updates = self.controller.update_stats()
+        metrics = {names.CONTROLLER_ENTROPY: [(u.round, float(u.entropy)) for u in updates if u.entropy is not None]}
+        if self.controller.config.reward == "rank":
+            metrics[names.ROUND_MEAN_REWARD] = [(u.round, float(u.mean_reward)) for u in updates if u.mean_reward is not None]
+        return metrics
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         return self.controller.save(path)
 
