@@ -173,3 +173,37 @@ def tiny_hpo_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 def fake_secrets() -> dict[str, str]:
     """:data:`FAKE_SECRETS`: the known fake credentials planted in the tiny study run's environment."""
     return dict(FAKE_SECRETS)
+
+
+class ShippedPipelines:
+    """Every shipped pipeline, compiled once a test session per data root, the fake credentials in the environment.
+
+    Compiling the twenty shipped pipelines is the suite's costliest step after the end-to-end runs; the
+    compile, upload and secrets tests share these files (all in the ``compiled`` xdist group, so one
+    worker compiles them once). The credentials set while compiling must never reach the YAML.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._compiled: dict[str | None, list[Path]] = {}
+
+    def __call__(self, data_root: str | None = None) -> list[Path]:
+        """The compiled files, as ``proxyhpo compile`` (``data_root`` None) or ``proxyhpo upload --data-root`` compile them."""
+        from proxyhpo.compile import compile_pipelines
+
+        if data_root not in self._compiled:
+            patch = pytest.MonkeyPatch()
+            for key, value in FAKE_SECRETS.items():
+                patch.setenv(key, value)
+            try:
+                out = self.folder / ("plain" if data_root is None else "with-data-root")
+                self._compiled[data_root] = compile_pipelines(out, data_root=data_root)
+            finally:
+                patch.undo()
+        return self._compiled[data_root]
+
+
+@pytest.fixture(scope="session")
+def shipped_pipelines(tmp_path_factory: pytest.TempPathFactory) -> ShippedPipelines:
+    """:class:`ShippedPipelines` of this session (mark the module ``xdist_group("compiled")``)."""
+    return ShippedPipelines(tmp_path_factory.mktemp("shipped-pipelines"))

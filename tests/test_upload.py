@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from proxyhpo.catalogue import SHIPPED_PIPELINES
-from proxyhpo.compile import compile_pipelines
 from proxyhpo.upload import publish, upload_compiled, upload_shipped
+
+pytestmark = pytest.mark.xdist_group("compiled")  # the session's shipped pipelines, compiled once on one worker
 
 
 class RecordingClient:
@@ -40,9 +41,9 @@ class RecordingClient:
 
 
 @pytest.fixture(scope="module")
-def for_cluster(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def for_cluster(shipped_pipelines) -> list[Path]:
     """Every shipped pipeline compiled as `proxyhpo upload --data-root` and the deploy compile them."""
-    return compile_pipelines(tmp_path_factory.mktemp("cluster"), data_root="s3://proxyhpo/datasets")
+    return shipped_pipelines("s3://proxyhpo/datasets")
 
 
 def test_every_pipeline_uploads_then_versions_with_data_on_minio(for_cluster: list[Path]) -> None:
@@ -125,21 +126,15 @@ def test_a_refused_upload_is_one_line_naming_the_host(for_cluster: list[Path], m
 
 
 def test_upload_command_compiles_every_shipped_pipeline_and_publishes_it(clients: list[RecordingClient], monkeypatch: pytest.MonkeyPatch) -> None:
-    import proxyhpo.compile
+    import proxyhpo.catalogue
 
-    compiled_into: list[Path] = []
-
-    def compile_pipelines(out_dir: str, data_root: str | None = None) -> list[Path]:  # the compile path has its own tests
-        compiled_into.append(Path(out_dir))
-        assert data_root == "s3://team/datasets"
-        path = Path(out_dir) / "hpo-demo.yaml"
-        path.write_text("pipelineInfo: {name: proxyhpo-hpo}\n")
-        return [path]
-
-    monkeypatch.setattr(proxyhpo.compile, "compile_pipelines", compile_pipelines)
+    # the real compile path, over a catalogue of one (compiling all twenty is the session fixture's job)
+    monkeypatch.setattr(proxyhpo.catalogue, "SHIPPED_PIPELINES", {"hpo-demo": SHIPPED_PIPELINES["hpo-demo"]})
     monkeypatch.setenv("KFP_COOKIES", "authservice_session=c00k1e")
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     assert upload_shipped("http://kfp.example.org", namespace="team-b", data_root="s3://team/datasets") == ["proxyhpo-hpo-demo"]
     (client,) = clients
     assert client.arguments == {"host": "http://kfp.example.org", "namespace": "team-b", "cookies": "authservice_session=c00k1e"}
-    assert not compiled_into[0].exists(), "the compiled files are temporary"
+    ((kind, name, spec),) = client.uploads
+    assert name == "proxyhpo-hpo-demo"
+    assert spec["root"]["inputDefinitions"]["parameters"]["dataset"]["defaultValue"].startswith("s3://team/datasets/")

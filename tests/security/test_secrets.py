@@ -107,16 +107,14 @@ def test_a_study_run_leaves_no_secret_behind(tiny_hpo_run, fake_secrets: dict[st
 
 
 @pytest.mark.slow
-def test_compiled_pipelines_hold_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_secrets: dict[str, str]) -> None:
+@pytest.mark.xdist_group("compiled")  # the session's shipped pipelines, compiled once on one worker
+def test_compiled_pipelines_hold_no_secret(shipped_pipelines, fake_secrets: dict[str, str]) -> None:
     from proxyhpo.catalogue import SHIPPED_PIPELINES
-    from proxyhpo.compile import compile_pipelines
 
-    for key, value in fake_secrets.items():
-        monkeypatch.setenv(key, value)
-    compiled = compile_pipelines(tmp_path / "pipelines", data_root="s3://proxyhpo/datasets")
+    compiled = shipped_pipelines("s3://proxyhpo/datasets")  # compiled with the fake credentials in the environment
     assert sorted(path.stem for path in compiled) == sorted(SHIPPED_PIPELINES)
     scan = Scan(fake_secrets)
-    scan.tree(tmp_path / "pipelines")
+    scan.tree(compiled[0].parent)
     assert not scan.hits, scan.hits
     assert scan.files == len(SHIPPED_PIPELINES) and scan.bytes >= 500_000, (scan.files, scan.bytes)
     # the credentials reach the pods by reference to the chart's Secret, never by value
