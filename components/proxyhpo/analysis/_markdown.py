@@ -10,9 +10,15 @@ import re
 from collections.abc import Mapping
 
 from proxyhpo.config import StudyConfig
+from proxyhpo.config.selection import RANDOM, method_crop, method_metric
 
-#: Names of the selection methods as the paper's tables print them.
-METHOD_NAMES = {"mi": "MI", "ncc": "NCC", "mi+labelcrop": "MI+Labelcrop", "ncc+labelcrop": "NCC+Labelcrop", "random": "Random baseline"}
+
+def method_label(method: str) -> str:
+    """A proxy data method as the paper writes it: ``MI``, ``NCC+Labelcrop``, ``Random baseline`` (any registered metric likewise)."""
+    if method == RANDOM:
+        return "Random baseline"
+    label = str(method_metric(method)).upper()
+    return label + "+Labelcrop" if method_crop(method) == "label" else label
 
 
 def metric_key(name: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo.analysis._markdown import (
-    METHOD_NAMES,
+    method_label,
     arm_metrics,
     format_dice,
     format_hours,
@@ -430,7 +430,7 @@ def _data_label(manifest: ProxyDataManifest | None) -> str:
         return "– (no manifest logged)"
     if manifest.method == "full":
         return "all data"
-    return f"{METHOD_NAMES.get(manifest.method, manifest.method)}, B = {manifest.budget}"
+    return f"{method_label(manifest.method)}, B = {manifest.budget}"
 
 
 def ladder_headline(searches: Mapping[str, ArmSearch]) -> Headline | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from proxyhpo.analysis import _grid
 from proxyhpo.analysis._grid import REFERENCE, GridRun
-from proxyhpo.analysis._markdown import METHOD_NAMES, file_stem, format_dice, percent, plots_section
+from proxyhpo.analysis._markdown import method_label, file_stem, format_dice, percent, plots_section
 from proxyhpo.analysis.costs import SearchCost
 from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, Metric, TableRow, best_point, mean_std
@@ -105,7 +105,7 @@ def compute(run: GridRun) -> ProxyDataRecord:
     arms = _grid.arm_order(run.plan, cells)
     proxies = [arm for arm in arms if arm != REFERENCE]
     methods: dict[str, tuple[str, int]] = {f"{m}-{b}": (m, b) for m in config.methods for b in config.budgets}
-    labels = {arm: f"{METHOD_NAMES.get(methods[arm][0], methods[arm][0])}, B = {methods[arm][1]}" if arm in methods else arm for arm in arms}
+    labels = {arm: f"{method_label(methods[arm][0])}, B = {methods[arm][1]}" if arm in methods else arm for arm in arms}
     labels[REFERENCE] = "Full Dataset"
     shares = _grid.fractions(run.plan)
     budget = config.budget_of_table
@@ -119,7 +119,7 @@ def compute(run: GridRun) -> ProxyDataRecord:
     usage: list[UsagePoint] = []
     full_mean = full_std = None
     if point is not None:
-        table_arms = {f"{m}-{budget}": METHOD_NAMES.get(m, m) for m in config.methods} | {REFERENCE: "Full Dataset"}
+        table_arms = {f"{m}-{budget}": method_label(m) for m in config.methods} | {REFERENCE: "Full Dataset"}
         table = _grid.table_rows(table_arms, cells, point)
         for method in config.methods:
             for b in config.budgets:
@@ -165,7 +165,7 @@ def render(record: ProxyDataRecord) -> Rendered:
         "## What was run",
         "",
         f"- Reference: `{REFERENCE}`, all the data with the {_grid.networks(run.plan).get(REFERENCE, config.network)} network, {config.repeats} repeats over random splits.",
-        f"- Selection methods: {', '.join(METHOD_NAMES.get(m, m) for m in config.methods)}; budgets B = {', '.join(map(str, config.budgets))} cases, "
+        f"- Selection methods: {', '.join(method_label(m) for m in config.methods)}; budgets B = {', '.join(map(str, config.budgets))} cases, "
         f"each split {1 - study.data.val_fraction:.0%} train / {study.data.val_fraction:.0%} validation anew per repeat.",
         f"- Repeats: {config.repeats} per arm (split and initialisation); grid: {_grid.grid_sentence(study.studies.grid)}.",
         f"- Dice correlated: **{metric}**"
@@ -179,7 +179,7 @@ def render(record: ProxyDataRecord) -> Rendered:
     if point is None:
         lines += [f"No `{REFERENCE}` trial finished: there is no best grid point to report at.", ""]
     else:
-        data_used = {METHOD_NAMES.get(m, m): f"{budget} cases ({percent(record.fractions.get(f'{m}-{budget}'))})" for m in config.methods}
+        data_used = {method_label(m): f"{budget} cases ({percent(record.fractions.get(f'{m}-{budget}'))})" for m in config.methods}
         data_used["Full Dataset"] = "all (100%)"
         lines += [
             f"Best grid point of `{REFERENCE}` by mean {metric} Dice over repeats: `{point}`. Budget B = {budget} cases; "
@@ -199,9 +199,9 @@ def render(record: ProxyDataRecord) -> Rendered:
         lines += ["| method | " + " | ".join(f"B = {b}" for b in config.budgets) + " |", "| --- | " + " | ".join("---" for _ in config.budgets) + " |"]
         for method in config.methods:
             row = [f"{format_dice(u.mean, u.std)} ({percent(u.fraction)})" for u in record.usage if u.method == method]
-            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(row) + " |")
+            lines.append(f"| {method_label(method)} | " + " | ".join(row) + " |")
         lines += ["", f"Full Dataset (100%): {format_dice(record.full_mean, record.full_std)}.", ""]
-        rows = [(METHOD_NAMES.get(u.method, u.method), u.fraction, u.mean, u.std) for u in record.usage if u.fraction is not None]
+        rows = [(method_label(u.method), u.fraction, u.mean, u.std) for u in record.usage if u.fraction is not None]
         if rows:
             name = "fig4_data_usage"
             figures[name] = plot_dice_vs_data_usage(
@@ -214,7 +214,7 @@ def render(record: ProxyDataRecord) -> Rendered:
             if not cells.get(arm):
                 continue
             name = f"fig2_{file_stem(arm)}"
-            title = f"{METHOD_NAMES.get(method, method)}, B = {budget} ({percent(record.fractions.get(arm))} of the data) vs all data"
+            title = f"{method_label(method)}, B = {budget} ({percent(record.fractions.get(arm))} of the data) vs all data"
             figures[name] = plot_proxy_vs_reference(cells[arm], reference, metric=metric, title=title, correlation=record.correlations.get(arm))
             captions[name] = f"Fig. 2: `{arm}` vs `{REFERENCE}`, {metric} Dice per grid point, with the least-squares line."
 
