@@ -71,15 +71,15 @@ def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
         for key in ("cv_dice_mean", "cv_dice_std", "test_dice_mean", "search_hours", "final_same_as_most_likely"):
             if arms[arm][key] is not None:
                 metrics[f"{arm}_{key}"] = float(arms[arm][key])
-    metrics["total_gpu_hours"] = sum(r.search_gpu_hours for r in results)
-    metrics["total_process_hours"] = sum(r.search_process_hours for r in results)
+    metrics[names.TOTAL_GPU_HOURS] = sum(r.search_gpu_hours for r in results)
+    metrics[names.TOTAL_PROCESS_HOURS] = sum(r.search_process_hours for r in results)
     if "all" in arms and "proxy" in arms and arms["proxy"]["search_hours"] > 0:
-        metrics["proxy_speedup"] = arms["all"]["search_hours"] / arms["proxy"]["search_hours"]
+        metrics[names.PROXY_SPEEDUP] = arms["all"]["search_hours"] / arms["proxy"]["search_hours"]
         if arms["all"]["cv_dice_mean"] is not None and arms["proxy"]["cv_dice_mean"] is not None:
-            metrics["proxy_cv_dice_change"] = arms["proxy"]["cv_dice_mean"] - arms["all"]["cv_dice_mean"]
+            metrics[names.PROXY_CV_DICE_CHANGE] = arms["proxy"]["cv_dice_mean"] - arms["all"]["cv_dice_mean"]
     best = [value for arm in arms.values() if (value := arm["cv_dice_mean"]) is not None]
     if best:
-        metrics["best_val_dice"] = max(best)
+        metrics[names.BEST_VAL_DICE] = max(best)
     return {"arms": arms, "metrics": metrics}
 
 

@@ -24,6 +24,7 @@ from proxyhpo.analysis.statistics import Correlation, GridCell, Method, Metric, 
 from proxyhpo.analysis.study_plots import plot_proxy_vs_reference
 from proxyhpo.config import StrictModel, StudyConfig
 from proxyhpo.registry import STUDY_PIPELINES
+from proxyhpo.tracking import names
 
 __all__ = ["KIND", "TRUST_PROXY", "TrustRecord", "TrustVerdict", "collect", "render", "trust_verdict"]
 
@@ -155,10 +156,10 @@ def compute(run: GridRun) -> TrustRecord:
     costs = _grid.costs(run, arms, selection=True)
     metrics = _grid.grid_metrics(correlation, costs, TRUST_PROXY, run)
     if verdict.passed is not None:
-        metrics["trust_passed"] = 1.0 if verdict.passed else 0.0
+        metrics[names.TRUST_PASSED] = 1.0 if verdict.passed else 0.0
     if verdict.value is not None:
-        metrics["trust_value"] = verdict.value
-    metrics["trust_threshold"] = float(config.threshold)
+        metrics[names.TRUST_VALUE] = verdict.value
+    metrics[names.TRUST_THRESHOLD] = float(config.threshold)
     point = best_point(reference, verdict.dice) if reference else None
     table = _grid.table_rows({arm: arm for arm in arms}, cells, point) if point is not None else ()
     return TrustRecord(

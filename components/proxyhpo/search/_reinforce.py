@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxyhpo.config import Proposal, StudyConfig, TrialResult, UpdateStats
 from proxyhpo.config.controller import HistoryRecord
 from proxyhpo.search._base import Strategy, outcome_of
+
+if TYPE_CHECKING:
+    from proxyhpo.controller.reinforce import ReinforceController
 
 __all__ = ["ReinforceSearch"]
 
@@ -29,6 +33,7 @@ class ReinforceSearch(Strategy):
         study: the study; its ``search.controller`` holds the controller's settings (its ``seed`` is
             replaced by ``seed``) and its ``search.early_stopping`` resolves ``reward: auto``.
         seed: seeds the policy's weights and its sampling.
+        controller: a controller restored from its state (its own settings and seed then hold).
 
     Example:
         >>> search = ReinforceSearch(study, seed=0)  # doctest: +SKIP
@@ -38,12 +43,14 @@ class ReinforceSearch(Strategy):
 
     name = "reinforce"
 
-    def __init__(self, study: StudyConfig, seed: int) -> None:
+    def __init__(self, study: StudyConfig, seed: int, *, controller: ReinforceController | None = None) -> None:
         super().__init__(study, seed)
-        from proxyhpo.controller.reinforce import ReinforceController
+        if controller is None:
+            from proxyhpo.controller.reinforce import ReinforceController
 
-        config = study.search.controller.model_copy(update={"seed": seed}).resolved(early_stopping=study.search.early_stopping is not None)
-        self.controller = ReinforceController(study.search.space, config=config)
+            config = study.search.controller.model_copy(update={"seed": seed}).resolved(early_stopping=study.search.early_stopping is not None)
+            controller = ReinforceController(study.search.space, config=config)
+        self.controller = controller
         #: the last update's statistics (None before the first)
         self.last_update: UpdateStats | None = None
 
@@ -96,12 +103,8 @@ class ReinforceSearch(Strategy):
     def restore(cls, study: StudyConfig, path: str | os.PathLike[str]) -> ReinforceSearch:
         from proxyhpo.controller.reinforce import ReinforceController
 
-        search = cls.__new__(cls)
-        Strategy.__init__(search, study, study.search.controller.seed)
-        search.controller = ReinforceController.load(path)
-        search.seed = search.controller.config.seed
-        search.last_update = None
-        return search
+        controller = ReinforceController.load(path)
+        return cls(study, controller.config.seed, controller=controller)
 
 
 class ReinforceHalvingSearch(ReinforceSearch):
