@@ -10,6 +10,7 @@ one pack on one device.
 from __future__ import annotations
 
 import itertools
+import zlib
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
@@ -28,6 +29,8 @@ __all__ = [
     "LEVER_ARMS",
     "REFERENCE_ARMS",
     "arm_levers",
+    "arm_seed",
+    "NonInferiorityConfig",
     "ComparisonConfig",
     "GridPoint",
     "ProxyDataStudyConfig",
@@ -226,6 +229,41 @@ ArmName = Literal[
 ]
 
 
+def arm_seed(seed: int, arm: str) -> int:
+    """The seed of ``arm``'s own random stream, derived from the study's ``seed``: the one place arms' seeds come from.
+
+    A CRC-32 of the arm's name keeps the mapping stable across processes (Python's ``hash`` of a string is
+    salted per process); the result stays a non-negative 31-bit integer, as torch and numpy accept.
+
+    Example:
+        >>> arm_seed(0, "full-search") != arm_seed(0, "plus-early-stopping"), arm_seed(3, "all-data") == arm_seed(3, "all-data")
+        (True, True)
+    """
+    return (seed * 1_000_003 + zlib.crc32(arm.encode("utf-8"))) % 2**31
+
+
+class NonInferiorityConfig(StrictModel):
+    """The headline's non-inferiority test, fixed before the comparison runs (issue 18).
+
+    Per seed, the difference ``d = Dice(levers arm) - Dice(full search)`` of the final models' internal test
+    Dice (each a mean over ``studies.comparison.repeats`` initialisations); the levers arm is non-inferior when
+    the one-sided ``confidence`` interval of the mean ``d`` has its lower bound above ``-margin``.
+
+    Attributes:
+        margin: the largest Dice loss (absolute, on the 0-1 scale) that still counts as no loss: 0.01 = 1 point.
+        test: ``paired-t`` (one-sided paired t interval) or ``paired-bootstrap`` (one-sided percentile bootstrap of the mean).
+        confidence: the interval's one-sided confidence.
+        min_seeds: below this many seeds the verdict is "too few seeds", whatever the interval says.
+        bootstrap_samples: resamples of ``paired-bootstrap``.
+    """
+
+    margin: float = Field(0.01, gt=0.0, lt=1.0)
+    test: Literal["paired-t", "paired-bootstrap"] = "paired-t"
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    min_seeds: int = Field(5, ge=2)
+    bootstrap_samples: int = Field(10_000, ge=100)
+
+
 class ComparisonConfig(StrictModel):
     """The automl comparison (``automl-comparison``): the RL search run several ways, each result trained in full.
 
@@ -238,14 +276,24 @@ class ComparisonConfig(StrictModel):
     one lever at a time: the report's headline (the full search's device-hours over all four levers', and
     each lever's share).
 
+    Seeds: by default every arm gets its own controller and trial seeds, derived from the study's and the
+    arm's name by :func:`arm_seed` (:meth:`~proxyhpo.config.StudyConfig.for_search_arm` applies it), so
+    two arms are independent draws. ``paired: true`` shares them on purpose: every arm's controller then
+    proposes the same first round (the shared candidates), and the report compares the arms' rankings of
+    those candidates instead of their final Dice.
+
     Attributes:
         arms: the searches compared; a reference must be one of them: ``all-data`` (the paper's), else
             ``full-search``.
         repeats: final models per arm (the paper: 5).
+        paired: share the controller and trial seeds between arms (see above); False: independent streams.
+        noninferiority: the headline's test, stated before running (see :class:`NonInferiorityConfig`).
     """
 
     arms: tuple[ArmName, ...] = PAPER_ARMS
     repeats: int = Field(5, ge=1)
+    paired: bool = False
+    noninferiority: NonInferiorityConfig = Field(default_factory=lambda: NonInferiorityConfig())
 
     @field_validator("arms")
     @classmethod

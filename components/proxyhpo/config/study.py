@@ -21,7 +21,7 @@ from proxyhpo.config.network import check_patch_size
 from proxyhpo.config.recipe import Recipe, resolve_recipe
 from proxyhpo.config.search_space import Categorical, SearchSpace, default_search_space
 from proxyhpo.config.selection import SelectionMethod, method_crop, method_metric
-from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers
+from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers, arm_seed
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES
@@ -256,7 +256,9 @@ class StudyConfig(StrictModel):
         (:func:`~proxyhpo.config.studies.arm_levers`): without ``packing`` one trial per pack
         (``training.pack_size: 1``), with it the study's pack size; without ``early-stopping`` none, with it
         the study's ``search.early_stopping``, else :meth:`default_early_stopping`. The controller's
-        ``reward: auto`` then follows the arm's early stopping.
+        ``reward: auto`` then follows the arm's early stopping. Unless ``studies.comparison.paired``, the
+        arm's controller and trial seeds are its own (:func:`~proxyhpo.config.studies.arm_seed`), so arms
+        are independent; the final models keep ``final.seed`` (each repeat one initialisation, shared by the arms).
 
         Raises:
             ValueError: for an arm that is not one of :data:`SEARCH_ARMS`.
@@ -278,6 +280,9 @@ class StudyConfig(StrictModel):
                 document["training"]["pack_size"] = 1
             stopping = (self.search.early_stopping or self.default_early_stopping()) if "early-stopping" in levers else None
             document["search"]["early_stopping"] = stopping.model_dump() if stopping is not None else None
+        if not self.studies.comparison.paired:
+            document["search"]["controller"]["seed"] = arm_seed(self.search.controller.seed, arm)
+            document["training"]["seed"] = arm_seed(self.training.seed, arm)
         return StudyConfig.model_validate(document)
 
     def default_early_stopping(self) -> EarlyStoppingConfig | None:
