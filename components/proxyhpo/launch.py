@@ -117,7 +117,7 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
     table.add_column("value", justify="right")
     for name, value in summary.get("best_hyperparameters", {}).items():
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
-    for label, key in (("best search val Dice", "best_val_dice"), ("final model, internal Dice", "final_val_dice"), ("final model, external Dice", "final_test_dice")):
+    for label, key in (("best search val Dice", "best_val_dice"), ("final model, internal test Dice", "final_internal_test_dice"), ("final model, external Dice", "final_test_dice")):
         value = summary.get(key)
         table.add_row(label, "–" if value is None else f"{value:.4f}")
     table.add_row("trials (failed)", f"{summary['n_trials']} ({summary['n_failed']})")

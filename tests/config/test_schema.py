@@ -127,7 +127,7 @@ INSTANCES: dict[str, BaseModel] = {
     "trial_results": TrialResults(results=(_result(),)),
     "study_data": StudyData(
         dataset="/data/d", dataset_sha256="ab" * 32, modality="MR", labels={0: "background", 1: "prostate", 2: "zone"},
-        holdout_ids=("x",), search_ids=("a", "b", "c", "d"),
+        holdout_ids=("x",), search_ids=("a", "b", "c", "d"), search_train_ids=("a", "b", "d"), search_val_ids=("c",),
     ),
     "proxy_manifest": _manifest(),
     "study_run": StudyRun(experiment="s", run_id="0123abc", study=StudyConfig.model_validate({"name": "s", "data": {"dataset": "s3://b/d"}})),

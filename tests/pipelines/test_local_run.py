@@ -82,6 +82,7 @@ def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
     (final,) = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_FINAL]
     assert final.data.params["network"] == "proxy-L3"
     assert names.TEST_DICE in final.data.metrics  # evaluated on the external set
+    assert names.INTERNAL_TEST_DICE in final.data.metrics  # and on the held-out cases, which nothing before read
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
     assert [m.step for m in client.get_metric_history(parent.info.run_id, names.ROUND_MEAN_VAL_DICE)] == [0, 1]

@@ -28,7 +28,8 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
         "recipe": tiny_recipe.model_dump(mode="json"),
         "train": [c.model_dump() for c in sphere_cases[:4]],
         "val": [c.model_dump() for c in sphere_cases[4:6]],
-        "test": [c.model_dump() for c in sphere_cases[6:]],
+        "internal_test": [sphere_cases[6].model_dump()],
+        "test": [sphere_cases[7].model_dump()],
         "epochs": 7,
         "val_every": 2,
         "device": "cpu",
@@ -47,6 +48,12 @@ def test_trial_file_learns_and_accounts(sphere_cases, tiny_recipe, tmp_path):
     assert r.val_dice[-1] > 0.6 and r.val_dice[-1] > start + 0.3, (start, r.val_dice)
     assert r.best_val_dice == max(r.val_dice) and r.final_val_dice == r.val_dice[-1]
     assert r.test_dice is not None and r.test_dice > 0.5
+    # the internal test set is scored once, with the best-validation weights, apart from the external one
+    best = build_network(NetworkConfig.proxy(3))
+    best.load_state_dict(torch.load(r.model_path))
+    pack = ModelPack([TrialSpec(trial_id="t0", hyperparameters=HyperParameters(lr=0.01), seed=1)], models=[best])
+    internal = evaluate_pack(pack, cache_volumes(sphere_cases[6:7], tiny_recipe, "cpu", training=False), tiny_recipe)[0]
+    assert r.internal_test_dice == pytest.approx(internal, abs=1e-6) and r.internal_test_dice != r.test_dice
     assert r.epochs_run == 7 and r.network == "proxy-L3" and r.round == 2 and r.pack_size == 1
     assert r.process_hours > 0 and r.gpu_hours == 0 and r.peak_gpu_mem_bytes == 0 and r.device == "cpu"
     assert 0 < r.process_hours * 3600 <= r.wall_seconds * 1.01

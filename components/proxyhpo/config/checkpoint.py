@@ -34,7 +34,8 @@ class TrialCheckpoint(StrictModel):
         val_epochs, val_dice: its validations so far (epochs are its own, 1-based).
         best_dice, best_epoch: its best validation so far (its weights then are among the tensors);
             None before the first.
-        test_dice, model_path: once it finished: its test Dice and where its best weights were saved.
+        internal_test_dice, test_dice, model_path: once it finished: its Dice on the internal and the external
+            test set and where its best weights were saved.
         stopped_at: the epoch early stopping stopped it at; ``done``: it trained all its epochs.
         epoch_loss: mean training loss of its last epoch (the stopping rule's tie-breaker).
     """
@@ -52,6 +53,7 @@ class TrialCheckpoint(StrictModel):
     val_dice: list[float] = Field(default_factory=list)
     best_dice: float | None = None
     best_epoch: int | None = None
+    internal_test_dice: float | None = None
     test_dice: float | None = None
     model_path: str | None = None
     stopped_at: int | None = None

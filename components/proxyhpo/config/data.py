@@ -18,15 +18,18 @@ __all__ = ["StudyData", "ProxyDataManifest"]
 
 
 class StudyData(Record):
-    """The validated data of a study and its split into held-out and search cases.
+    """The validated data of a study and its three disjoint sets: search-train, search-validation, internal test.
 
     Attributes:
         dataset, external: data set locations as configured (folder, dataset.json or s3://).
         dataset_sha256, external_sha256: fingerprints of the whole data sets that were validated.
         modality: ``CT`` or ``MR`` (the intensity handling of the recipe follows it).
         labels: label values and their names, from ``dataset.json``.
-        holdout_ids: the internal test set of the final model, never seen by the search.
+        holdout_ids: the untouched internal test set: no search, selection, early stopping or checkpoint
+            choice reads them; the final model is tested on them once.
         search_ids: every other case; the search draws its proxy or full data from these.
+        search_train_ids, search_val_ids: the split of ``search_ids`` that the "all data" search and the
+            final model train and validate on (``data.search_val_fraction``).
         external_ids: the external set's cases (testing only).
     """
 
@@ -40,7 +43,17 @@ class StudyData(Record):
     labels: dict[int, str]
     holdout_ids: tuple[str, ...]
     search_ids: tuple[str, ...]
+    search_train_ids: tuple[str, ...]
+    search_val_ids: tuple[str, ...]
     external_ids: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _three_disjoint_sets(self) -> StudyData:
+        if sorted((*self.search_train_ids, *self.search_val_ids)) != sorted(self.search_ids):
+            raise ValueError("search_train_ids and search_val_ids must split search_ids exactly")
+        if set(self.search_ids) & set(self.holdout_ids):
+            raise ValueError("search_ids and holdout_ids must be disjoint: the held-out cases are the untouched test set")
+        return self
 
 
 class ProxyDataManifest(Record):
@@ -51,8 +64,8 @@ class ProxyDataManifest(Record):
 
     Attributes:
         method: the selection method (``mi``, ``ncc``, ``mi+labelcrop``, ``ncc+labelcrop``, ``random``),
-            or ``full``: the "all data" setting, training on every search case and validating on the
-            held-out ones (the paper's ground truth: spleen 32/9, prostate 26/6).
+            or ``full``: the "all data" setting, training and validating on the study's search-train and
+            search-validation cases (:class:`StudyData`); never on the held-out test cases.
         budget: number of cases chosen.
         seed: seed of a random selection.
         dataset: the data set's location as given (folder, dataset.json or s3:// URL).
@@ -101,10 +114,14 @@ class ProxyDataManifest(Record):
                 f"was chosen from data set {self.dataset_sha256[:12]}, but the study's data are {data.dataset_sha256[:12]} ({data.dataset})",
                 "the data set changed since the selection: run the study again so that both stages see the same data",
             )
-        # the "all data" setting validates on the held-out cases, as the paper's ground truth (spleen 32/9)
-        allowed = set(data.search_ids) | (set(data.holdout_ids) if self.method == "full" else set())
-        outside = sorted(set(self.case_ids) - allowed)
+        # the held-out cases are the untouched test set: a search that reads them, to train or to validate, is refused
+        leaked = sorted(set(self.case_ids) & set(data.holdout_ids))
+        if leaked:
+            raise ConfigError(
+                source,
+                f"reads held-out test cases {leaked[:5]} in its search",
+                "select from the search cases only: the held-out cases test the final model and nothing else",
+            )
+        outside = sorted(set(self.case_ids) - set(data.search_ids))
         if outside:
             raise ConfigError(source, f"chose cases outside the study's search cases: {outside[:5]}", "select from the search cases only")
-        if set(self.train_ids) & set(data.holdout_ids):
-            raise ConfigError(source, "trains on held-out cases", "train on the search cases only; the held-out cases test the final model")

@@ -206,8 +206,9 @@ class StrategyRun(StrictModel):
         curve: the running best of the counted trials' validation Dice (trials that trained all epochs),
             one point per counted trial.
         best_trial_id, best_val_dice, best_hyperparameters: the best counted trial that trained all epochs.
-        final_val_dice, final_test_dice, final_device_hours: the final model trained with them (None when
-            there is none).
+        final_val_dice, final_internal_test_dice, final_test_dice, final_device_hours: the final model
+            trained with them: its Dice on the search-validation cases (which chose its checkpoint), on the
+            untouched held-out cases and on the external set, and its cost (None when there is none).
     """
 
     strategy: StrategyName
@@ -223,6 +224,7 @@ class StrategyRun(StrictModel):
     best_val_dice: float | None = None
     best_hyperparameters: dict[str, Choice] | None = None
     final_val_dice: float | None = None
+    final_internal_test_dice: float | None = None
     final_test_dice: float | None = None
     final_device_hours: float | None = None
 

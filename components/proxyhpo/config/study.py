@@ -62,11 +62,14 @@ class DataConfig(StrictModel):
         external: optional MSD data set of another domain, used only for testing (external validation).
         synthetic: when set and ``dataset`` does not exist, phantoms are generated there first.
         merge_labels: label values mapped to others before training (the prostate task merges 2 into 1).
-        holdout_fraction: share of the cases held out of the search as the internal test set of the final model.
+        holdout_fraction: share of the cases held out of the search as the untouched internal test set:
+            no search, selection, early stopping or checkpoint choice reads them; only the final model is
+            tested on them once.
+        search_val_fraction: share of the other (search) cases that validate the "all data" search
+            (``training.data: full``) and choose the final model's checkpoint; the rest train both.
         val_fraction: share of the proxy data set used for validation Dice during the search; the paper
-            splits proxy data 50/50. The "all data" setting (``training.data: full``) trains on every
-            search case and validates on the held-out ones instead, as the paper's ground truth.
-        split_seed: seed of both splits.
+            splits proxy data 50/50.
+        split_seed: seed of the three splits.
     """
 
     dataset: str
@@ -74,6 +77,7 @@ class DataConfig(StrictModel):
     synthetic: SyntheticDataConfig | None = None
     merge_labels: dict[int, int] = Field(default_factory=dict)
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    search_val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     split_seed: int = 0
 

@@ -130,6 +130,8 @@ class TrialPlan(Record):
         recipe: a preset name (see :data:`PRESETS`) or an inline :class:`Recipe`.
         train: training cases.
         val: validation cases (Dice is reported on these).
+        internal_test: optional untouched internal test cases (a study's held-out cases), evaluated once
+            after training with the best-validation weights; nothing during training reads them.
         test: optional external test cases, evaluated once after training with the best-validation
             weights.
         epochs: training epochs (one epoch visits every training volume once).
@@ -159,6 +161,7 @@ class TrialPlan(Record):
     recipe: str | Recipe = "demo"
     train: list[DataItem] = Field(min_length=1)
     val: list[DataItem] = Field(min_length=1)
+    internal_test: list[DataItem] = Field(default_factory=list)
     test: list[DataItem] = Field(default_factory=list)
     epochs: int = Field(default=10, ge=1)
     val_every: int = Field(default=1, ge=1)
@@ -195,6 +198,16 @@ class TrialPlan(Record):
             raise ValueError(f"trial_id values must be unique, repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _test_sets_untouched(self) -> TrialPlan:
+        # a Dice reported on a test set is only a test when no training step or checkpoint choice read it
+        read_in_training = {item.image for item in (*self.train, *self.val)}
+        for name in ("internal_test", "test"):
+            leaked = sorted(item.image for item in getattr(self, name) if item.image in read_in_training)
+            if leaked:
+                raise ValueError(f"{name} shares cases with train or val ({', '.join(leaked[:3])}): a test set must be untouched by training and validation")
+        return self
+
     def resolved_recipe(self) -> Recipe:
         """The recipe itself: the preset loaded when ``recipe`` is a name."""
         return resolve_recipe(self.recipe)
@@ -215,6 +228,7 @@ class TrialPlan(Record):
             update={
                 "train": items(self.train),
                 "val": items(self.val),
+                "internal_test": items(self.internal_test),
                 "test": items(self.test),
                 "cache_dir": fix(self.cache_dir),
                 "save_model_dir": fix(self.save_model_dir),
@@ -255,6 +269,8 @@ class TrialResult(StrictModel):
         val_epochs, val_dice: the epochs at which validation ran (1-based) and the mean validation
             Dice (foreground only) at each.
         final_val_dice: Dice at the last validation; ``best_val_dice`` / ``best_epoch`` the best one.
+        internal_test_dice: mean Dice on the untouched internal test set (the plan's ``internal_test``) with
+            the best-validation weights, if any.
         test_dice: mean Dice on the external test set with the best-validation weights, if any.
         wall_seconds: wall time from the start of the pack to the end of this trial.
         gpu_hours: GPU wall-clock time times this trial's share of the GPU (1/K while in a pack of K);
@@ -285,6 +301,7 @@ class TrialResult(StrictModel):
     final_val_dice: float | None = None
     best_val_dice: float | None = None
     best_epoch: int | None = None
+    internal_test_dice: float | None = None
     test_dice: float | None = None
     wall_seconds: float = 0.0
     gpu_hours: float = 0.0

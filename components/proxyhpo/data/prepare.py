@@ -108,6 +108,7 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
             f"leaves {len(search_ids)} cases for the search after holding out {len(holdout_ids)}, fewer than the budget {needed}",
             "add cases, lower data.holdout_fraction or lower selection.budget",
         )
+    search_train_ids, search_val_ids = split_cases(search_ids, study.data.search_val_fraction, study.data.split_seed + 1)
     external = None
     if study.data.external:
         external = load_dataset(study.data.external)
@@ -121,5 +122,7 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
         labels=dataset.labels,
         holdout_ids=holdout_ids,
         search_ids=search_ids,
+        search_train_ids=search_train_ids,
+        search_val_ids=search_val_ids,
         external_ids=[case.case_id for case in external.cases] if external else [],
     )

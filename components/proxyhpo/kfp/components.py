@@ -146,7 +146,14 @@ def final_training(
         arm=arm or None,
         repeat=repeat,
     )
-    model.metadata.update({"val_dice": final.final_val_dice, "test_dice": final.test_dice, "hyperparameters": final.hyperparameters.model_dump()})
+    model.metadata.update(
+        {
+            "val_dice": final.final_val_dice,
+            "internal_test_dice": final.internal_test_dice,
+            "test_dice": final.test_dice,
+            "hyperparameters": final.hyperparameters.model_dump(),
+        }
+    )
 
 
 @component

@@ -425,6 +425,7 @@ class SearchBench:
             best_val_dice=best.val_dice if best else None,
             best_hyperparameters=dict(best.hyperparameters) if best else None,
             final_val_dice=final.final_val_dice if final else None,
+            final_internal_test_dice=final.internal_test_dice if final else None,
             final_test_dice=final.test_dice if final else None,
             final_device_hours=cost_of(final) if final else None,
         )
@@ -437,6 +438,7 @@ class SearchBench:
             names.TRIAL_EPOCHS: sum(trial.epochs_run for trial in counted),
             names.BEST_VAL_DICE: run.best_val_dice,
             names.FINAL_VAL_DICE: run.final_val_dice,
+            names.FINAL_INTERNAL_TEST_DICE: run.final_internal_test_dice,
             names.FINAL_TEST_DICE: run.final_test_dice,
         }
         for key, value in metrics.items():

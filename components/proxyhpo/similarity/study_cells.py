@@ -5,8 +5,10 @@ all at once, so each (metric, crop) similarity matrix is computed once for every
 and its cost is measured and charged to the arms that use it (a proxy search pays for its selection).
 
 - All data (the paper's ground truth and the proxy-network study): repeat ``r`` splits *all* cases
-  anew (``data.holdout_fraction`` validate, the rest train; seed ``data.split_seed + r``), so repeat 0
-  is the study's own split.
+  anew (``data.holdout_fraction`` validate, the rest train; seed ``data.split_seed + r``). These studies
+  compare rankings and report no final model, so each cell's Dice is a validation Dice.
+- The trust check gates a search whose final model is tested on the held-out cases, so its cells draw
+  from the search cases only: all data splits them ``data.search_val_fraction`` anew per repeat.
 - A proxy data set: the ``B`` least similar search cases (or ``B`` random ones, drawn anew per
   repeat), split ``data.val_fraction`` anew per repeat (seed ``data.split_seed + r``).
 """
@@ -69,19 +71,24 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
         return cells
     if kind == "trust":
         repeats = study.studies.trust.repeats
-        cells = _all_data_cells(study, kind, "full", full_network(study), everything, repeats)
+        # the verdict chooses the search's setting: it must not read the held-out test cases
+        search, fraction = data.search_ids, study.data.search_val_fraction
+        cells = _all_data_cells(study, kind, "full", full_network(study), search, repeats, fraction)
         if study.training.data == "full":
-            return cells + _all_data_cells(study, kind, "proxy", study_network(study), everything, repeats)
+            return cells + _all_data_cells(study, kind, "proxy", study_network(study), search, repeats, fraction)
         dataset = load_dataset(data.dataset)
         similarities = _Similarities(study, dataset, data.search_ids, progress)
         return cells + _proxy_cells(study, dataset, data, kind, study.selection, study_network(study), repeats, similarities, arm="proxy")
     raise ValueError(f"kind must be one of proxy-data-study, proxy-net-study, trust, got {kind!r}")
 
 
-def _all_data_cells(study: StudyConfig, kind: str, arm: str, network: NetworkConfig, case_ids: Sequence[str], repeats: int) -> list[StudyCell]:
+def _all_data_cells(
+    study: StudyConfig, kind: str, arm: str, network: NetworkConfig, case_ids: Sequence[str], repeats: int, val_fraction: float | None = None
+) -> list[StudyCell]:
     cells = []
     for repeat in range(repeats):
-        train_ids, val_ids = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed + repeat)
+        fraction = study.data.holdout_fraction if val_fraction is None else val_fraction
+        train_ids, val_ids = split_cases(case_ids, fraction, study.data.split_seed + repeat)
         cells.append(
             StudyCell(study=kind, arm=arm, repeat=repeat, network=network, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fraction=1.0)  # type: ignore[arg-type]
         )

@@ -128,6 +128,9 @@ SEED_PARAM = "seed"
 VAL_DICE = "val_dice"
 FINAL_VAL_DICE = "final_val_dice"
 BEST_VAL_DICE = "best_val_dice"
+#: Dice on the untouched internal test set (the study's held-out cases) with the best-validation weights
+INTERNAL_TEST_DICE = "internal_test_dice"
+#: Dice on the external test set with the best-validation weights
 TEST_DICE = "test_dice"
 GPU_HOURS = "gpu_hours"
 PROCESS_HOURS = "process_hours"
@@ -147,8 +150,12 @@ SAME_AS_MOST_LIKELY = "same_as_most_likely"
 MODE_FRACTION = "mode_fraction"
 FAILED_CHILDREN = "failed_children"
 EPISODE_SECONDS = "episode_seconds"
+#: a NAS final network's Dice on its fold's test part, which no search read (nested cross-validation)
+FOLD_TEST_DICE = "fold_test_dice"
 
 # --- metrics of a parent run (the study's summary) ---------------------------------------------------------------
+#: the final model's Dice on the untouched internal test set (the held-out cases) and on the external set
+FINAL_INTERNAL_TEST_DICE = "final_internal_test_dice"
 FINAL_TEST_DICE = "final_test_dice"
 TOTAL_GPU_HOURS = "total_gpu_hours"
 TOTAL_PROCESS_HOURS = "total_process_hours"

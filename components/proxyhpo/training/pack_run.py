@@ -246,12 +246,14 @@ class PackRun:
             self.trials[i].done = True
             if self.trials[i].best is not None:
                 self.models[i].load_state_dict(self.trials[i].best[2])  # type: ignore[index, arg-type]
-        if self.volumes["test"]:
+        for test_set, field in (("internal_test", "internal_test_dice"), ("test", "test_dice")):
+            if not self.volumes.get(test_set):
+                continue
             started = time.perf_counter()
-            scores = evaluate_pack(self.pack, self.volumes["test"], self.recipe, what="test", members=members)
+            scores = evaluate_pack(self.pack, self.volumes[test_set], self.recipe, what=test_set.replace("_", " "), members=members)
             self._charge(started, members)
             for i, dice in scores.items():
-                self.trials[i].test_dice = dice
+                setattr(self.trials[i], field, dice)
         if self.plan.save_model_dir:
             Path(self.plan.save_model_dir).mkdir(parents=True, exist_ok=True)
             # a trial that failed during the test (out of memory) is not saved

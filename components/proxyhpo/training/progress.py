@@ -59,6 +59,7 @@ class TrialProgress:
     val_epochs: list[int] = field(default_factory=list)
     val_dice: list[float] = field(default_factory=list)
     best: tuple[float, int, dict[str, torch.Tensor] | None] | None = None
+    internal_test_dice: float | None = None
     test_dice: float | None = None
     model_path: str | None = None
     stopped_at: int | None = None
@@ -98,6 +99,7 @@ class TrialProgress:
             val_dice=list(self.val_dice),
             best_dice=None if self.best is None else self.best[0],
             best_epoch=None if self.best is None else self.best[1],
+            internal_test_dice=self.internal_test_dice,
             test_dice=self.test_dice,
             model_path=self.model_path,
             stopped_at=self.stopped_at,
@@ -116,7 +118,7 @@ class TrialProgress:
         self.epochs_run, self.steps_run = saved.epochs_run, saved.steps_run
         self.val_epochs, self.val_dice = list(saved.val_epochs), list(saved.val_dice)
         self.best = None if saved.best_dice is None else (saved.best_dice, saved.best_epoch, best_weights)  # type: ignore[assignment]
-        self.test_dice, self.model_path = saved.test_dice, saved.model_path
+        self.internal_test_dice, self.test_dice, self.model_path = saved.internal_test_dice, saved.test_dice, saved.model_path
         self.stopped_at, self.done, self.epoch_loss = saved.stopped_at, saved.done, saved.epoch_loss
 
     def result(self, *, fail_reason: str | None, finished: float, overhead_seconds: float, pack: PackContext) -> TrialResult:
@@ -139,6 +141,7 @@ class TrialProgress:
             final_val_dice=self.val_dice[-1] if self.val_dice and ok else None,
             best_val_dice=self.best[0] if self.best is not None and ok else None,
             best_epoch=self.best[1] if self.best is not None and ok else None,
+            internal_test_dice=self.internal_test_dice,
             test_dice=self.test_dice,
             wall_seconds=overhead_seconds + ((self.ended_at or finished) - self.admitted_at),
             gpu_hours=hours if pack.cuda else 0.0,

@@ -95,12 +95,13 @@ def run_trials(
     volumes = {
         "train": cache_volumes(plan.train, recipe, device, training=True, what="train", **kw),
         "val": cache_volumes(plan.val, recipe, device, training=False, what="val", **kw),
+        "internal_test": cache_volumes(plan.internal_test, recipe, device, training=False, what="internal test", **kw) if plan.internal_test else [],
         "test": cache_volumes(plan.test, recipe, device, training=False, what="test", **kw) if plan.test else [],
     }
     # Preprocessing is shared by every trial of the run: each is charged an equal part of it.
     overhead = (time.perf_counter() - t0) / len(plan.trials)
     if progress:
-        log.info("cached %d train, %d val, %d test volumes in %.1f s on %s", *(len(v) for v in volumes.values()), time.perf_counter() - t0, device)
+        log.info("cached %d train, %d val, %d internal test, %d test volumes in %.1f s on %s", *(len(v) for v in volumes.values()), time.perf_counter() - t0, device)
 
     groups: dict[NetworkConfig, list[TrialSpec]] = {}
     for s in plan.trials:

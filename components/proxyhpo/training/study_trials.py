@@ -39,7 +39,7 @@ from proxyhpo.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "train_final_model", "train_cell", "train_from_file", "hyperparameters_from"]
+__all__ = ["failed_result", "study_recipe", "build_search_plan", "train_pack", "train_final", "final_model_plan", "train_final_model", "train_cell", "train_from_file", "hyperparameters_from"]
 
 
 def study_recipe(study: StudyConfig) -> Recipe:
@@ -69,12 +69,21 @@ def _cache_dir(data: StudyData, recipe: Recipe) -> str:
 
 
 def _study_plan(
-    study: StudyConfig, data: StudyData, trials: list[TrialSpec], train_ids: Sequence[str], val_ids: Sequence[str], *, external: bool, **settings: Any
+    study: StudyConfig,
+    data: StudyData,
+    trials: list[TrialSpec],
+    train_ids: Sequence[str],
+    val_ids: Sequence[str],
+    *,
+    external: bool,
+    internal_test: Sequence[str] = (),
+    **settings: Any,
 ) -> TrialPlan:
     """A trial plan with the study's recipe and schedule on ``train_ids``/``val_ids`` of the study's data set.
 
     Args:
         external: test every trial on the study's external set, when it has one.
+        internal_test: the untouched internal test cases (the final model's held-out cases), tested once.
         settings: plan settings that differ from the study's search schedule (the final model's epochs, ...).
     """
     dataset = load_dataset(data.dataset)
@@ -85,6 +94,7 @@ def _study_plan(
         recipe=recipe,
         train=entries_for(dataset, train_ids),
         val=entries_for(dataset, val_ids),
+        internal_test=entries_for(dataset, internal_test),
         test=entries_for(external_set, data.external_ids) if external_set else [],
         trials=trials,
         cache_dir=_cache_dir(data, recipe),
@@ -250,11 +260,13 @@ def train_final(
     arm: str | None = None,
     repeat: int = 0,
 ) -> TrialResult:
-    """Train the final model with the search's best hyper-parameters on all search cases.
+    """Train the final model with the search's best hyper-parameters on the search cases.
 
     The best proposal is read from the controller's final state; the network is ``final.network``
-    (the full U-Net by default). The model is validated on the held-out internal cases and tested on
-    the external set, when there is one; its best-validation weights are saved in ``model_dir``. In the
+    (the full U-Net by default). The model trains on the search-train cases, its checkpoint is chosen
+    on the search-validation cases, and its best-validation weights are tested once on the untouched
+    held-out cases (internal test Dice) and on the external set, when there is one; they are saved in
+    ``model_dir``. In the
     automl comparison, ``arm`` names the search whose result it trains and ``repeat`` (a new
     initialisation, same split) the repetition.
 
@@ -263,6 +275,46 @@ def train_final(
     """
     searched = final_hyperparameters(study.for_search_arm(arm) if arm else study, controller_state)
     return train_final_model(study, data, searched, parent_run_id=parent_run_id, results_out=results_out, model_dir=model_dir, arm=arm, repeat=repeat)
+
+
+def final_model_plan(
+    study: StudyConfig,
+    data: StudyData,
+    searched: dict[str, Any],
+    *,
+    model_dir: str | os.PathLike[str],
+    parent_run_id: str | None = None,
+    arm: str | None = None,
+    repeat: int = 0,
+) -> TrialPlan:
+    """The final model's plan: three disjoint sets, so that its internal test Dice is a test.
+
+    It trains on the search-train cases, chooses its checkpoint on the search-validation cases, and is
+    tested once, with those weights, on the held-out cases (``internal_test``) and on the external set.
+    """
+    spec = TrialSpec(
+        trial_id=f"final-{arm}-r{repeat}" if arm else "final",
+        hyperparameters=hyperparameters_from(searched),
+        network=_network(study.final.network, study.training.proxy_levels, study.training.network_family),
+        seed=study.final.seed + repeat,
+        data_label="full",
+        tags={names.ROLE_KEY: names.ROLE_FINAL} | ({names.ARM_KEY: arm, names.REPEAT_KEY: str(repeat)} if arm else {}),
+    )
+    return _study_plan(
+        study,
+        data,
+        [spec],
+        data.search_train_ids,
+        data.search_val_ids,
+        internal_test=data.holdout_ids,
+        external=True,
+        epochs=study.final.epochs,
+        pack_size=1,
+        save_model_dir=str(Path(model_dir)),
+        # hundreds of epochs of the full network: a preempted pod must not lose them; its retry resumes here
+        checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
+        checkpoint_every=study.training.val_every,
+    )
 
 
 def train_final_model(
@@ -276,32 +328,11 @@ def train_final_model(
     arm: str | None = None,
     repeat: int = 0,
 ) -> TrialResult:
-    """Train the final model with hyper-parameters ``searched`` (any search's best), as :func:`train_final` does.
+    """Train the final model (:func:`final_model_plan`) with hyper-parameters ``searched`` (any search's best), as :func:`train_final` does.
 
     The search benchmark trains each strategy's best this way (:mod:`proxyhpo.search.bench`).
     """
-    spec = TrialSpec(
-        trial_id=f"final-{arm}-r{repeat}" if arm else "final",
-        hyperparameters=hyperparameters_from(searched),
-        network=_network(study.final.network, study.training.proxy_levels, study.training.network_family),
-        seed=study.final.seed + repeat,
-        data_label="full",
-        tags={names.ROLE_KEY: names.ROLE_FINAL} | ({names.ARM_KEY: arm, names.REPEAT_KEY: str(repeat)} if arm else {}),
-    )
-    plan = _study_plan(
-        study,
-        data,
-        [spec],
-        data.search_ids,
-        data.holdout_ids,
-        external=True,
-        epochs=study.final.epochs,
-        pack_size=1,
-        save_model_dir=str(Path(model_dir)),
-        # hundreds of epochs of the full network: a preempted pod must not lose them; its retry resumes here
-        checkpoint=f"{paths.checkpoint_root().rstrip('/')}/{parent_run_id or 'local'}/{spec.trial_id}.pt",
-        checkpoint_every=study.training.val_every,
-    )
+    plan = final_model_plan(study, data, searched, model_dir=model_dir, parent_run_id=parent_run_id, arm=arm, repeat=repeat)
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role=names.ROLE_FINAL, results_out=results_out)
     TrialResults(results=(result,)).write(results_out)
     return result
