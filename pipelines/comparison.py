@@ -2,10 +2,12 @@
 
 Every arm of ``studies.comparison.arms`` (all data + full network, proxy data, proxy network, both,
 random data) selects its data and runs the study's search, unrolled like the HPO pipeline's; then each
-arm's best hyper-parameters train the final model on all data ``studies.comparison.repeats`` times (same
-split, new initialisations). The report compares the final models' Dice, the searches' GPU-hours (a
-proxy's including its selection) and the distance of each found hyper-parameter vector to the all-data
-search's.
+arm's best hyper-parameters train the final model on the search cases ``studies.comparison.repeats`` times
+(same split, new initialisations), tested once on the held-out cases no search read (internal test Dice).
+Each arm's controller and trials draw from their own seeds (:func:`proxyhpo.config.studies.arm_seed`)
+unless ``studies.comparison.paired`` shares them. The report compares the final models' internal test
+Dice, the searches' device-hours (a proxy's including its selection) and the distance of each found
+hyper-parameter vector to the reference search's.
 """
 
 from kfp import dsl
@@ -21,7 +23,7 @@ __all__ = ["build_automl_comparison"]
 def build_automl_comparison(study: StudyConfig):
     """The search run in every arm, each result trained in full: Dice and GPU-hours (the paper's Table 2, Fig. 4C/D).
 
-    The study's search settings and ``studies.comparison`` (arms, repeats) apply. Rounds, arms and repeats are
+    The study's search settings and ``studies.comparison`` (arms, repeats, paired) apply. Rounds, arms and repeats are
     unrolled when the pipeline is built, so they fix its shape with the GPUs.
     """
     comparison = study.studies.comparison
@@ -52,7 +54,8 @@ def build_automl_comparison(study: StudyConfig):
         display_name=f"proxyhpo automl comparison: {study.name}",
         description=(
             f"The RL search run {len(comparison.arms)} ways ({', '.join(comparison.arms)}) for {study.search.rounds} rounds each, "
-            f"each result trained as the full model on all data {comparison.repeats} times; reports the paper's Table 2 "
-            "(internal and external Dice, GPU-hours per search) and Fig. 4C/D (distance to the all-data search's hyper-parameters)."
+            f"each result trained as the final model {comparison.repeats} times and tested on held-out cases no search read; "
+            f"arms {'share their seeds (paired)' if comparison.paired else 'draw independent seeds'}; reports the paper's Table 2 "
+            "(internal test and external Dice, device-hours per search) and Fig. 4C/D (distance to the reference search's hyper-parameters)."
         ),
     )(automl_comparison)

@@ -142,7 +142,7 @@ def _log_comparison(
             params = (final_params or {}).get(arm) or best.get(arm, {})
             tags = {names.ROLE_TAG: names.ROLE_FINAL, names.ARM_TAG: arm, names.REPEAT_TAG: str(repeat), names.TRIAL_ID_TAG: f"final-{arm}-r{repeat}"}
             metrics = {
-                names.FINAL_VAL_DICE: internal, names.TEST_DICE: external, names.GPU_HOURS: 0.0 if cpu else FINAL_GPU_HOURS, names.PROCESS_HOURS: FINAL_GPU_HOURS,
+                names.INTERNAL_TEST_DICE: internal, names.FINAL_VAL_DICE: internal - 0.1, names.TEST_DICE: external, names.GPU_HOURS: 0.0 if cpu else FINAL_GPU_HOURS, names.PROCESS_HOURS: FINAL_GPU_HOURS,
             }
             log.run(tags, {**params, names.NETWORK_PARAM: "full", names.DATA_PARAM: "full"}, metrics, "FINISHED")
     return parent
@@ -214,17 +214,18 @@ def test_table_two_means_and_stds_by_hand(comparison: dict[str, Any]) -> None:
     internal_row = next(line for line in table.splitlines() if line.startswith("| MSD Dice (internal) |"))
     external_row = next(line for line in table.splitlines() if line.startswith("| External Dice |"))
     for arm in ARMS:
-        internal = [run.data.metrics["final_val_dice"] for run in finals[arm]]
+        internal = [run.data.metrics["internal_test_dice"] for run in finals[arm]]
         external = [run.data.metrics["test_dice"] for run in finals[arm]]
         assert f"{np.mean(internal):.4f} ± {np.std(internal, ddof=1):.4f}" in internal_row, arm
         assert f"{np.mean(external):.4f} ± {np.std(external, ddof=1):.4f}" in external_row, arm
         key = arm
-        assert report.metrics[f"final_val_dice.{key}"] == pytest.approx(np.mean(internal))
-        assert report.metrics[f"final_val_dice_std.{key}"] == pytest.approx(np.std(internal, ddof=1))
+        assert report.metrics[f"internal_test_dice.{key}"] == pytest.approx(np.mean(internal))
+        assert report.metrics[f"internal_test_dice_std.{key}"] == pytest.approx(np.std(internal, ddof=1))
         assert report.metrics[f"final_test_dice.{key}"] == pytest.approx(np.mean(external))
         assert report.metrics[f"final_test_dice_std.{key}"] == pytest.approx(np.std(external, ddof=1))
     # the headline (proxy-data-net) goes unprefixed
-    assert report.metrics["final_val_dice"] == pytest.approx(0.935) and report.metrics["final_test_dice"] == pytest.approx(0.845)
+    # the final models' search-validation Dice (final_val_dice, logged 0.1 lower) is no internal Dice: it chose their checkpoint
+    assert report.metrics["internal_test_dice"] == pytest.approx(0.935) and "final_val_dice" not in report.metrics and report.metrics["final_test_dice"] == pytest.approx(0.845)
     assert "| GPU-hours per search | 0.2 | 0.14 | 0.16 |" in table
     assert "| speed-up vs `all-data` | 1.00× | 1.43× | 1.25× |" in table
 
@@ -264,8 +265,8 @@ def test_parent_metrics_artifacts_and_status(comparison: dict[str, Any]) -> None
     parent = client.get_run(comparison["parent"])
     assert parent.info.status == "FINISHED"
     metrics = parent.data.metrics
-    for key in ("speedup_vs_full", "speedup_vs_full_equal_pack", "final_val_dice", "final_test_dice", "hp_distance", "best_val_dice",
-                "speedup_vs_full.random-data", "final_val_dice.all-data", "device_hours_per_search.all-data", "hp_distance.proxy-data-net",
+    for key in ("speedup_vs_full", "speedup_vs_full_equal_pack", "internal_test_dice", "final_test_dice", "hp_distance", "best_val_dice",
+                "speedup_vs_full.random-data", "internal_test_dice.all-data", "device_hours_per_search.all-data", "hp_distance.proxy-data-net",
                 "total_gpu_hours", "total_process_hours", "n_trials", "n_failed_trials", "n_final_models", "n_failed_final_models"):
         assert key in metrics, key
     assert metrics == pytest.approx(comparison["report"].metrics)
@@ -317,7 +318,7 @@ def test_cpu_comparison_without_reference_result_or_external_set(store: str, tmp
     assert report.metrics["speedup_vs_full"] == pytest.approx(0.1 / (0.02 + 0.02))  # proxy-data: 2 trials + 72 s of selection
     assert report.metrics["speedup_vs_full.proxy-net"] == pytest.approx(0.1 / 0.02)
     assert "hp_distance" not in report.metrics and "final_test_dice" not in report.metrics
-    assert report.metrics["final_val_dice"] == pytest.approx(0.85) and report.metrics["total_gpu_hours"] == 0
+    assert report.metrics["internal_test_dice"] == pytest.approx(0.85) and report.metrics["total_gpu_hours"] == 0
     assert report.plots == {} and "No plot: no search other than `all-data` has a distance to it." in report.markdown
     assert "No `all-data` trial finished: there is no reference to measure distances from." in report.markdown
     assert "| `proxy-net` | Proxy Net | – (no manifest logged) | – | proxy-L3 |" in report.markdown

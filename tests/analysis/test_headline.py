@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from proxyhpo import tracking
-from proxyhpo.analysis.headline import DICE_TOLERANCE, Headline, dice_gap, dice_within, headline, lever_steps, pool_headlines
+from proxyhpo.analysis.headline import DICE_TOLERANCE, Headline, dice_gap, dice_within, headline, lever_steps, paired_candidates, pool_headlines
 from proxyhpo.analysis.study_report import write_study_report
 from proxyhpo.config.studies import LEVER_ARMS, ComparisonConfig
 
@@ -194,3 +194,46 @@ def test_the_ladder_needs_a_reference() -> None:
     assert ComparisonConfig(arms=("full-search", "plus-early-stopping")).arms == ("full-search", "plus-early-stopping")
     with pytest.raises(ValueError, match="arms must include a reference, 'all-data' or 'full-search'"):
         ComparisonConfig(arms=("plus-proxy-data", "plus-early-stopping"))
+
+
+def test_a_stopped_trial_is_counted_stopped_not_failed_in_the_headline(tmp_path: Path) -> None:
+    """The levers arm's successive halving stops two trials (one KILLED, one FINISHED and tagged); the plus-proxy-data arm
+    has one FAILED trial: the headline counts them apart, in its record, its metrics and its Markdown."""
+    helpers = _comparison_helpers()
+    helpers.NETWORK.update({arm: ("full" if arm in ("full-search", "plus-proxy-data") else "proxy-L3") for arm in LADDER})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    arms = ("full-search", "plus-early-stopping")
+    study = helpers._study("ladder-stopped", arms, external=False)
+    trials = {arm: LADDER_TRIALS[arm] for arm in arms}
+    trials["full-search"] = [*trials["full-search"][:2], (1, 0.003, 0.3, None, 0.45, 1, True)]  # one failed
+    parent = helpers._log_comparison(
+        uri, study, trials, {arm: LADDER_FINALS[arm] for arm in arms}, manifests={arm: LADDER_DATA[arm] for arm in arms}, cpu=True,
+        stopped={"plus-early-stopping": {0: "KILLED", 2: "FINISHED"}},
+    )
+    report = write_study_report(parent, markdown=tmp_path / "report.md", html=tmp_path / "report.html", tracking_uri=uri)
+    client = tracking.client(uri)
+    summary = json.loads(Path(client.download_artifacts(parent, "summary.json", str(tmp_path))).read_text())
+    ladder = Headline.model_validate(summary["headline"])
+    assert (ladder.levers_trials.n_trials, ladder.levers_trials.n_stopped, ladder.levers_trials.n_failed, ladder.levers_trials.n_finished) == (3, 2, 0, 1)
+    assert (ladder.reference_trials.n_stopped, ladder.reference_trials.n_failed) == (0, 1)
+    metrics = client.get_run(parent).data.metrics
+    assert (metrics["headline_stopped_trials_levers"], metrics["headline_failed_trials_levers"]) == (2.0, 0.0)
+    assert (metrics["headline_stopped_trials_full"], metrics["headline_failed_trials_full"]) == (0.0, 1.0)
+    assert "| search trials: failed / stopped early | 1 / 0 | 0 / 2 |" in report.markdown
+    # the stopped trials' hours count in the levers' cost all the same
+    assert ladder.levers_hours == pytest.approx(sum(row[4] for row in trials["plus-early-stopping"]) + 36.0 / 3600)
+
+
+def test_paired_candidates_rank_correlation_and_regret_on_the_shared_settings() -> None:
+    full = [({"lr": 0.1, "optimizer": "adam"}, 0.70), ({"lr": 0.01, "optimizer": "adam"}, 0.80), ({"lr": 0.001, "optimizer": "adam"}, 0.60),
+            ({"lr": 0.003, "optimizer": "sgd"}, 0.90)]  # trained by the full search alone: not shared
+    proxy = [({"lr": 0.1, "optimizer": "adam"}, 0.55), ({"lr": 0.01, "optimizer": "adam"}, 0.50), ({"lr": 0.001, "optimizer": "adam"}, 0.30),
+             ({"lr": 0.01, "optimizer": "adam"}, 0.40),  # trained twice: its mean, 0.45
+             ({"lr": 0.02, "optimizer": "adam"}, None)]  # stopped: left out
+    result = paired_candidates(full, proxy)
+    assert result.n_shared == 3
+    # the proxy ranks 0.1 > 0.01 > 0.001, the full search 0.01 > 0.1 > 0.001: rho = 0.5; it picks lr 0.1 (0.70 against 0.80)
+    assert result.spearman_rho == pytest.approx(0.5) and result.regret == pytest.approx(0.10)
+    faithful = paired_candidates(full, [(setting, dice) for setting, dice in full])
+    assert faithful.spearman_rho == pytest.approx(1.0) and faithful.regret == 0.0
+    assert paired_candidates(full, [({"lr": 0.5, "optimizer": "adam"}, 0.9)]).model_dump() == {"n_shared": 0, "spearman_rho": None, "regret": None}

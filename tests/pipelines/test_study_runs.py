@@ -163,6 +163,14 @@ def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
     assert sorted((run.data.tags[names.ARM_TAG], run.data.tags[names.REPEAT_TAG]) for run in finals) == [("all-data", "0"), ("proxy-data", "0")]
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id, "manifests")}
     assert artifacts == {f"manifests/{arm}.json" for arm in ("all-data", "proxy-data")}
+    # independent streams: each arm's trials draw their own seeds (arm_seed), so arms never share an initialisation
+    seeds = {arm: {run.data.params[names.SEED_PARAM] for run in trials if run.data.tags[names.ARM_TAG] == arm} for arm in ("all-data", "proxy-data")}
+    assert len(seeds["all-data"]) == 2 and not seeds["all-data"] & seeds["proxy-data"], seeds
+    # the final models' internal Dice is their internal test Dice (held-out cases), as the parent run reports it
+    assert all(names.INTERNAL_TEST_DICE in run.data.metrics for run in finals)
+    assert parent.data.metrics[f"{names.INTERNAL_TEST_DICE}.all-data"] == pytest.approx(
+        next(run.data.metrics[names.INTERNAL_TEST_DICE] for run in finals if run.data.tags[names.ARM_TAG] == "all-data")
+    )
 
     # the speed-up as run is recomputed from the searches' hours and the proxy selection's cost
     def search_hours(arm: str) -> float:

@@ -101,8 +101,8 @@ class ArmSearch(StrictModel):
         distance: :func:`~proxyhpo.analysis.statistics.relative_distance` of ``hyperparameters`` to the
             reference search's (0 for the reference itself); None when either search found nothing.
         finals: how its final models (the best hyper-parameters trained in full) ended.
-        internal_mean, internal_std: the final models' ``final_val_dice`` (internal Dice, held-out
-            cases), mean and sample std over repeats; external_mean, external_std: their ``test_dice``
+        internal_mean, internal_std: the final models' ``internal_test_dice`` (internal Dice: the held-out
+            cases, which no search, selection or checkpoint choice read), mean and sample std over repeats; external_mean, external_std: their ``test_dice``
             (external Dice; None without an external set).
         final_hyperparameters: what the final models logged as params, when they all agree; None otherwise.
         final_matches_best: whether those equal ``hyperparameters``; None when either is missing.
@@ -297,7 +297,7 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
         selection = {0: (manifest.selection_seconds, manifest.selection_device)} if manifest is not None else {}
         costs[arm] = search_cost(arm, {0: [trial_cell(run, arm, 0, _trial_id(run), dice, None) for run, dice in scored]}, selection)
         mine_finals = [run for (a, _), run in sorted(finals.items(), key=lambda item: item[0]) if a == arm]
-        internal = [dice_of(run, names.FINAL_VAL_DICE) for run in mine_finals]
+        internal = [dice_of(run, names.INTERNAL_TEST_DICE) for run in mine_finals]
         external = [dice_of(run, names.TEST_DICE) for run in mine_finals]
         logged = [_hyperparameters(run, space) for run in mine_finals if any(name in run.data.params for name in space.names)]
         final_setting = logged[0] if logged and all(_same_setting(logged[0], s) for s in logged[1:]) else None
@@ -318,7 +318,7 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
             "best_round": _round(best) if best is not None else None,
             "best_val_dice": dice_of(best, names.FINAL_VAL_DICE) if best is not None else None,
             "hyperparameters": setting,
-            "finals": TrialCounts.of(outcome(run, names.FINAL_VAL_DICE, names.TEST_DICE) for run in mine_finals),
+            "finals": TrialCounts.of(outcome(run, names.INTERNAL_TEST_DICE, names.TEST_DICE) for run in mine_finals),
             "internal_mean": internal_mean,
             "internal_std": internal_std,
             "external_mean": external_mean,
@@ -373,8 +373,8 @@ def _metrics(
 
     def arm_values(search: ArmSearch) -> dict[str, float | None]:
         values: dict[str, float | None] = {
-            names.FINAL_VAL_DICE: search.internal_mean,
-            "final_val_dice_std": search.internal_std,
+            names.INTERNAL_TEST_DICE: search.internal_mean,
+            f"{names.INTERNAL_TEST_DICE}_std": search.internal_std,
             names.FINAL_TEST_DICE: search.external_mean,
             "final_test_dice_std": search.external_std,
             names.BEST_VAL_DICE: search.best_val_dice,
@@ -387,7 +387,7 @@ def _metrics(
 
     per_arm = {arm: arm_values(search) for arm, search in searches.items()}
     unprefixed = (
-        names.SPEEDUP_VS_FULL, names.SPEEDUP_VS_FULL_EQUAL_PACK, names.FINAL_VAL_DICE, names.FINAL_TEST_DICE, names.HP_DISTANCE, names.BEST_VAL_DICE,
+        names.SPEEDUP_VS_FULL, names.SPEEDUP_VS_FULL_EQUAL_PACK, names.INTERNAL_TEST_DICE, names.FINAL_TEST_DICE, names.HP_DISTANCE, names.BEST_VAL_DICE,
     )
     headline_values = {name: value for name, value in per_arm[headline_arm].items() if name in unprefixed} if headline_arm in per_arm else {}
     totals = {
@@ -442,7 +442,7 @@ def ladder_headline(searches: Mapping[str, ArmSearch]) -> Headline | None:
     if len(ran) < 2 or ran[0][0] != "full-search":
         return None
     dice = {arm: (search.internal_mean, search.internal_std, search.finals.n_trials - search.finals.n_failed) for arm, search in searches.items()}
-    return headline(ran, dice)
+    return headline(ran, dice, {arm: search.trials for arm, search in searches.items()})
 
 
 def _ladder_sentences(study: StudyConfig, arms: Sequence[str]) -> list[str]:
@@ -492,6 +492,8 @@ def _ladder_section(ladder: Headline, unit: str, repeats: int) -> list[str]:
         "| --- | --- | --- |",
         f"| {unit} per search | {format_hours(ladder.reference_hours)} | {format_hours(ladder.levers_hours)} |",
         f"| final Dice (internal) | {format_dice(ladder.dice_reference, ladder.dice_reference_std)} | {format_dice(ladder.dice_levers, ladder.dice_levers_std)} |",
+        f"| search trials: failed / stopped early | {ladder.reference_trials.n_failed} / {ladder.reference_trials.n_stopped} "
+        f"| {ladder.levers_trials.n_failed} / {ladder.levers_trials.n_stopped} |",
         "",
         f"- Speed-up: **{format_times(ladder.speedup)}** (goal ≥ {SPEEDUP_GOAL:g}×: {'met' if ladder.speedup_goal_met else 'not met'}).",
         f"- Final Dice: {dice_verdict}.",
@@ -562,8 +564,9 @@ def render(record: ComparisonRecord) -> Rendered:
         f"- Arms: {', '.join(f'`{arm}` ({_arm_label(arm)})' for arm in arms)}; the reference is `{reference_arm}`, the search on all data "
         "with the full network. Proxy data is the study's selection, random data a random draw of the same budget.",
         *_ladder_sentences(study, arms),
-        f"- Final models: each arm's best hyper-parameters train the {study.final.network} network on all search cases for "
-        f"{study.final.epochs} epochs, {config.repeats} times (same split, new initialisations); internal Dice on the held-out cases, "
+        f"- Final models: each arm's best hyper-parameters train the {study.final.network} network on the search cases' search-train part for "
+        f"{study.final.epochs} epochs, {config.repeats} times (same split, new initialisations), its checkpoint chosen on their search-validation part; "
+        "internal Dice on the held-out cases (the untouched internal test set: no search, selection or checkpoint choice read them), "
         + ("external Dice on the external set." if study.data.external else "no external set configured (external Dice: –)."),
         "",
         "| arm | HP from | data | cases (train / val) | network | rounds | trials (planned) | failed |" + (" stopped |" if stopped else "")
@@ -587,7 +590,7 @@ def render(record: ComparisonRecord) -> Rendered:
     lines += [
         "## Table 2: the hyper-parameters each search found, trained in full",
         "",
-        f"Each arm's best hyper-parameters train the final model on all data; mean ± std over its {config.repeats} repeats "
+        f"Each arm's best hyper-parameters train the final model on the search cases; internal Dice on the untouched held-out cases, mean ± std over its {config.repeats} repeats "
         f"(failed final models left out). Hours are **{unit}** per search: the arm's search trials plus choosing its data; "
         "the final models are not counted.",
         "",
@@ -699,6 +702,7 @@ def render(record: ComparisonRecord) -> Rendered:
         "hours": unit,
         "n_final_models": finals.n_trials,
         "n_failed_final_models": finals.n_failed,
+        "paired": config.paired,
     }
     markdown = "\n".join(lines) + "\n"
     return Rendered(kind=KIND, title=f"{TITLE} {study.name}", markdown=markdown, metrics=record.metrics, figures=figures, summary=summary)

@@ -6,6 +6,14 @@ too: they used the device) plus choosing its data (``selection_seconds`` of its 
 per search). Speed-ups compare an arm's cost with the reference arm's, as run and at equal pack size
 (:func:`~proxyhpo.analysis.statistics.equal_pack_hours`: every trial charged as if it had run alone).
 
+**Work units on a CPU** (issue 18). A CPU's wall-clock hours move with whatever else the machine runs,
+so on a CPU a search is also charged in fixed units of work: its trials' optimiser steps (``steps_run``),
+each of a named network at a named patch size. One :class:`WorkCalibration` per network, measured in the
+same run (:func:`calibrate`: ``steps`` timed training steps on random patches), converts them to
+device-hours (:func:`work_hours`); the calibration is recorded beside the result, so the conversion can
+be checked and redone. Validation and set-up are not steps, so the work charge leaves them out; on a GPU
+the charge is the trials' GPU-hours.
+
 Example:
     >>> cells = [GridCell(arm="proxy", repeat=0, point="p", internal_dice=0.7, external_dice=None, device_hours=0.5, steps=10, pack_size=2)]
     >>> cost = search_cost("proxy", {0: cells}, {0: (360.0, "cuda")})
@@ -17,11 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from proxyhpo.analysis.statistics import GridCell, equal_pack_hours, speedup
 from proxyhpo.config import StrictModel
 
-__all__ = ["SearchCost", "RunHours", "search_cost", "with_speedups"]
+__all__ = ["SearchCost", "RunHours", "WorkCalibration", "calibrate", "search_cost", "with_speedups", "work_hours"]
 
 
 class SearchCost(StrictModel):
@@ -138,3 +147,98 @@ def with_speedups(costs: Mapping[str, SearchCost], reference: str) -> dict[str, 
         else cost
         for arm, cost in costs.items()
     }
+
+
+class WorkCalibration(StrictModel):
+    """What one training step of a network at a patch size cost on this run's device: the work unit's exchange rate.
+
+    Attributes:
+        network: the network's name (``full``, ``proxy-L3``; :attr:`~proxyhpo.config.NetworkConfig.name`).
+        patch_size: the training patch, voxels per axis.
+        batch: patches per step (``training.batch_size * recipe.num_samples``).
+        steps: timed steps (after one untimed warm-up step).
+        seconds: their wall-clock seconds; cpu_seconds: the process's CPU seconds over them.
+        device: where they ran (``cpu``, ``cuda``).
+        threads: torch's intra-op threads.
+    """
+
+    network: str
+    patch_size: tuple[int, int, int]
+    batch: int
+    steps: int
+    seconds: float
+    cpu_seconds: float
+    device: str
+    threads: int
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Wall-clock seconds of one step."""
+        return self.seconds / self.steps
+
+    @property
+    def unit(self) -> str:
+        """The unit it converts: ``trial-steps of full at 32x32x32 (batch 4)``."""
+        return f"trial-steps of {self.network} at {'x'.join(map(str, self.patch_size))} (batch {self.batch})"
+
+
+def calibrate(network: Any, patch_size: Sequence[int], batch: int, steps: int = 5, device: str = "cpu") -> WorkCalibration:
+    """Time ``steps`` training steps (forward, Dice-free cross-entropy loss, backward, Adam) of ``network`` on random patches.
+
+    Args:
+        network: a :class:`~proxyhpo.config.NetworkConfig`.
+        patch_size: the patch, voxels per axis, shape ``(3,)``.
+        batch: patches per step.
+        steps: steps timed, after one warm-up step (allocations, kernel choice) that is not.
+        device: ``cpu`` or ``cuda``.
+    """
+    import time
+
+    import torch
+
+    from proxyhpo.networks import build_network
+
+    generator = torch.Generator().manual_seed(0)
+    model = build_network(network, in_channels=1, out_channels=2).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+    image = torch.randn(batch, 1, *patch_size, generator=generator).to(device)
+    label = (torch.rand(batch, *patch_size, generator=generator) > 0.5).long().to(device)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(image), label).backward()
+        optimiser.step()
+
+    step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return WorkCalibration(
+        network=network.name, patch_size=tuple(int(p) for p in patch_size), batch=batch, steps=steps,
+        seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu, device=device, threads=torch.get_num_threads(),
+    )
+
+
+def work_hours(steps_by_network: Mapping[str, float], calibrations: Mapping[str, WorkCalibration]) -> float:
+    """Device-hours of the given trial-steps, each network's steps at its calibration's seconds per step.
+
+    Args:
+        steps_by_network: network name -> optimiser steps its trials ran.
+        calibrations: network name -> its :class:`WorkCalibration`.
+
+    Raises:
+        ValueError: for steps of a network without a calibration.
+
+    Example:
+        >>> full = WorkCalibration(network="full", patch_size=(32, 32, 32), batch=4, steps=10, seconds=36.0, cpu_seconds=70.0, device="cpu", threads=2)
+        >>> work_hours({"full": 1000}, {"full": full})
+        1.0
+    """
+    missing = sorted(name for name, steps in steps_by_network.items() if steps and name not in calibrations)
+    if missing:
+        raise ValueError(f"no calibration for network(s) {missing}: calibrate every network the trials trained")
+    return math.fsum(steps * calibrations[name].seconds_per_step for name, steps in steps_by_network.items() if steps) / 3600

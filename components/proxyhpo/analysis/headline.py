@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
+from proxyhpo.analysis._report_io import TrialCounts
 from proxyhpo.config.base import StrictModel
 from proxyhpo.config.studies import LEVER_ARMS, LEVERS, arm_levers
 
@@ -47,6 +48,7 @@ __all__ = [
     "SPEEDUP_GOAL",
     "Headline",
     "LeverStep",
+    "PairedCandidates",
     "PooledHeadline",
     "dice_gap",
     "dice_within",
@@ -54,6 +56,7 @@ __all__ = [
     "headline_metrics",
     "lever_key",
     "lever_steps",
+    "paired_candidates",
     "pool_headlines",
 ]
 
@@ -177,6 +180,8 @@ class Headline(StrictModel):
         dice_gap: :func:`dice_gap` of the two means; dice_within_tolerance: :func:`dice_within`.
         dice_noisy: whether either std exceeds the tolerance times the reference Dice (the verdict is then within noise).
         speedup_goal_met: ``speedup >= SPEEDUP_GOAL``; goal_met: both criteria (None when the Dice is missing).
+        reference_trials, levers_trials: how the two searches' trials ended; a trial early stopping ended is
+            counted stopped, not failed (its hours count in the cost all the same).
     """
 
     reference_arm: str
@@ -197,6 +202,8 @@ class Headline(StrictModel):
     dice_noisy: bool | None
     speedup_goal_met: bool
     goal_met: bool | None
+    reference_trials: TrialCounts = TrialCounts()
+    levers_trials: TrialCounts = TrialCounts()
 
 
 def _noisy(reference: float | None, *stds: float | None) -> bool | None:
@@ -208,6 +215,7 @@ def _noisy(reference: float | None, *stds: float | None) -> bool | None:
 def headline(
     ladder: Sequence[tuple[str, float]],
     dice: dict[str, tuple[float | None, float | None, int]],
+    trials: dict[str, TrialCounts] | None = None,
 ) -> Headline:
     """The headline from the ladder's device-hours and the final Dice of its first and last arm.
 
@@ -215,6 +223,7 @@ def headline(
         ladder: as for :func:`lever_steps`.
         dice: arm -> (mean internal Dice of its final models, their sample std, how many) for at least the
             first and last arm of ``ladder``.
+        trials: arm -> how its search trials ended (stopped apart from failed); empty counts when left out.
 
     Raises:
         ValueError: as :func:`lever_steps`.
@@ -244,6 +253,8 @@ def headline(
         dice_noisy=_noisy(dice_ref, std_ref, std_lev),
         speedup_goal_met=speedup >= SPEEDUP_GOAL,
         goal_met=None if within is None else within and speedup >= SPEEDUP_GOAL,
+        reference_trials=(trials or {}).get(reference, TrialCounts()),
+        levers_trials=(trials or {}).get(levers_arm, TrialCounts()),
     )
 
 
@@ -263,6 +274,10 @@ def headline_metrics(result: Headline) -> dict[str, float | None]:
         "headline_dice_within_tolerance": _flag(result.dice_within_tolerance),
         "headline_speedup_goal_met": _flag(result.speedup_goal_met),
         "headline_goal_met": _flag(result.goal_met),
+        "headline_failed_trials_full": float(result.reference_trials.n_failed),
+        "headline_stopped_trials_full": float(result.reference_trials.n_stopped),
+        "headline_failed_trials_levers": float(result.levers_trials.n_failed),
+        "headline_stopped_trials_levers": float(result.levers_trials.n_stopped),
     }
     for step in result.steps:
         metrics[f"lever_share_{lever_key(step.lever)}"] = step.share
@@ -350,3 +365,66 @@ def pool_headlines(results: Sequence[Headline]) -> PooledHeadline:
         goal_met=None if within is None else within and speedup >= SPEEDUP_GOAL,
         goal_met_count=sum(bool(r.goal_met) for r in results),
     )
+
+
+class PairedCandidates(StrictModel):
+    """A paired comparison (``studies.comparison.paired``): how the levers arm ranks the candidates both arms trained.
+
+    With shared seeds both arms' controllers propose the same first round, so some settings are trained by
+    both searches: the full search's Dice on them is the truth the proxy's ranking is judged against.
+
+    Attributes:
+        n_shared: settings both arms trained to the end (stopped or failed trials in either arm left out).
+        spearman_rho: Spearman's rank correlation of the levers arm's validation Dice with the full search's over
+            the shared settings (None for fewer than 3, or a constant column).
+        regret: the full search's best Dice over the shared settings minus its Dice on the setting the levers
+            arm ranks first (0: the proxy picked the full search's best); None without a shared setting.
+    """
+
+    n_shared: int
+    spearman_rho: float | None
+    regret: float | None
+
+
+def _setting_key(setting: dict[str, float | str | None]) -> tuple[tuple[str, str], ...]:
+    """A setting as a hashable key; numbers to 9 significant digits (a param logged as text and read back)."""
+    return tuple(sorted((name, f"{value:.9g}" if isinstance(value, float) else str(value)) for name, value in setting.items()))
+
+
+def paired_candidates(
+    reference: Sequence[tuple[dict[str, float | str | None], float | None]],
+    levers: Sequence[tuple[dict[str, float | str | None], float | None]],
+) -> PairedCandidates:
+    """The levers arm's rank correlation with, and regret against, the full search on the settings both trained.
+
+    Args:
+        reference, levers: each arm's trials as (setting, validation Dice; None when the trial was stopped or
+            failed). A setting trained twice in an arm counts once, with its mean Dice.
+
+    Example:
+        >>> full = [({"lr": 0.1}, 0.7), ({"lr": 0.01}, 0.8), ({"lr": 0.001}, 0.6)]
+        >>> proxy = [({"lr": 0.1}, 0.5), ({"lr": 0.01}, 0.4), ({"lr": 0.001}, 0.3)]
+        >>> result = paired_candidates(full, proxy)
+        >>> result.n_shared, result.spearman_rho, round(result.regret, 3)
+        (3, 0.5, 0.1)
+    """
+    import numpy as np
+    from scipy import stats
+
+    def means(trials: Sequence[tuple[dict[str, float | str | None], float | None]]) -> dict[tuple[tuple[str, str], ...], float]:
+        found: dict[tuple[tuple[str, str], ...], list[float]] = {}
+        for setting, dice in trials:
+            if dice is not None:
+                found.setdefault(_setting_key(setting), []).append(dice)
+        return {key: float(np.mean(values)) for key, values in found.items()}
+
+    full, proxy = means(reference), means(levers)
+    shared = sorted(set(full) & set(proxy))
+    if not shared:
+        return PairedCandidates(n_shared=0, spearman_rho=None, regret=None)
+    truth = np.array([full[key] for key in shared])
+    ranked = np.array([proxy[key] for key in shared])
+    rho = None
+    if len(shared) >= 3 and np.ptp(truth) > 0 and np.ptp(ranked) > 0:
+        rho = float(stats.spearmanr(ranked, truth).statistic)
+    return PairedCandidates(n_shared=len(shared), spearman_rho=rho, regret=float(truth.max() - truth[int(np.argmax(ranked))]))
