@@ -41,7 +41,7 @@ TRIALS = {
     "r1-p0": (1, 5e-1, "adamax", 0.1, None, 0.002),
     "r1-p1": (1, 2e-4, "novograd", 0.9, [0.25, 0.61], 0.020),
 }
-FINAL = (4e-3, [0.70, 0.83], 0.5, 0.77)  # lr, val Dice per epoch, GPU-hours, external test Dice
+FINAL = (4e-3, [0.70, 0.83], 0.5, 0.77, 0.74)  # lr, val Dice per epoch, GPU-hours, external test Dice, internal test Dice (held-out cases)
 
 
 def _spec(
@@ -51,7 +51,7 @@ def _spec(
     return TrialSpec(trial_id=trial_id, hyperparameters=hyperparameters, network=network, data_label="mi-4", round=round)
 
 
-def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_dice: float | None = None) -> TrialResult:
+def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_dice: float | None = None, internal_test_dice: float | None = None) -> TrialResult:
     return TrialResult(
         trial_id=spec.trial_id,
         state=TrialState.COMPLETE if dice else TrialState.FAILED,
@@ -65,6 +65,7 @@ def _result(spec: TrialSpec, dice: list[float] | None, gpu_hours: float, test_di
         final_val_dice=dice[-1] if dice else None,
         best_val_dice=max(dice) if dice else None,
         test_dice=test_dice,
+        internal_test_dice=internal_test_dice,
         gpu_hours=gpu_hours,
         process_hours=gpu_hours / 2,
         wall_seconds=gpu_hours * 3600,
@@ -95,12 +96,12 @@ def _log_study(study: StudyConfig, uri: str) -> str:
             for spec in mine:
                 _, _, _, _, dice, gpu = TRIALS[spec.trial_id]
                 runs[spec.trial_id].finish(_result(spec, dice, gpu))
-    lr, dice, gpu, test = FINAL
+    lr, dice, gpu, test, internal_test = FINAL
     final = _spec("final", None, lr, "rmsprop", 0.7, NetworkConfig.full())
     with tracking.trial_runs(
         study.name, [final], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False, role="final", hyperparameter_names=names
     ) as runs:
-        runs["final"].finish(_result(final, dice, gpu, test_dice=test))
+        runs["final"].finish(_result(final, dice, gpu, test_dice=test, internal_test_dice=internal_test))
     # a trial of another pipeline run in the same experiment must not be counted
     other = tracking.start_parent_run(study.name, "hpo", config={}, tracking_uri=uri)
     stray = _spec("stray", 0, 1e-3, "adam", 0.0, NetworkConfig.proxy(3))
@@ -175,7 +176,8 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert summary.best_trial == "r0-p1"
     assert summary.best_val_dice == pytest.approx(0.66)
     assert summary.best_hyperparameters == {"lr": pytest.approx(3e-3), "optimizer": "rmsprop", "intensity_shift_prob": pytest.approx(0.7)}
-    assert summary.final_val_dice == pytest.approx(0.83)
+    assert summary.final_val_dice == pytest.approx(0.83)  # the search-validation cases, which chose the checkpoint
+    assert summary.final_internal_test_dice == pytest.approx(0.74)  # the held-out cases
     assert summary.final_test_dice == pytest.approx(0.77)
     search_gpu = sum(gpu for *_, gpu in TRIALS.values())
     assert summary.search_gpu_hours == pytest.approx(search_gpu)
@@ -192,9 +194,11 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert "| optimizer | rmsprop |" in best_table
     assert "| intensity_shift_prob | 0.7 |" in best_table
     assert "Best search trial: `r0-p1` with validation Dice 0.6600." in text
-    assert "| internal (held out) | 0.8300 |" in text
-    assert "| external | 0.7700 |" in text
-    assert "4 trials (1 failed)" in text
+    final_table = text.split("## Final model", 1)[1].split("##", 1)[0]
+    assert "| validation (the search cases' validation part; chose the checkpoint) | 0.8300 |" in final_table
+    assert "| internal test (the held-out cases; read by no search, stopping or checkpoint choice) | 0.7400 |" in final_table
+    assert "| external | 0.7700 |" in final_table
+    assert "4 search trials: 3 finished, 0 stopped early, 1 failed." in text
     trials_table = text.split("## Trials", 1)[1]
     # one column per search-space name, in the space's order
     assert "| trial | round | lr | optimizer | intensity_shift_prob | val Dice | status |" in trials_table.splitlines()
@@ -368,6 +372,7 @@ def test_the_record_and_the_search_plot(study: StudyConfig, logged_study: tuple[
 
 
 def test_a_stopped_trial_is_counted_stopped_in_the_hpo_report(study: StudyConfig, store: str, tmp_path: Path) -> None:
+    """Real trial runs (tracking.trial_runs): finished, stopped early (KILLED, tagged STOPPED), failed, and one still running."""
     study = study.model_copy(update={"name": "stopped-trials"})
     parent = tracking.start_parent_run(study.name, "hpo", config={}, tracking_uri=store)
     specs = [_spec(f"r0-p{i}", 0, 1e-3, "adam", 0.0, NetworkConfig.proxy(3)) for i in range(3)]
@@ -376,14 +381,18 @@ def test_a_stopped_trial_is_counted_stopped_in_the_hpo_report(study: StudyConfig
         stopped = _result(specs[1], [0.9], 0.005).model_copy(update={"state": TrialState.STOPPED, "stopped_at_epoch": 1, "final_val_dice": 0.9})
         runs["r0-p1"].finish(stopped)
         runs["r0-p2"].finish(_result(specs[2], None, 0.001))
+    client = tracking.client(store)
+    running = {names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.TRIAL_ID_TAG: "r0-p3"}
+    client.create_run(client.get_run(parent).info.experiment_id, run_name="r0-p3", tags=running)  # a pod still training: no failure
     record = collect(study, parent, store)
     summary = record.summary
-    assert (summary.n_trials, summary.n_failed, summary.n_stopped) == (3, 1, 1)
+    assert (summary.n_trials, summary.n_finished, summary.n_stopped, summary.n_failed, summary.n_running) == (4, 1, 1, 1, 1)
+    assert (summary.metrics()[names.N_FAILED_TRIALS], summary.metrics()[names.N_STOPPED_TRIALS]) == (1.0, 1.0)
     assert (summary.best_trial, summary.best_val_dice) == ("r0-p0", pytest.approx(0.6))  # the stopped trial's early 0.9 is no final Dice
     row = next(row for row in record.rows if row.trial_id == "r0-p1")
     assert (row.stopped, row.stopped_at_epoch, row.val_dice, row.stopped_dice) == (True, 1, None, pytest.approx(0.9))
     rendered = render(record)
-    assert "3 trials (1 failed)" in rendered.markdown
+    assert "4 search trials: 1 finished, 1 stopped early, 1 failed, 1 still running." in rendered.markdown
     assert "| r0-p1 | 0 | 0.001 | adam | 0 | – | stopped at epoch 1, Dice 0.9000 |" in rendered.markdown
     progress = rendered.figures["search"].axes[0]
     assert [text.get_text() for text in progress.get_legend().get_texts()] == ["best so far", "stopped early (Dice at the stop)", "failed"]

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from scipy import stats
 
+from proxyhpo.analysis._report_io import TrialCounts
 from proxyhpo.analysis.statistics import GridCell, correlations, mean_std
 from proxyhpo.analysis.study_plots import plot_dice_vs_data_usage, plot_hyperparameter_distance, plot_proxy_networks, plot_proxy_vs_reference
 
@@ -36,7 +38,7 @@ def test_proxy_vs_reference_with_failed_cells_and_intervals() -> None:
     assert axis.get_xlabel() == "full: external Dice, mean over 4 repeats"
     assert axis.get_ylabel() == "mi+labelcrop-8: external Dice, mean over 4 repeats"
     failed = sum(c.external_dice is None for c in proxy)
-    assert axis.get_title() == f"MI+Labelcrop, 8 cases\nper grid point; error bars: std over repeats; failed cells left out: mi+labelcrop-8 {failed}"
+    assert axis.get_title() == f"MI+Labelcrop, 8 cases\nper grid point (mean over repeats); error bars: std over repeats; left out: mi+labelcrop-8 {failed} without a Dice"
     # one point per grid point at the means over repeats (failed cells left out), the fit, and the three coefficients
     (points,) = [line for line in axis.get_lines() if line.get_marker() == "o"]
     for x, y, point in zip(points.get_xdata(), points.get_ydata(), sorted({c.point for c in reference}), strict=True):
@@ -54,8 +56,17 @@ def test_proxy_vs_reference_when_no_point_finished_in_both() -> None:
     failed = [cell.model_copy(update={"external_dice": None, "internal_dice": None}) for cell in arm("random-8", 0.1)]
     (axis,) = plot_proxy_vs_reference(failed, arm("full", 0.02), metric="internal").axes
     assert [text.get_text() for text in axis.texts] == ["no grid point finished in both arms"]
-    assert axis.get_xlabel() == "full: internal Dice, mean over 4 repeats"
-    assert "failed cells left out: random-8 32" in axis.get_title()
+    assert axis.get_xlabel() == "full: validation Dice, mean over 4 repeats"  # a cell's internal Dice is its validation cases'
+    assert "left out: random-8 32 without a Dice" in axis.get_title()
+
+
+def test_proxy_vs_reference_counts_stopped_cells_apart_from_failed_ones() -> None:
+    """Given how the trials ended, the title says which cells failed and which early stopping ended."""
+    proxy, reference = arm("mi+labelcrop-8", 0.08, fail_every=5), arm("full", 0.02, seed=1)
+    missing = sum(c.external_dice is None for c in proxy)
+    ends = {"mi+labelcrop-8": TrialCounts(n_trials=32, n_finished=32 - missing, n_failed=2, n_stopped=missing - 2), "full": TrialCounts(n_trials=32, n_finished=32)}
+    (axis,) = plot_proxy_vs_reference(proxy, reference, left_out=ends).axes
+    assert axis.get_title().endswith(f"; left out: mi+labelcrop-8 2 failed, {missing - 2} stopped early")
 
 
 def test_proxy_vs_reference_refuses_empty_input() -> None:
@@ -97,22 +108,36 @@ def test_dice_vs_data_usage_argument_errors(rows, message) -> None:
 
 
 def test_proxy_networks() -> None:
+    """One dot per grid point at each network's mean over repeats, and the panel's r is the table's coefficient (same unit)."""
     reference = arm("full", 0.02, fail_every=7)
     arms = {f"proxy-L{levels}": arm(f"proxy-L{levels}", 0.03 * (6 - levels), seed=levels, fail_every=levels + 3) for levels in (5, 4, 3)}
-    figure = plot_proxy_networks(arms, reference)
+    table = {label: correlations(cells, reference, metric="internal", resamples=200) for label, cells in arms.items()}
+    figure = plot_proxy_networks(arms, reference, correlation=table)
     assert len(figure.axes) == 3  # one panel per proxy network
     failed_reference = sum(c.internal_dice is None for c in reference)
-    assert figure.get_suptitle() == f"proxy networks vs full: internal Dice per (grid point, repeat); {failed_reference} failed full cells left out"
-    full = {(c.point, c.repeat) for c in reference if c.internal_dice is not None}
+    assert figure.get_suptitle() == (
+        f"proxy networks vs full: validation Dice per grid point, mean over repeats (error bars: std); left out: full {failed_reference} without a Dice"
+    )
     for axis, (label, cells) in zip(figure.axes, arms.items(), strict=True):
-        pairs = [c for c in cells if c.internal_dice is not None and (c.point, c.repeat) in full]
-        (dots,) = axis.collections
-        assert len(dots.get_offsets()) == len(pairs)  # one dot per (point, repeat) where both finished
-        assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: internal Dice", f"{label}: internal Dice")
+        both = sorted({c.point for c in cells if c.internal_dice is not None} & {c.point for c in reference if c.internal_dice is not None})
+        (points,) = [line for line in axis.get_lines() if line.get_marker() == "o"]
+        for x, y, point in zip(points.get_xdata(), points.get_ydata(), both, strict=True):
+            assert x == pytest.approx(mean_std(c.internal_dice for c in reference if c.point == point)[0])
+            assert y == pytest.approx(mean_std(c.internal_dice for c in cells if c.point == point)[0])
+        assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: validation Dice, mean over 4 repeats", f"{label}: validation Dice, mean over 4 repeats")
+        pearson = table[label]["pearson"]
+        assert pearson.n_points == len(both) and pearson.value == pytest.approx(stats.pearsonr(np.asarray(points.get_xdata(), float), np.asarray(points.get_ydata(), float))[0])
         failed = sum(c.internal_dice is None for c in cells)
-        assert axis.get_title().startswith(f"{label}: r = ") and axis.get_title().endswith(f"(n = {len(pairs)}; {failed} failed left out)")
-    (one,) = plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, reference, metric="external").axes
-    assert one.get_xlabel() == "full: external Dice"
+        assert axis.get_title() == (
+            f"{label}: r = {pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}]\nover {len(both)} grid points; left out: {label} {failed} without a Dice"
+        )
+    # without the table's results the panel computes the same coefficient, without an interval
+    (alone,) = plot_proxy_networks({"proxy-L4": arms["proxy-L4"]}, reference).axes
+    assert alone.get_title().startswith(f"proxy-L4: r = {table['proxy-L4']['pearson'].value:.2f}\nover {table['proxy-L4']['pearson'].n_points} grid points;")
+    ends = {"proxy-L3": TrialCounts(n_trials=32, n_finished=28, n_failed=1, n_stopped=3)}
+    (one,) = plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, reference, metric="external", left_out=ends).axes
+    assert one.get_xlabel() == "full: external Dice, mean over 4 repeats"
+    assert one.get_title().endswith("; left out: proxy-L3 1 failed, 3 stopped early")
 
 
 def test_proxy_networks_refuses_empty_input() -> None:

@@ -302,7 +302,7 @@ def test_proxy_net_study(store: str, tmp_path: Path) -> None:
     assert (tmp_path / "report.md").read_text() == report.markdown
     assert report.markdown.startswith("# Proxy network study `pn-study`")
     assert "Hours are **device wall-hours (CPU)**" in report.markdown and "selection, per search" not in report.markdown
-    assert "## Correlation with the full network (internal Dice; Fig. 3)" in report.markdown
+    assert "## Correlation with the full network (validation Dice; Fig. 3)" in report.markdown
     assert tracking.client(store).get_run(parent).info.status == "RUNNING"  # building logs nothing, closes nothing
 
     # the record: every number above, and the figure drawn from it
@@ -314,8 +314,11 @@ def test_proxy_net_study(store: str, tmp_path: Path) -> None:
     assert record.costs["proxy-L3"].selection_hours == 0 and record.run.hours.unit == "device wall-hours (CPU)"
     assert [row.arm for row in record.table] == ["proxy-L5", "proxy-L4", "proxy-L3", "full"]
     figure = proxy_net_report.render(record).figures["fig3_proxy_networks"]
-    assert [axis.get_ylabel() for axis in figure.axes] == ["proxy-L5: internal Dice", "proxy-L4: internal Dice", "proxy-L3: internal Dice"]
-    assert all(len(axis.collections[0].get_offsets()) == 2 * len(POINTS) for axis in figure.axes)  # one dot per (point, repeat)
+    assert [axis.get_ylabel() for axis in figure.axes] == [f"proxy-L{n}: validation Dice, mean over 2 repeats" for n in (5, 4, 3)]
+    # one dot per grid point (the table's unit), titled with the table's Pearson r
+    for axis, arm in zip(figure.axes, record.proxies, strict=True):
+        (dots,) = [line for line in axis.get_lines() if line.get_marker() == "o"]
+        assert len(dots.get_xdata()) == len(POINTS) and axis.get_title().startswith(f"{arm}: r = {record.correlations[arm]['pearson'].value:.2f} [")
 
 
 # ------------------------------------------------------------------------------------------ the trust check
@@ -480,7 +483,7 @@ def test_the_trust_record_and_its_scatter(store: str) -> None:
     assert record.costs["proxy"].selection_hours == pytest.approx(0.01) and record.costs["proxy"].hours == pytest.approx(0.014)
     (axis,) = trust_report.render(record).figures["trust_proxy_vs_full"].axes
     assert axis.get_title().startswith("trust check: proxy trusted\n(spearman >= 0.5 needed)")
-    assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: internal Dice, mean over 2 repeats", "proxy: internal Dice, mean over 2 repeats")
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: validation Dice, mean over 2 repeats", "proxy: validation Dice, mean over 2 repeats")
 
 
 def test_a_stopped_trial_of_a_grid_study_is_counted_stopped_not_failed(store: str, tmp_path: Path) -> None:
@@ -494,6 +497,6 @@ def test_a_stopped_trial_of_a_grid_study_is_counted_stopped_not_failed(store: st
     assert next(c for c in cells["proxy"] if c.point == points[3]).internal_dice is None
     report = build_study_report(parent, tmp_path, tracking_uri=store)
     assert "8 trials, 0 failed, 1 stopped early (failed, stopped and unfinished trials are left out" in report.markdown
-    assert "| trials | failed | stopped |" in report.markdown and "| 4 | 0 | 1 |" in report.markdown
+    assert "| trials | failed | stopped early |" in report.markdown and "| 4 | 0 | 1 |" in report.markdown
     assert report.metrics["n_failed_trials"] == 0 and report.metrics["n_stopped_trials"] == 1
     assert report.verdict is not None and "over 3 grid points" in report.verdict.message

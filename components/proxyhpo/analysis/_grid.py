@@ -14,8 +14,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyhpo.analysis._markdown import arm_metrics, format_dice, format_hours, format_times, heading, percent, speedup_note, unit_sentence
+from proxyhpo.analysis._markdown import arm_metrics, dice_name, format_dice, format_hours, format_times, heading, percent, speedup_note, unit_sentence
 from proxyhpo.analysis._report_io import (
+    Outcome,
     TrialCounts,
     artifact_json,
     children,
@@ -51,6 +52,8 @@ class GridRun(StrictModel):
         parent_run_id: the study's parent run.
         study, plan: ``study.json`` and ``cells.json``.
         cells: arm -> its trials as :class:`GridCell` records, arms sorted by name, cells by repeat then point.
+        outcomes: arm -> how each of its cells' trials ended, in the order of ``cells`` (a cell without a Dice
+            may have failed, been stopped early or still be running: the cell alone cannot tell).
         counts: how the trials ended; by_arm: the same per arm.
         hours: the device hours of the trial runs.
     """
@@ -59,6 +62,7 @@ class GridRun(StrictModel):
     study: StudyConfig
     plan: tuple[StudyCell, ...]
     cells: dict[str, tuple[GridCell, ...]]
+    outcomes: dict[str, tuple[Outcome, ...]]
     counts: TrialCounts
     by_arm: dict[str, TrialCounts]
     hours: RunHours
@@ -86,7 +90,8 @@ def collect_run(parent_run_id: str, tracking_uri: str | None = None) -> GridRun:
 
     Every child run tagged ``proxyhpo.role=trial`` with an arm and a grid point becomes one
     :class:`GridCell` (see :func:`~proxyhpo.analysis._report_io.trial_cell`): Dice from ``final_val_dice``
-    (internal) and ``test_dice`` (external), both None unless the run FINISHED and was not stopped early.
+    (the trial's validation cases: the cell's ``internal_dice``) and ``test_dice`` (external), both None unless
+    the run FINISHED and was not stopped early; how each trial ended goes to :attr:`GridRun.outcomes`.
     Should a cell have two runs (a retry), the finished one, else the newest, is kept.
 
     Args:
@@ -98,20 +103,22 @@ def collect_run(parent_run_id: str, tracking_uri: str | None = None) -> GridRun:
         ConfigError: when the plan does not validate.
     """
     study, plan = read_plan(parent_run_id, tracking_uri)
-    cells, by_arm, hours = _read_cells(parent_run_id, tracking_uri)
+    cells, outcomes, hours = _read_cells(parent_run_id, tracking_uri)
+    by_arm = {arm: TrialCounts.of(found) for arm, found in outcomes.items()}
     return GridRun(
         parent_run_id=parent_run_id,
         study=study,
         plan=tuple(plan),
         cells={arm: tuple(found) for arm, found in cells.items()},
+        outcomes={arm: tuple(found) for arm, found in outcomes.items()},
         counts=sum(by_arm.values(), TrialCounts()),
         by_arm=by_arm,
         hours=hours,
     )
 
 
-def _read_cells(parent_run_id: str, tracking_uri: str | None) -> tuple[dict[str, list[GridCell]], dict[str, TrialCounts], RunHours]:
-    """The trials by arm, how they ended by arm, and their device hours."""
+def _read_cells(parent_run_id: str, tracking_uri: str | None) -> tuple[dict[str, list[GridCell]], dict[str, list[Outcome]], RunHours]:
+    """The trials by arm, how each ended (in the same order), and their device hours."""
     mlflow_client, parent = parent_run(parent_run_id, tracking_uri)
     chosen: dict[tuple[str, int, str], Any] = {}
     for run in children(mlflow_client, parent):
@@ -124,13 +131,12 @@ def _read_cells(parent_run_id: str, tracking_uri: str | None) -> tuple[dict[str,
             continue
         keep_run(chosen, key, run)
     cells: dict[str, list[GridCell]] = {}
-    outcomes: dict[str, list[Any]] = {}
+    outcomes: dict[str, list[Outcome]] = {}
     for (arm, repeat, point), run in sorted(chosen.items(), key=lambda item: item[0]):
-        internal, external = dice_of(run, names.FINAL_VAL_DICE), dice_of(run, names.TEST_DICE)
+        validation, external = dice_of(run, names.FINAL_VAL_DICE), dice_of(run, names.TEST_DICE)
         outcomes.setdefault(arm, []).append(outcome(run, names.FINAL_VAL_DICE, names.TEST_DICE))
-        cells.setdefault(arm, []).append(trial_cell(run, arm, repeat, point, internal, external))
-    by_arm = {arm: TrialCounts.of(found) for arm, found in outcomes.items()}
-    return cells, by_arm, RunHours.of(device_hours(run.data.metrics) for run in chosen.values())
+        cells.setdefault(arm, []).append(trial_cell(run, arm, repeat, point, validation, external))
+    return cells, outcomes, RunHours.of(device_hours(run.data.metrics) for run in chosen.values())
 
 
 def collect_cells(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, list[GridCell]]:
@@ -191,16 +197,54 @@ def has_dice(cells: Sequence[GridCell], metric: Metric) -> bool:
 
 
 def correlate(proxy: Sequence[GridCell], reference: Sequence[GridCell], metric: Metric) -> dict[str, Correlation]:
-    """The three coefficients of the proxy's per-point mean Dice with the reference's, with bootstrap intervals."""
-    return correlations(proxy, reference, metric=metric, confidence=CONFIDENCE, resamples=RESAMPLES, seed=SEED)
+    """The three coefficients of the proxy's per-point mean Dice with the reference's, with bootstrap intervals.
+
+    The unit is the grid point: each arm's Dice at a point is averaged over its repeats first. The figures
+    of every grid report draw these means and quote these coefficients, so a report has one correlation
+    per comparison. ``over`` names the Dice by its set (a cell's ``internal`` Dice is its validation Dice).
+    """
+    found = correlations(proxy, reference, metric=metric, confidence=CONFIDENCE, resamples=RESAMPLES, seed=SEED)
+    named = f"mean {dice_name(metric)}"
+    return {method: result.model_copy(update={"over": result.over.replace(f"mean {metric} Dice", named)}) for method, result in found.items()}
 
 
-def table_rows(arms: Mapping[str, str], cells: Mapping[str, Sequence[GridCell]], point: str) -> tuple[TableRow, ...]:
-    """:func:`table_at_point` over the arms (arm -> its row's label) with cells; arms with none get an empty row."""
+class GridTableRow(TableRow):
+    """A :class:`~proxyhpo.analysis.statistics.TableRow` that tells how its trials without a Dice ended.
+
+    Attributes:
+        n_failed: the arm's trials at the point that failed (not those stopped early or still running).
+        n_stopped: those early stopping ended (their Dice is an early epoch's, left out of the means).
+        n_running: those not ended yet.
+    """
+
+    n_stopped: int = 0
+    n_running: int = 0
+
+
+def table_rows(
+    arms: Mapping[str, str], cells: Mapping[str, Sequence[GridCell]], point: str, *, outcomes: Mapping[str, Sequence[Outcome]] | None = None
+) -> tuple[TableRow, ...]:
+    """:func:`table_at_point` over the arms (arm -> its row's label) with cells; arms with none get an empty row.
+
+    Args:
+        arms: arm -> its row's label, in the table's order.
+        cells: arm -> its cells.
+        point: the grid point of the table.
+        outcomes: arm -> how each of its cells ended, in the order of ``cells`` (:attr:`GridRun.outcomes`).
+            With them the rows are :class:`GridTableRow` and count failed, stopped and running trials
+            apart; without, ``n_failed`` counts every cell without a Dice.
+    """
     present = {label: list(cells[arm]) for arm, label in arms.items() if cells.get(arm)}
     computed = {row.arm: row for row in table_at_point(present, point)} if present else {}
     empty = {"internal_mean": None, "internal_std": None, "external_mean": None, "external_std": None, "n": 0, "n_failed": 0}
-    return tuple(computed.get(label) or TableRow(arm=label, **empty) for label in arms.values())
+    rows = {label: computed.get(label) or TableRow(arm=label, **empty) for label in arms.values()}
+    if outcomes is None:
+        return tuple(rows.values())
+    counted = []
+    for arm, label in arms.items():
+        here = TrialCounts.of(end for cell, end in zip(cells.get(arm, ()), outcomes.get(arm, ()), strict=True) if cell.point == point)
+        counted.append(GridTableRow(**(rows[label].model_dump() | {"n_failed": here.n_failed}), n_stopped=here.n_stopped, n_running=here.n_running))
+    return tuple(counted)
 
 
 def totals(counts: TrialCounts, hours: RunHours) -> dict[str, float]:
@@ -293,29 +337,38 @@ def arms_table(arms: Sequence[str], labels: Mapping[str, str], run: GridRun) -> 
     for cell in plan:
         cases.setdefault(cell.arm, f"{len(cell.train_ids) + len(cell.val_ids)} ({len(cell.train_ids)} train / {len(cell.val_ids)} val)")
         planned_repeats[cell.arm] = planned_repeats.get(cell.arm, 0) + 1
-    stopped = any(counts.n_stopped for counts in run.by_arm.values())
+    running = any(counts.n_running for counts in run.by_arm.values())
     lines = [
-        "| arm | | network | cases | data used | repeats (planned) | trials | failed |" + (" stopped |" if stopped else ""),
-        "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if stopped else ""),
+        "| arm | | network | cases | data used | repeats (planned) | trials | failed | stopped early |" + (" running |" if running else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if running else ""),
     ]
     for arm in arms:
         mine = run.cells.get(arm, ())
         counts = run.by_arm.get(arm, TrialCounts())
         lines.append(
             f"| `{arm}` | {labels.get(arm, arm)} | {nets.get(arm, '–')} | {cases.get(arm, '–')} | {percent(shares.get(arm))} "
-            f"| {len({c.repeat for c in mine})} ({planned_repeats.get(arm, 0)}) | {len(mine)} | {counts.n_failed + counts.n_running} |"
-            + (f" {counts.n_stopped} |" if stopped else "")
+            f"| {len({c.repeat for c in mine})} ({planned_repeats.get(arm, 0)}) | {len(mine)} | {counts.n_failed} | {counts.n_stopped} |"
+            + (f" {counts.n_running} |" if running else "")
         )
     return lines
 
 
 def dice_table(rows: Sequence[TableRow], data: Mapping[str, str], first: str) -> list[str]:
-    """The Dice of each row's arm at one grid point, mean ± std over repeats."""
-    lines = [f"| {first} | data used | internal Dice | external Dice | trials (failed) |", "| --- | --- | --- | --- | --- |"]
-    lines += [
-        f"| {row.arm} | {data.get(row.arm, '–')} | {format_dice(row.internal_mean, row.internal_std)} | {format_dice(row.external_mean, row.external_std)} | {row.n} ({row.n_failed}) |"
-        for row in rows
-    ]
+    """The Dice of each row's arm at one grid point, mean ± std over repeats: on each trial's validation cases
+    (the cells' ``internal`` Dice) and on the external set; trials counted by how they ended.
+
+    Rows from :func:`table_rows` with outcomes (:class:`GridTableRow`) count failed and stopped trials apart;
+    plain rows count the trials without a Dice, whatever ended them.
+    """
+    told = all(isinstance(row, GridTableRow) for row in rows)
+    ends = "failed | stopped early" if told else "without a Dice (failed or stopped)"
+    lines = [f"| {first} | data used | validation Dice | external Dice | trials | {ends} |", "| --- | --- | --- | --- | --- | --- |" + (" --- |" if told else "")]
+    for row in rows:
+        counts = f"{row.n_failed} | {row.n_stopped}" if told and isinstance(row, GridTableRow) else f"{row.n_failed}"
+        lines.append(
+            f"| {row.arm} | {data.get(row.arm, '–')} | {format_dice(row.internal_mean, row.internal_std)} | {format_dice(row.external_mean, row.external_std)} "
+            f"| {row.n} | {counts} |"
+        )
     return lines
 
 
@@ -325,7 +378,12 @@ def correlation_section(arms: Sequence[str], labels: Mapping[str, str], correlat
         f"| arm | | {_SYMBOLS['pearson']} [95% CI] | {_SYMBOLS['spearman']} [95% CI] | {_SYMBOLS['kendall']} [95% CI] | grid points | repeats |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    sentences = ["", f"Each coefficient correlates the arm's mean Dice per grid point with `{REFERENCE}`'s; computed over:", ""]
+    sentences = [
+        "",
+        f"Unit: the grid point. Each coefficient correlates the arm's Dice per grid point, averaged over its repeats, with `{REFERENCE}`'s "
+        "(the figures plot these means and quote these coefficients); computed over:",
+        "",
+    ]
     for arm in arms:
         result = correlation.get(arm)
         if result is None:
@@ -350,7 +408,7 @@ def cost_section(arms: Sequence[str], labels: Mapping[str, str], arm_costs: Mapp
         unit_sentence(unit)
         + " A search is one repeat of an arm: its whole grid"
         + (", plus choosing its data (counted once per search)." if selection else ".")
-        + " Failed trials count: they used the device.",
+        + " Failed and early-stopped trials count: they used the device.",
         "",
         "| arm | | repeats | trials, per search | "
         + ("selection, per search (device) | " if selection else "")

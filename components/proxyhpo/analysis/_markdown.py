@@ -12,6 +12,16 @@ from collections.abc import Mapping
 from proxyhpo.config import StudyConfig
 from proxyhpo.config.selection import RANDOM, method_crop, method_metric
 
+#: What a grid cell's Dice was measured on, as the reports name it. A comparison study's ``internal`` Dice
+#: (:attr:`~proxyhpo.analysis.statistics.GridCell.internal_dice`, the trial's ``final_val_dice``) is its own
+#: validation cases' Dice; "internal" in a report means only the untouched internal test set.
+DICE_NAMES = {"internal": "validation Dice", "external": "external Dice"}
+
+
+def dice_name(metric: str) -> str:
+    """``validation Dice`` for a cell's ``internal`` Dice, ``external Dice`` for its external one."""
+    return DICE_NAMES.get(metric, f"{metric} Dice")
+
 
 def method_label(method: str) -> str:
     """A proxy data method as the paper writes it: ``MI``, ``NCC+Labelcrop``, ``Random baseline`` (any registered metric likewise)."""

@@ -1,8 +1,8 @@
 """The proxy data study's report (the paper's section 4.2: Table 1, Fig. 2 and Fig. 4A/B).
 
 :func:`collect` reads the study back from MLflow into a frozen :class:`ProxyDataRecord` of numbers: every
-proxy arm (selection method × budget) correlated with ``full`` on external Dice (internal when none was
-logged), Table 1 at ``full``'s best grid point, the Dice against the share of data used, the cost of a
+proxy arm (selection method × budget) correlated with ``full`` on external Dice (on each cell's validation
+cases, the cells' ``internal`` Dice, when none was logged), Table 1 at ``full``'s best grid point, the Dice against the share of data used, the cost of a
 search and its speed-ups. :func:`render` turns the record into Markdown, metrics and figures
 (:class:`~proxyhpo.analysis.publish.Rendered`).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from proxyhpo.analysis import _grid
 from proxyhpo.analysis._grid import REFERENCE, GridRun
-from proxyhpo.analysis._markdown import method_label, file_stem, format_dice, percent, plots_section
+from proxyhpo.analysis._markdown import dice_name, file_stem, format_dice, method_label, percent, plots_section
 from proxyhpo.analysis.costs import SearchCost
 from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, Metric, TableRow, best_point, mean_std
@@ -53,7 +53,8 @@ class ProxyDataRecord(StrictModel):
 
     Attributes:
         run: the study as MLflow holds it.
-        metric: the Dice correlated (``external``, or ``internal`` when no external Dice was logged).
+        metric: the Dice correlated: ``external``, or the cells' ``internal`` Dice (each cell's own validation
+            cases, "validation Dice" in the report) when no external Dice was logged.
         arms, proxies: every arm in the plan's order, and those other than ``full``.
         labels: arm -> ``MI+Labelcrop, B = 8`` (``Full Dataset`` for the reference).
         fractions: arm -> its share of the data.
@@ -61,7 +62,7 @@ class ProxyDataRecord(StrictModel):
         costs: arm -> its cost per search and speed-ups.
         headline: the arm whose numbers the parent run holds unprefixed.
         point: ``full``'s best grid point by mean Dice; None when no reference trial finished.
-        table: Table 1 at ``point`` (the methods at ``budget_of_table``, then the full data set).
+        table: Table 1 at ``point`` (the methods at ``budget_of_table``, then the full data set), trials counted by how they ended.
         usage: every method at every budget at ``point`` (Fig. 4A/B); empty without a point.
         full_mean, full_std: the full data set's Dice at ``point``.
         metrics: the parent run's metrics.
@@ -120,7 +121,7 @@ def compute(run: GridRun) -> ProxyDataRecord:
     full_mean = full_std = None
     if point is not None:
         table_arms = {f"{m}-{budget}": method_label(m) for m in config.methods} | {REFERENCE: "Full Dataset"}
-        table = _grid.table_rows(table_arms, cells, point)
+        table = _grid.table_rows(table_arms, cells, point, outcomes=run.outcomes)
         for method in config.methods:
             for b in config.budgets:
                 arm = f"{method}-{b}"
@@ -153,6 +154,7 @@ def render(record: ProxyDataRecord) -> Rendered:
     config = study.studies.proxy_data
     budget = config.budget_of_table
     reference = list(cells.get(REFERENCE, ()))
+    dice = dice_name(metric)
     figures = {}
     captions: dict[str, str] = {}
     lines = _grid.header(
@@ -168,8 +170,10 @@ def render(record: ProxyDataRecord) -> Rendered:
         f"- Selection methods: {', '.join(method_label(m) for m in config.methods)}; budgets B = {', '.join(map(str, config.budgets))} cases, "
         f"each split {1 - study.data.val_fraction:.0%} train / {study.data.val_fraction:.0%} validation anew per repeat.",
         f"- Repeats: {config.repeats} per arm (split and initialisation); grid: {_grid.grid_sentence(study.studies.grid)}.",
-        f"- Dice correlated: **{metric}**"
-        + (" (the external test set)." if metric == "external" else " (no external Dice was logged: each arm's own validation cases)."),
+        f"- Dice correlated: **{dice}**"
+        + (" (the external test set, as in the paper's Fig. 2)." if metric == "external" else " (no external Dice was logged: each trial's own validation cases)."),
+        "- Correlation: one per arm, over grid points: each arm's Dice at a grid point averaged over its repeats, the table's and Fig. 2's "
+        "alike (the paper's coefficient is Pearson's r).",
         "",
         *_grid.arms_table(record.arms, record.labels, run),
         "",
@@ -182,20 +186,21 @@ def render(record: ProxyDataRecord) -> Rendered:
         data_used = {method_label(m): f"{budget} cases ({percent(record.fractions.get(f'{m}-{budget}'))})" for m in config.methods}
         data_used["Full Dataset"] = "all (100%)"
         lines += [
-            f"Best grid point of `{REFERENCE}` by mean {metric} Dice over repeats: `{point}`. Budget B = {budget} cases; "
-            "mean ± std over repeats (failed trials left out).",
+            f"Best grid point of `{REFERENCE}` by mean {dice} over repeats: `{point}`. Budget B = {budget} cases; "
+            "mean ± std over repeats (failed and early-stopped trials left out, each counted in its column). Validation Dice: each "
+            "trial's own validation cases.",
             "",
             *_grid.dice_table(record.table, data_used, "Selection method"),
             "",
         ]
 
-    lines += [f"## Correlation with the full data ({metric} Dice; Fig. 2)", ""]
+    lines += [f"## Correlation with the full data ({dice}; Fig. 2)", ""]
     lines += _grid.correlation_section(record.proxies, record.labels, record.correlations) + [""]
     if record.headline is not None:
         lines += [f"Headline arm (the parent run's unprefixed metrics): `{record.headline}`.", ""]
 
     if point is not None:
-        lines += [f"## Dice against data used (Fig. 4A/B; {metric} Dice at `{point}`)", ""]
+        lines += [f"## Dice against data used (Fig. 4A/B; {dice} at `{point}`)", ""]
         lines += ["| method | " + " | ".join(f"B = {b}" for b in config.budgets) + " |", "| --- | " + " | ".join("---" for _ in config.budgets) + " |"]
         for method in config.methods:
             row = [f"{format_dice(u.mean, u.std)} ({percent(u.fraction)})" for u in record.usage if u.method == method]
@@ -205,18 +210,23 @@ def render(record: ProxyDataRecord) -> Rendered:
         if rows:
             name = "fig4_data_usage"
             figures[name] = plot_dice_vs_data_usage(
-                rows, full_dice=record.full_mean, full_std=record.full_std, metric_label=f"{metric} Dice",
-                title=f"{metric} Dice against the share of training data used\nat the reference's best grid point {point}",
+                rows, full_dice=record.full_mean, full_std=record.full_std, metric_label=dice,
+                title=f"{dice} against the share of training data used\nat the reference's best grid point {point}",
             )
-            captions[name] = f"Fig. 4A/B: {metric} Dice at `{point}` against the share of data used, one line per method; dashed: the full data set."
+            captions[name] = f"Fig. 4A/B: {dice} at `{point}` against the share of data used, one line per method; dashed: the full data set."
         for method in config.methods:
             arm = f"{method}-{budget}"
             if not cells.get(arm):
                 continue
             name = f"fig2_{file_stem(arm)}"
             title = f"{method_label(method)}, B = {budget} ({percent(record.fractions.get(arm))} of the data) vs all data"
-            figures[name] = plot_proxy_vs_reference(cells[arm], reference, metric=metric, title=title, correlation=record.correlations.get(arm))
-            captions[name] = f"Fig. 2: `{arm}` vs `{REFERENCE}`, {metric} Dice per grid point, with the least-squares line."
+            figures[name] = plot_proxy_vs_reference(
+                cells[arm], reference, metric=metric, title=title, correlation=record.correlations.get(arm), left_out=run.by_arm
+            )
+            captions[name] = (
+                f"Fig. 2: `{arm}` vs `{REFERENCE}`, {dice} per grid point (mean over repeats), with the least-squares line and the "
+                "coefficients of the table above."
+            )
 
     unit = run.hours.unit
     lines += ["## Cost", "", *_grid.cost_section(record.arms, record.labels, record.costs, unit, selection=True), ""]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxyhpo import tracking
-from proxyhpo.analysis._report_io import is_stopped, stopped_at_epoch
+from proxyhpo.analysis._report_io import is_running, is_stopped, stopped_at_epoch
 from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
 from proxyhpo.registry import STUDY_PIPELINES
@@ -45,11 +45,18 @@ class TrialRow(StrictModel):
         hyperparameters: the searched hyper-parameters, by the search space's names, parsed back from
             the run's params (numbers as floats, choices as strings; None when a param is missing).
         val_dice: the final validation Dice of a trial that trained to the end (FINISHED); None otherwise.
+            A search trial's validation cases are the search's; the final model's are the search-validation
+            part of the search cases, which chose its checkpoint.
+        internal_test_dice: Dice on the untouched internal test set (the study's held-out cases, which no
+            search, early stopping or checkpoint choice read), with the best-validation weights; the final
+            model's, None for a search trial.
+        test_dice: Dice on the external set with the best-validation weights.
         stopped: whether early stopping ended the trial (tag ``proxyhpo.state`` = ``STOPPED`` or
             ``proxyhpo.stopped_at_epoch``): not a failure, and its Dice is an early epoch's.
         stopped_at_epoch: the epoch at which early stopping stopped the trial, else None.
         stopped_dice: a stopped trial's Dice at that epoch.
         epochs_run: the epochs it trained.
+        running: whether the run has not ended yet (neither failed nor stopped).
     """
 
     run_id: str
@@ -61,6 +68,7 @@ class TrialRow(StrictModel):
     network: str | None
     data: str | None
     val_dice: float | None
+    internal_test_dice: float | None = None
     test_dice: float | None
     gpu_hours: float
     process_hours: float
@@ -69,13 +77,20 @@ class TrialRow(StrictModel):
     stopped_at_epoch: int | None = None
     stopped_dice: float | None = None
     epochs_run: int = 0
+    running: bool = False
 
 
 class StudySummary(StrictModel):
     """The numbers a study ends with; logged as the parent run's metrics.
 
     Attributes:
-        n_stopped: search trials stopped early (successive halving).
+        n_trials: search trials, however they ended: ``n_finished + n_stopped + n_failed + n_running``.
+        n_finished: search trials that trained to the end and logged their validation Dice.
+        n_failed: search trials that ended without a Dice (failed, killed, or finished without one); not
+            those stopped early, nor those still running.
+        n_stopped: search trials stopped early (successive halving): not failures, but their Dice is an
+            early epoch's.
+        n_running: search trials not ended yet.
         trial_epochs_run: epochs the search trials trained, all together.
         trial_epochs_saved: epochs early stopping saved: each stopped trial's epochs not trained
             (``training.epochs - stopped_at_epoch``), all together.
@@ -83,13 +98,16 @@ class StudySummary(StrictModel):
 
     n_trials: int
     n_failed: int
+    n_finished: int = 0
     n_stopped: int = 0
+    n_running: int = 0
     trial_epochs_run: int = 0
     trial_epochs_saved: int = 0
     best_trial: str | None
     best_hyperparameters: dict[str, Any]
     best_val_dice: float | None
     final_val_dice: float | None
+    final_internal_test_dice: float | None = None
     final_test_dice: float | None
     total_gpu_hours: float
     total_process_hours: float
@@ -162,10 +180,12 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
                 gpu_hours=float(metrics.get(names.GPU_HOURS, 0.0)),
                 process_hours=float(metrics.get(names.PROCESS_HOURS, 0.0)),
                 wall_seconds=float(metrics.get(names.WALL_SECONDS, 0.0)),
+                internal_test_dice=_float(metrics.get(names.INTERNAL_TEST_DICE)),
                 stopped=stopped,
                 stopped_at_epoch=stopped_at_epoch(run),
                 stopped_dice=_float(metrics.get(names.FINAL_VAL_DICE)) if stopped else None,
                 epochs_run=int(_float(metrics.get(names.EPOCHS_RUN)) or 0),
+                running=is_running(run),
             )
         )
     return rows
@@ -182,18 +202,22 @@ def summarize(rows: Sequence[TrialRow], epochs: int | None = None) -> StudySumma
     final = next((row for row in rows if row.role == "final"), None)
     done = [row for row in search if row.val_dice is not None]
     stopped = [row for row in search if row.stopped]
+    running = [row for row in search if row.running and not row.stopped]
     best = max(done, key=lambda row: row.val_dice) if done else None  # type: ignore[arg-type, return-value]
     best_hyperparameters = dict(best.hyperparameters) if best is not None else {}
     return StudySummary(
         n_trials=len(search),
-        n_failed=len(search) - len(done) - len(stopped),
+        n_failed=len(search) - len(done) - len(stopped) - len(running),
+        n_finished=len(done),
         n_stopped=len(stopped),
+        n_running=len(running),
         trial_epochs_run=sum(row.epochs_run for row in search),
         trial_epochs_saved=sum(max(0, epochs - row.stopped_at_epoch) for row in stopped if row.stopped_at_epoch is not None) if epochs else 0,
         best_trial=best.trial_id if best else None,
         best_hyperparameters=best_hyperparameters,
         best_val_dice=best.val_dice if best else None,
         final_val_dice=final.val_dice if final else None,
+        final_internal_test_dice=final.internal_test_dice if final else None,
         final_test_dice=final.test_dice if final else None,
         total_gpu_hours=sum(row.gpu_hours for row in rows),
         total_process_hours=sum(row.process_hours for row in rows),
@@ -237,7 +261,7 @@ def plot_search(rows: Sequence[TrialRow], space: SearchSpace) -> Any:
     stopped = [(i + 1, row.stopped_dice) for i, row in enumerate(search) if row.stopped]
     if stopped:
         progress.scatter([i for i, _ in stopped], [d if d is not None else math.nan for _, d in stopped], marker="v", color="grey", label="stopped early (Dice at the stop)")
-    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and not row.stopped]
+    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and not row.stopped and not row.running]
     if failed:
         progress.scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
     progress.set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
@@ -317,12 +341,15 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: Sequence[Tr
         "",
         "| set | Dice |",
         "| --- | --- |",
-        f"| internal (held out) | {fmt(summary.final_val_dice)} |",
+        f"| validation (the search cases' validation part; chose the checkpoint) | {fmt(summary.final_val_dice)} |",
+        f"| internal test (the held-out cases; read by no search, stopping or checkpoint choice) | {fmt(summary.final_internal_test_dice)} |",
         f"| external | {fmt(summary.final_test_dice)} |",
         "",
         "## Cost",
         "",
-        f"{summary.n_trials} trials ({summary.n_failed} failed); GPU-hours {summary.total_gpu_hours:.4f} "
+        f"{summary.n_trials} search trials: {summary.n_finished} finished, {summary.n_stopped} stopped early, {summary.n_failed} failed"
+        + (f", {summary.n_running} still running" if summary.n_running else "")
+        + f". GPU-hours {summary.total_gpu_hours:.4f} "
         f"(search {summary.search_gpu_hours:.4f}); process hours on the CPU {summary.total_process_hours:.4f} "
         f"(search {summary.search_process_hours:.4f}).",
         "",

@@ -3,7 +3,11 @@
 Pure functions over :class:`~proxyhpo.analysis.statistics.GridCell` records and plain numbers, returning
 the Figure; :func:`~proxyhpo.analysis.publish.save` writes it as PNG. Figures are drawn on matplotlib's
 Agg canvas directly (no pyplot), so no global state is touched and nothing needs a display. Titles and
-axis labels say what is plotted and over what; failed cells are left out and counted in the title.
+axis labels say what is plotted, on which set and over what unit: a cell's ``internal`` Dice is its own
+validation cases' (labelled "validation Dice"), its ``external`` one the external set's. Cells without a Dice
+are left out and counted in the title, failed apart from stopped early when their counts are given.
+A figure that quotes a correlation quotes the one the report's table gives: over grid points, each arm's
+Dice at a point averaged over its repeats first (:func:`~proxyhpo.analysis.statistics.correlations`).
 
 Example:
     >>> figure = plot_proxy_vs_reference(mi_cells, full_cells, title="MI+Labelcrop, 8 cases")  # doctest: +SKIP
@@ -20,8 +24,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy import stats
-
+from proxyhpo.analysis._markdown import dice_name
+from proxyhpo.analysis._report_io import TrialCounts
 from proxyhpo.analysis.statistics import (
     METHODS,
     Correlation,
@@ -53,9 +57,44 @@ def _fit_line(axis: Any, x: Sequence[float], y: Sequence[float]) -> None:
         axis.plot(xs, slope * xs + intercept, color="k", lw=1, label=f"least-squares fit (slope {slope:.2f})")
 
 
-def _failed_note(counts: Mapping[str, int]) -> str:
-    failed = {name: count for name, count in counts.items() if count}
-    return "; failed cells left out: " + ", ".join(f"{name} {count}" for name, count in failed.items()) if failed else ""
+def _left_out_note(arms: Mapping[str, Sequence[GridCell]], metric: Metric, left_out: Mapping[str, TrialCounts] | None) -> str:
+    """``; left out: mi-8 2 failed, 1 stopped early`` for the arms with cells left out ('' when none is).
+
+    An arm in ``left_out`` is told by how its trials ended; any other by its cells without the ``metric`` Dice.
+    """
+    parts = []
+    for arm, cells in arms.items():
+        if left_out is not None and arm in left_out:
+            counts = left_out[arm]
+            ends = [f"{n} {end}" for n, end in ((counts.n_failed, "failed"), (counts.n_stopped, "stopped early"), (counts.n_running, "running")) if n]
+            if ends:
+                parts.append(f"{arm} {', '.join(ends)}")
+        elif missing := sum(cell.dice(metric) is None for cell in cells):
+            parts.append(f"{arm} {missing} without a Dice")
+    return "; left out: " + "; ".join(parts) if parts else ""
+
+
+def _repeats(cells: Sequence[GridCell]) -> int:
+    return len({cell.repeat for cell in cells})
+
+
+class _PointMeans:
+    """Per grid point finished in both arms: each arm's Dice averaged over its repeats, and its std."""
+
+    def __init__(self, proxy: list[GridCell], reference: list[GridCell], metric: Metric) -> None:
+        def per_point(cells: list[GridCell]) -> dict[str, tuple[float | None, float | None]]:
+            return {point: mean_std(c.dice(metric) for c in cells if c.point == point) for point in {c.point for c in cells}}
+
+        proxy_means, reference_means = per_point(proxy), per_point(reference)
+        self.points = sorted(p for p in proxy_means.keys() & reference_means.keys() if proxy_means[p][0] is not None and reference_means[p][0] is not None)
+        self.x = [float(reference_means[p][0]) for p in self.points]  # type: ignore[arg-type]
+        self.y = [float(proxy_means[p][0]) for p in self.points]  # type: ignore[arg-type]
+        self.xerr = [reference_means[p][1] or 0.0 for p in self.points]
+        self.yerr = [proxy_means[p][1] or 0.0 for p in self.points]
+
+    def draw(self, axis: Any, label: str) -> None:
+        axis.errorbar(self.x, self.y, xerr=self.xerr, yerr=self.yerr, fmt="o", ms=5, capsize=2, lw=0.8, label=label)
+        _fit_line(axis, self.x, self.y)
 
 
 def _number(value: float | None) -> str:
@@ -69,20 +108,23 @@ def plot_proxy_vs_reference(
     metric: Metric = "external",
     title: str | None = None,
     correlation: Mapping[str, Correlation] | None = None,
+    left_out: Mapping[str, TrialCounts] | None = None,
 ) -> Figure:
     """The paper's Fig. 2: per grid point, the proxy arm's mean Dice (y) against the reference's (x).
 
-    Error bars are the standard deviation over repeats; the least-squares line is drawn, and Pearson's r,
-    Spearman's rho and Kendall's tau are given in the legend (with their intervals when ``correlation``
-    is given).
+    The unit is the grid point, each arm's Dice there averaged over its repeats; error bars are the standard
+    deviation over repeats; the least-squares line is drawn, and Pearson's r, Spearman's rho and Kendall's
+    tau over the points are given in the legend (with their intervals when ``correlation`` is given).
 
     Args:
         proxy: the proxy arm's cells.
         reference: the reference arm's cells (usually the full data set).
-        metric: ``external`` or ``internal`` Dice.
+        metric: ``external`` Dice, or ``internal`` (each cell's validation cases, labelled "validation Dice").
         title: the figure's first title line; by default "<proxy arm> vs <reference arm>".
         correlation: the result of :func:`~proxyhpo.analysis.statistics.correlations` for these cells,
             to show its intervals; computed without intervals when None.
+        left_out: arm -> how its trials ended, to count the cells left out as failed, stopped early or
+            running; without, an arm's cells without a Dice are counted together.
 
     Returns:
         The Figure.
@@ -94,26 +136,12 @@ def plot_proxy_vs_reference(
     _check_metric(metric)
     coefficients = correlation if correlation is not None else correlations(proxy_cells, reference_cells, metric=metric, resamples=0)
     proxy_arm, reference_arm = proxy_cells[0].arm, reference_cells[0].arm
-
-    def per_point(cells: list[GridCell]) -> dict[str, tuple[float | None, float | None]]:
-        return {point: mean_std(c.dice(metric) for c in cells if c.point == point) for point in {c.point for c in cells}}
-
-    proxy_means, reference_means = per_point(proxy_cells), per_point(reference_cells)
-    points = sorted(p for p in proxy_means.keys() & reference_means.keys() if proxy_means[p][0] is not None and reference_means[p][0] is not None)
-    x = [reference_means[p][0] for p in points]
-    y = [proxy_means[p][0] for p in points]
-
-    def repeats(cells: list[GridCell]) -> int:
-        return len({cell.repeat for cell in cells})
+    means = _PointMeans(proxy_cells, reference_cells, metric)
 
     drawn = figure(6.0, 5.2)
     axis = drawn.subplots()
-    if points:
-        axis.errorbar(
-            x, y, xerr=[reference_means[p][1] or 0.0 for p in points], yerr=[proxy_means[p][1] or 0.0 for p in points],
-            fmt="o", ms=5, capsize=2, lw=0.8, label=f"grid points (n = {len(points)})",
-        )
-        _fit_line(axis, x, y)
+    if means.points:
+        means.draw(axis, f"grid points (n = {len(means.points)})")
     else:
         axis.text(0.5, 0.5, "no grid point finished in both arms", ha="center", va="center", transform=axis.transAxes)
     for method in METHODS:
@@ -121,11 +149,11 @@ def plot_proxy_vs_reference(
         if result is not None:
             interval = f" [{_number(result.low)}, {_number(result.high)}]" if result.low is not None else ""
             axis.plot([], [], " ", label=f"{_SYMBOLS[method]} = {_number(result.value)}{interval}")
-    failed = {proxy_arm: sum(c.dice(metric) is None for c in proxy_cells), reference_arm: sum(c.dice(metric) is None for c in reference_cells)}
+    note = _left_out_note({proxy_arm: proxy_cells, reference_arm: reference_cells}, metric, left_out)
     axis.set(
-        xlabel=f"{reference_arm}: {metric} Dice, mean over {repeats(reference_cells)} repeats",
-        ylabel=f"{proxy_arm}: {metric} Dice, mean over {repeats(proxy_cells)} repeats",
-        title=f"{title or f'{proxy_arm} vs {reference_arm}'}\nper grid point; error bars: std over repeats{_failed_note(failed)}",
+        xlabel=f"{reference_arm}: {dice_name(metric)}, mean over {_repeats(reference_cells)} repeats",
+        ylabel=f"{proxy_arm}: {dice_name(metric)}, mean over {_repeats(proxy_cells)} repeats",
+        title=f"{title or f'{proxy_arm} vs {reference_arm}'}\nper grid point (mean over repeats); error bars: std over repeats{note}",
     )
     axis.title.set_fontsize(9)
     axis.legend(fontsize=8, loc="best")
@@ -205,16 +233,24 @@ def plot_proxy_networks(
     reference: Sequence[GridCell],
     *,
     metric: Metric = "internal",
+    correlation: Mapping[str, Mapping[str, Correlation]] | None = None,
+    left_out: Mapping[str, TrialCounts] | None = None,
 ) -> Figure:
-    """The paper's Fig. 3: one panel per proxy network, its Dice against the full network's per (point, repeat).
+    """The paper's Fig. 3: one panel per proxy network, its Dice against the full network's per grid point.
 
-    Each dot is one grid point in one repeat where both networks finished; Pearson's r over the dots is
-    in the panel's title, with the least-squares line drawn.
+    The unit is the one of the report's table: each dot is one grid point, each network's Dice there averaged
+    over its repeats (error bars: std over repeats), and the panel's Pearson r is over those means (the
+    paper's coefficient), with its interval when ``correlation`` is given; the least-squares line is drawn.
 
     Args:
         arms: arm label -> the proxy network's cells (e.g. ``proxy-L5``, ``proxy-L4``, ``proxy-L3``).
         reference: the full network's cells, trained on the same grid and repeats.
-        metric: ``internal`` (the paper's) or ``external`` Dice.
+        metric: ``internal`` (each repeat's validation cases, the paper's "internal validation"; labelled
+            "validation Dice") or ``external`` Dice.
+        correlation: arm label -> the result of :func:`~proxyhpo.analysis.statistics.correlations` for its
+            cells and ``reference``, as the report's table has it; computed without intervals when None.
+        left_out: arm -> how its trials ended, to count the cells left out as failed, stopped early or
+            running; without, an arm's cells without a Dice are counted together.
 
     Returns:
         The Figure.
@@ -228,27 +264,26 @@ def plot_proxy_networks(
     reference_cells = _check_cells(reference, "reference")
     _check_metric(metric)
     reference_arm = reference_cells[0].arm
-    full = {(c.point, c.repeat): c.dice(metric) for c in reference_cells if c.dice(metric) is not None}
+    dice = dice_name(metric)
 
-    drawn = figure(4.2 * len(checked), 4.4)
+    drawn = figure(4.2 * len(checked), 4.6)
     panels = drawn.subplots(1, len(checked), squeeze=False)[0]
     for axis, (label, cells) in zip(panels, checked.items(), strict=True):
-        pairs = [(full[(c.point, c.repeat)], c.dice(metric)) for c in cells if c.dice(metric) is not None and (c.point, c.repeat) in full]
-        x, y = [a for a, _ in pairs], [b for _, b in pairs]
-        r = float(stats.pearsonr(x, y)[0]) if len(pairs) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
-        if pairs:
-            axis.scatter(x, y, s=14, alpha=0.7, label="(grid point, repeat)")
-            _fit_line(axis, x, y)
+        given = correlation.get(label) if correlation is not None else None
+        pearson = (given or correlations(cells, reference_cells, metric=metric, resamples=0))["pearson"]
+        means = _PointMeans(cells, reference_cells, metric)
+        if means.points:
+            means.draw(axis, f"grid points (n = {len(means.points)})")
             axis.legend(fontsize=7, loc="lower right")
         else:
-            axis.text(0.5, 0.5, "no cell finished in both networks", ha="center", va="center", transform=axis.transAxes)
-        failed = sum(c.dice(metric) is None for c in cells)
-        note = f"; {failed} failed left out" if failed else ""
-        axis.set(xlabel=f"{reference_arm}: {metric} Dice", ylabel=f"{label}: {metric} Dice")
-        axis.set_title(f"{label}: r = {_number(r)} (n = {len(pairs)}{note})", fontsize=9)
-    failed_reference = sum(c.dice(metric) is None for c in reference_cells)
-    note = f"; {failed_reference} failed {reference_arm} cells left out" if failed_reference else ""
-    drawn.suptitle(f"proxy networks vs {reference_arm}: {metric} Dice per (grid point, repeat){note}", fontsize=10)
+            axis.text(0.5, 0.5, "no grid point finished in both networks", ha="center", va="center", transform=axis.transAxes)
+        interval = f" [{_number(pearson.low)}, {_number(pearson.high)}]" if pearson.low is not None else ""
+        axis.set(xlabel=f"{reference_arm}: {dice}, mean over {_repeats(reference_cells)} repeats", ylabel=f"{label}: {dice}, mean over {_repeats(cells)} repeats")
+        axis.set_title(
+            f"{label}: r = {_number(pearson.value)}{interval}\nover {len(means.points)} grid points{_left_out_note({label: cells}, metric, left_out)}", fontsize=9
+        )
+    note = _left_out_note({reference_arm: reference_cells}, metric, left_out)
+    drawn.suptitle(f"proxy networks vs {reference_arm}: {dice} per grid point, mean over repeats (error bars: std){note}", fontsize=10)
     return drawn
 
 
