@@ -178,6 +178,7 @@ def test_build_report(study: StudyConfig, logged_study: tuple[str, str], tmp_pat
     assert summary.best_hyperparameters == {"lr": pytest.approx(3e-3), "optimizer": "rmsprop", "intensity_shift_prob": pytest.approx(0.7)}
     assert summary.final_val_dice == pytest.approx(0.83)  # the search-validation cases, which chose the checkpoint
     assert summary.final_internal_test_dice == pytest.approx(0.74)  # the held-out cases
+    assert summary.metrics()[names.FINAL_INTERNAL_TEST_DICE] == pytest.approx(0.74)
     assert summary.final_test_dice == pytest.approx(0.77)
     search_gpu = sum(gpu for *_, gpu in TRIALS.values())
     assert summary.search_gpu_hours == pytest.approx(search_gpu)

@@ -94,6 +94,11 @@ class StudySummary(StrictModel):
         trial_epochs_run: epochs the search trials trained, all together.
         trial_epochs_saved: epochs early stopping saved: each stopped trial's epochs not trained
             (``training.epochs - stopped_at_epoch``), all together.
+        best_val_dice: the best search trial's validation Dice (the search's validation cases).
+        final_val_dice: the final model's validation Dice (the search cases' validation part, which chose
+            its checkpoint): not a test result.
+        final_internal_test_dice: the final model's Dice on the untouched internal test set (the held-out
+            cases); final_test_dice: on the external set.
     """
 
     n_trials: int
@@ -119,6 +124,7 @@ class StudySummary(StrictModel):
         values = {
             names.BEST_VAL_DICE: self.best_val_dice,
             names.FINAL_VAL_DICE: self.final_val_dice,
+            names.FINAL_INTERNAL_TEST_DICE: self.final_internal_test_dice,
             names.FINAL_TEST_DICE: self.final_test_dice,
             names.TOTAL_GPU_HOURS: self.total_gpu_hours,
             names.TOTAL_PROCESS_HOURS: self.total_process_hours,
