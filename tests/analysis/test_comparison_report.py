@@ -389,3 +389,25 @@ def test_a_stopped_trial_is_counted_stopped_not_failed(store: str, tmp_path: Pat
     assert "| `proxy-data-net` | Proxy Data&Net | MI+Labelcrop, B = 8 | 8 (4 / 4) | proxy-L3 | 2 | 4 (4) | 0 | 2 | 2 (2) | 0 |" in report.markdown
     summary = json.loads(Path(tracking.client(store).download_artifacts(parent, names.SUMMARY_ARTIFACT, str(tmp_path))).read_text())
     assert (summary["n_failed"], summary["n_stopped"]) == (0, 2)
+
+
+def test_a_paired_comparison_reports_the_shared_candidates_instead_of_a_dice_gap(store: str, tmp_path: Path) -> None:
+    """With ``paired: true`` both arms trained the lrs 0.001 and 0.01 (and proxy-data-net 0.003 alone): the report gives
+    the rank correlation and regret on the two shared settings and no Dice gap."""
+    study = _study("automl-paired", ("all-data", "proxy-data-net"))
+    study = study.model_copy(update={"studies": study.studies.model_copy(update={"comparison": study.studies.comparison.model_copy(update={"paired": True})})})
+    trials = {
+        "all-data": [(0, 0.001, 0.5, 0.70, 0.05, 1, False), (0, 0.01, 0.1, 0.80, 0.05, 1, False)],
+        "proxy-data-net": [(0, 0.001, 0.5, 0.60, 0.01, 1, False), (0, 0.01, 0.1, 0.50, 0.01, 1, False), (0, 0.003, 0.3, 0.90, 0.01, 1, False)],
+    }
+    finals = {arm: FINALS[arm] for arm in trials}
+    parent = _log_comparison(store, study, trials, finals, manifests={arm: DATA[arm] for arm in trials})
+    record = collect(parent, store)
+    shared = record.shared["proxy-data-net"]
+    # two shared settings, ranked the other way round (a rho needs three); the proxy's first (lr 0.001) is 0.1 below the full search's best
+    assert (shared.n_shared, shared.spearman_rho, shared.regret) == (2, None, pytest.approx(0.10))  # rho needs 3 settings
+    report = render(record)
+    assert "## Paired arms: the proxy's ranking of the shared candidates" in report.markdown
+    assert "| `proxy-data-net` | 2 | – | 0.1000 |" in report.markdown
+    assert report.metrics["shared_regret.proxy-data-net"] == pytest.approx(0.10)
+    assert "headline_dice_gap" not in report.metrics and report.summary["paired"] is True

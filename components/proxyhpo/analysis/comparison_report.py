@@ -48,7 +48,7 @@ from proxyhpo.analysis._report_io import (
     trial_cell,
 )
 from proxyhpo.analysis.costs import RunHours, SearchCost, search_cost, with_speedups
-from proxyhpo.analysis.headline import DICE_TOLERANCE, PAPER_SPEEDUP, SPEEDUP_GOAL, Headline, headline, headline_metrics
+from proxyhpo.analysis.headline import DICE_TOLERANCE, PAPER_SPEEDUP, SPEEDUP_GOAL, Headline, PairedCandidates, headline, headline_metrics, paired_candidates
 from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import mean_std, relative_distance
 from proxyhpo.analysis.study_plots import plot_hyperparameter_distance
@@ -144,6 +144,8 @@ class ComparisonRecord(StrictModel):
         hours: the device hours of every child run (final models included); where the search trials ran.
         headline: the arm whose numbers the parent run holds unprefixed.
         ladder: the lever ladder's headline; None without ``full-search`` and a later ladder arm.
+        shared: in a paired comparison (``studies.comparison.paired``), per arm other than the reference, its
+            rank correlation with and regret against the reference on the settings both trained; empty otherwise.
         metrics: the parent run's metrics.
     """
 
@@ -157,6 +159,7 @@ class ComparisonRecord(StrictModel):
     hours: RunHours
     headline: str | None
     ladder: Headline | None
+    shared: dict[str, PairedCandidates] = {}
     metrics: dict[str, float]
 
 
@@ -340,6 +343,12 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
         (device_hours(run.data.metrics) for run in (*trials.values(), *finals.values(), *other)),
         trials=(device_hours(run.data.metrics) for run in trials.values()),
     )
+    metrics = _metrics(searches, reference_arm, headline_arm, ladder, trial_counts, final_counts, hours)
+    shared = _shared(study, trials, reference_arm, arms) if study.studies.comparison.paired else {}
+    if shared:  # the arms' final models share seeds: a Dice gap between them is no independent comparison
+        metrics = {key: value for key, value in metrics.items() if key not in ("headline_dice_gap", "headline_dice_within_tolerance", "headline_goal_met")}
+        for arm, result in shared.items():
+            metrics |= {f"shared_{key}.{arm}": float(value) for key, value in result.model_dump().items() if value is not None}
     return ComparisonRecord(
         parent_run_id=parent_run_id,
         study=study,
@@ -351,7 +360,8 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
         hours=hours,
         headline=headline_arm,
         ladder=ladder,
-        metrics=_metrics(searches, reference_arm, headline_arm, ladder, trial_counts, final_counts, hours),
+        shared=shared,
+        metrics=metrics,
     )
 
 
@@ -431,6 +441,35 @@ def _data_label(manifest: ProxyDataManifest | None) -> str:
     if manifest.method == "full":
         return "all data"
     return f"{method_label(manifest.method)}, B = {manifest.budget}"
+
+
+def _shared(study: StudyConfig, trials: Mapping[tuple[str, str], Any], reference: str, arms: Sequence[str]) -> dict[str, PairedCandidates]:
+    """Per arm other than the reference, :func:`~proxyhpo.analysis.headline.paired_candidates` against the reference's trials."""
+
+    def settings(arm: str) -> list[tuple[dict[str, HyperValue], float | None]]:
+        return [(_hyperparameters(run, study.search.space), dice_of(run, names.FINAL_VAL_DICE)) for (a, _), run in trials.items() if a == arm]
+
+    return {arm: paired_candidates(settings(reference), settings(arm)) for arm in arms if arm != reference}
+
+
+def _shared_section(shared: Mapping[str, PairedCandidates], reference: str) -> list[str]:
+    """The paired comparison's section, in place of the headline's Dice gap."""
+    lines = [
+        "## Paired arms: the proxy's ranking of the shared candidates",
+        "",
+        "The arms share their controller and trial seeds (`studies.comparison.paired: true`), so they trained some settings in common "
+        "and their final models are not independent: no Dice gap is reported. Instead, on the settings both trained (stopped and failed "
+        f"trials left out): Spearman's rho of each arm's validation Dice with `{reference}`'s, and the regret (`{reference}`'s best Dice "
+        "there minus its Dice on the setting the arm ranks first).",
+        "",
+        "| arm | shared settings | Spearman rho | regret |",
+        "| --- | --- | --- | --- |",
+    ]
+    for arm, result in shared.items():
+        rho = "–" if result.spearman_rho is None else f"{result.spearman_rho:.3f}"
+        regret = "–" if result.regret is None else f"{result.regret:.4f}"
+        lines.append(f"| `{arm}` | {result.n_shared} | {rho} | {regret} |")
+    return lines + [""]
 
 
 def ladder_headline(searches: Mapping[str, ArmSearch]) -> Headline | None:
@@ -605,7 +644,9 @@ def render(record: ComparisonRecord) -> Rendered:
     ]
     if headline is not None:
         lines += [f"Headline arm (the parent run's unprefixed metrics): `{headline}`.", ""]
-    if ladder is not None:
+    if record.shared:
+        lines += _shared_section(record.shared, reference_arm)
+    elif ladder is not None:
         lines += _ladder_section(ladder, unit, config.repeats)
 
     hp_names = list(space.names)
@@ -703,6 +744,7 @@ def render(record: ComparisonRecord) -> Rendered:
         "n_final_models": finals.n_trials,
         "n_failed_final_models": finals.n_failed,
         "paired": config.paired,
+        "shared_candidates": {arm: result.model_dump(mode="json") for arm, result in record.shared.items()},
     }
     markdown = "\n".join(lines) + "\n"
     return Rendered(kind=KIND, title=f"{TITLE} {study.name}", markdown=markdown, metrics=record.metrics, figures=figures, summary=summary)
