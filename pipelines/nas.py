@@ -1,6 +1,9 @@
 """The NAS pipeline (RONASMIS): plan the space from the data, search every fold on one GPU each, export the
 searched networks without retraining, and report their cross-validated Dice.
 
+The cross-validation is nested: each fold's search trains on its search-train cases and is rewarded on its
+search-validation cases; the fold's test part, which no search reads, measures its final network.
+
 The shared supernet makes a search's episodes sequential: they are unrolled when the pipeline is built
 into a chain of tasks of ``nas.episodes_per_task`` episodes, each handing the supernet and the controller
 on as an artifact (and checkpointing after every episode, so a preempted pod resumes where it stopped).
@@ -59,7 +62,7 @@ def build_nas_pipeline(study: StudyConfig):
             report = n.nas_report(study_run=run, plan=plan.outputs["plan"], results=dsl.Collected(evaluate.outputs["result"]))
             _light(report, "report", cache=False)
 
-    nas_pipeline.__doc__ = "Search U-Net architectures with RONASMIS, fold by fold, and report their cross-validated Dice.\n" + RUN_PARAMETERS_DOC
+    nas_pipeline.__doc__ = "Search U-Net architectures with RONASMIS, fold by fold, and report their nested cross-validated Dice.\n" + RUN_PARAMETERS_DOC
     return dsl.pipeline(
         name=PIPELINE_NAME,
         display_name=f"proxyhpo NAS: {study.name}",

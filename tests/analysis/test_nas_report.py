@@ -30,12 +30,19 @@ def nas(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, NasPlan,
     root = tmp_path_factory.mktemp("nas")
     study = StudyConfig.model_validate({"name": "nas-report", "data": DataConfig(dataset="/data/heart").model_dump(), "nas": {"children_per_episode": 2}})
     space = NasSearchSpace.from_shapes(NasSpaceConfig(), [(32, 64, 64)] * 3, in_channels=1)
-    plan = NasPlan(space=space, folds=(NasFold(fold=0, train_ids=("a", "b"), val_ids=("c",)), NasFold(fold=1, train_ids=("a", "c"), val_ids=("b",))), proxy_method="mi")
+    folds = (
+        NasFold(fold=0, search_train_ids=("c", "d", "e"), search_validation_ids=("f",), test_ids=("a", "b"), proxy_ids=("c", "d")),
+        NasFold(fold=1, search_train_ids=("a", "b", "f"), search_validation_ids=("e",), test_ids=("c", "d"), proxy_ids=("a", "b")),
+    )
+    plan = NasPlan(space=space, folds=folds, internal_test_ids=("x", "y", "z"), proxy_method="mi")
     architecture = largest(space)
     episodes = (_episode(0, (0.2, None), 1.5, 0.5), _episode(1, (0.4, 0.5), 1.0, 1.0))
     results = [
-        NasFoldResult(fold=fold, arm=arm, architecture=architecture, val_dice=dice, search_gpu_hours=hours, train_cases=cases, episodes=episodes)
-        for arm, fold, dice, hours, cases in (("all", 0, 0.8, 2.0, 4), ("all", 1, 0.7, 2.0, 4), ("proxy", 0, 0.7, 0.5, 2), ("proxy", 1, 0.6, 0.5, 2))
+        NasFoldResult(
+            fold=fold, arm=arm, architecture=architecture, test_dice=dice, search_validation_dice=dice + 0.1, internal_test_dice=dice - 0.05,
+            search_gpu_hours=hours, train_cases=cases, search_validation_cases=1, test_cases=2, episodes=episodes, failed_children=failed,
+        )
+        for arm, fold, dice, hours, cases, failed in (("all", 0, 0.8, 2.0, 3, 1), ("all", 1, 0.7, 2.0, 3, 0), ("proxy", 0, 0.7, 0.5, 2, 0), ("proxy", 1, 0.6, 0.5, 2, 0))
     ]
     files = []
     for result in results:
@@ -48,17 +55,36 @@ def test_the_record_holds_the_folds_numbers(nas: tuple[StudyConfig, NasPlan, lis
     study, plan, files = nas
     record = nas_report.collect(study, plan, files)
     assert isinstance(record, nas_report.NasRecord) and len(record.results) == 4
-    assert (record.n_trials, record.n_failed) == (4 * 2 * 2, 4)  # 2 episodes of 2 children per fold; one failed child per fold
+    # 2 episodes of 2 children per fold; one child without a reward per fold, and one child of all/0 that the search
+    # counted as failed (rewarded 0); none stopped: the NAS search stops no child early
+    assert (record.n_trials, record.n_failed, record.n_stopped) == (4 * 2 * 2, 4 + 1, 0)
+    # the cross-validated Dice is the test parts' Dice, not the search-validation (reward) Dice
     assert record.arms["all"]["cv_dice_mean"] == pytest.approx(0.75) and record.arms["proxy"]["search_hours"] == pytest.approx(1.0)
+    assert record.arms["all"]["search_validation_dice_mean"] == pytest.approx(0.85) and record.arms["all"]["internal_test_dice_mean"] == pytest.approx(0.70)
     assert record.metrics["proxy_speedup"] == pytest.approx(4.0) and record.metrics["proxy_cv_dice_change"] == pytest.approx(-0.1)
-    assert record.metrics[names.TOTAL_GPU_HOURS] == pytest.approx(5.0) and record.metrics[names.BEST_VAL_DICE] == pytest.approx(0.75)
+    assert record.metrics[names.TOTAL_GPU_HOURS] == pytest.approx(5.0) and record.metrics[names.BEST_VAL_DICE] == pytest.approx(0.85)
+    assert record.sets["internal_test"] == 3
+    assert record.sets["folds"] == [
+        {"fold": 0, "search_train": 3, "search_validation": 1, "test": 2, "proxy": 2},
+        {"fold": 1, "search_train": 3, "search_validation": 1, "test": 2, "proxy": 2},
+    ]
+
+
+def test_the_markdown_names_each_set_its_size_and_the_protocol(nas: tuple[StudyConfig, NasPlan, list[Path]]) -> None:
+    markdown = nas_report.render(nas_report.collect(*nas)).markdown
+    assert "2-fold nested cross-validation" in markdown and "Protocol: nested cross-validation" in markdown
+    assert "| fold | search-train (children train) | search-validation (reward) | untouched test (cross-validated Dice) |" in markdown
+    assert "| 0 | 3 (proxy data set: 2) | 1 | 2 |" in markdown
+    assert "Internal test: the study's 3 held-out cases, read by no search" in markdown
+    assert "Children trained: 16 (5 failed: out of memory or diverged, rewarded 0; 0 stopped early" in markdown
+    assert "| search on all data (the paper) | 0.7500 ± 0.0707 | 0.7000 | 0.8500 |" in markdown
 
 
 def test_render_draws_the_controller_per_fold_and_arm(nas: tuple[StudyConfig, NasPlan, list[Path]]) -> None:
     rendered = nas_report.render(nas_report.collect(*nas))
     entropy, reward, same = rendered.figures["controller"].axes
     assert [axis.get_title() for axis in (entropy, reward, same)] == [
-        "controller entropy", "reward (mean validation Dice of the children)", "children equal to the most likely network",
+        "controller entropy", "reward (mean search-validation Dice of the children)", "children equal to the most likely network",
     ]
     assert [line.get_label() for line in entropy.get_lines()] == ["all, fold 0", "all, fold 1", "proxy, fold 0", "proxy, fold 1"]
     assert [line.get_linestyle() for line in entropy.get_lines()] == ["-", "-", "--", "--"]
@@ -73,7 +99,8 @@ def test_write_nas_report_publishes_on_the_parent_run(nas: tuple[StudyConfig, Na
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = tracking.start_parent_run(study.name, "nas", config={}, tracking_uri=uri)
     summary = nas_report.write_nas_report(study, plan, files, parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=uri)
-    assert (summary["n_trials"], summary["n_failed"], summary["total_gpu_hours"]) == (16, 4, pytest.approx(5.0))
+    assert (summary["n_trials"], summary["n_failed"], summary["n_stopped"], summary["total_gpu_hours"]) == (16, 5, 0, pytest.approx(5.0))
+    assert summary["sets"]["protocol"].startswith("nested cross-validation")
     client = tracking.client(uri)
     run = client.get_run(parent)
     assert run.info.status == "FINISHED" and run.data.metrics["proxy_speedup"] == pytest.approx(4.0)

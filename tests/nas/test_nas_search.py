@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from proxyhpo.config.nas import NasPlan
-from proxyhpo.errors import InputError, ProxyHPOError
+from pydantic import ValidationError
+
+from proxyhpo.config.nas import NasFold, NasPlan
+from proxyhpo.errors import ConfigError, InputError, ProxyHPOError
 from proxyhpo.networks.nas_encoding import largest
+from proxyhpo.training import nas_search
 from proxyhpo.training.nas_export import ExportedNetwork, evaluate_fold
 from proxyhpo.training.nas_search import init_search, plan_nas, read_search_state, search_episodes
 
@@ -43,10 +46,40 @@ def test_plan_cuts_folds_and_resolves_the_space(nas_setup) -> None:
     assert NasPlan.read(root / "plan.json") == plan
     assert len(plan.folds) == 2
     for fold in plan.folds:
-        assert not set(fold.train_ids) & set(fold.val_ids)
-        assert set(fold.train_ids) | set(fold.val_ids) == set(data.search_ids)
-    assert plan.test_ids == tuple(data.holdout_ids)
+        assert set(fold.search_train_ids) | set(fold.search_validation_ids) | set(fold.test_ids) == set(data.search_ids)
+        assert len(fold.search_validation_ids) == round(study.nas.validation_fraction * (len(data.search_ids) - len(fold.test_ids)))
+    assert plan.internal_test_ids == tuple(data.holdout_ids)
     assert plan.space.in_channels == 1
+
+
+def test_no_case_that_rewards_the_controller_is_a_case_the_cv_dice_is_measured_on(nas_setup) -> None:
+    """The leak of issue 18: the reported cross-validated Dice came from the folds that rewarded the controller."""
+    study, data, plan, _ = nas_setup
+    tested = [case for fold in plan.folds for case in fold.test_ids]
+    assert sorted(tested) == sorted(data.search_ids)  # every search case is tested once: a cross-validation
+    for fold in plan.folds:
+        read_by_search = set(fold.search_ids("all")) | set(fold.search_validation_ids)
+        assert not read_by_search & set(fold.test_ids), fold
+        assert not read_by_search & set(plan.internal_test_ids), fold
+
+
+def test_a_config_whose_search_reads_the_test_part_is_refused_by_the_planner(nas_setup) -> None:
+    study, data, _, _ = nas_setup
+    paper = study.model_copy(update={"nas": study.nas.model_copy(update={"validation_fraction": 0.0})})
+    with pytest.raises(ConfigError, match=r"^nas.validation_fraction: is 0: the controller would be rewarded on each fold's test part.*; fix: set nas.validation_fraction") as refused:
+        plan_nas(paper, data)
+    assert "\n" not in str(refused.value)
+    no_training = study.model_copy(update={"nas": study.nas.model_copy(update={"validation_fraction": 0.9})})
+    with pytest.raises(ConfigError, match="nas.validation_fraction: 0.9 leaves no search-train case"):
+        plan_nas(no_training, data)
+
+
+def test_a_fold_or_plan_whose_search_reads_its_test_cases_does_not_validate(nas_setup) -> None:
+    _, _, plan, _ = nas_setup
+    with pytest.raises(ValidationError, match="the search reads test cases"):
+        NasFold(fold=0, search_train_ids=("a",), search_validation_ids=("b",), test_ids=("b", "c"))
+    with pytest.raises(ValidationError, match="reads the study's held-out cases"):
+        NasPlan.model_validate(plan.model_dump() | {"internal_test_ids": (plan.folds[0].search_validation_ids[0],)})
 
 
 def test_too_few_cases_for_the_folds_is_one_clear_error(nas_setup) -> None:
@@ -103,12 +136,28 @@ def test_a_state_of_another_search_is_refused(nas_setup, tmp_path: Path) -> None
         search_episodes(study, data, plan, 0, "all", task=0, state_in=tmp_path / "fold1.pt", state_out=tmp_path / "out.pt")
 
 
-def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path) -> None:
+def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     study, data, plan, _ = nas_setup
+    read_by_search: set[str] = set()
+    load = nas_search.load_nas_volumes
+
+    def recorded(study, data, case_ids, *args, **kwargs):  # the real loader, noting which cases the search reads
+        read_by_search.update(case_ids)
+        return load(study, data, case_ids, *args, **kwargs)
+
+    monkeypatch.setattr(nas_search, "load_nas_volumes", recorded)
     state = _run(study, data, plan, tmp_path, range(2))
+    monkeypatch.undo()
     result = evaluate_fold(study, data, plan, 0, "all", state_in=state, model_dir=tmp_path / "model", out=tmp_path / "result.json")
-    assert result.val_dice is not None and 0.0 <= result.val_dice <= 1.0
-    assert set(result.val_case_dice) == set(plan.fold(0).val_ids)
+    assert result.test_dice is not None and 0.0 <= result.test_dice <= 1.0
+    # the cross-validated Dice's term comes from cases the search never read
+    assert set(result.test_case_dice) == set(plan.fold(0).test_ids)
+    assert read_by_search == set(plan.fold(0).search_train_ids) | set(plan.fold(0).search_validation_ids)
+    assert not read_by_search & set(result.test_case_dice)
+    assert result.search_validation_dice is not None and result.internal_test_dice is not None
+    assert (result.train_cases, result.search_validation_cases, result.test_cases) == tuple(
+        len(ids) for ids in (plan.fold(0).search_train_ids, plan.fold(0).search_validation_ids, plan.fold(0).test_ids)
+    )
     assert len(result.episodes) == study.nas.episodes
     assert result.search_process_hours > 0
 
@@ -134,14 +183,14 @@ def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path)
         ExportedNetwork(tmp_path / "model", device="cpu")
 
 
-def test_proxy_search_data_come_from_each_folds_training_cases(nas_setup) -> None:
+def test_proxy_search_data_come_from_each_folds_search_train_cases(nas_setup) -> None:
     study, data, _, _ = nas_setup
     both = study.model_copy(update={"nas": study.nas.model_copy(update={"search_data": "both"})})
     plan = plan_nas(both, data)
     assert plan.proxy_method == "mi+labelcrop"
     for fold in plan.folds:
         assert len(fold.proxy_ids) == study.selection.budget
-        assert set(fold.proxy_ids) <= set(fold.train_ids)
+        assert set(fold.proxy_ids) <= set(fold.search_train_ids)
 
 
 def test_the_report_puts_the_proxy_search_beside_the_full_one(nas_setup) -> None:
@@ -152,7 +201,7 @@ def test_the_report_puts_the_proxy_search_beside_the_full_one(nas_setup) -> None
     arch = largest(plan.space)
 
     def result(arm: str, fold: int, dice: float, hours: float) -> NasFoldResult:
-        return NasFoldResult(fold=fold, arm=arm, architecture=arch, val_dice=dice, search_gpu_hours=hours, train_cases=4 if arm == "all" else 2)
+        return NasFoldResult(fold=fold, arm=arm, architecture=arch, test_dice=dice, search_gpu_hours=hours, train_cases=4 if arm == "all" else 2)
 
     results = [result("all", 0, 0.8, 2.0), result("all", 1, 0.7, 2.0), result("proxy", 0, 0.7, 0.5), result("proxy", 1, 0.6, 0.5)]
     summary = nas_summary(results)

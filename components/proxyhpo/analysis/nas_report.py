@@ -1,6 +1,11 @@
 """The NAS pipeline's report: cross-validated Dice of the searched networks, what the search cost, and how the
 controller converged (the paper's Fig. 3, right: entropy and reward per episode).
 
+The cross-validated Dice is nested (:data:`~proxyhpo.config.nas.NAS_PROTOCOL`): each fold's final network is
+measured on the fold's test part, which no search read; the report names the three sets of every fold
+(search-train, search-validation that rewarded the controller, untouched test) with their sizes, and the
+study's held-out cases (the internal test set) beside them.
+
 With ``nas.search_data: both`` the search on the proxy data set and the search on all data stand side
 by side: the device-hours the proxy saves and the Dice it costs. :func:`collect` turns the folds' results
 (the :class:`~proxyhpo.config.nas.NasFoldResult` files the pipeline's export steps write) into a frozen
@@ -22,11 +27,11 @@ from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.analysis.statistics import mean_std
 from proxyhpo.analysis.study_plots import figure
 from proxyhpo.config import StrictModel, StudyConfig
-from proxyhpo.config.nas import NasFoldResult, NasPlan
+from proxyhpo.config.nas import NAS_PROTOCOL, NasFoldResult, NasPlan
 from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.tracking import names
 
-__all__ = ["KIND", "NasRecord", "collect", "render", "nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
+__all__ = ["KIND", "NasRecord", "collect", "render", "nas_sets", "nas_summary", "plot_controller", "render_nas_markdown", "write_nas_report"]
 
 #: The study kind this module reports on, as :data:`proxyhpo.registry.STUDY_PIPELINES` names it.
 KIND = STUDY_PIPELINES.check("nas")
@@ -41,8 +46,29 @@ def _hours(result: NasFoldResult) -> float:
     return result.search_gpu_hours or result.search_process_hours
 
 
+def nas_sets(plan: NasPlan) -> dict[str, Any]:
+    """The sets the study's numbers come from, named and counted: per fold, search-train, search-validation
+    (the controller's reward) and the untouched test part; the study's held-out cases (internal test).
+
+    Returns:
+        ``{"protocol": ..., "folds": [{"fold", "search_train", "search_validation", "test", "proxy"}], "internal_test": n}``.
+    """
+    return {
+        "protocol": NAS_PROTOCOL,
+        "folds": [
+            {
+                "fold": fold.fold, "search_train": len(fold.search_train_ids), "search_validation": len(fold.search_validation_ids),
+                "test": len(fold.test_ids), "proxy": len(fold.proxy_ids),
+            }
+            for fold in plan.folds
+        ],
+        "internal_test": len(plan.internal_test_ids),
+    }
+
+
 def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
-    """Per arm: cross-validated Dice (mean, sd over folds), held-out Dice, search device-hours; plus the proxy's saving.
+    """Per arm: cross-validated Dice on the folds' test parts (mean, sd over folds), internal test Dice, the
+    optimistic Dice on the cases that rewarded the controller, search device-hours; plus the proxy's saving.
 
     Returns:
         ``{"arms": {arm: {...}}, "metrics": {name: value}}``; the metrics are what the parent run logs
@@ -52,23 +78,27 @@ def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     for arm in dict.fromkeys(result.arm for result in results):
         mine = sorted((r for r in results if r.arm == arm), key=lambda r: r.fold)
-        cv_mean, cv_std = mean_std(r.val_dice for r in mine)
-        test_mean, test_std = mean_std(r.test_dice for r in mine)
+        cv_mean, cv_std = mean_std(r.test_dice for r in mine)
+        internal_mean, internal_std = mean_std(r.internal_test_dice for r in mine)
+        rewarded_mean, _ = mean_std(r.search_validation_dice for r in mine)
         last = [r.episodes[-1] for r in mine if r.episodes]
         same = mean_std(e.same_as_most_likely for e in last)[0] if last else None
         arms[arm] = {
             "folds": [r.fold for r in mine],
-            "val_dice": [r.val_dice for r in mine],
+            "test_dice": [r.test_dice for r in mine],
             "cv_dice_mean": cv_mean,
             "cv_dice_std": cv_std,
-            "test_dice_mean": test_mean,
-            "test_dice_std": test_std,
+            "internal_test_dice_mean": internal_mean,
+            "internal_test_dice_std": internal_std,
+            "search_validation_dice_mean": rewarded_mean,
             "search_hours": sum(_hours(r) for r in mine),
             "train_cases": [r.train_cases for r in mine],
+            "search_validation_cases": [r.search_validation_cases for r in mine],
+            "test_cases": [r.test_cases for r in mine],
             "architectures": [r.architecture.name for r in mine],
             "final_same_as_most_likely": same,
         }
-        for key in ("cv_dice_mean", "cv_dice_std", "test_dice_mean", "search_hours", "final_same_as_most_likely"):
+        for key in ("cv_dice_mean", "cv_dice_std", "internal_test_dice_mean", "search_validation_dice_mean", "search_hours", "final_same_as_most_likely"):
             if arms[arm][key] is not None:
                 metrics[f"{arm}_{key}"] = float(arms[arm][key])
     metrics[names.TOTAL_GPU_HOURS] = sum(r.search_gpu_hours for r in results)
@@ -77,7 +107,8 @@ def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
         metrics[names.PROXY_SPEEDUP] = arms["all"]["search_hours"] / arms["proxy"]["search_hours"]
         if arms["all"]["cv_dice_mean"] is not None and arms["proxy"]["cv_dice_mean"] is not None:
             metrics[names.PROXY_CV_DICE_CHANGE] = arms["proxy"]["cv_dice_mean"] - arms["all"]["cv_dice_mean"]
-    best = [value for arm in arms.values() if (value := arm["cv_dice_mean"]) is not None]
+    # the search's best validation Dice: on the cases that rewarded the controller, as an HPO study's is
+    best = [value for arm in arms.values() if (value := arm["search_validation_dice_mean"]) is not None]
     if best:
         metrics[names.BEST_VAL_DICE] = max(best)
     return {"arms": arms, "metrics": metrics}
@@ -100,7 +131,7 @@ def plot_controller(results: Sequence[NasFoldResult]) -> Any:
         reward_axis.plot(episodes, [e.mean_reward if e.mean_reward is not None else float("nan") for e in result.episodes], styles.get(result.arm, "-"), label=label)
         same_axis.plot(episodes, [e.same_as_most_likely for e in result.episodes], styles.get(result.arm, "-"), label=label)
     entropy_axis.set(title="controller entropy", xlabel="episode", ylabel="entropy (nats)")
-    reward_axis.set(title="reward (mean validation Dice of the children)", xlabel="episode", ylabel="Dice")
+    reward_axis.set(title="reward (mean search-validation Dice of the children)", xlabel="episode", ylabel="Dice")
     same_axis.set(title="children equal to the most likely network", xlabel="episode", ylabel="fraction", ylim=(-0.02, 1.02))
     reward_axis.legend(fontsize="small")
     return drawn
@@ -110,28 +141,49 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def render_nas_markdown(study: StudyConfig, plan: NasPlan, summary: Mapping[str, Any], results: Sequence[NasFoldResult]) -> str:
-    """The report's Markdown: the question, the table per arm, the proxy's saving, the architectures found."""
+def render_nas_markdown(
+    study: StudyConfig, plan: NasPlan, summary: Mapping[str, Any], results: Sequence[NasFoldResult], *, n_trials: int = 0, n_failed: int = 0, n_stopped: int = 0
+) -> str:
+    """The report's Markdown: the protocol and its sets, the table per arm, the proxy's saving, the architectures found."""
     nas = study.nas
     space = plan.space
+    sets = nas_sets(plan)
     lines = [
         f"# NAS study `{study.name}`",
         "",
         f"Resource-optimised NAS (RONASMIS): {nas.episodes} episodes of {nas.children_per_episode} children, "
-        f"{nas.child_epochs} epochs each on shared weights, {nas.folds}-fold cross-validation; "
+        f"{nas.child_epochs} epochs each on shared weights, {len(plan.folds)}-fold nested cross-validation; "
         f"the final network is the controller's most likely one, evaluated without retraining (one-shot inference).",
         "",
-        f"Search space: {len(space.decisions)} decisions; patch candidates from the median shape "
-        f"{tuple(space.median_shape)} (D, H, W).",
+        f"Protocol: {NAS_PROTOCOL}. The paper instead rewards the controller on the fold it reports; this study does not.",
         "",
-        "| search | cross-validated Dice | held-out Dice | search device-hours | training cases per fold |",
-        "|---|---|---|---|---|",
+        "## Sets",
+        "",
+        "| fold | search-train (children train) | search-validation (reward) | untouched test (cross-validated Dice) |",
+        "|---|---|---|---|",
+    ]
+    for fold in sets["folds"]:
+        proxy = f" (proxy data set: {fold['proxy']})" if fold["proxy"] else ""
+        lines.append(f"| {fold['fold']} | {fold['search_train']}{proxy} | {fold['search_validation']} | {fold['test']} |")
+    lines += [
+        "",
+        f"Internal test: the study's {sets['internal_test']} held-out cases, read by no search, test every fold's final network. "
+        "The search space's patch candidates come from the image shapes (no labels) of all search cases.",
+        "",
+        f"Children trained: {n_trials} ({n_failed} failed: out of memory or diverged, rewarded 0; {n_stopped} stopped early: the NAS search stops no child).",
+        "",
+        f"Search space: {len(space.decisions)} decisions; patch candidates from the median shape {tuple(space.median_shape)} (D, H, W).",
+        "",
+        "| search | cross-validated Dice (untouched test parts) | internal test Dice | search-validation Dice (rewarded, optimistic) "
+        "| search device-hours | search-train cases per fold |",
+        "|---|---|---|---|---|---|",
     ]
     for arm, values in summary["arms"].items():
         cv = f"{_number(values['cv_dice_mean'])} ± {_number(values['cv_dice_std'])}"
-        test = _number(values["test_dice_mean"])
+        internal = _number(values["internal_test_dice_mean"])
+        rewarded = _number(values["search_validation_dice_mean"])
         cases = ", ".join(str(n) for n in values["train_cases"])
-        lines.append(f"| {ARM_LABELS.get(arm, arm)} | {cv} | {test} | {values['search_hours']:.4f} | {cases} |")
+        lines.append(f"| {ARM_LABELS.get(arm, arm)} | {cv} | {internal} | {rewarded} | {values['search_hours']:.4f} | {cases} |")
     metrics = summary["metrics"]
     if "proxy_speedup" in metrics:
         change = metrics.get("proxy_cv_dice_change")
@@ -141,10 +193,17 @@ def render_nas_markdown(study: StudyConfig, plan: NasPlan, summary: Mapping[str,
             f"{metrics['proxy_speedup']:.2f}× fewer device-hours than the search on all data"
             + (f", at a cross-validated Dice change of {change:+.4f}." if change is not None else "."),
         ]
-    lines += ["", "## Final networks", "", "| search | fold | validation Dice | architecture | same as most likely (last episode) |", "|---|---|---|---|---|"]
+    lines += [
+        "", "## Final networks", "",
+        "| search | fold | test-part Dice | search-validation Dice | internal test Dice | architecture | same as most likely (last episode) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for result in sorted(results, key=lambda r: (r.arm, r.fold)):
         same = result.episodes[-1].same_as_most_likely if result.episodes else None
-        lines.append(f"| {result.arm} | {result.fold} | {_number(result.val_dice)} | `{result.architecture.name}` | {_number(same, 2)} |")
+        lines.append(
+            f"| {result.arm} | {result.fold} | {_number(result.test_dice)} | {_number(result.search_validation_dice)} | "
+            f"{_number(result.internal_test_dice)} | `{result.architecture.name}` | {_number(same, 2)} |"
+        )
     lines += ["", "![controller](controller.png)", ""]
     return "\n".join(lines)
 
@@ -157,8 +216,10 @@ class NasRecord(StrictModel):
         results: every fold's result, by arm then fold.
         arms: arm -> its folds' Dice, search hours and architectures (:func:`nas_summary`'s ``arms``).
         metrics: the parent run's metrics (``<arm>_cv_dice_mean``, ``proxy_speedup``, ``total_gpu_hours``, ...).
-        n_trials, n_failed: the children the controllers trained (episodes × children per episode), and
-            those that gave no reward.
+        sets: the protocol and every fold's sets, counted (:func:`nas_sets`).
+        n_trials, n_failed, n_stopped: the children the controllers trained (episodes × children per
+            episode); those that failed (out of memory, diverged: rewarded 0, or without a reward); and those
+            stopped early, counted apart (none: the NAS search has no early stopping).
     """
 
     study: StudyConfig
@@ -166,16 +227,20 @@ class NasRecord(StrictModel):
     results: tuple[NasFoldResult, ...]
     arms: dict[str, dict[str, Any]]
     metrics: dict[str, float]
+    sets: dict[str, Any]
     n_trials: int
     n_failed: int
+    n_stopped: int = 0
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``: the arms, the metrics, the counts and the totals."""
         return {
             "arms": self.arms,
             "metrics": dict(self.metrics),
+            "sets": self.sets,
             "n_trials": self.n_trials,
             "n_failed": self.n_failed,
+            "n_stopped": self.n_stopped,
             "total_gpu_hours": self.metrics[names.TOTAL_GPU_HOURS],
             "total_process_hours": self.metrics[names.TOTAL_PROCESS_HOURS],
         }
@@ -191,8 +256,12 @@ def collect(study: StudyConfig, plan: NasPlan, result_files: Sequence[str | os.P
         results=tuple(results),
         arms=summary["arms"],
         metrics=summary["metrics"],
+        sets=nas_sets(plan),
         n_trials=sum(len(r.episodes) * study.nas.children_per_episode for r in results),
-        n_failed=sum(sum(reward is None for reward in e.rewards) for r in results for e in r.episodes),
+        # a failed child is rewarded 0 by the search (so the controller learns to avoid it) and counted by it;
+        # one without a reward (None) is counted too
+        n_failed=sum(r.failed_children + sum(reward is None for e in r.episodes for reward in e.rewards) for r in results),
+        n_stopped=0,
     )
 
 
@@ -202,7 +271,9 @@ def render(record: NasRecord) -> Rendered:
     return Rendered(
         kind=KIND,
         title=f"{TITLE} {record.study.name}",
-        markdown=render_nas_markdown(record.study, record.plan, summary, record.results),
+        markdown=render_nas_markdown(
+            record.study, record.plan, summary, record.results, n_trials=record.n_trials, n_failed=record.n_failed, n_stopped=record.n_stopped
+        ),
         metrics=record.metrics,
         figures={"controller": plot_controller(record.results)},
         summary=summary,

@@ -16,17 +16,23 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.nas_controller import EpisodeStats, NasControllerConfig
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace, NasSpaceConfig
 
-__all__ = ["NAS_SEARCH_DATA", "NasChildConfig", "NasConfig", "NasFold", "NasPlan", "NasFoldResult", "parse_search"]
+__all__ = ["NAS_SEARCH_DATA", "NAS_PROTOCOL", "NasChildConfig", "NasConfig", "NasFold", "NasPlan", "NasFoldResult", "parse_search"]
 
 #: What the NAS search trains its children on: every training case of a fold, the proxy data set chosen
 #: from them (the two methods combined), or both side by side.
 NAS_SEARCH_DATA = ("all", "proxy", "both")
+#: How the NAS study's cross-validated Dice is measured, as the report states it.
+NAS_PROTOCOL = (
+    "nested cross-validation: each outer fold's test part is held out of that fold's search; the search trains on the "
+    "fold's search-train cases and rewards the controller on its search-validation cases; the final network's Dice on the "
+    "test part, averaged over the folds, is the cross-validated Dice"
+)
 
 
 class NasChildConfig(StrictModel):
@@ -61,8 +67,14 @@ class NasConfig(StrictModel):
         episodes_per_task: episodes one pipeline task (one GPU pod) runs before it hands the supernet and the
             controller on; the shared weights make episodes sequential, so a study is a chain of such tasks,
             each checkpointed after every episode (this project's choice).
-        folds: cross-validation folds over the search cases (the paper's 5): one search per fold, each
-            evaluated on its held-out fold with its own final network.
+        folds: outer cross-validation folds over the search cases (the paper's 5): one search per fold, each
+            evaluated on the fold's test part with its own final network. The test part is held out of the
+            fold's search (nested cross-validation, this project's protocol; the paper rewards the controller
+            on the fold it reports, which measures the Dice on the cases that chose the architecture).
+        validation_fraction: the share of a fold's remaining search cases (those outside its test part) that
+            reward the controller, its search-validation cases; the rest are its search-train cases. 0.25
+            (this project's choice) makes them the size of one fold of 5, as the paper's reward set is. 0 would
+            reward the controller on the test part, as the paper does: the planner refuses it.
         search_data: ``all`` (the paper), ``proxy`` (children train on the proxy data set chosen from the
             fold's training cases by ``selection``), or ``both`` side by side in one report.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -76,6 +88,7 @@ class NasConfig(StrictModel):
     child_epochs: int = Field(3, ge=1)
     episodes_per_task: int = Field(25, ge=1)
     folds: int = Field(5, ge=2, le=20)
+    validation_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     search_data: Literal["all", "proxy", "both"] = "all"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -98,13 +111,40 @@ class NasConfig(StrictModel):
 
 
 class NasFold(StrictModel):
-    """One cross-validation fold: the cases its children train on and the held-out cases that reward them."""
+    """One outer cross-validation fold: three disjoint sets of the study's search cases.
+
+    Attributes:
+        fold: the fold's index.
+        search_train_ids: the cases the children train the shared weights on (the search-train set).
+        search_validation_ids: the cases whose Dice rewards the controller (the search-validation set).
+        test_ids: the fold's test part: held out of the search; the final network's cross-validated Dice is
+            measured on it and on nothing else.
+        proxy_ids: the proxy data set, chosen from ``search_train_ids`` (empty when no proxy search runs).
+        proxy_selection_seconds: how long choosing it took.
+    """
 
     fold: int = Field(ge=0)
-    train_ids: tuple[str, ...] = Field(min_length=1)
-    val_ids: tuple[str, ...] = Field(min_length=1)
+    search_train_ids: tuple[str, ...] = Field(min_length=1)
+    search_validation_ids: tuple[str, ...] = Field(min_length=1)
+    test_ids: tuple[str, ...] = Field(min_length=1)
     proxy_ids: tuple[str, ...] = ()
     proxy_selection_seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _sets_are_disjoint(self) -> NasFold:
+        # the test part rewards nothing: a fold whose search reads it measures its Dice on what chose the network
+        searched = set(self.search_train_ids) | set(self.search_validation_ids) | set(self.proxy_ids)
+        if searched & set(self.test_ids):
+            raise ValueError(f"fold {self.fold}: the search reads test cases {sorted(searched & set(self.test_ids))[:5]}")
+        if set(self.search_train_ids) & set(self.search_validation_ids):
+            raise ValueError(f"fold {self.fold}: search-train and search-validation cases overlap")
+        if not set(self.proxy_ids) <= set(self.search_train_ids):
+            raise ValueError(f"fold {self.fold}: the proxy data set must be chosen from the search-train cases")
+        return self
+
+    def search_ids(self, arm: str) -> tuple[str, ...]:
+        """The cases ``arm``'s children train on: the proxy data set (``proxy``) or every search-train case (``all``)."""
+        return self.proxy_ids if arm == "proxy" else self.search_train_ids
 
 
 class NasPlan(Record):
@@ -115,8 +155,10 @@ class NasPlan(Record):
     Attributes:
         space: the search space of the training images (patch candidates from their median shape,
             strides cut down for the smallest).
-        folds: the cross-validation folds over the study's search cases.
-        test_ids: the study's held-out cases: every fold's final network is also tested on them.
+        folds: the outer cross-validation folds over the study's search cases; their test parts split the
+            search cases exactly (:data:`NAS_PROTOCOL`).
+        internal_test_ids: the study's held-out cases (the untouched internal test set): no fold's search
+            reads them; every fold's final network is also tested on them.
         proxy_method: how proxy data sets were chosen (``""`` when the search runs on all data).
     """
 
@@ -124,8 +166,19 @@ class NasPlan(Record):
 
     space: NasSearchSpace
     folds: tuple[NasFold, ...] = Field(min_length=1)
-    test_ids: tuple[str, ...] = ()
+    internal_test_ids: tuple[str, ...] = ()
     proxy_method: str = ""
+
+    @model_validator(mode="after")
+    def _internal_test_is_untouched(self) -> NasPlan:
+        for fold in self.folds:
+            read = (set(fold.search_train_ids) | set(fold.search_validation_ids) | set(fold.test_ids)) & set(self.internal_test_ids)
+            if read:
+                raise ValueError(f"fold {fold.fold} reads the study's held-out cases {sorted(read)[:5]}")
+        parts = [case for fold in self.folds for case in fold.test_ids]
+        if len(parts) != len(set(parts)):
+            raise ValueError("the folds' test parts overlap: each search case is tested by one fold only")
+        return self
 
     def fold(self, index: int) -> NasFold:
         """Fold ``index``; ValueError naming the folds there are."""
@@ -136,20 +189,29 @@ class NasPlan(Record):
 
 
 class NasFoldResult(Record):
-    """What one fold's search found and how its final network did: the evaluation task's record."""
+    """What one fold's search found and how its final network did: the evaluation task's record.
+
+    ``test_dice`` (the fold's test part, which rewarded nothing) is the cross-validated Dice's term;
+    ``search_validation_dice`` is on the cases that rewarded the controller, optimistic by construction,
+    reported beside it only to show the gap.
+    """
 
     WRITTEN_BY = "the NAS evaluation step"
 
     fold: int
     arm: str
     architecture: Architecture
-    val_dice: float | None = Field(description="patient-wise Dice of the final network on the fold's held-out cases")
-    test_dice: float | None = Field(None, description="on the study's held-out cases, when it has some")
-    val_case_dice: dict[str, float] = Field(default_factory=dict)
+    test_dice: float | None = Field(description="patient-wise Dice of the final network on the fold's test part (held out of its search)")
+    test_case_dice: dict[str, float] = Field(default_factory=dict)
+    search_validation_dice: float | None = Field(None, description="on the fold's search-validation cases, which rewarded the controller")
+    internal_test_dice: float | None = Field(None, description="on the study's held-out cases (the internal test set), when it has some")
+    failed_children: int = Field(0, ge=0, description="children that ran out of memory or diverged (rewarded 0)")
     search_gpu_hours: float = 0.0
     search_process_hours: float = 0.0
     search_wall_seconds: float = 0.0
     train_cases: int = 0
+    search_validation_cases: int = 0
+    test_cases: int = 0
     episodes: tuple[EpisodeStats, ...] = ()
 
 

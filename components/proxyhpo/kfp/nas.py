@@ -14,13 +14,13 @@ from proxyhpo.kfp.components import component
 
 @component
 def nas_plan(study_run: Input[Artifact], data: Input[Artifact], plan: Output[Artifact]) -> List[str]:
-    """Resolve the search space from the data, cut the folds, choose proxy data; return the searches (``arm/fold``)."""
+    """Resolve the search space from the data, cut the nested folds (search-train, search-validation, test), choose proxy data; return the searches (``arm/fold``)."""
     from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.training.nas_search import plan_nas
 
     study = StudyRun.read(study_run.path).study
     planned = plan_nas(study, StudyData.read(data.path), out=plan.path)
-    plan.metadata.update({"decisions": len(planned.space.decisions), "folds": len(planned.folds)})
+    plan.metadata.update({"decisions": len(planned.space.decisions), "folds": len(planned.folds), "internal_test_cases": len(planned.internal_test_ids)})
     return [f"{arm}/{fold.fold}" for arm in study.nas.arms for fold in planned.folds]
 
 
@@ -58,7 +58,7 @@ def nas_search(
 def nas_evaluate(
     study_run: Input[Artifact], data: Input[Artifact], plan: Input[Artifact], search: str, state: Input[Artifact], model: Output[Model], result: Output[Artifact]
 ):
-    """Export the search's final network (no retraining) and test it on the fold's held-out cases and the study's."""
+    """Export the search's final network (no retraining) and test it on the fold's test part (read by no search) and the study's held-out cases."""
     from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.config.nas import NasPlan, parse_search
     from proxyhpo.training.nas_export import evaluate_fold
@@ -69,7 +69,7 @@ def nas_evaluate(
         run.study, StudyData.read(data.path), NasPlan.read(plan.path), fold, arm,
         state_in=state.path, model_dir=model.path, out=result.path, parent_run_id=run.run_id,
     )
-    model.metadata.update({"architecture": found.architecture.name, "val_dice": found.val_dice})
+    model.metadata.update({"architecture": found.architecture.name, "test_dice": found.test_dice, "search_validation_dice": found.search_validation_dice})
 
 
 @component

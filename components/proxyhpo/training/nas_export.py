@@ -177,7 +177,11 @@ def evaluate_fold(
     out: str | os.PathLike[str] | None = None,
     parent_run_id: str | None = None,
 ) -> NasFoldResult:
-    """Export fold ``fold``'s final network and test it, without retraining, on the fold's held-out cases and the study's.
+    """Export fold ``fold``'s final network and test it, without retraining, on the fold's test part and the study's held-out cases.
+
+    The fold's test part was read by no search (nested cross-validation): its Dice is the fold's term of the
+    cross-validated Dice. The Dice on the fold's search-validation cases, which rewarded the controller, is
+    recorded beside it as ``search_validation_dice`` (optimistic by construction).
 
     With ``parent_run_id`` the fold's final network becomes a child run (``proxyhpo.role=nas-final``) holding
     its Dice, the search's device-hours, and the exported folder as the artifact ``model/``.
@@ -192,20 +196,29 @@ def evaluate_fold(
     state = read_search_state(state_in, study, plan, fold, arm, device)
     arch = export_network(state, plan.space, nas_recipe(study), model_dir)
     nas_fold = plan.fold(fold)
-    val = validate_child(state.supernet, arch, load_nas_volumes(study, data, nas_fold.val_ids, device, what=f"fold {fold} validation cases"))
-    test = validate_child(state.supernet, arch, load_nas_volumes(study, data, plan.test_ids, device, what="held-out cases")) if plan.test_ids else {}
+
+    def dice_on(case_ids: tuple[str, ...], what: str) -> dict[str, float]:
+        return validate_child(state.supernet, arch, load_nas_volumes(study, data, case_ids, device, what=what)) if case_ids else {}
+
+    test = dice_on(nas_fold.test_ids, f"fold {fold} test cases")
+    rewarded = dice_on(nas_fold.search_validation_ids, f"fold {fold} search-validation cases")
+    internal = dice_on(plan.internal_test_ids, "held-out cases")
     hours = state.wall_seconds / 3600
     result = NasFoldResult(
         fold=fold,
         arm=arm,
         architecture=arch,
-        val_dice=float(np.mean(list(val.values()))) if val else None,
-        test_dice=float(np.mean(list(test.values()))) if test else None,
-        val_case_dice=val,
+        test_dice=_mean(test),
+        test_case_dice=test,
+        search_validation_dice=_mean(rewarded),
+        internal_test_dice=_mean(internal),
+        failed_children=state.failed_children,
         search_gpu_hours=hours if state.device_type == "cuda" else 0.0,
         search_process_hours=0.0 if state.device_type == "cuda" else hours,
         search_wall_seconds=state.wall_seconds,
-        train_cases=len(nas_fold.proxy_ids if arm == "proxy" else nas_fold.train_ids),
+        train_cases=len(nas_fold.search_ids(arm)),
+        search_validation_cases=len(nas_fold.search_validation_ids),
+        test_cases=len(nas_fold.test_ids),
         episodes=tuple(state.controller.history),
     )
     if out is not None:
@@ -213,6 +226,10 @@ def evaluate_fold(
     if parent_run_id is not None:
         _log_final(study, result, model_dir, parent_run_id)
     return result
+
+
+def _mean(case_dice: dict[str, float]) -> float | None:
+    return float(np.mean(list(case_dice.values()))) if case_dice else None
 
 
 def _log_final(study: StudyConfig, result: NasFoldResult, model_dir: str | os.PathLike[str], parent_run_id: str) -> None:
@@ -224,7 +241,9 @@ def _log_final(study: StudyConfig, result: NasFoldResult, model_dir: str | os.Pa
         mlflow_client, run_id, _,
     ):
         values = {
-            names.VAL_DICE: result.val_dice, names.TEST_DICE: result.test_dice, names.GPU_HOURS: result.search_gpu_hours,
+            # the cases that rewarded the controller are the search's validation: val_dice
+            names.FOLD_TEST_DICE: result.test_dice, names.VAL_DICE: result.search_validation_dice, names.INTERNAL_TEST_DICE: result.internal_test_dice,
+            names.GPU_HOURS: result.search_gpu_hours,
             names.PROCESS_HOURS: result.search_process_hours, names.WALL_SECONDS: result.search_wall_seconds,
         }
         for key, value in values.items():

@@ -2,7 +2,9 @@
 
 Each episode the controller samples ``children_per_episode`` architectures; each child (a path through
 the one supernet) trains the shared weights for ``child_epochs`` epochs and is rewarded with its
-patient-wise validation Dice after thresholding at 0.5; then the controller takes one REINFORCE step.
+patient-wise Dice on the fold's search-validation cases after thresholding at 0.5; then the controller
+takes one REINFORCE step. The fold's test part and the study's held-out cases are read by no search
+(nested cross-validation, :data:`~proxyhpo.config.nas.NAS_PROTOCOL`).
 The supernet is never re-initialised: the final architecture, the controller's most likely one, is used
 with the weights it shares, without retraining (:mod:`proxyhpo.training.nas_export`).
 
@@ -40,12 +42,14 @@ from proxyhpo.config import DataItem, Recipe, StudyConfig, StudyData
 from proxyhpo.config.nas import NasFold, NasPlan
 from proxyhpo.config.nas_controller import EpisodeStats
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace
-from proxyhpo.errors import DataError, ProxyHPOError
+from proxyhpo.errors import ConfigError, DataError, ProxyHPOError
 from proxyhpo.tracking import names
 
 __all__ = [
     "nas_recipe",
     "load_nas_volumes",
+    "check_protocol",
+    "nested_folds",
     "plan_nas",
     "init_search",
     "search_episodes",
@@ -116,26 +120,71 @@ def load_nas_volumes(
     return volumes
 
 
-def _fold_ids(case_ids: Sequence[str], folds: int, seed: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """``folds`` (train, validation) splits of ``case_ids``: a seeded shuffle cut into near-equal validation parts."""
+def check_protocol(study: StudyConfig, n_search_cases: int) -> None:
+    """Refuse a NAS config whose search would read a fold's test part, or leave one of its sets empty.
+
+    The cross-validated Dice is measured on each fold's test part; the controller is rewarded on the
+    fold's search-validation cases. ``nas.validation_fraction: 0`` would reward it on the test part (the
+    paper's protocol), so the Dice would be measured on the cases that chose the architecture.
+
+    Raises:
+        ConfigError: naming ``nas.validation_fraction`` or ``nas.folds`` and the fix.
+    """
+    nas = study.nas
+    if nas.validation_fraction <= 0:
+        raise ConfigError(
+            "nas.validation_fraction",
+            "is 0: the controller would be rewarded on each fold's test part, the cases its cross-validated Dice is measured on",
+            "set nas.validation_fraction to a share in (0, 1), e.g. 0.25, so that the search is rewarded on cases held out of the test part",
+        )
+    remaining = n_search_cases - math.ceil(n_search_cases / nas.folds)  # the smallest outer fold's search cases
+    validation = _validation_count(remaining, nas.validation_fraction)
+    if validation >= remaining:
+        raise ConfigError(
+            "nas.validation_fraction",
+            f"{nas.validation_fraction} leaves no search-train case out of {remaining} search cases per fold ({nas.folds} folds of {n_search_cases})",
+            "lower nas.validation_fraction or nas.folds, or use more cases",
+        )
+
+
+def _validation_count(n_cases: int, fraction: float) -> int:
+    # at least one case rewards the controller
+    return max(1, round(fraction * n_cases))
+
+
+def nested_folds(case_ids: Sequence[str], folds: int, validation_fraction: float, seed: int) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """The outer folds of nested cross-validation as ``(search_train, search_validation, test)`` case ids.
+
+    A seeded shuffle is cut into ``folds`` near-equal test parts; the cases outside a fold's test part are
+    split again, by a generator seeded with ``(seed, fold)``, into ``validation_fraction`` search-validation
+    cases (at least one) and search-train cases. No fold's search reads its test part.
+    """
     order = [case_ids[i] for i in np.random.default_rng(seed).permutation(len(case_ids))]
     parts = [tuple(part.tolist()) for part in np.array_split(np.array(order, dtype=object), folds)]
-    return [(tuple(c for c in order if c not in set(part)), part) for part in parts]
+    cut = []
+    for index, test in enumerate(parts):
+        remaining = [case for case in order if case not in set(test)]
+        chosen = set(np.random.default_rng([seed, index]).choice(len(remaining), _validation_count(len(remaining), validation_fraction), replace=False).tolist())
+        validation = tuple(case for i, case in enumerate(remaining) if i in chosen)
+        train = tuple(case for i, case in enumerate(remaining) if i not in chosen)
+        cut.append((train, validation, test))
+    return cut
 
 
 def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str] | None = None, progress: bool = False) -> NasPlan:
-    """Resolve the search space from the search cases' preprocessed shapes, cut the folds, choose proxy data sets.
+    """Resolve the search space from the search cases' preprocessed shapes, cut the nested folds, choose proxy data sets.
 
     Args:
         study: the study (its ``nas`` section, recipe, selection and similarity settings).
-        data: the prepared data set: folds are cut from its search cases; its held-out cases test every
-            fold's final network.
+        data: the prepared data set: folds are cut from its search cases; its held-out cases (the internal
+            test set) test every fold's final network and are read by no search.
         out: where the plan is written (nothing is written when None).
         progress: show progress bars while similarities are computed.
 
     Raises:
+        ConfigError: when the config's search would read a fold's test part (:func:`check_protocol`).
         DataError: when there are fewer search cases than twice the folds, or a proxy budget exceeds a
-            fold's training cases.
+            fold's search-train cases.
     """
     nas = study.nas
     search_ids = tuple(data.search_ids)
@@ -145,23 +194,27 @@ def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str]
             f"offers {len(search_ids)} search cases, too few for {nas.folds} folds of at least 2 cases each",
             f"set nas.folds to at most {max(len(search_ids) // 2, 1)}, or use more cases",
         )
+    check_protocol(study, len(search_ids))
     volumes = load_nas_volumes(study, data, search_ids, what="search cases")
     shapes = [tuple(int(side) for side in volume["image"].shape[1:]) for volume in volumes]
     space = NasSearchSpace.from_shapes(nas.space, shapes, in_channels=int(volumes[0]["image"].shape[0]), out_channels=1)
     folds = []
-    for index, (train_ids, val_ids) in enumerate(_fold_ids(search_ids, nas.folds, study.data.split_seed)):
+    for index, (train_ids, validation_ids, test_ids) in enumerate(nested_folds(search_ids, nas.folds, nas.validation_fraction, study.data.split_seed)):
         proxy_ids: tuple[str, ...] = ()
         seconds = 0.0
         if "proxy" in nas.arms:
             from proxyhpo.data.msd import load_dataset
             from proxyhpo.similarity.proxy_data import select_proxy_data
 
+            # the proxy data set is chosen among the search-train cases only: its similarities read no reward or test case
             manifest = select_proxy_data(
                 load_dataset(data.dataset), study.selection, study.similarity, candidates=train_ids, fingerprint=data.dataset_sha256, progress=progress
             )
             proxy_ids, seconds = tuple(manifest.case_ids), manifest.selection_seconds
-        folds.append(NasFold(fold=index, train_ids=train_ids, val_ids=val_ids, proxy_ids=proxy_ids, proxy_selection_seconds=seconds))
-    plan = NasPlan(space=space, folds=tuple(folds), test_ids=tuple(data.holdout_ids), proxy_method=study.selection.method if "proxy" in nas.arms else "")
+        folds.append(
+            NasFold(fold=index, search_train_ids=train_ids, search_validation_ids=validation_ids, test_ids=test_ids, proxy_ids=proxy_ids, proxy_selection_seconds=seconds)
+        )
+    plan = NasPlan(space=space, folds=tuple(folds), internal_test_ids=tuple(data.holdout_ids), proxy_method=study.selection.method if "proxy" in nas.arms else "")
     if out is not None:
         plan.write(out)
     return plan
@@ -178,9 +231,14 @@ class SearchState:
         wall_seconds: search time spent so far, over every task.
         device_type: ``cuda`` or ``cpu``, where that time was spent.
         identity: the study, plan, fold and arm the state belongs to; a state of another search is refused.
+        failed_children: children so far that ran out of memory or diverged (rewarded
+            :data:`FAILED_CHILD_REWARD`, so the controller's statistics cannot tell them apart).
     """
 
-    def __init__(self, supernet: Any, optimizer: torch.optim.Optimizer, controller: Any, *, next_episode: int, wall_seconds: float, identity: str, device_type: str) -> None:
+    def __init__(
+        self, supernet: Any, optimizer: torch.optim.Optimizer, controller: Any, *, next_episode: int, wall_seconds: float, identity: str, device_type: str,
+        failed_children: int = 0,
+    ) -> None:
         self.supernet = supernet
         self.optimizer = optimizer
         self.controller = controller
@@ -188,6 +246,7 @@ class SearchState:
         self.wall_seconds = wall_seconds
         self.identity = identity
         self.device_type = device_type
+        self.failed_children = failed_children
 
     def to_bytes(self) -> bytes:
         """The state as one ``torch.save`` payload (controller file included)."""
@@ -205,6 +264,7 @@ class SearchState:
                 "next_episode": self.next_episode,
                 "wall_seconds": self.wall_seconds,
                 "device_type": self.device_type,
+                "failed_children": self.failed_children,
             },
             buffer,
         )
@@ -262,7 +322,7 @@ def read_search_state(location: str | os.PathLike[str], study: StudyConfig, plan
         controller = EnasController.load(controller_file)
     return SearchState(
         supernet, optimizer, controller, next_episode=int(payload["next_episode"]), wall_seconds=float(payload["wall_seconds"]),
-        identity=expected, device_type=str(payload.get("device_type", "cpu")),
+        identity=expected, device_type=str(payload.get("device_type", "cpu")), failed_children=int(payload.get("failed_children", 0)),
     )
 
 
@@ -412,26 +472,30 @@ def search_episodes(
     else:
         log.info("resuming fold %d (%s) at episode %d from %s", fold, arm, state.next_episode, checkpoint)
     nas_fold = plan.fold(fold)
-    train_ids = nas_fold.proxy_ids if arm == "proxy" else nas_fold.train_ids
+    train_ids = nas_fold.search_ids(arm)
     largest = nas_encoding.largest(plan.space)
-    train = load_nas_volumes(study, data, train_ids, device, pad_to=largest.patch_size, what=f"fold {fold} training cases")
-    val = load_nas_volumes(study, data, nas_fold.val_ids, device, what=f"fold {fold} validation cases")
+    # the search reads its fold's search-train and search-validation cases only; the test part and the
+    # study's held-out cases are read once, by the evaluation, after the search
+    train = load_nas_volumes(study, data, train_ids, device, pad_to=largest.patch_size, what=f"fold {fold} search-train cases")
+    val = load_nas_volumes(study, data, nas_fold.search_validation_ids, device, what=f"fold {fold} search-validation cases")
     ran: list[EpisodeStats] = []
     tags = {names.FOLD_KEY: str(fold), names.ARM_KEY: arm, names.TASK_KEY: str(task)}
-    params = {"episodes": f"{episodes.start}-{episodes.stop - 1}", "children_per_episode": str(nas.children_per_episode), "child_epochs": str(nas.child_epochs), "train_cases": str(len(train_ids))}
+    params = {"episodes": f"{episodes.start}-{episodes.stop - 1}", "children_per_episode": str(nas.children_per_episode), "child_epochs": str(nas.child_epochs), "train_cases": str(len(train_ids)),
+              "search_validation_cases": str(len(val))}
     with sigterm_ends_trials(), tracking.task_run(
         study.name, parent_run_id=parent_run_id, role=names.ROLE_NAS_SEARCH, task_id=f"nas-{arm}-fold{fold}-task{task}", tags=tags, params=params
     ) as (mlflow_client, run_id, logged):
         task_seconds = 0.0
         for episode in range(state.next_episode, episodes.stop):
             started = time.perf_counter()
-            stats = _run_episode(study, plan, state, fold, episode, train, val)
+            stats, failed = _run_episode(study, plan, state, fold, episode, train, val)
             seconds = time.perf_counter() - started
+            state.failed_children += failed
             task_seconds += seconds
             state.next_episode, state.wall_seconds = episode + 1, state.wall_seconds + seconds
             state.write(checkpoint)  # a preempted pod resumes after this episode
             if episode not in logged:
-                _log_episode(mlflow_client, run_id, stats, seconds)
+                _log_episode(mlflow_client, run_id, stats, seconds, failed)
             ran.append(stats)
             if on_episode is not None:
                 on_episode(stats)
@@ -443,8 +507,14 @@ def search_episodes(
     return ran
 
 
-def _run_episode(study: StudyConfig, plan: NasPlan, state: SearchState, fold: int, episode: int, train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]) -> EpisodeStats:
-    """Sample the episode's children, train and reward each, then update the controller once."""
+def _run_episode(
+    study: StudyConfig, plan: NasPlan, state: SearchState, fold: int, episode: int, train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]
+) -> tuple[EpisodeStats, int]:
+    """Sample the episode's children, train and reward each, then update the controller once.
+
+    Returns:
+        The episode's statistics and how many of its children failed (out of memory or diverged).
+    """
     from proxyhpo.networks.nas_encoding import decode, encode, largest
 
     nas = study.nas
@@ -452,6 +522,7 @@ def _run_episode(study: StudyConfig, plan: NasPlan, state: SearchState, fold: in
     if episode == 0:  # the paper: the first child is the largest network, every skip and operation kept
         samples[0] = tuple(encode(plan.space, largest(plan.space)))
     rewards: list[float | None] = []
+    failed = 0
     for child, choices in enumerate(samples):
         arch = decode(plan.space, choices)
         try:
@@ -468,10 +539,11 @@ def _run_episode(study: StudyConfig, plan: NasPlan, state: SearchState, fold: in
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             rewards.append(FAILED_CHILD_REWARD)
-    return state.controller.update(samples, rewards)
+            failed += 1
+    return state.controller.update(samples, rewards), failed
 
 
-def _log_episode(mlflow_client: Any, run_id: str, stats: EpisodeStats, seconds: float) -> None:
+def _log_episode(mlflow_client: Any, run_id: str, stats: EpisodeStats, seconds: float, failed: int) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -482,7 +554,7 @@ def _log_episode(mlflow_client: Any, run_id: str, stats: EpisodeStats, seconds: 
         names.BASELINE: stats.baseline,
         names.SAME_AS_MOST_LIKELY: stats.same_as_most_likely,
         names.MODE_FRACTION: stats.mode_fraction,
-        names.FAILED_CHILDREN: sum(reward is None for reward in stats.rewards),
+        names.FAILED_CHILDREN: failed,  # rewarded 0, not None: the statistics cannot count them
         names.EPISODE_SECONDS: seconds,
     }
     metrics = [Metric(key, float(value), now, int(stats.episode)) for key, value in values.items() if value is not None and math.isfinite(float(value))]
