@@ -85,11 +85,12 @@ def _episode() -> schema.EpisodeStats:
 
 INSTANCES: dict[str, BaseModel] = {
     "nas_plan": schema.NasPlan(
-        space=_nas_space(), folds=(schema.NasFold(fold=0, train_ids=("a", "b"), val_ids=("c",), proxy_ids=("a",), proxy_selection_seconds=0.5),),
-        test_ids=("d",), proxy_method="mi+labelcrop",
+        space=_nas_space(),
+        folds=(schema.NasFold(fold=0, search_train_ids=("a", "b"), search_validation_ids=("c",), test_ids=("e",), proxy_ids=("a",), proxy_selection_seconds=0.5),),
+        internal_test_ids=("d",), proxy_method="mi+labelcrop",
     ),
     "nas_fold_result": schema.NasFoldResult(
-        fold=0, arm="proxy", architecture=largest(_nas_space()), val_dice=0.7, test_dice=None, val_case_dice={"c": 0.7},
+        fold=0, arm="proxy", architecture=largest(_nas_space()), test_dice=0.7, test_case_dice={"e": 0.7}, search_validation_dice=0.8,
         search_process_hours=0.25, train_cases=2, episodes=(_episode(),),
     ),
     "nas_controller_state": schema.NasControllerState(
