@@ -165,8 +165,8 @@ def test_proxy_net_counts_stopped_trials_apart_from_failed_ones(proxy_net: proxy
 
     figure = rendered.figures["fig3_proxy_networks"]
     titles = {axis.get_ylabel().split(":")[0]: axis.get_title() for axis in figure.axes}
-    assert titles["proxy-L5"].endswith("; left out: proxy-L5 1 stopped early")
-    assert titles["proxy-L3"].endswith("; left out: proxy-L3 1 failed, 1 stopped early")
+    assert titles["proxy-L5"].endswith("\nleft out: 1 stopped early")
+    assert titles["proxy-L3"].endswith("\nleft out: 1 failed, 1 stopped early")
     assert figure.get_suptitle().endswith("; left out: full 1 stopped early")
 
     # the report built from the same runs writes the same
@@ -189,7 +189,7 @@ def test_proxy_net_figure_and_table_give_one_correlation_over_grid_points(proxy_
         assert pearson.n_points == len(points) == len(x)
         assert pearson.value == pytest.approx(stats.pearsonr(x, y)[0])  # the table's r is the r over the figure's dots
         shown = f"{pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}]"
-        assert axis.get_title().startswith(f"{arm}: r = {shown}\nover {len(points)} grid points")
+        assert axis.get_title().startswith(f"{arm}: r = {shown} over {len(points)} grid points")
         assert any(line.startswith(f"| `{arm}` |") and f"| {shown} |" in line for line in rendered.markdown.splitlines())
         assert "mean validation Dice over 3 repeats per arm" in pearson.over
     markdown = rendered.markdown
@@ -241,9 +241,9 @@ def test_proxy_data_counts_stopped_trials_apart_from_failed_ones(proxy_data: pro
     assert any(line.startswith("| Random baseline | 8 cases (50%) |") and line.endswith("| 3 | 1 | 0 |") for line in markdown.splitlines())
     assert (rendered.metrics[names.N_FAILED_TRIALS], rendered.metrics[names.N_STOPPED_TRIALS]) == (1.0, 3.0)
     (fig2,) = rendered.figures["fig2_mi_labelcrop-8"].axes
-    assert fig2.get_title().endswith("; left out: mi+labelcrop-8 1 stopped early; full 1 stopped early")
+    assert fig2.get_title().endswith("\nleft out: mi+labelcrop-8 1 stopped early; full 1 stopped early")
     (random2,) = rendered.figures["fig2_random-8"].axes
-    assert random2.get_title().endswith("; left out: random-8 1 failed; full 1 stopped early")
+    assert random2.get_title().endswith("\nleft out: random-8 1 failed; full 1 stopped early")
 
 
 def test_proxy_data_figure_and_table_give_one_correlation_over_grid_points(proxy_data: proxy_data_report.ProxyDataRecord) -> None:

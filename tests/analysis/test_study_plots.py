@@ -38,7 +38,7 @@ def test_proxy_vs_reference_with_failed_cells_and_intervals() -> None:
     assert axis.get_xlabel() == "full: external Dice, mean over 4 repeats"
     assert axis.get_ylabel() == "mi+labelcrop-8: external Dice, mean over 4 repeats"
     failed = sum(c.external_dice is None for c in proxy)
-    assert axis.get_title() == f"MI+Labelcrop, 8 cases\nper grid point (mean over repeats); error bars: std over repeats; left out: mi+labelcrop-8 {failed} without a Dice"
+    assert axis.get_title() == f"MI+Labelcrop, 8 cases\nper grid point (mean over repeats); error bars: std over repeats\nleft out: mi+labelcrop-8 {failed} without a Dice"
     # one point per grid point at the means over repeats (failed cells left out), the fit, and the three coefficients
     (points,) = [line for line in axis.get_lines() if line.get_marker() == "o"]
     for x, y, point in zip(points.get_xdata(), points.get_ydata(), sorted({c.point for c in reference}), strict=True):
@@ -66,7 +66,7 @@ def test_proxy_vs_reference_counts_stopped_cells_apart_from_failed_ones() -> Non
     missing = sum(c.external_dice is None for c in proxy)
     ends = {"mi+labelcrop-8": TrialCounts(n_trials=32, n_finished=32 - missing, n_failed=2, n_stopped=missing - 2), "full": TrialCounts(n_trials=32, n_finished=32)}
     (axis,) = plot_proxy_vs_reference(proxy, reference, left_out=ends).axes
-    assert axis.get_title().endswith(f"; left out: mi+labelcrop-8 2 failed, {missing - 2} stopped early")
+    assert axis.get_title().endswith(f"\nleft out: mi+labelcrop-8 2 failed, {missing - 2} stopped early")
 
 
 def test_proxy_vs_reference_refuses_empty_input() -> None:
@@ -129,15 +129,15 @@ def test_proxy_networks() -> None:
         assert pearson.n_points == len(both) and pearson.value == pytest.approx(stats.pearsonr(np.asarray(points.get_xdata(), float), np.asarray(points.get_ydata(), float))[0])
         failed = sum(c.internal_dice is None for c in cells)
         assert axis.get_title() == (
-            f"{label}: r = {pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}]\nover {len(both)} grid points; left out: {label} {failed} without a Dice"
+            f"{label}: r = {pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}] over {len(both)} grid points\nleft out: {failed} without a Dice"
         )
     # without the table's results the panel computes the same coefficient, without an interval
     (alone,) = plot_proxy_networks({"proxy-L4": arms["proxy-L4"]}, reference).axes
-    assert alone.get_title().startswith(f"proxy-L4: r = {table['proxy-L4']['pearson'].value:.2f}\nover {table['proxy-L4']['pearson'].n_points} grid points;")
+    assert alone.get_title().startswith(f"proxy-L4: r = {table['proxy-L4']['pearson'].value:.2f} over {table['proxy-L4']['pearson'].n_points} grid points\n")
     ends = {"proxy-L3": TrialCounts(n_trials=32, n_finished=28, n_failed=1, n_stopped=3)}
     (one,) = plot_proxy_networks({"proxy-L3": arm("proxy-L3", 0.1)}, reference, metric="external", left_out=ends).axes
     assert one.get_xlabel() == "full: external Dice, mean over 4 repeats"
-    assert one.get_title().endswith("; left out: proxy-L3 1 failed, 3 stopped early")
+    assert one.get_title().endswith("\nleft out: 1 failed, 3 stopped early")
 
 
 def test_proxy_networks_refuses_empty_input() -> None:

@@ -57,10 +57,13 @@ def _fit_line(axis: Any, x: Sequence[float], y: Sequence[float]) -> None:
         axis.plot(xs, slope * xs + intercept, color="k", lw=1, label=f"least-squares fit (slope {slope:.2f})")
 
 
-def _left_out_note(arms: Mapping[str, Sequence[GridCell]], metric: Metric, left_out: Mapping[str, TrialCounts] | None) -> str:
+def _left_out_note(
+    arms: Mapping[str, Sequence[GridCell]], metric: Metric, left_out: Mapping[str, TrialCounts] | None, *, lead: str = "; left out: ", named: bool = True
+) -> str:
     """``; left out: mi-8 2 failed, 1 stopped early`` for the arms with cells left out ('' when none is).
 
     An arm in ``left_out`` is told by how its trials ended; any other by its cells without the ``metric`` Dice.
+    ``lead`` starts the note; ``named=False`` leaves the arm's name out (a panel of its own).
     """
     parts = []
     for arm, cells in arms.items():
@@ -68,10 +71,10 @@ def _left_out_note(arms: Mapping[str, Sequence[GridCell]], metric: Metric, left_
             counts = left_out[arm]
             ends = [f"{n} {end}" for n, end in ((counts.n_failed, "failed"), (counts.n_stopped, "stopped early"), (counts.n_running, "running")) if n]
             if ends:
-                parts.append(f"{arm} {', '.join(ends)}")
+                parts.append(f"{arm} {', '.join(ends)}" if named else ", ".join(ends))
         elif missing := sum(cell.dice(metric) is None for cell in cells):
-            parts.append(f"{arm} {missing} without a Dice")
-    return "; left out: " + "; ".join(parts) if parts else ""
+            parts.append(f"{arm} {missing} without a Dice" if named else f"{missing} without a Dice")
+    return lead + "; ".join(parts) if parts else ""
 
 
 def _repeats(cells: Sequence[GridCell]) -> int:
@@ -149,7 +152,7 @@ def plot_proxy_vs_reference(
         if result is not None:
             interval = f" [{_number(result.low)}, {_number(result.high)}]" if result.low is not None else ""
             axis.plot([], [], " ", label=f"{_SYMBOLS[method]} = {_number(result.value)}{interval}")
-    note = _left_out_note({proxy_arm: proxy_cells, reference_arm: reference_cells}, metric, left_out)
+    note = _left_out_note({proxy_arm: proxy_cells, reference_arm: reference_cells}, metric, left_out, lead="\nleft out: ")
     axis.set(
         xlabel=f"{reference_arm}: {dice_name(metric)}, mean over {_repeats(reference_cells)} repeats",
         ylabel=f"{proxy_arm}: {dice_name(metric)}, mean over {_repeats(proxy_cells)} repeats",
@@ -280,7 +283,9 @@ def plot_proxy_networks(
         interval = f" [{_number(pearson.low)}, {_number(pearson.high)}]" if pearson.low is not None else ""
         axis.set(xlabel=f"{reference_arm}: {dice}, mean over {_repeats(reference_cells)} repeats", ylabel=f"{label}: {dice}, mean over {_repeats(cells)} repeats")
         axis.set_title(
-            f"{label}: r = {_number(pearson.value)}{interval}\nover {len(means.points)} grid points{_left_out_note({label: cells}, metric, left_out)}", fontsize=9
+            f"{label}: r = {_number(pearson.value)}{interval} over {len(means.points)} grid points"
+            + _left_out_note({label: cells}, metric, left_out, lead="\nleft out: ", named=False),
+            fontsize=9,
         )
     note = _left_out_note({reference_arm: reference_cells}, metric, left_out)
     drawn.suptitle(f"proxy networks vs {reference_arm}: {dice} per grid point, mean over repeats (error bars: std){note}", fontsize=10)
