@@ -301,7 +301,8 @@ def plot_hyperparameter_distance(
 
     One box and the individual distances (one dot per search, jittered sideways) per arm; distances
     come from :func:`~proxyhpo.analysis.statistics.relative_distance` (0 = the same setting, 1 =
-    opposite corners of the search space).
+    opposite corners of the search space). The paper plots a "relative distance" without giving its
+    formula; that one is ours.
 
     Args:
         distances: arm label -> the distances of that arm's searches (e.g. one per repeat); an arm with

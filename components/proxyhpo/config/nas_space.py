@@ -1,12 +1,14 @@
 """The NAS search space of the resource-optimised macro search (torch-free).
 
-The paper (``papers/resource-optimized-nas-3d-segmentation.md``, Table 1 and Fig. 2) searches one path
+The paper (``papers/resource-optimized-nas-3d-segmentation.md``, section 2.1, Table 1 and Fig. 2) searches one path
 through a U-Net supernet of 5 encoder stages (``enc1`` .. ``enc5``, ``enc5`` the bottleneck) and 4
 decoder stages (``dec4`` .. ``dec1``; decoder stage j works at encoder stage j's resolution). This is the
 schema of that search, and imports no torch:
 
 - :class:`NasSpaceConfig`: what a user writes (channels, dilation rates, activations, pooling types,
-  number of patch-size candidates), with the paper's defaults.
+  number of patch-size candidates). The paper's text gives the counts (three activation functions, two
+  pooling types, five patch candidates) and fixes encoder stage 1's dilation to 1; the activations,
+  pooling types, dilation rates and channels it does not name are ours.
 - :data:`DECISION_LAYOUT`: the decisions, in the controller's order, each with its kind and the part of
   the network it sets; declared once, here. Every other place (the resolved space's check, option
   resolution, the encoder/decoder :mod:`proxyhpo.networks.nas_encoding`) iterates it.
@@ -67,10 +69,12 @@ OPERATIONS: tuple[str, ...] = ("enc1", "enc2", "enc3", "enc4", "enc5", "dec4", "
 #: Candidate skip connections ``(encoder stage i, decoder stage j)``, i and j in 1..4, in decision order.
 SKIP_PAIRS: tuple[tuple[int, int], ...] = tuple((i, j) for j in (4, 3, 2, 1) for i in (1, 2, 3, 4))
 
-#: Activations the supernet implements (MONAI ``Act`` names; parameter-free, so switching costs nothing).
+#: Activations the supernet implements (MONAI ``Act`` names; parameter-free, so switching costs nothing). The paper
+#: searches "three activation functions" without naming them: these three are ours.
 ACTIVATIONS: tuple[str, ...] = ("relu", "leakyrelu", "elu")
 
-#: Pooling types (MONAI ``Pool`` names): max and average pooling.
+#: Pooling types (MONAI ``Pool`` names): max and average pooling. The paper searches "two pooling operation types"
+#: without naming them: these two are ours.
 POOLINGS: tuple[str, ...] = ("max", "avg")
 
 #: S^4 of eqs. (1) and (2): stride S = 2 over 4 poolings. Patch candidates are multiples of it.
@@ -215,14 +219,18 @@ def stride_options(smallest: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 class NasSpaceConfig(StrictModel):
-    """What a user writes about the NAS search space; the defaults are the paper's.
+    """What a user writes about the NAS search space.
 
     Attributes:
-        channels: output channels of encoder stages 1..5 (decoder stages 1..4 mirror stages 1..4).
+        channels: output channels of encoder stages 1..5 (decoder stages 1..4 mirror stages 1..4); ours:
+            the paper's text states no widths.
         dilations: dilation rates the controller chooses from for each searchable 3x3x3 convolution
-            (encoder stage 1's is fixed to 1).
-        activations: activation functions (one network-wide choice); see :data:`ACTIVATIONS`.
-        poolings: pooling types (one network-wide choice); see :data:`POOLINGS`.
+            (encoder stage 1's is fixed to 1, as the paper fixes it); the rates 1, 2, 3 are ours: the paper
+            says the controller selects the dilation rate but not from which rates.
+        activations: activation functions (one network-wide choice); see :data:`ACTIVATIONS` (the paper's
+            count, three; the functions are ours).
+        poolings: pooling types (one network-wide choice); see :data:`POOLINGS` (the paper's count, two;
+            the types are ours).
         patch_candidates: candidates per patch axis in eqs. (1)/(2) (the paper: 5).
 
     Example:

@@ -45,12 +45,13 @@ class NetworkConfig(StrictModel):
 
     @classmethod
     def full(cls, family: str = "unet") -> NetworkConfig:
-        """The paper's full model: 5 levels, channels 16 to 256, 2 residual convolutions."""
+        """The full model: the paper's 5 levels and "2 residual blocks per level" (MONAI's ``num_res_units=2``);
+        channels 16 to 256 are ours (the paper does not state the full model's first width, only that it doubles)."""
         return cls(family=family, kind="full", levels=5, base_channels=16, num_res_units=2)
 
     @classmethod
     def proxy(cls, levels: int = 3, family: str = "unet") -> NetworkConfig:
-        """A proxy network: 4 base channels, 1 residual convolution, ``levels`` in 3..5."""
+        """A proxy network as the paper's: 4 base channels, 1 residual unit, ``levels`` in 3..5 (the paper: 5, 4 and 3)."""
         return cls(family=family, kind="proxy", levels=levels, base_channels=4, num_res_units=1)
 
     @property

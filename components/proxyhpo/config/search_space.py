@@ -237,7 +237,11 @@ class SearchSpace(RootModel[dict[str, Distribution]]):
 
 
 def default_search_space() -> SearchSpace:
-    """The paper's search space: learning rate (log scale), optimiser, probability of a random intensity shift.
+    """The default search space: learning rate (log scale), optimiser, probability of a random intensity shift.
+
+    The paper's RL search estimates the learning rate and the intensity-shift probability only (section 4.2:
+    "Learning rate and the probability for the augmentation of a random shift in intensity are estimated via
+    AutoML"); the optimiser (the four of the paper's grid) and the ranges are ours.
 
     Returns:
         ``lr`` log-uniform on [1e-4, 1e-2]; ``optimizer`` one of adam, rmsprop, adamax, novograd;

@@ -204,7 +204,8 @@ class ReinforceController:
     """Proposes hyper-parameters in rounds and learns from their validation Dice with REINFORCE.
 
     Args:
-        search_space: what to search; the paper's (lr, optimizer, intensity_shift_prob) when None.
+        search_space: what to search; :func:`~proxyhpo.config.default_search_space` when None (lr,
+            optimizer, intensity_shift_prob: the paper searches lr and intensity_shift_prob; the optimiser is ours).
             A mapping is validated as a :class:`SearchSpace`.
         config: the settings; or give them as keyword ``options`` (``seed=3, lr=0.02``), not both.
 

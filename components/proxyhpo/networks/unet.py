@@ -1,8 +1,9 @@
 """MONAI's residual U-Net, the paper's network family: the full U-Net and its proxies.
 
-The full network is the paper's 5-level residual U-Net (channels 16, 32, 64, 128, 256, two
-convolutions per residual unit). A proxy network shrinks it: 4 channels in the first level (doubling
-per level), one convolution per residual unit, and 5, 4 or 3 levels. Both are MONAI
+The full network is the paper's 5-level residual U-Net with "2 residual blocks per level" (MONAI's
+``num_res_units=2``: two convolutions per residual unit); its channels 16, 32, 64, 128, 256 are ours, since
+the paper does not state the full model's first width. A proxy network shrinks it as the paper does: 4
+channels in the first level (doubling per level), one residual unit, and 5, 4 or 3 levels. Both are MONAI
 :class:`~monai.networks.nets.UNet` instances.
 
 Normalisation is instance norm (MONAI's default for ``UNet``). It keeps no running statistics, so a
@@ -22,7 +23,7 @@ __all__ = ["ResidualUNet", "count_parameters"]
 
 
 class ResidualUNet(NetworkFamily):
-    """MONAI's residual U-Net, as in the paper.
+    """MONAI's residual U-Net, the paper's family (instance norm and PReLU are MONAI's defaults, not the paper's).
 
     ``channels`` double from ``base_channels`` over ``levels`` levels, strides are 2, and each level has a
     residual unit of ``num_res_units`` convolutions, with instance norm and PReLU (MONAI's defaults).
