@@ -5,11 +5,11 @@ Measured in one run, on the same machine:
 1. Packing: trial-steps per second of K proxy U-Nets trained as one batched model
    (:class:`proxyhpo.training.ModelPack`, K = 4, 16) against the same K models stepped one after another
    (K = 1 packs), for proxy networks of 3 and 5 levels. On a CPU at a reduced patch (32³, 2 patches per
-   step, labelled); on a GPU, when one is at hand, at the paper's 96³ with batch 2.
+   step, labelled); on a GPU, when one is at hand, at the paper's 96³ with batch 2 (the batch is ours: the paper states none).
 2. End to end: ``run_trials`` on synthetic volumes, 4 trials packed against the same 4 one by one:
    device seconds per trial and the fraction of step time spent waiting for data.
 3. Full versus proxy network: step time and peak memory at the paper's patch sizes (96³ spleen,
-   128×128×48 prostate, batch 2): on a GPU with peak allocated memory; on the CPU with each network in
+   128×128×48 prostate; batch 2, ours): on a GPU with peak allocated memory; on the CPU with each network in
    its own process for its peak resident memory (and at a reduced 48³ patch in-process, labelled).
 
 Usage: ``python bench/bench_training.py [--quick] [--out bench/results/training.json]``

@@ -1,4 +1,4 @@
-"""Search space: the paper's default, YAML declaration, validation messages that name the hyper-parameter."""
+"""Search space: the default (the paper's lr and shift probability, our optimiser), YAML declaration, validation messages that name the hyper-parameter."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ search_space:
 """
 
 
-def test_default_is_the_papers_space() -> None:
+def test_default_space_is_the_papers_lr_and_shift_with_our_optimiser() -> None:
     space = default_search_space()
     assert space.names == ("lr", "optimizer", "intensity_shift_prob")
     assert space["lr"] == LogUniform(low=1e-4, high=1e-2)
