@@ -13,7 +13,7 @@ from proxyhpo.catalogue import shipped_study
 from proxyhpo.compile import compile_study
 from proxyhpo.study import check_trust
 
-LRS = (0.01, 0.003, 0.001, 0.0003)
+LRS = (0.01, 0.006, 0.003, 0.001, 0.0006, 0.0003)  # six points: the fewest on which spearman >= 0.5 at 95% can pass
 
 
 def _study(threshold: float = 0.5, metric: str = "spearman") -> StudyConfig:
@@ -25,7 +25,7 @@ def _study(threshold: float = 0.5, metric: str = "spearman") -> StudyConfig:
 def _results(tmp_path: Path, proxy_dice: list[float | None]) -> list[Path]:
     """Two repeats of both arms; the reference's Dice falls with the learning rate, the proxy's is given per point."""
     files = []
-    for arm, dice in (("full", [0.8, 0.7, 0.6, 0.5]), ("proxy", proxy_dice)):
+    for arm, dice in (("full", [0.8, 0.7, 0.6, 0.5, 0.4, 0.3]), ("proxy", proxy_dice)):
         for repeat in range(2):
             results = []
             for index, (lr, value) in enumerate(zip(LRS, dice, strict=True)):
@@ -46,20 +46,26 @@ def _results(tmp_path: Path, proxy_dice: list[float | None]) -> list[Path]:
 
 
 def test_a_trusted_proxy_lets_the_search_start(tmp_path: Path) -> None:
-    verdict = check_trust(_study(), _results(tmp_path, [0.5, 0.45, 0.3, 0.2]))
+    verdict = check_trust(_study(), _results(tmp_path, [0.5, 0.45, 0.3, 0.2, 0.15, 0.1]))
     assert verdict.passed is True and verdict.value == pytest.approx(1.0)
     assert verdict.message.startswith("proxy trusted: spearman 1.00")
 
 
 def test_an_untrusted_proxy_stops_the_search(tmp_path: Path) -> None:
     with pytest.raises(TrialError, match=r"the search stops before it starts: proxy not trusted: spearman -1.00 .* < 0.5"):
-        check_trust(_study(), _results(tmp_path, [0.2, 0.3, 0.45, 0.5]))
+        check_trust(_study(), _results(tmp_path, [0.1, 0.15, 0.2, 0.3, 0.45, 0.5]))
+
+
+def test_a_high_coefficient_whose_bound_misses_the_threshold_stops_the_search(tmp_path: Path) -> None:
+    # rho = 0.89 >= 0.5 (trusted by the point estimate), but its one-sided 95% interval over six points reaches down to 0.27
+    with pytest.raises(TrialError, match=r"proxy not trusted: spearman 0.89 over 6 grid points, one-sided 95% interval \[0.27, 1\] < 0.5"):
+        check_trust(_study(), _results(tmp_path, [0.45, 0.5, 0.3, 0.2, 0.1, 0.15]))
 
 
 def test_an_undecided_verdict_stops_the_search(tmp_path: Path) -> None:
     # every proxy trial failed: no correlation, no trust
     with pytest.raises(TrialError, match="proxy trust undecided"):
-        check_trust(_study(), _results(tmp_path, [None, None, None, None]))
+        check_trust(_study(), _results(tmp_path, [None] * 6))
 
 
 def test_the_gate_is_compiled_only_when_asked_for(tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_proxy_net_study(store: str, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ the trust check
 
-LRS = (0.001, 0.0006, 0.0004, 0.0001)
+LRS = (0.002, 0.001, 0.0006, 0.0004, 0.0002, 0.0001)  # six: the fewest on which spearman >= 0.5 at 95% can pass
 
 
 def _trust_study(name: str, dice: str) -> tuple[StudyConfig, list[str]]:
@@ -338,38 +338,41 @@ def _log_trust(store: str, study: StudyConfig, points: list[str], proxy_dice: li
         plan.append(_cell("trust", "full", repeat, NetworkConfig.full(), N_CASES))
         plan.append(_cell("trust", "proxy", repeat, NetworkConfig.proxy(3), 8, 36.0, "cpu"))
         for i, point in enumerate(points):
-            trials.append(_trial("full", repeat, point, (0.8, 0.7, 0.6, 0.5)[i] + 0.01 * repeat, None, 0.0, 0.01))
+            trials.append(_trial("full", repeat, point, (0.8, 0.7, 0.6, 0.5, 0.4, 0.3)[i] + 0.01 * repeat, None, 0.0, 0.01))
             trials.append(_trial("proxy", repeat, point, proxy_dice[i] + 0.01 * repeat, None, 0.0, 0.001))
     return _log_study(store, study, "trust", plan, trials)
 
 
 def test_trust_passes(store: str, tmp_path: Path) -> None:
     study, points = _trust_study("trust-pass", "internal")
-    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3])
+    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3, 0.25, 0.2])
     report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
     verdict = report.verdict
     assert verdict is not None and verdict.passed is True
     assert (verdict.metric, verdict.dice, verdict.threshold) == ("spearman", "internal", 0.5)
     assert verdict.value == pytest.approx(1.0) and verdict.low is not None and verdict.high is not None
-    assert verdict.message.startswith("proxy trusted: spearman 1.00 [") and "over 4 grid points >= 0.5" in verdict.message
+    assert verdict.lower == pytest.approx(0.746, abs=1e-3) and verdict.confidence == 0.95
+    assert verdict.message == "proxy trusted: spearman 1.00 over 6 grid points, one-sided 95% interval [0.75, 1] >= 0.5 (validation Dice of each setting)"
     assert "\n" not in verdict.message
     metrics = tracking.client(store).get_run(parent).data.metrics
     assert metrics["trust_passed"] == 1 and metrics["trust_value"] == pytest.approx(1.0) and metrics["spearman_rho"] == pytest.approx(1.0)
+    assert metrics["trust_lower_bound"] == pytest.approx(verdict.lower) and metrics["trust_confidence"] == 0.95
     assert metrics["spearman_rho.proxy"] == pytest.approx(1.0)
-    # selection: 36 s per search = 0.01 h on top of 4 x 0.001 h of trials
-    assert metrics["speedup_vs_full"] == pytest.approx(0.04 / (0.004 + 0.01))
+    # selection: 36 s per search = 0.01 h on top of 6 x 0.001 h of trials
+    assert metrics["speedup_vs_full"] == pytest.approx(0.06 / (0.006 + 0.01))
     assert f"**Verdict: {verdict.message}.**" in report.markdown
     assert "trust_proxy_vs_full" in report.plots
 
 
 def test_trust_fails_and_falls_back_to_internal_dice(store: str, tmp_path: Path) -> None:
     study, points = _trust_study("trust-fail", "external")  # asked for external Dice, but none is logged
-    parent = _log_trust(store, study, points, [0.3, 0.5, 0.55, 0.6])  # ranks the grid the other way round
+    parent = _log_trust(store, study, points, [0.2, 0.25, 0.3, 0.5, 0.55, 0.6])  # ranks the grid the other way round
     report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
     verdict = report.verdict
     assert verdict is not None and verdict.passed is False and verdict.dice == "internal"
-    assert verdict.over.startswith("internal Dice (external was asked, but the study logged no external Dice); 4 grid points")
-    assert verdict.message.startswith("proxy not trusted: spearman -1.00 [") and "< 0.5 (internal Dice)" in verdict.message
+    assert verdict.over.startswith("validation Dice of each setting (external was asked, but the study logged no external Dice); 6 grid points")
+    assert verdict.message.startswith("proxy not trusted: spearman -1.00 over 6 grid points, one-sided 95% interval [-")
+    assert verdict.message.endswith("< 0.5 (validation Dice of each setting)")
     run = tracking.client(store).get_run(parent)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["trust_passed"] == 0 and run.data.metrics["trust_value"] == pytest.approx(-1.0)
@@ -377,10 +380,10 @@ def test_trust_fails_and_falls_back_to_internal_dice(store: str, tmp_path: Path)
 
 def test_trust_undecided_when_the_proxy_is_flat(store: str, tmp_path: Path) -> None:
     study, points = _trust_study("trust-flat", "internal")
-    parent = _log_trust(store, study, points, [0.5, 0.5, 0.5, 0.5])
+    parent = _log_trust(store, study, points, [0.5] * 6)
     report = build_study_report(parent, tmp_path, tracking_uri=store)
     assert report.verdict is not None and report.verdict.passed is None and report.verdict.value is None
-    assert report.verdict.message.startswith("proxy trust undecided: spearman over 4 grid points (internal Dice) is undefined")
+    assert report.verdict.message.startswith("proxy trust undecided: spearman over 6 grid points (validation Dice of each setting) is undefined")
     assert "trust_passed" not in report.metrics and "trust_value" not in report.metrics and "spearman_rho" not in report.metrics
 
 
@@ -420,19 +423,18 @@ def test_a_retried_cell_keeps_its_finished_run_and_running_trials_are_not_failur
     plan = [_cell("trust", arm, 0, NetworkConfig.full(), N_CASES) for arm in ("full", "proxy")]
     trials = [_trial("full", 0, p, 0.8 - 0.1 * i, None, 0.0, 0.01) for i, p in enumerate(points)]
     trials += [_trial("proxy", 0, points[0], None, None, 0.0, 0.001, failed=True)]  # the first attempt failed ...
-    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:3])]  # ... its retry finished
+    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:5])]  # ... its retry finished
     parent = _log_study(store, study, "trust", plan, trials)
     client = tracking.client(store)
-    tags = {names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.ARM_TAG: "proxy", names.REPEAT_TAG: "0", names.POINT_TAG: points[3]}
+    tags = {names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.ARM_TAG: "proxy", names.REPEAT_TAG: "0", names.POINT_TAG: points[5]}
     client.create_run(client.get_run(parent).info.experiment_id, tags=tags)  # still running
     cells = collect_cells(parent, tracking_uri=store)
-    assert [(c.point, c.internal_dice) for c in cells["proxy"]] == sorted(
-        [(points[0], pytest.approx(0.7)), (points[1], pytest.approx(0.6)), (points[2], pytest.approx(0.5)), (points[3], None)]
-    )
+    assert {c.point: c.internal_dice for c in cells["proxy"]} == {p: pytest.approx(0.7 - 0.1 * i) for i, p in enumerate(points[:5])} | {points[5]: None}
     report = build_study_report(parent, tmp_path, tracking_uri=store)
-    assert "8 trials, 0 failed, 1 still running" in report.markdown
-    assert report.metrics["n_trials"] == 8 and report.metrics["n_failed_trials"] == 0
-    assert report.verdict is not None and report.verdict.passed is True and "over 3 grid points" in report.verdict.message
+    assert "12 trials, 0 failed, 1 still running" in report.markdown
+    assert report.metrics["n_trials"] == 12 and report.metrics["n_failed_trials"] == 0
+    # a perfect ranking of the 5 finished points has a 95% lower bound of 0.41: not enough for 0.5
+    assert report.verdict is not None and report.verdict.passed is False and "over 5 grid points" in report.verdict.message
 
 
 # ------------------------------------------------------------------------------------------ the records and what render draws
@@ -476,13 +478,13 @@ def test_the_trust_record_and_its_scatter(store: str) -> None:
     from proxyhpo.analysis import trust_report
 
     study, points = _trust_study("trust-record", "internal")
-    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3])
+    parent = _log_trust(store, study, points, [0.6, 0.55, 0.5, 0.3, 0.25, 0.2])
     record = trust_report.collect(parent, tracking_uri=store)
     assert isinstance(record, trust_report.TrustRecord)
     assert record.verdict.passed is True and record.metrics["trust_threshold"] == 0.5 and record.point == points[0]
-    assert record.costs["proxy"].selection_hours == pytest.approx(0.01) and record.costs["proxy"].hours == pytest.approx(0.014)
+    assert record.costs["proxy"].selection_hours == pytest.approx(0.01) and record.costs["proxy"].hours == pytest.approx(0.016)
     (axis,) = trust_report.render(record).figures["trust_proxy_vs_full"].axes
-    assert axis.get_title().startswith("trust check: proxy trusted\n(spearman >= 0.5 needed)")
+    assert axis.get_title().startswith("trust check: proxy trusted\n(spearman's 95% lower bound >= 0.5 needed)")
     assert (axis.get_xlabel(), axis.get_ylabel()) == ("full: validation Dice, mean over 2 repeats", "proxy: validation Dice, mean over 2 repeats")
 
 
@@ -490,13 +492,13 @@ def test_a_stopped_trial_of_a_grid_study_is_counted_stopped_not_failed(store: st
     study, points = _trust_study("trust-stopped", "internal")
     plan = [_cell("trust", arm, 0, NetworkConfig.full(), N_CASES) for arm in ("full", "proxy")]
     trials = [_trial("full", 0, p, 0.8 - 0.1 * i, None, 0.0, 0.01) for i, p in enumerate(points)]
-    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:3])]
-    trials += [_trial("proxy", 0, points[3], 0.9, None, 0.0, 0.001, stopped=True)]  # its early Dice is no final one
+    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:5])]
+    trials += [_trial("proxy", 0, points[5], 0.9, None, 0.0, 0.001, stopped=True)]  # its early Dice is no final one
     parent = _log_study(store, study, "trust", plan, trials)
     cells = collect_cells(parent, tracking_uri=store)
-    assert next(c for c in cells["proxy"] if c.point == points[3]).internal_dice is None
+    assert next(c for c in cells["proxy"] if c.point == points[5]).internal_dice is None
     report = build_study_report(parent, tmp_path, tracking_uri=store)
-    assert "8 trials, 0 failed, 1 stopped early (failed, stopped and unfinished trials are left out" in report.markdown
-    assert "| trials | failed | stopped early |" in report.markdown and "| 4 | 0 | 1 |" in report.markdown
+    assert "12 trials, 0 failed, 1 stopped early (failed, stopped and unfinished trials are left out" in report.markdown
+    assert "| trials | failed | stopped early |" in report.markdown and "| 6 | 0 | 1 |" in report.markdown
     assert report.metrics["n_failed_trials"] == 0 and report.metrics["n_stopped_trials"] == 1
-    assert report.verdict is not None and "over 3 grid points" in report.verdict.message
+    assert report.verdict is not None and "over 5 grid points" in report.verdict.message

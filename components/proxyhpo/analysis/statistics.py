@@ -23,6 +23,7 @@ from pydantic import Field
 from scipy import stats
 
 from proxyhpo.config import Categorical, SearchSpace, StrictModel
+from proxyhpo.trust_bound import MIN_BOUND_POINTS, correlation_lower_bound, false_trust_rate, smallest_trust_grid
 
 __all__ = [
     "Metric",
@@ -33,6 +34,10 @@ __all__ = [
     "TableRow",
     "correlations",
     "correlation_metrics",
+    "MIN_BOUND_POINTS",
+    "correlation_lower_bound",
+    "false_trust_rate",
+    "smallest_trust_grid",
     "mean_std",
     "best_point",
     "table_at_point",

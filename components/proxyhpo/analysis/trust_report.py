@@ -5,9 +5,15 @@ correlation with ``full`` by ``studies.trust``'s coefficient and Dice, the :clas
 Dice at the reference's best grid point, the cost); :func:`render` turns it into Markdown, metrics and
 the scatter plot. :func:`trust_verdict` gives the verdict from cells alone (the HPO pipeline's gate).
 
+The verdict compares the lower bound of the coefficient's one-sided interval, at ``studies.trust.confidence``,
+with ``studies.trust.threshold`` (:func:`~proxyhpo.trust_bound.correlation_lower_bound`), never the
+coefficient itself: on a small grid a coefficient of 0.5 or more is common by chance. The Dice correlated is
+each setting's validation Dice (``internal``: the trial's own validation cases, what a search optimises) or
+the external set's (``external``); the message says which.
+
 Example:
     >>> collect(parent_run_id).verdict.message  # doctest: +SKIP
-    'proxy trusted: spearman 0.90 [0.70, 1.00] over 4 grid points >= 0.5 (internal Dice)'
+    'proxy trusted: spearman 0.94 over 6 grid points, one-sided 95% interval [0.55, 1] >= 0.5 (validation Dice of each setting)'
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from proxyhpo.analysis.study_plots import plot_proxy_vs_reference
 from proxyhpo.config import StrictModel, StudyConfig
 from proxyhpo.registry import STUDY_PIPELINES
 from proxyhpo.tracking import names
+from proxyhpo.trust_bound import MIN_BOUND_POINTS, correlation_lower_bound
 
 __all__ = ["KIND", "TRUST_PROXY", "TrustRecord", "TrustVerdict", "collect", "render", "trust_verdict"]
 
@@ -33,6 +40,8 @@ KIND = STUDY_PIPELINES.check("trust")
 TITLE = "Trust check"
 #: The proxy arm of the trust check.
 TRUST_PROXY = "proxy"
+#: What each Dice of a trust cell is measured on, as the verdict names it.
+DICE_SETS = {"internal": "validation Dice of each setting", "external": "external Dice of each setting"}
 
 
 class TrustVerdict(StrictModel):
@@ -40,19 +49,28 @@ class TrustVerdict(StrictModel):
 
     Attributes:
         metric: the coefficient used (``studies.trust.metric``).
-        dice: the Dice actually correlated (``internal`` when ``external`` was asked but none was logged).
-        value, low, high: the coefficient and its bootstrap interval; None when undefined.
-        threshold: the value the proxy had to reach (``studies.trust.threshold``).
-        passed: ``value >= threshold``; None when the coefficient is undefined.
+        dice: the Dice actually correlated (``internal``, each setting's validation Dice, when ``external``
+            was asked but none was logged).
+        value: the coefficient over the grid points' mean Dice; None when undefined.
+        lower: the lower bound of its one-sided ``confidence`` interval over the grid points (Fisher z,
+            Bonett-Wright); what the verdict compares. None when undefined or too few points finished.
+        confidence: the one-sided interval's confidence (``studies.trust.confidence``).
+        low, high: the report's two-sided bootstrap interval over repeats (descriptive, not the verdict's).
+        n_points: grid points finished in both arms.
+        threshold: the bound the proxy had to reach (``studies.trust.threshold``).
+        passed: ``lower >= threshold``; None when the bound is undefined.
         over: what the coefficient is computed over (and any fallback of the Dice).
-        message: the verdict in one line.
+        message: the verdict in one line: coefficient, interval, confidence, threshold, the Dice's set.
     """
 
     metric: Method
     dice: Metric
     value: float | None
+    lower: float | None
+    confidence: float
     low: float | None
     high: float | None
+    n_points: int
     threshold: float
     passed: bool | None
     over: str
@@ -71,7 +89,8 @@ class TrustRecord(StrictModel):
         point: ``full``'s best grid point by the verdict's Dice; None when no reference trial finished.
         table: the Dice of every arm at ``point``.
         fractions: arm -> its share of the data.
-        metrics: the parent run's metrics (``trust_passed``, ``trust_value``, ``trust_threshold`` among them).
+        metrics: the parent run's metrics (``trust_passed``, ``trust_value``, ``trust_lower_bound``,
+            ``trust_threshold``, ``trust_confidence`` among them).
     """
 
     run: GridRun
@@ -89,20 +108,31 @@ class TrustRecord(StrictModel):
 def _verdict(config: Any, correlation: Mapping[str, Correlation] | None, dice: Metric, note: str, problem: str | None) -> TrustVerdict:
     """The trust check's verdict from the proxy's correlations (None when the arms lack trials: ``problem`` says why)."""
     method: Method = config.metric
+    confidence = float(config.confidence)
     result = correlation.get(method) if correlation else None
     value = result.value if result else None
+    n_points = result.n_points if result else 0
     low, high = (result.low, result.high) if result else (None, None)
+    lower = correlation_lower_bound(method, value, n_points, confidence) if value is not None else None
     over = note + (result.over if result else (problem or "no trials"))
-    passed = None if value is None else value >= config.threshold
-    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
-    points = f"over {result.n_points} grid point{'s' if result.n_points != 1 else ''}" if result else "over no grid point"
+    passed = None if lower is None else lower >= config.threshold
+    points = f"over {n_points} grid point{'s' if n_points != 1 else ''}"
+    level = f"{confidence * 100:g}%"
     if passed is None:
+        if problem is None and value is not None:
+            problem = f"too few for a {level} bound ({MIN_BOUND_POINTS[method]} needed)"
         reason = problem or (result.over.split("; ", 1)[1] if result and "; " in result.over else "undefined")
-        message = f"proxy trust undecided: {method} {points} ({dice} Dice) is {reason}"
+        message = f"proxy trust undecided: {method} {points} ({DICE_SETS[dice]}) is {reason}"
     else:
         verb, sign = ("proxy trusted", ">=") if passed else ("proxy not trusted", "<")
-        message = f"{verb}: {method} {value:.2f}{interval} {points} {sign} {config.threshold:g} ({dice} Dice)"
-    return TrustVerdict(metric=method, dice=dice, value=value, low=low, high=high, threshold=config.threshold, passed=passed, over=over, message=message)
+        message = (
+            f"{verb}: {method} {value:.2f} {points}, one-sided {level} interval [{lower:.2f}, 1] {sign} {config.threshold:g} "
+            f"({DICE_SETS[dice]})"
+        )
+    return TrustVerdict(
+        metric=method, dice=dice, value=value, lower=lower, confidence=confidence, low=low, high=high, n_points=n_points,
+        threshold=config.threshold, passed=passed, over=over, message=message,
+    )
 
 
 def _trust_check(study: StudyConfig, cells: Mapping[str, Sequence[GridCell]]) -> tuple[TrustVerdict, dict[str, Correlation] | None]:
@@ -112,7 +142,7 @@ def _trust_check(study: StudyConfig, cells: Mapping[str, Sequence[GridCell]]) ->
     dice: Metric = config.dice
     note = ""
     if dice == "external" and not (_grid.has_dice(reference, "external") and _grid.has_dice(proxy, "external")):
-        dice, note = "internal", "internal Dice (external was asked, but the study logged no external Dice); "
+        dice, note = "internal", "validation Dice of each setting (external was asked, but the study logged no external Dice); "
     problem = None if proxy and reference else f"no trials in the {'proxy' if not proxy else REFERENCE} arm"
     correlation = _grid.correlate(proxy, reference, dice) if problem is None else None
     return _verdict(config, correlation, dice, note, problem), correlation
@@ -121,9 +151,11 @@ def _trust_check(study: StudyConfig, cells: Mapping[str, Sequence[GridCell]]) ->
 def trust_verdict(study: StudyConfig, cells: Mapping[str, Sequence[GridCell]]) -> TrustVerdict:
     """The trust check's verdict on a study's calibration cells (arms ``full`` and ``proxy``), by ``studies.trust``.
 
-    External Dice is used when asked for and logged by both arms, internal Dice otherwise (and ``over``
-    says so). The verdict is undecided (``passed`` None) when an arm has no trial or the correlation is
-    undefined.
+    External Dice is used when asked for and logged by both arms, each setting's validation Dice
+    (``internal``) otherwise (and ``over`` says so). The proxy is trusted when the lower bound of the
+    coefficient's one-sided ``studies.trust.confidence`` interval reaches ``studies.trust.threshold``. The
+    verdict is undecided (``passed`` None) when an arm has no trial, the correlation is undefined, or too
+    few grid points finished for a bound.
     """
     return _trust_check(study, cells)[0]
 
@@ -159,7 +191,10 @@ def compute(run: GridRun) -> TrustRecord:
         metrics[names.TRUST_PASSED] = 1.0 if verdict.passed else 0.0
     if verdict.value is not None:
         metrics[names.TRUST_VALUE] = verdict.value
+    if verdict.lower is not None:
+        metrics[names.TRUST_LOWER_BOUND] = verdict.lower
     metrics[names.TRUST_THRESHOLD] = float(config.threshold)
+    metrics[names.TRUST_CONFIDENCE] = verdict.confidence
     point = best_point(reference, verdict.dice) if reference else None
     table = _grid.table_rows({arm: arm for arm in arms}, cells, point) if point is not None else ()
     return TrustRecord(
@@ -178,7 +213,10 @@ def render(record: TrustRecord) -> Rendered:
     lines += [
         f"**Verdict: {verdict.message}.**",
         "",
-        f"The verdict asks {verdict.metric}'s coefficient of {verdict.dice} Dice to reach {config.threshold:g}; computed over {verdict.over}.",
+        f"The verdict asks the lower bound of {verdict.metric}'s one-sided {verdict.confidence * 100:g}% interval (Fisher z, Bonett-Wright "
+        f"standard error, over the grid points) to reach {config.threshold:g}, not the coefficient itself; the Dice correlated is the "
+        f"{DICE_SETS[verdict.dice]}, computed over {verdict.over}. The bootstrap intervals below are over repeats and describe the "
+        "coefficient; they are not the verdict's.",
         "",
         "## What was run",
         "",
@@ -205,7 +243,7 @@ def render(record: TrustRecord) -> Rendered:
         name = "trust_proxy_vs_full"
         figures[name] = plot_proxy_vs_reference(
             list(cells[TRUST_PROXY]), list(cells[REFERENCE]), metric=dice,
-            title=f"trust check: {verdict.message.split(':', 1)[0]}\n({verdict.metric} >= {config.threshold:g} needed)",
+            title=f"trust check: {verdict.message.split(':', 1)[0]}\n({verdict.metric}'s {verdict.confidence * 100:g}% lower bound >= {config.threshold:g} needed)",
             correlation=record.correlations[TRUST_PROXY],
         )
         captions[name] = f"the proxy's {dice} Dice against the reference's per grid point, with the least-squares line."

@@ -13,7 +13,7 @@ import itertools
 import zlib
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.network import NetworkConfig
@@ -200,27 +200,55 @@ class TrustConfig(StrictModel):
     """The trust check (``proxyhpo trust``): before a heavy search, does the proxy rank a small grid like the full setting?
 
     The proxy setting is the study's own (``selection`` and ``training.network``); the reference is all
-    data with the full network. Both train ``grid`` over ``repeats``.
+    data with the full network. Both train ``grid`` over ``repeats``; the coefficient correlates the two
+    arms' mean Dice per grid point. The proxy is trusted only when the lower bound of the coefficient's
+    one-sided ``confidence`` interval (Fisher's z, Bonett-Wright standard error:
+    :func:`proxyhpo.trust_bound.correlation_lower_bound`) reaches ``threshold``, not the coefficient itself.
 
     Attributes:
-        grid: the calibration grid; ours: four learning rates, the searched hyper-parameter that moves Dice most.
         repeats: repeats of each setting.
         metric: the rank correlation the verdict uses; Spearman by default (ranking is what a search needs).
-        dice: which Dice is correlated: ``internal`` (each setting's own validation, what the search
+        dice: which Dice is correlated: ``internal`` (each setting's own validation Dice, what the search
             optimises) or ``external`` (the external set, when the study has one).
-        threshold: the correlation the proxy must reach to be trusted.
+        threshold: the lower bound the proxy must reach to be trusted.
+        confidence: the one-sided interval's confidence (0.95: the bound is rho's 5th percentile).
+        grid: the calibration grid; ours: six learning rates, the searched hyper-parameter that moves Dice
+            most. It must be large enough that a proxy unrelated to the full setting is trusted at most 5%
+            of the time (:func:`proxyhpo.trust_bound.false_trust_rate`, exact) and a perfect ranking is
+            trusted: six points at threshold 0.5 and confidence 0.95 (declared last: its check reads the
+            other keys).
     """
 
-    grid: Grid = Field(default_factory=lambda: {"lr": (0.001, 0.0006, 0.0004, 0.0001)})
     repeats: int = Field(2, ge=1)
     metric: Literal["pearson", "spearman", "kendall"] = "spearman"
     dice: Literal["internal", "external"] = "internal"
     threshold: float = Field(0.5, ge=-1.0, le=1.0)
+    confidence: float = Field(0.95, ge=0.5, lt=1.0)
+    grid: Grid = Field(default_factory=lambda: {"lr": (0.002, 0.001, 0.0006, 0.0004, 0.0002, 0.0001)}, validate_default=True)
 
     @field_validator("grid")
     @classmethod
-    def _valid_grid(cls, grid: Grid) -> Grid:
-        return _check_grid(grid)
+    def _valid_grid(cls, grid: Grid, info: ValidationInfo) -> Grid:
+        grid = _check_grid(grid)
+        if not {"metric", "threshold", "confidence"} <= set(info.data):
+            return grid  # another key is invalid and is reported instead
+        from proxyhpo.trust_bound import MAX_FALSE_TRUST, correlation_lower_bound, false_trust_rate, smallest_trust_grid
+
+        metric, threshold, confidence = info.data["metric"], info.data["threshold"], info.data["confidence"]
+        n_points = len(grid_points(grid))
+        perfect = correlation_lower_bound(metric, 1.0, n_points, confidence)
+        chance = false_trust_rate(metric, n_points, threshold, confidence)
+        if perfect is not None and perfect >= threshold and chance <= MAX_FALSE_TRUST:
+            return grid
+        setting = f"{metric}'s {confidence:g} lower bound >= {threshold:g}"
+        if perfect is None or perfect < threshold:
+            reached = f"{perfect:.2f}" if perfect is not None else "none"
+            problem = f"{n_points} grid points are too few for {setting}: even a perfect ranking has a lower bound of {reached}"
+        else:
+            problem = f"on {n_points} grid points, {setting} trusts a proxy unrelated to the full setting {chance:.1%} of the time (at most {MAX_FALSE_TRUST:.0%})"
+        needed = smallest_trust_grid(metric, threshold, confidence)
+        fix = f"list at least {needed} grid points, or lower studies.trust.threshold" if needed else "raise studies.trust.threshold (chance reaches it on any grid)"
+        raise ValueError(f"{problem}; {fix}")
 
 
 ArmName = Literal[

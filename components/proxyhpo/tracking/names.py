@@ -187,6 +187,9 @@ SELECTION_HOURS = "selection_hours"
 TRUST_PASSED = "trust_passed"
 TRUST_VALUE = "trust_value"
 TRUST_THRESHOLD = "trust_threshold"
+#: the lower bound of the trust coefficient's one-sided interval (what the verdict compares), and its confidence
+TRUST_LOWER_BOUND = "trust_lower_bound"
+TRUST_CONFIDENCE = "trust_confidence"
 #: a NAS study's proxy arm against the all-data arm
 PROXY_SPEEDUP = "proxy_speedup"
 PROXY_CV_DICE_CHANGE = "proxy_cv_dice_change"
