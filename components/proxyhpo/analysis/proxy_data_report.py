@@ -173,7 +173,7 @@ def render(record: ProxyDataRecord) -> Rendered:
         f"- Dice correlated: **{dice}**"
         + (" (the external test set, as in the paper's Fig. 2)." if metric == "external" else " (no external Dice was logged: each trial's own validation cases)."),
         "- Correlation: one per arm, over grid points: each arm's Dice at a grid point averaged over its repeats, the table's and Fig. 2's "
-        "alike (the paper's coefficient is Pearson's r).",
+        "alike (the paper's coefficient is Pearson's r; the unit is ours: the paper does not say whether its dots are means).",
         "",
         *_grid.arms_table(record.arms, record.labels, run),
         "",

@@ -121,7 +121,7 @@ def render(record: ProxyNetRecord) -> Rendered:
         f"- Repeats: {config.repeats} per network (random splits of all cases, each with its own initialisation); grid: {_grid.grid_sentence(study.studies.grid)}.",
         "- Dice correlated: **validation Dice**, on each repeat's validation cases (the paper's Fig. 3 correlates \"internal validation\" Dice).",
         "- Correlation: one per network, over grid points: each network's Dice at a grid point averaged over its repeats, the table's and "
-        "Fig. 3's alike (the paper's coefficient is Pearson's r).",
+        "Fig. 3's alike (the paper's coefficient is Pearson's r; the unit is ours: the paper does not say whether its dots are means).",
         "",
         *_grid.arms_table(record.arms, record.labels, run),
         "",

@@ -115,7 +115,8 @@ def plot_proxy_vs_reference(
 ) -> Figure:
     """The paper's Fig. 2: per grid point, the proxy arm's mean Dice (y) against the reference's (x).
 
-    The unit is the grid point, each arm's Dice there averaged over its repeats; error bars are the standard
+    The unit is the grid point, each arm's Dice there averaged over its repeats (ours: the paper does not say
+    whether its dots are means or single repeats); error bars are the standard
     deviation over repeats; the least-squares line is drawn, and Pearson's r, Spearman's rho and Kendall's
     tau over the points are given in the legend (with their intervals when ``correlation`` is given).
 
@@ -243,7 +244,8 @@ def plot_proxy_networks(
 
     The unit is the one of the report's table: each dot is one grid point, each network's Dice there averaged
     over its repeats (error bars: std over repeats), and the panel's Pearson r is over those means (the
-    paper's coefficient), with its interval when ``correlation`` is given; the least-squares line is drawn.
+    paper's coefficient; the unit is ours, as in :func:`plot_proxy_vs_reference`), with its interval when
+    ``correlation`` is given; the least-squares line is drawn.
 
     Args:
         arms: arm label -> the proxy network's cells (e.g. ``proxy-L5``, ``proxy-L4``, ``proxy-L3``).
