@@ -14,7 +14,13 @@ span the stated ranges, and its largest child is measured:
    of the largest child, its milliseconds per step, the estimate's ratio to it, and whether it fits the
    paper's 10.8 GB (an RTX 2080 Ti); and the peak of one-shot inference of the largest whole image.
 
-Imports torch, MONAI and proxyhpo's config and networks only (no mlflow, kfp or minio).
+4. The sets a NAS study of each task's shipped config (``examples/nas-<task>.yaml``) cuts from the task's
+   MSD training cases (nested cross-validation, :data:`proxyhpo.config.nas.NAS_PROTOCOL`): per outer fold,
+   the search-train cases, the search-validation cases that reward the controller and the untouched test
+   part its cross-validated Dice is measured on; and the held-out internal test set. Counted with the
+   planner's own functions (no data read).
+
+Imports torch, MONAI and proxyhpo's config, data splitting and networks only (no mlflow, kfp or minio).
 
 Usage: ``python bench/bench_nas.py [--quick] [--out bench/results/nas.json]``
 """
@@ -30,7 +36,10 @@ from pathlib import Path
 
 import torch
 
-from proxyhpo.config import NasSearchSpace, NasSpaceConfig
+from proxyhpo.config import NasSearchSpace, NasSpaceConfig, StudyConfig
+from proxyhpo.config.base import load_config
+from proxyhpo.config.nas import NAS_PROTOCOL, check_protocol, nested_folds
+from proxyhpo.data.prepare import split_cases
 from proxyhpo.networks import Supernet, estimate_memory, memory_breakdown, path_parameter_count
 from proxyhpo.networks.nas_encoding import largest
 
@@ -43,6 +52,32 @@ TASKS = {
     "heart": {"shapes": [(d, 320, 320) for d in (90, 100, 110, 120, 130)], "in_channels": 1, "batch": 1},
     "prostate": {"shapes": [(11, 256, 256), (15, 320, 320), (20, 320, 320), (24, 384, 384)], "in_channels": 2, "batch": 4},
 }
+
+
+#: The MSD training cases (with labels) of the paper's tasks, and the shipped config of each.
+MSD_TRAINING_CASES = {"brain": 484, "heart": 20, "prostate": 32}
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def study_sets(name: str) -> dict:
+    """The sets ``examples/nas-<name>.yaml`` cuts from the task's MSD training cases, counted by the planner's functions."""
+    study = load_config(StudyConfig, EXAMPLES / f"nas-{name}.yaml")
+    case_ids = [f"{name}_{i:03d}" for i in range(MSD_TRAINING_CASES[name])]
+    search_ids, internal_test = split_cases(case_ids, study.data.holdout_fraction, study.data.split_seed)
+    check_protocol(study.nas, len(search_ids))
+    folds = nested_folds(search_ids, study.nas.folds, study.nas.validation_fraction, study.data.split_seed)
+    row = {
+        "config": f"examples/nas-{name}.yaml",
+        "cases": len(case_ids),
+        "internal_test": len(internal_test),
+        "folds": [
+            {"fold": k, "search_train": len(train), "search_validation": len(validation), "test": len(test)}
+            for k, (train, validation, test) in enumerate(folds)
+        ],
+    }
+    sizes = ", ".join(f"{f['search_train']}/{f['search_validation']}/{f['test']}" for f in row["folds"])
+    print(f"  {name:8s} {len(case_ids)} cases: internal test {len(internal_test)}; per fold search-train/search-validation/test {sizes}")
+    return row
 
 
 def _space(task: dict) -> NasSearchSpace:
@@ -204,6 +239,8 @@ def main() -> None:
         ),
         "paper_gpu_bytes": PAPER_GPU_BYTES,
     }
+    print("Sets of a NAS study (nested cross-validation) of each task's shipped config:")
+    report["sets"] = {"protocol": NAS_PROTOCOL, "tasks": {name: study_sets(name) for name in TASKS}}
     print("Estimated (no network run), the largest child at the paper's patch and batch:")
     report["estimated"] = {name: estimated(name, task) for name, task in TASKS.items()}
     cpu_tasks = ("prostate",) if args.quick else tuple(TASKS)

@@ -14,6 +14,7 @@ size and infers whole images, so the recipe's patch and window are not used), ``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -21,8 +22,9 @@ from pydantic import Field, model_validator
 from proxyhpo.config.base import Record, StrictModel
 from proxyhpo.config.nas_controller import EpisodeStats, NasControllerConfig
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace, NasSpaceConfig
+from proxyhpo.errors import ConfigError
 
-__all__ = ["NAS_SEARCH_DATA", "NAS_PROTOCOL", "NasChildConfig", "NasConfig", "NasFold", "NasPlan", "NasFoldResult", "parse_search"]
+__all__ = ["NAS_SEARCH_DATA", "NAS_PROTOCOL", "NasChildConfig", "NasConfig", "NasFold", "NasPlan", "NasFoldResult", "check_protocol", "nested_folds", "parse_search"]
 
 #: What the NAS search trains its children on: every training case of a fold, the proxy data set chosen
 #: from them (the two methods combined), or both side by side.
@@ -213,6 +215,58 @@ class NasFoldResult(Record):
     search_validation_cases: int = 0
     test_cases: int = 0
     episodes: tuple[EpisodeStats, ...] = ()
+
+
+def check_protocol(nas: NasConfig, n_search_cases: int) -> None:
+    """Refuse a NAS config whose search would read a fold's test part, or leave one of its sets empty.
+
+    The cross-validated Dice is measured on each fold's test part; the controller is rewarded on the
+    fold's search-validation cases. ``nas.validation_fraction: 0`` would reward it on the test part (the
+    paper's protocol), so the Dice would be measured on the cases that chose the architecture.
+
+    Raises:
+        ConfigError: naming ``nas.validation_fraction`` or ``nas.folds`` and the fix.
+    """
+    if nas.validation_fraction <= 0:
+        raise ConfigError(
+            "nas.validation_fraction",
+            "is 0: the controller would be rewarded on each fold's test part, the cases its cross-validated Dice is measured on",
+            "set nas.validation_fraction to a share in (0, 1), e.g. 0.25, so that the search is rewarded on cases held out of the test part",
+        )
+    remaining = n_search_cases - math.ceil(n_search_cases / nas.folds)  # the smallest outer fold's search cases
+    validation = _validation_count(remaining, nas.validation_fraction)
+    if validation >= remaining:
+        raise ConfigError(
+            "nas.validation_fraction",
+            f"{nas.validation_fraction} leaves no search-train case out of {remaining} search cases per fold ({nas.folds} folds of {n_search_cases})",
+            "lower nas.validation_fraction or nas.folds, or use more cases",
+        )
+
+
+def _validation_count(n_cases: int, fraction: float) -> int:
+    # at least one case rewards the controller
+    return max(1, round(fraction * n_cases))
+
+
+def nested_folds(case_ids: Sequence[str], folds: int, validation_fraction: float, seed: int) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """The outer folds of nested cross-validation as ``(search_train, search_validation, test)`` case ids.
+
+    A seeded shuffle is cut into ``folds`` near-equal test parts; the cases outside a fold's test part are
+    split again, by a generator seeded with ``(seed, fold)``, into ``validation_fraction`` search-validation
+    cases (at least one) and search-train cases. No fold's search reads its test part.
+    """
+    import numpy as np
+
+    order = [case_ids[i] for i in np.random.default_rng(seed).permutation(len(case_ids))]
+    parts = [tuple(part.tolist()) for part in np.array_split(np.array(order, dtype=object), folds)]
+    cut = []
+    for index, test in enumerate(parts):
+        remaining = [case for case in order if case not in set(test)]
+        chosen = set(np.random.default_rng([seed, index]).choice(len(remaining), _validation_count(len(remaining), validation_fraction), replace=False).tolist())
+        validation = tuple(case for i, case in enumerate(remaining) if i in chosen)
+        train = tuple(case for i, case in enumerate(remaining) if i not in chosen)
+        cut.append((train, validation, test))
+    return cut
 
 
 def parse_search(search: str) -> tuple[str, int]:

@@ -39,17 +39,15 @@ from monai.transforms import Compose, FgBgToIndicesd, RandCropByPosNegLabeld, Ra
 
 from proxyhpo import paths, storage
 from proxyhpo.config import DataItem, Recipe, StudyConfig, StudyData
-from proxyhpo.config.nas import NasFold, NasPlan
+from proxyhpo.config.nas import NasFold, NasPlan, check_protocol, nested_folds
 from proxyhpo.config.nas_controller import EpisodeStats
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace
-from proxyhpo.errors import ConfigError, DataError, ProxyHPOError
+from proxyhpo.errors import DataError, ProxyHPOError
 from proxyhpo.tracking import names
 
 __all__ = [
     "nas_recipe",
     "load_nas_volumes",
-    "check_protocol",
-    "nested_folds",
     "plan_nas",
     "init_search",
     "search_episodes",
@@ -120,57 +118,6 @@ def load_nas_volumes(
     return volumes
 
 
-def check_protocol(study: StudyConfig, n_search_cases: int) -> None:
-    """Refuse a NAS config whose search would read a fold's test part, or leave one of its sets empty.
-
-    The cross-validated Dice is measured on each fold's test part; the controller is rewarded on the
-    fold's search-validation cases. ``nas.validation_fraction: 0`` would reward it on the test part (the
-    paper's protocol), so the Dice would be measured on the cases that chose the architecture.
-
-    Raises:
-        ConfigError: naming ``nas.validation_fraction`` or ``nas.folds`` and the fix.
-    """
-    nas = study.nas
-    if nas.validation_fraction <= 0:
-        raise ConfigError(
-            "nas.validation_fraction",
-            "is 0: the controller would be rewarded on each fold's test part, the cases its cross-validated Dice is measured on",
-            "set nas.validation_fraction to a share in (0, 1), e.g. 0.25, so that the search is rewarded on cases held out of the test part",
-        )
-    remaining = n_search_cases - math.ceil(n_search_cases / nas.folds)  # the smallest outer fold's search cases
-    validation = _validation_count(remaining, nas.validation_fraction)
-    if validation >= remaining:
-        raise ConfigError(
-            "nas.validation_fraction",
-            f"{nas.validation_fraction} leaves no search-train case out of {remaining} search cases per fold ({nas.folds} folds of {n_search_cases})",
-            "lower nas.validation_fraction or nas.folds, or use more cases",
-        )
-
-
-def _validation_count(n_cases: int, fraction: float) -> int:
-    # at least one case rewards the controller
-    return max(1, round(fraction * n_cases))
-
-
-def nested_folds(case_ids: Sequence[str], folds: int, validation_fraction: float, seed: int) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
-    """The outer folds of nested cross-validation as ``(search_train, search_validation, test)`` case ids.
-
-    A seeded shuffle is cut into ``folds`` near-equal test parts; the cases outside a fold's test part are
-    split again, by a generator seeded with ``(seed, fold)``, into ``validation_fraction`` search-validation
-    cases (at least one) and search-train cases. No fold's search reads its test part.
-    """
-    order = [case_ids[i] for i in np.random.default_rng(seed).permutation(len(case_ids))]
-    parts = [tuple(part.tolist()) for part in np.array_split(np.array(order, dtype=object), folds)]
-    cut = []
-    for index, test in enumerate(parts):
-        remaining = [case for case in order if case not in set(test)]
-        chosen = set(np.random.default_rng([seed, index]).choice(len(remaining), _validation_count(len(remaining), validation_fraction), replace=False).tolist())
-        validation = tuple(case for i, case in enumerate(remaining) if i in chosen)
-        train = tuple(case for i, case in enumerate(remaining) if i not in chosen)
-        cut.append((train, validation, test))
-    return cut
-
-
 def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str] | None = None, progress: bool = False) -> NasPlan:
     """Resolve the search space from the search cases' preprocessed shapes, cut the nested folds, choose proxy data sets.
 
@@ -194,7 +141,7 @@ def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str]
             f"offers {len(search_ids)} search cases, too few for {nas.folds} folds of at least 2 cases each",
             f"set nas.folds to at most {max(len(search_ids) // 2, 1)}, or use more cases",
         )
-    check_protocol(study, len(search_ids))
+    check_protocol(nas, len(search_ids))
     volumes = load_nas_volumes(study, data, search_ids, what="search cases")
     shapes = [tuple(int(side) for side in volume["image"].shape[1:]) for volume in volumes]
     space = NasSearchSpace.from_shapes(nas.space, shapes, in_channels=int(volumes[0]["image"].shape[0]), out_channels=1)
