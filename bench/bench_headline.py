@@ -428,6 +428,9 @@ def main() -> int:
         "speedup_geometric_mean": None,
         "noninferiority": None,
     }
+    write(results, out)  # the calibration and the configuration, before the first seed's hours
+    for calibration in calibrated.values():
+        print(f"calibration: {calibration.unit}: {calibration.seconds_per_step:.3f} s a step ({calibration.cpu_seconds / calibration.steps:.3f} CPU s)", flush=True)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         run_study = seeded(study, seed)
         started_ms = int(time.time() * 1000)

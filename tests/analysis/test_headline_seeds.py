@@ -44,3 +44,38 @@ def test_every_seed_varies_data_split_selection_controller_trials_and_final_mode
     # the config states the test before anything runs
     test = study.studies.comparison.noninferiority
     assert (test.margin, test.test, test.confidence, test.min_seeds, study.studies.comparison.repeats) == (0.01, "paired-t", 0.95, 5, 3)
+
+
+def test_the_bench_reports_every_seeds_row_the_verdict_and_a_history_line(tmp_path: Path) -> None:
+    from proxyhpo.analysis.noninferiority import noninferiority
+
+    bench = _bench()
+    study = load_study(ROOT / "bench" / "headline.yaml")
+    full, levers = [0.80, 0.81, 0.79, 0.80, 0.82], [0.78, 0.80, 0.76, 0.79, 0.80]  # two points below in most seeds
+    rows = [
+        {
+            "seed": seed, "speedup": 10.0 + seed, "speedup_wall": 9.0, "dice_difference": lev - ref, "wall_seconds": 600.0, "cpu_seconds": 1100.0, "mean_load": 1.9,
+            "arms": {
+                "full-search": {"work_hours": 0.5, "wall_hours": 0.4, "final_dice": ref, "n_finals": 3, "n_failed": 0, "n_stopped": 0},
+                "plus-early-stopping": {"work_hours": 0.05, "wall_hours": 0.04, "final_dice": lev, "n_finals": 3, "n_failed": 1, "n_stopped": 5},
+            },
+        }
+        for seed, (ref, lev) in enumerate(zip(full, levers, strict=True))
+    ]
+    verdict = noninferiority(full, levers, study.studies.comparison.noninferiority)
+    results = {
+        "started": "2026-12-06T07:00:00+00:00", "git": {"commit": "abc123", "modified_files": []}, "unit": "work-hours (CPU): trial-steps at calibrated seconds per step",
+        "unit_detail": "trial-steps of full at 32x32x32 (batch 2) = 0.5 s", "seeding": "seed s ...", "paired": False, "ladder": False,
+        "arms": ["full-search", "plus-early-stopping"], "reference_arm": "full-search", "levers_arm": "plus-early-stopping",
+        "config": study.model_dump(mode="json"), "seeds": rows, "speedup_geometric_mean": 12.0, "noninferiority": verdict.model_dump(mode="json"),
+    }
+    text = bench.markdown(results)
+    for seed in range(5):
+        assert f"| {seed} | 0.5 h | 0.05 h | {10 + seed:.2f}× |" in text
+    assert "| 0 / 0 | 1 / 5 |" in text  # failed and stopped trials apart
+    assert "**not shown**" in text and "margin 0.01 Dice, paired-t, one-sided 95%, at least 5 seeds" in text
+    line = bench.history_line(results, "a smaller phantom")
+    assert (line["commit"], line["what_changed"], line["result"]["verdict"], len(line["result"]["per_seed"])) == ("abc123", "a smaller phantom", "not shown", 5)
+    assert line["config"] == results["config"]
+    bench.write(results, tmp_path)
+    assert {path.name for path in tmp_path.iterdir()} == {"headline.json", "headline.md", "headline.png"}
