@@ -273,7 +273,7 @@ def markdown(results: dict[str, Any]) -> str:
     """headline.md: what ran, every seed's row, the paired interval and the verdict."""
     reference, levers = results["reference_arm"], results["levers_arm"]
     lines = [
-        f"# Headline: `{levers}` against `{reference}` ({len(results['seeds'])} seeds)",
+        f"# Headline: `{levers}` against `{reference}` ({len(results['seeds'])} seed{'' if len(results['seeds']) == 1 else 's'})",
         "",
         f"Commit `{results['git']['commit']}`" + (f" with {len(results['git']['modified_files'])} modified file(s)" if results["git"]["modified_files"] else "") + f"; started {results['started']}.",
         f"Speed-up unit: **{results['unit']}**" + (f" ({results['unit_detail']})" if results.get("unit_detail") else "") + "; wall-clock hours beside it.",
@@ -308,7 +308,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Paired arms (shared seeds, shared candidates): per seed, the levers arm's Spearman rho and regret on the settings both trained:", ""]
         lines += [f"- seed {row['seed']}: {row.get('shared_candidates')}" for row in results["seeds"]]
     if results.get("speedup_geometric_mean"):
-        lines += ["", f"Speed-up ({results['unit']}): geometric mean {results['speedup_geometric_mean']:.2f}× over {len(results['seeds'])} seeds."]
+        lines += ["", f"Speed-up ({results['unit']}): geometric mean {results['speedup_geometric_mean']:.2f}× over {len(results['seeds'])} seed(s)."]
     return "\n".join(lines) + "\n"
 
 
