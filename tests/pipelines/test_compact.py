@@ -17,12 +17,12 @@ from proxyhpo.compile import compile_study, pipeline_builder
 ETCD_LIMIT = 1.5 * 2**20
 
 
-def _raw(study: StudyConfig, tmp_path, kind: str = "hpo") -> list[dict]:
-    """The compiler's own output, before merging."""
+def _raw(study: StudyConfig, tmp_path, on_a_fresh_thread, kind: str = "hpo") -> list[dict]:
+    """The compiler's own output, before merging (built on a fresh thread: see tests/conftest.py)."""
     from kfp import compiler
 
     path = tmp_path / "raw.yaml"
-    compiler.Compiler().compile(pipeline_builder(kind)(study), str(path))
+    on_a_fresh_thread(lambda: compiler.Compiler().compile(pipeline_builder(kind)(study), str(path)))
     return list(yaml.safe_load_all(path.read_text()))
 
 
@@ -61,8 +61,8 @@ def _resolved(spec: dict, platform: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("kind, example, copies", [("hpo", "demo", True), ("automl-comparison", "demo-studies", True), ("proxy-data-study", "demo-studies", False)])
-def test_merging_keeps_every_task_and_what_it_runs(tmp_path, kind: str, example: str, copies: bool) -> None:
-    spec, platform = _raw(shipped_study(example), tmp_path, kind)
+def test_merging_keeps_every_task_and_what_it_runs(tmp_path, on_a_fresh_thread, kind: str, example: str, copies: bool) -> None:
+    spec, platform = _raw(shipped_study(example), tmp_path, on_a_fresh_thread, kind)
     merged_spec, merged_platform = deduplicate(copy.deepcopy(spec), copy.deepcopy(platform))
     assert _tasks(merged_spec) == _tasks(spec)  # names, inputs, dependencies, retries, display names
     # every task keeps a component of its own: KFP's local runner keeps a task's outputs under its component's name
@@ -76,11 +76,11 @@ def test_merging_keeps_every_task_and_what_it_runs(tmp_path, kind: str, example:
     assert set(merged_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) <= referenced
 
 
-def test_a_fifty_round_study_stays_far_below_etcds_limit(tmp_path) -> None:
+def test_a_fifty_round_study_stays_far_below_etcds_limit(tmp_path, on_a_fresh_thread) -> None:
     document = shipped_study("spleen").model_dump(mode="json")
     document["search"].update(rounds=50, proposals_per_round=16 * 16)  # 16 packs of 16 trials a round on 16 GPUs
     document["resources"]["gpus"] = 16
-    path = compile_study(StudyConfig.model_validate(document), tmp_path / "fifty.yaml")
+    path = on_a_fresh_thread(compile_study, StudyConfig.model_validate(document), tmp_path / "fifty.yaml")
     size = path.stat().st_size
     # a third of the limit: Argo adds each node's status to the Workflow object as the run goes
     assert size < ETCD_LIMIT / 3, f"{size / 2**10:.0f} KiB"
