@@ -492,13 +492,17 @@ def test_a_stopped_trial_of_a_grid_study_is_counted_stopped_not_failed(store: st
     study, points = _trust_study("trust-stopped", "internal")
     plan = [_cell("trust", arm, 0, NetworkConfig.full(), N_CASES) for arm in ("full", "proxy")]
     trials = [_trial("full", 0, p, 0.8 - 0.1 * i, None, 0.0, 0.01) for i, p in enumerate(points)]
-    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[:5])]
-    trials += [_trial("proxy", 0, points[5], 0.9, None, 0.0, 0.001, stopped=True)]  # its early Dice is no final one
+    trials += [_trial("proxy", 0, p, 0.7 - 0.1 * i, None, 0.0, 0.001) for i, p in enumerate(points[1:])]
+    # stopped early at the reference's best point: its early Dice is no final one
+    trials += [_trial("proxy", 0, points[0], 0.9, None, 0.0, 0.001, stopped=True)]
     parent = _log_study(store, study, "trust", plan, trials)
     cells = collect_cells(parent, tracking_uri=store)
-    assert next(c for c in cells["proxy"] if c.point == points[5]).internal_dice is None
+    assert next(c for c in cells["proxy"] if c.point == points[0]).internal_dice is None
     report = build_study_report(parent, tmp_path, tracking_uri=store)
     assert "12 trials, 0 failed, 1 stopped early (failed, stopped and unfinished trials are left out" in report.markdown
     assert "| trials | failed | stopped early |" in report.markdown and "| 6 | 0 | 1 |" in report.markdown
     assert report.metrics["n_failed_trials"] == 0 and report.metrics["n_stopped_trials"] == 1
+    # the Dice table at the reference's best point counts the stopped trial as stopped, not failed
+    assert "| validation Dice | external Dice | trials | failed | stopped early |" in report.markdown
+    assert re.search(r"^\| proxy \| .* \| 1 \| 0 \| 1 \|$", report.markdown, re.MULTILINE)
     assert report.verdict is not None and "over 5 grid points" in report.verdict.message

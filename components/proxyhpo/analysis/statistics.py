@@ -245,6 +245,12 @@ def correlations(
     Resamples whose coefficient is undefined (constant means, fewer than 3 points) are skipped.
     Resampling adds repeat noise to the means, which pulls a coefficient toward 0: when the repeats
     scatter widely against the spread between grid points, the interval can sit below the value.
+    Simulated coverage of the coefficient of the expected Dice (tests/analysis/test_statistics_coverage.py;
+    7 repeats, 8 points, repeat noise a third of the spread between points): 98 of 100 for Spearman's
+    rho, 93 for Kendall's tau, but 85 for Pearson's r (attenuated twice; BCa and the basic bootstrap did
+    no better); with 2 to 4 repeats every coefficient under-covers (Pearson's 59 to 82). The interval
+    describes the repeat noise; the trust verdict uses a bound over the grid points instead
+    (:func:`~proxyhpo.trust_bound.correlation_lower_bound`).
 
     Args:
         proxy: the proxy arm's cells (one arm, one cell per repeat and point).
