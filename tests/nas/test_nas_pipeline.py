@@ -47,9 +47,16 @@ def test_compiled_nas_pipeline_chains_the_search_tasks(tmp_path: Path, tiny_nas_
 
 @pytest.mark.slow
 def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolated_home: Path, tiny_nas_study) -> None:
-    study = tiny_nas_study(tmp_path, episodes=2, episodes_per_task=1, children_per_episode=2)
+    # one search task per fold: the hand-over between search tasks is pinned bit for bit in test_nas_search.py and its
+    # wiring in the compiled YAML above; each task more is a process that loads torch and MONAI again
+    study = tiny_nas_study(tmp_path, episodes=2, episodes_per_task=2, children_per_episode=2)
     summary = run_local(study, "nas")
     assert summary["metrics"]["all_cv_dice_mean"] >= 0.0
+    # the report names its sets: 8 search cases in 2 folds of 3 search-train, 1 search-validation, 4 test; 2 held out
+    assert summary["sets"]["protocol"].startswith("nested cross-validation")
+    assert [(f["search_train"], f["search_validation"], f["test"]) for f in summary["sets"]["folds"]] == [(3, 1, 4), (3, 1, 4)]
+    assert summary["sets"]["internal_test"] == 2
+    assert (summary["n_trials"], summary["n_failed"], summary["n_stopped"]) == (2 * 2 * 2, 0, 0)
 
     client = mlflow.MlflowClient(paths.tracking_uri())
     runs = client.search_runs([client.get_experiment_by_name("tiny-nas").experiment_id])
@@ -60,11 +67,13 @@ def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolate
     for run in searches:
         assert run.info.status == "FINISHED"
         assert run.data.tags[names.PARENT_TAG] == parent.info.run_id
-        episode = int(run.data.tags[names.TASK_TAG])
-        assert [m.step for m in client.get_metric_history(run.info.run_id, names.REWARD_MEAN)] == [episode]
+        episodes = study.nas.task_episodes(int(run.data.tags[names.TASK_TAG]))
+        assert [m.step for m in client.get_metric_history(run.info.run_id, names.REWARD_MEAN)] == list(episodes)
         assert {names.ENTROPY, names.SAME_AS_MOST_LIKELY, names.WALL_SECONDS} <= set(run.data.metrics)
     finals = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_NAS_FINAL]
     assert sorted(run.data.tags[names.FOLD_TAG] for run in finals) == ["0", "1"]
+    for run in finals:  # each final network's Dice on its fold's test part, on the reward cases, on the held-out cases
+        assert {names.FOLD_TEST_DICE, names.VAL_DICE, names.INTERNAL_TEST_DICE} <= set(run.data.metrics)
     assert {"report.md", "controller.png", "summary.json", "fold_results.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     model = Path(mlflow.artifacts.download_artifacts(run_id=finals[0].info.run_id, artifact_path="model", tracking_uri=paths.tracking_uri()))

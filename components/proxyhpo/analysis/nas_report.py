@@ -175,7 +175,7 @@ def render_nas_markdown(
         f"Search space: {len(space.decisions)} decisions; patch candidates from the median shape {tuple(space.median_shape)} (D, H, W).",
         "",
         "| search | cross-validated Dice (untouched test parts) | internal test Dice | search-validation Dice (rewarded, optimistic) "
-        "| search device-hours | search-train cases per fold |",
+        "| search device-hours | cases the children train on, per fold |",
         "|---|---|---|---|---|---|",
     ]
     for arm, values in summary["arms"].items():
