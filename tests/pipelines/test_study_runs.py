@@ -23,6 +23,9 @@ from proxyhpo.tracking import names
 
 pytestmark = pytest.mark.slow
 
+#: The trust check's grid: six points, the fewest on which spearman's 95% lower bound can reach the default 0.5.
+TRUST_LRS = (0.1, 0.03, 0.01, 0.003, 0.001, 0.0003)
+
 
 def tiny_studies(root: Path, **studies) -> StudyConfig:
     document = {
@@ -55,7 +58,7 @@ def tiny_studies(root: Path, **studies) -> StudyConfig:
             "grid": {"optimizer": ["adam", "rmsprop"], "lr": [0.01, 0.001]},
             "proxy_data": {"methods": ["mi+labelcrop", "random"], "budgets": [4], "repeats": 2, "network": "proxy"},
             "proxy_net": {"levels": [3], "repeats": 2},
-            "trust": {"grid": {"lr": [0.01, 0.003, 0.001]}, "repeats": 2, "threshold": -1.0},
+            "trust": {"grid": {"lr": list(TRUST_LRS)}, "repeats": 1},
             **studies,
         },
     }
@@ -95,9 +98,9 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
     reference = _mean_dice_by_point(children, "full", names.TEST_DICE)
     proxy = _mean_dice_by_point(children, "mi+labelcrop-4", names.TEST_DICE)
     points = sorted(set(reference) & set(proxy))
+    assert len(points) == 4 and len(set(reference.values())) > 1 and len(set(proxy.values())) > 1  # the four models differ: rho is defined
     expected = stats.spearmanr([proxy[p] for p in points], [reference[p] for p in points]).statistic
-    if np.isfinite(expected):
-        assert parent.data.metrics[names.SPEARMAN_RHO] == pytest.approx(expected, abs=1e-9)
+    assert parent.data.metrics[names.SPEARMAN_RHO] == pytest.approx(expected, abs=1e-9)
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "cells.json", "study.json"} <= artifacts
     cells = json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json")).read_text())
@@ -124,27 +127,40 @@ def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
     assert len(cases) == 4
 
 
-def test_trust_check_from_the_command_line(tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_faithful_proxy_is_trusted_from_the_command_line(tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the faithful side of the trust check, run for real: the study's "proxy" is the full setting itself (all data, the full
+    # network), whose trials are the reference's (same split, seed and network per repeat and point): a perfect ranking.
+    # The useless side (a proxy with no relation to the full setting) is tests/analysis/test_trust_check.py's.
+    document = tiny_studies(tmp_path).model_dump(mode="json")
+    document["training"]["data"], document["training"]["network"] = "full", "full"
+    # 32x16x16 patches (the full U-Net needs one side of 32 for instance norm at its deepest level): a quarter of a 32^3 patch
+    document["training"]["recipe"].update(patch_size=[32, 16, 16], roi_size=[32, 16, 16])
     config = tmp_path / "study.yaml"
-    config.write_text(yaml.safe_dump(tiny_studies(tmp_path).model_dump(mode="json")))
+    config.write_text(yaml.safe_dump(document))
     code = main(["trust", str(config)])
     verdict_line = capsys.readouterr().out.strip().splitlines()[-1]
     _, parent, children = _runs("trust")
-    assert len(children) == 2 * 2 * 3
-    assert {run.data.params["lr"] for run in children} == {"0.01", "0.003", "0.001"}
     assert parent.info.status == "FINISHED"
-    # a threshold of -1 passes any defined correlation; an undefined one (constant Dice after one epoch) is undecided
-    if "trust_value" in parent.data.metrics:
-        assert code == 0 and verdict_line.startswith("proxy trusted: spearman") and parent.data.metrics[names.TRUST_PASSED] == 1.0
-    else:
-        assert code == 1 and verdict_line.startswith("proxy trust undecided")
+    assert len(children) == 2 * 1 * 6 and all(run.info.status == "FINISHED" for run in children)
+    assert {run.data.params["lr"] for run in children} == {str(lr) for lr in TRUST_LRS}
+    assert {run.data.params["network"] for run in children} == {"full"}
+
+    # the two arms trained the same models, and the models differ between learning rates: the ranking is defined and perfect
+    reference = _mean_dice_by_point(children, "full", names.FINAL_VAL_DICE)
+    proxy = _mean_dice_by_point(children, "proxy", names.FINAL_VAL_DICE)
+    assert proxy == pytest.approx(reference, abs=1e-9) and len(set(reference.values())) > 1
+    metrics = parent.data.metrics
+    assert metrics[names.TRUST_VALUE] == pytest.approx(1.0) and metrics[names.TRUST_PASSED] == 1.0
+    # six perfectly ranked points: the one-sided 95% interval's lower bound is 0.75 (>= the default threshold 0.5)
+    assert metrics[names.TRUST_LOWER_BOUND] == pytest.approx(0.746, abs=1e-3) and metrics[names.TRUST_CONFIDENCE] == 0.95
+    assert code == 0 and verdict_line.startswith("proxy trusted: spearman 1.00 over 6 grid points, one-sided 95% interval [0.75, 1] >= 0.5")
 
     # the report is printed from MLflow alone, and is the one the run logged
     assert main(["report", "tiny-studies", "--markdown"]) == 0
     printed = capsys.readouterr().out
     client = mlflow.MlflowClient(paths.tracking_uri())
     logged = Path(client.download_artifacts(parent.info.run_id, "report.md")).read_text()
-    assert printed == logged and "Verdict" in printed
+    assert printed == logged and "**Verdict: proxy trusted: spearman 1.00 over 6 grid points" in printed
 
 
 def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
