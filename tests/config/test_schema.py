@@ -191,7 +191,7 @@ def test_records_write_and_read(tmp_path: Path) -> None:
 
 def test_reading_a_record_of_another_kind_names_the_file_and_key(tmp_path: Path) -> None:
     path = INSTANCES["study_run"].write(tmp_path / "run.json")
-    with pytest.raises(ConfigError, match=r"run.json: required key 'dataset' is missing \(and 8 more\); fix: regenerate it with the study's prepare step"):
+    with pytest.raises(ConfigError, match=r"run.json: required key 'dataset' is missing \(and 10 more\); fix: regenerate it with the study's prepare step"):
         StudyData.read(path)
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"run.json: is not a StudyRun JSON file"):

@@ -60,7 +60,8 @@ class NasConfig(StrictModel):
     """The ``nas:`` section of a study: what ``proxyhpo run CONFIG --pipeline nas`` searches and how.
 
     Args:
-        space: the macro search space's options (channels, dilations, activations, poolings).
+        space: the macro search space's options (channels, dilations, activations, poolings: the paper gives only
+            their counts and stage 1's fixed dilation; the values are ours).
         controller: the LSTM controller's optimiser, entropy weight and baseline.
         child: the child networks' training.
         episodes: controller epochs; the paper's 150 (brain), 500 (heart, prostate).
