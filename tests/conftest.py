@@ -21,6 +21,13 @@ from typing import Any
 
 import pytest
 
+# One OpenMP thread for torch in the test process and in every process it starts (kfp.local tasks, trainers,
+# launchers inherit the environment): make test runs as many xdist workers as there are cores, so torch's
+# default of a thread per core only made each process spin on a core another worker was using. A 20-epoch
+# training of the MLflow-outage test cost 40 CPU s with two threads on a loaded 2-core machine, 13 s with one.
+# Set before anything imports torch, which reads it once; a value already set (a caller's choice) is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 S3_ACCESS_KEY = "proxyhpo-test-key"
 S3_SECRET_KEY = "proxyhpo-test-secret-5b1e"
 TESTS = Path(__file__).parent
