@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -131,34 +130,11 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def on_a_fresh_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``function(*args, **kwargs)`` on a new thread, its result returned and its exception raised here.
-
-    For compiling pipelines: KFP calls ``inspect.stack()`` once for each resource setting of each task, and
-    that maps every frame of the calling thread to its module by copying ``sys.modules``. Under pytest the
-    main thread's stack is some fifty frames deep (more in an xdist worker) and the suite has loaded torch,
-    MONAI and MLflow, so a fifty-round pipeline took 12 s of CPU to build instead of 3; a fresh thread's
-    stack holds only the compiler's own frames. The compiled YAML is the same.
-    """
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = function(*args, **kwargs)
-        except BaseException as exc:  # handed to the calling thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name=getattr(function, "__name__", "compile"))
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
 @pytest.fixture(scope="session", name="on_a_fresh_thread")
 def _on_a_fresh_thread() -> Callable[..., Any]:
-    """:func:`on_a_fresh_thread`, for test modules (imported without a package path, they cannot import it)."""
+    """:func:`proxyhpo.compile.on_a_fresh_thread`: build a pipeline on a shallow stack (KFP walks the caller's stack)."""
+    from proxyhpo.compile import on_a_fresh_thread
+
     return on_a_fresh_thread
 
 
@@ -236,7 +212,7 @@ class ShippedPipelines:
                 patch.setenv(key, value)
             try:
                 out = self.folder / ("plain" if data_root is None else "with-data-root")
-                self._compiled[data_root] = on_a_fresh_thread(compile_pipelines, out, data_root=data_root)
+                self._compiled[data_root] = compile_pipelines(out, data_root=data_root)  # each study built on a fresh thread
             finally:
                 patch.undo()
         return self._compiled[data_root]
