@@ -17,8 +17,8 @@ The order matters: the levers interact, so a lever's factor is what it saves *gi
 Packing a proxy network saves more than packing the full one on a GPU (small networks leave the device
 idle), and early stopping saves a fraction of whatever a trial still costs. Another order gives other
 shares with the same total; Shapley values (a lever's factor averaged over every order) would need all
-2^4 combinations of levers, 16 searches instead of 5. The ladder's order is the paper's (proxy data, then
-the proxy network) followed by what this project adds.
+2^4 combinations of levers, 16 searches instead of 5. The ladder's order follows the paper's Table 2 columns
+(proxy data, then the proxy network), followed by what this project adds.
 
 **The Dice criterion is one-sided and relative**: the levers' final Dice must be at least
 ``(1 - DICE_TOLERANCE)`` times the full search's (a better Dice passes). Both are means over the final

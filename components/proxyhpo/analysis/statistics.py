@@ -62,8 +62,8 @@ class GridCell(StrictModel):
         arm: what was trained, e.g. ``full``, ``mi+labelcrop-8``, ``proxy-L3``.
         repeat: the repeat (split and initialization), from 0.
         point: the grid point's id, e.g. ``adam/0.001``.
-        internal_dice, external_dice: Dice on the internal validation and on the external test set;
-            None when the trial failed (or, for ``external_dice``, when there is no external set).
+        internal_dice, external_dice: Dice on the cell's own validation cases (reports call it validation
+            Dice; the paper's "internal validation") and on the external test set; None when the trial failed (or, for ``external_dice``, when there is no external set).
         device_hours: the trial's share of the device's wall-clock hours (1/K of the pack's time in a
             pack of K), as the trial logs ``gpu_hours``.
         steps: optimizer steps the trial ran.
@@ -239,7 +239,7 @@ def correlations(
 
     For every grid point with at least one finished cell in both arms, the mean Dice over repeats is taken
     in each arm (failed cells left out); the coefficients correlate the proxy's means with the reference's
-    across points (the paper's Fig. 2). The interval is a percentile bootstrap over repeats: each resample
+    across points (the paper's Fig. 2; the unit, means over repeats, is ours). The interval is a percentile bootstrap over repeats: each resample
     draws repeats with replacement, independently for the two arms, the same drawn repeats for every grid
     point of an arm (a repeat's cells stay together), and recomputes the means and the coefficients.
     Resamples whose coefficient is undefined (constant means, fewer than 3 points) are skipped.
@@ -470,7 +470,7 @@ def speedup(reference_hours: float, proxy_hours: float) -> float | None:
 def equal_pack_hours(cells: Iterable[GridCell]) -> float:
     """The cells' device-hours as if every trial had run alone, each step costing what a step of its pack cost.
 
-    The paper counts the cost of a trial-step without packing. A cell's ``device_hours`` is its 1/K share
+    The paper does not pack trials (it reports GPU hours); ours: a cell's cost counted per trial-step without packing. A cell's ``device_hours`` is its 1/K share
     of its pack's time, so ``device_hours * pack_size`` is the pack's time for the cell's ``steps`` steps,
     and ``device_hours * pack_size / steps`` the device time of one packed step (all K models at once).
     On these launch-bound networks packing never makes a step cheaper than training one model alone, so
@@ -496,7 +496,7 @@ def equal_pack_hours(cells: Iterable[GridCell]) -> float:
 
 
 def relative_distance(found: Mapping[str, Any], reference: Mapping[str, Any], space: SearchSpace) -> float:
-    """The paper's relative distance (Fig. 4C/D) between two hyper-parameter settings, in [0, 1].
+    """The relative distance between two hyper-parameter settings, in [0, 1] (the paper's Fig. 4C/D plots one without a formula: this formula is ours).
 
     Each value is mapped to the unit interval by its distribution's ``to_unit`` (a log scale for a
     log-uniform range); a categorical hyper-parameter contributes 0 when the choices are equal and 1

@@ -23,7 +23,7 @@ from typing import Any
 
 from proxyhpo.analysis import _grid
 from proxyhpo.analysis._grid import REFERENCE, GridRun
-from proxyhpo.analysis._markdown import percent, plots_section
+from proxyhpo.analysis._markdown import dice_name, percent, plots_section
 from proxyhpo.analysis.costs import SearchCost
 from proxyhpo.analysis.publish import Rendered
 from proxyhpo.analysis.statistics import Correlation, GridCell, Method, Metric, TableRow, best_point
@@ -230,12 +230,12 @@ def render(record: TrustRecord) -> Rendered:
         lines += [
             "## Dice at the reference's best grid point",
             "",
-            f"Best grid point of `{REFERENCE}` by mean {dice} Dice over repeats: `{point}`; mean ± std over repeats.",
+            f"Best grid point of `{REFERENCE}` by mean {dice_name(dice)} over repeats: `{point}`; mean ± std over repeats.",
             "",
             *_grid.dice_table(record.table, {arm: percent(record.fractions.get(arm)) for arm in record.arms}, "arm"),
             "",
         ]
-    lines += [f"## Correlation with the reference ({dice} Dice)", ""]
+    lines += [f"## Correlation with the reference ({dice_name(dice)})", ""]
     lines += _grid.correlation_section([TRUST_PROXY], record.labels, record.correlations) + [""]
     figures = {}
     captions: dict[str, str] = {}
@@ -245,8 +245,9 @@ def render(record: TrustRecord) -> Rendered:
             list(cells[TRUST_PROXY]), list(cells[REFERENCE]), metric=dice,
             title=f"trust check: {verdict.message.split(':', 1)[0]}\n({verdict.metric}'s {verdict.confidence * 100:g}% lower bound >= {config.threshold:g} needed)",
             correlation=record.correlations[TRUST_PROXY],
+            left_out=run.by_arm,
         )
-        captions[name] = f"the proxy's {dice} Dice against the reference's per grid point, with the least-squares line."
+        captions[name] = f"the proxy's {dice_name(dice)} against the reference's per grid point, with the least-squares line."
     unit = run.hours.unit
     lines += ["## Cost", "", *_grid.cost_section(record.arms, record.labels, record.costs, unit, selection=True), ""]
     lines += plots_section(captions, "No plot: no grid point finished in the reference arm.")
