@@ -163,7 +163,7 @@ SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search._optuna:OptunaSearc
 
 #: Network families a trial trains; each declares how its proxy shrinks.
 NETWORK_FAMILIES: Registry[Any] = Registry("network family")
-NETWORK_FAMILIES.register("unet", "proxyhpo.networks.unet:ResidualUNet", "MONAI's residual U-Net, as in the paper.")
+NETWORK_FAMILIES.register("unet", "proxyhpo.networks.unet:ResidualUNet", "MONAI's residual U-Net, the paper's family (instance norm and PReLU are MONAI's defaults, not the paper's).")
 
 #: Study pipelines: what ``proxyhpo run --pipeline`` runs and ``proxyhpo compile`` ships; a target builds the KFP
 #: pipeline for a study config (``pipelines/``, which only ``proxyhpo.compile`` imports, and only when it compiles).
