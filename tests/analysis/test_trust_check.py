@@ -168,3 +168,12 @@ def test_the_bootstrap_interval_is_kept_beside_the_bound() -> None:
     result = correlations(_cells("proxy", reference[::-1], POINTS), _cells("full", reference, POINTS), metric="internal", resamples=200)
     verdict = trust_verdict(_study(repeats=3), {"full": _cells("full", reference, POINTS), "proxy": _cells("proxy", reference[::-1], POINTS)})
     assert verdict.value == pytest.approx(result["spearman"].value) and verdict.low is not None and verdict.high is not None
+
+
+def test_a_study_that_ran_before_the_grid_rule_is_still_read_back_for_its_report() -> None:
+    # the demo studies ran with a 4-point trust grid until issue 18: their proxy-data reports must stay readable
+    document = {"name": "old", "data": {"dataset": "d"}, "studies": {"trust": {"grid": {"lr": [0.01, 0.003, 0.001, 0.0003]}}}}
+    with pytest.raises(ConfigError, match="studies.trust.grid: 4 grid points are too few"):
+        parse_config(StudyConfig, document, "study.yaml")
+    recorded = parse_config(StudyConfig, document, "runs:/r/study.json", recorded=True)
+    assert len(grid_points(recorded.studies.trust.grid)) == 4

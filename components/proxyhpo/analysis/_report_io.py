@@ -151,7 +151,7 @@ def artifact_json(mlflow_client: Any, run_id: str, path: str) -> Any:
 def read_study(mlflow_client: Any, run_id: str) -> StudyConfig:
     """The study config a parent run logged as ``study.json``."""
     source = f"runs:/{run_id}/{names.STUDY_ARTIFACT}"
-    return parse_config(StudyConfig, artifact_json(mlflow_client, run_id, names.STUDY_ARTIFACT), source, fix="rerun the study")
+    return parse_config(StudyConfig, artifact_json(mlflow_client, run_id, names.STUDY_ARTIFACT), source, fix="rerun the study", recorded=True)
 
 
 def keep_run(chosen: dict[Any, Any], key: Any, run: Any) -> None:

@@ -231,14 +231,25 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def parse_config(model: type[M], document: Any, source: str | os.PathLike[str], *, prefix: str = "", fix: str | None = None) -> M:
+#: Validation context of a config read back from a run that already ran (:func:`parse_config`'s ``recorded``).
+RECORDED = "recorded"
+
+
+def parse_config(
+    model: type[M], document: Any, source: str | os.PathLike[str], *, prefix: str = "", fix: str | None = None, recorded: bool = False
+) -> M:
     """Validate ``document`` as ``model``; errors name the key and ``source``.
+
+    Args:
+        recorded: the document is the config of a run that already ran (a report reads it back): rules that
+            guard what a run may start (the trust grid's power) are not applied, so that a rule added since
+            does not make an earlier study's report unreadable.
 
     Raises:
         ConfigError: for the first invalid, missing or unknown key.
     """
     try:
-        return model.model_validate(document)
+        return model.model_validate(document, context={RECORDED: True} if recorded else None)
     except ValidationError as exc:
         raise config_error(exc, source, prefix=prefix, fix=fix, document=document) from None
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from proxyhpo.config.base import Record, StrictModel
+from proxyhpo.config.base import RECORDED, Record, StrictModel
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.search_space import Choice
 from proxyhpo.config.selection import SelectionMethod, selection_methods
@@ -232,6 +232,8 @@ class TrustConfig(StrictModel):
         grid = _check_grid(grid)
         if not {"metric", "threshold", "confidence"} <= set(info.data):
             return grid  # another key is invalid and is reported instead
+        if info.context and info.context.get(RECORDED):
+            return grid  # a study read back from its run: its report must stay readable under a rule added since
         from proxyhpo.trust_bound import MAX_FALSE_TRUST, correlation_lower_bound, false_trust_rate, smallest_trust_grid
 
         metric, threshold, confidence = info.data["metric"], info.data["threshold"], info.data["confidence"]
