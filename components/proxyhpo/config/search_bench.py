@@ -87,7 +87,7 @@ class SearchBenchConfig(StrictModel):
             default: the study's ``search.early_stopping``, else ``min_epochs = training.val_every``, η = 3.
         tpe_startup_trials: random trials before TPE models the results; default ``proposals_per_batch``
             (the REINFORCE controller's first round is as good as random too).
-        final: train the final model (``final`` of the study: all search cases, held-out validation) with
+        final: train the final model (``final`` of the study: search-train cases, its checkpoint chosen on search-validation, tested on the held-out cases) with
             each strategy's best hyper-parameters.
         system_metrics: sample CPU and memory into every trial's run (threads that share the cores the
             trials are timed on: off by default).

@@ -131,7 +131,7 @@ def final_training(
     arm: str = "",
     repeat: int = 0,
 ):
-    """Train the final model (full network, all search cases) with the best hyper-parameters found (by ``arm``'s search)."""
+    """Train the final model (full network, search-train cases; tested on the held-out ones) with the best hyper-parameters found (by ``arm``'s search)."""
     from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.training.study_trials import train_final
 
