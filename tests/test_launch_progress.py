@@ -48,7 +48,7 @@ def test_the_launch_progress_gives_the_final_model_its_own_line_and_time(tmp_pat
     lines = shown.getvalue().splitlines()
     search = next(line for line in lines if line.startswith("search: 2 trials"))
     assert f"2/{study.planned_trials('hpo')}" in search
-    final_line = next(line for line in lines if line.startswith("training the final model (full network, all search cases)"))
+    final_line = next(line for line in lines if line.startswith("training the final model (full network, search-train cases)"))
     assert "1/1" in final_line
 
 

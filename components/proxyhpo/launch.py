@@ -102,7 +102,7 @@ class _StudyProgress(threading.Thread):
                 bar.update(task, completed=done, description=self._describe(started, done, failed, final))
                 if final and final_task is None and self.kind == "hpo":
                     bar.stop_task(task)  # the search's elapsed time stops where the final model starts
-                    final_task = bar.add_task(f"training the final model ({self.study.final.network} network on the search-train cases, tested on the held-out ones)", total=1)
+                    final_task = bar.add_task(f"training the final model ({self.study.final.network} network, search-train cases)", total=1)
             with contextlib.suppress(Exception):
                 bar.update(task, completed=tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)[1])
             if final_task is not None and self.succeeded:
