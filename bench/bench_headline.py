@@ -262,11 +262,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     dice.set_ylabel("final model's internal test Dice (mean over initialisations)")
     verdict = results.get("noninferiority")
     dice.set_title(f"non-inferiority: {verdict['verdict']}" if verdict else "final Dice per seed", fontsize=10)
+    from proxyhpo.storage import atomic_output
+
     fig.tight_layout()
-    partial = path.with_name(path.name + ".partial")
-    fig.savefig(partial, format="png", dpi=110)
+    with atomic_output(path) as partial:
+        fig.savefig(partial, format="png", dpi=110)
     plt.close(fig)
-    partial.replace(path)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -314,11 +315,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write(results: dict[str, Any], out: Path) -> None:
     """headline.json, headline.md and headline.png, each written atomically."""
+    from proxyhpo.storage import atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("headline.json", json.dumps(results, indent=1) + "\n"), ("headline.md", markdown(results))):
-        partial = out / f"{name}.partial"
-        partial.write_text(text)
-        partial.replace(out / name)
+    atomic_write_text(out / "headline.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "headline.md", markdown(results))
     plot(results, out / "headline.png")
 
 
