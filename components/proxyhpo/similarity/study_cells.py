@@ -55,7 +55,7 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
     if kind == "proxy-data-study":
         config = study.studies.proxy_data
         network = full_network(study) if config.network == "full" else NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family)
-        cells = _all_data_cells(study, kind, "full", network, everything, config.repeats)
+        cells = _all_data_cells(study, kind, "full", network, everything, config.repeats, study.data.holdout_fraction)
         dataset = load_dataset(data.dataset)
         similarities = _Similarities(study, dataset, data.search_ids, progress)
         for method in config.methods:
@@ -65,9 +65,10 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
         return cells
     if kind == "proxy-net-study":
         config = study.studies.proxy_net
-        cells = _all_data_cells(study, kind, "full", full_network(study), everything, config.repeats)
+        cells = _all_data_cells(study, kind, "full", full_network(study), everything, config.repeats, study.data.holdout_fraction)
         for levels in config.levels:
-            cells += _all_data_cells(study, kind, f"proxy-L{levels}", NetworkConfig.proxy(levels, study.training.network_family), everything, config.repeats)
+            network = NetworkConfig.proxy(levels, study.training.network_family)
+            cells += _all_data_cells(study, kind, f"proxy-L{levels}", network, everything, config.repeats, study.data.holdout_fraction)
         return cells
     if kind == "trust":
         repeats = study.studies.trust.repeats
@@ -83,12 +84,11 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
 
 
 def _all_data_cells(
-    study: StudyConfig, kind: str, arm: str, network: NetworkConfig, case_ids: Sequence[str], repeats: int, val_fraction: float | None = None
+    study: StudyConfig, kind: str, arm: str, network: NetworkConfig, case_ids: Sequence[str], repeats: int, val_fraction: float
 ) -> list[StudyCell]:
     cells = []
     for repeat in range(repeats):
-        fraction = study.data.holdout_fraction if val_fraction is None else val_fraction
-        train_ids, val_ids = split_cases(case_ids, fraction, study.data.split_seed + repeat)
+        train_ids, val_ids = split_cases(case_ids, val_fraction, study.data.split_seed + repeat)
         cells.append(
             StudyCell(study=kind, arm=arm, repeat=repeat, network=network, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fraction=1.0)  # type: ignore[arg-type]
         )

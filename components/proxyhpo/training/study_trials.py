@@ -266,9 +266,8 @@ def train_final(
     (the full U-Net by default). The model trains on the search-train cases, its checkpoint is chosen
     on the search-validation cases, and its best-validation weights are tested once on the untouched
     held-out cases (internal test Dice) and on the external set, when there is one; they are saved in
-    ``model_dir``. In the
-    automl comparison, ``arm`` names the search whose result it trains and ``repeat`` (a new
-    initialisation, same split) the repetition.
+    ``model_dir`` (:func:`final_model_plan`). In the automl comparison, ``arm`` names the search whose
+    result it trains and ``repeat`` (a new initialisation, same split) the repetition.
 
     Raises:
         TrialError: when every search trial failed, so there are no hyper-parameters to train with.
