@@ -262,7 +262,8 @@ def nested_folds(case_ids: Sequence[str], folds: int, validation_fraction: float
     parts = [tuple(part.tolist()) for part in np.array_split(np.array(order, dtype=object), folds)]
     cut = []
     for index, test in enumerate(parts):
-        remaining = [case for case in order if case not in set(test)]
+        held_out = set(test)
+        remaining = [case for case in order if case not in held_out]
         chosen = set(np.random.default_rng([seed, index]).choice(len(remaining), _validation_count(len(remaining), validation_fraction), replace=False).tolist())
         validation = tuple(case for i, case in enumerate(remaining) if i in chosen)
         train = tuple(case for i, case in enumerate(remaining) if i not in chosen)
