@@ -41,6 +41,7 @@ from pydantic import Field
 from proxyhpo.analysis._report_io import TrialCounts
 from proxyhpo.config.base import StrictModel
 from proxyhpo.config.studies import LEVER_ARMS, LEVERS, arm_levers
+from proxyhpo.tracking import names
 
 __all__ = [
     "DICE_TOLERANCE",
@@ -265,19 +266,19 @@ def _flag(value: bool | None) -> float | None:
 def headline_metrics(result: Headline) -> dict[str, float | None]:
     """The parent run's headline metrics: ``headline_*`` and, per step, ``lever_share_<lever>`` and ``lever_speedup_<lever>``."""
     metrics: dict[str, float | None] = {
-        "headline_speedup": result.speedup,
-        "headline_hours_full": result.reference_hours,
-        "headline_hours_levers": result.levers_hours,
-        "headline_dice_full": result.dice_reference,
-        "headline_dice_levers": result.dice_levers,
-        "headline_dice_gap": result.dice_gap,
-        "headline_dice_within_tolerance": _flag(result.dice_within_tolerance),
-        "headline_speedup_goal_met": _flag(result.speedup_goal_met),
-        "headline_goal_met": _flag(result.goal_met),
-        "headline_failed_trials_full": float(result.reference_trials.n_failed),
-        "headline_stopped_trials_full": float(result.reference_trials.n_stopped),
-        "headline_failed_trials_levers": float(result.levers_trials.n_failed),
-        "headline_stopped_trials_levers": float(result.levers_trials.n_stopped),
+        names.HEADLINE_SPEEDUP: result.speedup,
+        names.HEADLINE_HOURS_FULL: result.reference_hours,
+        names.HEADLINE_HOURS_LEVERS: result.levers_hours,
+        names.HEADLINE_DICE_FULL: result.dice_reference,
+        names.HEADLINE_DICE_LEVERS: result.dice_levers,
+        names.HEADLINE_DICE_GAP: result.dice_gap,
+        names.HEADLINE_DICE_WITHIN_TOLERANCE: _flag(result.dice_within_tolerance),
+        names.HEADLINE_SPEEDUP_GOAL_MET: _flag(result.speedup_goal_met),
+        names.HEADLINE_GOAL_MET: _flag(result.goal_met),
+        names.HEADLINE_FAILED_TRIALS_FULL: float(result.reference_trials.n_failed),
+        names.HEADLINE_STOPPED_TRIALS_FULL: float(result.reference_trials.n_stopped),
+        names.HEADLINE_FAILED_TRIALS_LEVERS: float(result.levers_trials.n_failed),
+        names.HEADLINE_STOPPED_TRIALS_LEVERS: float(result.levers_trials.n_stopped),
     }
     for step in result.steps:
         metrics[f"lever_share_{lever_key(step.lever)}"] = step.share

@@ -203,6 +203,11 @@ HEADLINE_DICE_GAP = "headline_dice_gap"
 HEADLINE_DICE_WITHIN_TOLERANCE = "headline_dice_within_tolerance"
 HEADLINE_SPEEDUP_GOAL_MET = "headline_speedup_goal_met"
 HEADLINE_GOAL_MET = "headline_goal_met"
+#: how the two headline searches' trials ended: stopped early apart from failed
+HEADLINE_FAILED_TRIALS_FULL = "headline_failed_trials_full"
+HEADLINE_STOPPED_TRIALS_FULL = "headline_stopped_trials_full"
+HEADLINE_FAILED_TRIALS_LEVERS = "headline_failed_trials_levers"
+HEADLINE_STOPPED_TRIALS_LEVERS = "headline_stopped_trials_levers"
 #: per round, as steps (the HPO report)
 ROUND_MEAN_VAL_DICE = "round_mean_val_dice"
 ROUND_MEAN_REWARD = "round_mean_reward"
