@@ -134,7 +134,7 @@ class TrialRun:
             names.PACK_SIZE: result.pack_size,
             names.PEAK_GPU_MEM_BYTES: result.peak_gpu_mem_bytes,
             names.DATA_WAIT_FRACTION: result.data_wait_fraction,
-            names.INTERNAL_TEST_DICE: getattr(result, "internal_test_dice", None),
+            names.INTERNAL_TEST_DICE: result.internal_test_dice,
             names.TEST_DICE: result.test_dice,
             names.FINAL_VAL_DICE: result.final_val_dice,
             names.BEST_VAL_DICE: result.best_val_dice,
