@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from proxyhpo.config.base import Record, StrictModel, load_yaml, parse_config
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.recipe import PRESETS, Recipe, resolve_recipe
+from proxyhpo.names import TRIAL_ID_MAX, check_trial_id
 
 __all__ = [
     "OPTIMIZER_OPTIONS",
@@ -34,8 +34,6 @@ __all__ = [
     "TrialResults",
 ]
 
-#: What a trial id may be: it names files (``<trial_id>.pt``) and objects, so no separators and no ``..``.
-TRIAL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 #: Hyper-parameters that are options of the optimiser's parameter group (``torch.optim`` keywords).
 OPTIMIZER_OPTIONS = ("lr", "weight_decay")
@@ -95,7 +93,7 @@ class TrialSpec(StrictModel):
         fault: testing only, see :class:`FaultInjection`.
     """
 
-    trial_id: str = Field(min_length=1, max_length=200)
+    trial_id: str = Field(min_length=1, max_length=TRIAL_ID_MAX)
     hyperparameters: HyperParameters
     network: NetworkConfig = Field(default_factory=lambda: NetworkConfig.proxy(3))
     seed: int = Field(default=0, ge=0)
@@ -107,13 +105,8 @@ class TrialSpec(StrictModel):
     @field_validator("trial_id")
     @classmethod
     def _safe_file_name(cls, v: str) -> str:
-        # it becomes <save_model_dir>/<trial_id>.pt and a checkpoint key: it must stay inside its folder
-        if not TRIAL_ID_PATTERN.fullmatch(v) or ".." in v:
-            shown = v if len(v) <= 40 else v[:37] + "..."
-            raise ValueError(
-                f"trial_id {shown!r} is not a safe file name: use letters, digits and '._+-', starting with a letter or digit, without '..'"
-            )
-        return v
+        # it becomes <save_model_dir>/<trial_id>.pt, a checkpoint key and a run name (proxyhpo.names)
+        return check_trial_id(v)
 
 
 class DataItem(StrictModel):
