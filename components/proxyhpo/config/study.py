@@ -24,6 +24,7 @@ from proxyhpo.config.selection import SelectionMethod, method_crop, method_metri
 from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers, arm_seed
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
+from proxyhpo.names import Name
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES
 
 __all__ = [
@@ -190,7 +191,7 @@ class StudyConfig(StrictModel):
         'demo-spleen'
     """
 
-    name: str = Field(min_length=1, description="the MLflow experiment and the Kubeflow experiment")
+    name: Name = Field(min_length=1, description="the MLflow experiment and the Kubeflow experiment")
     description: str = ""
     data: DataConfig
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
