@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write a synthetic phantom data set in the MSD layout")
-    synth.add_argument("task", choices=["spleen", "prostate"])
+    synth.add_argument("task", choices=["spleen", "prostate", "brain"])
     synth.add_argument("--out", required=True, help="folder to create")
     synth.add_argument("--cases", type=int, default=12)
     synth.add_argument("--size", type=int, default=64, help="in-plane matrix size")

@@ -48,7 +48,7 @@ __all__ = [
 class SyntheticDataConfig(StrictModel):
     """Generate a synthetic phantom data set when the data set folder does not exist yet."""
 
-    task: Literal["spleen", "prostate"] = "spleen"
+    task: Literal["spleen", "prostate", "brain"] = "spleen"
     cases: int = Field(12, ge=2, description="number of training cases")
     size: int = Field(64, ge=32, le=512, description="in-plane matrix size of the phantoms")
     seed: int = 0
