@@ -113,7 +113,7 @@ def test_prostate_zones_and_mr_intensities() -> None:
     assert max(scales) > 2 * min(scales)  # no absolute unit: the intensity scale varies per case
 
 
-@pytest.mark.parametrize("task", ["spleen", "prostate"])
+@pytest.mark.parametrize("task", ["spleen", "prostate", "brain"])
 def test_same_seed_same_voxels_other_seed_other_voxels(task, tmp_path: Path) -> None:
     first = _arrays(write_synthetic_dataset(task, tmp_path / "a", cases=2, size=SIZE, seed=7).parent)
     again = _arrays(write_synthetic_dataset(task, tmp_path / "b", cases=2, size=SIZE, seed=7).parent)
@@ -188,7 +188,7 @@ def test_empty_folder_is_filled_and_parents_created(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"task": "liver"}, r"task must be one of \['prostate', 'spleen'\], got 'liver'"),
+        ({"task": "liver"}, r"task must be one of \['brain', 'prostate', 'spleen'\], got 'liver'"),
         ({"cases": 0}, r"cases must be an integer >= 1, got 0"),
         ({"size": 16}, r"size must be an integer in \[32, 512\], got 16"),
         ({"seed": -1}, r"seed must be a non-negative integer, got -1"),
@@ -217,3 +217,39 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError, match="disk full"):
         write_synthetic_dataset("spleen", tmp_path / "out", cases=3, size=SIZE)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def brain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_dataset("brain", tmp_path_factory.mktemp("synth") / "brain", cases=3, size=SIZE, seed=3).parent
+
+
+def test_brain_is_msd_task01_layout_4d_channels_last(brain: Path) -> None:
+    document = json.loads((brain / "dataset.json").read_text())
+    assert document["tensorImageSize"] == "4D"
+    assert document["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    assert document["labels"] == {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+    for image, label, affine in _arrays(brain):
+        assert image.dtype == np.int16 and image.ndim == 4 and image.shape[3] == 4  # the modality axis last, as MSD stores it
+        assert label.shape == image.shape[:3] and label.dtype == np.uint8
+        assert set(np.unique(label).tolist()) == {0, 1, 2, 3}  # every phantom holds every class
+        assert np.all(image[label == 0].max(axis=0) >= 0) and image.min() >= 0
+    dataset = load_dataset(brain)
+    assert dataset.channels == 4
+    validate_dataset(dataset)  # the project's reader takes the 4-channel, 3-class data set
+
+
+def test_brain_classes_differ_in_other_channels() -> None:
+    """Each class is told apart by another channel (BraTS-like): no single channel separates all of them."""
+    for index in range(3):
+        case = synthetic_case("brain", index, size=48, seed=5)
+        image = case.image.astype(np.float64)
+        brain_tissue = (case.label == 0) & (image[..., 1] > 0)
+        mean = {name: image[mask].mean(axis=0) / image[brain_tissue].mean(axis=0) for name, mask in (
+            ("edema", case.label == 1), ("core", case.label == 2), ("enhancing", case.label == 3))}
+        flair, t1, t1gd, t2 = range(4)
+        assert mean["edema"][flair] > max(mean["core"][flair], mean["enhancing"][flair], 1.3)  # oedema: bright FLAIR
+        assert mean["enhancing"][t1gd] > max(mean["edema"][t1gd], mean["core"][t1gd]) + 0.3  # enhancing rim: bright T1gd only
+        assert mean["enhancing"][t1] < mean["enhancing"][t1gd] - 0.3
+        assert mean["core"][t1] < min(mean["edema"][t1], mean["enhancing"][t1])  # core: dark T1 ...
+        assert mean["core"][t2] > mean["enhancing"][t2] + 0.3  # ... and bright T2

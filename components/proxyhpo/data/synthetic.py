@@ -1,6 +1,7 @@
-"""Synthetic phantoms in the Medical Segmentation Decathlon layout: CT spleen and T2 MR prostate.
+"""Synthetic phantoms in the Medical Segmentation Decathlon layout: CT spleen, T2 MR prostate, 4-channel MR brain.
 
-The phantoms stand in for MSD Task09 (spleen, CT) and Task05 (prostate, MR) when the real data are not at
+The phantoms stand in for MSD Task09 (spleen, CT), Task05 (prostate, MR) and Task01 (brain tumour,
+multi-parametric MR: FLAIR, T1w, T1gd, T2w; three tumour classes) when the real data are not at
 hand. They are built to carry the properties the proxy-data method reacts to:
 
 - **Varying anatomy**: organ size, shape (deformed ellipsoids), position and texture differ per case, and
@@ -12,6 +13,9 @@ hand. They are built to carry the properties the proxy-data method reacts to:
 - **Modality-like intensities**: CT in Hounsfield units (air -1000, fat -100, soft tissue 40, enhanced
   organs, bone) stored as int16; MR in arbitrary units with a smooth bias field, an optional endorectal-coil
   hot spot, Rician noise and a per-case intensity scale (MR has no absolute unit), stored as int16.
+- **Several channels and classes** (brain): each class is told apart by another channel's contrast, as in
+  BraTS: oedema is bright in FLAIR, the enhancing rim in T1gd only, the non-enhancing core dark in T1 and
+  bright in T2; the image is 4-D with the modality axis last, as MSD Task01 stores it.
 - **An external domain** (``external=True``): another "scanner": other intensity calibration, noise
   level, reconstruction blur, slice thickness and pixel size, other case-name prefix, for external validation.
 
@@ -43,7 +47,7 @@ from proxyhpo.errors import ConfigError, DataError
 
 __all__ = ["SyntheticCase", "TASKS", "synthetic_case", "write_synthetic_dataset"]
 
-Task = Literal["spleen", "prostate"]
+Task = Literal["spleen", "prostate", "brain"]
 
 #: Per task: dataset.json fields and case-name prefixes (internal domain, external domain).
 TASKS: dict[str, dict] = {
@@ -63,8 +67,16 @@ TASKS: dict[str, dict] = {
         "about": "T2-weighted MR phantoms (arbitrary units, int16) of the pelvis with a two-zone prostate, after MSD Task05_Prostate",
         "about_external": "T2 MR phantoms from another 'scanner' (no endorectal coil, other scale, noise, slices), after PROSTATEx",
     },
+    "brain": {
+        "name": "SyntheticBrainTumour",
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "prefix": ("BRATS", "brats_other_site"),
+        "about": "4-channel MR phantoms (FLAIR, T1w, T1gd, T2w; channels last, int16) of a skull-stripped brain with a three-class tumour, after MSD Task01_BrainTumour",
+        "about_external": "4-channel MR brain phantoms from another 'site' (other scale per channel, noise, blur, thicker slices)",
+    },
 }
-_TASK_CODE = {"spleen": 9, "prostate": 5}  # MSD task numbers, used only to seed the generators apart
+_TASK_CODE = {"spleen": 9, "prostate": 5, "brain": 1}  # MSD task numbers, used only to seed the generators apart
 MIN_SIZE, MAX_SIZE = 32, 512
 
 
@@ -72,7 +84,8 @@ class SyntheticCase(NamedTuple):
     """One phantom.
 
     Attributes:
-        image: (X, Y, Z) int16 volume, Z the slice axis (HU for CT, arbitrary units for MR).
+        image: (X, Y, Z) int16 volume, Z the slice axis (HU for CT, arbitrary units for MR); (X, Y, Z, C)
+            for a multi-channel task (brain: C = 4, the modality axis last as in MSD Task01).
         label: (X, Y, Z) uint8 label map with the task's label values.
         spacing: voxel size in mm along X, Y, Z.
     """
@@ -417,9 +430,106 @@ def _prostate_case(rng: np.random.Generator, size: int, external: bool) -> Synth
     return SyntheticCase(image, label, grid.spacing)
 
 
+# ---------------------------------------------------------------------------------------------------
+# MR brain tumour (FLAIR, T1w, T1gd, T2w), after BraTS as MSD Task01 ships it: skull-stripped, 4 channels
+# ---------------------------------------------------------------------------------------------------
+
+#: Relative signal of each tissue in (FLAIR, T1w, T1gd, T2w). Each tumour class differs from the brain and from
+#: the other classes in another channel, so a network needs every channel (as with real BraTS data).
+_BRAIN_SIGNAL = {
+    "white": (0.50, 0.85, 0.85, 0.35),
+    "grey": (0.62, 0.62, 0.64, 0.52),
+    "csf": (0.12, 0.18, 0.20, 1.00),
+    "edema": (1.00, 0.50, 0.52, 0.85),  # label 1: bright FLAIR
+    "core": (0.55, 0.30, 0.34, 0.95),  # label 2: dark T1, bright T2, no enhancement
+    "enhancing": (0.70, 0.55, 1.00, 0.60),  # label 3: bright T1gd only
+}
+
+
+def _brain_case(rng: np.random.Generator, size: int, external: bool) -> SyntheticCase:
+    # Grid: BraTS volumes are 240 x 240 x 155 mm at 1 mm; here the matrix is size x size, slices as thick or thicker.
+    fov = rng.uniform(220, 250)
+    pixel = fov / size
+    dz = pixel * (rng.uniform(1.3, 2.0) if external else rng.uniform(1.0, 1.3))
+    nz = int(np.clip(round(rng.uniform(140, 160) / dz), 16, size))
+    grid = _grid((size, size, nz), (pixel, pixel, dz))
+    z_top = float(grid.z.max())
+
+    # Brain: a warped ellipsoid (skull-stripped: zero outside), grey matter cortex, white matter inside,
+    # two ventricles near the midline.
+    semi = (rng.uniform(62, 72), rng.uniform(78, 90), min(rng.uniform(55, 68), 0.95 * z_top))
+    centre = (rng.uniform(-6, 6), rng.uniform(-8, 8), rng.uniform(-0.1, 0.1) * z_top)
+    rotation = _rotation(rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15))
+    warp = 0.06 * _smooth_field(rng, grid, 40)
+    brain = _ellipsoid(grid, centre, semi, rotation, warp)
+    white = _ellipsoid(grid, centre, tuple(s * rng.uniform(0.72, 0.82) for s in semi), rotation, warp + 0.08 * _smooth_field(rng, grid, 15)) & brain
+    tissue = np.zeros(grid.shape, dtype=np.uint8)  # 0 outside, 1 grey, 2 white, 3 CSF
+    tissue[brain] = 1
+    tissue[white] = 2
+    for side in (-1, 1):
+        ventricle = _ellipsoid(
+            grid, (centre[0] + side * rng.uniform(6, 12), centre[1] + rng.uniform(-5, 10), centre[2] + rng.uniform(0, 12)),
+            (rng.uniform(4, 8), rng.uniform(18, 28), rng.uniform(8, 14)), rotation,
+        )
+        tissue[ventricle & brain] = 3
+
+    # Tumour in one hemisphere: oedema (label 1) around a core; the core's rim enhances (label 3), its inside
+    # is necrotic or non-enhancing (label 2). Sizes vary about 5x in volume between cases.
+    radius = rng.uniform(16, 28)
+    side = rng.choice((-1, 1))
+    tumour_c = (
+        centre[0] + side * rng.uniform(0.25, 0.5) * semi[0],
+        centre[1] + rng.uniform(-0.45, 0.45) * semi[1],
+        centre[2] + rng.uniform(-0.35, 0.35) * semi[2],
+    )
+    tumour_rot = _rotation(rng.uniform(0, math.pi), rng.uniform(-0.5, 0.5))
+    tumour_warp = rng.uniform(0.1, 0.2) * _smooth_field(rng, grid, rng.uniform(8, 14))
+    stretch = rng.uniform(0.75, 1.3, 3)
+    core_semi = tuple(radius * s for s in stretch)
+    # every class at least a voxel thick on the coarsest grid, so no phantom misses a class
+    thick = max(pixel, dz)
+    core = _ellipsoid(grid, tumour_c, core_semi, tumour_rot, tumour_warp) & brain
+    inner_semi = tuple(max(s * rng.uniform(0.55, 0.75), thick) for s in core_semi)
+    necrosis = _ellipsoid(grid, tumour_c, inner_semi, tumour_rot, tumour_warp * 0.5) & core
+    oedema_semi = tuple(s * rng.uniform(1.4, 1.9) + thick for s in core_semi)
+    oedema = _ellipsoid(grid, tumour_c, oedema_semi, tumour_rot, 1.5 * tumour_warp) & brain
+    label = np.zeros(grid.shape, dtype=np.uint8)
+    label[oedema] = 1
+    label[core] = 3
+    label[necrosis] = 2
+    for value, fallback in ((1, oedema), (3, core), (2, necrosis)):
+        if not (label == value).any():  # a slab grid missed a class: mark its centre voxel, so every class is present
+            index = tuple(int(np.argmin(np.abs(a.reshape(-1) - c))) for a, c in zip((grid.x, grid.y, grid.z), tumour_c))
+            offset = {1: 2, 3: 1, 2: 0}[value]
+            label[index[0] + offset, index[1], index[2]] = value
+
+    # Signals: tissue classes, then the tumour classes on top, with texture; per channel a bias field,
+    # blur, Rician noise and its own arbitrary scale (MR has no absolute unit; BraTS sites differ).
+    channels = []
+    texture = _smooth_field(rng, grid, rng.uniform(3, 6))
+    names = ("grey", "white", "csf")
+    for channel in range(4):
+        signal = np.zeros(grid.shape, dtype=np.float32)
+        for code, name in enumerate(names, start=1):
+            signal[tissue == code] = _BRAIN_SIGNAL[name][channel] * rng.uniform(0.95, 1.05)
+        for value, name in ((1, "edema"), (2, "core"), (3, "enhancing")):
+            signal[label == value] = _BRAIN_SIGNAL[name][channel] * rng.uniform(0.92, 1.08)
+        signal = signal * (1 + 0.06 * texture) * brain
+        signal = _blur(signal, (0.4 * pixel, 0.4 * pixel, 0.3 * dz), grid.spacing)
+        signal = signal * np.exp(rng.uniform(0.05, 0.2) * _smooth_field(rng, grid, rng.uniform(100, 180)))
+        noise_sd = rng.uniform(0.04, 0.07) if external else rng.uniform(0.015, 0.035)
+        real = signal + noise_sd * rng.standard_normal(grid.shape, dtype=np.float32)
+        imag = noise_sd * rng.standard_normal(grid.shape, dtype=np.float32)
+        magnitude = np.sqrt(real**2 + imag**2) * brain  # skull-stripped: zero outside the brain
+        scale = 10 ** (rng.uniform(1.8, 2.5) if external else rng.uniform(2.5, 3.2))
+        channels.append(np.clip(np.rint(magnitude * scale), 0, 32767).astype(np.int16))
+    return SyntheticCase(np.stack(channels, axis=-1), label, grid.spacing)
+
+
 _MAKERS: dict[str, Callable[[np.random.Generator, int, bool], SyntheticCase]] = {
     "spleen": _spleen_case,
     "prostate": _prostate_case,
+    "brain": _brain_case,
 }
 
 
@@ -427,7 +537,8 @@ def synthetic_case(task: Task, index: int, *, size: int = 64, seed: int = 0, ext
     """Draw one phantom, exactly as :func:`write_synthetic_dataset` writes case ``index``.
 
     Args:
-        task: ``"spleen"`` (CT, label 1 spleen) or ``"prostate"`` (T2 MR, labels 1 PZ and 2 TZ).
+        task: ``"spleen"`` (CT, label 1 spleen), ``"prostate"`` (T2 MR, labels 1 PZ and 2 TZ) or
+            ``"brain"`` (4-channel MR, labels 1 oedema, 2 non-enhancing core, 3 enhancing tumour).
         index: the case number (0-based); each case has its own generator, seeded by
             ``(seed, task, external, index)``.
         size: in-plane matrix size X = Y; the slice count Z varies per case.
@@ -435,7 +546,8 @@ def synthetic_case(task: Task, index: int, *, size: int = 64, seed: int = 0, ext
         external: draw from the shifted "other scanner" domain.
 
     Returns:
-        The (X, Y, Z) int16 image, the uint8 label (never empty) and the spacing in mm.
+        The (X, Y, Z) int16 image ((X, Y, Z, 4) for ``brain``), the uint8 label (never empty; a brain
+        phantom holds every class) and the spacing in mm.
 
     Example:
         >>> case = synthetic_case("spleen", 0, size=32)
@@ -455,7 +567,7 @@ def synthetic_case(task: Task, index: int, *, size: int = 64, seed: int = 0, ext
 
 def _check_arguments(task: str, out: Path, cases: int, size: int, seed: int) -> None:
     if task not in TASKS:
-        raise ConfigError(out, f"task must be one of {sorted(TASKS)}, got {task!r}", "choose spleen or prostate")
+        raise ConfigError(out, f"task must be one of {sorted(TASKS)}, got {task!r}", "choose spleen, prostate or brain")
     if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
         raise ConfigError(out, f"cases must be an integer >= 1, got {cases!r}", "pass --cases 1 or more")
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
@@ -467,7 +579,7 @@ def _check_arguments(task: str, out: Path, cases: int, size: int, seed: int) -> 
 def _save_nifti(array: np.ndarray, spacing: tuple[float, float, float], path: Path) -> None:
     # Origin at the volume centre, axes aligned with RAS; qform and sform both "scanner", as MSD files carry.
     affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = -(np.asarray(array.shape) - 1) / 2 * np.asarray(spacing)
+    affine[:3, 3] = -(np.asarray(array.shape[:3]) - 1) / 2 * np.asarray(spacing)  # a 4th axis holds channels
     image = nib.Nifti1Image(array, affine, dtype=array.dtype)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
@@ -488,13 +600,15 @@ def write_synthetic_dataset(
     """Write a Medical Segmentation Decathlon folder of synthetic phantoms.
 
     The folder holds ``dataset.json``, ``imagesTr/<prefix>_<i>.nii.gz`` and ``labelsTr/<prefix>_<i>.nii.gz``
-    (``i`` from 1; prefix ``spleen``/``prostate``, or ``btcv_like``/``prostatex_like`` for the external
-    domain). It is built in a temporary sibling folder and renamed into place, so a reader never sees a
+    (``i`` from 1; prefix ``spleen``/``prostate``/``BRATS``, or ``btcv_like``/``prostatex_like``/
+    ``brats_other_site`` for the external domain). It is built in a temporary sibling folder and renamed into place, so a reader never sees a
     partial data set and a failure leaves nothing behind.
 
     Args:
-        task: ``"spleen"`` (CT, ``labels`` 0 background, 1 spleen) or ``"prostate"`` (single-channel T2 MR,
-            ``labels`` 0 background, 1 PZ, 2 TZ).
+        task: ``"spleen"`` (CT, ``labels`` 0 background, 1 spleen), ``"prostate"`` (single-channel T2 MR,
+            ``labels`` 0 background, 1 PZ, 2 TZ) or ``"brain"`` (4-D images of 4 MR channels, modality axis
+            last, ``modality`` FLAIR, T1w, t1gd, T2w; ``labels`` 0 background, 1 edema, 2 non-enhancing
+            tumor, 3 enhancing tumour; ``tensorImageSize`` "4D").
         out: the folder to create; it must not exist or be empty.
         cases: number of training cases.
         size: in-plane matrix size (X = Y); slice counts vary per case. 64 is quick, 96-128 realistic.
@@ -540,7 +654,7 @@ def write_synthetic_dataset(
             "description": (spec["about_external"] if external else spec["about"]) + "; generated by proxyhpo synth",
             "reference": "proxyhpo synthetic phantoms (not patient data)",
             "licence": "CC0-1.0",
-            "tensorImageSize": "3D",
+            "tensorImageSize": "4D" if len(spec["modality"]) > 1 else "3D",
             "modality": spec["modality"],
             "labels": spec["labels"],
             "numTraining": cases,
