@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -50,6 +51,10 @@ def _check_local_out(out: str, option: str, *, local_only: bool = False, folder:
         raise InputError(target, "is a file, not a folder", f"give {option} a folder path, or move the file away")
     if not folder and target.is_dir():
         raise InputError(target, "is a folder, not a file", f"give {option} a file path")
+    if not folder:
+        from proxyhpo.storage import check_regular_target
+
+        check_regular_target(target)  # a device, FIFO or socket would be replaced by the atomic rename
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -117,9 +122,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
         from proxyhpo import storage
 
-        with tempfile.TemporaryDirectory(prefix="proxyhpo-train-") as folder:
+        storage.split_s3_url(args.out)  # a malformed URL is refused before training, not after
+        folder = tempfile.mkdtemp(prefix="proxyhpo-train-")
+        try:
             (local,) = train_from_file(args.trial, out=Path(folder) / "results.json")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        try:
             storage.write_bytes(args.out, Path(local).read_bytes())
+        except InputError as exc:  # the results stay: hours of training are not deleted with the folder
+            raise type(exc)(exc.path, f"{exc.problem}; the results are kept in {folder}", f"{exc.fix}, then upload {local}") from None
+        shutil.rmtree(folder, ignore_errors=True)
         print(args.out)
         return
     if args.out:
@@ -161,9 +175,14 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_segment(args: argparse.Namespace) -> None:
     from proxyhpo.training.nas_export import ExportedNetwork
 
+    outs = {image: Path(args.out_dir) / (Path(image).name.removesuffix(".gz").removesuffix(".nii") + "_mask.nii.gz") for image in args.images}
+    seen: dict[Path, str] = {}
+    for image, out in outs.items():  # two inputs of one name would write one mask, the second over the first
+        if out in seen:
+            raise InputError(image, f"and {seen[out]} would both be written to {out}", "segment images of the same file name into separate --out-dir folders")
+        seen[out] = image
     network = ExportedNetwork(args.model, device=args.device)
-    for image in args.images:
-        out = Path(args.out_dir) / (Path(image).name.removesuffix(".gz").removesuffix(".nii") + "_mask.nii.gz")
+    for image, out in outs.items():
         network.segment_file(image, out)
         print(f"{image} -> {out}")
 
