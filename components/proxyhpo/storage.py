@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import Any
 from urllib.parse import urlparse
 
@@ -45,6 +46,7 @@ __all__ = [
     "split_s3_url",
     "s3_client",
     "atomic_output",
+    "check_regular_target",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -198,6 +200,33 @@ def _new_file_mode() -> int:
 _NEW_FILE_MODE = _new_file_mode()
 
 
+def _kind_of(mode: int) -> str:
+    """What a non-regular file is, in the words of ``ls -l``'s first column."""
+    kinds = ((S_ISDIR, "a folder"), (S_ISCHR, "a character device"), (S_ISBLK, "a block device"), (S_ISFIFO, "a FIFO (named pipe)"), (S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_target(path: str | os.PathLike[str]) -> None:
+    """Refuse to write over ``path`` when it exists and is not a regular file (followed through links).
+
+    The atomic writer renames a new file over its target: over a device (``/dev/null`` as root), a FIFO,
+    a socket, a folder, or a link to one (``/proc/self/fd/1``), that would replace the special file
+    itself with a regular one. A missing target, a regular file, or a dangling link is fine.
+
+    Raises:
+        StorageError: naming the path and what it is.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise StorageError(path, f"cannot be examined ({exc.strerror})", "give an output path in a folder you can read and write") from exc
+    if not S_ISREG(mode):
+        link = " (through a symbolic link)" if os.path.islink(path) else ""
+        raise StorageError(path, f"is {_kind_of(mode)}{link}, not a regular file: it would be replaced", "give the path of a regular file, or of one that does not exist yet")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` and move it into place only if the block succeeds.
@@ -209,6 +238,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         ...     tmp.write_text("done")
     """
     target = Path(path)
+    check_regular_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)

@@ -8,16 +8,19 @@ turns it into one :class:`~proxyhpo.errors.ConfigError` line naming the file and
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from proxyhpo.errors import ConfigError
 
-__all__ = ["StrictModel", "Record", "config_error", "brief", "load_yaml", "parse_config", "load_config"]
+__all__ = ["StrictModel", "Record", "config_error", "brief", "check_regular_file", "load_yaml", "parse_config", "load_config"]
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound="Record")
@@ -30,15 +33,22 @@ BRIEF_LIMIT = 120
 YAML_MAX_ALIASES = 1_000
 YAML_MAX_NODES = 100_000
 YAML_MAX_DEPTH = 100
+#: Largest config file read: a study config is a few kilobytes; a gigabyte string is refused unread.
+CONFIG_MAX_BYTES = 1 << 20
+#: Largest record read (trial results, plans, manifests): a few megabytes at most.
+RECORD_MAX_BYTES = 64 << 20
+#: Deepest JSON record read: json's recursion ends in RecursionError long before 100,000 levels.
+JSON_MAX_DEPTH = 200
 
 
 class _YAMLTooLarge(yaml.YAMLError):
     """A YAML document past one of the bounds above (``what`` says which)."""
 
-    def __init__(self, what: str, mark: Any = None) -> None:
+    def __init__(self, what: str, mark: Any = None, fix: str = "write the config without nested aliases or deep nesting (a config is a few hundred keys)") -> None:
         super().__init__(what)
         self.what = what
         self.problem_mark = mark
+        self.fix = fix
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -79,11 +89,67 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes[id(node)] = self._nodes - before
         return node
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        # PyYAML keeps the last of two equal keys; a config that says a value twice is refused instead.
+        # Merge keys (<<) may be overridden on purpose, so only keys written in this mapping are compared.
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise _YAMLTooLarge(
+                    f"repeats key {key!r} (first at line {seen[key].line + 1}): only one of the values would be used", key_node.start_mark, "write each key once"
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_float(self, node: Any) -> float:  # type: ignore[override]
+        value = super().construct_yaml_float(node)
+        if not math.isfinite(value):  # .inf, .nan: no setting of ours takes an infinite or undefined number
+            raise _YAMLTooLarge(f"holds the non-finite number {node.value!r}", node.start_mark, "give a finite number")
+        return value
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_yaml_float)
+
+
+def _numeric_not_bool(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds numbers (int or float, also in unions, tuples, lists) but no booleans."""
+    seen: set[int] = set()
+    kinds: set[type] = set()
+
+    def walk(node: Any) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if node in (int, float, bool):
+            kinds.add(node)
+        for arg in typing.get_args(node):
+            walk(arg)
+
+    walk(annotation)
+    return bool(kinds & {int, float}) and bool not in kinds
+
 
 class StrictModel(BaseModel):
-    """Base of every model of the schema layer: unknown keys are errors and instances are immutable."""
+    """Base of every model of the schema layer: unknown keys are errors and instances are immutable.
+
+    A boolean given for a number is an error: pydantic would read ``epochs: true`` as 1 epoch.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, document: Any) -> Any:
+        if isinstance(document, dict):
+            for name, value in document.items():
+                if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
+                    field = cls.model_fields.get(name) if isinstance(name, str) else None
+                    if field is not None and _numeric_not_bool(field.annotation):
+                        raise ValueError(f"key '{name}' must be a number, not the boolean {value!r}")
+        return document
 
 
 class Record(StrictModel):
@@ -120,14 +186,57 @@ class Record(StrictModel):
             StorageError: when it cannot be read.
             ConfigError: when it is not JSON or does not validate as this record, naming the key.
         """
-        from proxyhpo.storage import read_bytes
+        from proxyhpo.storage import is_s3_url, read_bytes
 
+        fix = f"regenerate it with {cls.WRITTEN_BY}"
+        if not is_s3_url(path) and os.path.exists(path):  # a missing one: read_bytes' StorageError
+            check_regular_file(path, RECORD_MAX_BYTES, fix)
         raw = read_bytes(path)
         try:
-            document = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(path, f"is not a {cls.__name__} JSON file ({brief(exc)})", f"regenerate it with {cls.WRITTEN_BY}") from exc
-        return parse_config(cls, document, path, fix=f"regenerate it with {cls.WRITTEN_BY}")
+            document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        except RecursionError:
+            raise ConfigError(path, f"is nested deeper than Python can read (a {cls.__name__} is a few levels deep)", fix) from None
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, a 5,000-digit integer, NaN
+            raise ConfigError(path, f"is not a {cls.__name__} JSON file ({brief(exc)})", fix) from None
+        if _depth(document) > JSON_MAX_DEPTH:
+            raise ConfigError(path, f"is nested deeper than {JSON_MAX_DEPTH} levels (a {cls.__name__} is a few levels deep)", fix)
+        return parse_config(cls, document, path, fix=fix)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"holds {name}, which is not a number JSON allows")
+
+
+def _depth(document: Any) -> int:
+    """Nesting depth of a JSON document (1 for a scalar), counted without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def check_regular_file(path: str | os.PathLike[str], max_bytes: int, fix: str) -> None:
+    """Refuse to read ``path`` unless it is a regular file of at most ``max_bytes``: ``/dev/zero`` or a FIFO never ends.
+
+    Raises:
+        ConfigError: naming the path and what it is.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(path, "file does not exist", "check the path") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read ({exc.strerror})", "check the path and its permissions") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise ConfigError(path, f"is {what}", fix)
+    if info.st_size > max_bytes:
+        raise ConfigError(path, f"is {info.st_size} bytes, more than the {max_bytes} a config or record can be", fix)
 
 
 def brief(value: Any, limit: int = BRIEF_LIMIT) -> str:
@@ -206,6 +315,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: when the file is missing, is not UTF-8, is not valid YAML or is not a mapping.
     """
     file = Path(path)
+    check_regular_file(file, CONFIG_MAX_BYTES, "give the path of a YAML config file (a few kilobytes); see examples/")
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -219,7 +329,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except _YAMLTooLarge as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(file, f"{exc.what}{where}", "write the config without nested aliases or deep nesting (a config is a few hundred keys)") from None
+        raise ConfigError(file, f"{exc.what}{where}", exc.fix) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
