@@ -30,6 +30,7 @@ def _write_case(root: Path, name: str, shape=(16, 16, 8), label_shape=None, empt
 
 def _write_dataset(root: Path, entries: list[dict], **extra) -> Path:
     document = {"name": "Tiny", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "spleen"}, "training": entries, **extra}
+    document = {key: value for key, value in document.items() if value is not None}
     (root / "dataset.json").write_text(json.dumps(document))
     return root
 
@@ -207,3 +208,84 @@ def test_data_push_command(tiny: Path, s3_bucket: str, capsys: pytest.CaptureFix
     assert capsys.readouterr().out.strip() == f"s3://{s3_bucket}/datasets/cli"
     assert main(["data", "push", str(tiny / "missing"), f"s3://{s3_bucket}/datasets/x"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+# --- multi-channel images and multi-class labels (issue 20) ---------------------------------------------------
+
+
+def _multi_case(root: Path, name: str, channels: int, values=(1, 2, 3)) -> dict:
+    """A case whose image has ``channels`` channels on its last axis (3D when 1) and whose label holds ``values``."""
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    shape = (16, 16, 8) + ((channels,) if channels > 1 else ())
+    label = np.zeros((16, 16, 8), np.uint8)
+    for i, value in enumerate(values):
+        label[2 + 4 * i : 5 + 4 * i, 4:9, 2:5] = value
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(rng.normal(100, 10, shape).astype(np.int16), affine), root / "imagesTr" / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(label, affine), root / "labelsTr" / f"{name}.nii.gz")
+    return {"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"}
+
+
+BRAIN_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+BRAIN_MODALITY = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+
+
+def test_multi_channel_multi_class_data_set_is_accepted(tmp_path: Path) -> None:
+    root = tmp_path / "brain"
+    _write_dataset(root, [_multi_case(root, f"case_{i}", 4) for i in range(2)], modality=BRAIN_MODALITY, labels=BRAIN_LABELS)
+    dataset = load_dataset(root)
+    assert dataset.channels == 4 and dataset.labels == {0: "background", 1: "edema", 2: "non-enhancing tumor", 3: "enhancing tumour"}
+    seen = []
+    validate_dataset(dataset, on_case=lambda case: seen.append((case.image.shape, sorted(np.unique(case.label).tolist()))))
+    assert seen == [((16, 16, 8, 4), [0, 1, 2, 3])] * 2  # every channel kept, channels last as stored
+    assert read_case(dataset.cases[0], channel=2).image.shape == (16, 16, 8)  # one channel on request
+
+
+def test_nnunet_channel_names_stand_for_modality(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    _write_dataset(root, [_multi_case(root, "case_0", 2)], modality=None, channel_names={"0": "T2", "1": "ADC"}, labels=BRAIN_LABELS)
+    validate_dataset(load_dataset(root))
+    assert load_dataset(root).modality == {"0": "T2", "1": "ADC"}
+
+
+def test_channel_count_that_differs_between_cases_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    _write_dataset(root, [_multi_case(root, "case_0", 4), _multi_case(root, "case_1", 3)], modality=BRAIN_MODALITY, labels=BRAIN_LABELS)
+    _expect("is 4D with 3 channels", "imagesTr/case_1.nii.gz", lambda: validate_dataset(load_dataset(root)))
+
+
+def test_single_channel_case_in_a_multi_channel_set_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "three_d"
+    _write_dataset(root, [_multi_case(root, "case_0", 4), _multi_case(root, "case_1", 1)], modality=BRAIN_MODALITY, labels=BRAIN_LABELS)
+    error = _expect("is 3D (one channel)", "imagesTr/case_1.nii.gz", lambda: validate_dataset(load_dataset(root)))
+    assert "'modality' lists 4" in str(error)
+
+
+def test_modality_keys_must_number_the_channels(tmp_path: Path) -> None:
+    root = tmp_path / "keys"
+    _write_dataset(root, [_multi_case(root, "case_0", 2)], modality={"0": "T2", "2": "ADC"}, labels=BRAIN_LABELS)
+    _expect("'modality' keys must be the channel indices 0..1", "dataset.json", lambda: load_dataset(root))
+
+
+def test_multi_class_label_value_not_declared_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "undeclared"
+    labels = {"0": "background", "1": "edema", "3": "enhancing tumour"}  # 2 is not declared
+    _write_dataset(root, [_multi_case(root, "case_0", 4)], modality=BRAIN_MODALITY, labels=labels)
+    _expect("label values [2] not declared in dataset.json 'labels'", "labelsTr/case_0.nii.gz", lambda: validate_dataset(load_dataset(root)))
+
+
+def test_classes_after_merge() -> None:
+    from proxyhpo.data.prepare import classes_after_merge
+    from proxyhpo.errors import ConfigError
+
+    prostate = {0: "background", 1: "PZ", 2: "TZ"}
+    assert classes_after_merge(prostate, {}) == prostate  # both zones
+    assert classes_after_merge(prostate, {2: 1}) == {0: "background", 1: "PZ+TZ"}  # the paper's merge
+    brain = {int(k): v for k, v in BRAIN_LABELS.items()}
+    assert classes_after_merge(brain, {2: 1, 3: 1}) == {0: "background", 1: "edema+non-enhancing tumor+enhancing tumour"}
+    with pytest.raises(DataError, match=r"has classes \[0, 1, 3\] after data.merge_labels"):
+        classes_after_merge(brain, {2: 1})  # a gap: one output per value 0..K
+    with pytest.raises(ConfigError, match=r"merges label values \[5\]"):
+        classes_after_merge(brain, {5: 1})

@@ -55,7 +55,8 @@ class MSDDataset(StrictModel):
         location: what the user gave (local path or ``s3://`` URL).
         root: the local folder holding ``dataset.json``.
         name: the data set's ``name``.
-        modality: channel index -> modality name (``{"0": "CT"}``).
+        modality: channel index -> modality name (``{"0": "CT"}``; MSD brain: ``{"0": "FLAIR", "1": "T1w",
+            "2": "t1gd", "3": "T2w"}``), from ``modality`` or nnU-Net's ``channel_names``.
         labels: label value -> name (``{0: "background", 1: "spleen"}``).
         cases: the ``training`` entries in file order.
     """
@@ -74,6 +75,11 @@ class MSDDataset(StrictModel):
         return Path(self.root) / "dataset.json"
 
     @property
+    def channels(self) -> int:
+        """Image channels every case has (``len(modality)``); a 4-D image holds them on its last axis."""
+        return len(self.modality)
+
+    @property
     def is_ct(self) -> bool:
         """Whether the first channel is CT (intensities in HU)."""
         return self.modality.get("0", "").upper() == "CT"
@@ -90,7 +96,8 @@ class MSDDataset(StrictModel):
 
 
 class CaseVolumes(StrictModel):
-    """A case read into memory: image (float32, spatial axes of the file) and label (uint8), voxel spacing in mm."""
+    """A case read into memory: image (float32, spatial axes of the file, then channels when several are kept:
+    ``(X, Y, Z)`` or ``(X, Y, Z, C)``), label (uint8, ``(X, Y, Z)``), voxel spacing in mm."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)  # numpy arrays; the rest as StrictModel
 
@@ -231,9 +238,14 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
         labels = {int(value): str(name) for value, name in labels_raw.items()}
     except ValueError as exc:
         raise DataError(json_path, f"'labels' keys must be integers, got {list(labels_raw)}", 'write labels as {"0": "background", "1": ...}') from exc
-    modality = document.get("modality")
+    # MSD names the channels 'modality'; nnU-Net v2's dataset.json names them 'channel_names'
+    modality = document.get("modality", document.get("channel_names"))
     if not isinstance(modality, dict) or not modality:
-        raise DataError(json_path, "has no 'modality' mapping", 'add "modality": {"0": "CT"} (or "MRI", "T2", ...)')
+        raise DataError(json_path, "has no 'modality' mapping", 'add "modality": {"0": "CT"} (or "MRI", "T2", ...; one entry per image channel)')
+    if sorted(str(key) for key in modality) != [str(i) for i in range(len(modality))]:
+        raise DataError(
+            json_path, f"'modality' keys must be the channel indices 0..{len(modality) - 1}, got {sorted(modality)}", 'number the channels from 0: {"0": "FLAIR", "1": "T1w", ...}'
+        )
 
     root = json_path.parent
     cases: list[CaseEntry] = []
@@ -303,25 +315,27 @@ def _check_shape(path: str, shape: tuple[int, ...], what: str, *, channels: int 
         raise DataError(path, f"is {len(shape)}D (shape {shape}), expected a 3D {what}", "give a 3D volume, not a slice")
     if len(shape) > 4:
         raise DataError(path, f"is {len(shape)}D (shape {shape}), expected a 3D {what}", "give a 3D volume (or 4D with channels last)")
-    if len(shape) == 4 and shape[3] != 1:
-        if what == "label":
-            raise DataError(path, f"is 4D (shape {shape}), expected a 3D label", "save the label as one 3D volume of integer values")
-        if channels is not None and shape[3] != channels:
-            raise DataError(
-                path,
-                f"is 4D with {shape[3]} channels (shape {shape}), expected {'a 3D volume' if channels == 1 else f'{channels} channels'} as dataset.json 'modality' lists {channels}",
-                "give 3D volumes, or list every channel in dataset.json 'modality'",
-            )
+    if len(shape) == 4 and shape[3] != 1 and what == "label":
+        raise DataError(path, f"is 4D (shape {shape}), expected a 3D label", "save the label as one 3D volume of integer values (one value per class)")
+    found = shape[3] if len(shape) == 4 else 1
+    if what == "image" and channels is not None and found != channels:
+        # every case must have the channels dataset.json lists, so all cases agree with each other as well
+        raise DataError(
+            path,
+            f"{f'is 4D with {found} channels' if len(shape) == 4 else 'is 3D (one channel)'} (shape {shape}), but dataset.json 'modality' lists {channels}",
+            "give every case the channels dataset.json lists (4D, channels last), or fix 'modality'" if channels > 1 else "give 3D volumes, or list every channel in dataset.json 'modality'",
+        )
 
 
-def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel: int = 0, channels: int | None = None) -> CaseVolumes:
+def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel: int | None = 0, channels: int | None = None) -> CaseVolumes:
     """Read and check one image and its label (see :func:`read_case`); the trainer checks a plan's cases with it too.
 
     Args:
         image_path, label_path: the NIfTI files.
         case_id: the case's id (default: from the image's file name).
-        channel: which channel of a 4D (multi-modal) image to keep.
-        channels: how many channels the image may have (``len(modality)``); ``None`` accepts any.
+        channel: which channel of a 4D (multi-modal) image to keep; ``None`` keeps every channel (the
+            image is then ``(X, Y, Z, C)`` when it has several).
+        channels: how many channels the image must have (``len(modality)``); ``None`` accepts any.
 
     Raises:
         DataError: naming the file, for anything :func:`read_case` refuses.
@@ -330,18 +344,18 @@ def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel
     label_nii = _load_nifti(label_path)
     _check_shape(image_path, tuple(image_nii.shape), "image", channels=channels)
     _check_shape(label_path, tuple(label_nii.shape), "label", channels=None)
-    if len(image_nii.shape) == 4 and not 0 <= channel < image_nii.shape[3] and image_nii.shape[3] > 1:
+    if channel is not None and len(image_nii.shape) == 4 and not 0 <= channel < image_nii.shape[3] and image_nii.shape[3] > 1:
         raise DataError(image_path, f"has {image_nii.shape[3]} channels, channel {channel} was asked for", "choose a channel the image has")
     image = _read_array(image_nii, image_path)
-    if image.ndim == 4:
-        image = image[..., channel if image.shape[3] > 1 else 0]
+    if image.ndim == 4 and (channel is not None or image.shape[3] == 1):
+        image = image[..., channel if channel is not None and image.shape[3] > 1 else 0]
     label_float = _read_array(label_nii, label_path)
     if label_float.ndim == 4:
         label_float = label_float[..., 0]
-    if label_float.shape != image.shape:
+    if label_float.shape != image.shape[:3]:
         raise DataError(
             label_path,
-            f"has shape {label_float.shape} but its image {Path(image_path).name} has {image.shape}",
+            f"has shape {label_float.shape} but its image {Path(image_path).name} has {image.shape[:3]}",
             "resample or re-export the label on the image's grid",
         )
     if not np.allclose(image_nii.affine, label_nii.affine, atol=AFFINE_TOLERANCE):
@@ -363,21 +377,22 @@ def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel
     return CaseVolumes(case_id=case_id or case_id_of(image_path), image=image, label=label, spacing=spacing)  # type: ignore[arg-type]
 
 
-def read_case(case: CaseEntry, *, channel: int = 0, channels: int | None = None) -> CaseVolumes:
+def read_case(case: CaseEntry, *, channel: int | None = 0, channels: int | None = None) -> CaseVolumes:
     """Read one case's image and label into memory, checked against each other.
 
     Args:
         case: the case to read.
-        channel: which channel of a 4D (multi-modal) image to keep.
-        channels: how many channels the image may have (the data set's ``len(modality)``); ``None`` accepts any.
+        channel: which channel of a 4D (multi-modal) image to keep; ``None`` keeps them all.
+        channels: how many channels the image must have (the data set's ``len(modality)``); ``None`` accepts any.
 
     Returns:
-        The image as float32 and the label as uint8, both of the image's spatial shape, and the voxel spacing.
+        The image as float32 (``(X, Y, Z)``, or ``(X, Y, Z, C)`` with every channel kept) and the label
+        as uint8 of the image's spatial shape, and the voxel spacing.
 
     Raises:
-        DataError: for an unreadable or truncated file, a 2D or 5D volume, a zero-length axis, a 4D image
-            where 3D is expected, a shape or affine mismatch, NaN or infinite voxels, an empty label, or a
-            label with non-integer or negative values.
+        DataError: for an unreadable or truncated file, a 2D or 5D volume, a zero-length axis, another
+            channel count than ``channels``, a 4D label, a shape or affine mismatch, NaN or infinite
+            voxels, an empty label, or a label with non-integer or negative values.
     """
     return read_volumes(case.image, case.label, case_id=case.case_id, channel=channel, channels=channels)
 
@@ -388,25 +403,27 @@ def validate_dataset(
     on_case: Callable[[CaseVolumes], None] | None = None,
     progress: bool = False,
 ) -> None:
-    """Read every case and check it: readable, shapes and affines match, label non-empty and within ``labels``.
+    """Read every case and check it: readable, the channels ``modality`` lists, a 3D label of the image's
+    grid (shape, affine), non-empty and holding only values that ``labels`` declares.
 
     Args:
         dataset: the data set to check.
-        on_case: called with each case once it passed, so callers can use the volumes without reading twice.
+        on_case: called with each case once it passed, so callers can use the volumes without reading twice
+            (a multi-channel image comes with every channel, ``(X, Y, Z, C)``).
         progress: show a progress bar.
 
     Raises:
         DataError: naming the first file that fails and how to fix it.
     """
     allowed = set(dataset.labels)
-    channels = len(dataset.modality)
+    channels = dataset.channels
     for volumes, case in zip(_iterate_cases(dataset.cases, progress, "validating", channels), dataset.cases):
         unexpected = sorted(set(np.unique(volumes.label).tolist()) - allowed)
         if unexpected:
             raise DataError(
                 case.label,
-                f"holds label values {unexpected} not listed in dataset.json labels {sorted(allowed)}",
-                "add them to 'labels' in dataset.json or fix the label",
+                f"holds label values {unexpected} not declared in dataset.json 'labels' {sorted(allowed)}",
+                "declare them in 'labels' of dataset.json, or fix the label",
             )
         if on_case is not None:
             on_case(volumes)
@@ -414,5 +431,6 @@ def validate_dataset(
 
 def _iterate_cases(cases: Iterable[CaseEntry], progress: bool, what: str, channels: int | None = None) -> Iterator[CaseVolumes]:
     cases = list(cases)
+    keep = None if channels is not None and channels > 1 else 0  # a multi-channel data set is read whole
     for case in track(cases, f"{what} {len(cases)} cases", enabled=progress):
-        yield read_case(case, channels=channels)
+        yield read_case(case, channel=keep, channels=channels)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from proxyhpo import storage
 from proxyhpo.config import DataConfig, StudyConfig, StudyData
 from proxyhpo.data.msd import MSDDataset, load_dataset, validate_dataset
-from proxyhpo.errors import DataError
+from proxyhpo.errors import ConfigError, DataError
 
-__all__ = ["prepare_study_data", "ensure_synthetic", "split_cases", "entries_for"]
+__all__ = ["prepare_study_data", "ensure_synthetic", "split_cases", "entries_for", "classes_after_merge"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,41 @@ def entries_for(dataset: MSDDataset, case_ids: Sequence[str]) -> list[dict[str, 
     return [by_id[case_id].as_dict() for case_id in case_ids]
 
 
+def classes_after_merge(labels: Mapping[int, str], merge: Mapping[int, int], *, source: str = "dataset.json") -> dict[int, str]:
+    """The classes a network segments: dataset.json's ``labels`` after ``data.merge_labels``, value -> name.
+
+    A merged class is named by the names it joins (``{1: "PZ", 2: "TZ"}`` with ``{2: 1}`` gives
+    ``{1: "PZ+TZ"}``). The values must then be ``0..K`` (one network output per value, 0 the background).
+
+    Args:
+        labels: dataset.json's ``labels`` (value -> name).
+        merge: ``data.merge_labels`` (value -> the value it becomes).
+        source: the data set, for messages.
+
+    Raises:
+        ConfigError: when ``merge`` names a value dataset.json does not declare.
+        DataError: when the classes after the merge are not ``0..K`` with ``K >= 1``.
+
+    Example:
+        >>> classes_after_merge({0: "background", 1: "PZ", 2: "TZ"}, {2: 1})
+        {0: 'background', 1: 'PZ+TZ'}
+    """
+    undeclared = sorted(set(merge) - set(labels))
+    if undeclared:
+        raise ConfigError("data.merge_labels", f"merges label values {undeclared} that {source} does not declare (it declares {sorted(labels)})", "merge only values listed in dataset.json 'labels'")
+    joined: dict[int, list[str]] = {}
+    for value in sorted(labels):
+        joined.setdefault(merge.get(value, value), []).append(labels[value])
+    values = sorted(joined)
+    if values != list(range(len(values))) or len(values) < 2:
+        raise DataError(
+            source,
+            f"has classes {values} after data.merge_labels, but training needs the values 0..K (0 the background, K >= 1)",
+            "map the values onto 0..K with data.merge_labels, e.g. {4: 3}",
+        )
+    return {value: "+".join(joined[value]) for value in values}
+
+
 def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyData:
     """Generate (if configured), stage, validate and split the study's data.
 
@@ -86,13 +121,7 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
     ensure_synthetic(study.data, progress=progress)
     dataset = load_dataset(study.data.dataset)
     validate_dataset(dataset, progress=progress)
-    merged = {study.data.merge_labels.get(value, value) for value in dataset.labels}
-    if not merged <= {0, 1}:
-        raise DataError(
-            dataset.dataset_json,
-            f"has labels {sorted(dataset.labels)} and training segments one foreground class (0 and 1 after data.merge_labels)",
-            "merge the other values into 1 with data.merge_labels, e.g. {2: 1}",
-        )
+    classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json))  # one output per class: 0..K
     case_ids = [case.case_id for case in dataset.cases]
     needed = study.selection.budget if study.training.data == "proxy" else 2
     if len(case_ids) < needed + 1:  # at least one held-out case, and the search's cases
@@ -113,6 +142,15 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
     if study.data.external:
         external = load_dataset(study.data.external)
         validate_dataset(external, progress=progress)
+        if external.channels != dataset.channels:  # the networks take the study's channels
+            raise DataError(
+                external.dataset_json,
+                f"lists {external.channels} image channels in 'modality', the study's data set {dataset.channels} ({dataset.dataset_json})",
+                "test on an external data set with the same channels, in the same order",
+            )
+        undeclared = sorted(set(external.labels) - set(dataset.labels))
+        if undeclared:
+            raise DataError(external.dataset_json, f"declares label values {undeclared} that the study's data set does not", "test on an external data set with the study's classes")
     return StudyData(
         dataset=study.data.dataset,
         dataset_sha256=dataset.sha256(),
