@@ -57,7 +57,7 @@ def test_values_equal_scipy_on_the_per_point_means() -> None:
         assert result[method].method == method
         assert result[method].value == pytest.approx(function(x, y)[0], abs=1e-12)
         assert (result[method].n_points, result[method].n_repeats) == (5, 2)
-    assert result["pearson"].over == "5 grid points, mean external Dice over 3 proxy and 2 reference repeats; 95% bootstrap interval over repeats (200 resamples)"
+    assert result["pearson"].over == "5 grid points, mean external Dice over 3 proxy and 2 reference repeats; 95% expanded-percentile bootstrap interval over repeats (200 resamples)"
 
 
 def test_resampled_coefficients_equal_scipy_with_ties() -> None:

@@ -57,14 +57,7 @@ def _bootstrap_coverage() -> dict[str, int]:
 @pytest.mark.parametrize(
     "method",
     [
-        pytest.param(
-            "pearson",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known (issue 18): repeat noise attenuates Pearson's r of the means, and resampling the repeats attenuates it again, "
-                "so the percentile interval sits low (85 of 100 here; BCa and the basic bootstrap do no better over 7 repeats)",
-            ),
-        ),
+        "pearson",
         "spearman",
         "kendall",
     ],

@@ -263,7 +263,7 @@ def test_markdown_and_html_files(proxy_data: dict[str, Any]) -> None:
     for heading in ("## What was run", "## Table 1", "## Correlation with the full data (external Dice; Fig. 2)", "## Dice against data used", "## Cost", "## Plots"):
         assert heading in text
     assert "60 trials, 2 failed" in text
-    assert "- `mi+labelcrop-8`: 4 grid points, mean external Dice over 3 repeats per arm; 95% bootstrap interval over repeats" in text
+    assert "- `mi+labelcrop-8`: 4 grid points, mean external Dice over 3 repeats per arm; 95% expanded-percentile bootstrap interval over repeats" in text
     assert "[fig2_mi_labelcrop-8.png](fig2_mi_labelcrop-8.png)" in text
     page = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
