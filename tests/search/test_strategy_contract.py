@@ -1,4 +1,9 @@
-"""Contract tests every registered search strategy passes (Optuna's habit: one suite, parametrised over the plug-ins)."""
+"""Contract tests every registered search strategy passes (Optuna's habit: one suite, parametrised over the plug-ins).
+
+What the HPO pipeline relies on, with no training: proposals in the space, numbered on; results told in any
+order, stopped, failed or missing; the state saved and restored between every ask and tell ends where the
+uninterrupted search ends (the pipeline's resume and retries replay rounds from these files); one seed, one search.
+"""
 
 from __future__ import annotations
 
@@ -89,22 +94,74 @@ def test_a_strategy_that_needs_rungs_refuses_a_study_without_them(name: str) -> 
         assert cls(study, 0).stops_early is False
 
 
-@pytest.mark.parametrize("name", PERSISTENT)
-def test_a_restored_strategy_continues_exactly_as_the_one_that_saved_it(name: str, tmp_path: Path) -> None:
-    study = _study(name)
-    kept = SEARCH_STRATEGIES[name](study, 4)
-    first = kept.ask(3)
-    kept.save(tmp_path / "proposed")
-    told = _results(first, {p.proposal_id: 0.2 + 0.1 * k for k, p in enumerate(first)})
-    kept.tell(told)
-    kept.save(tmp_path / "state")
+def _round_results(proposals) -> list[TrialResult]:
+    """A round's results in reverse order: trained to the end, stopped at epoch 3 (with its curve), failed, and one missing."""
+    dice = {p.proposal_id: 0.1 + 0.07 * ((p.proposal_id * 5) % 9) for p in proposals}
+    ids = [p.proposal_id for p in proposals]
+    told = {ids[0]: dice[ids[0]], ids[1]: dice[ids[1]]} | ({ids[2]: None} if len(ids) > 2 else {})
+    results = _results(proposals, told, stopped={ids[1]: 3})
+    stopped = results[1].model_copy(update={"val_epochs": [1, 3], "val_dice": [0.05, dice[ids[1]]]})
+    return [results[0], stopped, *results[2:]][::-1]
 
-    restored = SEARCH_STRATEGIES[name].restore(study, tmp_path / "proposed")
-    restored.tell(told)
-    assert restored.best() == kept.best()
-    assert restored.ask(3) == kept.ask(3)
-    restored_again = SEARCH_STRATEGIES[name].restore(study, tmp_path / "state")
-    assert restored_again.ask(3) == SEARCH_STRATEGIES[name].restore(study, tmp_path / "state").ask(3)
+
+def _hyperparameters(proposals) -> list[tuple]:
+    return [(p.proposal_id, p.round, sorted(p.hyperparameters.items())) for p in proposals]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_search_saved_and_restored_between_every_ask_and_tell_ends_as_the_uninterrupted_one(name: str, tmp_path: Path) -> None:
+    """The pipeline's rounds: init, then per round restore, ask, save; restore, tell, save (a retry or resume replays them)."""
+    cls, study, rounds = SEARCH_STRATEGIES[name], _study(name), 3
+    uninterrupted = cls(study, 4)
+    asked = []
+    for _ in range(rounds):
+        asked.append(_hyperparameters(proposals := uninterrupted.ask(3)))
+        uninterrupted.tell(_round_results(proposals))
+
+    state = cls(study, 4).save(tmp_path / "init")
+    resumed = []
+    for round_index in range(rounds):
+        search = cls.restore(study, state)
+        proposals = search.ask(3)
+        proposed = search.save(tmp_path / f"proposed{round_index}")
+        assert _hyperparameters(cls.restore(study, state).ask(3)) == _hyperparameters(proposals)  # a retried propose step
+        resumed.append(_hyperparameters(proposals))
+        search = cls.restore(study, proposed)
+        search.tell(_round_results(proposals))
+        state = search.save(tmp_path / f"state{round_index}")
+
+    assert resumed == asked
+    restored = cls.restore(study, state)
+    assert restored.history() == uninterrupted.history() and len(restored.history()) == 3 * rounds
+    assert restored.best() == uninterrupted.best() is not None
+    assert [(r.failed, r.stopped_at_epoch) for r in restored.history()[:3]] == [(False, None), (False, 3), (True, None)]
+    assert _hyperparameters(restored.ask(3)) == _hyperparameters(uninterrupted.ask(3))
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_one_seed_makes_one_search_and_another_seed_another(name: str) -> None:
+    def run(seed: int) -> list[tuple]:
+        search = _strategy(name, seed)
+        first = search.ask(3)
+        search.tell(_round_results(first))
+        return _hyperparameters(first) + _hyperparameters(search.ask(3))
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+@pytest.mark.parametrize("name", [name for name in STRATEGIES if name.startswith(("tpe", "gp"))])
+def test_an_optuna_search_refuses_another_strategys_state_in_one_line(name: str, tmp_path: Path) -> None:
+    from proxyhpo.errors import InputError
+
+    other = "gp" if name != "gp" else "tpe"
+    state = _strategy(other).save(tmp_path / "state")
+    with pytest.raises(InputError) as caught:
+        SEARCH_STRATEGIES[name].restore(_study(name), state)
+    assert str(caught.value) == f"{state}: is the {other} strategy's state, not the {name} strategy's; fix: pass the state file the search's previous round wrote, with the same search.strategy"
+    _strategy("random").save(tmp_path / "random")
+    with pytest.raises(InputError, match="is not an Optuna journal"):
+        SEARCH_STRATEGIES[name].restore(_study(name), tmp_path / "random")
 
 
 @pytest.mark.parametrize("name", [name for name in STRATEGIES if name not in PERSISTENT])
@@ -115,7 +172,8 @@ def test_a_strategy_kept_in_memory_says_so_when_a_pipeline_asks_to_carry_it(name
     with pytest.raises(ConfigError) as caught:
         init_controller(_study(name), tmp_path / "state")
     persistent = ", ".join(PERSISTENT)
-    assert str(caught.value) == f"search.strategy: '{name}' keeps its state in memory and runs only in `proxyhpo bench search`; fix: choose one of {persistent}"
+    reason = SEARCH_STRATEGIES[name].bench_only_reason
+    assert str(caught.value) == f"search.strategy: '{name}' {reason} and runs only in `proxyhpo bench search`; fix: choose one of {persistent}"
     assert not (tmp_path / "state").exists()
 
 
@@ -134,5 +192,5 @@ def test_compiling_a_search_with_a_strategy_kept_in_memory_stops_in_one_line(tmp
     study.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(tmp_path / "d")}, "search": {"strategy": name, "early_stopping": {"min_epochs": 1}}}))
     assert main(["compile", str(study), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"proxyhpo compile: error: search.strategy: '{name}' keeps its state in memory") and err.count("\n") == 1
+    assert err.startswith(f"proxyhpo compile: error: search.strategy: '{name}' {SEARCH_STRATEGIES[name].bench_only_reason}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()

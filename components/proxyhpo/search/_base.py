@@ -122,6 +122,8 @@ class Strategy(abc.ABC):
 
     #: whether :meth:`save` and :meth:`restore` carry the strategy between pipeline tasks
     persistent: ClassVar[bool] = True
+    #: why a strategy that is not :attr:`persistent` runs only in the search benchmark (its one-line refusal says it)
+    bench_only_reason: ClassVar[str] = "keeps its state in memory"
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the strategy's whole state to ``path``, atomically; return the path."""
@@ -151,7 +153,7 @@ def strategy_class(study: StudyConfig) -> type[Strategy]:
     cls = SEARCH_STRATEGIES[name]
     if not cls.persistent:
         carried = ", ".join(other for other in SEARCH_STRATEGIES if SEARCH_STRATEGIES[other].persistent)
-        raise ConfigError("search.strategy", f"'{name}' keeps its state in memory and runs only in `proxyhpo bench search`", f"choose one of {carried}")
+        raise ConfigError("search.strategy", f"'{name}' {cls.bench_only_reason} and runs only in `proxyhpo bench search`", f"choose one of {carried}")
     if cls.requires_early_stopping and study.search.early_stopping is None:
         raise ConfigError("search.early_stopping", f"search.strategy '{name}' stops trials at rungs, and the study sets none", "set search.early_stopping (min_epochs, reduction_factor)")
     return cls

@@ -1,21 +1,52 @@
-"""Optuna's TPE sampler with its Hyperband pruner, through Optuna's ask-and-tell interface.
+"""Optuna's samplers as search strategies: one Optuna study per search, kept in Optuna's journal storage.
 
-Each trial reports its validation Dice at every validation to the pruner (``trial.report``), and a trial
-the pruner prunes (``trial.should_prune``) leaves its pack at once, its slot taking the next queued trial,
-exactly as successive halving's stopped trials do.
+A search's whole state is its Optuna study in a journal file (:class:`optuna.storages.JournalStorage` on a
+:class:`optuna.storages.journal.JournalFileBackend`), and that file is the state artifact the HPO pipeline
+hands from task to task:
+
+- no server: a pipeline task needs no database (the chart's PostgreSQL would tie every local run and every
+  retried task to a live server, and a failed round could leave rows a retry sees half-written);
+- one file: a KFP artifact, copied into and out of a task like the REINFORCE controller's zip, so a retried
+  or resumed task starts from exactly the file the previous task wrote;
+- exact replay: the journal is Optuna's own append-only log of every operation on the study (each trial's
+  parameters, intermediate values, state, value, and the pruner's and sampler's attributes); reading it
+  back replays those operations, so a restored study is the study that was saved, not an approximation.
+
+Optuna does not keep a sampler's random state in its storage. Each :meth:`OptunaStrategy.ask` therefore
+seeds a fresh sampler from the search's seed and the number of trials the study holds, so the proposals of
+a round depend only on the journal and the seed: a search restored between rounds proposes what the search
+that saved it would have proposed (and a sampler's caches, such as the GP sampler's fitted kernel, cannot
+carry over from one round to the next in one process but not across two).
+
+A trial's proposal id is its Optuna trial number; its round, final Dice and stop epoch are user attributes
+of the trial (``proxyhpo.round``, ``proxyhpo.dice``, ``proxyhpo.stopped_at_epoch``); the rounds told so far
+are a user attribute of the study (``proxyhpo.batches``), with the search's seed and settings.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from proxyhpo.config import Categorical, LogUniform, Proposal, StudyConfig, TrialResult, TrialState
 from proxyhpo.config.controller import HistoryRecord
-from proxyhpo.search._base import Strategy, outcome_of, study_with
+from proxyhpo.errors import InputError
+from proxyhpo.search._base import Strategy, outcome_of
 
-__all__ = ["OptunaPruning", "OptunaSearch"]
+__all__ = ["OptunaPruning", "OptunaStrategy"]
+
+#: the Optuna study's name inside every journal (one study per file)
+STUDY_NAME = "proxyhpo-search"
+_ROUND, _DICE, _STOPPED = "proxyhpo.round", "proxyhpo.dice", "proxyhpo.stopped_at_epoch"
+_STRATEGY, _SEED, _STARTUP, _BATCHES = "proxyhpo.strategy", "proxyhpo.seed", "proxyhpo.startup_trials", "proxyhpo.batches"
+_FIX_STATE = "pass the state file the search's previous round wrote"
 
 
 class OptunaPruning:
@@ -53,53 +84,77 @@ class OptunaPruning:
         return stopped
 
 
-class OptunaSearch(Strategy):
-    """Optuna's TPE sampler with its Hyperband pruner.
+class OptunaStrategy(Strategy):
+    """An Optuna sampler (and pruner) behind the ask/tell protocol, its study in a journal file.
 
-    A round asks ``n`` trials at once (TPE's ``constant_liar`` keeps the trials of one round apart) and
-    trains them as one queue with :class:`OptunaPruning` as the stopper; when they end, each is told: its
-    final validation Dice when it trained all epochs, ``PRUNED`` when the pruner stopped it, ``FAIL`` when
-    it failed. The Hyperband pruner's minimum resource and reduction factor are ``search.early_stopping``'s,
-    its maximum resource ``training.epochs``.
+    A round asks ``n`` trials at once and trains them; when they end, each is told: its final validation
+    Dice when it trained all epochs, ``PRUNED`` when early stopping stopped it (its validation curve
+    reported first, so TPE ranks it by the epoch it reached and its Dice there), ``FAIL`` when it failed
+    or returned no result. Unless a subclass prunes in its own process (:meth:`stopper`), the pack's own
+    early stopping (``search.early_stopping``: asynchronous successive halving) is the study's pruner.
 
-    Its study lives in memory: it runs in ``proxyhpo bench search``, not yet between pipeline tasks
-    (:attr:`persistent` is False).
+    Subclasses give :meth:`make_sampler` and, if they prune themselves, :meth:`make_pruner`.
 
     Args:
-        startup_trials: TPE's random trials before it models the results (default: one round,
-            ``search.proposals_per_round``).
+        study: the study searched.
+        seed: seeds every sampler the search makes.
+        startup_trials: random trials before the sampler models the results (default: one round,
+            ``search.proposals_per_round``; Optuna's default of 10 would leave a study of 3 rounds of 4
+            trials nearly random: ours).
     """
 
-    name = "tpe+hyperband"
-    requires_early_stopping = True
     requires_packages = ("optuna",)
-    persistent = False
 
-    def __init__(self, study: StudyConfig, seed: int, *, startup_trials: int | None = None) -> None:
+    def __init__(self, study: StudyConfig, seed: int, *, startup_trials: int | None = None, _journal: str | os.PathLike[str] | None = None) -> None:
         super().__init__(study, seed)
         import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
 
-        early_stopping = study.search.early_stopping
-        assert early_stopping is not None  # requires_early_stopping
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # constant_liar (experimental in Optuna 4.9) keeps the trials asked for one round apart
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, message=".*constant_liar.*")
+        # constant_liar (TPE) and the journal's file backend are experimental in Optuna 4.9; both are pinned
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self._optuna = optuna
-        epochs = study.training.epochs
-        self.rungs = early_stopping.rungs(epochs)
-        # the pruner stops the trials: the plan's own successive halving stays off
-        self.study = study_with(study, "search", early_stopping=None)
-        startup = study.search.proposals_per_round if startup_trials is None else startup_trials
+        self.startup_trials = study.search.proposals_per_round if startup_trials is None else startup_trials
+        # the journal is worked on in a folder of our own: a task's input artifact is never written to
+        self._folder = tempfile.TemporaryDirectory(prefix="proxyhpo-optuna-")
+        self.journal = Path(self._folder.name) / "journal.log"
+        if _journal is not None:
+            shutil.copyfile(_journal, self.journal)
         self.optuna_study = optuna.create_study(
+            storage=JournalStorage(JournalFileBackend(str(self.journal))),
+            study_name=STUDY_NAME,
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True),
-            pruner=optuna.pruners.HyperbandPruner(min_resource=early_stopping.min_epochs, max_resource=epochs, reduction_factor=early_stopping.reduction_factor),
+            sampler=self.make_sampler(self._round_seed(0)),
+            pruner=self.make_pruner(),
+            load_if_exists=True,
         )
+        if _journal is None:
+            for key, value in ((_STRATEGY, self.name), (_SEED, seed), (_STARTUP, self.startup_trials), (_BATCHES, 0)):
+                self.optuna_study.set_user_attr(key, value)
         self.distributions = {name: self._distribution(dist) for name, dist in study.search.space.items()}
-        self.batches = 0
-        self._next_id = 0
-        self._asked: dict[str, tuple[Proposal, Any]] = {}
-        self._history: list[HistoryRecord] = []
+        self._asked: dict[str, Any] = {}  # the open trials this process asked, by trial id (for an in-process pruner)
+
+    # --- what a subclass chooses ----------------------------------------------------------------------------------
+
+    def make_sampler(self, seed: int) -> Any:
+        """The Optuna sampler of one round, seeded with ``seed``."""
+        raise NotImplementedError
+
+    def make_pruner(self) -> Any:
+        """The study's pruner; the default never prunes: the pack's own early stopping stops the trials."""
+        return self._optuna.pruners.NopPruner()
+
+    # --- the protocol -------------------------------------------------------------------------------------------
+
+    @property
+    def batches(self) -> int:
+        """Rounds told so far (= the round of the next proposals)."""
+        return int(self.optuna_study.user_attrs.get(_BATCHES, 0))
+
+    def _round_seed(self, trials: int) -> int:
+        """The seed of the sampler that proposes the next trials when the study holds ``trials``."""
+        return int(np.random.SeedSequence([self.seed, trials]).generate_state(1)[0])
 
     def _distribution(self, dist: Any) -> Any:
         distributions = self._optuna.distributions
@@ -109,37 +164,104 @@ class OptunaSearch(Strategy):
 
     def ask(self, n: int) -> list[Proposal]:
         self._check_n(n)
+        # a fresh sampler per round, seeded by the study's size: the round depends on the journal alone
+        self.optuna_study.sampler = self.make_sampler(self._round_seed(len(self.optuna_study.get_trials(deepcopy=False))))
+        round_index = self.batches
         proposals = []
         for _ in range(n):
             trial = self.optuna_study.ask(self.distributions)
-            proposal = Proposal(proposal_id=self._next_id, round=self.batches, hyperparameters=dict(trial.params), log_prob=0.0)
-            self._next_id += 1
-            self._asked[proposal.trial_id] = (proposal, trial)
+            trial.set_user_attr(_ROUND, round_index)
+            proposal = Proposal(proposal_id=trial.number, round=round_index, hyperparameters=dict(trial.params), log_prob=0.0)
+            self._asked[proposal.trial_id] = trial
             proposals.append(proposal)
         return proposals
 
-    def stopper(self) -> OptunaPruning:
-        return OptunaPruning({trial_id: trial for trial_id, (_, trial) in self._asked.items()}, self.rungs)
+    def _open_trials(self) -> list[Any]:
+        running = self._optuna.trial.TrialState.RUNNING
+        return sorted(self.optuna_study.get_trials(deepcopy=False, states=(running,)), key=lambda frozen: frozen.number)
 
-    @property
-    def stops_early(self) -> bool:
-        return True  # the pruner stops trials: they queue for the pack's slots like successive halving's
+    @staticmethod
+    def _proposal(frozen: Any) -> Proposal:
+        return Proposal(proposal_id=frozen.number, round=int(frozen.user_attrs[_ROUND]), hyperparameters=dict(frozen.params), log_prob=0.0)
 
     def tell(self, results: Sequence[TrialResult]) -> None:
-        state = self._optuna.trial.TrialState
-        by_id = {result.trial_id: result for result in results}
-        for trial_id, (proposal, trial) in sorted(self._asked.items(), key=lambda item: item[1][0].proposal_id):
-            result = by_id.get(trial_id)
+        states = self._optuna.trial.TrialState
+        by_id = {int(result.tags["proposal_id"]): result for result in results if "proposal_id" in result.tags}
+        for frozen in self._open_trials():
+            result = by_id.get(frozen.number)
             dice, stopped = outcome_of(result) if result is not None else (None, None)
+            # a trial asked in another process (a restored search) is reached by its storage id
+            trial = self._asked.get(self._proposal(frozen).trial_id) or self._optuna.trial.Trial(self.optuna_study, frozen._trial_id)
+            trial.set_user_attr(_DICE, dice)
+            trial.set_user_attr(_STOPPED, stopped)
+            if result is not None and dice is not None:
+                self._report_curve(trial, frozen, result)
             if result is not None and result.state == TrialState.COMPLETE and dice is not None:
-                self.optuna_study.tell(trial, dice)
-            elif result is not None and result.state == TrialState.STOPPED:
-                self.optuna_study.tell(trial, state=state.PRUNED)
+                self.optuna_study.tell(frozen.number, dice)
+            elif result is not None and result.state == TrialState.STOPPED and dice is not None:
+                self.optuna_study.tell(frozen.number, state=states.PRUNED)
             else:
-                self.optuna_study.tell(trial, state=state.FAIL)
-            self._history.append(HistoryRecord(proposal=proposal, reward=dice, failed=dice is None, dice=dice, stopped_at_epoch=stopped))
+                self.optuna_study.tell(frozen.number, state=states.FAIL)
         self._asked.clear()
-        self.batches += 1
+        self.optuna_study.set_user_attr(_BATCHES, self.batches + 1)
+
+    @staticmethod
+    def _report_curve(trial: Any, frozen: Any, result: TrialResult) -> None:
+        """Report the trial's validation curve (what an in-process pruner already reported is kept)."""
+        reported = set(frozen.intermediate_values)
+        curve = dict(zip(result.val_epochs, result.val_dice, strict=False))
+        if result.state == TrialState.STOPPED and result.stopped_at_epoch is not None and result.final_val_dice is not None:
+            curve[result.stopped_at_epoch] = result.final_val_dice  # where it stopped, with the Dice it stopped with
+        for epoch, value in sorted(curve.items()):
+            if epoch not in reported and np.isfinite(value):
+                trial.report(float(value), int(epoch))
 
     def history(self) -> list[HistoryRecord]:
-        return list(self._history)
+        records = []
+        for frozen in sorted(self.optuna_study.get_trials(deepcopy=False), key=lambda frozen: frozen.number):
+            if frozen.state == self._optuna.trial.TrialState.RUNNING:
+                continue
+            dice = frozen.user_attrs.get(_DICE)
+            records.append(
+                HistoryRecord(proposal=self._proposal(frozen), reward=dice, failed=dice is None, dice=dice, stopped_at_epoch=frozen.user_attrs.get(_STOPPED))
+            )
+        return records
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Copy the study's journal to ``path``, atomically: the file is the whole state."""
+        from proxyhpo import storage
+
+        return storage.atomic_write_bytes(path, self.journal.read_bytes())
+
+    @classmethod
+    def restore(cls, study: StudyConfig, path: str | os.PathLike[str]) -> OptunaStrategy:
+        """The search whose journal :meth:`save` wrote to ``path``, with its seed and settings.
+
+        Raises:
+            InputError: when ``path`` is missing, is not a journal of a search, or is another strategy's.
+        """
+        if not Path(path).is_file():
+            raise InputError(path, "the search's state file does not exist", _FIX_STATE)
+        attributes = _journal_attributes(path)
+        if attributes.get(_STRATEGY) != cls.name:
+            found = f"the {attributes[_STRATEGY]} strategy's" if _STRATEGY in attributes else "no Optuna search's"
+            raise InputError(path, f"is {found} state, not the {cls.name} strategy's", f"{_FIX_STATE}, with the same search.strategy")
+        return cls(study, int(attributes[_SEED]), startup_trials=int(attributes[_STARTUP]), _journal=path)
+
+
+def _journal_attributes(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The search's user attributes in the journal at ``path`` (empty when it holds no search), read from a copy."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    with tempfile.TemporaryDirectory(prefix="proxyhpo-optuna-") as folder:
+        copy = Path(folder) / "journal.log"
+        shutil.copyfile(path, copy)
+        try:
+            storage = JournalStorage(JournalFileBackend(str(copy)))
+            summaries = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
+        except Exception as exc:  # noqa: BLE001 -- whatever the journal's reader fails with, the file is no journal
+            raise InputError(path, f"is not an Optuna journal ({type(exc).__name__}: {exc})", _FIX_STATE) from exc
+        summary = summaries.get(STUDY_NAME)
+        return dict(summary.user_attrs) if summary is not None else {}
