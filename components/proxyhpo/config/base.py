@@ -20,7 +20,27 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from proxyhpo.errors import ConfigError
 
-__all__ = ["StrictModel", "Record", "config_error", "brief", "check_regular_file", "load_yaml", "parse_config", "load_config"]
+__all__ = [
+    "MAX_PATCH_VOXELS",
+    "MAX_EPOCHS",
+    "MAX_SIMILARITY_PATCH",
+    "MAX_CASES",
+    "MAX_BATCH",
+    "MAX_GPUS",
+    "MAX_HIDDEN",
+    "MAX_SEED",
+    "MIN_SPACING_MM",
+    "MAX_SPACING_MM",
+    "check_patch_voxels",
+    "StrictModel",
+    "Record",
+    "config_error",
+    "brief",
+    "check_regular_file",
+    "load_yaml",
+    "parse_config",
+    "load_config",
+]
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound="Record")
@@ -33,6 +53,29 @@ BRIEF_LIMIT = 120
 YAML_MAX_ALIASES = 1_000
 YAML_MAX_NODES = 100_000
 YAML_MAX_DEPTH = 100
+# Upper bounds of the numbers a user writes, from what one machine (a node of 8 GPUs of 80 GB) can hold
+# or finish: a value past one is a typo or an attack (a patch of 4,096^3 voxels, 10^9 samples), refused
+# at load, not found out hours later as an OOM kill or a run without end.
+#: Voxels of one training patch or inference window: 512^3 float32 is 512 MiB per channel and feature map.
+MAX_PATCH_VOXELS = 512**3
+#: Side of the similarity engines' cubic patch: each volume of a data set is held at patch^3 float32
+#: (256^3: 64 MiB a volume), and the NCC of two volumes takes several such arrays at once.
+MAX_SIMILARITY_PATCH = 256
+#: Epochs of one training (and every count of epochs: val_every, checkpoint_every, rungs).
+MAX_EPOCHS = 100_000
+#: Cases of a data set (synthetic cases, a proxy budget).
+MAX_CASES = 100_000
+#: Patches drawn per volume, volumes per batch, windows per inference call, models per pack.
+MAX_BATCH = 1_024
+#: GPUs (packs trained at once) of one study.
+MAX_GPUS = 1_024
+#: Units of a controller's hidden layer; channels of a network's first level.
+MAX_HIDDEN = 4_096
+#: A seed numpy accepts (an unsigned 32-bit integer).
+MAX_SEED = 2**32 - 1
+#: Finest and coarsest resampling spacing, in mm: 1e-6 mm would resample a CT to billions of voxels.
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0
+
 #: Largest config file read: a study config is a few kilobytes; a gigabyte string is refused unread.
 CONFIG_MAX_BYTES = 1 << 20
 #: Largest record read (trial results, plans, manifests): a few megabytes at most.
@@ -237,6 +280,18 @@ def check_regular_file(path: str | os.PathLike[str], max_bytes: int, fix: str) -
         raise ConfigError(path, f"is {what}", fix)
     if info.st_size > max_bytes:
         raise ConfigError(path, f"is {info.st_size} bytes, more than the {max_bytes} a config or record can be", fix)
+
+
+def check_patch_voxels(size: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """Return ``size`` if its voxel count is at most :data:`MAX_PATCH_VOXELS`.
+
+    Raises:
+        ValueError: naming ``what``, the size and the limit.
+    """
+    voxels = math.prod(size)
+    if voxels > MAX_PATCH_VOXELS:
+        raise ValueError(f"{what} {tuple(size)} is {voxels:,} voxels, more than the {MAX_PATCH_VOXELS:,} (512^3) one patch may hold")
+    return size
 
 
 def brief(value: Any, limit: int = BRIEF_LIMIT) -> str:

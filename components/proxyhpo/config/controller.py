@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from proxyhpo.config.base import Record, StrictModel
+from proxyhpo.config.base import MAX_HIDDEN, MAX_SEED, Record, StrictModel
 from proxyhpo.config.search_space import Choice, SearchSpace
 
 __all__ = ["SCHEMA_VERSION", "ControllerConfig", "Proposal", "HistoryRecord", "UpdateStats", "ControllerState", "PackSpec", "best_record"]
@@ -37,12 +37,12 @@ class ControllerConfig(StrictModel):
             (``search.early_stopping``) and ``dice`` otherwise, resolved when the study's controller is created.
     """
 
-    seed: int = Field(0, ge=0)
-    lr: float = Field(0.02, gt=0.0)
-    entropy_weight: float = Field(0.01, ge=0.0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    lr: float = Field(0.02, gt=0.0, le=10.0)
+    entropy_weight: float = Field(0.01, ge=0.0, le=1e3, allow_inf_nan=False)
     baseline_decay: float = Field(0.8, ge=0.0, lt=1.0)
-    hidden_size: int = Field(64, ge=1)
-    max_grad_norm: float | None = Field(5.0, gt=0.0)
+    hidden_size: int = Field(64, ge=1, le=MAX_HIDDEN)
+    max_grad_norm: float | None = Field(5.0, gt=0.0, allow_inf_nan=False)
     reward: Literal["auto", "dice", "rank"] = "auto"
 
     def resolved(self, early_stopping: bool) -> ControllerConfig:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from proxyhpo.config.base import StrictModel
+from proxyhpo.config.base import MAX_EPOCHS, StrictModel
 
 __all__ = ["EarlyStoppingConfig", "rung_epochs"]
 
@@ -39,7 +39,7 @@ class EarlyStoppingConfig(StrictModel):
 
     schema_version: Literal[1] = 1
     reduction_factor: int = Field(3, ge=2, le=64)
-    min_epochs: int = Field(ge=1)
+    min_epochs: int = Field(ge=1, le=MAX_EPOCHS)
     metric: Literal["val_dice"] = "val_dice"
 
     def rungs(self, epochs: int) -> tuple[int, ...]:

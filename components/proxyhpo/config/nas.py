@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from proxyhpo.config.base import Record, StrictModel
+from proxyhpo.config.base import MAX_BATCH, MAX_EPOCHS, MAX_SEED, Record, StrictModel
 from proxyhpo.config.nas_controller import EpisodeStats, NasControllerConfig
 from proxyhpo.config.nas_space import Architecture, NasSearchSpace, NasSpaceConfig
 from proxyhpo.errors import ConfigError
@@ -49,11 +49,11 @@ class NasChildConfig(StrictModel):
         seed: seeds the supernet's initial weights and the patch sampling.
     """
 
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    batch_size: int = Field(2, ge=1)
+    lr: float = Field(1e-3, gt=0, le=10.0)
+    weight_decay: float = Field(1e-5, ge=0, le=10.0, allow_inf_nan=False)
+    batch_size: int = Field(2, ge=1, le=MAX_BATCH)
     flip_prob: float = Field(0.5, ge=0, le=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class NasConfig(StrictModel):
@@ -88,8 +88,8 @@ class NasConfig(StrictModel):
     child: NasChildConfig = Field(default_factory=NasChildConfig)
     episodes: int = Field(500, ge=1, le=100_000)
     children_per_episode: int = Field(20, ge=1, le=1_000)
-    child_epochs: int = Field(3, ge=1)
-    episodes_per_task: int = Field(25, ge=1)
+    child_epochs: int = Field(3, ge=1, le=MAX_EPOCHS)
+    episodes_per_task: int = Field(25, ge=1, le=100_000)
     folds: int = Field(5, ge=2, le=20)
     validation_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     search_data: Literal["all", "proxy", "both"] = "all"

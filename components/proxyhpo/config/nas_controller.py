@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxyhpo.config.base import StrictModel
+from proxyhpo.config.base import MAX_HIDDEN, MAX_SEED, StrictModel
 
 __all__ = ["NAS_SCHEMA_VERSION", "NasControllerConfig", "EpisodeStats", "NasControllerState"]
 
@@ -40,12 +40,12 @@ class NasControllerConfig(StrictModel):
         seed: seeds the controller's initial weights and its sampling generator.
     """
 
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(1e-6, ge=0.0)
-    entropy_weight: float = Field(1e-4, ge=0.0)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-6, ge=0.0, le=10.0, allow_inf_nan=False)
+    entropy_weight: float = Field(1e-4, ge=0.0, le=1e3, allow_inf_nan=False)
     baseline_decay: float = Field(0.8, ge=0.0, lt=1.0)
-    hidden_size: int = Field(64, ge=1)
-    seed: int = Field(0, ge=0)
+    hidden_size: int = Field(64, ge=1, le=MAX_HIDDEN)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class EpisodeStats(StrictModel):

@@ -40,8 +40,8 @@ class NetworkConfig(StrictModel):
     family: Annotated[str, AfterValidator(NETWORK_FAMILIES.check)] = "unet"
     kind: Literal["full", "proxy"]
     levels: int = Field(ge=3, le=5)
-    base_channels: int = Field(ge=1)
-    num_res_units: int = Field(ge=0)
+    base_channels: int = Field(ge=1, le=512)  # doubled per level: 512 is 8,192 channels at the fifth
+    num_res_units: int = Field(ge=0, le=16)
 
     @classmethod
     def full(cls, family: str = "unet") -> NetworkConfig:

@@ -10,9 +10,9 @@ from importlib import resources
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from proxyhpo.config.base import StrictModel, parse_config
+from proxyhpo.config.base import MAX_BATCH, MAX_SPACING_MM, MIN_SPACING_MM, StrictModel, check_patch_voxels, parse_config
 from proxyhpo.errors import ConfigError
 
 __all__ = ["HUWindow", "Normalize", "Recipe", "PRESETS", "load_preset", "resolve_recipe"]
@@ -25,8 +25,8 @@ class HUWindow(StrictModel):
     """CT intensities: clip to the HU window ``[a_min, a_max]`` and scale to ``[0, 1]``."""
 
     kind: Literal["hu_window"] = "hu_window"
-    a_min: float
-    a_max: float
+    a_min: float = Field(allow_inf_nan=False)
+    a_max: float = Field(allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> HUWindow:
@@ -70,24 +70,30 @@ class Recipe(StrictModel):
     name: str = "custom"
     spacing: tuple[float, float, float] | None = None
     intensity: HUWindow | Normalize = Field(discriminator="kind")
-    channel: int | None = Field(default=None, ge=0)
+    channel: int | None = Field(default=None, ge=0, le=MAX_BATCH)
     patch_size: Size3
-    num_samples: int = Field(default=4, ge=1)
-    pos: float = Field(default=1.0, ge=0)
-    neg: float = Field(default=1.0, ge=0)
+    num_samples: int = Field(default=4, ge=1, le=MAX_BATCH)
+    pos: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    neg: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     roi_size: Size3 = (160, 160, 160)
-    sw_batch_size: int = Field(default=4, ge=1)
+    sw_batch_size: int = Field(default=4, ge=1, le=MAX_BATCH)
     label_merge: dict[int, int] = Field(default_factory=dict)
     pad: bool = True
     crop_foreground: bool = True
-    intensity_shift_offset: float = Field(default=0.1, ge=0)
+    intensity_shift_offset: float = Field(default=0.1, ge=0, allow_inf_nan=False)
 
     @field_validator("spacing")
     @classmethod
     def _positive_spacing(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
-        if v is not None and any(s <= 0 for s in v):
-            raise ValueError(f"every spacing must be > 0 mm, got {v}")
+        # a spacing of 1e-6 mm would resample a CT to billions of voxels; NaN compares false with everything
+        if v is not None and not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in v):
+            raise ValueError(f"every spacing must be a number of mm from {MIN_SPACING_MM} to {MAX_SPACING_MM}, got {v}")
         return v
+
+    @field_validator("patch_size", "roi_size")
+    @classmethod
+    def _patch_fits(cls, v: tuple[int, int, int], info: ValidationInfo) -> tuple[int, int, int]:
+        return check_patch_voxels(v, info.field_name or "patch_size")
 
     @model_validator(mode="after")
     def _some_patches(self) -> Recipe:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from proxyhpo.config.base import Record, StrictModel, brief, load_config, parse_config
+from proxyhpo.config.base import MAX_BATCH, MAX_CASES, MAX_EPOCHS, MAX_GPUS, MAX_SEED, MAX_SIMILARITY_PATCH, Record, StrictModel, brief, load_config, parse_config
 from proxyhpo.config.controller import ControllerConfig
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.nas import NasConfig
@@ -49,10 +49,10 @@ class SyntheticDataConfig(StrictModel):
     """Generate a synthetic phantom data set when the data set folder does not exist yet."""
 
     task: Literal["spleen", "prostate", "brain"] = "spleen"
-    cases: int = Field(12, ge=2, description="number of training cases")
+    cases: int = Field(12, ge=2, le=MAX_CASES, description="number of training cases")
     size: int = Field(64, ge=32, le=512, description="in-plane matrix size of the phantoms")
-    seed: int = 0
-    external_cases: int = Field(6, ge=0, description="cases of the shifted external domain (0: none)")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    external_cases: int = Field(6, ge=0, le=MAX_CASES, description="cases of the shifted external domain (0: none)")
 
 
 class DataConfig(StrictModel):
@@ -80,7 +80,7 @@ class DataConfig(StrictModel):
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     search_val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
 
     def local_locations(self) -> dict[str, str]:
         """The configured data sets that are local paths, by key (``data.dataset``, ``data.external``)."""
@@ -100,10 +100,10 @@ class SimilarityConfig(StrictModel):
     choice (:attr:`SelectionConfig.metric`, :attr:`SelectionConfig.crop`), so it is not repeated here.
     """
 
-    patch: int = Field(96, ge=8, description="side of the cubic patch every volume is resampled to")
-    bins: int = Field(32, ge=2, description="histogram bins for mutual information")
-    window: int = Field(9, ge=3, description="local window side for NCC")
-    margin: int = Field(8, ge=0, description="voxels kept around the label's bounding box with crop=label")
+    patch: int = Field(96, ge=8, le=MAX_SIMILARITY_PATCH, description="side of the cubic patch every volume is resampled to")
+    bins: int = Field(32, ge=2, le=1024, description="histogram bins for mutual information")
+    window: int = Field(9, ge=3, le=MAX_SIMILARITY_PATCH, description="local window side for NCC")
+    margin: int = Field(8, ge=0, le=MAX_SIMILARITY_PATCH, description="voxels kept around the label's bounding box with crop=label")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     include_self: bool = Field(True, description="a case's importance includes its self-pair (the paper's); False: other cases only")
 
@@ -112,8 +112,8 @@ class SelectionConfig(StrictModel):
     """Which cases form the proxy data set: the ``budget`` least similar by ``method``, or a seeded random draw."""
 
     method: SelectionMethod = "mi+labelcrop"
-    budget: int = Field(8, ge=2)
-    seed: int = Field(0, ge=0)
+    budget: int = Field(8, ge=2, le=MAX_CASES)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @property
     def metric(self) -> str | None:
@@ -159,25 +159,25 @@ class TrialSettings(StrictModel):
     proxy_levels: int = Field(3, ge=3, le=5, description="levels of the proxy U-Net (5, 4 or 3)")
     network_family: Annotated[str, AfterValidator(NETWORK_FAMILIES.check)] = Field("unet", description="the network family of the search's and the final model's networks")
     recipe: str | Recipe = "demo"
-    epochs: int = Field(10, ge=1)
-    val_every: int = Field(1, ge=1)
-    batch_size: int = Field(2, ge=1)
-    pack_size: int | Literal["auto"] = "auto"
-    seed: int = 0
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
+    val_every: int = Field(1, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(2, ge=1, le=MAX_BATCH)
+    pack_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | Literal["auto"] = "auto"
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class FinalConfig(StrictModel):
     """The final model: the best proposal trained on all training data with the full network."""
 
     network: Literal["proxy", "full"] = "full"
-    epochs: int = Field(20, ge=1)
-    seed: int = 0
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class ResourcesConfig(StrictModel):
     """What each pod asks the cluster for (ignored by the local runner)."""
 
-    gpus: int = Field(1, ge=1, description="packs trained at once: the ParallelFor parallelism, one GPU each")
+    gpus: int = Field(1, ge=1, le=MAX_GPUS, description="packs trained at once: the ParallelFor parallelism, one GPU each")
     gpu_type: str = "nvidia.com/gpu"
     cpu: str = "4"
     memory: str = "16Gi"

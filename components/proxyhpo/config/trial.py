@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxyhpo.config.base import Record, StrictModel, load_yaml, parse_config
+from proxyhpo.config.base import MAX_BATCH, MAX_EPOCHS, MAX_SEED, Record, StrictModel, load_yaml, parse_config
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.network import NetworkConfig
 from proxyhpo.config.recipe import PRESETS, Recipe, resolve_recipe
@@ -53,10 +53,10 @@ class HyperParameters(StrictModel):
         weight_decay: L2 penalty of the optimiser, >= 0 (every optimiser above accepts it).
     """
 
-    lr: float = Field(gt=0)
+    lr: float = Field(gt=0, le=10.0)
     optimizer: Literal["adam", "rmsprop", "adamax", "novograd"] = "adam"
     intensity_shift_prob: float = Field(default=0.0, ge=0, le=1)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0, le=10.0, allow_inf_nan=False)
 
     @field_validator("lr")
     @classmethod
@@ -96,7 +96,7 @@ class TrialSpec(StrictModel):
     trial_id: str = Field(min_length=1, max_length=TRIAL_ID_MAX)
     hyperparameters: HyperParameters
     network: NetworkConfig = Field(default_factory=lambda: NetworkConfig.proxy(3))
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     data_label: str = "full"
     round: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
@@ -156,17 +156,17 @@ class TrialPlan(Record):
     val: list[DataItem] = Field(min_length=1)
     internal_test: list[DataItem] = Field(default_factory=list)
     test: list[DataItem] = Field(default_factory=list)
-    epochs: int = Field(default=10, ge=1)
-    val_every: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=2, ge=1)
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    val_every: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(default=2, ge=1, le=MAX_BATCH)
     trials: list[TrialSpec] = Field(min_length=1)
     pack_size: int | Literal["auto"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: str | None = None
     save_model_dir: str | None = None
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int = Field(default=2, ge=0, le=256)
     checkpoint: str | None = None
-    checkpoint_every: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=10, ge=1, le=MAX_EPOCHS)
     early_stopping: EarlyStoppingConfig | None = None
 
     @field_validator("recipe")
@@ -179,8 +179,8 @@ class TrialPlan(Record):
     @field_validator("pack_size")
     @classmethod
     def _positive_pack(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"pack_size must be >= 1 or 'auto', got {v}")
+        if isinstance(v, int) and not 1 <= v <= MAX_BATCH:
+            raise ValueError(f"pack_size must be from 1 to {MAX_BATCH} or 'auto', got {v}")
         return v
 
     @model_validator(mode="after")
