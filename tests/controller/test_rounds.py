@@ -10,6 +10,7 @@ from proxyhpo.config import HyperParameters, PackSpec, Proposal, StudyConfig, Tr
 from proxyhpo.controller import ReinforceController, read_history
 from proxyhpo.controller.rounds import final_hyperparameters, init_controller, propose_round, split_into_packs, update_round
 from proxyhpo.errors import TrialError
+from proxyhpo.registry import SEARCH_STRATEGIES
 
 
 def _study(**search) -> StudyConfig:
@@ -91,3 +92,32 @@ def test_ties_go_to_the_earliest_proposal(tmp_path: Path) -> None:
     controller.save(tmp_path / "state.zip")
     assert final_hyperparameters(_study(), tmp_path / "state.zip") == dict(proposals[1].hyperparameters)
     assert controller.best() == (proposals[1], 0.8)
+
+
+PIPELINE_STRATEGIES = [name for name in SEARCH_STRATEGIES if SEARCH_STRATEGIES[name].persistent]
+
+
+@pytest.mark.parametrize("name", PIPELINE_STRATEGIES)
+def test_every_pipeline_strategy_runs_its_rounds_through_the_state_files_and_a_retried_step_repeats_itself(name: str, tmp_path: Path) -> None:
+    stops = SEARCH_STRATEGIES[name].requires_early_stopping
+    study = _study(strategy=name, proposals_per_round=3, early_stopping={"min_epochs": 1, "reduction_factor": 3} if stops else None)
+    state = init_controller(study, tmp_path / "state0")
+    dice: dict[str, float] = {}
+    proposed: dict[str, Proposal] = {}
+    for round_index in range(2):
+        packs = propose_round(study, state, tmp_path / f"proposed{round_index}")
+        assert propose_round(study, state, tmp_path / "retried") == packs  # a retried propose task proposes the same
+        proposals = [p for text in packs for p in PackSpec.model_validate_json(text).proposals]
+        proposed |= {p.trial_id: p for p in proposals}
+        assert {p.round for p in proposals} == {round_index} and sorted(p.proposal_id for p in proposals) == list(range(3 * round_index, 3 * round_index + 3))
+        # the first proposal's trial fails, the others train to the end; one pack file per pack
+        for index, text in enumerate(packs):
+            pack = PackSpec.model_validate_json(text).proposals
+            results = [_result(p, None if p.proposal_id == 3 * round_index else 0.1 + 0.1 * p.proposal_id) for p in pack]
+            dice |= {p.trial_id: r.final_val_dice for p, r in zip(pack, results) if r.final_val_dice is not None}
+            TrialResults(results=tuple(results)).write(tmp_path / f"r{round_index}-pack{index}.json")
+        stats = update_round(study, tmp_path / f"proposed{round_index}", sorted(tmp_path.glob(f"r{round_index}-pack*.json")), tmp_path / f"state{round_index + 1}")
+        assert stats.n_failed == 1
+        state = tmp_path / f"state{round_index + 1}"
+    assert max(dice, key=dice.__getitem__) == "r1-t005"
+    assert final_hyperparameters(study, state) == dict(proposed["r1-t005"].hyperparameters)

@@ -194,3 +194,17 @@ def test_compiling_a_search_with_a_strategy_kept_in_memory_stops_in_one_line(tmp
     err = capsys.readouterr().err
     assert err.startswith(f"proxyhpo compile: error: search.strategy: '{name}' {SEARCH_STRATEGIES[name].bench_only_reason}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", PERSISTENT)
+def test_every_strategy_the_pipeline_carries_compiles_for_the_cluster(name: str, tmp_path: Path) -> None:
+    import yaml
+
+    from proxyhpo.compile import compile_study
+
+    study = _study(name).model_copy(update={"search": _study(name).search.model_copy(update={"rounds": 2})})
+    spec = next(yaml.safe_load_all(compile_study(study, tmp_path / "hpo.yaml").read_text()))
+    compiled = StudyConfig.model_validate_json(spec["root"]["inputDefinitions"]["parameters"]["study_config"]["defaultValue"])
+    assert compiled.search.strategy == name and compiled.search.early_stopping == study.search.early_stopping
+    components = set(spec["components"])  # two rounds unrolled: each proposes, trains its packs, updates the state
+    assert {"comp-controller-init", "comp-controller-propose-2", "comp-train-pack-2", "comp-controller-update-2", "comp-final-training"} <= components

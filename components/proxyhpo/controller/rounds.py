@@ -3,8 +3,9 @@
 The HPO pipeline drives any registered search strategy (:data:`proxyhpo.registry.SEARCH_STRATEGIES`,
 chosen by ``search.strategy``) through one protocol, :class:`~proxyhpo.search.Strategy`: ``ask`` and
 ``tell``, with ``save`` and ``restore`` between tasks. The strategy's whole state travels between rounds as
-one artifact whose layout is the strategy's own (the REINFORCE controller's zip, random search's JSON), so
-round r+1 can start on any pod exactly where round r ended. With early stopping (``search.early_stopping``)
+one artifact whose layout is the strategy's own (the REINFORCE controller's zip, random search's JSON, an
+Optuna search's journal file: :mod:`proxyhpo.search._optuna`), so round r+1 can start on any pod exactly where
+round r ended, and a retried or resumed task, given the same file, repeats what it did. With early stopping (``search.early_stopping``)
 a round's proposals are queued on its GPUs rather than cut into packs of ``pack_size``: each GPU's pack
 trains ``pack_size`` of them at a time and a slot freed by a stopped trial takes the next
 (:func:`proxyhpo.training.run_trials`).
