@@ -133,7 +133,9 @@ class SearchConfig(StrictModel):
 
     Attributes:
         strategy: the search strategy, one registered in :data:`proxyhpo.registry.SEARCH_STRATEGIES`
-            (``reinforce``, the paper's, by default); it is seeded with ``controller.seed``.
+            (``reinforce``, the paper's, by default; ``random``, Optuna's ``tpe``, ``tpe+asha`` and ``gp``;
+            ``tpe+hyperband`` runs only in the search benchmark); it is seeded with ``controller.seed``, and
+            with ``early_stopping`` set, the packs' successive halving is its pruner.
         trust_gate: run the trust check (``studies.trust``) before the search and stop when the proxy is
             not trusted; fixed when the pipeline is compiled.
         early_stopping: successive halving inside packs (see :class:`EarlyStoppingConfig`): the worse trials
