@@ -57,7 +57,7 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
     """A trial that runs out of memory during the external test leaves the pack: FAILED, and its weights are not saved."""
     from proxyhpo.training import pack_run
 
-    original = pack_run.evaluate_pack
+    original = pack_run.evaluate_pack_by_class
 
     def evaluate(pack, volumes, recipe, what="validation", members=None):
         if what == "test":
@@ -71,7 +71,7 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
             monkeypatch.setattr(pack, "predict", predict_or_oom)
         return original(pack, volumes, recipe, what, members)
 
-    monkeypatch.setattr(pack_run, "evaluate_pack", evaluate)
+    monkeypatch.setattr(pack_run, "evaluate_pack_by_class", evaluate)
     trials = [TrialSpec(trial_id=t, hyperparameters=HyperParameters(lr=1e-2), seed=s) for s, t in enumerate("ab")]
     plan = _plan(sphere_cases, tiny_recipe, trials, epochs=1, pack_size=2, test=sphere_cases[6:], save_model_dir=str(tmp_path / "models"))
     a, b = run_trials(plan, progress=False)

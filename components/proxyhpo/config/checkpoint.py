@@ -38,6 +38,7 @@ class TrialCheckpoint(StrictModel):
             test set and where its best weights were saved.
         stopped_at: the epoch early stopping stopped it at; ``done``: it trained all its epochs.
         epoch_loss: mean training loss of its last epoch (the stopping rule's tie-breaker).
+        val_class_dice, internal_test_class_dice, test_class_dice: with several classes, their Dice per class.
     """
 
     model_config = ConfigDict(ser_json_inf_nan="constants")
@@ -59,6 +60,9 @@ class TrialCheckpoint(StrictModel):
     stopped_at: int | None = None
     done: bool = False
     epoch_loss: float | None = None
+    val_class_dice: list[dict[str, float]] = Field(default_factory=list)
+    internal_test_class_dice: dict[str, float] = Field(default_factory=dict)
+    test_class_dice: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _validations_pair_up(self) -> TrialCheckpoint:

@@ -147,6 +147,9 @@ class TrialPlan(Record):
             at every rung (besides every ``val_every`` epochs and the last), the worse ones stop there, and
             each of the ``pack_size`` slots takes the next queued trial when its trial stops or ends. None:
             every trial trains all its epochs, in packs of ``pack_size`` one after another.
+        classes: the classes the networks segment after the recipe's ``label_merge``, value -> name, values
+            ``0..K`` (0 the background): one output channel each, Dice per foreground class by name. Empty:
+            background and one foreground (a binary task, as before).
     """
 
     WRITTEN_BY = "a study's training step, or by hand (see examples in the README)"
@@ -167,6 +170,7 @@ class TrialPlan(Record):
     num_workers: int = Field(default=2, ge=0, le=256)
     checkpoint: str | None = None
     checkpoint_every: int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    classes: dict[int, str] = Field(default_factory=dict)
     early_stopping: EarlyStoppingConfig | None = None
 
     @field_validator("recipe")
@@ -200,6 +204,18 @@ class TrialPlan(Record):
             if leaked:
                 raise ValueError(f"{name} shares cases with train or val ({', '.join(leaked[:3])}): a test set must be untouched by training and validation")
         return self
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_numbered(cls, v: dict[int, str]) -> dict[int, str]:
+        if v and (sorted(v) != list(range(len(v))) or len(v) < 2):
+            raise ValueError(f"classes must be numbered 0..K with K >= 1 (0 the background), got {sorted(v)}")
+        return v
+
+    @property
+    def num_classes(self) -> int:
+        """Output channels of the networks: one per class, background included (2 for a binary task)."""
+        return len(self.classes) or 2
 
     def resolved_recipe(self) -> Recipe:
         """The recipe itself: the preset loaded when ``recipe`` is a name."""
@@ -265,6 +281,9 @@ class TrialResult(StrictModel):
         internal_test_dice: mean Dice on the untouched internal test set (the plan's ``internal_test``) with
             the best-validation weights, if any.
         test_dice: mean Dice on the external test set with the best-validation weights, if any.
+        val_class_dice, internal_test_class_dice, test_class_dice: with several foreground classes, the Dice
+            of each (by class name) at each validation and on the test sets (``val_dice`` and the others are
+            then the mean over the classes); empty for a binary task, where they would repeat the mean.
         wall_seconds: wall time from the start of the pack to the end of this trial.
         gpu_hours: GPU wall-clock time times this trial's share of the GPU (1/K while in a pack of K);
             0 on a CPU, where ``process_hours`` holds the same share of the process's wall-clock time.
@@ -296,6 +315,9 @@ class TrialResult(StrictModel):
     best_epoch: int | None = None
     internal_test_dice: float | None = None
     test_dice: float | None = None
+    val_class_dice: list[dict[str, float]] = Field(default_factory=list)
+    internal_test_class_dice: dict[str, float] = Field(default_factory=dict)
+    test_class_dice: dict[str, float] = Field(default_factory=dict)
     wall_seconds: float = 0.0
     gpu_hours: float = 0.0
     process_hours: float = 0.0

@@ -41,7 +41,7 @@ __all__ = ["ModelPack", "NUM_CLASSES", "build_models", "per_model_dice_ce", "mak
 
 log = logging.getLogger(__name__)
 
-#: Classes of every task after the label merge: background and one foreground.
+#: Classes of a binary task (background and one foreground), the default; a plan's ``classes`` sets others.
 NUM_CLASSES = 2
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -65,8 +65,9 @@ def _optimizer_options(hyperparameters: HyperParameters) -> dict[str, float]:
     return {name: getattr(hyperparameters, name) for name in OPTIMIZER_OPTIONS}
 
 
-def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu") -> list[nn.Module]:
-    """Build each trial's network (``NUM_CLASSES`` outputs from one image channel), initialised from the trial's seed, on ``device``.
+def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu", *, in_channels: int = 1, out_channels: int = NUM_CLASSES) -> list[nn.Module]:
+    """Build each trial's network (``out_channels`` classes from ``in_channels`` image channels, both from the
+    data), initialised from the trial's seed, on ``device``.
 
     The caller's global random state is left as it was: a trial gets the same initial weights alone or in a
     pack, on any device.
@@ -75,7 +76,7 @@ def build_models(specs: Sequence[TrialSpec], device: torch.device | str = "cpu")
     for s in specs:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
-            models.append(build_network(s.network, in_channels=1, out_channels=NUM_CLASSES))
+            models.append(build_network(s.network, in_channels=in_channels, out_channels=out_channels))
     return [m.to(device) for m in models]
 
 
@@ -124,6 +125,7 @@ class ModelPack:
         models: networks to train instead of building them from the specs (one per spec, on ``device``,
             identical in architecture): for networks that no :class:`~proxyhpo.config.NetworkConfig`
             describes, as in tests.
+        in_channels, out_channels: the networks' image channels and classes (background included).
 
     Raises:
         ValueError: when ``specs`` is empty, ``models`` does not match it, the networks differ in
@@ -142,6 +144,8 @@ class ModelPack:
         device: torch.device | str = "cpu",
         chunk_size: int | None = None,
         models: Sequence[nn.Module] | None = None,
+        in_channels: int = 1,
+        out_channels: int = NUM_CLASSES,
     ) -> None:
         if not specs:
             raise ValueError("specs must not be empty")
@@ -149,7 +153,8 @@ class ModelPack:
             raise ValueError(f"models must hold one network per spec, got {len(models)} for {len(specs)} specs")
         self.device = torch.device(device)
         self.specs = list(specs)
-        self.models = list(models) if models is not None else build_models(self.specs, self.device)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.models = list(models) if models is not None else build_models(self.specs, self.device, in_channels=in_channels, out_channels=out_channels)
         self.names = [n for n, _ in self.models[0].named_parameters()]
         self._shapes = [tuple(p.shape) for p in self.models[0].parameters()]
         for i, m in enumerate(self.models):
@@ -200,7 +205,7 @@ class ModelPack:
         """
         index = len(self.models)
         if model is None:
-            (model,) = build_models([spec], self.device)
+            (model,) = build_models([spec], self.device, in_channels=self.in_channels, out_channels=self.out_channels)
         self.specs.append(spec)
         try:
             self._check_packable(model, index)

@@ -18,9 +18,9 @@ import torch
 from proxyhpo.config import PackCheckpoint, Recipe, TrialPlan, TrialResult, TrialSpec
 from proxyhpo.storage import atomic_output
 from proxyhpo.training.checkpoint import SavedPack, load_checkpoint, restore_stream, save_checkpoint, stream_state
-from proxyhpo.training.data import PatchStream
+from proxyhpo.training.data import PatchStream, image_channels
 from proxyhpo.training.early_stopping import EarlyStopper, EpochReport
-from proxyhpo.training.evaluation import evaluate_pack
+from proxyhpo.training.evaluation import evaluate_pack_by_class
 from proxyhpo.training.pack import ModelPack
 from proxyhpo.training.progress import PackContext, TrialProgress
 
@@ -78,7 +78,9 @@ class PackRun:
         due |= {e for e in (stopper.decision_epochs() if stopper is not None else ()) if 1 <= e <= plan.epochs}
         self.validation_epochs = frozenset(due)  # a trial's own epochs at which it is validated
         first = self.specs[: self.slots]
-        self.pack = ModelPack(first, device=device, chunk_size=chunk_size)
+        # the networks' widths come from the data: the cached images' channels, the plan's classes
+        self.class_names = [plan.classes.get(value, str(value)) for value in range(1, plan.num_classes)] if plan.num_classes > 2 else []
+        self.pack = ModelPack(first, device=device, chunk_size=chunk_size, in_channels=image_channels(volumes), out_channels=plan.num_classes)
         # the set-up (networks, patch streams, optimisers) is charged in equal shares
         streams = [self._stream(spec) for spec in first]
         setup = overhead_seconds + (time.perf_counter() - self.started) / len(first)
@@ -204,10 +206,12 @@ class PackRun:
     def validate(self, members: Sequence[int]) -> None:
         """Validation Dice of trials ``members``; the best weights so far are kept."""
         started = time.perf_counter()
-        scores = evaluate_pack(self.pack, self.volumes["val"], self.recipe, members=members)
+        scores = evaluate_pack_by_class(self.pack, self.volumes["val"], self.recipe, members=members)
         self._charge(started, members)
-        for i, dice in scores.items():
+        for i, (dice, per_class) in scores.items():
             trial = self.trials[i]
+            if self.class_names:
+                trial.val_class_dice.append(dict(zip(self.class_names, per_class)))
             trial.record_validation(trial.epochs_run, dice, self.models[i])
             if self.progress:
                 log.info("trial %s epoch %d/%d val_dice %.4f", trial.spec.trial_id, trial.epochs_run, self.plan.epochs, dice)
@@ -250,10 +254,12 @@ class PackRun:
             if not self.volumes.get(test_set):
                 continue
             started = time.perf_counter()
-            scores = evaluate_pack(self.pack, self.volumes[test_set], self.recipe, what=test_set.replace("_", " "), members=members)
+            scores = evaluate_pack_by_class(self.pack, self.volumes[test_set], self.recipe, what=test_set.replace("_", " "), members=members)
             self._charge(started, members)
-            for i, dice in scores.items():
+            for i, (dice, per_class) in scores.items():
                 setattr(self.trials[i], field, dice)
+                if self.class_names:
+                    setattr(self.trials[i], field.replace("_dice", "_class_dice"), dict(zip(self.class_names, per_class)))
         if self.plan.save_model_dir:
             Path(self.plan.save_model_dir).mkdir(parents=True, exist_ok=True)
             # a trial that failed during the test (out of memory) is not saved

@@ -61,6 +61,9 @@ class TrialProgress:
     best: tuple[float, int, dict[str, torch.Tensor] | None] | None = None
     internal_test_dice: float | None = None
     test_dice: float | None = None
+    val_class_dice: list[dict[str, float]] = field(default_factory=list)  # with several classes: per class, per validation
+    internal_test_class_dice: dict[str, float] = field(default_factory=dict)
+    test_class_dice: dict[str, float] = field(default_factory=dict)
     model_path: str | None = None
     stopped_at: int | None = None
     done: bool = False
@@ -105,6 +108,9 @@ class TrialProgress:
             stopped_at=self.stopped_at,
             done=self.done,
             epoch_loss=self.epoch_loss,
+            val_class_dice=list(self.val_class_dice),
+            internal_test_class_dice=dict(self.internal_test_class_dice),
+            test_class_dice=dict(self.test_class_dice),
         )
 
     def restore(self, saved: TrialCheckpoint, best_weights: dict[str, torch.Tensor] | None, started: float) -> None:
@@ -120,6 +126,8 @@ class TrialProgress:
         self.best = None if saved.best_dice is None else (saved.best_dice, saved.best_epoch, best_weights)  # type: ignore[assignment]
         self.internal_test_dice, self.test_dice, self.model_path = saved.internal_test_dice, saved.test_dice, saved.model_path
         self.stopped_at, self.done, self.epoch_loss = saved.stopped_at, saved.done, saved.epoch_loss
+        self.val_class_dice = list(saved.val_class_dice)
+        self.internal_test_class_dice, self.test_class_dice = dict(saved.internal_test_class_dice), dict(saved.test_class_dice)
 
     def result(self, *, fail_reason: str | None, finished: float, overhead_seconds: float, pack: PackContext) -> TrialResult:
         """The trial's :class:`TrialResult`: COMPLETE, STOPPED early, or FAILED with ``fail_reason``."""
@@ -143,6 +151,9 @@ class TrialProgress:
             best_epoch=self.best[1] if self.best is not None and ok else None,
             internal_test_dice=self.internal_test_dice,
             test_dice=self.test_dice,
+            val_class_dice=self.val_class_dice,
+            internal_test_class_dice=self.internal_test_class_dice,
+            test_class_dice=self.test_class_dice,
             wall_seconds=overhead_seconds + ((self.ended_at or finished) - self.admitted_at),
             gpu_hours=hours if pack.cuda else 0.0,
             process_hours=0.0 if pack.cuda else hours,

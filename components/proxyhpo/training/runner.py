@@ -91,7 +91,7 @@ def run_trials(
         _check_writable(plan.save_model_dir, f"{plan_path}: key 'save_model_dir'")
 
     t0 = time.perf_counter()
-    kw = dict(cache_dir=plan.cache_dir, num_workers=plan.num_workers)
+    kw = dict(cache_dir=plan.cache_dir, num_workers=plan.num_workers, num_classes=plan.num_classes)
     volumes = {
         "train": cache_volumes(plan.train, recipe, device, training=True, what="train", **kw),
         "val": cache_volumes(plan.val, recipe, device, training=False, what="val", **kw),
