@@ -42,7 +42,7 @@ from proxyhpo.config.base import brief
 from proxyhpo.errors import DataError
 from proxyhpo.config import DataItem, HUWindow, Recipe
 
-__all__ = ["preprocess_transforms", "random_transforms", "cache_volumes", "PatchStream"]
+__all__ = ["preprocess_transforms", "random_transforms", "cache_volumes", "image_channels", "PatchStream"]
 
 _FG = "label_fg_indices"
 _BG = "label_bg_indices"
@@ -132,13 +132,26 @@ def _check_files(items: Sequence[DataItem], recipe: Recipe, what: str) -> None:
     """
     from proxyhpo.data.msd import read_volumes
 
-    channels = 1 if recipe.channel is None else None  # without a channel to keep, a 4D image is not what the network takes
     for i, it in enumerate(items):
         for key in ("image", "label"):
             p = getattr(it, key)
             if "\x00" in p or not os.path.isfile(p):
                 raise DataError(p, f"{what}[{i}].{key} does not exist", "check the path in the trial plan")
-        read_volumes(it.image, it.label, channel=recipe.channel or 0, channels=channels)
+        # without a channel to keep, every channel goes to the network: every case must have as many
+        volumes = read_volumes(it.image, it.label, channel=recipe.channel, channels=None)
+        found = volumes.image.shape[3] if volumes.image.ndim == 4 else 1
+        if i == 0:
+            first = found
+        elif found != first:
+            raise DataError(
+                it.image,
+                f"({what}[{i}]) is {_channels_text(found)} but {what}[0] {items[0].image} is {_channels_text(first)}",
+                "give every case the same channels (4D, channels last), or keep one with the recipe's channel",
+            )
+
+
+def _channels_text(channels: int) -> str:
+    return f"4D with {channels} channels" if channels > 1 else "3D (one channel)"
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -166,6 +179,7 @@ def cache_volumes(
     cache_dir: str | None = None,
     num_workers: int = 2,
     what: str = "train",
+    num_classes: int = 2,
 ) -> list[dict]:
     """Preprocess ``items`` once and return the cached volumes on ``device``.
 
@@ -178,12 +192,15 @@ def cache_volumes(
             trials with the same recipe skip preprocessing.
         num_workers: threads for in-memory caching.
         what: name of the list in the plan, for error messages.
+        num_classes: classes the networks segment, background included: label values must be below it.
 
     Returns:
-        one dict per case with ``image`` ``(C, D, H, W)`` and ``label`` ``(1, D, H, W)`` tensors.
+        one dict per case with ``image`` ``(C, D, H, W)`` (every channel of a 4D image, or the recipe's
+        ``channel``) and ``label`` ``(1, D, H, W)`` class-index tensors.
 
     Raises:
-        DataError: when a file is missing or cannot be read.
+        DataError: when a file is missing or cannot be read, a label value is not one of the classes, or
+            the cases differ in their channels.
     """
     _check_files(items, recipe, what)
     data = [{"image": it.image, "label": it.label} for it in items]
@@ -211,15 +228,31 @@ def cache_volumes(
             raise _preprocess_error(None, what, e) from None
     for it, d in zip(items, out):
         top = float(d["label"].max()) if d["label"].numel() else 0.0
-        if top > 1:
+        if top > num_classes - 1:
             raise DataError(
                 it.label,
-                f"label values go up to {top:g} but training uses one foreground class (0 and 1)",
-                "merge the classes with the recipe's label_merge, e.g. {2: 1}",
+                f"label values go up to {top:g} but the plan's networks segment {num_classes} classes (0..{num_classes - 1})",
+                "list every class in the plan's 'classes' (a study takes them from dataset.json 'labels'), or merge values with the recipe's label_merge, e.g. {2: 1}",
             )
+
     # Volumes go to the device; the voxel indices stay on the CPU, where crop centres are drawn.
     dev = torch.device(device)
     return [{k: (v.to(dev) if k in ("image", "label") else v) for k, v in d.items()} for d in out]
+
+
+def image_channels(volumes: dict[str, list[dict]]) -> int:
+    """The image channels every cached set of a run shares: the networks' input width.
+
+    Args:
+        volumes: cached volumes by set (``train``, ``val``, ...), each from :func:`cache_volumes`.
+
+    Raises:
+        DataError: when two sets differ in their channels.
+    """
+    widths = {name: int(cached[0]["image"].shape[0]) for name, cached in volumes.items() if cached}
+    if len(set(widths.values())) > 1:
+        raise DataError("<plan>", f"its sets differ in image channels ({', '.join(f'{k} {v}' for k, v in widths.items())})", "give every set the same channels")
+    return next(iter(widths.values()))
 
 
 class PatchStream:
