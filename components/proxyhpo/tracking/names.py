@@ -132,6 +132,14 @@ BEST_VAL_DICE = "best_val_dice"
 INTERNAL_TEST_DICE = "internal_test_dice"
 #: Dice on the external test set with the best-validation weights
 TEST_DICE = "test_dice"
+
+
+def class_dice(metric: str, class_name: str) -> str:
+    """The per-class metric of a multi-class task: ``<metric>_class_<name>``, the name lower-cased, runs of
+    characters other than letters and digits as ``_`` (``class_dice(VAL_DICE, "enhancing tumour")`` is
+    ``val_dice_class_enhancing_tumour``)."""
+    slug = "".join(c if c.isascii() and c.isalnum() else "_" for c in class_name.lower())
+    return f"{metric}_class_{'_'.join(part for part in slug.split('_') if part) or 'unnamed'}"
 GPU_HOURS = "gpu_hours"
 PROCESS_HOURS = "process_hours"
 WALL_SECONDS = "wall_seconds"

@@ -146,6 +146,14 @@ class TrialRun:
             for epoch, dice in zip(result.val_epochs, result.val_dice)
             if int(epoch) not in self._logged_epochs
         ]
+        # a multi-class task: each class's Dice per validated epoch and on the test sets (issue 20)
+        batch += [
+            (names.class_dice(names.VAL_DICE, name), float(dice), now, int(epoch))
+            for epoch, per_class in zip(result.val_epochs, getattr(result, "val_class_dice", []))
+            for name, dice in per_class.items()
+        ]
+        for metric in (names.INTERNAL_TEST_DICE, names.TEST_DICE):
+            batch += [(names.class_dice(metric, name), float(dice), now, 0) for name, dice in getattr(result, metric.replace("_dice", "_class_dice"), {}).items()]
         tags = {names.STATE_TAG: str(result.state.value if hasattr(result.state, "value") else result.state)}
         if result.fail_reason:
             tags[names.FAIL_REASON_TAG] = result.fail_reason[:5000]

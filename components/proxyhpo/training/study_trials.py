@@ -34,7 +34,7 @@ from proxyhpo.config import (
 )
 from proxyhpo.controller.rounds import final_hyperparameters
 from proxyhpo.data.msd import load_dataset
-from proxyhpo.data.prepare import entries_for
+from proxyhpo.data.prepare import classes_after_merge, entries_for
 from proxyhpo.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ def _study_plan(
     external_set = load_dataset(data.external) if external and data.external else None
     recipe = study_recipe(study)
     schedule = {"epochs": study.training.epochs, "val_every": study.training.val_every, "batch_size": study.training.batch_size, "pack_size": study.training.pack_size}
+    classes = classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json))
+    if len(classes) > 2:  # one output per class; a binary plan stays as it was
+        settings = {"classes": classes, **settings}
     return TrialPlan(
         recipe=recipe,
         train=entries_for(dataset, train_ids),
