@@ -10,7 +10,7 @@ import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-from proxyhpo.config import DataItem, HyperParameters, NetworkConfig, Normalize, Recipe, TrialPlan, TrialSpec
+from proxyhpo.config import DataItem, HyperParameters, NetworkConfig, Normalize, Recipe, TrialPlan, TrialResult, TrialSpec
 from proxyhpo.data.msd import load_dataset
 from proxyhpo.data.synthetic import write_synthetic_dataset
 from proxyhpo.errors import DataError
@@ -82,8 +82,9 @@ def test_loss_is_dice_ce_over_every_class() -> None:
     torch.testing.assert_close(per_model_dice_ce(logits, labels), reference)
 
 
-def test_a_tiny_brain_trial_trains_with_per_class_dice(brain_items: list[DataItem], tmp_path: Path) -> None:
-    """Real MONAI training, 2 epochs on 16^3 patches: 4 input channels, 4 outputs, per-class Dice at every validation."""
+@pytest.fixture(scope="module")
+def brain_result(brain_items: list[DataItem], tmp_path_factory: pytest.TempPathFactory) -> TrialResult:
+    """One tiny brain trial: real MONAI training, 2 epochs on 16^3 patches, 4 input channels, 4 classes."""
     plan = TrialPlan(
         recipe=RECIPE,
         train=brain_items[:3],
@@ -95,19 +96,46 @@ def test_a_tiny_brain_trial_trains_with_per_class_dice(brain_items: list[DataIte
         pack_size=1,
         device="cpu",
         num_workers=0,
-        save_model_dir=str(tmp_path / "models"),
+        save_model_dir=str(tmp_path_factory.mktemp("models")),
         classes=BRAIN_CLASSES,
     )
     (result,) = run_trials(plan, progress=False)
+    return result
+
+
+NAMES = ["edema", "non-enhancing tumor", "enhancing tumour"]
+
+
+def test_a_tiny_brain_trial_trains_with_per_class_dice(brain_result: TrialResult) -> None:
+    """Per-class Dice at every validation and on the internal test set; networks 4 channels in, 4 classes out."""
+    result = brain_result
     assert result.state.value == "COMPLETE" and result.val_epochs == [1, 2]
-    names = ["edema", "non-enhancing tumor", "enhancing tumour"]
-    assert [list(per_class) for per_class in result.val_class_dice] == [names, names]
+    assert [list(per_class) for per_class in result.val_class_dice] == [NAMES, NAMES]
     for mean, per_class in zip(result.val_dice, result.val_class_dice):
         assert mean == pytest.approx(sum(per_class.values()) / 3)  # every class is in the validation case
-    assert list(result.internal_test_class_dice) == names and result.internal_test_dice is not None
+    assert list(result.internal_test_class_dice) == NAMES and result.internal_test_dice is not None
     weights = torch.load(result.model_path)
     widths = [tuple(w.shape[:2]) for name, w in weights.items() if name.endswith("weight") and w.ndim == 5]
     assert widths[0][1] == 4 and any(out == 4 for out, _ in widths[-2:])  # first conv takes 4 channels; the last gives 4 classes
+
+
+def test_per_class_dice_is_logged_per_class_in_mlflow(brain_result: TrialResult, tmp_path: Path) -> None:
+    """The trial's run holds val_dice_class_<name> per validated epoch and internal_test_dice_class_<name> (a real SQLite store)."""
+    from proxyhpo import tracking
+    from proxyhpo.tracking import names
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = TrialSpec(trial_id="brain", hyperparameters=HyperParameters(lr=1e-2, optimizer="adam"), network=NetworkConfig.proxy(3))
+    parent = tracking.start_parent_run("brain-classes", "hpo", config={}, tracking_uri=uri)
+    with tracking.trial_runs("brain-classes", [spec], parent_run_id=parent, data="full", resolved_config={}, tracking_uri=uri, system_metrics=False) as runs:
+        runs["brain"].finish(brain_result)
+    client = tracking.client(uri)
+    assert [m.step for m in client.get_metric_history(runs["brain"].run_id, "val_dice_class_enhancing_tumour")] == [1, 2]
+    metrics = client.get_run(runs["brain"].run_id).data.metrics
+    for name, slug in zip(NAMES, ("edema", "non_enhancing_tumor", "enhancing_tumour")):
+        assert metrics[f"val_dice_class_{slug}"] == pytest.approx(brain_result.val_class_dice[-1][name])
+        assert metrics[names.class_dice(names.INTERNAL_TEST_DICE, name)] == pytest.approx(brain_result.internal_test_class_dice[name])
+    assert metrics[names.VAL_DICE] == pytest.approx(brain_result.val_dice[-1])
 
 
 def test_label_above_the_plans_classes_is_refused(brain_items: list[DataItem]) -> None:
