@@ -5,6 +5,11 @@ and scaled; MR: scaled between the volume's 1st and 99th percentiles), then eith
 (``crop="none"``) or the label's bounding box plus a margin (``crop="label"``, "Labelcrop") is
 resampled to a ``patch``³ cube. Intensities are normalised on the whole volume before cropping, so
 a region keeps the same scale whichever crop is used.
+
+A multi-channel image (MSD brain: FLAIR, T1w, T1gd, T2w, channels last) gives one cube per channel,
+each channel scaled on its own (MR channels have unrelated units) and all cropped to the same box,
+the bounding box of every foreground class together (``label > 0``). How the engines' per-channel
+similarities are combined is :func:`proxyhpo.similarity.proxy_data.compute_similarity`'s rule.
 """
 
 from __future__ import annotations
@@ -89,8 +94,10 @@ def prepare_volume(
     """Normalise, optionally crop to the label, and resample one volume to a ``patch``³ cube in ``[0, 1]``.
 
     Args:
-        image: ``(D, H, W)`` intensities (HU for CT).
-        label: ``(D, H, W)`` label map (foreground is ``label > 0``); needed when ``crop="label"``.
+        image: ``(D, H, W)`` intensities (HU for CT), or ``(D, H, W, C)`` with ``C`` channels last (as
+            MSD stores several MR sequences): each channel is normalised on its own.
+        label: ``(D, H, W)`` label map (foreground is ``label > 0``: the union of every foreground class);
+            needed when ``crop="label"``.
         spacing: voxel size in mm, three positive numbers. It is checked but does not change the
             result: the paper resamples every region to the same cube whatever its physical size.
         modality: ``"CT"`` (clip to ``hu_window``, scale to [0, 1]) or ``"MR"`` (scale the volume's
@@ -101,11 +108,12 @@ def prepare_volume(
         hu_window: ``(low, high)`` HU window for CT, ``low < high``.
 
     Returns:
-        ``(patch, patch, patch)`` float32 array with values in ``[0, 1]``.
+        ``(patch, patch, patch)`` float32 array with values in ``[0, 1]``; ``(C, patch, patch, patch)``
+        for a ``(D, H, W, C)`` image, every channel cropped to the same box.
 
     Raises:
         ValueError: when an argument is invalid, ``label`` is missing or empty with ``crop="label"``,
-            or ``label`` does not match ``image``'s shape.
+            or ``label`` does not match ``image``'s spatial shape.
 
     Example:
         >>> img = np.linspace(-100, 200, 20 * 20 * 20).reshape(20, 20, 20)
@@ -113,8 +121,8 @@ def prepare_volume(
         (8, 8, 8)
     """
     image = np.asarray(image)
-    if image.ndim != 3 or min(image.shape) < 1:
-        raise ValueError(f"image must be a non-empty 3D array (D, H, W), got shape {image.shape}.")
+    if image.ndim not in (3, 4) or min(image.shape) < 1:
+        raise ValueError(f"image must be a non-empty 3D array (D, H, W) or 4D (D, H, W, C), got shape {image.shape}.")
     if image.dtype.kind not in "biuf":
         raise ValueError(f"image must hold real numbers, got dtype {image.dtype}.")
     _check_spacing(spacing)
@@ -128,21 +136,26 @@ def prepare_volume(
         raise ValueError(f"hu_window must be (low, high) with low < high, got {hu_window!r}.")
     if label is not None:
         label = np.asarray(label)
-        if label.shape != image.shape:
-            raise ValueError(f"label must have the image's shape {image.shape}, got {label.shape}.")
+        if label.shape != image.shape[:3]:
+            raise ValueError(f"label must have the image's spatial shape {image.shape[:3]}, got {label.shape}.")
     if crop == "label" and label is None:
         raise ValueError("label is None, but crop='label' needs a label map; pass it or use crop='none'.")
     if not np.isfinite(image).all():
         raise ValueError("image holds NaN or infinite values.")
 
-    volume = _normalize_intensity(image, modality, (float(hu_window[0]), float(hu_window[1])))
-    if crop == "label":
-        start, end = label_bounding_box(label, margin)  # type: ignore[arg-type]
-        volume = volume[start[0] : end[0], start[1] : end[1], start[2] : end[2]]
-    # Anti-aliasing smooths before shrinking, so a downsampled patch keeps the region's texture
-    # statistics instead of a few aliased samples.
-    resized = Resize(spatial_size=(patch, patch, patch), mode="trilinear", anti_aliasing=True)(volume[None])
-    return np.clip(np.asarray(resized, dtype=np.float32)[0], 0.0, 1.0)
+    channels = [image] if image.ndim == 3 else [image[..., c] for c in range(image.shape[3])]
+    box = label_bounding_box(label, margin) if crop == "label" else None  # type: ignore[arg-type]
+    cubes = []
+    for channel in channels:
+        volume = _normalize_intensity(channel, modality, (float(hu_window[0]), float(hu_window[1])))
+        if box is not None:
+            (start, end) = box
+            volume = volume[start[0] : end[0], start[1] : end[1], start[2] : end[2]]
+        # Anti-aliasing smooths before shrinking, so a downsampled patch keeps the region's texture
+        # statistics instead of a few aliased samples.
+        resized = Resize(spatial_size=(patch, patch, patch), mode="trilinear", anti_aliasing=True)(volume[None])
+        cubes.append(np.clip(np.asarray(resized, dtype=np.float32)[0], 0.0, 1.0))
+    return cubes[0] if image.ndim == 3 else np.stack(cubes)
 
 
 def prepare_volumes(
@@ -165,7 +178,8 @@ def prepare_volumes(
         progress: show a progress bar (its total is known only when ``cases`` has a length).
 
     Returns:
-        ``(n, patch, patch, patch)`` float32 array in ``[0, 1]``.
+        ``(n, patch, patch, patch)`` float32 array in ``[0, 1]`` (``(n, C, patch, patch, patch)`` for
+        ``C``-channel images).
 
     Raises:
         ValueError: when ``cases`` is empty, or as :func:`prepare_volume` for the first bad case (the

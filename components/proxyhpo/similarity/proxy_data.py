@@ -93,6 +93,14 @@ def compute_similarity(
 ) -> SimilarityResult:
     """Preprocess every case (crop to the label or not, resample, normalise) and compute the all-pairs matrix.
 
+    A multi-channel data set (``len(modality) > 1``) is compared channel by channel, and its matrix is the
+    mean over the channels of the per-channel matrices: MI and NCC are defined between two scalar
+    images, and a joint histogram over C channels would need ``bins**(2C)`` cells for the same number of
+    voxels; the mean keeps the single-channel scale (so rankings and thresholds mean the same thing),
+    weighs every sequence alike (none is known to matter more for every task), and because importance is
+    itself a mean over pairs, ranking by it is ranking by the mean of the per-channel importances.
+    Labelcrop crops every channel to the union of the foreground classes (``label > 0``).
+
     Args:
         dataset: a loaded data set; every case is validated while it is read.
         config: patch size and engine settings.
@@ -113,7 +121,11 @@ def compute_similarity(
     device = resolve_device(config.device, source="similarity.device")
     started = time.perf_counter()
     case_ids, volumes = _prepare(dataset, config, crop, progress)
-    matrix = SIMILARITY_METRICS[metric](config).matrix(volumes, device=device, progress=progress)
+    engine = SIMILARITY_METRICS[metric](config)
+    if volumes.ndim == 5:  # (n, C, P, P, P): the mean over channels of each channel's matrix (see the docstring)
+        matrix = np.mean([engine.matrix(np.ascontiguousarray(volumes[:, c]), device=device, progress=progress) for c in range(volumes.shape[1])], axis=0)
+    else:
+        matrix = engine.matrix(volumes, device=device, progress=progress)
     return SimilarityResult(
         metric=metric,
         crop=crop,
