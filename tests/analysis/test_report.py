@@ -245,6 +245,7 @@ def test_report_follows_the_search_space(store: str, tmp_path: Path) -> None:
     assert summary.best_trial == "r0-p1"
     assert summary.best_hyperparameters == {"lr": pytest.approx(3e-3), "weight_decay": pytest.approx(3e-2)}
     text = render_markdown(study, summary, rows)
+    assert text.splitlines()[4].startswith(f"Search: `{study.search.strategy}`, ")  # which strategy searched
     assert "| trial | round | lr | weight_decay | val Dice | status |" in text.splitlines()
     assert "| r0-p1 | 0 | 0.003 | 0.03 | 0.6600 | FINISHED |" in text.splitlines()
     assert "optimizer" not in text and "intensity_shift_prob" not in text

@@ -321,7 +321,7 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: Sequence[Tr
         "",
         study.description or "",
         "",
-        f"Search: {study.search.rounds} rounds × {study.search.proposals_per_round} proposals, "
+        f"Search: `{study.search.strategy}`, {study.search.rounds} rounds × {study.search.proposals_per_round} proposals, "
         f"{study.training.data} data ({study.selection.method}, budget {study.selection.budget}) "
         f"and {study.training.network} network"
         + (f" ({study.training.proxy_levels} levels)" if study.training.network == "proxy" else "")
