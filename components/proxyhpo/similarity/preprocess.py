@@ -137,7 +137,7 @@ def prepare_volume(
     if label is not None:
         label = np.asarray(label)
         if label.shape != image.shape[:3]:
-            raise ValueError(f"label must have the image's spatial shape {image.shape[:3]}, got {label.shape}.")
+            raise ValueError(f"label must have the image's shape {image.shape[:3]} (its spatial axes), got {label.shape}.")
     if crop == "label" and label is None:
         raise ValueError("label is None, but crop='label' needs a label map; pass it or use crop='none'.")
     if not np.isfinite(image).all():
