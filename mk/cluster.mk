@@ -7,6 +7,8 @@
 #                S3_ACCESS_KEY=... S3_SECRET_KEY=... POSTGRES_PASSWORD=...   (or existing Secrets in the namespace)
 #                KFP_TOKEN=... or KFP_COOKIES=...                            (when KFP asks for a login)
 #   make deploy  DRY_RUN=1 KFP_HOST=...   no cluster, engine or registry: prints every step, writes build/deploy/
+#                [KFP_TARGET=2.5]          the KFP backend compiled for (default auto: the version the backend reports;
+#                                          a dry run contacts nothing, so there the newest unless given)
 #   make chart-lint                                            helm lint + render with Helm's Go engine, no cluster
 #
 # Images are tagged <version>-<short commit>[-dirty] (IMAGE_TAG), never with the bare, mutable version, and the
@@ -41,6 +43,7 @@ CREATE_NAMESPACE ?=
 HELM_VALUES ?=
 KFP_HOST ?=
 DRY_RUN ?=
+KFP_TARGET ?= auto
 DEPLOY_OUT ?= build/deploy
 DRY := $(filter 1 yes true,$(DRY_RUN))
 
@@ -79,6 +82,7 @@ push: images  ## push the three images; their digests go to build/images/<tag>/ 
 
 DEPLOY_ARGS = --host '$(KFP_HOST)' --namespace $(NAMESPACE) --release $(RELEASE) --chart $(CHART) --registry $(IMAGE_REGISTRY) \
 	--tag $(IMAGE_TAG) --out $(DEPLOY_OUT) --helm $(HELM) --engine $(DOCKER) $(if $(HELM_VALUES),--values $(HELM_VALUES)) \
+	--kfp-target $(KFP_TARGET) \
 	$(if $(filter 1 yes true,$(CREATE_NAMESPACE)),--create-namespace) $(if $(DRY),--dry-run)
 
 # Preflight before any build; then the images; then `proxyhpo deploy` installs the chart (credentials reach helm

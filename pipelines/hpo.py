@@ -8,7 +8,7 @@ packs and fanned out with ``dsl.ParallelFor`` (parallelism = GPUs), each pack on
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, opening_task, run_defaults
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
@@ -83,11 +83,13 @@ def _trust_gate(study: StudyConfig, start: dsl.PipelineTask, data: dsl.PipelineT
     """The trust check before the search: calibration cells (logged with role ``calibration``), then the verdict."""
     run = start.outputs["study_run"]
     plan = _gpu(c.plan_cells(kind="trust", study_run=run, data=data.outputs["data"]), "trust gate: plan calibration", study)
-    with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name="trust-gate-cells") as cell:
-        train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], role=names.ROLE_CALIBRATION)
+    loop = "trust-gate-cells"
+    with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name=loop) as cell:
+        train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], role=names.ROLE_CALIBRATION, **relay_arguments(loop))
         _gpu(train, "trust gate: train a calibration cell", study)
         train.set_retry(num_retries=2, backoff_duration="30s")
-    return _light(c.trust_gate(study_run=run, results=dsl.Collected(train.outputs["results"])), "trust gate: verdict", cache=False)
+    verdict = fan_in(c.trust_gate, c.trust_gate_relayed, train, "results", group=loop, study_run=run)
+    return _light(verdict, "trust gate: verdict", cache=False)
 
 
 def search_rounds(
@@ -123,9 +125,13 @@ def search_rounds(
         propose = _light(c.controller_propose(study_run=run, state=state, **arguments), f"{label}round {round_index + 1}: propose", cache=False)
         loop = f"{arm}-round-{round_index + 1}-packs" if arm else f"round-{round_index + 1}-packs"
         with dsl.ParallelFor(propose.outputs["Output"], parallelism=study.resources.gpus, name=loop) as pack:
-            train = c.train_pack(pack=pack, study_run=run, data=data.outputs["data"], manifest=manifest.outputs["manifest"], **arguments)
+            train = c.train_pack(
+                pack=pack, study_run=run, data=data.outputs["data"], manifest=manifest.outputs["manifest"], **arguments, **relay_arguments(loop)
+            )
             _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
-        update = c.controller_update(study_run=run, proposed=propose.outputs["proposed"], results=dsl.Collected(train.outputs["results"]), **arguments)
+        update = fan_in(
+            c.controller_update, c.controller_update_relayed, train, "results", group=loop, study_run=run, proposed=propose.outputs["proposed"], **arguments
+        )
         state = _light(update, f"{label}round {round_index + 1}: update controller", cache=False).outputs["state"]
     return state

@@ -13,7 +13,7 @@ The folds (and, with ``nas.search_data: both``, the proxy-data searches beside t
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, opening_task, run_defaults
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
@@ -58,8 +58,9 @@ def build_nas_pipeline(study: StudyConfig):
                     _gpu(step, f"search: episodes {episodes.start + 1}-{episodes.stop}", study)
                     step.set_retry(num_retries=2, backoff_duration="30s")  # a preempted pod resumes from its last episode
                     state = step.outputs["state"]
-                evaluate = _gpu(n.nas_evaluate(study_run=run, data=data, plan=plan.outputs["plan"], search=search, state=state), "export and evaluate", study)
-            report = n.nas_report(study_run=run, plan=plan.outputs["plan"], results=dsl.Collected(evaluate.outputs["result"]))
+                evaluate = n.nas_evaluate(study_run=run, data=data, plan=plan.outputs["plan"], search=search, state=state, **relay_arguments("searches"))
+                _gpu(evaluate, "export and evaluate", study)
+            report = fan_in(n.nas_report, n.nas_report_relayed, evaluate, "result", group="searches", study_run=run, plan=plan.outputs["plan"])
             _light(report, "report", cache=False)
 
     nas_pipeline.__doc__ = "Search U-Net architectures with RONASMIS, fold by fold, and report their nested cross-validated Dice.\n" + RUN_PARAMETERS_DOC

@@ -9,7 +9,7 @@ run that fails.
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
+from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, gpu_task, light_task, opening_task, relay_arguments, run_defaults
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
@@ -48,10 +48,10 @@ def _build(kind: str, study: StudyConfig):
             data = light_task(c.prepare_data(study_run=run), "prepare data")
             plan = gpu_task(c.plan_cells(kind=kind, study_run=run, data=data.outputs["data"]), "plan cells: select every arm's data", study)
             with dsl.ParallelFor(plan.outputs["Output"], parallelism=study.resources.gpus, name="cells") as cell:
-                train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"])
+                train = c.train_cell(cell=cell, study_run=run, data=data.outputs["data"], **relay_arguments("cells"))
                 gpu_task(train, "train a cell's grid", study)
                 train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
-            report = c.study_report(study_run=run, results=dsl.Collected(train.outputs["results"]))
+            report = fan_in(c.study_report, c.study_report_relayed, train, "results", group="cells", study_run=run)
             light_task(report, "report", cache=False)
 
     comparison.__doc__ = "Train every cell of the study and report it.\n" + RUN_PARAMETERS_DOC

@@ -1,11 +1,15 @@
 """What every pipeline's tasks share: the cluster's Secret, ConfigMap and pod label, CPU or GPU resources, and the
 run's opening and closing tasks with the run parameters a user fills in in the Kubeflow UI."""
 
+import contextlib
+import threading
+
 from kfp import dsl, kubernetes
 
 from proxyhpo.config import PipelineShape, StudyConfig
 from proxyhpo.kfp import components as c
 from proxyhpo.kfp.image import CPU_IMAGE
+from proxyhpo.kfp.target import LATEST_TARGET, KfpTarget
 
 __all__ = [
     "S3_SECRET",
@@ -20,6 +24,10 @@ __all__ = [
     "run_defaults",
     "closing_task",
     "opening_task",
+    "compiling_for",
+    "compile_target",
+    "relay_arguments",
+    "fan_in",
 ]
 #: The chart's Secret with the MinIO/S3 credentials (keys become environment variables of the same name).
 S3_SECRET = "proxyhpo-s3"
@@ -29,6 +37,47 @@ ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
 ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT")
 #: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
 PIPELINE_POD_LABEL = "proxyhpo/pipeline"
+
+
+_target = threading.local()
+
+
+@contextlib.contextmanager
+def compiling_for(target: KfpTarget):
+    """Build pipelines for KFP backend ``target`` inside this block (this thread): one definition, every backend."""
+    previous = getattr(_target, "value", None)
+    _target.value = target
+    try:
+        yield target
+    finally:
+        _target.value = previous
+
+
+def compile_target() -> KfpTarget:
+    """The backend the pipeline being built is for (:func:`compiling_for`; default: the newest)."""
+    return getattr(_target, "value", None) or LATEST_TARGET
+
+
+def relay_arguments(group: str) -> dict[str, str]:
+    """A loop task's arguments that relay its output for :func:`fan_in` (none where ``dsl.Collected`` works)."""
+    if compile_target().collects_artifacts:
+        return {}
+    return {"relay_run": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "relay_group": group}
+
+
+def fan_in(collecting, relayed, producer: dsl.PipelineTask, output: str, *, group: str, **arguments) -> dsl.PipelineTask:
+    """The task after a loop that reads every iteration's ``output``: ``collecting(results=dsl.Collected(...))``,
+    or, for a backend without collected artifacts, ``relayed`` (reading the relay folder) ordered after the loop.
+
+    Args:
+        collecting, relayed: the two components; ``relayed`` takes ``relay_run`` and ``relay_group`` for ``results``.
+        producer: the task inside the loop (built with :func:`relay_arguments` of the same ``group``).
+        group: the loop's name.
+        arguments: the other arguments, the same for both.
+    """
+    if compile_target().collects_artifacts:
+        return collecting(**arguments, results=dsl.Collected(producer.outputs[output]))
+    return relayed(**arguments, **relay_arguments(group)).after(producer)
 
 
 def cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -75,8 +124,13 @@ def run_defaults(study: StudyConfig) -> dict[str, str]:
 
 
 def closing_task(study_config: str, study_name: str) -> dsl.PipelineTask:
-    """The exit handler's task: closes the run's MLflow runs FAILED when the run did not succeed."""
-    return light_task(c.close_study(study=study_config, study_name=study_name, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "close MLflow study run", cache=False)
+    """The exit handler's task: closes the run's MLflow runs FAILED when the run did not succeed.
+
+    For a backend without final status it closes whatever the run left open: after a successful run, nothing.
+    """
+    arguments = {"study": study_config, "study_name": study_name, "pipeline_run": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+    closing = c.close_study(**arguments) if compile_target().final_status else c.close_open_runs(**arguments)
+    return light_task(closing, "close MLflow study run", cache=False)
 
 
 def opening_task(study_config: str, dataset: str, external: str, study_name: str, *, kind: str, shape: PipelineShape) -> dsl.PipelineTask:

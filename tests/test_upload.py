@@ -22,15 +22,25 @@ class RecordingClient:
 
     def __init__(self, **arguments: object) -> None:
         self.arguments = arguments
-        self.pipelines: dict[str, str] = {}
+        self.pipelines: dict[tuple[str | None, str], str] = {}  # (namespace or None: shared, name) -> id
         self.uploads: list[tuple[str, str, dict]] = []
+        self.upload_namespaces: list[str | None] = []
         self.experiments: list[tuple[str, str | None]] = []
 
-    def get_pipeline_id(self, name: str) -> str | None:
-        return self.pipelines.get(name)
+    def get_pipeline_id(self, name: str) -> str | None:  # the shared pipelines only, as KFP's client asks
+        return self.pipelines.get((None, name))
 
-    def upload_pipeline(self, path: str, pipeline_name: str, description: str) -> None:
-        self.pipelines[pipeline_name] = f"id-{len(self.pipelines)}"
+    def list_pipelines(self, filter: str, namespace: str | None = None):  # noqa: A002 - kfp.Client's name
+        import json
+        from types import SimpleNamespace
+
+        (predicate,) = json.loads(filter)["predicates"]
+        found = self.pipelines.get((namespace, predicate["stringValue"]))
+        return SimpleNamespace(pipelines=[SimpleNamespace(pipeline_id=found)] if found else None)
+
+    def upload_pipeline(self, path: str, pipeline_name: str, description: str, namespace: str | None = None) -> None:
+        self.pipelines[(namespace, pipeline_name)] = f"id-{len(self.pipelines)}"
+        self.upload_namespaces.append(namespace)
         self.uploads.append(("pipeline", pipeline_name, next(yaml.safe_load_all(Path(path).read_text()))))
 
     def upload_pipeline_version(self, path: str, pipeline_version_name: str, pipeline_id: str) -> None:
@@ -104,7 +114,15 @@ def test_publish_authenticates_uploads_and_creates_the_experiments(for_cluster: 
     (client,) = clients
     assert client.arguments == {"host": "http://kfp.example.org", "namespace": "team-a", "existing_token": "tok-9c2e"}
     assert names == [f"proxyhpo-{path.stem}" for path in for_cluster[:2]] == [name for _, name, _ in client.uploads]
+    assert client.upload_namespaces == ["team-a", "team-a"]  # the profile's own pipelines, not shared ones
     assert client.experiments == [("demo-spleen", "team-a")]
+    upload_compiled(client, for_cluster[:2], version="0.1.0", namespace="team-a")  # a second deploy finds them there
+    assert [kind for kind, _, _ in client.uploads] == ["pipeline", "pipeline", "version", "version"]
+
+
+def test_single_user_pipelines_stay_shared(for_cluster: list[Path], clients: list[RecordingClient]) -> None:
+    publish("http://kfp.example.org", for_cluster[:1], namespace="kubeflow", version="0.1.0", env={})
+    assert clients[0].upload_namespaces == [None]
 
 
 def test_a_refused_upload_is_one_line_naming_the_host(for_cluster: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from proxyhpo.registry import STUDY_PIPELINES
 
 if TYPE_CHECKING:
     from proxyhpo.config import StudyConfig
+    from proxyhpo.kfp.target import KfpTarget
 
 __all__ = ["PipelineImages", "pipeline_builder", "compile_study", "compile_pipelines"]
 
@@ -120,7 +121,9 @@ def on_a_fresh_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -
     return outcome["result"]
 
 
-def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo", *, images: PipelineImages | None = None) -> Path:
+def compile_study(
+    study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo", *, images: PipelineImages | None = None, kfp_target: KfpTarget | str | None = None
+) -> Path:
     """Compile study pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), identical executors merged.
 
     Args:
@@ -128,24 +131,35 @@ def compile_study(study: StudyConfig, out: str | os.PathLike[str], kind: str = "
         out: the YAML file written.
         kind: a :data:`~proxyhpo.registry.STUDY_PIPELINES` name.
         images: the images the tasks run on (default: this process's, :meth:`PipelineImages.current`).
+        kfp_target: the KFP backend it is compiled for (:mod:`proxyhpo.kfp.target`; default: the newest).
 
     Returns:
         ``out``, as a path.
 
     Raises:
         ValueError: naming an unknown ``kind``.
+        ConfigError: when the pipeline needs a feature ``kfp_target`` does not run (a study setting such as a node affinity).
     """
     import yaml
     from kfp import compiler
 
+    from pipelines.tasks import compiling_for
     from proxyhpo.kfp.compact import deduplicate
+    from proxyhpo.kfp.target import KfpTarget, check_target
     from proxyhpo.storage import atomic_write_text
 
+    target = kfp_target if isinstance(kfp_target, KfpTarget) else KfpTarget.parse(kfp_target or "latest")
     builder = pipeline_builder(kind)
+
+    def build(path: str) -> None:
+        with compiling_for(target):
+            compiler.Compiler().compile(builder(study), path)
+
     with tempfile.TemporaryDirectory() as folder:
         yaml_path = Path(folder) / "pipeline.yaml"  # the compiler picks the format from the suffix
-        on_a_fresh_thread(lambda: compiler.Compiler().compile(builder(study), str(yaml_path)))
+        on_a_fresh_thread(build, str(yaml_path))
         documents = list(yaml.safe_load_all(yaml_path.read_text(encoding="utf-8")))
+    check_target(documents[0], documents[1] if len(documents) > 1 else None, target, source=f"{kind} pipeline of study {study.name!r}")
     if images is not None:
         _use_images(documents[0], images)
     # one executor per distinct container: a 50-round study stays far below etcd's object limit
@@ -161,6 +175,7 @@ def compile_pipelines(
     *,
     data_root: str | None = None,
     images: PipelineImages | None = None,
+    kfp_target: KfpTarget | str | None = None,
 ) -> list[Path]:
     """Compile study pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every
     shipped pipeline (:data:`~proxyhpo.catalogue.SHIPPED_PIPELINES`, ``<name>.yaml``), into ``out_dir``.
@@ -169,6 +184,7 @@ def compile_pipelines(
         data_root: for a cluster, where the studies' local data sets are pushed (``s3://bucket/datasets``):
             the pipelines' ``dataset`` and ``external`` fields default there (:meth:`StudyConfig.with_data_root`).
         images: the images the tasks run on (default: this process's).
+        kfp_target: the KFP backend they are compiled for (default: the newest).
 
     Returns:
         The compiled files, in the order of ``studies`` or of the catalogue.
@@ -186,4 +202,4 @@ def compile_pipelines(
         jobs = [(placed(study), f"{kind}-{study.name}", kind) for study in map(load_study, studies)]
     else:
         jobs = [(placed(shipped_study(entry.example)), name, entry.kind) for name, entry in SHIPPED_PIPELINES.items()]
-    return [compile_study(study, out / f"{name}.yaml", pipeline, images=images) for study, name, pipeline in jobs]
+    return [compile_study(study, out / f"{name}.yaml", pipeline, images=images, kfp_target=kfp_target) for study, name, pipeline in jobs]

@@ -64,8 +64,9 @@ __all__ = [
     "run",
 ]
 
-#: The oldest KFP backend the pipelines run on: exit-handler final status and ``Collected`` artifacts.
-MIN_KFP_VERSION = (2, 14)
+#: The oldest KFP backend the pipelines run on (:data:`proxyhpo.kfp.target.OLDEST_TARGET`): before 2.14 they are
+#: compiled without exit-handler final status and ``Collected`` artifacts (:mod:`proxyhpo.kfp.target`).
+MIN_KFP_VERSION = (2, 5)
 #: Exit code of a failed preflight (bad input a user fixes, like the CLI's other input errors).
 EXIT_PREFLIGHT = 2
 #: The chart's credentials: the Secret it keeps them in (``{fullname}``: the release's resource prefix; or the
@@ -111,6 +112,7 @@ class PreflightReport:
     namespace_exists: bool | None = None
     kfp_version: str | None = None
     multi_user: bool | None = None
+    kfp_target: str | None = None
 
     def add(self, level: str, message: str) -> None:
         self.findings.append(Finding(level, message))
@@ -188,11 +190,16 @@ def check_kfp(host: str, namespace: str, report: PreflightReport, env: Mapping[s
     elif version[:2] < MIN_KFP_VERSION:
         report.add(
             "error",
-            f"KFP at {host} is {tag}, older than {floor}, which the pipelines need (exit-handler final status, collected artifacts);"
-            f" fix: upgrade Kubeflow Pipelines to {floor} or later (Kubeflow 1.10 ships an older one)",
+            f"KFP at {host} is {tag}, older than {floor}, which the pipelines need (retries, the run-id placeholder, ParallelFor parallelism);"
+            f" fix: upgrade Kubeflow Pipelines to {floor} or later (Kubeflow 1.10 ships 2.5)",
         )
     else:
-        report.add("ok", f"KFP at {host}: version {tag}{', multi-user' if report.multi_user else ''}")
+        from proxyhpo.kfp.target import LATEST_TARGET, KfpTarget
+
+        target = KfpTarget.for_backend(tag)
+        report.kfp_target = str(target)
+        mode = "" if target == LATEST_TARGET else f"; pipelines compiled for KFP {target}: no final status, loop outputs relayed through the bucket"
+        report.add("ok", f"KFP at {host}: version {tag}{', multi-user' if report.multi_user else ''}{mode}")
     if report.multi_user and namespace == "kubeflow":
         report.add(
             "error",
@@ -411,6 +418,7 @@ class DeployOptions:
     engine: str | None = None
     timeout: str = "10m"
     data_root: str = "s3://proxyhpo/datasets"
+    kfp_target: str = "auto"
 
 
 def _say(text: str = "") -> None:
@@ -460,21 +468,30 @@ def credential_values(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
-def compile_pipelines(options: DeployOptions) -> list[Path]:
-    """Every shipped pipeline compiled for the pushed images into ``OUT/pipelines``: the folder is replaced whole, never
-    left half-written (:func:`proxyhpo.compile.compile_pipelines`, the one compile path)."""
+def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> list[Path]:
+    """Every shipped pipeline compiled for the pushed images and the backend into ``OUT/pipelines``: the folder is
+    replaced whole, never left half-written (:func:`proxyhpo.compile.compile_pipelines`, the one compile path).
+
+    Args:
+        kfp_target: the backend's version the pipelines are compiled for (default: ``options.kfp_target``, where
+            ``auto`` without a detected backend is the newest).
+    """
     from proxyhpo.compile import PipelineImages
     from proxyhpo.compile import compile_pipelines as compile_shipped
+    from proxyhpo.kfp.target import KfpTarget
 
+    wanted = kfp_target or options.kfp_target
+    backend = KfpTarget.parse("latest" if wanted in ("", "auto") else wanted)
     target = options.out / "pipelines"
     images = PipelineImages.pushed(options.registry, options.tag, digests=options.digests)
     _step(f"compile every shipped pipeline into {target}")
     _say(f"    images: runtime={images.runtime} cpu={images.cpu}")
     _say(f"    data sets: the pipelines' dataset and external default under {options.data_root}")
+    _say(f"    KFP backend: {backend}{' (no final status; loop outputs relayed through the bucket)' if not backend.collects_artifacts else ''}")
     options.out.mkdir(parents=True, exist_ok=True)  # compiling contacts nothing: a dry run compiles too
     staging = Path(tempfile.mkdtemp(prefix=".pipelines-", dir=options.out))
     try:
-        compile_shipped(staging, data_root=options.data_root, images=images)
+        compile_shipped(staging, data_root=options.data_root, images=images, kfp_target=backend)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -647,18 +664,21 @@ def deploy(options: DeployOptions, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     if options.dry_run:
         _say(f"dry run: nothing is contacted; the rendered manifests and compiled pipelines go to {options.out}")
-    compiled = compile_pipelines(options)
-    objects = install_chart(options, env)
     multi_user = False
     api = None
+    kfp_target = options.kfp_target
     if not options.dry_run:
         report = PreflightReport()
         check_kfp(options.host, options.namespace, report, env=env)
         multi_user = bool(report.multi_user)
+        if kfp_target in ("", "auto"):
+            kfp_target = report.kfp_target or "latest"
         try:
             api = kube_api_client(options.context)
         except _Stop:
             api = None
+    compiled = compile_pipelines(options, kfp_target)
+    objects = install_chart(options, env)
     upload_pipelines(options, compiled, multi_user=multi_user, env=env)
     print_urls(options, objects, api)
     return 0
@@ -721,6 +741,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--helm", default="helm", help="helm command")
     parser.add_argument("--engine", default=None, help="container engine (default: docker or podman, whichever is present)")
     parser.add_argument("--timeout", default="10m", help="how long helm waits for the release to be ready")
+    parser.add_argument(
+        "--kfp-target", default="auto",
+        help="the KFP backend the pipelines are compiled for: auto (the backend's reported version; a dry run: the newest), or e.g. 2.5, 2.16",
+    )
     parser.add_argument(
         "--data-root", default="s3://proxyhpo/datasets", help="where the data sets live in the chart's MinIO; the uploaded pipelines' data fields default there"
     )

@@ -8,6 +8,7 @@ an experiment that exists is kept.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -18,13 +19,25 @@ from typing import Any
 __all__ = ["upload_compiled", "create_experiments", "publish", "upload_shipped"]
 
 
-def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str) -> list[str]:
+def _pipeline_id(client: Any, name: str, namespace: str | None) -> str | None:
+    """The id of pipeline ``name``: among ``namespace``'s own pipelines (multi-user), else among the shared ones."""
+    if namespace is None:
+        return client.get_pipeline_id(name)
+    predicate = {"operation": "EQUALS", "key": "display_name", "stringValue": name}
+    found = client.list_pipelines(filter=json.dumps({"predicates": [predicate]}), namespace=namespace).pipelines or []
+    return found[0].pipeline_id if found else None
+
+
+def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str, namespace: str | None = None) -> list[str]:
     """Upload each compiled pipeline as ``proxyhpo-<file stem>``; one that exists gets a new version instead.
 
     Args:
         client: a ``kfp.Client`` (authenticated).
         compiled: the compiled pipeline files.
         version: names the new versions (``<pipeline>-<version>-<time>``): the package version or the image tag.
+        namespace: on a multi-user cluster, the profile's namespace: the pipelines are its own (KFP 2.15+
+            answers 403 to a tenant uploading a shared one; older ones would publish them to every profile,
+            whose runs then miss the chart's Secret and ConfigMap). None: shared (standalone KFP).
 
     Returns:
         The pipelines' names, in the order of ``compiled``.
@@ -33,9 +46,11 @@ def upload_compiled(client: Any, compiled: Sequence[Path], *, version: str) -> l
     names = []
     for path in map(Path, compiled):
         name = f"proxyhpo-{path.stem}"
-        existing = client.get_pipeline_id(name)
+        existing = _pipeline_id(client, name, namespace)
         if existing is None:
-            client.upload_pipeline(str(path), pipeline_name=name, description=f"proxyhpo {path.stem} (compiled from examples/)")
+            description = f"proxyhpo {path.stem} (compiled from examples/)"
+            arguments = {"namespace": namespace} if namespace is not None else {}
+            client.upload_pipeline(str(path), pipeline_name=name, description=description, **arguments)
         else:  # a second deploy adds a version instead of failing on the name
             client.upload_pipeline_version(str(path), pipeline_version_name=f"{name}-{version}-{stamp}", pipeline_id=existing)
         names.append(name)
@@ -65,7 +80,7 @@ def publish(
         namespace: the runs' namespace (a multi-user profile's).
         version: names the new versions of pipelines that exist.
         experiments: experiments to create (kept when they exist).
-        multi_user: the experiments belong to ``namespace`` (a multi-user cluster), not to everyone.
+        multi_user: the pipelines and experiments belong to ``namespace`` (a multi-user cluster), not to everyone.
         env: where the credentials come from (default ``os.environ``, :mod:`proxyhpo.kfp_auth`).
 
     Raises:
@@ -79,7 +94,7 @@ def publish(
 
     try:
         client = kfp_auth.client(host, namespace=namespace, env=env)
-        names = upload_compiled(client, compiled, version=version)
+        names = upload_compiled(client, compiled, version=version, namespace=namespace if multi_user else None)
         create_experiments(client, experiments, namespace=namespace if multi_user else None)
     except (ApiException, HTTPError, OSError, ValueError) as exc:
         status = getattr(exc, "status", None)

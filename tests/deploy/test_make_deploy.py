@@ -7,6 +7,7 @@ dry run that called any of them would fail here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -92,7 +93,7 @@ def test_dry_run_prints_every_step_in_order(dry_run: dict[str, Any]) -> None:
     ]
     positions = [out.find(step) for step in steps]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), list(zip(steps, positions))
-    assert f"GET {HOST}/apis/v2beta1/healthz (KFP_TOKEN and KFP_COOKIES) reports KFP >= 2.14" in out
+    assert f"GET {HOST}/apis/v2beta1/healthz (KFP_TOKEN and KFP_COOKIES) reports KFP >= 2.5" in out
     for image in ("runtime", "runtime-cpu", "mlflow"):
         assert f"would run: docker build --platform linux/amd64 --file images/{image}/Dockerfile" in out
         assert f"would run: docker push registry.example.org/ml/{image}:0.1.0-abc1234" in out
@@ -181,11 +182,18 @@ def test_upload_authenticates_from_the_environment_and_is_rerun_safe(tmp_path: P
         def __init__(self, **kwargs: Any) -> None:
             calls.append(("client", kwargs))
 
-        def get_pipeline_id(self, name: str) -> str | None:
-            return existing.get(name)
+        def get_pipeline_id(self, name: str) -> str | None:  # shared pipelines: a multi-user deploy must not look here
+            calls.append(("shared lookup", name))
+            return None
 
-        def upload_pipeline(self, path: str, pipeline_name: str, description: str) -> None:
-            calls.append(("upload", pipeline_name))
+        def list_pipelines(self, filter: str, namespace: str | None = None) -> Any:  # noqa: A002 - kfp.Client's name
+            from types import SimpleNamespace
+
+            found = existing.get(json.loads(filter)["predicates"][0]["stringValue"]) if namespace == "team-a" else None
+            return SimpleNamespace(pipelines=[SimpleNamespace(pipeline_id=found)] if found else None)
+
+        def upload_pipeline(self, path: str, pipeline_name: str, description: str, namespace: str | None = None) -> None:
+            calls.append(("upload", pipeline_name, namespace))
 
         def upload_pipeline_version(self, path: str, pipeline_version_name: str, pipeline_id: str) -> None:
             calls.append(("version", pipeline_id, pipeline_version_name))
@@ -199,7 +207,8 @@ def test_upload_authenticates_from_the_environment_and_is_rerun_safe(tmp_path: P
     names = deploy.upload_pipelines(options, compiled, multi_user=True, env={"KFP_TOKEN": "tok-1", "KFP_COOKIES": "c=1"})
     assert names == ["proxyhpo-hpo-demo", "proxyhpo-trust-spleen"]
     assert calls[0] == ("client", {"host": HOST, "namespace": "team-a", "existing_token": "tok-1", "cookies": "c=1"})
-    assert ("upload", "proxyhpo-trust-spleen") in calls
+    assert ("upload", "proxyhpo-trust-spleen", "team-a") in calls  # into the profile's namespace
+    assert not [c for c in calls if c[0] == "shared lookup"]
     (version,) = [c for c in calls if c[0] == "version"]
     assert version[1] == "id-1" and version[2].startswith("proxyhpo-hpo-demo-0.1.0-abc1234-")
     assert {c[2] for c in calls if c[0] == "experiment"} == {"team-a"}

@@ -164,14 +164,17 @@ def test_nodes_that_cannot_be_listed_are_a_warning(fake: FakeAPI) -> None:
     assert report.ok and len(report.warnings) == 1 and "GPU nodes not checked" in report.warnings[0]
 
 
-def test_kfp_older_than_2_14_fails(fake: FakeAPI) -> None:
-    line = _one_error(_preflight(fake.healthy(kfp="2.5.0")))
-    assert "2.5.0" in line and "older than 2.14" in line and "upgrade Kubeflow Pipelines" in line
+def test_kfp_older_than_2_5_fails(fake: FakeAPI) -> None:
+    line = _one_error(_preflight(fake.healthy(kfp="2.4.1")))
+    assert "2.4.1" in line and "older than 2.5" in line and "upgrade Kubeflow Pipelines" in line
 
 
-@pytest.mark.parametrize("tag", ["2.14.0", "v2.15.1", "3.0.0-rc.1"])
-def test_kfp_versions_from_2_14_pass(fake: FakeAPI, tag: str) -> None:
-    assert _preflight(fake.healthy(kfp=tag)).ok
+@pytest.mark.parametrize(("tag", "target"), [("2.5.0", "2.5"), ("2.14.0", "2.14"), ("v2.15.1", "2.14"), ("3.0.0-rc.1", "2.14")])
+def test_kfp_versions_from_2_5_pass_and_choose_the_compile_target(fake: FakeAPI, tag: str, target: str) -> None:
+    report = _preflight(fake.healthy(kfp=tag))
+    assert report.ok and report.kfp_target == target
+    relayed = any("compiled for KFP 2.5" in finding.message for finding in report.findings)
+    assert relayed == (target == "2.5")
 
 
 def test_kfp_version_unknown_is_a_warning(fake: FakeAPI) -> None:

@@ -49,6 +49,16 @@ def close_study(study: str, study_name: str, pipeline_run: str, status: Pipeline
 
 
 @component
+def close_open_runs(study: str, study_name: str, pipeline_run: str):
+    """The exit handler on a backend without final status (KFP < 2.14): mark the MLflow runs the run left open FAILED
+    (after a successful run the report has closed them all, so nothing is)."""
+    from proxyhpo.config import study_from_json
+    from proxyhpo.study import close_study as close
+
+    close(study_from_json(study, name=study_name), pipeline_run=pipeline_run, succeeded=False)
+
+
+@component
 def prepare_data(study_run: Input[Artifact], data: Output[Artifact]):
     """Generate (if configured), stage and validate the data set; write its split."""
     from proxyhpo.config import StudyRun
@@ -92,9 +102,17 @@ def controller_propose(study_run: Input[Artifact], state: Input[Artifact], propo
 
 @component
 def train_pack(
-    pack: str, study_run: Input[Artifact], data: Input[Artifact], manifest: Input[Artifact], results: Output[Artifact], arm: str = ""
+    pack: str,
+    study_run: Input[Artifact],
+    data: Input[Artifact],
+    manifest: Input[Artifact],
+    results: Output[Artifact],
+    arm: str = "",
+    relay_run: str = "",
+    relay_group: str = "",
 ):
-    """Train one pack of trials on one GPU; each trial becomes an MLflow child run (``arm``: the automl comparison's search)."""
+    """Train one pack of trials on one GPU; each trial becomes an MLflow child run (``arm``: the automl comparison's search;
+    ``relay_*``: on KFP < 2.14, the results are also relayed to the round's update, :mod:`proxyhpo.kfp.relay`)."""
     from proxyhpo.config import PackSpec, ProxyDataManifest, StudyData, StudyRun
     from proxyhpo.training.study_trials import train_pack as train
 
@@ -108,6 +126,10 @@ def train_pack(
         results_out=results.path,
         arm=arm or None,
     )
+    if relay_run:
+        from proxyhpo.kfp.relay import put, relay_folder
+
+        put(results.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=pack)
 
 
 @component
@@ -118,6 +140,19 @@ def controller_update(study_run: Input[Artifact], proposed: Input[Artifact], res
 
     study = StudyRun.read(study_run.path).study
     stats = update_round(study.for_search_arm(arm) if arm else study, proposed.path, [result.path for result in results], state.path)
+    state.metadata.update({"round": stats.round, "mean_reward": stats.mean_reward, "failed": stats.n_failed})
+
+
+@component
+def controller_update_relayed(study_run: Input[Artifact], proposed: Input[Artifact], state: Output[Artifact], relay_run: str, relay_group: str, arm: str = ""):
+    """:func:`controller_update` on KFP < 2.14: the round's results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    from proxyhpo.config import StudyRun
+    from proxyhpo.controller.rounds import update_round
+    from proxyhpo.kfp.relay import gathered
+
+    run = StudyRun.read(study_run.path)
+    results = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)
+    stats = update_round(run.study.for_search_arm(arm) if arm else run.study, proposed.path, results, state.path)
     state.metadata.update({"round": stats.round, "mean_reward": stats.mean_reward, "failed": stats.n_failed})
 
 
@@ -185,8 +220,11 @@ def plan_cells(kind: str, study_run: Input[Artifact], data: Input[Artifact], cel
 
 
 @component
-def train_cell(cell: str, study_run: Input[Artifact], data: Input[Artifact], results: Output[Artifact], role: str = "trial"):
-    """Train one cell's grid (one arm in one repeat) on one GPU; each trial becomes an MLflow child run."""
+def train_cell(
+    cell: str, study_run: Input[Artifact], data: Input[Artifact], results: Output[Artifact], role: str = "trial", relay_run: str = "", relay_group: str = ""
+):
+    """Train one cell's grid (one arm in one repeat) on one GPU; each trial becomes an MLflow child run (``relay_*``: as
+    :func:`train_pack`'s)."""
     from proxyhpo.config import StudyCell, StudyData, StudyRun
     from proxyhpo.training.study_trials import train_cell as train
 
@@ -199,6 +237,10 @@ def train_cell(cell: str, study_run: Input[Artifact], data: Input[Artifact], res
         results_out=results.path,
         role=role,
     )
+    if relay_run:
+        from proxyhpo.kfp.relay import put, relay_folder
+
+        put(results.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=cell)
 
 
 @component
@@ -212,6 +254,21 @@ def study_report(study_run: Input[Artifact], results: Input[List[Artifact]], mar
     for key, value in report.metrics.items():
         metrics.log_metric(key, value)
     return report.verdict.message if report.verdict is not None else f"{report.kind}: {len(results)} cells reported"
+
+
+@component
+def study_report_relayed(study_run: Input[Artifact], relay_run: str, relay_group: str, markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
+    """:func:`study_report` on KFP < 2.14, ordered after the cells' loop; it counts the cells relayed (:mod:`proxyhpo.kfp.relay`)."""
+    from proxyhpo.analysis.study_report import write_study_report
+    from proxyhpo.config import StudyRun
+    from proxyhpo.kfp.relay import gathered
+
+    run = StudyRun.read(study_run.path)
+    report = write_study_report(run.run_id, markdown=markdown.path, html=html.path)
+    for key, value in report.metrics.items():
+        metrics.log_metric(key, value)
+    cells = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)
+    return report.verdict.message if report.verdict is not None else f"{report.kind}: {len(cells)} cells reported"
 
 
 @component
@@ -245,3 +302,14 @@ def trust_gate(study_run: Input[Artifact], results: Input[List[Artifact]]) -> st
     from proxyhpo.study import check_trust
 
     return check_trust(StudyRun.read(study_run.path).study, [result.path for result in results]).message
+
+
+@component
+def trust_gate_relayed(study_run: Input[Artifact], relay_run: str, relay_group: str) -> str:
+    """:func:`trust_gate` on KFP < 2.14: the calibration cells' results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    from proxyhpo.config import StudyRun
+    from proxyhpo.kfp.relay import gathered
+    from proxyhpo.study import check_trust
+
+    run = StudyRun.read(study_run.path)
+    return check_trust(run.study, gathered(run.run_id, pipeline_run=relay_run, group=relay_group)).message

@@ -56,9 +56,18 @@ def nas_search(
 
 @component
 def nas_evaluate(
-    study_run: Input[Artifact], data: Input[Artifact], plan: Input[Artifact], search: str, state: Input[Artifact], model: Output[Model], result: Output[Artifact]
+    study_run: Input[Artifact],
+    data: Input[Artifact],
+    plan: Input[Artifact],
+    search: str,
+    state: Input[Artifact],
+    model: Output[Model],
+    result: Output[Artifact],
+    relay_run: str = "",
+    relay_group: str = "",
 ):
-    """Export the search's final network (no retraining) and test it on the fold's test part (read by no search) and the study's held-out cases."""
+    """Export the search's final network (no retraining) and test it on the fold's test part (read by no search) and the study's held-out cases
+    (``relay_*``: on KFP < 2.14, the result is also relayed to the report, :mod:`proxyhpo.kfp.relay`)."""
     from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.config.nas import NasPlan, parse_search
     from proxyhpo.training.nas_export import evaluate_fold
@@ -70,6 +79,10 @@ def nas_evaluate(
         state_in=state.path, model_dir=model.path, out=result.path, parent_run_id=run.run_id,
     )
     model.metadata.update({"architecture": found.architecture.name, "test_dice": found.test_dice, "search_validation_dice": found.search_validation_dice})
+    if relay_run:
+        from proxyhpo.kfp.relay import put, relay_folder
+
+        put(result.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=search)
 
 
 @component
@@ -81,5 +94,20 @@ def nas_report(study_run: Input[Artifact], plan: Input[Artifact], results: Input
 
     run = StudyRun.read(study_run.path)
     summary = write_nas_report(run.study, NasPlan.read(plan.path), [r.path for r in results], run.run_id, markdown=markdown.path, html=page.path)
+    for key, value in summary["metrics"].items():
+        metrics.log_metric(key, value)
+
+
+@component
+def nas_report_relayed(study_run: Input[Artifact], plan: Input[Artifact], relay_run: str, relay_group: str, markdown: Output[Markdown], page: Output[HTML], metrics: Output[Metrics]):
+    """:func:`nas_report` on KFP < 2.14: the folds' results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    from proxyhpo.analysis.nas_report import write_nas_report
+    from proxyhpo.config import StudyRun
+    from proxyhpo.config.nas import NasPlan
+    from proxyhpo.kfp.relay import gathered
+
+    run = StudyRun.read(study_run.path)
+    results = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)
+    summary = write_nas_report(run.study, NasPlan.read(plan.path), results, run.run_id, markdown=markdown.path, html=page.path)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)
