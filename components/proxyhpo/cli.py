@@ -225,7 +225,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.compile import compile_pipelines
 
     _check_local_out(args.out, "--out", local_only=True, folder=True)
-    for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root):
+    for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root, kfp_target=args.kfp_target):
         print(path)
 
 
@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", default="build/pipelines")
     comp.add_argument("--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help="the study pipeline compiled for the given studies (default: hpo)")
     comp.add_argument("--data-root", default=None, help="for a cluster: s3://bucket/datasets, where local data sets are pushed; the pipelines' data fields default there")
+    comp.add_argument(
+        "--kfp-target", default="latest", help="the KFP backend compiled for: 2.5 (Kubeflow 1.10) and newer; before 2.14 without final status or collected artifacts"
+    )
     comp.set_defaults(func=_cmd_compile)
 
     upload = sub.add_parser("upload", help="upload every compiled pipeline to a Kubeflow cluster")
