@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from proxyhpo.config import config_error, selection_methods
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES, SIMILARITY_METRICS, STUDY_PIPELINES
-from proxyhpo.errors import InputError, ProxyHPOError
+from proxyhpo.errors import InputError, ProxyHPOError, outward_error, scrub_credentials
 
 __all__ = ["main", "build_parser"]
 
@@ -387,14 +388,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except InputError as exc:
-        print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"proxyhpo {args.command}: error: {scrub_credentials(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # an output path that cannot be written (a file in the way, no permission, disk full)
         where = _user_path(exc.filename) if exc.filename else "an output path"
         print(f"proxyhpo {args.command}: error: {where}: {exc.strerror or exc}; fix: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProxyHPOError as exc:
-        print(f"proxyhpo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"proxyhpo {args.command}: error: {scrub_credentials(str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the MLflow store or a server failed: one line; a bug: its traceback, credentials scrubbed
+        from proxyhpo.paths import tracking_uri
+
+        known = outward_error(exc, tracking_uri())
+        text = f"proxyhpo {args.command}: error: {known}\n" if known else "".join(traceback.format_exception(exc))
+        print(scrub_credentials(text), end="", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("proxyhpo: interrupted", file=sys.stderr)

@@ -15,7 +15,7 @@ __all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "checkpoint_root", "def
 
 def proxyhpo_home() -> Path:
     """The root folder: ``$PROXYHPO_HOME`` or ``./.proxyhpo``, as an absolute path."""
-    return Path(os.environ.get("PROXYHPO_HOME", ".proxyhpo")).absolute()
+    return Path(os.environ.get("PROXYHPO_HOME", "").strip() or ".proxyhpo").absolute()  # empty: unset, not the current folder
 
 
 def data_dir() -> Path:
