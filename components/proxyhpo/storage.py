@@ -7,8 +7,9 @@ visible only once complete.
 
 Faults: every S3 call is retried with back-off (:data:`S3_RETRY_DELAYS_S`, about 8 s in all) on connection
 errors, timeouts and 5xx answers, never on 4xx answers (a missing object, wrong credentials), then ends
-in one :class:`StorageError` naming the endpoint. ``PROXYHPO_S3_RETRIES`` (default 4: five attempts) and
-``PROXYHPO_S3_CONNECT_TIMEOUT`` (seconds, default 5) bound how long an unreachable server is waited for. Every object written here carries the sha256 of its bytes in its metadata
+in one :class:`StorageError` naming the endpoint. ``PROXYHPO_S3_RETRIES`` (default 4: five attempts, at most 10),
+``PROXYHPO_S3_CONNECT_TIMEOUT`` (seconds, default 5) and ``PROXYHPO_S3_READ_TIMEOUT`` (seconds, default 120) bound
+how long an unreachable or hung server is waited for (:mod:`proxyhpo.settings`). Every object written here carries the sha256 of its bytes in its metadata
 (``x-amz-meta-sha256``); downloads are checked against it (objects written by other tools: against a
 single-part ETag, the MD5 of the bytes) and a mismatch is retried like a broken connection.
 :func:`matches` tells whether a staged local file still equals its object.
@@ -45,6 +46,7 @@ __all__ = [
     "is_s3_url",
     "split_s3_url",
     "s3_client",
+    "check_endpoint",
     "atomic_output",
     "check_regular_target",
     "atomic_write_bytes",
@@ -69,10 +71,7 @@ logger = logging.getLogger(__name__)
 # waits between attempts of one S3 call: five attempts, 7.5 s of waiting in all
 S3_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 S3_CONNECT_TIMEOUT_S = 5.0
-#: Environment settings: retries after the first attempt (the waits follow :data:`S3_RETRY_DELAYS_S`, the last
-#: one repeated), and the connect timeout in seconds.
-RETRIES_ENV, CONNECT_TIMEOUT_ENV = "PROXYHPO_S3_RETRIES", "PROXYHPO_S3_CONNECT_TIMEOUT"
-S3_READ_TIMEOUT_S = 120.0
+S3_READ_TIMEOUT_S = 120.0  # PROXYHPO_S3_READ_TIMEOUT's default; the bounds live in proxyhpo.settings
 CHECKSUM_META = "sha256"  # stored as x-amz-meta-sha256
 
 
@@ -123,29 +122,33 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _env_number(name: str, default: float, *, integer: bool) -> float:
-    """A non-negative number from environment variable ``name``, or ``default`` when it is unset.
-
-    Raises:
-        StorageError: when it is set to something else.
-    """
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        kind = "a whole number" if integer else "a number of seconds"
-        raise StorageError(name, f"is {text[:40]!r}, not {kind} >= 0", f"set {name} to {kind}, or unset it for the default ({default:g})")
-    return value
-
-
 def retry_delays() -> tuple[float, ...]:
     """The waits between the attempts of one S3 call: ``PROXYHPO_S3_RETRIES`` of them (default 4), from :data:`S3_RETRY_DELAYS_S`."""
-    retries = int(_env_number(RETRIES_ENV, len(S3_RETRY_DELAYS_S), integer=True))
+    from proxyhpo.settings import proxyhpo_settings
+
+    retries = proxyhpo_settings().s3_retries
     return tuple(S3_RETRY_DELAYS_S[min(i, len(S3_RETRY_DELAYS_S) - 1)] for i in range(retries))
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an S3 endpoint that is not ``http(s)://host[:port]``, before any connection.
+
+    Raises:
+        StorageError: naming ``PROXYHPO_S3_ENDPOINT`` (never its user or password) and the fix.
+    """
+    from proxyhpo.errors import scrub_credentials
+
+    fix = "set PROXYHPO_S3_ENDPOINT to http://host:port or https://host:port (credentials go in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    shown = scrub_credentials(endpoint)[:80]
+    try:
+        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        port = parsed.port  # raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise StorageError("PROXYHPO_S3_ENDPOINT", f"is not a URL ({shown!r}: {exc})", fix) from None
+    if parsed.username or parsed.password:
+        raise StorageError("PROXYHPO_S3_ENDPOINT", f"holds a user or password ({shown!r})", fix)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/") or parsed.query or port == 0:
+        raise StorageError("PROXYHPO_S3_ENDPOINT", f"is not http(s)://host[:port] ({shown!r})", fix)
 
 
 def s3_client(settings: S3Settings | None = None):
@@ -163,6 +166,7 @@ def s3_client(settings: S3Settings | None = None):
             "no S3 endpoint is set",
             "export PROXYHPO_S3_ENDPOINT=http://host:port (or MLFLOW_S3_ENDPOINT_URL)",
         )
+    check_endpoint(settings.endpoint)
     if not settings.access_key.get_secret_value() or not settings.secret_key.get_secret_value():
         raise StorageError(
             settings.endpoint,
@@ -172,9 +176,13 @@ def s3_client(settings: S3Settings | None = None):
     import certifi
     import urllib3
 
+    from proxyhpo.settings import proxyhpo_settings
+
+    bounds = proxyhpo_settings()  # a hung server costs at most (retries + 1) x (connect + read timeout)
+
     # minio's own client retries 5 times inside each call; the retries here are ours (_retrying), bounded
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=_env_number(CONNECT_TIMEOUT_ENV, S3_CONNECT_TIMEOUT_S, integer=False), read=S3_READ_TIMEOUT_S),
+        timeout=urllib3.Timeout(connect=bounds.s3_connect_timeout, read=bounds.s3_read_timeout),
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
