@@ -18,24 +18,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-from proxyhpo.config import NetworkConfig, SelectionConfig, StudyCell, StudyConfig, StudyData
+from proxyhpo.config import NetworkConfig, SelectionConfig, StudyCell, StudyConfig, StudyData, resolve_recipe
 from proxyhpo.data.msd import MSDDataset, load_dataset
 from proxyhpo.data.prepare import split_cases
 from proxyhpo.errors import DataError
 from proxyhpo.similarity.proxy_data import SimilarityResult, compute_similarity, offered_cases
 from proxyhpo.similarity.ranking import select_least_similar, select_random
 
-__all__ = ["plan_cells", "full_network", "study_network"]
+__all__ = ["plan_cells", "full_network", "proxy_network", "study_network"]
 
 
 def full_network(study: StudyConfig) -> NetworkConfig:
     """The reference network: the full network of the study's family (the paper's full U-Net)."""
-    return NetworkConfig.full(study.training.network_family)
+    return _for_recipe(study, NetworkConfig.full(study.training.network_family))
+
+
+def proxy_network(study: StudyConfig, levels: int) -> NetworkConfig:
+    """The study's family's proxy of ``levels`` levels (the family declares how its widths and blocks shrink)."""
+    return _for_recipe(study, NetworkConfig.proxy(levels, study.training.network_family))
+
+
+def _for_recipe(study: StudyConfig, network: NetworkConfig) -> NetworkConfig:
+    """``network`` planned for the study's patch and spacing (a family such as ``dynunet`` plans its layers from them)."""
+    recipe = resolve_recipe(study.training.recipe)
+    return network.for_data(recipe.patch_size, recipe.spacing)
 
 
 def study_network(study: StudyConfig) -> NetworkConfig:
     """The network the study's search trains (``training.network``)."""
-    return full_network(study) if study.training.network == "full" else NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family)
+    return full_network(study) if study.training.network == "full" else proxy_network(study, study.training.proxy_levels)
 
 
 def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool = False) -> list[StudyCell]:
@@ -54,7 +65,7 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
     everything = [*data.search_ids, *data.holdout_ids]
     if kind == "proxy-data-study":
         config = study.studies.proxy_data
-        network = full_network(study) if config.network == "full" else NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family)
+        network = full_network(study) if config.network == "full" else proxy_network(study, study.training.proxy_levels)
         cells = _all_data_cells(study, kind, "full", network, everything, config.repeats, study.data.holdout_fraction)
         dataset = load_dataset(data.dataset)
         similarities = _Similarities(study, dataset, data.search_ids, progress)
@@ -67,7 +78,7 @@ def plan_cells(study: StudyConfig, data: StudyData, kind: str, *, progress: bool
         config = study.studies.proxy_net
         cells = _all_data_cells(study, kind, "full", full_network(study), everything, config.repeats, study.data.holdout_fraction)
         for levels in config.levels:
-            network = NetworkConfig.proxy(levels, study.training.network_family)
+            network = proxy_network(study, levels)
             cells += _all_data_cells(study, kind, f"proxy-L{levels}", network, everything, config.repeats, study.data.holdout_fraction)
         return cells
     if kind == "trust":

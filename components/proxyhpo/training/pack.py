@@ -25,7 +25,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ from torch.func import functional_call, vmap
 from proxyhpo.config import OPTIMIZER_OPTIONS, HyperParameters, TrialSpec
 from proxyhpo.networks import build_network
 
-__all__ = ["ModelPack", "NUM_CLASSES", "build_models", "per_model_dice_ce", "make_optimizer_class", "is_out_of_memory"]
+__all__ = ["ModelPack", "NUM_CLASSES", "build_models", "per_model_dice_ce", "deep_supervision_weights", "make_optimizer_class", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,33 @@ def is_out_of_memory(err: BaseException) -> bool:
 _dice = DiceLoss(to_onehot_y=True, softmax=True, reduction="none")
 
 
+def deep_supervision_weights(heads: int) -> list[float]:
+    """nnU-Net's weights of a deep-supervised network's outputs, main first: halving per head, summing to 1.
+
+    Example:
+        >>> deep_supervision_weights(3)
+        [0.5714285714285714, 0.2857142857142857, 0.14285714285714285]
+    """
+    raw = [0.5**s for s in range(heads)]
+    return [w / sum(raw) for w in raw]
+
+
 def per_model_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """MONAI's ``DiceCELoss(to_onehot_y=True, softmax=True)`` computed separately for each model.
 
     Args:
-        logits: ``(K, N, C, D, H, W)``, the outputs of K models on their own N patches.
+        logits: ``(K, N, C, D, H, W)``, the outputs of K models on their own N patches; or
+            ``(K, N, S, C, D, H, W)`` from a deep-supervised network in training (DynUNet: the main output
+            and ``S - 1`` coarser heads up-sampled), whose losses are weighted by
+            :func:`deep_supervision_weights`.
         labels: ``(K, N, 1, D, H, W)`` class indices.
 
     Returns:
-        ``(K,)`` losses; entry k equals ``DiceCELoss(...)(logits[k], labels[k])``.
+        ``(K,)`` losses; entry k equals ``DiceCELoss(...)(logits[k], labels[k])`` (weighted over heads).
     """
+    if logits.ndim == 7 and labels.ndim == 6:  # deep supervision: every head against the full-resolution label
+        weights = deep_supervision_weights(logits.shape[2])
+        return sum(w * per_model_dice_ce(logits[:, :, s], labels) for s, w in enumerate(weights))  # type: ignore[return-value]
     if logits.ndim != 6 or labels.ndim != 6:
         raise ValueError(f"logits and labels must be (K, N, C, D, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}")
     k, n = logits.shape[:2]
@@ -109,6 +127,34 @@ def per_model_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     dice = _dice(flat, flat_y).reshape(k, -1).mean(dim=1)  # mean over patches and classes, per model
     ce = F.cross_entropy(flat, flat_y[:, 0].long(), reduction="none").reshape(k, -1).mean(dim=1)
     return dice + ce
+
+
+_told_unstacked: set[str] = set()
+
+
+def _family_packs(family: str) -> bool:
+    """Whether ``family``'s networks can be stacked; a family that cannot is said once in the log."""
+    from proxyhpo.registry import NETWORK_FAMILIES
+
+    if getattr(NETWORK_FAMILIES[family], "packable", True):
+        return True
+    if family not in _told_unstacked:
+        _told_unstacked.add(family)
+        log.info("network family %s does not support torch.func stacking: a pack runs one model per slot, one after another", family)
+    return False
+
+
+@contextmanager
+def _evaluating(modules: Sequence[nn.Module | None]) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block (deep-supervised networks return their main output only), then back."""
+    modes = [(m, m.training) for m in modules if m is not None]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
 
 
 class ModelPack:
@@ -157,10 +203,12 @@ class ModelPack:
         self.models = list(models) if models is not None else build_models(self.specs, self.device, in_channels=in_channels, out_channels=out_channels)
         self.names = [n for n, _ in self.models[0].named_parameters()]
         self._shapes = [tuple(p.shape) for p in self.models[0].parameters()]
+        #: whether the family's networks are stacked under torch.func.vmap; otherwise each slot runs its own model
+        self.stacked = _family_packs(self.specs[0].network.family)
         for i, m in enumerate(self.models):
             self._check_packable(m, i)
         # A parameter-free copy of the architecture that functional_call runs the stacked weights through.
-        self.skeleton = copy.deepcopy(self.models[0]).to("meta")
+        self.skeleton = copy.deepcopy(self.models[0]).to("meta") if self.stacked else None
         self.chunk_size = max(1, chunk_size or len(self.models))
         self.failed: dict[int, str] = {}
         self.retired: set[int] = set()
@@ -177,7 +225,7 @@ class ModelPack:
     def _check_packable(self, model: nn.Module, i: int) -> None:
         if [tuple(p.shape) for p in model.parameters()] != self._shapes:
             raise ValueError(f"models[{i}] ({self.specs[i].trial_id}) differs in architecture from models[0]")
-        if list(model.buffers()):
+        if self.stacked and list(model.buffers()):
             raise ValueError("models with buffers (e.g. batch norm) cannot be packed; use instance norm")
 
     # ----------------------------------------------------------------------------------------- state
@@ -264,6 +312,8 @@ class ModelPack:
         """
         if len(chunk) == 1:  # one model: plain call, no vmap overhead
             return self.models[chunk[0]](x if shared_input else x[0]).unsqueeze(0)
+        if not self.stacked:  # a family torch.func cannot stack: one model per slot, one after another
+            return torch.stack([self.models[i](x if shared_input else x[j]) for j, i in enumerate(chunk)])
 
         def run(params: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self.skeleton, params, (inp,))
@@ -357,7 +407,8 @@ class ModelPack:
             ``(N, len(chunk) * out_channels, *spatial)``: model j's logits are channels
             ``[j * out_channels, (j + 1) * out_channels)``, the layout ``sliding_window_inference`` needs.
         """
-        out = self.forward(chunk, x, shared_input=True)  # (K, N, C, ...)
+        with _evaluating([self.skeleton, *(self.models[i] for i in chunk)]):  # a deep-supervised network's main output only
+            out = self.forward(chunk, x, shared_input=True)  # (K, N, C, ...)
         return out.transpose(0, 1).reshape(out.shape[1], -1, *out.shape[3:])
 
     def run_chunked(self, work: Callable[[list[int]], None], what: str, members: Sequence[int] | None = None) -> None:

@@ -105,8 +105,11 @@ def _study_plan(
     )
 
 
-def _network(kind: str, levels: int, family: str) -> NetworkConfig:
-    return NetworkConfig.full(family) if kind == "full" else NetworkConfig.proxy(levels, family)
+def _network(study: StudyConfig, kind: str) -> NetworkConfig:
+    """The study family's full or proxy network, planned for the study's patch and spacing (``dynunet`` plans from them)."""
+    family, recipe = study.training.network_family, study_recipe(study)
+    network = NetworkConfig.full(family) if kind == "full" else NetworkConfig.proxy(study.training.proxy_levels, family)
+    return network.for_data(recipe.patch_size, recipe.spacing)
 
 
 def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataManifest, pack: PackSpec, *, arm: str | None = None) -> TrialPlan:
@@ -121,7 +124,7 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
     """
     manifest.check_against(data)
     data_label = "full" if manifest.method == "full" else f"{manifest.method}-{manifest.budget}"
-    network = _network(study.training.network, study.training.proxy_levels, study.training.network_family)
+    network = _network(study, study.training.network)
     trials = [
         TrialSpec(
             # the automl comparison's searches propose alike: the arm keeps their trials apart (in MLflow too)
@@ -297,7 +300,7 @@ def final_model_plan(
     spec = TrialSpec(
         trial_id=f"final-{arm}-r{repeat}" if arm else "final",
         hyperparameters=hyperparameters_from(searched),
-        network=_network(study.final.network, study.training.proxy_levels, study.training.network_family),
+        network=_network(study, study.final.network),
         seed=study.final.seed + repeat,
         data_label="full",
         tags={names.ROLE_KEY: names.ROLE_FINAL} | ({names.ARM_KEY: arm, names.REPEAT_KEY: str(repeat)} if arm else {}),
