@@ -19,7 +19,12 @@ __all__ = ["NetworkConfig", "check_patch_size"]
 
 
 class NetworkConfig(StrictModel):
-    """A full or proxy residual U-Net.
+    """A full or proxy network of one family (the paper's residual U-Net by default).
+
+    Every family reads the same three sizes, each in its own terms (see its module): resolution levels,
+    the first level's width (doubling per level) and blocks per level. The family declares its full
+    network's sizes and its proxy's width and blocks (:class:`proxyhpo.networks.NetworkFamily`); a proxy
+    shrinks the levels, which the proxy-network study sweeps.
 
     Args:
         family: the network family (:data:`proxyhpo.registry.NETWORK_FAMILIES`; ``unet``, the paper's).
@@ -28,6 +33,9 @@ class NetworkConfig(StrictModel):
             ``2 ** (levels - 1)``.
         base_channels: channels of the first level; each further level doubles them.
         num_res_units: convolutions inside each level's residual unit (MONAI's meaning).
+        patch_size: the training patch ``(D, H, W)`` a family that plans its layers from the data plans
+            from (``dynunet``: nnU-Net's kernels and strides); None for the others, or to plan isotropically.
+        spacing: the voxel spacing in mm ``(x, y, z)`` it plans from (None: isotropic).
 
     Example:
         >>> NetworkConfig.proxy(3).channels
@@ -42,17 +50,36 @@ class NetworkConfig(StrictModel):
     levels: int = Field(ge=3, le=5)
     base_channels: int = Field(ge=1, le=512)  # doubled per level: 512 is 8,192 channels at the fifth
     num_res_units: int = Field(ge=0, le=16)
+    patch_size: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None
 
     @classmethod
     def full(cls, family: str = "unet") -> NetworkConfig:
-        """The full model: the paper's 5 levels and "2 residual blocks per level" (MONAI's ``num_res_units=2``);
-        channels 16 to 256 are ours (the paper does not state the full model's first width, only that it doubles)."""
-        return cls(family=family, kind="full", levels=5, base_channels=16, num_res_units=2)
+        """The family's full model (:attr:`~proxyhpo.networks.NetworkFamily.full_size`). The U-Net's: the paper's 5 levels
+        and "2 residual blocks per level" (MONAI's ``num_res_units=2``); channels 16 to 256 are ours (the paper
+        does not state the full model's first width, only that it doubles)."""
+        levels, width, blocks = NETWORK_FAMILIES[family].full_size
+        return cls(family=family, kind="full", levels=levels, base_channels=width, num_res_units=blocks)
 
     @classmethod
     def proxy(cls, levels: int = 3, family: str = "unet") -> NetworkConfig:
-        """A proxy network as the paper's: 4 base channels, 1 residual unit, ``levels`` in 3..5 (the paper: 5, 4 and 3)."""
-        return cls(family=family, kind="proxy", levels=levels, base_channels=4, num_res_units=1)
+        """The family's proxy of ``levels`` levels in 3..5 (:attr:`~proxyhpo.networks.NetworkFamily.proxy_size`). The
+        U-Net's is the paper's: 4 base channels, 1 residual unit, 5, 4 or 3 levels."""
+        width, blocks = NETWORK_FAMILIES[family].proxy_size
+        return cls(family=family, kind="proxy", levels=levels, base_channels=width, num_res_units=blocks)
+
+    def for_data(self, patch_size: Sequence[int], spacing: Sequence[float] | None) -> NetworkConfig:
+        """This network planned for a recipe's patch and spacing when its family plans its layers from the data
+        (``dynunet``); itself otherwise.
+
+        Example:
+            >>> NetworkConfig.proxy(3).for_data((32, 32, 32), (3.0, 3.0, 4.0)) == NetworkConfig.proxy(3)
+            True
+        """
+        if not getattr(NETWORK_FAMILIES[self.family], "plans_from_data", False):
+            return self
+        planned_spacing = tuple(float(v) for v in spacing) if spacing is not None else None
+        return self.model_copy(update={"patch_size": tuple(int(v) for v in patch_size), "spacing": planned_spacing})
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -73,9 +100,10 @@ class NetworkConfig(StrictModel):
     def name(self) -> str:
         """Short label used in results and MLflow params: ``full`` or ``proxy-L3`` (levels), after ``FAMILY:`` for a family other than ``unet``."""
         prefix = "" if self.family == "unet" else f"{self.family}:"
-        if self == NetworkConfig.full(self.family):
+        sizes = self.model_copy(update={"patch_size": None, "spacing": None})  # the plan's data is not part of the name
+        if sizes == NetworkConfig.full(self.family):
             return prefix + "full"
-        if self == NetworkConfig.proxy(self.levels, self.family):
+        if sizes == NetworkConfig.proxy(self.levels, self.family):
             return f"{prefix}proxy-L{self.levels}"
         return f"{prefix}{self.kind}-L{self.levels}-c{self.base_channels}-r{self.num_res_units}"
 

@@ -2,18 +2,25 @@
 
 Each family is a file of its own, registered once in :data:`proxyhpo.registry.NETWORK_FAMILIES`; a config
 names it in ``network.family`` (a trial plan) or ``training.network_family`` (a study), and
-:func:`proxyhpo.networks.build_network` builds it. A family's proxy is the same config shrunk: fewer
-levels, fewer base channels, fewer residual units (:meth:`~proxyhpo.config.NetworkConfig.proxy`).
+:func:`proxyhpo.networks.build_network` builds it. A family declares its proxy: the full network's levels,
+first width and blocks per level (:attr:`NetworkFamily.full_size`), and the first width and blocks a proxy of
+any number of levels keeps (:attr:`NetworkFamily.proxy_size`); the proxy-network study sweeps the levels
+(:meth:`~proxyhpo.config.NetworkConfig.proxy`). It also says whether its networks can be packed
+(:attr:`NetworkFamily.packable`).
+
+Family modules import torch and MONAI inside :meth:`NetworkFamily.build` only, so the schema layer reads a
+family's sizes without them.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from proxyhpo.config.network import NetworkConfig
+    from proxyhpo.config.network import NetworkConfig
 
 __all__ = ["NetworkFamily", "build_network"]
 
@@ -21,13 +28,22 @@ __all__ = ["NetworkFamily", "build_network"]
 class NetworkFamily(abc.ABC):
     """Builds the networks of one family.
 
-    A network maps ``(B, in_channels, D, H, W)`` images to ``(B, out_channels, D, H, W)`` logits. It must
-    keep no buffers (instance norm, not batch norm) so that a pack trains several as one batched model
-    with ``torch.func.vmap``, and its output for one patch must not depend on the other patches of a batch.
+    A network maps ``(B, in_channels, D, H, W)`` images to ``(B, out_channels, D, H, W)`` logits (in training
+    mode a deep-supervised one returns ``(B, S, out_channels, D, H, W)``, its main output first and its
+    ``S - 1`` coarser heads up-sampled, which :func:`~proxyhpo.training.pack.per_model_dice_ce` weights). Its
+    output for one patch must not depend on the other patches of a batch (instance or group norm, not batch
+    norm). A packable family's networks also keep no buffers, so that a pack trains several as one batched
+    model with ``torch.func.vmap``; the others train one model per slot.
     """
 
     #: the family's name in configs and MLflow params (its registry name)
     name: ClassVar[str]
+    #: the full network: (levels, first level's width, blocks per level); the U-Net's by default
+    full_size: ClassVar[tuple[int, int, int]] = (5, 16, 2)
+    #: a proxy of any number of levels: (first level's width, blocks per level); the paper's 4 channels and 1 unit
+    proxy_size: ClassVar[tuple[int, int]] = (4, 1)
+    #: whether ``torch.func`` can stack its networks (parameters only, no buffers); else one model per slot
+    packable: ClassVar[bool] = True
 
     @abc.abstractmethod
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:

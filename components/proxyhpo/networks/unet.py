@@ -14,10 +14,14 @@ cannot batch) and makes a network's output for one patch independent of the othe
 
 from __future__ import annotations
 
-from monai.networks.nets import UNet
+from typing import TYPE_CHECKING
 
-from proxyhpo.config.network import NetworkConfig
 from proxyhpo.networks._base import NetworkFamily
+
+if TYPE_CHECKING:
+    from monai.networks.nets import UNet
+
+    from proxyhpo.config.network import NetworkConfig
 
 __all__ = ["ResidualUNet", "count_parameters"]
 
@@ -32,6 +36,8 @@ class ResidualUNet(NetworkFamily):
     name = "unet"
 
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> UNet:
+        from monai.networks.nets import UNet
+
         return UNet(
             spatial_dims=3,
             in_channels=in_channels,

@@ -1,0 +1,50 @@
+"""The registered families: nnU-Net's plan for DynUNet, each family's declared full and proxy sizes, read without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from proxyhpo.config import NetworkConfig
+from proxyhpo.networks import build_network, count_parameters
+from proxyhpo.networks.dynunet import plan_kernels_and_strides
+from proxyhpo.networks.segresnet import blocks_down
+
+
+def test_dynunet_plans_kernels_and_strides_as_nnunet():
+    """An axis 3x coarser is neither convolved across nor pooled until the others' spacing reaches it; no map falls below 4."""
+    kernels, strides = plan_kernels_and_strides((64, 64, 16), (0.8, 0.8, 2.5), 6)
+    assert strides == [(1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2), (2, 2, 1)]  # z: 16 -> 8 -> 4, then no more
+    assert kernels == [(3, 3, 1), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)]  # after one pooling z is within 2x
+    # isotropic: every axis pools until the map would fall below 4 voxels, whatever the levels allow
+    assert plan_kernels_and_strides((16, 16, 16), None, 5)[1] == [(1, 1, 1), (2, 2, 2), (2, 2, 2)]
+    assert plan_kernels_and_strides((64, 64, 64), None, 3)[1] == [(1, 1, 1), (2, 2, 2), (2, 2, 2)]
+
+
+def test_each_family_declares_its_full_network_and_how_its_proxy_shrinks():
+    assert (NetworkConfig.full("dynunet").levels, NetworkConfig.full("dynunet").base_channels) == (5, 32)  # nnU-Net's
+    assert blocks_down(NetworkConfig.full("segresnet").levels, NetworkConfig.full("segresnet").num_res_units) == (1, 2, 2, 4)  # MONAI's default
+    for family in ("unet", "dynunet", "segresnet"):
+        sizes = [count_parameters(build_network(NetworkConfig.proxy(levels, family))) for levels in (5, 4, 3)]
+        full = count_parameters(build_network(NetworkConfig.full(family).for_data((32, 32, 32), None)))
+        assert full > sizes[0] > sizes[1] > sizes[2], family  # the proxy-net study's sweep shrinks the network
+    assert NetworkConfig.proxy(4, "dynunet").name == "dynunet:proxy-L4"
+    assert NetworkConfig.full("segresnet").for_data((32, 32, 32), (1.0, 1.0, 1.0)).name == "segresnet:full"
+    planned = NetworkConfig.full("dynunet").for_data((32, 32, 16), (1.0, 1.0, 3.0))
+    assert (planned.patch_size, planned.spacing, planned.name) == ((32, 32, 16), (1.0, 1.0, 3.0), "dynunet:full")
+
+
+@pytest.mark.parametrize("family", ["dynunet", "segresnet"])
+def test_a_family_maps_any_channels_to_any_classes(family: str):
+    net = build_network(NetworkConfig.proxy(3, family), in_channels=4, out_channels=3).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 4, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+    assert list(net.buffers()) == []  # nothing torch.func could not stack
+
+
+def test_a_familys_sizes_are_read_without_torch():
+    code = "import sys; from proxyhpo.config import NetworkConfig; NetworkConfig.full('dynunet'); NetworkConfig.proxy(3, 'segresnet'); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
