@@ -15,14 +15,15 @@ family's sizes without them.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, ClassVar
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from torch import nn
 
     from proxyhpo.config.network import NetworkConfig
 
-__all__ = ["NetworkFamily", "build_network"]
+__all__ = ["NetworkFamily", "build_network", "instantiate"]
 
 
 class NetworkFamily(abc.ABC):
@@ -48,6 +49,23 @@ class NetworkFamily(abc.ABC):
     @abc.abstractmethod
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:
         """The network ``cfg`` describes, with ``in_channels`` image channels and ``out_channels`` classes."""
+
+    def network_def(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> dict[str, Any] | None:
+        """The network as a MONAI bundle component, ``{"_target_": "monai.networks.nets.X", **arguments}`` in JSON
+        values, which :func:`instantiate` builds; None when the family has none (it is not exported as a bundle)."""
+        return None
+
+
+def instantiate(definition: dict[str, Any]) -> nn.Module:
+    """Build a network from its bundle component, as ``monai.bundle`` would: ``_target_`` called with the other keys.
+
+    Example:
+        >>> instantiate({"_target_": "torch.nn.Identity"})
+        Identity()
+    """
+    module, _, attribute = definition["_target_"].rpartition(".")
+    arguments = {key: value for key, value in definition.items() if key != "_target_"}
+    return getattr(importlib.import_module(module), attribute)(**arguments)
 
 
 def build_network(cfg: NetworkConfig, in_channels: int = 1, out_channels: int = 2) -> nn.Module:

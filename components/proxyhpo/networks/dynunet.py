@@ -17,9 +17,9 @@ blocks); a proxy keeps nnU-Net's plan and blocks with 4 channels in its first le
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from proxyhpo.networks._base import NetworkFamily
+from proxyhpo.networks._base import NetworkFamily, instantiate
 
 if TYPE_CHECKING:
     from torch import nn
@@ -83,8 +83,9 @@ class NnUNet(NetworkFamily):
     plans_from_data = True
 
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:
-        from monai.networks.nets import DynUNet
+        return instantiate(self.network_def(cfg, in_channels, out_channels))
 
+    def network_def(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> dict[str, Any]:
         # no patch: the smallest that lets every axis pool at every level
         patch = cfg.patch_size or (MIN_FEATURE_MAP * 2 ** (cfg.levels - 1),) * 3
         kernels, strides = plan_kernels_and_strides(patch, cfg.spacing, cfg.levels)
@@ -93,16 +94,17 @@ class NnUNet(NetworkFamily):
             raise ValueError(f"patch {tuple(patch)} at spacing {cfg.spacing} plans {stages} stages; DynUNet needs 3: use sides of at least {4 * MIN_FEATURE_MAP}")
         # every decoder stage but the coarsest has a head (MONAI allows at most stages - 2)
         supervised = stages - 2
-        return DynUNet(
-            spatial_dims=3,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            kernel_size=kernels,
-            strides=strides,
-            upsample_kernel_size=strides[1:],
-            filters=[min(cfg.base_channels * 2**i, MAX_WIDTH) for i in range(stages)],
-            norm_name=("INSTANCE", {"affine": True}),
-            deep_supervision=supervised >= 1,
-            deep_supr_num=max(1, supervised),
-            res_block=cfg.num_res_units > 0,
-        )
+        return {
+            "_target_": "monai.networks.nets.DynUNet",
+            "spatial_dims": 3,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": [list(k) for k in kernels],
+            "strides": [list(s) for s in strides],
+            "upsample_kernel_size": [list(s) for s in strides[1:]],
+            "filters": [min(cfg.base_channels * 2**i, MAX_WIDTH) for i in range(stages)],
+            "norm_name": ["INSTANCE", {"affine": True}],
+            "deep_supervision": supervised >= 1,
+            "deep_supr_num": max(1, supervised),
+            "res_block": cfg.num_res_units > 0,
+        }

@@ -11,9 +11,9 @@ so SegResNets pack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from proxyhpo.networks._base import NetworkFamily
+from proxyhpo.networks._base import NetworkFamily, instantiate
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,15 +42,16 @@ class SegResNetFamily(NetworkFamily):
     proxy_size = (4, 1)
 
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:
-        from monai.networks.nets import SegResNet
+        return instantiate(self.network_def(cfg, in_channels, out_channels))
 
-        groups = min(8, cfg.base_channels)
-        return SegResNet(
-            spatial_dims=3,
-            init_filters=cfg.base_channels,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            norm=("GROUP", {"num_groups": groups}),
-            blocks_down=blocks_down(cfg.levels, cfg.num_res_units),
-            blocks_up=(1,) * (cfg.levels - 1),
-        )
+    def network_def(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> dict[str, Any]:
+        return {
+            "_target_": "monai.networks.nets.SegResNet",
+            "spatial_dims": 3,
+            "init_filters": cfg.base_channels,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "norm": ["GROUP", {"num_groups": min(8, cfg.base_channels)}],
+            "blocks_down": list(blocks_down(cfg.levels, cfg.num_res_units)),
+            "blocks_up": [1] * (cfg.levels - 1),
+        }

@@ -14,9 +14,9 @@ cannot batch) and makes a network's output for one patch independent of the othe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from proxyhpo.networks._base import NetworkFamily
+from proxyhpo.networks._base import NetworkFamily, instantiate
 
 if TYPE_CHECKING:
     from monai.networks.nets import UNet
@@ -36,17 +36,19 @@ class ResidualUNet(NetworkFamily):
     name = "unet"
 
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> UNet:
-        from monai.networks.nets import UNet
+        return instantiate(self.network_def(cfg, in_channels, out_channels))  # type: ignore[return-value]
 
-        return UNet(
-            spatial_dims=3,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            channels=cfg.channels,
-            strides=cfg.strides,
-            num_res_units=cfg.num_res_units,
-            norm="instance",
-        )
+    def network_def(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> dict[str, Any]:
+        return {
+            "_target_": "monai.networks.nets.UNet",
+            "spatial_dims": 3,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "channels": list(cfg.channels),
+            "strides": list(cfg.strides),
+            "num_res_units": cfg.num_res_units,
+            "norm": "instance",
+        }
 
 
 def count_parameters(module) -> int:
