@@ -106,11 +106,14 @@ class ExportedNetwork:
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """The binary mask of a preprocessed ``(C, D, H, W)`` volume, ``(1, D, H, W)`` float (one-shot, threshold 0.5)."""
+        """The mask of a preprocessed ``(C, D, H, W)`` volume, ``(1, D, H, W)`` float: binary (one-shot, threshold
+        0.5), or the class of each voxel (argmax) for a multi-class network."""
         if image.ndim != 4 or image.shape[0] != self.space.in_channels:
             raise ValueError(f"image must be (C={self.space.in_channels}, D, H, W), got {tuple(image.shape)}")
-        probability = torch.sigmoid(self.network(image[None].to(self.device), self.architecture))[0]
-        return (probability > 0.5).float().cpu()
+        logits = self.network(image[None].to(self.device), self.architecture)[0]
+        if logits.shape[0] > 1:
+            return logits.argmax(0, keepdim=True).float().cpu()
+        return (torch.sigmoid(logits) > 0.5).float().cpu()
 
     def segment_file(self, image_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
         """Segment a NIfTI volume and write its mask, on the input's own grid, to ``out_path`` (``.nii.gz``).
@@ -128,13 +131,14 @@ class ExportedNetwork:
         try:
             item = transform({"image": str(image_path)})
         except Exception as exc:  # MONAI wraps reader errors in RuntimeError
-            raise DataError(image_path, f"cannot be read or preprocessed ({str(exc).splitlines()[-1][:200]})", "check that it is a 3D NIfTI volume") from None
+            raise DataError(image_path, f"cannot be read or preprocessed ({str(exc).splitlines()[-1][:200]})", "check that it is a 3D NIfTI volume (4D with the channels the network takes)") from None
         image = item["image"]
         mask = self.predict(torch.as_tensor(image).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         item["pred"] = MetaTensor(mask, meta=image.meta, applied_operations=list(image.applied_operations))
         restored = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=True)(item)["pred"]
         affine = np.asarray(restored.affine if hasattr(restored, "affine") else image.meta["original_affine"], dtype=np.float64)
-        array = np.asarray(restored[0].cpu().numpy() > 0.5, dtype=np.uint8)
+        values = restored[0].cpu().numpy()  # nearest-neighbour inverted: the class values survive
+        array = np.asarray(values > 0.5, dtype=np.uint8) if self.space.out_channels == 1 else np.rint(values).astype(np.uint8)
         with storage.atomic_output(out_path) as partial:
             nib.save(nib.Nifti1Image(array, affine), str(partial) + ".nii.gz")
             os.replace(str(partial) + ".nii.gz", partial)

@@ -76,6 +76,17 @@ def nas_recipe(study: StudyConfig) -> Recipe:
     return study_recipe(study).model_copy(update={"pad": False})
 
 
+def nas_out_channels(study: StudyConfig, data: StudyData) -> int:
+    """The supernet's output width from the data: 1 sigmoid channel for one foreground class (the paper's),
+    otherwise one softmax channel per class, background included (dataset.json's ``labels`` after the merge)."""
+    from proxyhpo.data.msd import load_dataset
+    from proxyhpo.data.prepare import classes_after_merge
+
+    dataset = load_dataset(data.dataset)
+    classes = len(classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json)))
+    return 1 if classes == 2 else classes
+
+
 def _to_dhw(tensor: torch.Tensor) -> torch.Tensor:
     # MONAI's RAS array (C, X, Y, Z) -> (C, Z, X, Y): axial slices first, as the search space counts depth
     return tensor.permute(0, 3, 1, 2).contiguous()
@@ -99,12 +110,13 @@ def load_nas_volumes(
         DataError: naming the file of a case that cannot be read or preprocessed.
     """
     from proxyhpo.data.msd import load_dataset
-    from proxyhpo.data.prepare import entries_for
+    from proxyhpo.data.prepare import classes_after_merge, entries_for
     from proxyhpo.training.data import cache_volumes
 
     dataset = load_dataset(data.dataset)
     items = [DataItem(**entry) for entry in entries_for(dataset, case_ids)]
-    cached = cache_volumes(items, nas_recipe(study), "cpu", training=False, what=what)
+    classes = len(classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json)))
+    cached = cache_volumes(items, nas_recipe(study), "cpu", training=False, what=what, num_classes=classes)
     extra: list[Any] = []
     if pad_to is not None:
         extra = [SpatialPadd(keys=("image", "label"), spatial_size=tuple(pad_to)), FgBgToIndicesd(keys="label")]
@@ -144,7 +156,7 @@ def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str]
     check_protocol(nas, len(search_ids))
     volumes = load_nas_volumes(study, data, search_ids, what="search cases")
     shapes = [tuple(int(side) for side in volume["image"].shape[1:]) for volume in volumes]
-    space = NasSearchSpace.from_shapes(nas.space, shapes, in_channels=int(volumes[0]["image"].shape[0]), out_channels=1)
+    space = NasSearchSpace.from_shapes(nas.space, shapes, in_channels=int(volumes[0]["image"].shape[0]), out_channels=nas_out_channels(study, data))
     folds = []
     for index, (train_ids, validation_ids, test_ids) in enumerate(nested_folds(search_ids, nas.folds, nas.validation_fraction, study.data.split_seed)):
         proxy_ids: tuple[str, ...] = ()
@@ -303,7 +315,8 @@ def train_child(
     Raises:
         FloatingPointError: when the loss is not finite.
     """
-    loss_function = DiceLoss(sigmoid=True)
+    # one output: the paper's sigmoid Dice; several: a softmax over the classes, Dice of every class
+    loss_function = DiceLoss(sigmoid=True) if supernet.space.out_channels == 1 else DiceLoss(to_onehot_y=True, softmax=True)
     sampler = _patch_sampler(arch, flip_prob, seed)
     order_rng = np.random.default_rng(seed)
     device = next(supernet.parameters()).device
@@ -329,16 +342,24 @@ def train_child(
 
 @torch.no_grad()
 def validate_child(supernet: Any, arch: Architecture, volumes: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Patient-wise Dice of ``arch`` on whole volumes (one-shot inference), after thresholding at 0.5."""
+    """Patient-wise Dice of ``arch`` on whole volumes (one-shot inference), after thresholding at 0.5; with
+    several classes, after the argmax, the mean over the foreground classes a case holds."""
     from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
 
     device = next(supernet.parameters()).device
     supernet.eval()
     dice = {}
     for volume in volumes:
-        probability = torch.sigmoid(supernet(volume["image"][None].to(device), arch))
-        prediction = (probability > 0.5).float()
-        value = compute_dice(prediction, volume["label"][None].to(device), include_background=True, ignore_empty=False)
+        logits = supernet(volume["image"][None].to(device), arch)
+        label = volume["label"][None].to(device)
+        if logits.shape[1] == 1:
+            prediction = (torch.sigmoid(logits) > 0.5).float()
+            value = compute_dice(prediction, label, include_background=True, ignore_empty=False)
+        else:
+            classes = logits.shape[1]
+            per_class = compute_dice(one_hot(logits.argmax(1, keepdim=True), classes), one_hot(label, classes), include_background=False, ignore_empty=True)
+            value = per_class[~torch.isnan(per_class)].mean() if (~torch.isnan(per_class)).any() else torch.zeros(())
         dice[volume["case_id"]] = float(value.item())
     return dice
 
