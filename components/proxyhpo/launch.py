@@ -3,10 +3,12 @@
 Both run the YAML the one compile path writes (:mod:`proxyhpo.compile`), never the Python it came from; the
 kinds are :data:`proxyhpo.registry.STUDY_PIPELINES`. Uploading the shipped pipelines is :mod:`proxyhpo.upload`'s.
 
-Locally (the embedded default) everything lands under ``.proxyhpo/``: generated data, the pipeline root
-``artifacts/`` and the MLflow store ``mlflow.db``. The runner's verbose task logs go to
-``.proxyhpo/logs/``; the terminal shows a progress display of rounds and trials read from MLflow, and
-the study's result table at the end.
+Locally (the embedded default) the pipeline root ``artifacts/``, the MLflow store ``mlflow.db`` and the
+task logs ``logs/`` land in the home folder (:func:`proxyhpo.paths.proxyhpo_home`); the data where the
+config's ``data.dataset`` says. The tasks' output (kfp.local's executors, their tracebacks) goes to the
+task log only; the terminal shows the study's progress read from MLflow (:class:`proxyhpo.progress.StudyDisplay`:
+live on a terminal, a line per event elsewhere) and its result table at the end. Ctrl-C or SIGTERM stops
+it cleanly (:class:`_Stop`).
 """
 
 from __future__ import annotations
@@ -54,61 +56,6 @@ def _output_to(log_path: Path) -> Iterator[Any]:
             terminal.close()
 
 
-class _StudyProgress(threading.Thread):
-    """Polls MLflow for the study's trial runs and drives a rich progress display.
-
-    The search's trials and the HPO study's final model are two lines, each with its own elapsed time, so
-    the time shown beside the final model is the final model's (not the whole run's). Set :attr:`succeeded`
-    before :attr:`stopped` when the pipeline finished, so the final model's line ends complete.
-    """
-
-    def __init__(self, study: StudyConfig, parent_run_id: str, console: Any, kind: str = "hpo") -> None:
-        super().__init__(daemon=True)
-        self.study = study
-        self.parent_run_id = parent_run_id
-        self.console = console
-        self.kind = kind
-        self.stopped = threading.Event()
-        self.succeeded = False
-
-    def _describe(self, started: int, done: int, failed: int, final: bool) -> str:
-        failures = f" ({failed} failed)" if failed else ""
-        if not started:
-            return "preparing data and selecting proxy data"
-        if self.kind == "nas":
-            return f"NAS: search tasks (episodes of {self.study.nas.children_per_episode} children){failures}"
-        if self.kind != "hpo":
-            return f"{self.kind}: trials{failures}"
-        if final:
-            return f"search: {done} trials{failures}"
-        rounds, per_round = self.study.search.rounds, self.study.search.proposals_per_round
-        return f"round {min(rounds, done // per_round + 1)}/{rounds}: trials{failures}"
-
-    def run(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        try:
-            total = self.study.planned_trials(self.kind)
-        except ValueError:  # a study pipeline that does not say how many trials it trains: the bar only counts them
-            total = None
-        final_task = None
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console) as bar:
-            task = bar.add_task(self._describe(0, 0, 0, False), total=total)
-            while not self.stopped.wait(2.0):
-                try:
-                    started, done, failed, final = tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)
-                except Exception:  # the store may be busy migrating; try again on the next tick
-                    continue
-                bar.update(task, completed=done, description=self._describe(started, done, failed, final))
-                if final and final_task is None and self.kind == "hpo":
-                    bar.stop_task(task)  # the search's elapsed time stops where the final model starts
-                    final_task = bar.add_task(f"training the final model ({self.study.final.network} network, search-train cases)", total=1)
-            with contextlib.suppress(Exception):
-                bar.update(task, completed=tracking.trial_progress(self.study.name, parent_run_id=self.parent_run_id)[1])
-            if final_task is not None and self.succeeded:
-                bar.update(final_task, completed=1)
-
-
 def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, console: Any) -> None:
     from rich.table import Table
 
@@ -147,11 +94,13 @@ def _as_run(study: StudyConfig) -> StudyConfig:
     return study_from_json(study.model_dump_json(), dataset=parameters["dataset"], external=parameters["external"], name=parameters["study_name"])
 
 
-def _end_tasks(grace_s: float = 20.0) -> None:
-    """Stop this launcher's task processes: SIGTERM (they close their trials' runs), then SIGKILL after ``grace_s``."""
+def _end_tasks(grace_s: float = 20.0, *, settle_s: float = 0.0) -> None:
+    """Stop this launcher's task processes: after ``settle_s`` for them to end by themselves (Ctrl-C reached them
+    too), SIGTERM (they close their trials' runs), then SIGKILL after ``grace_s``."""
     import psutil
 
     tasks = psutil.Process().children(recursive=True)
+    _, tasks = psutil.wait_procs(tasks, timeout=settle_s) if settle_s else ([], tasks)
     for task in tasks:
         with contextlib.suppress(psutil.Error):
             task.terminate()
@@ -161,27 +110,42 @@ def _end_tasks(grace_s: float = 20.0) -> None:
             task.kill()
 
 
-def _stop_interrupted(study: StudyConfig, run_id: str, exc: BaseException, terminal: Any) -> None:
-    """The launcher was interrupted (Ctrl-C, SIGTERM): end the tasks, close the study's runs, and exit at once.
+def _wait_while(stopping: threading.Event) -> None:
+    """Once a stop began, the pipeline's end (a task failed by the signal) is not the outcome: wait for the stop to exit."""
+    if stopping.is_set():
+        threading.Event().wait()  # interruptible: a second Ctrl-C still exits at once
 
-    The runner's worker threads would otherwise retry the interrupted tasks (the retries meant for evicted
-    pods) and keep the process alive: the launcher exits with ``os._exit`` once its runs are closed.
+
+class _Stop:
+    """The launcher's stop on Ctrl-C or SIGTERM (:func:`proxyhpo.signals.stop_on_signals` calls it on a thread).
+
+    It ends the display, the task processes (without a retry: the process exits before the runner's back-off
+    ends) and the study's open MLflow runs, with the reason, then exits 130 (SIGINT) or 143 (SIGTERM).
     """
-    from proxyhpo.signals import EXIT_TERMINATED, Terminated, fail_reason_of
 
-    _end_tasks()
-    reason = fail_reason_of(exc)
-    with contextlib.suppress(Exception):  # the runs are closed by the next start of the study when the store does not answer
-        tracking.fail_open_runs(study.name, parent_run_id=run_id, reason=reason)
-    print(
-        f"proxyhpo run: {reason}: study {study.name} stopped and its MLflow runs were closed; "
-        "run the same command again to resume it (--fresh to start over)",
-        file=terminal,
-        flush=True,
-    )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
+    def __init__(self, study: StudyConfig, run_id: str, terminal: Any) -> None:
+        self.study, self.run_id, self.terminal = study, run_id, terminal
+        self.display: Any = None
+
+    def say(self, line: str) -> None:
+        self.terminal.write(f"proxyhpo run: {line}\n")  # not print(): kfp's runner swaps builtins.print while a task runs
+        self.terminal.flush()
+
+    def __call__(self, signum: int) -> None:
+        from proxyhpo.signals import exit_code_of, reason_of_signal
+
+        reason = reason_of_signal(signum)
+        if self.display is not None:
+            self.display.stopped.set()
+            self.display.join(timeout=5)
+        self.say(f"{reason}: stopping study {self.study.name}'s tasks and closing its MLflow runs (press Ctrl-C again to exit at once)")
+        _end_tasks(settle_s=10.0 if reason.startswith("interrupted") else 0.0)
+        with contextlib.suppress(Exception):  # the runs are closed by the next start of the study when the store does not answer
+            tracking.fail_open_runs(self.study.name, parent_run_id=self.run_id, reason=reason)
+        self.say(f"{reason}: study {self.study.name} stopped and its MLflow runs were closed; run the same command again to resume it (--fresh to start over)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code_of(signum))
 
 
 def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> dict[str, Any]:
@@ -205,7 +169,8 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
 
     from proxyhpo import resume
     from proxyhpo.data.prepare import prepare_study_data
-    from proxyhpo.signals import LAUNCHER_ENV, Terminated, launcher_identity, sigterm_ends_trials
+    from proxyhpo.progress import StudyDisplay
+    from proxyhpo.signals import LAUNCHER_ENV, launcher_identity, stop_on_signals
 
     study = study.model_copy(update={"data": study.data.with_absolute_paths()})
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store-migration notices are not the user's business
@@ -214,7 +179,9 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
     os.environ.setdefault("MLFLOW_TRACKING_URI", paths.default_tracking_uri())
     console = Console(stderr=True)
     prepare_study_data(study, progress=True)  # said once it is done: bad data ends in one line on stderr, naming the file
-    console.print(f"[bold]proxyhpo[/bold] study {study.name}: data prepared under {paths.data_dir()}")
+    # where the data are, as the config resolves them (a generated data set is written where data.dataset says)
+    where = f"{study.data.dataset}" + (f", external set {study.data.external}" if study.data.external else "")
+    console.print(f"[bold]proxyhpo[/bold] study {study.name}: data ready ({where}); MLflow store, artifacts and task logs under {paths.proxyhpo_home()}")
     tracking.ensure_experiment(study.name)  # created once, before parallel writers race to migrate the store
 
     run_id, resumed = resume.open_parent_run(_as_run(study), kind, fresh=fresh)
@@ -227,24 +194,24 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
     os.environ[resume.PARENT_ENV] = run_id  # the pipeline's first task logs under this run
     os.environ[LAUNCHER_ENV] = launcher_identity()  # training tasks end their trials when this process is gone
     try:
-        with _output_to(log_path) as terminal, sigterm_ends_trials():
-            live = Console(file=terminal, force_terminal=terminal.isatty())
-            progress = _StudyProgress(study, run_id, live, kind)
-            progress.start()
-            try:
-                local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
-                pipeline(study_config=study.model_dump_json(), **study.run_parameters())
-            except (KeyboardInterrupt, Terminated) as exc:
-                progress.stopped.set()
-                _stop_interrupted(study, run_id, exc, terminal)
-            except Exception as exc:
-                progress.stopped.set()
-                progress.join()
-                tracking.fail_open_runs(study.name, parent_run_id=run_id)
-                raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
-            progress.succeeded = True
-            progress.stopped.set()
-            progress.join()
+        with _output_to(log_path) as terminal:
+            stop = _Stop(study, run_id, terminal)
+            with stop_on_signals(stop, say=stop.say) as stopping:
+                display = stop.display = StudyDisplay(study, run_id, terminal, kind)
+                display.start()
+                try:
+                    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.artifacts_dir()), raise_on_error=True)
+                    pipeline(study_config=study.model_dump_json(), **study.run_parameters())
+                except Exception as exc:
+                    _wait_while(stopping)
+                    display.stopped.set()
+                    display.join()
+                    tracking.fail_open_runs(study.name, parent_run_id=run_id)
+                    raise ProxyHPOError(f"the pipeline failed ({exc}); the task logs are in {log_path}") from exc
+                _wait_while(stopping)
+                display.succeeded = True
+                display.stopped.set()
+                display.join()
     finally:
         for key in (resume.PARENT_ENV, LAUNCHER_ENV):
             os.environ.pop(key, None)

@@ -11,6 +11,11 @@ Locally, ``proxyhpo run`` is the launcher of every task process, and names itsel
 :data:`LAUNCHER_ENV`. A launcher killed with SIGKILL cannot stop its tasks, so while trials train a
 watchdog thread checks every second that the launcher is still there, and ends the trials as SIGTERM would
 when it is not: a study killed any way leaves no trial training, and no run RUNNING, behind it.
+
+The launcher itself cannot stop by unwinding an exception: kfp's local runner waits for its worker
+threads in a ``finally`` (and retries a task that failed). :func:`stop_on_signals` runs the stop on a
+thread of its own instead, which ends the process when the study's runs are closed; a second Ctrl-C
+while it works exits at once.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = [
@@ -28,6 +33,8 @@ __all__ = [
     "EXIT_TERMINATED",
     "LAUNCHER_ENV",
     "sigterm_ends_trials",
+    "stop_on_signals",
+    "exit_code_of",
     "fail_reason_of",
     "launcher_identity",
     "launcher_gone",
@@ -51,6 +58,51 @@ class Terminated(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(EXIT_TERMINATED)
+
+
+def exit_code_of(signum: int) -> int:
+    """The exit code of a process ended by signal ``signum``: 128 + its number (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + int(signum)
+
+
+def reason_of_signal(signum: int) -> str:
+    """The ``proxyhpo.fail_reason`` of runs closed because signal ``signum`` arrived."""
+    return INTERRUPTED_REASON if signum == signal.SIGINT else TERMINATED_REASON if signum == signal.SIGTERM else f"signal {signal.Signals(signum).name}"
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[int], None], *, say: Callable[[str], None]) -> Iterator[threading.Event]:
+    """While the block runs, the first SIGINT or SIGTERM calls ``stop(signum)`` on a thread of its own; a second one exits at once.
+
+    Nothing is raised in the main thread, which may be waiting inside a library that would not let an
+    exception through until its work is done. ``stop`` ends the process itself (``os._exit``) when it has
+    closed what it must. A second signal while it works ends the process at once with ``128 + signum``,
+    after ``say`` reports it. Outside the main thread the block runs unchanged.
+
+    Yields:
+        An event set once a signal arrived: the main thread, should its call return meanwhile, waits
+        instead of reporting the outcome of a run that is being stopped.
+    """
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+
+    def _handle(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            say(f"{reason_of_signal(signum)} again: exiting at once; the next start of the study closes what is left open")
+            os._exit(exit_code_of(signum))
+        stopping.set()
+        threading.Thread(target=stop, args=(signum,), name="proxyhpo-stop", daemon=True).start()
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _handle)
+    try:
+        yield stopping
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def fail_reason_of(exc: BaseException) -> str:
