@@ -68,6 +68,9 @@ def _check_local_out(out: str, option: str, *, local_only: bool = False, folder:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from proxyhpo.data.synthetic import write_synthetic_dataset
 
+    from proxyhpo.config import SyntheticDataConfig
+
+    _from_options(SyntheticDataConfig, cases=args.cases, size=args.size, seed=args.seed)  # the bounds a study's data.synthetic has
     _check_local_out(args.out, "--out", local_only=True, folder=True)
     path = write_synthetic_dataset(args.task, args.out, cases=args.cases, size=args.size, seed=args.seed, external=args.external, progress=True)
     print(path)
@@ -204,6 +207,16 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
     print(Path(args.out) / "search.json")
 
 
+def _cmd_bench_table(args: argparse.Namespace) -> None:
+    from proxyhpo.config.search_bench import load_table_config
+    from proxyhpo.search.table import record_table
+
+    config = load_table_config(args.config)
+    _check_local_out(args.out, "--out", local_only=True)
+    record_table(config, args.out, command=f"proxyhpo bench table {args.config} --out {args.out}")
+    print(args.out)
+
+
 #: What ``proxyhpo plugins`` lists: each kind of plug-in and where a config names it.
 PLUGIN_KINDS = {
     "metrics": (SIMILARITY_METRICS, "selection.method (NAME or NAME+labelcrop), proxyhpo similarity --metric"),
@@ -233,7 +246,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 def _cmd_upload(args: argparse.Namespace) -> None:
     from proxyhpo.upload import upload_shipped
 
-    for name in upload_shipped(args.host, namespace=args.namespace, data_root=args.data_root):
+    for name in upload_shipped(args.host, namespace=args.namespace, data_root=args.data_root, kfp_target=args.kfp_target, multi_user=args.multi_user):
         print(name)
 
 
@@ -340,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategies", nargs="+", default=None, choices=SEARCH_STRATEGIES.names(), help=f"the strategies to run instead of the config's. {SEARCH_STRATEGIES.help()}"
     )
     bench_search.set_defaults(func=_cmd_bench_search)
+    bench_table = bench_sub.add_parser("table", help="record a tabular search benchmark: a grid over the search space, every trial's validation and test Dice at every epoch")
+    bench_table.add_argument("config", help="table config YAML (see bench/table-spleen.yaml)")
+    bench_table.add_argument("--out", required=True, help="the table file to write (.npz); an unfinished one with the same config is continued")
+    bench_table.set_defaults(func=_cmd_bench_table)
 
     plugins = sub.add_parser("plugins", help="list the registered similarity metrics, search strategies, network families and study pipelines")
     plugins.add_argument("kind", nargs="?", choices=list(PLUGIN_KINDS), help="only this kind (default: all)")
@@ -359,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--host", required=True)
     upload.add_argument("--namespace", default="kubeflow")
     upload.add_argument("--data-root", default=None, help="s3://bucket/datasets, where the examples' data sets are pushed; the pipelines' data fields default there")
+    upload.add_argument("--kfp-target", default="latest", help="the KFP backend compiled for (2.5: Kubeflow 1.10; default: the newest)")
+    upload.add_argument("--multi-user", action="store_true", help="multi-user Kubeflow: the pipelines belong to --namespace, the profile's")
     upload.set_defaults(func=_cmd_upload)
 
     from proxyhpo.deploy import add_arguments as add_deploy_arguments  # standard library only: the parser stays fast

@@ -22,7 +22,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["Name", "NAME_PATTERN", "TRIAL_ID_PATTERN", "STUDY_NAME_MAX", "TRIAL_ID_MAX", "check_name", "check_trial_id"]
+__all__ = ["Name", "PathText", "check_path_text", "NAME_PATTERN", "TRIAL_ID_PATTERN", "STUDY_NAME_MAX", "TRIAL_ID_MAX", "check_name", "check_trial_id"]
 
 #: A study or experiment name: starts with a letter or digit; letters, digits, '.', '_' and '-' after it.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -69,3 +69,18 @@ def check_trial_id(value: str, what: str = "trial_id") -> str:
 
 #: A pydantic field type of a study or experiment name under the rule (``name: Name``).
 Name = Annotated[str, AfterValidator(lambda value: check_name(value, "name"))]
+
+
+def check_path_text(value: str | None) -> str | None:
+    """Return ``value`` if it can name a file at all: no NUL byte (every system call refuses one).
+
+    Raises:
+        ValueError: when it holds a NUL byte.
+    """
+    if value is not None and "\0" in value:
+        raise ValueError(f"{_shown(value)} holds a NUL byte, which no file name can")
+    return value
+
+
+#: A pydantic field type of a path or URL a user writes (``dataset: PathText``).
+PathText = Annotated[str, AfterValidator(check_path_text)]

@@ -324,6 +324,11 @@ def _user_key(document: Any, location: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(kept)
 
 
+def _union_branch(part: Any) -> bool:
+    """Whether a part of a pydantic error location is a union's branch (``str``, ``Recipe``), not a key (keys are snake_case)."""
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "list", "dict", "tuple"} or part[:1].isupper() or "[" in part)
+
+
 def config_error(
     exc: ValidationError, source: str | os.PathLike[str], *, prefix: str = "", fix: str | None = None, document: Any = None
 ) -> ConfigError:
@@ -346,6 +351,16 @@ def config_error(
     """
     errors = exc.errors()
     first = errors[0]
+    if str(first["type"]).endswith("_type") and len(first["loc"]) > 1 and _union_branch(first["loc"][-1]):
+        # a union (``str | Recipe``) reports its first branch's type mismatch first: the branch the user
+        # meant, the one whose error goes deepest into their document, says what is wrong
+        union = tuple(first["loc"][:-1])
+        branches = [
+            e for e in errors
+            if len(e["loc"]) > len(union) and tuple(e["loc"][: len(union)]) == union and _union_branch(e["loc"][len(union)])
+            and not str(e["type"]).endswith("_type")
+        ]
+        first = max(branches, key=lambda e: len(e["loc"]), default=first)
     location = _user_key(document, tuple(first["loc"])) if document is not None else tuple(first["loc"])
     key = ".".join(str(part) for part in ((prefix,) if prefix else ()) + location)
     message = str(first["msg"]).removeprefix("Value error, ")

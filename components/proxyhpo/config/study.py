@@ -24,7 +24,7 @@ from proxyhpo.config.selection import SelectionMethod, method_crop, method_metri
 from proxyhpo.config.studies import SEARCH_ARMS, StudiesConfig, arm_levers, arm_seed
 from proxyhpo.config.trial import HyperParameters
 from proxyhpo.errors import ConfigError
-from proxyhpo.names import Name
+from proxyhpo.names import Name, PathText
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES
 
 __all__ = [
@@ -73,8 +73,8 @@ class DataConfig(StrictModel):
         split_seed: seed of the three splits.
     """
 
-    dataset: str
-    external: str | None = None
+    dataset: PathText
+    external: PathText | None = None
     synthetic: SyntheticDataConfig | None = None
     merge_labels: dict[int, int] = Field(default_factory=dict)
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
