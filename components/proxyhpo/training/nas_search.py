@@ -83,7 +83,7 @@ def nas_out_channels(study: StudyConfig, data: StudyData) -> int:
     from proxyhpo.data.prepare import classes_after_merge
 
     dataset = load_dataset(data.dataset)
-    classes = len(classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json)))
+    classes = len(classes_after_merge(dataset.labels, nas_recipe(study).label_merge, source=str(dataset.dataset_json), strict=False))
     return 1 if classes == 2 else classes
 
 
@@ -115,7 +115,7 @@ def load_nas_volumes(
 
     dataset = load_dataset(data.dataset)
     items = [DataItem(**entry) for entry in entries_for(dataset, case_ids)]
-    classes = len(classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json)))
+    classes = len(classes_after_merge(dataset.labels, nas_recipe(study).label_merge, source=str(dataset.dataset_json), strict=False))
     cached = cache_volumes(items, nas_recipe(study), "cpu", training=False, what=what, num_classes=classes)
     extra: list[Any] = []
     if pad_to is not None:

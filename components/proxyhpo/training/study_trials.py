@@ -90,7 +90,7 @@ def _study_plan(
     external_set = load_dataset(data.external) if external and data.external else None
     recipe = study_recipe(study)
     schedule = {"epochs": study.training.epochs, "val_every": study.training.val_every, "batch_size": study.training.batch_size, "pack_size": study.training.pack_size}
-    classes = classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json))
+    classes = classes_after_merge(dataset.labels, recipe.label_merge, source=str(dataset.dataset_json), strict=False)
     if len(classes) > 2:  # one output per class; a binary plan stays as it was
         settings = {"classes": classes, **settings}
     return TrialPlan(
