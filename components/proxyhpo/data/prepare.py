@@ -18,7 +18,7 @@ from proxyhpo.config import DataConfig, StudyConfig, StudyData
 from proxyhpo.data.msd import MSDDataset, load_dataset, validate_dataset
 from proxyhpo.errors import ConfigError, DataError
 
-__all__ = ["prepare_study_data", "ensure_synthetic", "split_cases", "entries_for", "classes_after_merge"]
+__all__ = ["prepare_study_data", "ensure_synthetic", "split_cases", "entries_for", "classes_after_merge", "study_merge"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,15 @@ def entries_for(dataset: MSDDataset, case_ids: Sequence[str]) -> list[dict[str, 
     return [by_id[case_id].as_dict() for case_id in case_ids]
 
 
-def classes_after_merge(labels: Mapping[int, str], merge: Mapping[int, int], *, source: str = "dataset.json") -> dict[int, str]:
+def study_merge(study: StudyConfig) -> dict[int, int]:
+    """The label merge a study trains with: ``data.merge_labels`` when set, else its recipe's ``label_merge``
+    (the prostate preset merges 2 into 1, as the paper does)."""
+    from proxyhpo.config import resolve_recipe
+
+    return dict(study.data.merge_labels) or dict(resolve_recipe(study.training.recipe).label_merge)
+
+
+def classes_after_merge(labels: Mapping[int, str], merge: Mapping[int, int], *, source: str = "dataset.json", strict: bool = True) -> dict[int, str]:
     """The classes a network segments: dataset.json's ``labels`` after ``data.merge_labels``, value -> name.
 
     A merged class is named by the names it joins (``{1: "PZ", 2: "TZ"}`` with ``{2: 1}`` gives
@@ -87,9 +95,11 @@ def classes_after_merge(labels: Mapping[int, str], merge: Mapping[int, int], *, 
         labels: dataset.json's ``labels`` (value -> name).
         merge: ``data.merge_labels`` (value -> the value it becomes).
         source: the data set, for messages.
+        strict: refuse merging a value dataset.json does not declare (a recipe preset's merge, checked
+            with ``strict=False``, may name values a data set lacks: they are ignored).
 
     Raises:
-        ConfigError: when ``merge`` names a value dataset.json does not declare.
+        ConfigError: when ``strict`` and ``merge`` names a value dataset.json does not declare.
         DataError: when the classes after the merge are not ``0..K`` with ``K >= 1``.
 
     Example:
@@ -97,7 +107,7 @@ def classes_after_merge(labels: Mapping[int, str], merge: Mapping[int, int], *, 
         {0: 'background', 1: 'PZ+TZ'}
     """
     undeclared = sorted(set(merge) - set(labels))
-    if undeclared:
+    if undeclared and strict:
         raise ConfigError("data.merge_labels", f"merges label values {undeclared} that {source} does not declare (it declares {sorted(labels)})", "merge only values listed in dataset.json 'labels'")
     joined: dict[int, list[str]] = {}
     for value in sorted(labels):
@@ -121,7 +131,8 @@ def prepare_study_data(study: StudyConfig, *, progress: bool = False) -> StudyDa
     ensure_synthetic(study.data, progress=progress)
     dataset = load_dataset(study.data.dataset)
     validate_dataset(dataset, progress=progress)
-    classes_after_merge(dataset.labels, study.data.merge_labels, source=str(dataset.dataset_json))  # one output per class: 0..K
+    # one output per class, 0..K; a value of data.merge_labels that dataset.json lacks is a typo, a preset's is not
+    classes_after_merge(dataset.labels, study_merge(study), source=str(dataset.dataset_json), strict=bool(study.data.merge_labels))
     case_ids = [case.case_id for case in dataset.cases]
     needed = study.selection.budget if study.training.data == "proxy" else 2
     if len(case_ids) < needed + 1:  # at least one held-out case, and the search's cases
