@@ -49,6 +49,7 @@ __all__ = [
     "check_cluster",
     "check_gpu_nodes",
     "check_credentials",
+    "check_namespace_settings",
     "check_kfp",
     "check_tools",
     "preflight",
@@ -113,6 +114,8 @@ class PreflightReport:
     kfp_version: str | None = None
     multi_user: bool | None = None
     kfp_target: str | None = None
+    #: Chart values the preflight chose for this namespace (``--set`` on the install), e.g. ``kfpLauncher.enabled``.
+    chart_settings: dict[str, str] = field(default_factory=dict)
 
     def add(self, level: str, message: str) -> None:
         self.findings.append(Finding(level, message))
@@ -324,6 +327,124 @@ def check_gpu_nodes(api: Any, report: PreflightReport) -> None:
     report.add("ok", f"GPU nodes: {len(gpus)} advertising {sum(gpus.values())} nvidia.com/gpu")
 
 
+#: The PodSecurity label whose level decides whether KFP's task pods may start in the run namespace.
+PSS_ENFORCE = "pod-security.kubernetes.io/enforce"
+_DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
+
+
+def check_namespace_settings(api: Any, namespace: str, report: PreflightReport, *, helm_values: Mapping[str, Any] | None = None,
+                             release: str = "proxyhpo") -> None:
+    """What a (multi-user) run namespace already decides, and the chart setting each calls for.
+
+    - ``kfp-launcher``: a ConfigMap this release does not own (the profile controller's, KFP 2.15+) is kept: the
+      chart skips its own (``kfpLauncher.enabled=false``, also guarded by a lookup in the chart).
+    - PodSecurity: ``restricted`` refuses KFP's task pods (KFP sets no seccomp profile or dropped capabilities on
+      them); ``baseline`` and ``privileged`` admit them and the chart's own pods, which are restricted.
+    - StorageClass: MinIO's and PostgreSQL's claims need a default class, or one named in the values; with no
+      default and exactly one class, that one is chosen.
+    - ResourceQuotas: a quota that leaves no ``nvidia.com/gpu`` fails every GPU task; the others are listed.
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    helm_values = helm_values or {}
+    host = api.configuration.host
+    try:
+        launcher = core.read_namespaced_config_map("kfp-launcher", namespace, _request_timeout=_TIMEOUT_S)
+    except ApiException as exc:
+        launcher = None
+        if exc.status != 404:
+            report.add("warning", f"kfp-launcher not checked: {_api_problem(exc, host, f'read ConfigMap kfp-launcher in {namespace}').split('; fix:')[0]}")
+    except _api_errors() as exc:
+        launcher = None
+        report.add("warning", f"kfp-launcher not checked: {_api_problem(exc, host, 'read ConfigMap kfp-launcher').split('; fix:')[0]}")
+    if launcher is not None:
+        owner = ((launcher.metadata.annotations or {}) if launcher.metadata else {}).get("meta.helm.sh/release-name")
+        if owner != release:
+            report.chart_settings["kfpLauncher.enabled"] = "false"
+            root = (launcher.data or {}).get("defaultPipelineRoot", "KFP's default")
+            report.add("ok", f"namespace {namespace} has its own kfp-launcher (pipeline root: {root}): kept, the chart skips its own (kfpLauncher.enabled=false)")
+    try:
+        labels = (core.read_namespace(namespace, _request_timeout=_TIMEOUT_S).metadata.labels or {})
+    except _api_errors():
+        labels = None  # check_cluster has reported it
+    if labels is not None:
+        level = labels.get(PSS_ENFORCE, "")
+        if level == "restricted":
+            report.add(
+                "error",
+                f"namespace {namespace} enforces the restricted Pod Security level, which refuses Kubeflow Pipelines' task pods;"
+                f" fix: `kubectl label namespace {namespace} {PSS_ENFORCE}=baseline --overwrite` (the chart's own pods are restricted either way)",
+            )
+        else:
+            report.add("ok", f"namespace {namespace}: Pod Security {level or 'not enforced'} admits the task pods and the chart's")
+    _check_storage_class(client.StorageV1Api(api), report, helm_values, host)
+    try:
+        quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=_TIMEOUT_S).items
+    except _api_errors() as exc:
+        report.add("warning", f"resource quotas not checked: {_api_problem(exc, host, 'list resource quotas').split('; fix:')[0]}")
+        return
+    for quota in quotas:
+        hard = (quota.status.hard if quota.status and quota.status.hard else None) or (quota.spec.hard if quota.spec else None) or {}
+        used = (quota.status.used if quota.status else None) or {}
+        name = quota.metadata.name
+        gpu = next((key for key in hard if key in ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")), None)
+        if gpu is not None and _quantity(hard[gpu]) - _quantity(used.get(gpu, "0")) < 1:
+            report.add(
+                "error",
+                f"ResourceQuota {name} in {namespace} leaves no GPU ({gpu}: {used.get(gpu, '0')} of {hard[gpu]} used), so every GPU task stays Pending;"
+                f" fix: ask the cluster's administrators to raise {gpu} in {name} (`kubectl describe resourcequota {name} -n {namespace}`)",
+            )
+        else:
+            shown = ", ".join(f"{key}={value}" for key, value in sorted(hard.items()))
+            report.add("ok", f"ResourceQuota {name}: {shown} (each GPU task requests 1 GPU and the study's CPU and memory)")
+
+
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity as a number (GPU counts are plain integers; ``m`` is a thousandth)."""
+    text = str(text).strip()
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text or 0)
+
+
+def _check_storage_class(storage: Any, report: PreflightReport, helm_values: Mapping[str, Any], host: str) -> None:
+    """MinIO's and PostgreSQL's claims get a class: the values', the cluster's default, or the only one there is."""
+    claims = [
+        part for part in ("minio", "postgresql")
+        if _nested(helm_values, (part, "persistence", "enabled")) is not False and not _nested(helm_values, (part, "persistence", "existingClaim"))
+        and not (part == "minio" and _nested(helm_values, ("minio", "enabled")) is False)
+    ]
+    named = {part: _nested(helm_values, (part, "persistence", "storageClass")) for part in claims}
+    if not claims:
+        return
+    try:
+        classes = storage.list_storage_class(_request_timeout=_TIMEOUT_S).items
+    except _api_errors() as exc:
+        report.add("warning", f"storage classes not checked: {_api_problem(exc, host, 'list storage classes').split('; fix:')[0]}")
+        return
+    names = sorted(item.metadata.name for item in classes)
+    default = next((item.metadata.name for item in classes if any((item.metadata.annotations or {}).get(key) == "true" for key in _DEFAULT_CLASS)), None)
+    for part, name in named.items():
+        if name and name not in names:
+            report.add("error", f"{part}.persistence.storageClass {name!r} is no StorageClass of the cluster ({', '.join(names) or 'none'}); fix: name one of them in HELM_VALUES")
+    unnamed = [part for part, name in named.items() if not name]
+    if not unnamed:
+        return
+    if default:
+        report.add("ok", f"StorageClass: {default} (the cluster's default) for {' and '.join(unnamed)}")
+    elif len(names) == 1:
+        for part in unnamed:
+            report.chart_settings[f"{part}.persistence.storageClass"] = names[0]
+        report.add("ok", f"StorageClass: no default; {names[0]}, the only one, is chosen for {' and '.join(unnamed)}")
+    else:
+        settings = " and ".join(f"{part}.persistence.storageClass" for part in unnamed)
+        report.add(
+            "error",
+            f"no default StorageClass for the volumes of {' and '.join(unnamed)} ({', '.join(names) or 'no class at all'});"
+            f" fix: set {settings} in HELM_VALUES to one of them" + ("" if names else ", or install a provisioner"),
+        )
+
+
 def _nested(values: Mapping[str, Any], keys: Sequence[str]) -> Any:
     for key in keys:
         if not isinstance(values, Mapping):
@@ -389,6 +510,8 @@ def preflight(host: str, namespace: str, *, api: Any = None, context: str | None
         check_cluster(api, namespace, report, create_namespace=create_namespace)
         check_gpu_nodes(api, report)
         check_credentials(api, namespace, report, helm_values=helm_values, env=env, release=release)
+        if report.namespace_exists:
+            check_namespace_settings(api, namespace, report, helm_values=helm_values, release=release)
     except _Stop as stop:  # the cluster cannot be asked: its other checks would only repeat the one line that matters
         if stop.args:
             report.add("error", str(stop))
@@ -417,7 +540,7 @@ class DeployOptions:
     helm: str = "helm"
     engine: str | None = None
     timeout: str = "10m"
-    data_root: str = "s3://proxyhpo/datasets"
+    data_root: str = ""
     kfp_target: str = "auto"
 
 
@@ -468,6 +591,15 @@ def credential_values(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
+def data_root(options: DeployOptions) -> str:
+    """Where the pipelines' data sets default: ``--data-root``, else ``s3://<s3.bucket>/datasets`` of the chart's values
+    (HELM_VALUES over the chart's defaults): the bucket is named once, in the values."""
+    if options.data_root:
+        return options.data_root
+    values = _merge(_load_values(options.chart / "values.yaml") if (options.chart / "values.yaml").is_file() else {}, _load_values(options.values))
+    return f"s3://{_nested(values, ('s3', 'bucket')) or 'proxyhpo'}/datasets"
+
+
 def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> list[Path]:
     """Every shipped pipeline compiled for the pushed images and the backend into ``OUT/pipelines``: the folder is
     replaced whole, never left half-written (:func:`proxyhpo.compile.compile_pipelines`, the one compile path).
@@ -486,12 +618,13 @@ def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> 
     images = PipelineImages.pushed(options.registry, options.tag, digests=options.digests)
     _step(f"compile every shipped pipeline into {target}")
     _say(f"    images: runtime={images.runtime} cpu={images.cpu}")
-    _say(f"    data sets: the pipelines' dataset and external default under {options.data_root}")
+    root = data_root(options)
+    _say(f"    data sets: the pipelines' dataset and external default under {root}")
     _say(f"    KFP backend: {backend}{' (no final status; loop outputs relayed through the bucket)' if not backend.collects_artifacts else ''}")
     options.out.mkdir(parents=True, exist_ok=True)  # compiling contacts nothing: a dry run compiles too
     staging = Path(tempfile.mkdtemp(prefix=".pipelines-", dir=options.out))
     try:
-        compile_shipped(staging, data_root=options.data_root, images=images, kfp_target=backend)
+        compile_shipped(staging, data_root=root, images=images, kfp_target=backend)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -502,13 +635,15 @@ def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> 
     return compiled
 
 
-def _helm_command(options: DeployOptions) -> list[str]:
+def _helm_command(options: DeployOptions, settings: Mapping[str, str] | None = None) -> list[str]:
     command = [options.helm, "upgrade", "--install", options.release, str(options.chart), "--namespace", options.namespace]
     if options.create_namespace:
         command.append("--create-namespace")
     command += ["--set", f"image.registry={options.registry}"]
     if options.tag:
         command += ["--set", f"image.tag={options.tag}"]
+    for key, value in (settings or {}).items():  # what the preflight chose for this namespace
+        command += ["--set", f"{key}={value}"]
     if options.values:
         command += ["--values", str(options.values)]
     return command + ["--values", "-", "--wait", "--timeout", options.timeout]
@@ -565,11 +700,15 @@ def _render(options: DeployOptions, values: dict[str, Any]) -> tuple[list[dict[s
     return objects, how
 
 
-def install_chart(options: DeployOptions, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """``helm upgrade --install`` with the credentials on stdin; in a dry run, print it and render the manifests instead."""
+def install_chart(options: DeployOptions, env: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """``helm upgrade --install`` with the credentials on stdin; in a dry run, print it and render the manifests instead.
+
+    Args:
+        settings: chart values the preflight chose for the namespace (``--set``), e.g. ``kfpLauncher.enabled=false``.
+    """
     env = os.environ if env is None else env
     credentials = credential_values(env)
-    command = _helm_command(options)
+    command = _helm_command(options, settings)
     given = [name for name in ("S3_ACCESS_KEY", "S3_SECRET_KEY", "POSTGRES_PASSWORD") if env.get(name)]
     _step(f"install the chart {options.chart} as release {options.release} in namespace {options.namespace}")
     _show(command, runs=not options.dry_run, note=f"stdin: credentials from {', '.join(given)}" if given else "stdin: no credentials; existing Secrets are used")
@@ -667,18 +806,19 @@ def deploy(options: DeployOptions, env: Mapping[str, str] | None = None) -> int:
     multi_user = False
     api = None
     kfp_target = options.kfp_target
+    report = PreflightReport()
     if not options.dry_run:
-        report = PreflightReport()
         check_kfp(options.host, options.namespace, report, env=env)
         multi_user = bool(report.multi_user)
         if kfp_target in ("", "auto"):
             kfp_target = report.kfp_target or "latest"
         try:
             api = kube_api_client(options.context)
-        except _Stop:
+            check_namespace_settings(api, options.namespace, report, helm_values=_load_values(options.values), release=options.release)
+        except (_Stop, *_api_errors()):
             api = None
     compiled = compile_pipelines(options, kfp_target)
-    objects = install_chart(options, env)
+    objects = install_chart(options, env, report.chart_settings)
     upload_pipelines(options, compiled, multi_user=multi_user, env=env)
     print_urls(options, objects, api)
     return 0
@@ -694,6 +834,8 @@ def print_preflight_plan(options: DeployOptions, env: Mapping[str, str] | None =
     _say(f"    would check: the Kubernetes API ({context}) answers; namespace {options.namespace} exists"
          f"{' (or will be created)' if options.create_namespace else ''}")
     _say("    would check: nodes advertising nvidia.com/gpu (a warning when none)")
+    _say(f"    would check: namespace {options.namespace}'s own kfp-launcher (kept: kfpLauncher.enabled=false), its Pod Security level"
+         " (restricted refuses KFP's task pods), a default StorageClass for the volumes, its ResourceQuotas (GPUs left)")
     values = _load_values(options.values)
     for part, spec in CREDENTIALS.items():
         state = "given" if all(env.get(v) for v in spec["env"]) else f"not given: Secret {credential_secret(part, options.release, values)} must exist"
@@ -746,7 +888,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the KFP backend the pipelines are compiled for: auto (the backend's reported version; a dry run: the newest), or e.g. 2.5, 2.16",
     )
     parser.add_argument(
-        "--data-root", default="s3://proxyhpo/datasets", help="where the data sets live in the chart's MinIO; the uploaded pipelines' data fields default there"
+        "--data-root", default="",
+        help="where the data sets live in the chart's bucket; the uploaded pipelines' data fields default there (default: s3://<s3.bucket>/datasets)",
     )
 
 

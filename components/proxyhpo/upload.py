@@ -106,17 +106,27 @@ def publish(
     return names
 
 
-def upload_shipped(host: str, *, namespace: str | None = "kubeflow", data_root: str | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+def upload_shipped(
+    host: str,
+    *,
+    namespace: str | None = "kubeflow",
+    data_root: str | None = None,
+    env: Mapping[str, str] | None = None,
+    kfp_target: str | None = None,
+    multi_user: bool = False,
+) -> list[str]:
     """``proxyhpo upload``: compile every shipped pipeline for this package's images and :func:`publish` it.
 
     Args:
         data_root: where the examples' data sets live in the chart's MinIO (``s3://bucket/datasets``): the
             pipelines' ``dataset`` and ``external`` fields default there, so a run launched from the UI reads
             data every pod can reach.
+        kfp_target: the KFP backend compiled for (:mod:`proxyhpo.kfp.target`; default: the newest).
+        multi_user: upload into ``namespace`` (a multi-user profile's) instead of sharing the pipelines.
     """
     from proxyhpo import __version__
     from proxyhpo.compile import compile_pipelines
 
     with tempfile.TemporaryDirectory() as folder:
-        compiled = compile_pipelines(folder, data_root=data_root)
-        return publish(host, compiled, namespace=namespace, version=__version__, env=os.environ if env is None else env)
+        compiled = compile_pipelines(folder, data_root=data_root, kfp_target=kfp_target)
+        return publish(host, compiled, namespace=namespace, version=__version__, multi_user=multi_user, env=os.environ if env is None else env)

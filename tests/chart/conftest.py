@@ -54,6 +54,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "extraMlflowFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
         },
     },
+    # A multi-user Kubeflow profile: its own bucket, the UI's artifact server admitted, pipelines in the profile.
+    "multi-user": {
+        **CREDENTIALS,
+        "s3": {**CREDENTIALS["s3"], "bucket": "team-a-studies"},
+        "networkPolicy": {"kfpUi": {"enabled": True, "namespace": "kubeflow", "uiPodLabels": {"app": "ml-pipeline-ui"},
+                                    "artifactServerPodLabels": {"app": "ml-pipeline-ui-artifact"}}},
+    },
     "ephemeral": {
         **CREDENTIALS,
         "minio": {"persistence": {"enabled": False}, "bucketJob": {"enabled": False}},
@@ -121,13 +128,15 @@ def value_set(request: pytest.FixtureRequest, render: Callable[[dict[str, Any]],
 
 
 class FakeKubeAPI:
-    """The part of the Kubernetes API that Helm's `lookup` of a Secret uses: discovery of v1, then a GET.
+    """The part of the Kubernetes API that Helm's `lookup` of a Secret or ConfigMap uses: discovery of v1, then a GET.
 
-    ``secrets`` maps (namespace, name) to the Secret's ``data`` (base64 values); ``requests`` records paths.
+    ``secrets`` maps (namespace, name) to the Secret's ``data`` (base64 values), ``config_maps`` to a ConfigMap's
+    ``metadata`` (its annotations say which release owns it); ``requests`` records paths.
     """
 
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[str] = []
         api = self
 
@@ -139,7 +148,8 @@ class FakeKubeAPI:
                 body: dict[str, Any]
                 if path == "/api/v1":
                     body = {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                        {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list"]}]}
+                        {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list"]},
+                        {"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap", "verbs": ["get", "list"]}]}
                 elif path == "/api":
                     body = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
                 elif path == "/apis":
@@ -147,6 +157,9 @@ class FakeKubeAPI:
                 elif len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets" and (parts[3], parts[5]) in api.secrets:
                     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                             "metadata": {"name": parts[5], "namespace": parts[3]}, "data": api.secrets[(parts[3], parts[5])]}
+                elif len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "configmaps" and (parts[3], parts[5]) in api.config_maps:
+                    metadata = {"name": parts[5], "namespace": parts[3], **api.config_maps[(parts[3], parts[5])]}
+                    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {}}
                 else:
                     self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
                     return

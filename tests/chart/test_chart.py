@@ -449,7 +449,11 @@ def test_notes_say_the_release_namespace_is_the_run_namespace(render: Any) -> No
     notes = " ".join(render(CREDS).notes.split())
     assert "The release namespace is the run namespace: ml-team" in notes
     assert "standalone KFP: kubeflow" in notes and "the profile's namespace" in notes
-    assert "proxyhpo upload --host <Kubeflow Pipelines URL> --namespace ml-team" in notes
+    # the upload compiles for the chart's images and bucket: data from MinIO, not phantoms generated on a pod
+    assert ("PROXYHPO_IMAGE_REGISTRY=ghcr.io/proxyhpo PROXYHPO_IMAGE_TAG=0.1.0 proxyhpo upload --host <Kubeflow Pipelines URL>"
+            " --namespace ml-team --data-root s3://proxyhpo/datasets") in notes
+    bucket = " ".join(render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies"}}).notes.split())
+    assert "--data-root s3://studies/datasets" in bucket
     # which service account the pods run as, since the chart makes none
     assert "pipeline-runner" in notes and "default-editor" in notes
 
@@ -492,6 +496,38 @@ def test_demo_data_job_pushes_where_the_demo_pipelines_read(render: Any) -> None
     demo = shipped_study("demo").with_data_root("s3://studies/datasets")
     for location in (demo.data.dataset, demo.data.external):
         assert f'"s3://$BUCKET/datasets/{location.rsplit("/", 1)[1]}"' in script
+    # every shipped pipeline on phantoms defaults to a data set the Job pushes, generated as its study describes
+    from proxyhpo.catalogue import SHIPPED_PIPELINES
+
+    for name, (_, example) in SHIPPED_PIPELINES.items():
+        study = shipped_study(example)
+        synthetic = study.data.synthetic
+        if synthetic is None:
+            continue
+        folder = study.with_data_root("s3://studies/datasets").data.dataset.rsplit("/", 1)[1]
+        assert f'"s3://$BUCKET/datasets/{folder}"' in script, name
+        assert f"--out /work/{folder} --cases {synthetic.cases} --size {synthetic.size} --seed {synthetic.seed}" in script, name
     assert {"name": "BUCKET", "value": "studies"} in container["env"]
     assert not any(e.get("valueFrom") for e in container["env"])  # the keys come as files, never as env from the Secret
     assert "proxyhpo-demo-data" not in render({**CREDS, "demoData": {"enabled": False}}).kind("Job")
+
+
+
+@pytest.mark.parametrize(("owner", "rendered_here"), [("", False), ("another-release", False), ("proxyhpo", True)])
+def test_kfp_launcher_of_the_profile_is_left_alone(render_on_cluster: Any, fake_kube: Any, owner: str, rendered_here: bool) -> None:
+    # multi-user KFP 2.15+: the profile controller keeps a kfp-launcher in the namespace; installing over it fails
+    annotations = {"meta.helm.sh/release-name": owner} if owner else {}
+    fake_kube.config_maps[("ml-team", "kfp-launcher")] = {"annotations": annotations}
+    rendered = render_on_cluster(CREDS, upgrade=False)
+    assert ("kfp-launcher" in rendered.kind("ConfigMap")) == rendered_here
+    assert "proxyhpo-endpoints" in rendered.kind("ConfigMap")
+
+
+def test_minio_admits_the_kfp_ui_and_the_profiles_artifact_server(render: Any) -> None:
+    peers = [peer for rule in render(CREDS).kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"] for peer in rule["from"]]
+    ui = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}}, "podSelector": {"matchLabels": {"app": "ml-pipeline-ui"}}}
+    assert ui in peers and {"podSelector": {"matchLabels": {"app": "ml-pipeline-ui-artifact"}}} in peers
+    off = render({**CREDS, "networkPolicy": {"kfpUi": {"enabled": False, "namespace": "kubeflow", "uiPodLabels": {"a": "b"},
+                                                       "artifactServerPodLabels": {"a": "b"}}}})
+    off_peers = [peer for rule in off.kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"] for peer in rule["from"]]
+    assert ui not in off_peers and len(off_peers) == 3

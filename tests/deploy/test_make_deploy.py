@@ -69,8 +69,54 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (out / "manifests").mkdir()
     (out / "manifests" / "stale.yaml").write_text("stale")
     result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=team-a", "IMAGE_REGISTRY=registry.example.org/ml",
-                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}")
+                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16")
     return {"result": result, "out": out, "log": log, "stdout": result.stdout}
+
+
+@pytest.fixture(scope="module")
+def multi_user_dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`make deploy DRY_RUN=1` for a Kubeflow 1.10 profile: KFP 2.5, the profile's namespace, its own bucket and kfp-launcher."""
+    base = tmp_path_factory.mktemp("deploy-multi-user")
+    env, log = _stand_ins(base / "bin")
+    values = base / "profile-values.yaml"
+    values.write_text(yaml.safe_dump({"s3": {"bucket": "team-a-studies"},
+                                      "kfpLauncher": {"enabled": False, "pipelineRootPrefix": "pipeline-root", "region": "us-east-1"}}))
+    out = base / "out"
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=kubeflow-user-example-com", f"HELM_VALUES={values}",
+                       "IMAGE_REGISTRY=registry.example.org/ml", "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.5")
+    return {"result": result, "out": out, "log": log, "stdout": result.stdout}
+
+
+def test_multi_user_dry_run_on_kfp_2_5_compiles_for_it_into_the_profiles_bucket(multi_user_dry_run: dict[str, Any]) -> None:
+    from proxyhpo.catalogue import SHIPPED_PIPELINES
+    from proxyhpo.kfp.target import KfpTarget, features_used, required_version
+
+    result = multi_user_dry_run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not multi_user_dry_run["log"].exists()
+    assert "KFP backend: 2.5 (no final status; loop outputs relayed through the bucket)" in result.stdout
+    assert "data sets: the pipelines' dataset and external default under s3://team-a-studies/datasets" in result.stdout
+    pipelines = multi_user_dry_run["out"] / "pipelines"
+    assert sorted(p.stem for p in pipelines.glob("*.yaml")) == sorted(SHIPPED_PIPELINES)
+    for path in pipelines.glob("*.yaml"):
+        spec, platform = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        assert required_version(spec, platform) <= KfpTarget((2, 5)), (path.name, sorted(features_used(spec, platform)))
+        dataset = spec["root"]["inputDefinitions"]["parameters"]["dataset"]["defaultValue"]
+        assert dataset.startswith("s3://team-a-studies/datasets/") or not dataset.startswith("s3://"), (path.name, dataset)
+    objects = [doc for doc in yaml.safe_load_all((multi_user_dry_run["out"] / "manifests" / "proxyhpo.yaml").read_text()) if doc]
+    assert all(o["metadata"].get("namespace", "kubeflow-user-example-com") == "kubeflow-user-example-com" for o in objects)
+    config_maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    assert "kfp-launcher" not in config_maps  # the profile's own is kept
+    assert config_maps["proxyhpo-endpoints"]["data"]["PROXYHPO_CHECKPOINT_ROOT"] == "s3://team-a-studies/checkpoints"
+
+
+def test_single_user_dry_run_on_kfp_2_16_compiles_every_feature(dry_run: dict[str, Any]) -> None:
+    from proxyhpo.kfp.target import KfpTarget, required_version
+
+    assert "    KFP backend: 2.16" in dry_run["stdout"].splitlines()
+    spec, platform = [doc for doc in yaml.safe_load_all((dry_run["out"] / "pipelines" / "hpo-demo.yaml").read_text()) if doc]
+    assert required_version(spec, platform) == KfpTarget((2, 14))
+    assert spec["root"]["inputDefinitions"]["parameters"]["dataset"]["defaultValue"] == "s3://proxyhpo/datasets/demo-spleen"
 
 
 def test_dry_run_succeeds_without_engine_cluster_or_registry(dry_run: dict[str, Any]) -> None:

@@ -78,6 +78,31 @@ class FakeAPI:
                 self.routes[f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}"] = (
                     200, {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": name, "namespace": NAMESPACE}, "data": {}}, {})
         self.routes["/apis/v2beta1/healthz"] = (200, {"commit_sha": "abc", "tag_name": kfp, "multi_user": multi_user}, {})
+        self.storage_classes(("standard", True), ("fast-ssd", False))
+        self.routes[f"/api/v1/namespaces/{NAMESPACE}/resourcequotas"] = (200, {"kind": "ResourceQuotaList", "apiVersion": "v1", "metadata": {}, "items": []}, {})
+        return self
+
+    def storage_classes(self, *classes: tuple[str, bool]) -> FakeAPI:
+        """The cluster's StorageClasses: (name, whether it is the default)."""
+        items = [{"metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}},
+                  "provisioner": "example.org/disk"} for name, default in classes]
+        self.routes["/apis/storage.k8s.io/v1/storageclasses"] = (200, {"kind": "StorageClassList", "apiVersion": "storage.k8s.io/v1", "metadata": {}, "items": items}, {})
+        return self
+
+    def namespace_labels(self, labels: dict[str, str]) -> FakeAPI:
+        self.routes[f"/api/v1/namespaces/{NAMESPACE}"] = (200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NAMESPACE, "labels": labels}}, {})
+        return self
+
+    def kfp_launcher(self, owner: str | None) -> FakeAPI:
+        annotations = {"meta.helm.sh/release-name": owner} if owner else {}
+        self.routes[f"/api/v1/namespaces/{NAMESPACE}/configmaps/kfp-launcher"] = (200, {
+            "kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "kfp-launcher", "namespace": NAMESPACE, "annotations": annotations},
+            "data": {"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}}, {})
+        return self
+
+    def quota(self, hard: dict[str, str], used: dict[str, str]) -> FakeAPI:
+        item = {"metadata": {"name": "profile-quota", "namespace": NAMESPACE}, "spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
+        self.routes[f"/api/v1/namespaces/{NAMESPACE}/resourcequotas"] = (200, {"kind": "ResourceQuotaList", "apiVersion": "v1", "metadata": {}, "items": [item]}, {})
         return self
 
     def close(self) -> None:
@@ -314,3 +339,52 @@ def test_cli_preflight_without_any_kubeconfig(fake: FakeAPI, monkeypatch: pytest
     assert main(["deploy", "--preflight", "--host", fake.url, "--namespace", NAMESPACE, "--helm", tool, "--engine", tool]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "no Kubernetes configuration" in line and "KUBECONFIG" in line
+
+
+# --- what the namespace already decides (multi-user profiles) -----------------------------------------------------
+
+@pytest.mark.parametrize(("owner", "skipped"), [(None, True), ("other-release", True), ("proxyhpo", False)])
+def test_an_existing_kfp_launcher_is_kept_and_the_chart_skips_its_own(fake: FakeAPI, owner: str | None, skipped: bool) -> None:
+    report = _preflight(fake.healthy(multi_user=True).kfp_launcher(owner))
+    assert report.ok, report.findings
+    assert (report.chart_settings.get("kfpLauncher.enabled") == "false") == skipped
+    assert any("has its own kfp-launcher (pipeline root: minio://mlpipeline/v2/artifacts)" in f.message for f in report.findings) == skipped
+
+
+def test_no_kfp_launcher_leaves_the_chart_its_own(fake: FakeAPI) -> None:
+    assert "kfpLauncher.enabled" not in _preflight(fake.healthy()).chart_settings
+
+
+def test_restricted_pod_security_is_named_with_the_label_to_set(fake: FakeAPI) -> None:
+    line = _one_error(_preflight(fake.healthy().namespace_labels({"pod-security.kubernetes.io/enforce": "restricted"})))
+    assert "restricted" in line and f"kubectl label namespace {NAMESPACE} pod-security.kubernetes.io/enforce=baseline --overwrite" in line
+
+
+def test_baseline_pod_security_passes(fake: FakeAPI) -> None:
+    report = _preflight(fake.healthy().namespace_labels({"pod-security.kubernetes.io/enforce": "baseline"}))
+    assert report.ok and any("Pod Security baseline" in f.message for f in report.findings)
+
+
+def test_no_default_storage_class_chooses_the_only_one(fake: FakeAPI) -> None:
+    report = _preflight(fake.healthy().storage_classes(("local-path", False)))
+    assert report.ok, report.findings
+    assert report.chart_settings == {"minio.persistence.storageClass": "local-path", "postgresql.persistence.storageClass": "local-path"}
+
+
+def test_no_default_storage_class_among_several_names_the_values(fake: FakeAPI) -> None:
+    line = _one_error(_preflight(fake.healthy().storage_classes(("gp2", False), ("gp3", False))))
+    assert "no default StorageClass" in line and "minio.persistence.storageClass and postgresql.persistence.storageClass" in line and "gp2, gp3" in line
+
+
+def test_a_storage_class_in_the_values_must_exist(fake: FakeAPI) -> None:
+    values = {"minio": {"persistence": {"storageClass": "ssd"}}, "postgresql": {"persistence": {"enabled": False}}}
+    line = _one_error(_preflight(fake.healthy(), helm_values=values))
+    assert "minio.persistence.storageClass 'ssd' is no StorageClass" in line
+
+
+def test_a_quota_without_gpus_left_fails_and_others_are_listed(fake: FakeAPI) -> None:
+    line = _one_error(_preflight(fake.healthy().quota({"requests.nvidia.com/gpu": "2", "requests.cpu": "32"}, {"requests.nvidia.com/gpu": "2"})))
+    assert "ResourceQuota profile-quota" in line and "leaves no GPU" in line and "requests.nvidia.com/gpu" in line
+    fake.quota({"requests.nvidia.com/gpu": "4", "requests.cpu": "32"}, {"requests.nvidia.com/gpu": "1"})
+    report = _preflight(fake)
+    assert report.ok and any("ResourceQuota profile-quota: requests.cpu=32, requests.nvidia.com/gpu=4" in f.message for f in report.findings)
