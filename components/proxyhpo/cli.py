@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from proxyhpo.config import config_error, selection_methods
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES, SIMILARITY_METRICS, STUDY_PIPELINES
+from proxyhpo import __version__
 from proxyhpo.errors import InputError, ProxyHPOError, outward_error, scrub_credentials
 
 __all__ = ["main", "build_parser"]
@@ -176,6 +177,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
         Console().print(Markdown(text))
 
 
+def _cmd_status(args: argparse.Namespace) -> None:
+    from proxyhpo.status import study_status
+
+    print("\n".join(study_status(args.experiment, limit=args.limit)))
+
+
 def _cmd_segment(args: argparse.Namespace) -> None:
     from proxyhpo.training.nas_export import ExportedNetwork
 
@@ -262,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="proxyhpo", description="Proxy data and proxy networks for hyper-parameter search in 3D segmentation, and the studies that show whether to trust them."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"proxyhpo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write a synthetic phantom data set in the MSD layout")
@@ -334,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--markdown", action="store_true", help="print the Markdown source instead of rendering it")
     report.set_defaults(func=_cmd_report)
 
+    status = sub.add_parser(
+        "status", help="the running and finished studies of the store, from any shell: progress, best result, device-hours, ETA, how to resume"
+    )
+    status.add_argument("experiment", nargs="?", default=None, help="only this study (its MLflow experiment); default: every study of the store")
+    status.add_argument("--limit", type=int, default=5, help="show the newest LIMIT study runs (default: 5)")
+    status.set_defaults(func=_cmd_status)
+
     segment = sub.add_parser("segment", help="segment NIfTI volumes with a network exported by the NAS pipeline (one-shot inference)")
     segment.add_argument("model", help="the exported folder (the NAS pipeline's model artifact, or MLflow's nas-final run's model/)")
     segment.add_argument("images", nargs="+", help="NIfTI volumes to segment")
@@ -404,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # connection retries are proxyhpo's to report, as one line, not urllib3's
         logging.getLogger("urllib3").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module="urllib3")
+        # MLflow's store-migration notices and its download bars are not the user's business (nor a report's text)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported, which sets its loggers' level
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         code = args.func(args)
     except InputError as exc:

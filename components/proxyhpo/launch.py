@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyhpo import paths, tracking
+from proxyhpo.tracking import names
 from proxyhpo.compile import compile_study
 from proxyhpo.config import StudyConfig, load_study
 from proxyhpo.errors import ConfigError, ProxyHPOError
@@ -148,7 +150,7 @@ class _Stop:
         os._exit(exit_code_of(signum))
 
 
-def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> dict[str, Any]:
+def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False, command: str | None = None) -> dict[str, Any]:
     """Run pipeline ``kind`` on this machine with ``kfp.local.SubprocessRunner``; return the study summary.
 
     For the HPO search the summary is the report's ``summary.json``; for a comparison study, the
@@ -162,6 +164,8 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
     over with a new parent run instead. Interrupted by Ctrl-C or SIGTERM, the launcher stops its tasks,
     closes the study's runs and exits (130 or 143); killed outright, its tasks notice within a second
     (:data:`proxyhpo.signals.LAUNCHER_ENV`) and end their trials.
+
+    ``command``, the shell command that resumes the study, is tagged on its run for ``proxyhpo status``.
     """
     import mlflow  # noqa: F401 - mlflow sets its loggers' level when imported: quiet them after that, not before
     from kfp import components, local
@@ -185,6 +189,8 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False) -> 
     tracking.ensure_experiment(study.name)  # created once, before parallel writers race to migrate the store
 
     run_id, resumed = resume.open_parent_run(_as_run(study), kind, fresh=fresh)
+    if command:
+        tracking.client().set_tag(run_id, names.COMMAND_TAG, command)
     if resumed:
         console.print(f"resuming study {study.name} (MLflow run {run_id}): trials it finished are not trained again; --fresh starts over")
     log_path = paths.proxyhpo_home() / "logs" / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -271,5 +277,9 @@ def run_study(
     study = load_study(config)
     if host:
         return submit(study, host, namespace=namespace, kind=kind)
-    return run_local(study, kind, fresh=fresh)
+    # the command that resumes it, from any shell: the config's folder and path as given, and the same home
+    home = f"PROXYHPO_HOME={shlex.quote(str(paths.proxyhpo_home()))} " if os.environ.get("PROXYHPO_HOME", "").strip() else ""
+    pipeline = f" --pipeline {kind}" if kind != "hpo" else ""
+    command = f"cd {shlex.quote(os.getcwd())} && {home}proxyhpo run {shlex.quote(os.fspath(config))}{pipeline}"
+    return run_local(study, kind, fresh=fresh, command=command)
 

@@ -1,8 +1,13 @@
-"""Where proxyhpo keeps things when nothing is configured (the embedded default).
+"""Where proxyhpo keeps things when nothing is configured (the embedded default): one rule for every command.
 
-Everything lives under ``.proxyhpo/`` in the working directory: ``data/`` (generated or staged data
-sets), ``artifacts/`` (the KFP local pipeline root) and ``mlflow.db`` (the MLflow tracking store).
-``PROXYHPO_HOME`` moves the whole folder; ``MLFLOW_TRACKING_URI`` points tracking elsewhere.
+The home folder is ``$PROXYHPO_HOME``, else ``.proxyhpo/`` in the working directory. Under it:
+``artifacts/`` (the KFP local pipeline root), ``logs/`` (the task logs of local runs), ``pipelines/``
+(the compiled YAML a local run executes), ``checkpoints/`` and ``mlflow.db`` (the MLflow tracking store);
+``data/`` is where the shipped examples generate their data sets (a study's data are wherever its
+``data.dataset`` says). ``MLFLOW_TRACKING_URI`` points tracking elsewhere.
+
+Commands that only read (``proxyhpo report``, ``proxyhpo status``) take the store through
+:func:`existing_tracking_uri`, which never creates one.
 """
 
 from __future__ import annotations
@@ -10,12 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "checkpoint_root", "default_tracking_uri", "tracking_uri"]
+__all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "logs_dir", "checkpoint_root", "default_tracking_uri", "tracking_uri", "existing_tracking_uri"]
 
 
 def proxyhpo_home() -> Path:
     """The root folder: ``$PROXYHPO_HOME`` or ``./.proxyhpo``, as an absolute path."""
-    return Path(os.environ.get("PROXYHPO_HOME", "").strip() or ".proxyhpo").absolute()  # empty: unset, not the current folder
+    return Path(os.environ.get("PROXYHPO_HOME", ".proxyhpo")).absolute()
 
 
 def data_dir() -> Path:
@@ -26,6 +31,11 @@ def data_dir() -> Path:
 def artifacts_dir() -> Path:
     """The KFP local pipeline root."""
     return proxyhpo_home() / "artifacts"
+
+
+def logs_dir() -> Path:
+    """The task logs of local runs (kfp.local's executors write there, never over the terminal's display)."""
+    return proxyhpo_home() / "logs"
 
 
 def checkpoint_root() -> str:
@@ -43,3 +53,24 @@ def default_tracking_uri() -> str:
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def existing_tracking_uri() -> str:
+    """:func:`tracking_uri` for a command that only reads: an embedded store that does not exist is an error, not created.
+
+    Raises:
+        InputError: when the embedded SQLite store is missing, naming where it was looked for and how to point at one.
+    """
+    from proxyhpo.errors import InputError
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        store = Path(uri.removeprefix("sqlite:///"))
+        if not store.is_file():
+            where = "$PROXYHPO_HOME" if os.environ.get("PROXYHPO_HOME", "").strip() else "./.proxyhpo (no PROXYHPO_HOME set)"
+            raise InputError(
+                store,
+                f"does not exist: no study has run with the home folder {where}",
+                "run the command in the folder the study ran from, or set PROXYHPO_HOME (or MLFLOW_TRACKING_URI) to the study's store",
+            )
+    return uri

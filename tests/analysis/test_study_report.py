@@ -29,7 +29,7 @@ from proxyhpo.config import (
     TrustConfig,
     grid_points,
 )
-from proxyhpo.errors import ProxyHPOError
+from proxyhpo.errors import InputError, ProxyHPOError
 from proxyhpo.tracking import names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -408,12 +408,18 @@ def test_render_report_of_an_hpo_run_is_its_logged_report(store: str) -> None:
         build_study_report(parent, "unused", tracking_uri=store)
 
 
-def test_missing_experiment_run_or_study(store: str) -> None:
-    with pytest.raises(ProxyHPOError, match=r"^'no-such-thing' is neither an MLflow experiment nor a run in "):
+def test_missing_experiment_run_or_study(store: str, tmp_path, monkeypatch) -> None:
+    tracking.ensure_experiment("empty-exp", tracking_uri=store)
+    with pytest.raises(ProxyHPOError, match=r"^'no-such-thing' is no run id, and no experiment 'no-such-thing' in .* \(it holds: .*empty-exp.*\)$"):
         render_report("no-such-thing", tracking_uri=store)
+    with pytest.raises(ProxyHPOError, match=r"; did you mean 'empty-exp'\?$"):  # a near miss (issue 22)
+        render_report("empty-epx", tracking_uri=store)
+    monkeypatch.setenv("PROXYHPO_HOME", str(tmp_path / "elsewhere"))  # no study ran there: a report creates no store
+    with pytest.raises(InputError, match=r"mlflow.db: does not exist: no study has run with the home folder \$PROXYHPO_HOME"):
+        render_report("empty-exp")
+    assert not (tmp_path / "elsewhere").exists()
     with pytest.raises(ProxyHPOError, match=r"^no MLflow experiment 'nowhere' in "):
         latest_study_run("nowhere", tracking_uri=store)
-    tracking.ensure_experiment("empty-exp", tracking_uri=store)
     with pytest.raises(ProxyHPOError, match=r"holds no study run"):
         latest_study_run("empty-exp", tracking_uri=store)
 

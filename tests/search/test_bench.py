@@ -76,7 +76,7 @@ def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id:
             continue
         counted_hours = spent
         epochs += int(run.data.metrics[names.EPOCHS_RUN])
-        if run.info.status == "FINISHED":  # trained all epochs: a candidate (stopped trials end KILLED, failed ones FAILED)
+        if run.info.status == "FINISHED" and names.STOPPED_TAG not in run.data.tags:  # trained all epochs: a candidate (failed ones end FAILED)
             dice = run.data.metrics[names.FINAL_VAL_DICE]
             best = dice if best is None else max(best, dice)
         curve.append((run.data.tags[names.TRIAL_ID_TAG], spent, epochs, best))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib puts no test folder on sys.path
 
@@ -18,7 +19,7 @@ from proxyhpo.tracking import names  # noqa: E402
 
 def test_parent_run_tags_params_and_study_json(tracking_uri: str, tmp_path: Path) -> None:
     name = new_experiment()
-    config = {"name": name, "search": {"rounds": 2, "space": {"lr": {"low": 1e-4}}}, "selection": {"budget": 6}}
+    config = {"name": name, "search": {"rounds": 2, "space": {"lr": {"low": 1e-4}}}, "selection": {"budget": 6}, "nas": {"arms": ["a", "b"]}}
     run_id = tracking.start_parent_run(name, "hpo", config=config, run_name="my-run", tracking_uri=tracking_uri)
     client = tracking.client(tracking_uri)
     run = client.get_run(run_id)
@@ -27,13 +28,21 @@ def test_parent_run_tags_params_and_study_json(tracking_uri: str, tmp_path: Path
     assert run.info.experiment_id == tracking.ensure_experiment(name, tracking_uri)
     assert run.data.tags[names.PIPELINE_TAG] == "hpo"
     assert run.data.tags[names.ROLE_TAG] == names.ROLE_STUDY
-    assert run.data.params["search.rounds"] == "2"
-    assert run.data.params["search.space.lr.low"] == "0.0001"
-    assert run.data.params["selection.budget"] == "6"
+    # the handful of params runs are compared on, not the whole config flattened (issue 22) ...
+    assert run.data.params == {"search.rounds": "2", "selection.budget": "6"}
+    # ... which is one YAML artifact (and the JSON the reports read)
     local = client.download_artifacts(run_id, names.STUDY_ARTIFACT, str(tmp_path))
     assert json.loads(Path(local).read_text()) == config
+    assert yaml.safe_load(Path(client.download_artifacts(run_id, names.STUDY_YAML_ARTIFACT, str(tmp_path))).read_text()) == config
+    assert run.data.tags[names.DESCRIPTION_TAG].startswith(f"**{name}** (hpo): lr searched by None, 2 rounds")
+    client.log_metric(run_id, names.BEST_VAL_DICE, 0.61)
+    client.log_metric(run_id, names.N_TRIALS, 4)
     tracking.finish_run(run_id, tracking_uri=tracking_uri)
-    assert client.get_run(run_id).info.status == "FINISHED"
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    description = finished.data.tags[names.DESCRIPTION_TAG]
+    assert "- 4 trials (0 stopped early, 0 failed)" in description and "- best search validation Dice 0.6100" in description
+    assert f"`proxyhpo report {name}`" in description
     failed = tracking.start_parent_run(name, "nas", config={}, tracking_uri=tracking_uri)
     tracking.finish_run(failed, failed=True, tracking_uri=tracking_uri)
     assert client.get_run(failed).info.status == "FAILED"
@@ -94,3 +103,19 @@ def test_fail_open_runs_started_after_a_time(tmp_path: Path) -> None:
 def test_fail_open_runs_needs_exactly_one_selector(tmp_path: Path, selectors: dict) -> None:
     with pytest.raises(ValueError, match="exactly one of pipeline_run, started_after_ms and parent_run_id"):
         tracking.fail_open_runs("any-study", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", **selectors)
+
+
+def test_a_parent_run_is_named_after_its_study_pipeline_and_date(tmp_path: Path) -> None:
+    import time
+
+    from proxyhpo.catalogue import shipped_study
+
+    uri = f"sqlite:///{tmp_path / 'names.db'}"
+    study = shipped_study("demo")
+    run = tracking.client(uri).get_run(tracking.start_parent_run(study.name, "hpo", config=study.model_dump(mode="json"), tracking_uri=uri))
+    assert run.info.run_name == f"{study.name} hpo {time.strftime('%Y-%m-%d')}" + run.info.run_name[-6:]
+    assert set(run.data.params) <= set(names.COMPARED_PARAMS) and len(run.data.params) >= 10
+    assert run.data.tags[names.DESCRIPTION_TAG] == (
+        f"**{study.name}** (hpo): lr, optimizer, intensity_shift_prob searched by reinforce, 3 rounds × 8 trials of "
+        f"{study.training.epochs} epochs, on proxy data ({study.selection.method}, {study.selection.budget} cases) with the proxy network."
+    )

@@ -194,4 +194,35 @@ def test_every_tag_a_trial_run_carries_is_declared_in_names(tracking_uri: str) -
     assert ours <= declared_tags, ours - declared_tags
     assert {names.ARM_TAG, names.REPEAT_TAG, names.POINT_TAG, names.STUDY_TAG, names.STOPPED_TAG, names.STATE_TAG} <= ours
     assert set(run.data.metrics) <= declared_metrics, set(run.data.metrics) - declared_metrics
-    assert set(run.data.params) == {"lr", names.NETWORK_PARAM, names.DATA_PARAM, names.SEED_PARAM}
+    assert set(run.data.params) == {"lr", names.LOG10_LR_PARAM, names.NETWORK_PARAM, names.DATA_PARAM, names.SEED_PARAM}
+
+
+def test_a_stopped_trial_is_finished_and_a_resumed_one_loses_its_interruption(tmp_path: Path) -> None:
+    """Issue 22: early stopping is no failure (FINISHED, state STOPPED, its Dice at the stop, no final Dice); a trial
+    interrupted by Ctrl-C and finished by the study's next start keeps no fail reason; lr's log10 is a param too;
+    the runs of a pack of several sample no system metrics (the machine's, not one trial's)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = new_experiment()
+    parent = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=uri)
+    specs = [make_spec("r0-p0", lr=1e-3), make_spec("r0-p1", lr=3e-4)]
+    options = dict(parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=uri, hyperparameter_names=["lr"])
+    with pytest.raises(KeyboardInterrupt), tracking.trial_runs(name, specs, **options) as runs:
+        assert all(run._monitor is None for run in runs.values())  # two trials share the process
+        raise KeyboardInterrupt
+    client = tracking.client(uri)
+    interrupted = client.get_run(runs["r0-p0"].run_id)
+    assert interrupted.info.status == "FAILED" and interrupted.data.tags[names.FAIL_REASON_TAG] == "interrupted (SIGINT)"
+
+    with tracking.trial_runs(name, specs, **options | {"system_metrics": False}) as again:
+        again["r0-p0"].finish(make_result(specs[0], [0.3, 0.4]))
+        stopped = make_result(specs[1], [0.2]).model_copy(update={"state": "STOPPED", "stopped_at_epoch": 1})
+        again["r0-p1"].finish(stopped)
+    finished, early = (client.get_run(again[spec.trial_id].run_id) for spec in specs)
+    assert finished.info.run_id == interrupted.info.run_id  # the same run, reopened
+    assert finished.info.status == "FINISHED" and names.FAIL_REASON_TAG not in finished.data.tags
+    assert finished.data.metrics[names.FINAL_VAL_DICE] == pytest.approx(0.4) and names.DICE_AT_STOP not in finished.data.metrics
+    assert finished.data.params[names.LOG10_LR_PARAM] == "-3.0000"
+    assert early.info.status == "FINISHED" and names.FAIL_REASON_TAG not in early.data.tags
+    assert early.data.tags[names.STATE_TAG] == names.STATE_STOPPED and early.data.tags[names.STOPPED_TAG] == "1"
+    assert early.data.metrics[names.DICE_AT_STOP] == pytest.approx(0.2) and names.FINAL_VAL_DICE not in early.data.metrics
+    assert float(early.data.params[names.LOG10_LR_PARAM]) == pytest.approx(-3.5229, abs=1e-4)

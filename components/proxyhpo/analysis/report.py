@@ -189,7 +189,7 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
                 internal_test_dice=_float(metrics.get(names.INTERNAL_TEST_DICE)),
                 stopped=stopped,
                 stopped_at_epoch=stopped_at_epoch(run),
-                stopped_dice=_float(metrics.get(names.FINAL_VAL_DICE)) if stopped else None,
+                stopped_dice=_float(metrics.get(names.DICE_AT_STOP, metrics.get(names.FINAL_VAL_DICE))) if stopped else None,  # runs before issue 22 logged it as final
                 epochs_run=int(_float(metrics.get(names.EPOCHS_RUN)) or 0),
                 running=is_running(run),
             )

@@ -184,11 +184,15 @@ def render_report(experiment_or_run: str, tracking_uri: str | None = None) -> st
     nothing logged); any other pipeline's (``hpo``, ``nas``) is the ``report.md`` its report step logged.
 
     Raises:
-        ProxyHPOError: when it names neither an experiment nor a run, or the run has no report yet.
+        InputError: when there is no store (the embedded one is never created here).
+        ProxyHPOError: when it names neither an experiment nor a run (the store's experiments are named, the
+            nearest first), or the run has no report yet.
     """
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri or paths.tracking_uri()
+    from proxyhpo.tracking.connection import study_experiments, unknown_experiment
+
+    uri = tracking_uri or paths.existing_tracking_uri()  # a report never creates a store
     mlflow_client = tracking.client(uri)
     if mlflow_client.get_experiment_by_name(experiment_or_run) is not None:
         run_id = latest_study_run(experiment_or_run, uri)
@@ -196,7 +200,7 @@ def render_report(experiment_or_run: str, tracking_uri: str | None = None) -> st
         try:
             run_id = mlflow_client.get_run(experiment_or_run).info.run_id
         except MlflowException:
-            raise ProxyHPOError(f"{experiment_or_run!r} is neither an MLflow experiment nor a run in {uri}") from None
+            raise ProxyHPOError(f"{experiment_or_run!r} is no run id, and " + unknown_experiment(experiment_or_run, study_experiments(mlflow_client), uri)) from None
     kind = mlflow_client.get_run(run_id).data.tags.get(names.PIPELINE_TAG)
     if kind in report_kinds():
         with tempfile.TemporaryDirectory(prefix="study-report-") as folder:

@@ -17,7 +17,7 @@ from typing import Any
 from proxyhpo import paths
 from proxyhpo.tracking import names
 
-__all__ = ["HTTP_DEFAULTS", "client", "shown_uri", "check_reachable", "ensure_experiment", "flatten", "log_params"]
+__all__ = ["HTTP_DEFAULTS", "client", "shown_uri", "check_reachable", "ensure_experiment", "flatten", "log_params", "study_experiments", "unknown_experiment"]
 
 # MLflow's own HTTP retries default to 7 with back-off factor 2 and a 120 s timeout: 254 s per call
 # against a server that is down. These are the defaults here; a user's own settings win.
@@ -136,3 +136,22 @@ def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, str]) -> No
     items = [Param(key, value[:6000]) for key, value in params.items()]
     for start in range(0, len(items), PARAM_BATCH):
         mlflow_client.log_batch(run_id, params=items[start : start + PARAM_BATCH])
+
+
+def study_experiments(mlflow_client: Any) -> list[str]:
+    """The names of the store's experiments, MLflow's ``Default`` left out, sorted."""
+    return sorted(experiment.name for experiment in mlflow_client.search_experiments() if experiment.name != "Default")
+
+
+def unknown_experiment(name: str, known: list[str], uri: str) -> str:
+    """The message for an experiment ``name`` the store at ``uri`` does not hold: what it holds, and the nearest name.
+
+    Example:
+        >>> unknown_experiment("dmeo", ["demo", "spleen"], "sqlite:///x.db")
+        "no experiment 'dmeo' in sqlite:///x.db (it holds: demo, spleen); did you mean 'demo'?"
+    """
+    import difflib
+
+    held = f"it holds: {', '.join(known)}" if known else "it holds no study yet"
+    nearest = difflib.get_close_matches(name, known, n=1)
+    return f"no experiment {name!r} in {shown_uri(uri)} ({held})" + (f"; did you mean {nearest[0]!r}?" if nearest else "")

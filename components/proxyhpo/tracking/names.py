@@ -88,6 +88,8 @@ PID_STARTED_TAG = "proxyhpo.pid_started"
 PLAN_HASH_TAG = "proxyhpo.plan_sha256"
 #: The sha256 of a study's resolved config, on its parent run (:func:`proxyhpo.resume.config_sha256`).
 CONFIG_HASH_TAG = "proxyhpo.config_sha256"
+#: on a locally launched study run: the shell command that started it, and resumes it (``proxyhpo status`` shows it)
+COMMAND_TAG = "proxyhpo.command"
 
 # the search benchmark's tags
 #: Every run of one benchmark.
@@ -122,11 +124,15 @@ ORPHANED_REASON = "orphaned: its process ended without closing it"
 NETWORK_PARAM = "network"
 DATA_PARAM = "data"
 SEED_PARAM = "seed"
+#: the learning rate's log10, beside ``lr``: MLflow's compare view draws params on linear axes
+LOG10_LR_PARAM = "log10_lr"
 
 # --- metrics of a trial run --------------------------------------------------------------------------------------
 #: per validated epoch, as steps; its last step is the final Dice
 VAL_DICE = "val_dice"
 FINAL_VAL_DICE = "final_val_dice"
+#: a trial stopped early: its validation Dice at the stop (no ``final_val_dice``: it did not train to the end)
+DICE_AT_STOP = "dice_at_stop"
 BEST_VAL_DICE = "best_val_dice"
 #: Dice on the untouched internal test set (the study's held-out cases) with the best-validation weights
 INTERNAL_TEST_DICE = "internal_test_dice"
@@ -231,8 +237,27 @@ TRIAL_EPOCHS = "trial_epochs"
 SEARCH_ARTIFACT = "search.json"
 
 # --- artifact files ----------------------------------------------------------------------------------------------
-#: the resolved study config, on the parent run
+#: the resolved study config, on the parent run (read back by the reports) ...
 STUDY_ARTIFACT = "study.json"
+#: ... and as YAML, the form people write it in (what the MLflow UI shows)
+STUDY_YAML_ARTIFACT = "study.yaml"
+#: MLflow's run description (Markdown), shown at the top of a run's page
+DESCRIPTION_TAG = "mlflow.note.content"
+#: the study config's keys a parent run logs as params: the columns its experiment's runs are compared on
+COMPARED_PARAMS = (
+    "selection.method",
+    "selection.budget",
+    "search.strategy",
+    "search.rounds",
+    "search.proposals_per_round",
+    "training.data",
+    "training.network",
+    "training.epochs",
+    "training.pack_size",
+    "final.network",
+    "final.epochs",
+    "data.dataset",
+)
 #: the resolved config and the trial's spec, on a trial run
 TRIAL_CONFIG_ARTIFACT = "trial_config.json"
 #: the report's summary and text, on the parent run

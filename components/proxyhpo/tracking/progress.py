@@ -34,6 +34,8 @@ class TrialSnapshot:
         dice: its best validation Dice so far, or None.
         hyperparameters: its params (the search space's names, ``network``, ``data``, ``seed``).
         fail_reason: its ``proxyhpo.fail_reason``, or None.
+        started_ms: when its run started (ms since the epoch).
+        gpu_hours, process_hours: the device time it was charged (once it ended).
     """
 
     trial_id: str
@@ -45,6 +47,9 @@ class TrialSnapshot:
     dice: float | None
     hyperparameters: dict[str, str] = field(default_factory=dict)
     fail_reason: str | None = None
+    started_ms: int = 0
+    gpu_hours: float = 0.0
+    process_hours: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -145,6 +150,9 @@ def _snapshot_of(mlflow_client: Any, run: Any) -> TrialSnapshot:
         dice=None if dice is None else float(dice),
         hyperparameters=dict(run.data.params),
         fail_reason=tags.get(names.FAIL_REASON_TAG),
+        started_ms=int(run.info.start_time or 0),
+        gpu_hours=float(metrics.get(names.GPU_HOURS, 0.0)),
+        process_hours=float(metrics.get(names.PROCESS_HOURS, 0.0)),
     )
 
 

@@ -11,6 +11,7 @@ the pending file (:mod:`proxyhpo.tracking.pending`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,7 +44,7 @@ class TrialRun:
         mlflow_client: the client to log with.
         run_id: the run.
         system_metrics: sample CPU, memory and GPU (through nvidia-ml-py) into this run while it is open.
-        logged_epochs: epochs whose validation Dice a resumed run holds already.
+        logged_epochs: epochs whose validation Dice a resumed run holds already (given: the run was reopened).
         pending: the pending file's path (None: a failed call raises, as before).
     """
 
@@ -60,6 +61,7 @@ class TrialRun:
         self.run_id = run_id
         self._monitor = None
         self._logged_epochs: set[int] = set(logged_epochs or ())
+        self.reopened = logged_epochs is not None
         self._pending = Pending(pending)
         self.offline = False
         self.closed = False
@@ -115,9 +117,14 @@ class TrialRun:
         self._logged_epochs.add(int(epoch))
 
     def finish(self, result: Any) -> None:
-        """Log a :class:`proxyhpo.config.TrialResult` and close the run (FAILED for a failed trial; KILLED, tagged
-        :data:`~proxyhpo.tracking.names.STOPPED_TAG`, for one stopped early, so nothing reading FINISHED runs
-        takes its early Dice for a final one).
+        """Log a :class:`proxyhpo.config.TrialResult` and close the run: FAILED for a failed trial, else FINISHED.
+
+        A trial stopped early is FINISHED too (Optuna calls it pruned, Katib early-stopped; neither a failure),
+        tagged :data:`~proxyhpo.tracking.names.STATE_TAG` ``STOPPED`` and
+        :data:`~proxyhpo.tracking.names.STOPPED_TAG`; its Dice at the stop is
+        :data:`~proxyhpo.tracking.names.DICE_AT_STOP`, never ``final_val_dice``, so nothing reading final Dice
+        takes its early one for a final one. A reopened run (a resumed study) that succeeds loses the fail
+        reason its interrupted attempt left.
 
         When the server does not answer, the metrics, tags and final status wait in the pending file.
         """
@@ -125,6 +132,7 @@ class TrialRun:
 
         self._stop_monitor()
         now = int(time.time() * 1000)
+        stopped_at = getattr(result, "stopped_at_epoch", None)
         metrics = {
             names.GPU_HOURS: result.gpu_hours,
             names.PROCESS_HOURS: result.process_hours,
@@ -136,7 +144,7 @@ class TrialRun:
             names.DATA_WAIT_FRACTION: result.data_wait_fraction,
             names.INTERNAL_TEST_DICE: result.internal_test_dice,
             names.TEST_DICE: result.test_dice,
-            names.FINAL_VAL_DICE: result.final_val_dice,
+            names.DICE_AT_STOP if stopped_at is not None else names.FINAL_VAL_DICE: result.final_val_dice,
             names.BEST_VAL_DICE: result.best_val_dice,
         }
         batch = [(key, float(value), now, 0) for key, value in metrics.items() if value is not None]
@@ -157,15 +165,17 @@ class TrialRun:
         tags = {names.STATE_TAG: str(result.state.value if hasattr(result.state, "value") else result.state)}
         if result.fail_reason:
             tags[names.FAIL_REASON_TAG] = result.fail_reason[:5000]
-        stopped_at = getattr(result, "stopped_at_epoch", None)
         if stopped_at is not None:
             tags[names.STOPPED_TAG] = str(stopped_at)
-        status = "FAILED" if result.fail_reason else ("KILLED" if stopped_at is not None else "FINISHED")
+        status = "FAILED" if result.fail_reason else "FINISHED"
+        stale = not result.fail_reason and self.reopened  # an interrupted attempt's reason no longer holds
 
         def log() -> None:
             self.client.log_batch(self.run_id, metrics=[Metric(*item) for item in batch])
             for key, value in tags.items():
                 self.client.set_tag(self.run_id, key, value)
+            if stale and names.FAIL_REASON_TAG in self.client.get_run(self.run_id).data.tags:
+                self.client.delete_tag(self.run_id, names.FAIL_REASON_TAG)
             self.client.set_terminated(self.run_id, status=status)
 
         # an offline run tries once more: the server may be back
@@ -232,7 +242,8 @@ def trial_runs(
         data: the ``data`` param (``full``, ``mi+labelcrop-8``, ...).
         resolved_config: logged whole, with the trial's spec, as ``trial_config.json``.
         tracking_uri: the MLflow store (default: the environment's or the embedded one).
-        system_metrics: sample CPU, memory and GPU into each run.
+        system_metrics: sample CPU, memory and GPU into the run of a trial that trains alone (a pack of
+            several shares the machine: its samples would be no one trial's).
         role: the ``proxyhpo.role`` tag (``trial`` or ``final``).
         hyperparameter_names: the hyper-parameters logged as params: a study's search-space names; every
             hyper-parameter the trainer knows when None (a stand-alone plan searches nothing).
@@ -284,6 +295,8 @@ def trial_runs(
                 tags[names.ROUND_TAG] = str(spec.round)
             run_id = mlflow_client.create_run(experiment_id, run_name=spec.trial_id, tags=tags).info.run_id
             params = {name: str(getattr(spec.hyperparameters, name)) for name in hyperparameters}
+            if "lr" in params:  # the compare view's axes are linear: log10 spreads a log-uniform lr evenly
+                params[names.LOG10_LR_PARAM] = f"{math.log10(float(params['lr'])):.4f}"
             params.update({names.NETWORK_PARAM: spec.network.name, names.DATA_PARAM: data, names.SEED_PARAM: str(spec.seed)})
             log_params(mlflow_client, run_id, params)
             mlflow_client.log_dict(run_id, {**resolved_config, "trial": spec.model_dump(mode="json")}, names.TRIAL_CONFIG_ARTIFACT)
@@ -291,7 +304,8 @@ def trial_runs(
 
         run_id, reopened = reopen_or_create(mlflow_client, earlier.get(spec.trial_id), create)
         logged = _logged_steps(mlflow_client, run_id, names.VAL_DICE) if reopened else None
-        runs[spec.trial_id] = TrialRun(mlflow_client, run_id, system_metrics=system_metrics, logged_epochs=logged, pending=pending)
+        # CPU, memory and GPU are the process's: a trial's own only when it trains alone
+        runs[spec.trial_id] = TrialRun(mlflow_client, run_id, system_metrics=system_metrics and len(trials) == 1, logged_epochs=logged, pending=pending)
     try:
         yield runs
     except BaseException as exc:
