@@ -1,0 +1,1 @@
+"""Export: a study's final model as a MONAI bundle (:mod:`proxyhpo.export.bundle`), logged to MLflow and registered in its model registry."""
