@@ -184,7 +184,7 @@ def _cmd_status(args: argparse.Namespace) -> None:
 
 
 def _cmd_segment(args: argparse.Namespace) -> None:
-    from proxyhpo.training.nas_export import ExportedNetwork
+    from proxyhpo.export.segment import segment_images
 
     outs = {image: Path(args.out_dir) / (Path(image).name.removesuffix(".gz").removesuffix(".nii") + "_mask.nii.gz") for image in args.images}
     seen: dict[Path, str] = {}
@@ -192,10 +192,15 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         if out in seen:
             raise InputError(image, f"and {seen[out]} would both be written to {out}", "segment images of the same file name into separate --out-dir folders")
         seen[out] = image
-    network = ExportedNetwork(args.model, device=args.device)
-    for image, out in outs.items():
-        network.segment_file(image, out)
+    for image, out in segment_images(args.model, outs, device=args.device).items():
         print(f"{image} -> {out}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from proxyhpo.export.publish import export_run
+
+    folder = export_run(args.run_id, args.out)
+    print(f"MONAI bundle of run {args.run_id}: {folder} (python -m monai.bundle run --config_file configs/inference.json, in that folder)")
 
 
 def _cmd_bench_search(args: argparse.Namespace) -> None:
@@ -349,12 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=5, help="show the newest LIMIT study runs (default: 5)")
     status.set_defaults(func=_cmd_status)
 
-    segment = sub.add_parser("segment", help="segment NIfTI volumes with a network exported by the NAS pipeline (one-shot inference)")
-    segment.add_argument("model", help="the exported folder (the NAS pipeline's model artifact, or MLflow's nas-final run's model/)")
+    segment = sub.add_parser("segment", help="segment NIfTI volumes with an HPO study's final model (a MONAI bundle) or a NAS export")
+    segment.add_argument(
+        "model",
+        help="a bundle (proxyhpo export) or NAS export folder: a local path, an MLflow URI (models:/STUDY/VERSION, runs:/RUN_ID/bundle) or s3://bucket/prefix",
+    )
     segment.add_argument("images", nargs="+", help="NIfTI volumes to segment")
     segment.add_argument("--out-dir", default=".", help="where <image>_mask.nii.gz files are written (default: here)")
     segment.add_argument("--device", default="auto", help="auto, cpu or cuda")
     segment.set_defaults(func=_cmd_segment)
+
+    export = sub.add_parser("export", help="write the MONAI bundle of a finished study's final model (from MLflow)")
+    export.add_argument("run_id", help="the study's MLflow run id (or its final model's run)")
+    export.add_argument("--out", required=True, help="the bundle's folder (replaced when it exists)")
+    export.set_defaults(func=_cmd_export)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)

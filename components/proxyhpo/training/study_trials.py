@@ -337,9 +337,13 @@ def train_final_model(
 
     The search benchmark trains each strategy's best this way (:mod:`proxyhpo.search.bench`).
     """
+    from proxyhpo.export.final_model import export_final_model
+
     plan = final_model_plan(study, data, searched, model_dir=model_dir, parent_run_id=parent_run_id, arm=arm, repeat=repeat)
     (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role=names.ROLE_FINAL, results_out=results_out)
     TrialResults(results=(result,)).write(results_out)
+    # the result leaves as a MONAI bundle: <model_dir>/bundle, logged to the final run and registered under the study's name
+    export_final_model(study, data, plan, result, parent_run_id=parent_run_id, model_dir=model_dir)
     return result
 
 
