@@ -464,7 +464,8 @@ def train_2d_image(data: Path, tmp_path: Path):
 
 def train_4d_image(data: Path, tmp_path: Path):
     shape = nib.load(_first_label(data)).shape
-    save(_first_image(data), np.ones((*shape, 2), np.int16), nib.load(_first_label(data)).affine)
+    image = np.random.default_rng(4).integers(0, 100, (*shape, 2)).astype(np.int16)  # not constant: that is refused first
+    save(_first_image(data), image, nib.load(_first_label(data)).affine)
     return trial_plan(tmp_path, data), [_first_image(data).name, "is 4D"]
 
 

@@ -12,8 +12,10 @@ tracebacks where one line was promised, waits without end.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 
@@ -120,7 +124,7 @@ def tiny_data() -> Path:
 
 def trial_plan(folder: Path, *, trials: list[dict[str, Any]] | None = None, **changes: Any) -> Path:
     """A tiny trial plan on :func:`tiny_data` (1 epoch, 16^3 patches, CPU), with ``changes`` at its top level."""
-    data = tiny_data()
+    data = _DATA.get("thin") or tiny_data()
     entries = json.loads((data / "dataset.json").read_text())["training"]
     items = [{"image": str(data / e["image"]), "label": str(data / e["label"])} for e in entries]
     plan = {
@@ -588,6 +592,145 @@ def config_nested_deep(folder: Path):
     from proxyhpo.config.study import load_study
 
     return lambda: load_study(path)
+
+
+# --- the data check refuses what cannot train ------------------------------------------------------------------------
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+
+
+def msd_folder(folder: Path, cases: int = 3) -> Path:
+    """A valid tiny MSD data set (16 x 16 x 8 volumes) under ``folder/data``, to damage."""
+    root = folder / "data"
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+    entries = []
+    for i in range(cases):
+        image = np.random.default_rng(i).normal(40, 10, (16, 16, 8)).astype(np.int16)
+        label = np.zeros((16, 16, 8), np.uint8)
+        label[4:9, 4:9, 2:5] = 1
+        nib.save(nib.Nifti1Image(image, AFFINE), root / "imagesTr" / f"case_{i}.nii.gz")
+        nib.save(nib.Nifti1Image(label, AFFINE), root / "labelsTr" / f"case_{i}.nii.gz")
+        entries.append({"image": f"./imagesTr/case_{i}.nii.gz", "label": f"./labelsTr/case_{i}.nii.gz"})
+    document = {"name": "Tiny", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "spleen"}, "training": entries}
+    (root / "dataset.json").write_text(json.dumps(document))
+    return root
+
+
+def select(folder: Path, root: Path) -> list[str]:
+    return ["select", str(root), "--method", "random", "--budget", "2", "--out", str(folder / "out" / "manifest.json")]
+
+
+def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI image whose affine is ``affine`` as given, even a singular one (kept in the sform only)."""
+    image = nib.Nifti1Image(array, None)
+    image.header.set_sform(affine, code=1)
+    return image
+
+
+def _save_case_1(root: Path, image: np.ndarray, affine: np.ndarray = AFFINE) -> None:
+    nib.save(_nifti(image, affine), root / "imagesTr" / "case_1.nii.gz")
+    label = np.zeros(image.shape[:3], np.uint8)
+    label[4:9, 4:9, :] = 1
+    nib.save(_nifti(label, affine), root / "labelsTr" / "case_1.nii.gz")
+
+
+def _random(shape: tuple[int, ...] = (16, 16, 8)) -> np.ndarray:
+    return np.random.default_rng(7).normal(40, 10, shape).astype(np.float32)
+
+
+@case(2, "singular affine")
+def singular_affine(folder: Path):
+    root = msd_folder(folder)
+    _save_case_1(root, _random(), np.diag([0.8, 0.0, 2.5, 1.0]))
+    return select(folder, root)
+
+
+@case(2, "NaN or infinite values in its affine")
+def nan_affine(folder: Path):
+    root = msd_folder(folder)
+    affine = AFFINE.copy()
+    affine[0, 3] = np.nan
+    _save_case_1(root, _random(), affine)
+    return select(folder, root)
+
+
+@case(2, "constant")
+def constant_image(folder: Path):
+    root = msd_folder(folder)
+    _save_case_1(root, np.full((16, 16, 8), 40, np.int16))
+    return select(folder, root)
+
+
+@case(2, "complex")
+def complex_voxels(folder: Path):
+    root = msd_folder(folder)
+    _save_case_1(root, (_random() + 1j * _random()).astype(np.complex64))
+    return select(folder, root)
+
+
+@case(2, "no foreground")
+def label_without_foreground(folder: Path):
+    root = msd_folder(folder)
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.uint8), AFFINE), root / "labelsTr" / "case_2.nii.gz")
+    return select(folder, root)
+
+
+@case(2, "outside the data set")
+def image_symlinked_out_of_the_data_set(folder: Path):
+    root = msd_folder(folder)
+    outside = folder / "elsewhere.nii.gz"
+    nib.save(nib.Nifti1Image(_random(), AFFINE), outside)
+    (root / "imagesTr" / "case_1.nii.gz").unlink()
+    (root / "imagesTr" / "case_1.nii.gz").symlink_to(outside)
+    return select(folder, root)
+
+
+@case(2, "outside the data set", env={"PROXYHPO_S3_ENDPOINT": "http://127.0.0.1:9", **S3_CREDENTIALS})
+def data_push_of_a_link_out_of_the_data_set(folder: Path):
+    root = msd_folder(folder)
+    outside = folder / "elsewhere.nii.gz"
+    nib.save(nib.Nifti1Image(_random(), AFFINE), outside)
+    (root / "labelsTr" / "case_0.nii.gz").rename(outside)
+    (root / "labelsTr" / "case_0.nii.gz").symlink_to(outside)
+    return ["data", "push", str(root), "s3://bucket/tiny"]
+
+
+@case(2, "voxels")
+def header_of_1024_cubed_voxels(folder: Path):
+    root = msd_folder(folder)
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 1024))
+    header.set_data_dtype(np.float32)
+    header.set_qform(AFFINE, code=1)
+    header.set_sform(AFFINE, code=1)
+    body = header.binaryblock + b"\0" * 4 + bytes(4096)  # a few bytes where 4 GiB are promised
+    (root / "imagesTr" / "case_1.nii.gz").write_bytes(gzip.compress(body))
+    return select(folder, root)
+
+
+@case(2, "thick")
+def volume_one_voxel_thick(folder: Path):
+    data = folder / "data"
+    shutil.copytree(tiny_data(), data)
+    first = json.loads((data / "dataset.json").read_text())["training"][0]
+    image = nib.load(data / first["image"])
+    thin = np.asarray(image.dataobj)[:, :, :1]
+    nib.save(nib.Nifti1Image(thin, image.affine), data / first["image"])
+    label = nib.load(data / first["label"])
+    thin_label = np.asarray(label.dataobj)[:, :, :1].copy()
+    thin_label[10:20, 10:20, 0] = 1
+    nib.save(nib.Nifti1Image(thin_label, label.affine), data / first["label"])
+    _DATA["thin"] = data
+    try:
+        return train(folder)
+    finally:
+        del _DATA["thin"]
+
+
+@case(2, "recipe.spacing")
+def resample_to_billions_of_voxels(folder: Path):
+    return train(folder, recipe=_inline_recipe(spacing=[0.01, 0.01, 0.01], patch_size=[16, 16, 16], roi_size=[32, 32, 32]))
 
 
 # --- waits without end ----------------------------------------------------------------------------------------------

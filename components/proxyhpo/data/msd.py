@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from proxyhpo import paths, storage
+from proxyhpo.data import checks
 from proxyhpo.config import StrictModel, brief
 from proxyhpo.errors import DataError
 from proxyhpo.progress import track
@@ -261,6 +262,8 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
                     root / entry[kind], f"cannot be resolved ({brief(exc)}; training[{index}] {kind} in {json_path})", "replace the symbolic link loop with the file"
                 ) from None
         image, label = resolved["image"], resolved["label"]
+        for kind in ("image", "label"):
+            checks.check_inside(root, root / entry[kind], resolved[kind])
         for kind, file in (("image", image), ("label", label)):
             if str(file) in seen:
                 raise DataError(
@@ -344,6 +347,8 @@ def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel
     label_nii = _load_nifti(label_path)
     _check_shape(image_path, tuple(image_nii.shape), "image", channels=channels)
     _check_shape(label_path, tuple(label_nii.shape), "label", channels=None)
+    for nii, path in ((image_nii, image_path), (label_nii, label_path)):
+        checks.check_header(nii, path)  # before decompressing: voxel count, complex voxels, affine
     if channel is not None and len(image_nii.shape) == 4 and not 0 <= channel < image_nii.shape[3] and image_nii.shape[3] > 1:
         raise DataError(image_path, f"has {image_nii.shape[3]} channels, channel {channel} was asked for", "choose a channel the image has")
     image = _read_array(image_nii, image_path)
@@ -362,6 +367,7 @@ def read_volumes(image_path: str, label_path: str, *, case_id: str = "", channel
         raise DataError(label_path, "has an affine different from its image's", "save the label with the image's affine (same spacing, origin and orientation)")
     if not np.isfinite(image).all():
         raise DataError(image_path, "contains NaN or infinite voxels", "fix or re-export the image")
+    checks.check_not_constant(image, image_path)
     if not np.isfinite(label_float).all() or (label_float < 0).any() or not np.array_equal(label_float, np.round(label_float)):
         raise DataError(
             label_path, "contains non-integer or negative values", "labels must hold the integer values listed in dataset.json 'labels'"

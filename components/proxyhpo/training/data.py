@@ -130,6 +130,7 @@ def _check_files(items: Sequence[DataItem], recipe: Recipe, what: str) -> None:
     fractional label trains without a word. :func:`proxyhpo.data.msd.read_volumes` refuses each with
     one line naming the file.
     """
+    from proxyhpo.data.checks import check_resampled
     from proxyhpo.data.msd import read_volumes
 
     for i, it in enumerate(items):
@@ -139,6 +140,7 @@ def _check_files(items: Sequence[DataItem], recipe: Recipe, what: str) -> None:
                 raise DataError(p, f"{what}[{i}].{key} does not exist", "check the path in the trial plan")
         # without a channel to keep, every channel goes to the network: every case must have as many
         volumes = read_volumes(it.image, it.label, channel=recipe.channel, channels=None)
+        check_resampled(volumes.image.shape, volumes.spacing, recipe, it.image)
         found = volumes.image.shape[3] if volumes.image.ndim == 4 else 1
         if i == 0:
             first = found
