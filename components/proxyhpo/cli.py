@@ -10,11 +10,14 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +25,7 @@ from proxyhpo.config import config_error, selection_methods
 from proxyhpo.registry import NETWORK_FAMILIES, SEARCH_STRATEGIES, SIMILARITY_METRICS, STUDY_PIPELINES
 from proxyhpo import __version__
 from proxyhpo.errors import InputError, ProxyHPOError, outward_error, scrub_credentials
+from proxyhpo.signals import EXIT_TERMINATED, Terminated
 
 __all__ = ["main", "build_parser"]
 
@@ -436,8 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported, which sets its loggers' level
         logging.getLogger("alembic").setLevel(logging.WARNING)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = _stop_on_sigterm(args.command)
     try:
         code = args.func(args)
+    except Terminated:  # SIGTERM: the block's clean-up ran (staging folders, temporary files removed)
+        if args.command != "train":  # train's trials said so already, with the runs they closed
+            print(f"proxyhpo {args.command}: terminated (SIGTERM); nothing half-written was kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except InputError as exc:
         print(f"proxyhpo {args.command}: error: {scrub_credentials(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -458,7 +467,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("proxyhpo: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0
+
+
+def _stop_on_sigterm(command: str) -> Callable[..., Any] | int | None:
+    """Make SIGTERM unwind ``command`` as Ctrl-C does (its clean-up runs); return the handler to restore, or None.
+
+    ``run`` and ``trust`` stop their studies on a thread of their own (:func:`proxyhpo.signals.stop_on_signals`).
+    """
+    if command in ("run", "trust") or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _raise(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be interrupted by a second one
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, _raise)
 
 
 if __name__ == "__main__":
