@@ -102,6 +102,9 @@ def test_a_bundle_is_logged_registered_exported_and_segments_from_the_registry(b
     mask = nib.load(tmp_path / "masks" / "case0_mask.nii.gz")
     assert mask.shape == (20, 22, 18) and (np.asarray(mask.dataobj) == 1).all()
 
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a volume")
+    assert main(["segment", str(tmp_path / "exported"), str(tmp_path / "broken.nii.gz"), "--out-dir", str(tmp_path)]) == 2
+    assert "broken.nii.gz" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "exported" / "configs")
     assert main(["segment", str(tmp_path / "exported"), str(images[0]), "--out-dir", str(tmp_path)]) == 2
     assert "neither a MONAI bundle" in capsys.readouterr().err

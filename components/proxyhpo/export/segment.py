@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from proxyhpo.errors import InputError
+from proxyhpo.errors import DataError, InputError
 
 __all__ = ["fetch_model", "segment_images"]
 
@@ -89,8 +89,11 @@ def _segment_with_bundle(folder: Path, outputs: Mapping[str, Path], device: str)
         parser["output_dir"] = str(Path(written) / "out")
         parser["datalist"] = [str(link) for link in staged.values()]
         parser["device"] = f"$torch.device('{resolve_device(device)}')"
-        for expression in ("initialize", "run"):
-            parser.get_parsed_content(expression, instantiate=True)
+        try:
+            for expression in ("initialize", "run"):
+                parser.get_parsed_content(expression, instantiate=True)
+        except Exception as exc:  # MONAI wraps reader and config errors in RuntimeError
+            raise DataError(next(iter(outputs)), f"the bundle in {folder} could not segment these images ({' '.join(str(exc).split())[-200:]})", "check that each is a NIfTI volume with the channels the bundle takes") from None
         done = {}
         for image, link in staged.items():
             mask = Path(written) / "out" / f"{link.name.split('.')[0]}_seg.nii.gz"
