@@ -176,13 +176,42 @@ class FinalConfig(StrictModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
+_K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration of the GPU pods (AKS: ``sku=gpu``; GKE and the GPU Operator: ``nvidia.com/gpu``)."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] = "NoSchedule"
+
+
+class NodeRequirement(StrictModel):
+    """One required node affinity term's expression (``key`` ``operator`` ``values``): e.g. GPU product In [A100-SXM4-80GB]."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = "In"
+    values: list[str] = Field(default_factory=list)
+
+
 class ResourcesConfig(StrictModel):
-    """What each pod asks the cluster for (ignored by the local runner)."""
+    """What each pod asks the cluster for, and where GPU pods may run (ignored by the local runner; fixed at compile time)."""
 
     gpus: int = Field(1, ge=1, le=MAX_GPUS, description="packs trained at once: the ParallelFor parallelism, one GPU each")
     gpu_type: str = "nvidia.com/gpu"
     cpu: str = "4"
     memory: str = "16Gi"
+    scratch: str = Field("20Gi", pattern=_K8S_QUANTITY, description="size limit of each task pod's staging folder (an emptyDir): data set and cache")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="labels a GPU pod's node must carry (e.g. a node pool)")
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu")], description="taints of the GPU nodes the GPU pods tolerate, whatever gpu_type is"
+    )
+    node_affinity: list[NodeRequirement] = Field(default_factory=list, description="required node affinity of the GPU pods (KFP 2.14+)")
+    timeout_hours: float | None = Field(48.0, gt=0, description="a GPU pod running longer is stopped (activeDeadlineSeconds), its GPU freed; null: none")
+    image_pull_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(default_factory=list, description="Secrets for a private registry")
 
 
 class StudyConfig(StrictModel):
