@@ -13,7 +13,7 @@ hyper-parameter vector to the reference search's.
 from kfp import dsl
 
 from pipelines.hpo import search_rounds
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
+from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
@@ -49,13 +49,14 @@ def build_automl_comparison(study: StudyConfig):
             light_task(c.comparison_report(study_run=run).after(*finals), "report", cache=False)
 
     automl_comparison.__doc__ = "Run every search arm, train each result in full, and report the comparison.\n" + RUN_PARAMETERS_DOC
-    return dsl.pipeline(
-        name="proxyhpo-automl-comparison",
-        display_name=f"proxyhpo automl comparison: {study.name}",
-        description=(
-            f"The RL search run {len(comparison.arms)} ways ({', '.join(comparison.arms)}) for {study.search.rounds} rounds each, "
-            f"each result trained as the final model {comparison.repeats} times and tested on held-out cases no search read; "
-            f"arms {'share their seeds (paired)' if comparison.paired else 'draw independent seeds'}; reports the paper's Table 2 "
-            "(internal test and external Dice, device-hours per search) and Fig. 4C/D (distance to the reference search's hyper-parameters)."
-        ),
-    )(automl_comparison)
+    with pods_of(study):  # the CPU tasks get the study's scratch size and pull secrets too
+        return dsl.pipeline(
+            name="proxyhpo-automl-comparison",
+            display_name=f"proxyhpo automl comparison: {study.name}",
+            description=(
+                f"The RL search run {len(comparison.arms)} ways ({', '.join(comparison.arms)}) for {study.search.rounds} rounds each, "
+                f"each result trained as the final model {comparison.repeats} times and tested on held-out cases no search read; "
+                f"arms {'share their seeds (paired)' if comparison.paired else 'draw independent seeds'}; reports the paper's Table 2 "
+                "(internal test and external Dice, device-hours per search) and Fig. 4C/D (distance to the reference search's hyper-parameters)."
+            ),
+        )(automl_comparison)

@@ -8,7 +8,7 @@ packs and fanned out with ``dsl.ParallelFor`` (parallelism = GPUs), each pack on
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
+from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
@@ -51,15 +51,16 @@ def build_hpo_pipeline(study: StudyConfig):
         + "\n        The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the\n"
         "        study's parent run: a pipeline output cannot come from inside the exit handler.\n"
     )
-    return dsl.pipeline(
-        name=PIPELINE_NAME,
-        display_name=f"proxyhpo HPO: {study.name}",
-        description=(
-            "Hyper-parameter search for 3D segmentation with proxy data and proxy networks: selects the proxy data set, "
-            f"runs {rounds} rounds of the REINFORCE controller with trials packed onto GPUs, trains the final full model "
-            "with the best hyper-parameters and reports Dice and GPU-hours to MLflow."
-        ),
-    )(hpo)
+    with pods_of(study):  # the CPU tasks get the study's scratch size and pull secrets too
+        return dsl.pipeline(
+            name=PIPELINE_NAME,
+            display_name=f"proxyhpo HPO: {study.name}",
+            description=(
+                "Hyper-parameter search for 3D segmentation with proxy data and proxy networks: selects the proxy data set, "
+                f"runs {rounds} rounds of the REINFORCE controller with trials packed onto GPUs, trains the final full model "
+                "with the best hyper-parameters and reports Dice and GPU-hours to MLflow."
+            ),
+        )(hpo)
 
 
 def _search(start: dsl.PipelineTask, study: StudyConfig):

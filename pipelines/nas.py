@@ -13,7 +13,7 @@ The folds (and, with ``nas.search_data: both``, the proxy-data searches beside t
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
+from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, fan_in, opening_task, relay_arguments, run_defaults
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
@@ -64,11 +64,12 @@ def build_nas_pipeline(study: StudyConfig):
             _light(report, "report", cache=False)
 
     nas_pipeline.__doc__ = "Search U-Net architectures with RONASMIS, fold by fold, and report their nested cross-validated Dice.\n" + RUN_PARAMETERS_DOC
-    return dsl.pipeline(
-        name=PIPELINE_NAME,
-        display_name=f"proxyhpo NAS: {study.name}",
-        description=(
-            f"Resource-optimised NAS for 3D segmentation: {nas.episodes} episodes of {nas.children_per_episode} children on one shared "
-            f"supernet per fold ({nas.folds} folds, data: {nas.search_data}), the final networks exported without retraining."
-        ),
-    )(nas_pipeline)
+    with pods_of(study):  # the CPU tasks get the study's scratch size and pull secrets too
+        return dsl.pipeline(
+            name=PIPELINE_NAME,
+            display_name=f"proxyhpo NAS: {study.name}",
+            description=(
+                f"Resource-optimised NAS for 3D segmentation: {nas.episodes} episodes of {nas.children_per_episode} children on one shared "
+                f"supernet per fold ({nas.folds} folds, data: {nas.search_data}), the final networks exported without retraining."
+            ),
+        )(nas_pipeline)

@@ -9,7 +9,7 @@ run that fails.
 
 from kfp import dsl
 
-from pipelines.tasks import RUN_PARAMETERS_DOC, closing_task, fan_in, gpu_task, light_task, opening_task, relay_arguments, run_defaults
+from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, fan_in, gpu_task, light_task, opening_task, relay_arguments, run_defaults
 from proxyhpo.config import StudyConfig
 from proxyhpo.kfp import components as c
 
@@ -55,7 +55,8 @@ def _build(kind: str, study: StudyConfig):
             light_task(report, "report", cache=False)
 
     comparison.__doc__ = "Train every cell of the study and report it.\n" + RUN_PARAMETERS_DOC
-    return dsl.pipeline(name=f"proxyhpo-{kind}", display_name=f"proxyhpo {kind}: {study.name}", description=DESCRIPTIONS[kind])(comparison)
+    with pods_of(study):  # the CPU tasks get the study's scratch size and pull secrets too
+        return dsl.pipeline(name=f"proxyhpo-{kind}", display_name=f"proxyhpo {kind}: {study.name}", description=DESCRIPTIONS[kind])(comparison)
 
 
 def build_proxy_data_study(study: StudyConfig):

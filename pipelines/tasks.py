@@ -7,6 +7,7 @@ import threading
 from kfp import dsl, kubernetes
 
 from proxyhpo.config import PipelineShape, StudyConfig
+from proxyhpo.config.study import ResourcesConfig
 from proxyhpo.kfp import components as c
 from proxyhpo.kfp.image import CPU_IMAGE
 from proxyhpo.kfp.target import LATEST_TARGET, KfpTarget
@@ -25,6 +26,9 @@ __all__ = [
     "closing_task",
     "opening_task",
     "compiling_for",
+    "pods_of",
+    "STAGING_VOLUME",
+    "STAGING_PATH",
     "compile_target",
     "relay_arguments",
     "fan_in",
@@ -32,9 +36,9 @@ __all__ = [
 #: The chart's Secret with the MinIO/S3 credentials (keys become environment variables of the same name).
 S3_SECRET = "proxyhpo-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-#: The chart's ConfigMap with the MLflow and MinIO endpoints.
+#: The chart's ConfigMap with the MLflow and MinIO endpoints, and the staging folder (the emptyDir at STAGING_PATH).
 ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
-ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT")
+ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME")
 #: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
 PIPELINE_POD_LABEL = "proxyhpo/pipeline"
 
@@ -51,6 +55,22 @@ def compiling_for(target: KfpTarget):
         yield target
     finally:
         _target.value = previous
+
+
+@contextlib.contextmanager
+def pods_of(study: StudyConfig):
+    """Build the tasks inside this block with ``study``'s pod settings (scratch size, pull secrets): every builder
+    wraps its ``dsl.pipeline`` call in it, so a CPU task, which gets no study, still gets them."""
+    previous = getattr(_target, "resources", None)
+    _target.resources = study.resources
+    try:
+        yield study
+    finally:
+        _target.resources = previous
+
+
+def _resources() -> ResourcesConfig:
+    return getattr(_target, "resources", None) or ResourcesConfig()
 
 
 def compile_target() -> KfpTarget:
@@ -88,22 +108,44 @@ def cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
+#: Every task stages data sets and caches into this emptyDir, never into the container's layer: the chart's
+#: ConfigMap sets ``PROXYHPO_HOME`` to it (on the cluster only: a local run keeps its own home).
+STAGING_VOLUME, STAGING_PATH = "proxyhpo-staging", "/staging"
+
+
+def staged(task: dsl.PipelineTask, resources: ResourcesConfig) -> dsl.PipelineTask:
+    """Stage into an emptyDir capped at ``resources.scratch`` (the kubelet evicts the one pod that overflows it, not
+    the node's other pods under DiskPressure), and pull with the study's image pull secrets."""
+    kubernetes.empty_dir_mount(task, volume_name=STAGING_VOLUME, mount_path=STAGING_PATH, size_limit=resources.scratch)
+    if resources.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(resources.image_pull_secrets))
+    return task
+
+
 def light_task(task: dsl.PipelineTask, name: str, *, cache: bool = True) -> dsl.PipelineTask:
     """A CPU task: the slim CPU image (no CUDA libraries to pull, no GPU visible) and small requests."""
     task.set_container_image(CPU_IMAGE)
     task.set_display_name(name).set_cpu_request("1").set_memory_request("2Gi").set_cpu_limit("2").set_memory_limit("4Gi")
     task.set_caching_options(cache)
-    return cluster_env(task)
+    return cluster_env(staged(task, _resources()))
 
 
 def gpu_task(task: dsl.PipelineTask, name: str, study: StudyConfig) -> dsl.PipelineTask:
-    """A GPU task: the CUDA runtime image (the components' own), one GPU, the study's CPU and memory, GPU nodes' taint tolerated."""
+    """A GPU task: the CUDA runtime image (the components' own), one GPU, the study's CPU and memory, and its placement:
+    node selector, required node affinity and tolerations (independent of the GPU's resource name), a timeout."""
     resources = study.resources
     task.set_display_name(name).set_caching_options(False)
     task.set_accelerator_type(resources.gpu_type).set_accelerator_limit(1)
     task.set_cpu_request(resources.cpu).set_memory_request(resources.memory).set_cpu_limit(resources.cpu).set_memory_limit(resources.memory)
-    kubernetes.add_toleration(task, key=resources.gpu_type, operator="Exists", effect="NoSchedule")
-    return cluster_env(task)
+    for toleration in resources.tolerations:
+        kubernetes.add_toleration(task, key=toleration.key, operator=toleration.operator, value=toleration.value or None, effect=toleration.effect or None)
+    for label, value in resources.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=label, label_value=value)
+    if resources.node_affinity:
+        kubernetes.add_node_affinity(task, match_expressions=[requirement.model_dump() for requirement in resources.node_affinity])
+    if resources.timeout_hours is not None:  # a hung pod would hold its GPU for ever
+        kubernetes.set_timeout(task, seconds=round(resources.timeout_hours * 3600))
+    return cluster_env(staged(task, resources))
 
 
 #: What every pipeline's inputs mean, for the Kubeflow UI (the docstring of each pipeline function).

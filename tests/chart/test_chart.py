@@ -340,7 +340,10 @@ def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, 
     _, values, rendered = value_set
     data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
     # exactly the keys the pipelines read (pipelines/hpo.py ENDPOINT_KEYS): nothing that no pod uses
-    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT"}
+    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME"}
+    from pipelines.tasks import STAGING_PATH
+
+    assert data["PROXYHPO_HOME"] == STAGING_PATH  # the compiled tasks' emptyDir: staging never lands in the container's layer
     assert data["PROXYHPO_CHECKPOINT_ROOT"] == f"s3://{values.get('s3', {}).get('bucket', 'proxyhpo')}/checkpoints"
     services = rendered.kind("Service")
     for key, service in (("MLFLOW_TRACKING_URI", "proxyhpo-mlflow"), ("PROXYHPO_S3_ENDPOINT", "proxyhpo-minio")):

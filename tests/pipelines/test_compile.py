@@ -486,3 +486,42 @@ def test_registry_override_reaches_the_compiled_images(tmp_path: Path) -> None:
     env = {**__import__("os").environ, "PROXYHPO_IMAGE_REGISTRY": "registry.example.org/team/"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == f"registry.example.org/team/runtime:{__version__}"
+
+
+def test_task_pods_stage_into_a_capped_emptydir_and_gpu_pods_follow_the_studys_placement(tmp_path: Path) -> None:
+    from pipelines.tasks import STAGING_PATH, STAGING_VOLUME
+
+    study = shipped_study("demo")
+    resources = study.resources.model_copy(update={
+        "scratch": "7Gi", "image_pull_secrets": ["regcred"], "node_selector": {"agentpool": "gpua100"}, "timeout_hours": 2.5,
+        "tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+    })
+    study = study.model_copy(update={"resources": type(resources).model_validate(resources.model_dump())})
+    spec, platform = [d for d in yaml.safe_load_all(compile_study(study, tmp_path / "hpo.yaml", "hpo").read_text()) if d]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    gpu = {name for name, executor in spec["deploymentSpec"]["executors"].items() if "accelerator" in executor["container"].get("resources", {})}
+    assert gpu and set(executors) == set(spec["deploymentSpec"]["executors"])
+    for name, settings in executors.items():
+        assert settings["emptyDirMounts"] == [{"volumeName": STAGING_VOLUME, "mountPath": STAGING_PATH, "sizeLimit": "7Gi"}], name
+        assert [secret["secretName"] for secret in settings["imagePullSecret"]] == ["regcred"], name
+        if name in gpu:  # the AKS taint, not the GPU's resource name
+            assert settings["tolerations"] == [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}], name
+            assert settings["nodeSelector"] == {"labels": {"agentpool": "gpua100"}} and int(settings["activeDeadlineSeconds"]) == 9000, name
+        else:
+            assert "tolerations" not in settings and "nodeSelector" not in settings and "activeDeadlineSeconds" not in settings, name
+    local_env = {e["name"] for executor in spec["deploymentSpec"]["executors"].values() for e in executor["container"].get("env", [])}
+    assert "PROXYHPO_HOME" not in local_env  # set by the chart's ConfigMap on the cluster; a local run keeps its own home
+
+
+def test_node_affinity_needs_kfp_2_14(tmp_path: Path) -> None:
+    from proxyhpo.errors import ConfigError
+
+    study = shipped_study("demo")
+    data = study.model_dump(mode="json")
+    data["resources"]["node_affinity"] = [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-80GB"]}]
+    study = StudyConfig.model_validate(data)
+    spec, platform = [d for d in yaml.safe_load_all(compile_study(study, tmp_path / "hpo.yaml", "hpo").read_text()) if d]
+    terms = {str(e.get("nodeAffinity")) for e in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()}
+    assert any("NVIDIA-A100-SXM4-80GB" in term for term in terms)
+    with pytest.raises(ConfigError, match="node-affinity"):
+        compile_study(study, tmp_path / "hpo-2.5.yaml", "hpo", kfp_target="2.5")
