@@ -57,6 +57,8 @@ class TrialRow(StrictModel):
         stopped_dice: a stopped trial's Dice at that epoch.
         epochs_run: the epochs it trained.
         running: whether the run has not ended yet (neither failed nor stopped).
+        class_dice: a multi-class task's Dice per class: ``{metric: {class: Dice}}`` for ``val_dice`` (the
+            last validation), ``internal_test_dice`` and ``test_dice``, classes by their metric names.
     """
 
     run_id: str
@@ -78,6 +80,7 @@ class TrialRow(StrictModel):
     stopped_dice: float | None = None
     epochs_run: int = 0
     running: bool = False
+    class_dice: dict[str, dict[str, float]] = {}  # pydantic copies the default per row
 
 
 class StudySummary(StrictModel):
@@ -192,9 +195,21 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
                 stopped_dice=_float(metrics.get(names.DICE_AT_STOP, metrics.get(names.FINAL_VAL_DICE))) if stopped else None,  # runs before issue 22 logged it as final
                 epochs_run=int(_float(metrics.get(names.EPOCHS_RUN)) or 0),
                 running=is_running(run),
+                class_dice=_class_dice(metrics),
             )
         )
     return rows
+
+
+def _class_dice(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """A run's per-class Dice metrics (``<metric>_class_<name>``, issue 20) by metric and class."""
+    found: dict[str, dict[str, float]] = {}
+    for metric in (names.VAL_DICE, names.INTERNAL_TEST_DICE, names.TEST_DICE):
+        prefix = f"{metric}_class_"  # names.class_dice's form
+        for key, value in metrics.items():
+            if key.startswith(prefix):
+                found.setdefault(metric, {})[key[len(prefix) :]] = float(value)
+    return found
 
 
 def summarize(rows: Sequence[TrialRow], epochs: int | None = None) -> StudySummary:
@@ -351,6 +366,15 @@ def render_markdown(study: StudyConfig, summary: StudySummary, rows: Sequence[Tr
         f"| internal test (the held-out cases; read by no search, stopping or checkpoint choice) | {fmt(summary.final_internal_test_dice)} |",
         f"| external | {fmt(summary.final_test_dice)} |",
         "",
+    ]
+    final = next((row for row in rows if row.role == names.ROLE_FINAL and row.class_dice), None)
+    if final is not None:  # a multi-class task: the final model's Dice per class (the table above holds their mean)
+        sets = [(names.VAL_DICE, "validation"), (names.INTERNAL_TEST_DICE, "internal test"), (names.TEST_DICE, "external")]
+        classes = list(dict.fromkeys(name for per_class in final.class_dice.values() for name in per_class))
+        lines += ["| class | " + " | ".join(label for _, label in sets) + " |", "| --- | " + " | ".join("---" for _ in sets) + " |"]
+        lines += [f"| {name} | " + " | ".join(fmt(final.class_dice.get(metric, {}).get(name)) for metric, _ in sets) + " |" for name in classes]
+        lines += [""]
+    lines += [
         "## Cost",
         "",
         f"{summary.n_trials} search trials: {summary.n_finished} finished, {summary.n_stopped} stopped early, {summary.n_failed} failed"
