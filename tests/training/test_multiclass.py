@@ -136,6 +136,25 @@ def test_per_class_dice_is_logged_per_class_in_mlflow(brain_result: TrialResult,
         assert metrics[f"val_dice_class_{slug}"] == pytest.approx(brain_result.val_class_dice[-1][name])
         assert metrics[names.class_dice(names.INTERNAL_TEST_DICE, name)] == pytest.approx(brain_result.internal_test_class_dice[name])
     assert metrics[names.VAL_DICE] == pytest.approx(brain_result.val_dice[-1])
+    # the HPO report reads them back and, for the final model, shows a column per set and a row per class
+    from proxyhpo.analysis import report
+    from proxyhpo.config import default_search_space
+
+    (row,) = report.collect_trials(parent, default_search_space(), uri)
+    assert row.class_dice[names.VAL_DICE]["enhancing_tumour"] == pytest.approx(brain_result.val_class_dice[-1]["enhancing tumour"])
+    assert set(row.class_dice[names.INTERNAL_TEST_DICE]) == {"edema", "non_enhancing_tumor", "enhancing_tumour"}
+    final = row.model_copy(update={"role": names.ROLE_FINAL})
+    study = _report_study()
+    markdown = report.render_markdown(study, report.summarize([final]), [final])
+    edema = row.class_dice[names.VAL_DICE]["edema"], row.class_dice[names.INTERNAL_TEST_DICE]["edema"]
+    assert "| class | validation | internal test | external |" in markdown
+    assert f"| edema | {edema[0]:.4f} | {edema[1]:.4f} | – |" in markdown
+
+
+def _report_study():
+    from proxyhpo.config import StudyConfig, parse_config
+
+    return parse_config(StudyConfig, {"name": "brain-classes", "data": {"dataset": "/nowhere"}, "training": {"recipe": "demo"}}, "<test>")
 
 
 def test_label_above_the_plans_classes_is_refused(brain_items: list[DataItem]) -> None:
