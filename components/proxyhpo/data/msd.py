@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -117,8 +117,8 @@ def case_id_of(path: str | os.PathLike[str]) -> str:
     return name
 
 
-def _stage_from_s3(url: str) -> Path:
-    """Download an S3 data set (``dataset.json`` and every file it lists) and return the local dataset.json."""
+def _stage_from_s3(url: str, cases: Collection[str] | None = None) -> Path:
+    """Download an S3 data set (``dataset.json`` and every file it lists, or only ``cases``'s) and return the local dataset.json."""
     if not url.endswith(".json"):
         url = url.rstrip("/") + "/dataset.json"
     bucket, key = storage.split_s3_url(url)
@@ -128,6 +128,8 @@ def _stage_from_s3(url: str) -> Path:
     raw = storage.read_bytes(url)
     document = _parse_json(raw, url)
     for entry in _training_entries(document, url):
+        if cases is not None and case_id_of(entry["image"]) not in cases:
+            continue  # a pack stages only the cases it trains and validates on
         for field in ("image", "label"):
             relative = entry[field].removeprefix("./")
             if relative.startswith("/") or ".." in PurePosixPath(relative).parts:
@@ -200,7 +202,7 @@ def _training_entries(document: dict[str, Any], where: str) -> list[dict[str, st
     return training
 
 
-def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
+def load_dataset(location: str | os.PathLike[str], *, cases: Collection[str] | None = None) -> MSDDataset:
     """Read an MSD data set from a folder or its ``dataset.json``, local or ``s3://``.
 
     Only ``dataset.json`` is checked here (structure, duplicate entries, that every file exists); use
@@ -208,6 +210,7 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
 
     Args:
         location: a folder holding ``dataset.json``, the file itself, or an ``s3://`` URL of either.
+        cases: only these case ids (the others are neither staged nor returned): what one pack reads.
 
     Returns:
         The data set with every path resolved to an absolute local file.
@@ -217,7 +220,7 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
     """
     given = os.fspath(location)
     if storage.is_s3_url(given):
-        json_path = _stage_from_s3(given)
+        json_path = _stage_from_s3(given, cases)
     else:
         json_path = Path(given)
         if json_path.is_dir():
@@ -231,6 +234,8 @@ def load_dataset(location: str | os.PathLike[str]) -> MSDDataset:
         raise DataError(json_path, f"cannot be read ({exc.strerror or exc})", "check the file and its permissions") from None
     document = _parse_json(raw, str(json_path))
     entries = _training_entries(document, str(json_path))
+    if cases is not None:
+        entries = [entry for entry in entries if case_id_of(entry["image"]) in cases]
 
     labels_raw = document.get("labels")
     if not isinstance(labels_raw, dict) or not labels_raw:

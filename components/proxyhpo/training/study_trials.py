@@ -86,7 +86,7 @@ def _study_plan(
         internal_test: the untouched internal test cases (the final model's held-out cases), tested once.
         settings: plan settings that differ from the study's search schedule (the final model's epochs, ...).
     """
-    dataset = load_dataset(data.dataset)
+    dataset = load_dataset(data.dataset, cases={*train_ids, *val_ids, *internal_test})  # from S3, a pack stages only its cases
     external_set = load_dataset(data.external) if external and data.external else None
     recipe = study_recipe(study)
     schedule = {"epochs": study.training.epochs, "val_every": study.training.val_every, "batch_size": study.training.batch_size, "pack_size": study.training.pack_size}
