@@ -1,0 +1,55 @@
+"""Staging on a cluster, against a real S3 server (SeaweedFS): a pack stages only its cases into the task's home
+(the emptyDir the compiled tasks mount), and the relayed fan-in of a loop for KFP backends before 2.14."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxyhpo import paths, storage
+from proxyhpo.data.msd import load_dataset, push_dataset
+from proxyhpo.data.synthetic import write_synthetic_dataset
+
+
+@pytest.fixture
+def pushed_dataset(s3_bucket: str, tmp_path: Path) -> str:
+    """Six 32^2 phantoms pushed to the test bucket, as `proxyhpo data push` does."""
+    local = write_synthetic_dataset("spleen", tmp_path / "phantoms", cases=6, size=32, seed=0)
+    return push_dataset(local, f"s3://{s3_bucket}/datasets/phantoms")
+
+
+def _staged_files(root: Path) -> set[str]:
+    return {f"{path.parent.name}/{path.name}" for path in root.rglob("*.nii.gz")}
+
+
+def test_a_pack_stages_only_its_cases(pushed_dataset: str, isolated_home: Path) -> None:
+    everything = load_dataset(pushed_dataset)
+    ids = sorted(case.case_id for case in everything.cases)
+    staged_root = paths.data_dir() / "s3"
+    assert len(_staged_files(staged_root)) == 2 * len(ids)
+    # a new pod: an empty home (the emptyDir), a pack of two cases
+    for file in staged_root.rglob("*.nii.gz"):
+        file.unlink()
+    pack = load_dataset(pushed_dataset, cases={ids[0], ids[3]})
+    assert [case.case_id for case in pack.cases] == [ids[0], ids[3]]
+    assert _staged_files(staged_root) == {f"{folder}/{case_id}.nii.gz" for case_id in (ids[0], ids[3]) for folder in ("imagesTr", "labelsTr")}
+    assert all(Path(case.image).is_file() and Path(case.label).is_file() for case in pack.cases)
+
+
+def test_a_loops_outputs_are_relayed_to_the_task_after_it(s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxyhpo.kfp.relay import gathered, put, relay_folder
+
+    monkeypatch.setenv("PROXYHPO_CHECKPOINT_ROOT", f"s3://{s3_bucket}/checkpoints")
+    folder = relay_folder("parent-1", pipeline_run="run-7", group="round-1-packs")
+    assert folder == f"s3://{s3_bucket}/checkpoints/parent-1/relay/run-7/round-1-packs"
+    for index in range(3):
+        output = tmp_path / f"results-{index}.json"
+        output.write_text(f'{{"pack": {index}}}')
+        put(output, folder, item=f'{{"pack_index": {index}}}')
+    put(tmp_path / "results-1.json", folder, item='{"pack_index": 1}')  # a retry of pack 1 overwrites its own
+    put(tmp_path / "results-0.json", relay_folder("parent-1", pipeline_run="run-6", group="round-1-packs"), item="x")  # an earlier start
+    files = gathered("parent-1", pipeline_run="run-7", group="round-1-packs")
+    assert sorted(path.read_text() for path in files) == ['{"pack": 0}', '{"pack": 1}', '{"pack": 2}']
+    assert gathered("parent-1", pipeline_run="run-7", group="round-2-packs") == []  # a loop none of whose packs finished
+    assert storage.exists(f"{folder}/{files[0].name}")
