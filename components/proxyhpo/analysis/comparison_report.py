@@ -502,7 +502,7 @@ def _ladder_sentences(study: StudyConfig, arms: Sequence[str]) -> list[str]:
     return [
         "- Lever ladder: `full-search` is the full search (all data, the full network, one trial per device, no early stopping); "
         "each next arm adds one lever to the one before: `plus-proxy-data` the proxy data, `plus-proxy-net` the "
-        f"{NetworkConfig.proxy(study.training.proxy_levels).name} network, `plus-packing` {packs}, "
+        f"{NetworkConfig.proxy(study.training.proxy_levels, study.training.network_family).name} network, `plus-packing` {packs}, "
         f"`plus-early-stopping` early stopping ({stops})."
     ]
 
@@ -579,7 +579,8 @@ def render(record: ComparisonRecord) -> Rendered:
     def planned_network(arm: str) -> str:
         if arm not in SEARCH_ARMS:
             return "–"
-        return NetworkConfig.full().name if SEARCH_ARMS[arm][1] == "full" else NetworkConfig.proxy(study.training.proxy_levels).name
+        family = study.training.network_family
+        return NetworkConfig.full(family).name if SEARCH_ARMS[arm][1] == "full" else NetworkConfig.proxy(study.training.proxy_levels, family).name
 
     lines = heading(
         TITLE,
