@@ -48,3 +48,16 @@ def test_a_family_maps_any_channels_to_any_classes(family: str):
 def test_a_familys_sizes_are_read_without_torch():
     code = "import sys; from proxyhpo.config import NetworkConfig; NetworkConfig.full('dynunet'); NetworkConfig.proxy(3, 'segresnet'); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_studys_family_reaches_its_search_final_model_and_proxy_net_sweep(tmp_path):
+    """training.network_family: the search's proxy, the final model and the proxy-net study's networks are the family's, planned for the recipe."""
+    from proxyhpo.config import StudyConfig, parse_config, resolve_recipe
+    from proxyhpo.similarity.study_cells import full_network, proxy_network, study_network
+    from proxyhpo.training.study_trials import _network
+
+    study = parse_config(StudyConfig, {"name": "s", "data": {"dataset": str(tmp_path)}, "training": {"network_family": "dynunet", "recipe": "spleen"}}, "s.yaml")
+    recipe = resolve_recipe("spleen")
+    networks = [study_network(study), full_network(study), *(proxy_network(study, levels) for levels in (5, 4, 3)), _network(study, "full"), _network(study, "proxy")]
+    assert [n.name for n in networks] == ["dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L5", "dynunet:proxy-L4", "dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L3"]
+    assert {(n.patch_size, n.spacing) for n in networks} == {(tuple(recipe.patch_size), tuple(recipe.spacing))}
