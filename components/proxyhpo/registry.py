@@ -18,7 +18,7 @@ Example:
     >>> SEARCH_STRATEGIES.check("randm")
     Traceback (most recent call last):
     ...
-    ValueError: unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp)
+    ValueError: unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp, reinforce-paper)
 """
 
 from __future__ import annotations
@@ -156,13 +156,14 @@ SIMILARITY_METRICS.register("ncc", "proxyhpo.similarity.local_ncc:LocalNCC", "Lo
 
 #: Search strategies the HPO pipeline drives round by round through ask and tell.
 SEARCH_STRATEGIES: Registry[Any] = Registry("search strategy")
-SEARCH_STRATEGIES.register("reinforce", "proxyhpo.search._reinforce:ReinforceSearch", "The paper's RNN controller trained with REINFORCE.")
+SEARCH_STRATEGIES.register("reinforce", "proxyhpo.search._reinforce:ReinforceSearch", "The paper's RNN controller trained with REINFORCE, with our settings (normalised advantage, several steps a round).")
 SEARCH_STRATEGIES.register("random", "proxyhpo.search._random:RandomSearch", "Independent uniform draws from the search space.")
 SEARCH_STRATEGIES.register("reinforce+sh", "proxyhpo.search._reinforce:ReinforceHalvingSearch", "REINFORCE with successive halving inside its packs.")
 SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search._tpe_hyperband:TPEHyperbandSearch", "Optuna's TPE sampler with its Hyperband pruner.")
 SEARCH_STRATEGIES.register("tpe", "proxyhpo.search._tpe:TPESearch", "Optuna's TPE sampler (its trials stopped only by the study's own early stopping, if any).")
 SEARCH_STRATEGIES.register("tpe+asha", "proxyhpo.search._tpe_asha:TPEAshaSearch", "Optuna's TPE sampler with asynchronous successive halving in its packs.")
 SEARCH_STRATEGIES.register("gp", "proxyhpo.search._gp:GPSearch", "Optuna's Gaussian-process sampler (its trials stopped only by the study's own early stopping, if any).")
+SEARCH_STRATEGIES.register("reinforce-paper", "proxyhpo.search._reinforce:PaperReinforceSearch", "The paper's RNN controller trained with REINFORCE, with the paper's settings (one Adam step per round on the raw advantage).")
 
 #: Network families a trial trains; each declares how its proxy shrinks.
 NETWORK_FAMILIES: Registry[Any] = Registry("network family")

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from proxyhpo import storage
 from proxyhpo.config.search_bench import BenchTrial, CurvePoint, SearchBenchResult, StrategyRun
 
-__all__ = ["running_best", "best_trial", "summary_rows", "summary_markdown", "plot_search_bench"]
+__all__ = ["running_best", "best_trial", "summary_rows", "summary_markdown", "plot_search_bench", "median_interval", "paired_test", "table_bench_summary", "plot_table_bench"]
 
 _DPI = 110
 _COLOURS = {"random": "#7f7f7f", "reinforce": "#1f77b4", "reinforce+sh": "#2ca02c", "tpe+hyperband": "#d62728"}
@@ -177,6 +177,107 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
     finals.set_ylabel("final model's internal test Dice (held-out cases)")
     finals.set_title("final model, each strategy's best")
     finals.grid(alpha=0.3, axis="y")
+    with storage.atomic_output(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=_DPI)
+    return Path(out)
+
+
+# ------------------------------------------------------------------------------------------- the tabular benchmark
+def median_interval(values: np.ndarray, *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """The median of ``values`` and its percentile-bootstrap interval (resampling the seeds).
+
+    Args:
+        values: ``(n,)`` one regret per search seed.
+
+    Returns:
+        ``(median, low, high)``.
+    """
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(len(values), size=(resamples, len(values)))], axis=1)
+    tail = (1.0 - confidence) / 2.0
+    return float(np.median(values)), float(np.quantile(medians, tail)), float(np.quantile(medians, 1.0 - tail))
+
+
+def paired_test(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float | int | None]:
+    """Wilcoxon's signed-rank test (scipy) of paired regrets, one-sided: is ``ours`` lower than ``theirs``?
+
+    Seeds where both regrets are equal carry no information about the direction and are dropped (Wilcoxon's own
+    rule, ``zero_method="wilcox"``); ``n`` counts the rest. With none left the p-value is None.
+
+    Returns:
+        ``{"p": p, "n": seeds that differ, "wins": seeds where ours is lower, "losses": ...}``.
+    """
+    from scipy import stats
+
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    differ = ~np.isclose(ours, theirs, rtol=0.0, atol=1e-9)
+    wins, losses = int(np.sum(differ & (ours < theirs))), int(np.sum(differ & (ours > theirs)))
+    if differ.sum() == 0:
+        return {"p": None, "n": 0, "wins": 0, "losses": 0}
+    p = float(stats.wilcoxon(ours[differ], theirs[differ], alternative="less").pvalue)
+    return {"p": p, "n": int(differ.sum()), "wins": wins, "losses": losses}
+
+
+def table_bench_summary(regret: dict[str, np.ndarray], budgets: Sequence[float], *, default: str, rivals: Sequence[str] = ("random", "tpe"), resamples: int = 2000) -> dict:
+    """Per strategy and budget: the median regret with its bootstrap interval and the mean; the default strategy's
+    paired tests against ``rivals`` at each budget (the seeds both ran).
+
+    Args:
+        regret: strategy -> ``(seeds, budgets)`` regrets.
+    """
+    strategies: dict[str, dict] = {}
+    for name, values in regret.items():
+        rows = []
+        for k, budget in enumerate(budgets):
+            median, low, high = median_interval(values[:, k], resamples=resamples)
+            rows.append({"budget_trials": float(budget), "median": median, "low": low, "high": high, "mean": float(values[:, k].mean())})
+        strategies[name] = {"seeds": int(values.shape[0]), "regret": rows}
+    tests: dict[str, list] = {}
+    if default in regret:
+        for rival in rivals:
+            if rival == default or rival not in regret:
+                continue
+            n = min(regret[default].shape[0], regret[rival].shape[0])
+            tests[rival] = [{"budget_trials": float(b)} | paired_test(regret[default][:n, k], regret[rival][:n, k]) for k, b in enumerate(budgets)]
+    return {"default": default, "budgets_trials": [float(b) for b in budgets], "strategies": strategies, "paired_tests": tests}
+
+
+_LINES = ["-", "--", "-.", ":"]
+
+
+def plot_table_bench(summary: dict, out: str | os.PathLike[str], *, title: str) -> Path:
+    """Median regret against budget (full trials' worth of trial-steps) per strategy with its bootstrap interval
+    (left, log scale), and the regret at 20 trials per seed as box plots (right). ~1100 px wide at 110 dpi."""
+    figure = Figure(figsize=(10, 4.2), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    curves, boxes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    names = list(summary["strategies"])
+    for k, name in enumerate(names):
+        rows = summary["strategies"][name]["regret"]
+        x = [row["budget_trials"] for row in rows]
+        colour = cmap(k % 10)
+        width = 2.6 if name == summary["default"] else 1.4
+        curves.plot(x, [max(row["median"], 1e-4) for row in rows], _LINES[k % 4], marker="o", markersize=3, color=colour, linewidth=width, label=f"{name} ({summary['strategies'][name]['seeds']} seeds)")
+        curves.fill_between(x, [max(row["low"], 1e-4) for row in rows], [max(row["high"], 1e-4) for row in rows], color=colour, alpha=0.12)
+    curves.set_yscale("log")
+    curves.set_xlabel("budget: trial-steps, in full trials (all epochs)")
+    curves.set_ylabel("median regret (best test Dice - picked), 95% CI")
+    curves.set_title(title, fontsize=10)
+    curves.grid(alpha=0.3, which="both")
+    curves.legend(fontsize=7, loc="upper right")
+    per_seed = summary.get("per_seed_at_20", {})
+    if per_seed:
+        data = [per_seed[name] for name in names if name in per_seed]
+        boxes.boxplot(data, showfliers=True, flierprops={"markersize": 2})
+        boxes.set_xticks(range(1, len(data) + 1))
+        boxes.set_xticklabels([name for name in names if name in per_seed], rotation=35, fontsize=7, ha="right")
+        boxes.set_ylabel("regret at 20 trials, one point per seed")
+        boxes.set_title("spread over seeds at 20 trials", fontsize=10)
+        boxes.grid(alpha=0.3, axis="y")
     with storage.atomic_output(out) as tmp:
         figure.savefig(tmp, format="png", dpi=_DPI)
     return Path(out)

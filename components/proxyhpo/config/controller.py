@@ -35,6 +35,11 @@ class ControllerConfig(StrictModel):
             each trial's validation Dice (the paper's); ``rank``, its place in the round, survivors of early
             stopping above the stopped; ``auto`` (the default), ``rank`` when the search stops trials early
             (``search.early_stopping``) and ``dice`` otherwise, resolved when the study's controller is created.
+        advantage: ``raw`` (the paper's): reward minus baseline; ``normalized`` (ours): that divided by the spread
+            (standard deviation) of every reward the controller has seen, so the step does not depend on the
+            reward's scale (Dice of 0 to 0.06 and of 0 to 0.9 move the policy alike).
+        updates_per_round: optimiser steps on each round's samples (ours; the paper takes one): a study has only a
+            handful of rounds, and one Adam step each hardly moves the policy.
     """
 
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -44,6 +49,8 @@ class ControllerConfig(StrictModel):
     hidden_size: int = Field(64, ge=1, le=MAX_HIDDEN)
     max_grad_norm: float | None = Field(5.0, gt=0.0, allow_inf_nan=False)
     reward: Literal["auto", "dice", "rank"] = "auto"
+    advantage: Literal["raw", "normalized"] = "raw"
+    updates_per_round: int = Field(1, ge=1, le=64)
 
     def resolved(self, early_stopping: bool) -> ControllerConfig:
         """These settings with ``reward: auto`` made concrete: ``rank`` when trials stop early, else ``dice``."""

@@ -38,6 +38,10 @@ __all__ = [
     "StrategyRun",
     "Calibration",
     "SearchBenchResult",
+    "TableGridConfig",
+    "TableConfig",
+    "load_table_config",
+    "TableSearchConfig",
 ]
 
 #: A registered search strategy's name (:data:`proxyhpo.registry.SEARCH_STRATEGIES`).
@@ -275,3 +279,98 @@ class SearchBenchResult(Record):
     calibration: Calibration
     runs: tuple[StrategyRun, ...]
     wall_seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------------ tabular benchmark
+class TableGridConfig(StrictModel):
+    """The grid a tabular benchmark trains: every categorical's choices times ``points`` values of each range.
+
+    Attributes:
+        points: values per continuous hyper-parameter of the study's search space, spread evenly on its scale
+            (log-spaced for a ``log_uniform``), both ends included; a continuous one not named here gets 5.
+        seeds: training seeds per grid point (each an independent initialisation and data order).
+        pack_size: trials trained at once in one pack (the study's packs; the cost of a trial, not its curve).
+    """
+
+    points: dict[str, int] = Field(default_factory=lambda: {"lr": 12, "intensity_shift_prob": 5})
+    seeds: int = Field(default=3, ge=1, le=64)
+    pack_size: int = Field(default=16, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _enough_points(self) -> TableGridConfig:
+        for name, n in self.points.items():
+            if n < 2:
+                raise ValueError(f"points.{name} must be at least 2 (both ends of the range), got {n}")
+        return self
+
+
+class TableConfig(StrictModel):
+    """What ``proxyhpo bench table CONFIG --out TABLE`` records.
+
+    Attributes:
+        study: the study config (a path, relative to this config's folder): data, proxy data, search space,
+            trainer (network, recipe, batch size) and schedule (``training.epochs``). Every trial is validated
+            and tested on the untouched held-out cases after every epoch.
+        overrides: deep-merged into the study's document (a smaller phantom, fewer epochs).
+        grid: see :class:`TableGridConfig`.
+
+    Example config::
+
+        study: ../components/proxyhpo/examples/demo.yaml
+        overrides: {training: {epochs: 12}}
+        grid: {points: {lr: 12, intensity_shift_prob: 5}, seeds: 3, pack_size: 16}
+    """
+
+    study: str = Field(min_length=1)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    grid: TableGridConfig = Field(default_factory=TableGridConfig)
+
+
+def load_table_config(path: str | os.PathLike[str]) -> TableConfig:
+    """Load a table config; its ``study`` path becomes absolute, against the config's folder.
+
+    Raises:
+        ConfigError: naming the file and the key for the first invalid, missing or unknown key.
+    """
+    config = parse_config(TableConfig, load_yaml(path), path)
+    study = Path(config.study)
+    if not study.is_absolute():
+        study = (Path(path).absolute().parent / study).resolve()
+    return config.model_copy(update={"study": str(study)})
+
+
+class TableSearchConfig(StrictModel):
+    """How ``proxyhpo bench search --table TABLE`` replays the strategies on a recorded table.
+
+    Attributes:
+        strategies: which registered strategies run (default: all whose packages are installed).
+        seeds: searches per strategy (seed ``0 .. seeds - 1``); a search's seed seeds the strategy and the
+            draw of the table's training seed for each of its trials.
+        budgets: the budgets the regret is read at, in full trials (one trial trained all its epochs: the
+            table's ``epochs * steps_per_epoch`` trial-steps); a search runs to the largest.
+        proposals_per_batch: proposals a strategy asks for at once (a REINFORCE round), trained as one queue.
+        pack_slots: trials trained at once in the replayed pack (a stopped trial's slot takes the next).
+        val_every: a trial is validated every ``val_every`` epochs, at its rungs and at its last epoch (what
+            a strategy is told of its curve; validations cost nothing in trial-steps).
+        early_stopping: the rungs of the strategies that stop trials (successive halving, Optuna's pruners).
+        tpe_startup_trials: random trials before TPE models the results (default ``proposals_per_batch``).
+        bootstrap: resamples of the bootstrap interval of the median regret.
+        seed_counts: fewer (or more) searches for a strategy than ``seeds`` (a slow sampler such as ``gp``).
+    """
+
+    strategies: tuple[StrategyName, ...] | None = None
+    seeds: int = Field(default=200, ge=1, le=100_000)
+    budgets: tuple[float, ...] = (5, 10, 15, 20, 30, 40, 50, 60)
+    proposals_per_batch: int = Field(default=8, ge=1, le=256)
+    pack_slots: int = Field(default=4, ge=1, le=256)
+    val_every: int = Field(default=5, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
+    tpe_startup_trials: int | None = Field(default=None, ge=0)
+    bootstrap: int = Field(default=2000, ge=100, le=100_000)
+    seed_counts: dict[StrategyName, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _budgets(self) -> TableSearchConfig:
+        if not self.budgets or any(b <= 0 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
+            raise ValueError(f"budgets must be positive and increasing, got {list(self.budgets)}")
+        return self

@@ -389,22 +389,43 @@ class ReinforceController:
         self._round += 1
         return stats
 
+    def reward_spread(self, rewards: Sequence[float]) -> float:
+        """The running spread advantages are divided by (``advantage: normalized``, ours): the standard deviation
+        of every reward told so far, this round's ``rewards`` included (0 while they are all equal).
+
+        Read from the history, so a restored controller has it without a new field in its archive.
+        """
+        seen = [record.reward for record in self._history if record.reward is not None] + list(rewards)
+        return float(torch.tensor(seen, dtype=_DTYPE).std(unbiased=False)) if len(seen) > 1 else 0.0
+
     def _step(self, valid: list[tuple[Proposal, float]], n_proposals: int, n_failed: int) -> UpdateStats:
         rewards = torch.tensor([r for _, r in valid], dtype=_DTYPE)
         mean_reward = float(rewards.mean())
         baseline_before = self._baseline if self._baseline is not None else mean_reward
         advantage = rewards - baseline_before
+        if self._config.advantage == "normalized":
+            # ours: Adam's step hardly depends on the loss's scale, but the sign pattern of small noisy advantages
+            # does; dividing by the spread makes a reward one spread above the baseline count the same at any scale
+            spread = self.reward_spread([r for _, r in valid])
+            advantage = advantage / spread if spread > 1e-12 else torch.zeros_like(advantage)
         actions = torch.stack([self._encode(p.hyperparameters) for p, _ in valid])
-        _, log_prob, entropy, _ = self._policy(len(valid), actions=actions)
-        policy_loss = -(advantage * log_prob).mean()
-        mean_entropy = entropy.mean()
-        bonus = self._config.entropy_weight * mean_entropy
-        loss = policy_loss - bonus
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         max_norm = self._config.max_grad_norm if self._config.max_grad_norm is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self._policy.parameters(), max_norm))
-        self._optimizer.step()
+        first: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None
+        # ours when > 1: several steps on the round's samples (a study has few rounds); the paper takes one
+        for _ in range(self._config.updates_per_round):
+            _, log_prob, entropy, _ = self._policy(len(valid), actions=actions)
+            policy_loss = -(advantage * log_prob).mean()
+            mean_entropy = entropy.mean()
+            bonus = self._config.entropy_weight * mean_entropy
+            loss = policy_loss - bonus
+            self._optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self._policy.parameters(), max_norm))
+            self._optimizer.step()
+            if first is None:
+                first = (policy_loss, mean_entropy, bonus, loss, grad_norm)
+        assert first is not None
+        policy_loss, mean_entropy, bonus, loss, grad_norm = first
         decay = self._config.baseline_decay
         self._baseline = decay * baseline_before + (1.0 - decay) * mean_reward
         return UpdateStats(

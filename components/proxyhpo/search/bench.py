@@ -70,7 +70,7 @@ from proxyhpo.errors import ProxyHPOError
 from proxyhpo.registry import SEARCH_STRATEGIES
 from proxyhpo.search._base import Strategy, study_with
 
-__all__ = ["PIPELINE", "bench_study", "CostModel", "SearchBench", "run_search_bench"]
+__all__ = ["PIPELINE", "bench_study", "CostModel", "SearchBench", "run_search_bench", "run_table_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -544,3 +544,97 @@ def run_search_bench(config: str | os.PathLike[str] | SearchBenchConfig, out: st
     if not isinstance(config, SearchBenchConfig):
         config = load_search_bench(config)
     return SearchBench(config, progress=progress).run(out)
+
+
+# ------------------------------------------------------------------------------------------- the tabular benchmark
+def _strategy_options(name: str, config: Any) -> dict[str, Any]:
+    """Keyword options of a strategy beyond (study, seed): the Optuna samplers' random start-up trials."""
+    import inspect
+
+    factory = SEARCH_STRATEGIES[name]
+    if "startup_trials" in inspect.signature(factory.__init__).parameters:
+        return {"startup_trials": config.tpe_startup_trials if config.tpe_startup_trials is not None else config.proposals_per_batch}
+    return {}
+
+
+def run_table_bench(
+    table_path: str | os.PathLike[str],
+    config: Any = None,
+    out: str | os.PathLike[str] = "bench/results",
+    *,
+    seeds: int | None = None,
+    strategies: Sequence[str] | None = None,
+    default: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``proxyhpo bench search --table TABLE``: every strategy's seeded searches replayed on a recorded table.
+
+    Each strategy runs ``config.seeds`` searches (seeds ``0..n-1``; :func:`~proxyhpo.search.table.replay_search`),
+    each until its trials have cost the largest budget; its regret is read at every budget
+    (:func:`~proxyhpo.search.table.regrets`). Writes ``search-table-<table>.json`` (per strategy the median regret
+    with its bootstrap interval at each budget, every seed's regrets, the default's paired Wilcoxon tests against
+    random search and TPE) and ``search-table-<table>.png`` into ``out``.
+
+    Args:
+        table_path: the table (``proxyhpo bench table``).
+        config: a :class:`~proxyhpo.config.search_bench.TableSearchConfig` (default: its defaults).
+        seeds, strategies: override the config's.
+        default: the strategy tested against the rivals (default: ``search.strategy``'s default of a study).
+
+    Raises:
+        DataError: when the table cannot be read.
+        ProxyHPOError: when a strategy named needs a package that is not installed.
+    """
+    from proxyhpo.analysis.search_bench import plot_table_bench, table_bench_summary
+    from proxyhpo.config.search_bench import TableSearchConfig
+    from proxyhpo.config.study import SearchConfig
+    from proxyhpo.search.table import Table, regrets, replay_search
+    import numpy as np
+
+    config = config or TableSearchConfig()
+    if seeds is not None or strategies is not None:
+        config = TableSearchConfig.model_validate(config.model_dump() | ({"seeds": seeds} if seeds is not None else {}) | ({"strategies": tuple(strategies)} if strategies is not None else {}))
+    table = Table.read(table_path)
+    names_ = list(config.strategies or [n for n in SEARCH_STRATEGIES.names() if all(importlib.util.find_spec(p) for p in SEARCH_STRATEGIES[n].requires_packages)])
+    for name in names_:
+        for package in SEARCH_STRATEGIES[name].requires_packages:
+            if importlib.util.find_spec(package) is None:
+                raise ProxyHPOError(f"strategy {name} needs {package}, which is not installed; fix: pip install 'proxyhpo[{package}]', or drop it from strategies")
+    default = default or SearchConfig.model_fields["strategy"].default
+    regret: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    trials: dict[str, float] = {}
+    for name in names_:
+        started = time.process_time()
+        n = config.seed_counts.get(name, config.seeds)
+        rows, counts = [], []
+        for seed in range(n):
+            replayed = replay_search(table, name, seed, config, options=_strategy_options(name, config))
+            rows.append(regrets(table, replayed, config.budgets))
+            counts.append(sum(t.cumulative_steps <= 20 * table.trial_steps for t in replayed))
+        regret[name] = np.array(rows)
+        seconds[name] = time.process_time() - started
+        trials[name] = float(statistics.mean(counts))
+        if progress:
+            logger.warning("%s: %d searches in %.1f CPU s; median regret %s at budgets %s", name, n, seconds[name], [round(float(v), 4) for v in np.median(regret[name], axis=0)], list(config.budgets))
+    summary = table_bench_summary(regret, config.budgets, default=default, resamples=config.bootstrap)
+    k20 = min(range(len(config.budgets)), key=lambda k: abs(config.budgets[k] - 20))
+    summary["per_seed_at_20"] = {name: [round(float(v), 5) for v in values[:, k20]] for name, values in regret.items()}
+    summary |= {
+        "table": str(table_path),
+        "table_meta": {key: table.meta.get(key) for key in ("commit", "command", "epochs", "steps_per_epoch", "config")},
+        "table_best_test_dice": float(table.config_test_dice().max()),
+        "trial_steps_per_full_trial": table.trial_steps,
+        "config": config.model_dump(mode="json"),
+        "cpu_seconds": seconds,
+        "mean_trials_within_20": trials,
+        "regrets": {name: [[round(float(v), 5) for v in row] for row in values] for name, values in regret.items()},
+    }
+    out = Path(out)
+    stem = f"search-table-{Path(table_path).stem.removeprefix('table-')}"
+    storage_path = out / f"{stem}.json"
+    from proxyhpo import storage
+
+    storage.atomic_write_json(storage_path, summary)
+    plot_table_bench(summary, out / f"{stem}.png", title=f"{Path(table_path).name}: regret against budget ({config.seeds} seeds)")
+    return summary
