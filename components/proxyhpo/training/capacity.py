@@ -29,6 +29,7 @@ def pack_capacity(
     device: torch.device,
     *,
     in_channels: int = 1,
+    out_channels: int = 2,
     limit: int = 64,
     headroom: float = 0.8,
 ) -> int:
@@ -42,7 +43,7 @@ def pack_capacity(
         recipe: patch size and samples per volume.
         batch_size: volumes per step.
         device: the training device.
-        in_channels: image channels.
+        in_channels: image channels; out_channels: classes, background included (the plan's data's).
         limit: upper bound.
         headroom: fraction of free memory to plan for (the rest absorbs fragmentation).
 
@@ -65,7 +66,7 @@ def pack_capacity(
         torch.cuda.reset_peak_memory_stats(device)
         pack = x = y = None
         try:
-            pack = ModelPack(specs, device=device)
+            pack = ModelPack(specs, device=device, in_channels=in_channels, out_channels=out_channels)
             x = torch.rand(n, in_channels, *recipe.patch_size, device=device)
             y = (x[:, :1] > 0.5).float()
             pack.train_step({i: (x, y) for i in range(k)}, step=1)

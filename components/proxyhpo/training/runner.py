@@ -19,7 +19,7 @@ from proxyhpo.config import NetworkConfig, TrialPlan, TrialResult, TrialResults,
 from proxyhpo.devices import resolve_device
 from proxyhpo.errors import ConfigError
 from proxyhpo.training.capacity import pack_capacity
-from proxyhpo.training.data import cache_volumes
+from proxyhpo.training.data import cache_volumes, image_channels
 from proxyhpo.training.early_stopping import EarlyStopper, make_stopper
 from proxyhpo.training.pack_run import EpochCallback, PackRun, StepCallback
 
@@ -110,7 +110,7 @@ def run_trials(
         stopper = make_stopper(plan.early_stopping, plan.epochs)
     by_id: dict[str, TrialResult] = {}
     for network, specs in groups.items():
-        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device))
+        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device, in_channels=image_channels(volumes), out_channels=plan.num_classes))
         # with early stopping a network's trials queue for the slots; without, they train in packs one after another
         queues = [specs] if stopper is not None else [specs[start : start + size] for start in range(0, len(specs), size)]
         for chunk in queues:
