@@ -83,6 +83,11 @@ def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
     assert final.data.params["network"] == "proxy-L3"
     assert names.TEST_DICE in final.data.metrics  # evaluated on the external set
     assert names.INTERNAL_TEST_DICE in final.data.metrics  # and on the held-out cases, which nothing before read
+    # the result leaves as a MONAI bundle: logged to the final run, registered under the study's name (issue 20)
+    assert "bundle" in {item.path for item in client.list_artifacts(final.info.run_id)}
+    (version,) = client.search_model_versions("name = 'tiny-local'")
+    assert version.run_id == final.info.run_id and len(version.tags[names.tag("dataset_sha256")]) == 64
+    assert version.tags[names.tag("image_digest")] == "local"
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
     assert [m.step for m in client.get_metric_history(parent.info.run_id, names.ROUND_MEAN_VAL_DICE)] == [0, 1]
