@@ -211,6 +211,11 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
     from proxyhpo.config.search_bench import load_search_bench
     from proxyhpo.search.bench import run_search_bench
 
+    if args.table is not None:
+        _bench_search_table(args)
+        return
+    if args.config is None:
+        raise InputError("proxyhpo bench search", "needs a bench config, or --table TABLE", "give CONFIG (see bench/search.yaml) or --table (see bench/search-table.yaml)")
     config = load_search_bench(args.config)
     for option, key, fix in (("--seeds", "seeds", "give distinct seeds >= 0"), ("--strategies", "strategies", "give distinct registered strategies")):
         if getattr(args, key) is not None:
@@ -223,13 +228,39 @@ def _cmd_bench_search(args: argparse.Namespace) -> None:
     print(Path(args.out) / "search.json")
 
 
+def _bench_search_table(args: argparse.Namespace) -> None:
+    """``proxyhpo bench search [CONFIG] --table TABLE``: every strategy replayed on a recorded table."""
+    from proxyhpo.config import load_yaml, parse_config
+    from proxyhpo.config.search_bench import TableSearchConfig
+    from proxyhpo.search.bench import run_table_bench
+
+    config = parse_config(TableSearchConfig, load_yaml(args.config), args.config) if args.config else TableSearchConfig()
+    if args.seeds is not None:
+        if len(args.seeds) != 1 or args.seeds[0] < 1:
+            raise InputError("--seeds", "with --table is the number of searches per strategy", "give one number >= 1, e.g. --seeds 200")
+        config = config.model_copy(update={"seeds": args.seeds[0]})
+    if args.strategies is not None:
+        config = config.model_copy(update={"strategies": tuple(args.strategies)})
+    _check_local_out(args.out, "--out", local_only=True, folder=True)
+    summary = run_table_bench(args.table, config, args.out, default=args.default)
+    print(Path(args.out) / f"search-table-{Path(args.table).stem.removeprefix('table-')}.json")
+    for name, entry in summary["strategies"].items():
+        print(f"{name:<16} " + "  ".join(f"{row['budget_trials']:g}: {row['median']:.4f}" for row in entry["regret"]))
+
+
 def _cmd_bench_table(args: argparse.Namespace) -> None:
     from proxyhpo.config.search_bench import load_table_config
     from proxyhpo.search.table import record_table
 
     config = load_table_config(args.config)
     _check_local_out(args.out, "--out", local_only=True)
-    record_table(config, args.out, command=f"proxyhpo bench table {args.config} --out {args.out}")
+    if args.merge:
+        from proxyhpo.search.table import merge_tables
+
+        merge_tables(args.merge, args.out)
+    else:
+        seeds = f" --seed {' '.join(map(str, args.seed))}" if args.seed else ""
+        record_table(config, args.out, only_seeds=args.seed, command=f"proxyhpo bench table {args.config} --out {args.out}{seeds}")
     print(args.out)
 
 
@@ -378,9 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_search = bench_sub.add_parser(
         "search", help="random search, REINFORCE, REINFORCE + successive halving and Optuna TPE + Hyperband side by side on one trainer and budget"
     )
-    bench_search.add_argument("config", help="bench config YAML (see bench/search.yaml)")
+    bench_search.add_argument("config", nargs="?", default=None, help="bench config YAML (see bench/search.yaml); with --table, the replay's (see bench/search-table.yaml)")
+    bench_search.add_argument("--table", default=None, help="replay the strategies on a recorded table (proxyhpo bench table) instead of training")
+    bench_search.add_argument("--default", default=None, choices=SEARCH_STRATEGIES.names(), help="with --table: the strategy tested against random search and TPE (default: a study's default)")
     bench_search.add_argument("--out", default="bench/results", help="folder for search.json and search.png (default: bench/results)")
-    bench_search.add_argument("--seeds", type=int, nargs="+", default=None, help="the seeds to run instead of the config's (e.g. --seeds 0)")
+    bench_search.add_argument("--seeds", type=int, nargs="+", default=None, help="the seeds to run instead of the config's (e.g. --seeds 0); with --table, the number of searches per strategy")
     bench_search.add_argument(
         "--strategies", nargs="+", default=None, choices=SEARCH_STRATEGIES.names(), help=f"the strategies to run instead of the config's. {SEARCH_STRATEGIES.help()}"
     )
@@ -388,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_table = bench_sub.add_parser("table", help="record a tabular search benchmark: a grid over the search space, every trial's validation and test Dice at every epoch")
     bench_table.add_argument("config", help="table config YAML (see bench/table-spleen.yaml)")
     bench_table.add_argument("--out", required=True, help="the table file to write (.npz); an unfinished one with the same config is continued")
+    bench_table.add_argument("--seed", type=int, nargs="+", default=None, help="record only these of the grid's seeds (one process each, joined by --merge)")
+    bench_table.add_argument("--merge", nargs="+", default=None, metavar="PART", help="join recordings of the same config holding different seeds into --out instead of recording")
     bench_table.set_defaults(func=_cmd_bench_table)
 
     plugins = sub.add_parser("plugins", help="list the registered similarity metrics, search strategies, network families and study pipelines")
