@@ -43,7 +43,7 @@ from proxyhpo.config import Categorical, StudyConfig
 from proxyhpo.config.search_bench import TableConfig
 from proxyhpo.errors import ConfigError, DataError
 
-__all__ = ["Table", "grid_values", "table_study", "record_table", "TABLE_FORMAT"]
+__all__ = ["Table", "grid_values", "table_study", "record_table", "merge_tables", "replay_search", "replay_pack", "pick", "regrets", "ReplayTrial", "TABLE_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -193,17 +193,12 @@ class Table:
         Raises:
             DataError: when it is missing or not a table.
         """
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError) as exc:
-            raise DataError(str(path), f"is not a readable table ({exc})", "record one with `proxyhpo bench table CONFIG --out TABLE`") from None
-        if "meta" not in arrays:
-            raise DataError(str(path), "has no 'meta' entry: it is not a table", "record one with `proxyhpo bench table CONFIG --out TABLE`")
-        meta = json.loads(str(arrays["meta"]))
-        done = int(meta.get("seeds_done", arrays["val_dice"].shape[1]))
-        for key in ("val_dice", "test_dice", "train_loss", "seconds"):
-            arrays[key] = arrays[key][:, :done]  # a recording still under way: the seeds written so far
+        arrays, meta = _read_raw(path)
+        recorded = _recorded(meta, arrays["val_dice"].shape[1])
+        if not recorded:
+            raise DataError(str(path), "holds no recorded seed yet", "wait for the recording's first seed")
+        for key in _CURVES:
+            arrays[key] = arrays[key][:, recorded]  # a recording under way, or one seed of it: the seeds written so far
         return cls(
             names=list(meta["names"]),
             values={k: list(v) for k, v in meta["values"].items()},
@@ -217,23 +212,75 @@ class Table:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the table, compressed (float32 curves), atomically."""
-        from proxyhpo.storage import atomic_output
+        meta = self.meta | {"names": self.names, "values": self.values, "format": TABLE_FORMAT, "seeds_recorded": list(range(self.seeds))}
+        arrays = {"index": self.index, "val_dice": self.val_dice, "test_dice": self.test_dice, "train_loss": self.train_loss, "seconds": self.seconds}
+        return _write_raw(path, arrays, meta)
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.meta | {"names": self.names, "values": self.values, "format": TABLE_FORMAT}
-        with atomic_output(path) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(
-                    handle,
-                    meta=np.array(json.dumps(meta)),
-                    index=self.index.astype(np.int16),
-                    val_dice=self.val_dice.astype(np.float32),
-                    test_dice=self.test_dice.astype(np.float32),
-                    train_loss=self.train_loss.astype(np.float32),
-                    seconds=self.seconds.astype(np.float32),
-                )
-        return path
+
+_CURVES = ("val_dice", "test_dice", "train_loss", "seconds")
+
+
+def _recorded(meta: Mapping[str, Any], seeds: int) -> list[int]:
+    """The seed columns a table file holds (older files: the first ``seeds_done``)."""
+    if "seeds_recorded" in meta:
+        return sorted(int(s) for s in meta["seeds_recorded"])
+    return list(range(int(meta.get("seeds_done", seeds))))
+
+
+def _read_raw(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(str(path), f"is not a readable table ({exc})", "record one with `proxyhpo bench table CONFIG --out TABLE`") from None
+    if "meta" not in arrays or any(key not in arrays for key in ("index", *_CURVES)):
+        raise DataError(str(path), "lacks a table's entries (meta, index, curves)", "record one with `proxyhpo bench table CONFIG --out TABLE`")
+    return arrays, json.loads(str(arrays.pop("meta")))
+
+
+def _write_raw(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    from proxyhpo.storage import atomic_output
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                meta=np.array(json.dumps(dict(meta))),
+                index=np.asarray(arrays["index"]).astype(np.int16),
+                **{key: np.asarray(arrays[key]).astype(np.float32) for key in _CURVES},
+            )
+    return path
+
+
+def merge_tables(parts: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Table:
+    """One table from recordings of the same config that hold different seeds (``proxyhpo bench table --seed K``).
+
+    Raises:
+        DataError: when the parts were recorded with different configs or grids.
+    """
+    merged: dict[str, np.ndarray] | None = None
+    meta: dict[str, Any] = {}
+    recorded: set[int] = set()
+    cpu = wall = 0.0
+    for part in parts:
+        arrays, part_meta = _read_raw(part)
+        if merged is None:
+            merged, meta = {key: value.copy() for key, value in arrays.items()}, dict(part_meta)
+        elif part_meta.get("config") != meta.get("config") or arrays["val_dice"].shape != merged["val_dice"].shape:
+            raise DataError(str(part), f"was recorded with another config or grid than {parts[0]}", "merge only the seeds of one table config")
+        for seed in _recorded(part_meta, arrays["val_dice"].shape[1]):
+            for key in _CURVES:
+                merged[key][:, seed] = arrays[key][:, seed]
+            recorded.add(seed)
+        cpu += float(part_meta.get("cpu_seconds", 0.0))
+        wall = max(wall, float(part_meta.get("wall_seconds", 0.0)))
+    assert merged is not None
+    meta |= {"seeds_recorded": sorted(recorded), "cpu_seconds": cpu, "wall_seconds": wall, "merged_from": [str(p) for p in parts]}
+    meta.pop("seeds_done", None)
+    _write_raw(out, merged, meta)
+    return Table.read(out)
 
 
 # --------------------------------------------------------------------------------------------------- recording
@@ -287,13 +334,16 @@ def _train_recording(plan: Any, progress: bool) -> tuple[list[Any], dict[str, di
     return results, curves
 
 
-def record_table(config: TableConfig, out: str | os.PathLike[str], *, command: str | None = None, progress: bool = True) -> Table:
+def record_table(
+    config: TableConfig, out: str | os.PathLike[str], *, only_seeds: Sequence[int] | None = None, command: str | None = None, progress: bool = True
+) -> Table:
     """``proxyhpo bench table CONFIG --out TABLE``: train the grid, write the table to ``out``, return it.
 
     Seed ``s`` of every point trains as the pipeline trains the point's proposal ``s * P + p`` (its own
     initialisation and data order, :func:`~proxyhpo.training.study_trials.build_search_plan`). Seeds are
     trained one after another and the partial table is written after each, so a stopped recording keeps
-    them; a rerun with the same ``out`` continues after the last seed written.
+    them; a rerun with the same ``out`` records only the seeds it lacks. ``only_seeds`` records just those (one
+    process per seed, each into its own file, joined by :func:`merge_tables`: the same CPU time, sooner).
 
     Raises:
         ConfigError, DataError: for a study or data set that does not validate.
@@ -316,19 +366,23 @@ def record_table(config: TableConfig, out: str | os.PathLike[str], *, command: s
     manifest = select_for_study(study, data)
     dataset = load_dataset(data.dataset)
     shape = (points, seeds, epochs)
-    val, test, loss = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    seconds = np.zeros((points, seeds))
-    done_seeds = 0
+    arrays = {"index": index, "val_dice": np.full(shape, np.nan), "test_dice": np.full(shape, np.nan), "train_loss": np.full(shape, np.nan), "seconds": np.zeros((points, seeds))}
+    recorded: list[int] = []
+    previous_meta: dict[str, Any] = {}
     if out.exists():
-        previous = Table.read(out)
-        if previous.meta.get("config") == config.model_dump(mode="json") and previous.val_dice.shape == shape:
-            done_seeds = int(previous.meta.get("seeds_done", 0))
-            val[:, :done_seeds], test[:, :done_seeds] = previous.val_dice[:, :done_seeds], previous.test_dice[:, :done_seeds]
-            loss[:, :done_seeds], seconds[:, :done_seeds] = previous.train_loss[:, :done_seeds], previous.seconds[:, :done_seeds]
-            log.warning("%s: continuing after %d recorded seeds", out, done_seeds)
-    steps_per_epoch = 0
-    meta: dict[str, Any] = {}
-    for seed in range(done_seeds, seeds):
+        previous, previous_meta = _read_raw(out)
+        if previous_meta.get("config") == config.model_dump(mode="json") and previous["val_dice"].shape == shape:
+            recorded = _recorded(previous_meta, seeds)
+            for key in _CURVES:
+                arrays[key][:, recorded] = previous[key][:, recorded]
+            log.warning("%s: continuing; seeds %s are recorded", out, recorded)
+    todo = [seed for seed in (range(seeds) if only_seeds is None else only_seeds) if seed not in recorded]
+    for seed in todo:
+        if not 0 <= seed < seeds:
+            raise ConfigError("--seed", f"{seed} is not one of the table's seeds 0..{seeds - 1}", "give a seed below grid.seeds")
+    steps_per_epoch = int(previous_meta.get("steps_per_epoch", 0)) if recorded else 0
+    val, test, loss, seconds = arrays["val_dice"], arrays["test_dice"], arrays["train_loss"], arrays["seconds"]
+    for seed in todo:
         proposals = [
             Proposal(proposal_id=seed * points + p, round=seed, hyperparameters={n: values[n][int(i)] for n, i in zip(names, index[p])}, log_prob=0.0)
             for p in range(points)
@@ -347,7 +401,7 @@ def record_table(config: TableConfig, out: str | os.PathLike[str], *, command: s
             "format": TABLE_FORMAT,
             "steps_per_epoch": steps_per_epoch,
             "epochs": epochs,
-            "seeds_done": seed + 1,
+            "seeds_recorded": sorted([*recorded, seed]),
             "space": study.search.space.model_dump(mode="json"),
             "study": study.model_dump(mode="json"),
             "config": config.model_dump(mode="json"),
@@ -358,8 +412,8 @@ def record_table(config: TableConfig, out: str | os.PathLike[str], *, command: s
             "wall_seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started,
         }
-        table = Table(names, values, index, val, test, loss, seconds, meta)
-        table.write(out)
+        recorded.append(seed)
+        _write_raw(out, arrays, meta | {"names": names, "values": values})
         if progress:
             print(
                 f"seed {seed + 1}/{seeds}: {points} trials in {time.perf_counter() - t_seed:.0f} s; "
