@@ -250,12 +250,22 @@ def test_report_follows_the_search_space(store: str, tmp_path: Path) -> None:
     assert "| r0-p1 | 0 | 0.003 | 0.03 | 0.6600 | FINISHED |" in text.splitlines()
     assert "optimizer" not in text and "intensity_shift_prob" not in text
 
-    # one panel per hyper-parameter beside the progress panel: one panel fewer than for the default space
-    narrow, wide = plot_search(rows, study.search.space), plot_search(rows, default_search_space())
-    assert [axis.get_xlabel() for axis in narrow.axes] == ["trial (in order of proposal)", "lr", "weight_decay"]
-    assert [axis.get_xlabel() for axis in wide.axes] == ["trial (in order of proposal)", "lr", "optimizer", "intensity_shift_prob"]
-    assert [axis.get_xscale() for axis in narrow.axes] == ["linear", "log", "linear"]  # lr is log-uniform
-    assert narrow.get_size_inches()[0] < wide.get_size_inches()[0]
+    # the search plot (issue 22): Optuna's four visualisations of an in-memory study of the trials, 2 x 2 at a size
+    # MLflow shows legibly; a log-uniform lr on log axes; stopped trials pruned at their rung, failed ones FAIL
+    from optuna.trial import TrialState
+
+    from proxyhpo.analysis.study_plots import SEARCH_PLOT_INCHES, search_study
+
+    searched = search_study(rows, study.search.space)
+    states = [trial.state for trial in searched.trials]
+    ended = [row for row in rows if row.role == names.ROLE_TRIAL and not row.running and (row.stopped or row.val_dice is not None)]
+    assert sorted(state.name for state in states if state.name != "FAIL") == sorted("PRUNED" if row.stopped else "COMPLETE" for row in ended)
+    # a failed trial is drawn where Optuna can hold its values (r1-p0's weight decay 5.0 lies outside the space)
+    assert searched.trials[0].distributions["lr"].log and not searched.trials[0].distributions["weight_decay"].log
+    assert TrialState.COMPLETE in states
+    drawn = plot_search(rows, study.search.space)
+    assert len(drawn.axes) == 4 and tuple(drawn.get_size_inches()) == SEARCH_PLOT_INCHES
+    assert drawn.texts[0].get_text().startswith("search: ") or drawn._suptitle.get_text().startswith("search: ")
 
 
 def test_write_report_for_the_pipeline(study: StudyConfig, store: str, tmp_path: Path) -> None:
@@ -359,18 +369,15 @@ def test_the_record_and_the_search_plot(study: StudyConfig, logged_study: tuple[
     rendered = render(record)
     assert rendered.kind == "hpo" and rendered.title == study.name and rendered.metrics == record.summary.metrics()
     assert rendered.documents == {"best_hyperparameters.json": record.summary.best_hyperparameters}
-    progress, *panels = rendered.figures["search"].axes
-    assert (progress.get_title(), progress.get_ylabel()) == ("search progress", "validation Dice")
-    # the trials' Dice in order of proposal (the failed one as NaN, and again as a red cross at 0), the best so far as a step
-    dice, failed = progress.collections
-    assert list(dice.get_offsets()[:, 1].filled(np.nan)) == pytest.approx([0.52, 0.66, np.nan, 0.61], nan_ok=True)
-    assert [tuple(point) for point in failed.get_offsets()] == [(3.0, 0.0)]
-    (best,) = progress.get_lines()
-    assert list(best.get_ydata()) == pytest.approx([0.52, 0.66, 0.66, 0.66])
-    assert [text.get_text() for text in progress.get_legend().get_texts()] == ["best so far", "failed"]
-    assert [axis.get_title() for axis in panels] == ["Dice vs lr", "Dice vs optimizer", "Dice vs intensity_shift_prob"]
-    assert [tick.get_text() for tick in panels[1].get_xticklabels()] == [str(choice) for choice in study.search.space["optimizer"].choices]
-    assert panels[0].get_legend().get_title().get_text() == "optimizer"  # points coloured by the first categorical
+    # the search plot draws Optuna's study of the trials, their Dice in order of proposal (issue 22); the failed one's lr,
+    # outside the space, has no place in it, but its title counts it
+    from proxyhpo.analysis.study_plots import search_study
+
+    searched = search_study(record.rows, study.search.space)
+    assert [trial.state.name for trial in searched.trials] == ["COMPLETE"] * 3
+    assert [trial.value for trial in searched.trials] == pytest.approx([0.52, 0.66, 0.61])
+    assert searched.best_value == pytest.approx(0.66) and searched.trials[1].params["optimizer"] == "rmsprop"
+    assert rendered.figures["search"]._suptitle.get_text() == "search: 3 trained to the end, 0 stopped early, 1 failed"
 
 
 def test_a_stopped_trial_is_counted_stopped_in_the_hpo_report(study: StudyConfig, store: str, tmp_path: Path) -> None:
@@ -396,5 +403,9 @@ def test_a_stopped_trial_is_counted_stopped_in_the_hpo_report(study: StudyConfig
     rendered = render(record)
     assert "4 search trials: 1 finished, 1 stopped early, 1 failed, 1 still running." in rendered.markdown
     assert "| r0-p1 | 0 | 0.001 | adam | 0 | – | stopped at epoch 1, Dice 0.9000 |" in rendered.markdown
-    progress = rendered.figures["search"].axes[0]
-    assert [text.get_text() for text in progress.get_legend().get_texts()] == ["best so far", "stopped early (Dice at the stop)", "failed"]
+    # the search plot: the stopped trial drawn at its rung, pruned with its Dice at the stop (issue 22)
+    from proxyhpo.analysis.study_plots import search_study
+
+    pruned = [trial for trial in search_study(record.rows, study.search.space).trials if trial.state.name == "PRUNED"]
+    assert [trial.intermediate_values for trial in pruned] == [{1: pytest.approx(0.9)}]
+    assert rendered.figures["search"]._suptitle.get_text() == "search: 1 trained to the end, 1 stopped early, 1 failed, 1 running"

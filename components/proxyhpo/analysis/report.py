@@ -248,61 +248,11 @@ def summarize(rows: Sequence[TrialRow], epochs: int | None = None) -> StudySumma
 
 
 def plot_search(rows: Sequence[TrialRow], space: SearchSpace) -> Any:
-    """Search progress and Dice against each hyper-parameter, as one matplotlib Figure.
+    """The search plot (``search.png``): Optuna's optimisation history, slice, parallel coordinates and importances
+    of the trials, 2 x 2 (:func:`proxyhpo.analysis.study_plots.plot_search`)."""
+    from proxyhpo.analysis import study_plots
 
-    The first panel shows Dice per trial in order of proposal with the best so far (stopped trials at their
-    Dice at the stop, failed trials as red crosses); then one panel per hyper-parameter of ``space``: Dice
-    against its value (log axis for a log-uniform range, the choices for a categorical one). Points are
-    coloured by the first categorical hyper-parameter (the optimiser by default).
-    """
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    search = [row for row in rows if row.role == names.ROLE_TRIAL]
-    done = [row for row in search if row.val_dice is not None]
-    colour_by = next((name for name, distribution in space.items() if isinstance(distribution, Categorical)), None)
-    groups = sorted({str(row.hyperparameters.get(colour_by)) for row in search}) if colour_by else ["trials"]
-    colours = {name: matplotlib.colormaps["tab10"](i % 10) for i, name in enumerate(groups)}
-
-    def group(row: TrialRow) -> str:
-        return str(row.hyperparameters.get(colour_by)) if colour_by else "trials"
-
-    figure = Figure(figsize=(5 * (1 + len(space)), 4.2), constrained_layout=True)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 1 + len(space), squeeze=False)
-    progress, panels = axes[0][0], axes[0][1:]
-    best_so_far, best = [], -math.inf
-    for row in search:
-        best = max(best, row.val_dice if row.val_dice is not None else -math.inf)
-        best_so_far.append(best if math.isfinite(best) else math.nan)
-    positions = range(1, len(search) + 1)
-    progress.scatter(positions, [row.val_dice if row.val_dice is not None else math.nan for row in search], c=[colours[group(row)] for row in search], s=28)
-    progress.step(positions, best_so_far, where="post", color="k", lw=1, label="best so far")
-    stopped = [(i + 1, row.stopped_dice) for i, row in enumerate(search) if row.stopped]
-    if stopped:
-        progress.scatter([i for i, _ in stopped], [d if d is not None else math.nan for _, d in stopped], marker="v", color="grey", label="stopped early (Dice at the stop)")
-    failed = [i + 1 for i, row in enumerate(search) if row.val_dice is None and not row.stopped and not row.running]
-    if failed:
-        progress.scatter(failed, [0.0] * len(failed), marker="x", color="red", label="failed")
-    progress.set(xlabel="trial (in order of proposal)", ylabel="validation Dice", title="search progress")
-    progress.legend(loc="lower right", fontsize=8)
-
-    for axis, (name, distribution) in zip(panels, space.items(), strict=True):
-        categorical = isinstance(distribution, Categorical)
-        choices = [str(choice) for choice in distribution.choices] if categorical else []
-        for label in groups:
-            mine = [row for row in done if group(row) == label and row.hyperparameters.get(name) is not None]
-            xs = [choices.index(str(row.hyperparameters[name])) if categorical else row.hyperparameters[name] for row in mine]
-            axis.scatter(xs, [row.val_dice for row in mine], color=colours[label], label=label, s=28)
-        if categorical:
-            axis.set_xticks(range(len(choices)), choices)
-        elif distribution.type == "log_uniform":
-            axis.set_xscale("log")
-        axis.set(xlabel=name, ylabel="validation Dice", title=f"Dice vs {name}")
-    if panels.size and colour_by:
-        panels[0].legend(fontsize=8, title=colour_by)
-    return figure
+    return study_plots.plot_search(rows, space)
 
 
 def _format(value: float | str | None, digits: int = 4) -> str:

@@ -352,3 +352,159 @@ def plot_hyperparameter_distance(
     )
     axis.title.set_fontsize(9)
     return drawn
+
+
+# --- an HPO study's search plot, drawn by Optuna's matplotlib visualisations ---------------------------------------
+
+#: the search plot's size in inches: 1320 x 1012 pixels at the reports' 110 dpi, which MLflow's artifact view
+#: shows at about its own size; each of its four panels is drawn at its quadrant's size, so its text keeps its size
+SEARCH_PLOT_INCHES = (12.0, 9.2)
+
+
+def search_study(rows: Iterable[Any], space: Any) -> Any:
+    """An in-memory Optuna study of an HPO study's search trials, for Optuna's visualisations.
+
+    A trial that trained to the end is COMPLETE with its validation Dice; one stopped early is PRUNED, its
+    Dice at the stop its intermediate value at that epoch (its rung); a failed one is FAIL; running ones are
+    left out. Log-uniform hyper-parameters are log-scaled distributions, so the plots draw them on log axes.
+
+    Args:
+        rows: the study's trial rows (:class:`proxyhpo.analysis.report.TrialRow`: ``hyperparameters``,
+            ``val_dice``, ``stopped``, ``stopped_dice``, ``stopped_at_epoch``, ``running``, ``role``).
+        space: the study's :class:`~proxyhpo.config.SearchSpace`.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    distributions = {}
+    for name, distribution in space.items():
+        if distribution.type == "categorical":
+            distributions[name] = CategoricalDistribution([str(choice) for choice in distribution.choices])
+        else:
+            distributions[name] = FloatDistribution(distribution.low, distribution.high, log=distribution.type == "log_uniform")
+    study = optuna.create_study(direction="maximize", study_name="search")
+    for row in rows:
+        if getattr(row, "role", "trial") != "trial" or row.running:
+            continue
+        params = {name: (str(value) if isinstance(distributions[name], CategoricalDistribution) else float(value)) for name, value in row.hyperparameters.items() if value is not None}
+        if set(params) != set(distributions):
+            continue
+        if row.stopped:
+            state, value, steps = TrialState.PRUNED, None, {int(row.stopped_at_epoch or 0): row.stopped_dice} if row.stopped_dice is not None else {}
+        elif row.val_dice is not None:
+            state, value, steps = TrialState.COMPLETE, float(row.val_dice), {}
+        else:
+            state, value, steps = TrialState.FAIL, None, {}
+        try:
+            study.add_trial(create_trial(params=params, distributions=distributions, value=value, state=state, intermediate_values=steps))
+        except ValueError:  # a value outside the space (a config edited since): not this search's trial
+            continue
+    return study
+
+
+def _rendered(axes: Any, size: tuple[float, float], title: str) -> np.ndarray:
+    """An Optuna panel (its Axes, or an array of them) drawn at ``size`` inches at the reports' dpi, as RGBA pixels; its figure closed."""
+    import matplotlib.pyplot as plt
+
+    from proxyhpo.analysis.publish import DPI
+
+    from matplotlib.ticker import NullFormatter
+
+    first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
+    panel = first.figure
+    panel.set_size_inches(*size)
+    panel.set_dpi(DPI)
+    for axis in panel.axes:
+        for where in ("left", "center", "right"):  # Optuna's own titles ("Slice Plot") give way to one saying what is plotted
+            axis.set_title("", loc=where)
+        for scaled in (axis.xaxis, axis.yaxis):
+            if scaled.get_scale() == "log":  # the major ticks (powers of ten) only: the minor labels run into each other
+                scaled.set_minor_formatter(NullFormatter())
+    panel.suptitle(title, fontsize=12)
+    panel.canvas.draw()
+    pixels = np.asarray(panel.canvas.buffer_rgba()).copy()
+    plt.close(panel)
+    return pixels
+
+
+def _message(text: str, size: tuple[float, float]) -> np.ndarray:
+    """A panel that says why it is empty, as RGBA pixels."""
+    from proxyhpo.analysis.publish import DPI
+
+    drawn = figure(*size)
+    drawn.set_dpi(DPI)
+    drawn.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=12)
+    drawn.canvas.draw()
+    return np.asarray(drawn.canvas.buffer_rgba()).copy()
+
+
+def plot_search(rows: Sequence[Any], space: Any) -> Figure:
+    """The HPO study's search, 2 x 2, by Optuna's matplotlib visualisations of :func:`search_study`.
+
+    Top left, the optimisation history (validation Dice per trial and the best so far), with the trials
+    stopped early drawn at their Dice at the stop, the epoch of their rung beside them; top right, the
+    slice plots of the continuous hyper-parameters (a log axis for a log-uniform one, the learning rate);
+    bottom left, the parallel coordinates of every hyper-parameter; bottom right, their importances
+    (fANOVA). Trials that failed or still run are counted in the title.
+    """
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as optuna_plots
+
+    study = search_study(rows, space)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    search = [row for row in rows if getattr(row, "role", "trial") == "trial"]
+    failed = sum(1 for row in search if not row.running and not row.stopped and row.val_dice is None)  # with params logged or not
+    running = sum(1 for row in search if row.running)
+    quadrant = (SEARCH_PLOT_INCHES[0] / 2, SEARCH_PLOT_INCHES[1] / 2)
+    continuous = [name for name, distribution in space.items() if distribution.type != "categorical"][:2]
+    panels = []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings(), plt.rc_context({"font.size": 10, "axes.titlesize": 11, "legend.fontsize": 9, "figure.constrained_layout.use": True}):
+            warnings.simplefilter("ignore")  # Optuna's matplotlib functions are marked experimental
+            # constrained layout from the figure's start keeps a colour bar beside its panels
+            if not complete:
+                panels = [_message("no trial trained to the end yet: nothing to plot", quadrant)] * 4
+            else:
+                history = optuna_plots.plot_optimization_history(study, target_name="validation Dice")
+                at_rung = [trial for trial in pruned if trial.last_step is not None]
+                if at_rung:
+                    history.scatter(
+                        [trial.number for trial in at_rung], [trial.intermediate_values[trial.last_step] for trial in at_rung],
+                        marker="v", color="grey", zorder=3, label="stopped early (Dice at its rung)",
+                    )
+                    for trial in at_rung:
+                        history.annotate(f"ep {trial.last_step}", (trial.number, trial.intermediate_values[trial.last_step]), fontsize=8, color="grey",
+                                         xytext=(3, 3), textcoords="offset points")
+                    history.legend(loc="best")
+                history.set_xlabel("trial (in order of proposal)")
+                panels.append(_rendered(history, quadrant, "search progress"))
+                if continuous:
+                    panels.append(_rendered(optuna_plots.plot_slice(study, params=continuous, target_name="validation Dice"), quadrant, "validation Dice vs hyper-parameter"))
+                else:
+                    panels.append(_message("no continuous hyper-parameter to slice", quadrant))
+                panels.append(_rendered(optuna_plots.plot_parallel_coordinate(study, target_name="validation Dice"), quadrant, "every trial's hyper-parameters"))
+                if len(complete) >= 2:
+                    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # the same figure from the same trials
+                    importances = optuna_plots.plot_param_importances(study, evaluator=evaluator, target_name="validation Dice")
+                    panels.append(_rendered(importances, quadrant, "hyper-parameter importance (fANOVA)"))
+                else:
+                    panels.append(_message("importances need at least 2 trials that trained to the end", quadrant))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    drawn = Figure(figsize=SEARCH_PLOT_INCHES)
+    FigureCanvasAgg(drawn)
+    for index, pixels in enumerate(panels):
+        axis = drawn.add_axes((index % 2 / 2, 0.485 - index // 2 * 0.485, 0.5, 0.485))  # the top 3% for the title
+        axis.imshow(pixels, interpolation="none")
+        axis.set_axis_off()
+    counts = [f"{len(complete)} trained to the end", f"{len(pruned)} stopped early"] + ([f"{failed} failed"] if failed else []) + ([f"{running} running"] if running else [])
+    drawn.suptitle(f"search: {', '.join(counts)}", fontsize=12, y=0.999, va="top")
+    return drawn
