@@ -32,6 +32,24 @@ __all__ = ["main", "build_parser"]
 EXIT_BAD_INPUT = 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help says it already or there is none to say (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default is argparse.SUPPRESS or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The ``proxyhpo`` parser; its subcommands' parsers are of this class too, so every one shows the defaults."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
 def _from_options(model: type[BaseModel], **options: object) -> BaseModel:
     """Build a config from command-line options; an invalid value is a :class:`ConfigError` naming the option."""
     try:
@@ -305,7 +323,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``proxyhpo`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="proxyhpo", description="Proxy data and proxy networks for hyper-parameter search in 3D segmentation, and the studies that show whether to trust them."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -313,20 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write a synthetic phantom data set in the MSD layout")
-    synth.add_argument("task", choices=["spleen", "prostate", "brain"])
+    synth.add_argument("task", choices=["spleen", "prostate", "brain"], help="which MSD task's phantoms: spleen (one label), prostate (two), brain (three, four channels)")
     synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--cases", type=int, default=12)
+    synth.add_argument("--cases", type=int, default=12, help="number of training cases to write")
     synth.add_argument("--size", type=int, default=64, help="in-plane matrix size")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="seed of the phantoms' shapes and intensities")
     synth.add_argument("--external", action="store_true", help="write the shifted external-validation domain")
     synth.set_defaults(func=_cmd_synth)
 
     similarity = sub.add_parser("similarity", help="all-pairs similarity of a data set's training cases")
     similarity.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
     similarity.add_argument("--metric", choices=SIMILARITY_METRICS.names(), default="mi", help=f"the similarity metric (default: mi). {SIMILARITY_METRICS.help()}")
-    similarity.add_argument("--crop", choices=["label", "none"], default="none")
-    similarity.add_argument("--patch", type=int, default=96)
-    similarity.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    similarity.add_argument("--crop", choices=["label", "none"], default="none", help="crop each volume to its label's region first (label) or not")
+    similarity.add_argument("--patch", type=int, default=96, help="side of the cubic patch every volume is resampled to")
+    similarity.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the similarities are computed (auto: a GPU if there is one)")
     similarity.add_argument("--exclude-self", action="store_true", help="importance over the other cases only (default: all pairs, the self-pair included, as the paper)")
     similarity.add_argument("--out", required=True, help="folder for similarity.npy, cases.json, importance.csv")
     similarity.set_defaults(func=_cmd_similarity)
@@ -334,11 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     select = sub.add_parser("select", help="choose the proxy data set and write its manifest")
     select.add_argument("dataset", help="MSD folder or dataset.json, local or s3://")
     select.add_argument("--method", choices=selection_methods(), required=True, help="a similarity metric, alone or NAME+labelcrop (on the label's region of interest), or random")
-    select.add_argument("--budget", type=int, required=True)
+    select.add_argument("--budget", type=int, required=True, help="how many cases the proxy data set holds")
     select.add_argument("--seed", type=int, default=0, help="seed of a random draw and of the train/validation split")
     select.add_argument("--val-fraction", type=float, default=0.5, help="share of the chosen cases that validate (the paper: 0.5)")
-    select.add_argument("--patch", type=int, default=96)
-    select.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    select.add_argument("--patch", type=int, default=96, help="side of the cubic patch every volume is resampled to for the similarity")
+    select.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the similarities are computed (auto: a GPU if there is one)")
     select.add_argument("--exclude-self", action="store_true", help="importance over the other cases only (default: all pairs, the self-pair included, as the paper)")
     select.add_argument("--out", required=True, help="manifest.json to write")
     select.set_defaults(func=_cmd_select)
@@ -431,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile a study's pipeline, or every shipped pipeline, to YAML")
     comp.add_argument("studies", nargs="*", help="study config YAMLs (default: the shipped examples)")
-    comp.add_argument("--out", default="build/pipelines")
+    comp.add_argument("--out", default="build/pipelines", help="folder for the compiled pipeline YAMLs")
     comp.add_argument("--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help="the study pipeline compiled for the given studies (default: hpo)")
     comp.add_argument("--data-root", default=None, help="for a cluster: s3://bucket/datasets, where local data sets are pushed; the pipelines' data fields default there")
     comp.add_argument(
@@ -440,8 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=_cmd_compile)
 
     upload = sub.add_parser("upload", help="upload every compiled pipeline to a Kubeflow cluster")
-    upload.add_argument("--host", required=True)
-    upload.add_argument("--namespace", default="kubeflow")
+    upload.add_argument("--host", required=True, help="Kubeflow Pipelines API URL; credentials from KFP_TOKEN or KFP_COOKIES")
+    upload.add_argument("--namespace", default="kubeflow", help="Kubeflow namespace (profile) the pipelines are uploaded to")
     upload.add_argument("--data-root", default=None, help="s3://bucket/datasets, where the examples' data sets are pushed; the pipelines' data fields default there")
     upload.add_argument("--kfp-target", default="latest", help="the KFP backend compiled for (2.5: Kubeflow 1.10; default: the newest)")
     upload.add_argument("--multi-user", action="store_true", help="multi-user Kubeflow: the pipelines belong to --namespace, the profile's")

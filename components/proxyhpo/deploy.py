@@ -873,7 +873,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="contact nothing: print every step, write the rendered manifests and compiled pipelines under --out")
     parser.add_argument("--out", type=Path, default=Path("build/deploy"), help="folder for the compiled pipelines (and, in a dry run, the rendered manifests)")
     parser.add_argument("--release", default="proxyhpo", help="helm release name")
-    parser.add_argument("--chart", type=Path, default=Path("helm/proxyhpo"))
+    parser.add_argument("--chart", type=Path, default=Path("helm/proxyhpo"), help="the Helm chart's folder")
     parser.add_argument("--values", type=Path, default=None, help="extra chart values (HELM_VALUES), e.g. existing Secrets")
     parser.add_argument("--registry", default="ghcr.io/proxyhpo", help="registry the images were pushed to (IMAGE_REGISTRY)")
     parser.add_argument("--tag", default=None, help="the images' tag (make: <version>-<commit>); default: the package version")
