@@ -105,3 +105,5 @@ def test_the_run_summary_shows_what_early_stopping_saved(tmp_path: Path, stopped
     _print_summary(shipped_study("demo"), summary, tmp_path / "run.log", Console(file=shown, force_terminal=False, width=160))
     rows = [line for line in shown.getvalue().splitlines() if "stopped early" in line]
     assert [("20 (920 of 1440)" in row) for row in rows] == ([True] if stopped else [])
+    # on a CPU the hours are CPU-hours: no "GPU-hours 0.0000" (issue 22)
+    assert "GPU-hours" not in shown.getvalue() and any("CPU-hours (no GPU ran)" in line and "0.0200" in line for line in shown.getvalue().splitlines())

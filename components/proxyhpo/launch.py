@@ -73,8 +73,12 @@ def _print_summary(study: StudyConfig, summary: dict[str, Any], log_path: Path, 
     if summary.get("n_stopped"):
         run, saved = summary.get("trial_epochs_run", 0), summary.get("trial_epochs_saved", 0)
         table.add_row("stopped early (trial-epochs saved)", f"{summary['n_stopped']} ({saved:.0f} of {run + saved:.0f})")
-    table.add_row("GPU-hours", f"{summary['total_gpu_hours']:.4f}")
-    table.add_row("process hours (CPU)", f"{summary['total_process_hours']:.4f}")
+    if summary.get("total_gpu_hours"):  # GPU-hours only where a GPU ran
+        table.add_row("GPU-hours", f"{summary['total_gpu_hours']:.4f}")
+        if summary.get("total_process_hours"):
+            table.add_row("CPU-hours (trials without a GPU)", f"{summary['total_process_hours']:.4f}")
+    else:
+        table.add_row("CPU-hours (no GPU ran)", f"{summary['total_process_hours']:.4f}")
     console.print(table)
     console.print(f"MLflow: experiment '{study.name}' in {paths.tracking_uri()} — open it with [bold]make mlflow-ui[/bold]")
     console.print(f"artifacts: {paths.artifacts_dir()}   task logs: {log_path}")
