@@ -32,6 +32,13 @@ def export_final_model(
     if result.state != TrialState.COMPLETE or not result.model_path:
         return None
     (spec,) = [s for s in plan.trials if s.trial_id == result.trial_id]
+    tracked = bool(parent_run_id and os.environ.get("MLFLOW_TRACKING_URI"))
+    final_run = None
+    if tracked:
+        try:
+            final_run = _final_run_id(result, parent_run_id)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - the study's result stands without its bundle in MLflow
+            log.warning("final model %s: its MLflow run was not found (%s)", result.trial_id, " ".join(str(exc).split())[:300])
     dice = {"internal_test_dice": result.internal_test_dice, "val_dice": result.best_val_dice, "test_dice": result.test_dice}
     info = BundleInfo(
         study=study.name,
@@ -39,6 +46,7 @@ def export_final_model(
         dice={key: value for key, value in dice.items() if value is not None},
         cost={"final_gpu_hours": result.gpu_hours, "final_process_hours": result.process_hours},
         study_run_id=parent_run_id,
+        final_run_id=final_run,
         dataset_sha256=data.dataset_sha256,
         image_digest=runtime_image(),
         classes=dict(plan.classes),
@@ -52,15 +60,21 @@ def export_final_model(
     except Exception as exc:  # noqa: BLE001 - the study's result stands without its bundle
         log.warning("final model %s: no MONAI bundle written (%s)", result.trial_id, " ".join(str(exc).split())[:300])
         return None
-    if parent_run_id and os.environ.get("MLFLOW_TRACKING_URI"):
+    if final_run is not None:
         try:
-            _publish(study, data, result, folder, parent_run_id)
+            from proxyhpo import tracking
+
+            version = publish_bundle(
+                tracking.client(), final_run, folder, name=study.name, dataset_sha256=data.dataset_sha256, image_digest=runtime_image(), study_run_id=parent_run_id
+            )
+            log.info("final model %s: MONAI bundle logged to run %s and registered as models:/%s/%s", result.trial_id, final_run, study.name, version)
         except Exception as exc:  # noqa: BLE001 - the bundle is in the model artifact; proxyhpo export can log it later
             log.warning("final model %s: its bundle was not logged to MLflow (%s)", result.trial_id, " ".join(str(exc).split())[:300])
     return folder
 
 
-def _publish(study: StudyConfig, data: StudyData, result: TrialResult, folder: Path, parent_run_id: str) -> None:
+def _final_run_id(result: TrialResult, parent_run_id: str) -> str:
+    """The MLflow run of the final model ``result`` under the study's run."""
     from proxyhpo import tracking
     from proxyhpo.tracking import names
     from proxyhpo.tracking.identity import children_by_id
@@ -70,7 +84,4 @@ def _publish(study: StudyConfig, data: StudyData, result: TrialResult, folder: P
     run = children_by_id(mlflow_client, experiment, parent_run_id, names.ROLE_FINAL).get(result.trial_id)
     if run is None:
         raise RuntimeError(f"no final-model run {result.trial_id!r} under study run {parent_run_id}")
-    version = publish_bundle(
-        mlflow_client, run.info.run_id, folder, name=study.name, dataset_sha256=data.dataset_sha256, image_digest=runtime_image(), study_run_id=parent_run_id
-    )
-    log.info("final model %s: MONAI bundle logged to run %s and registered as models:/%s/%s", result.trial_id, run.info.run_id, study.name, version)
+    return run.info.run_id
