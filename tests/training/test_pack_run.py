@@ -79,3 +79,30 @@ def test_out_of_memory_in_the_test_fails_the_trial_and_saves_no_weights(sphere_c
     assert b.state is TrialState.FAILED and "out of memory during test even alone" in b.fail_reason
     assert b.test_dice is None and b.model_path is None and b.final_val_dice is None and b.val_epochs == [1]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["a.pt"]
+
+
+def test_a_trial_is_the_same_alone_in_any_pack_and_beside_a_failing_mate(sphere_cases, tiny_recipe):
+    """Issue 23: each packed model draws its batches from its own trial-seeded stream, so its pack-mates (other
+    hyper-parameters, other seeds, one that diverges at its first step) change neither its losses nor its Dice."""
+    target = TrialSpec(trial_id="t", hyperparameters=HyperParameters(lr=1e-2, optimizer="adam", intensity_shift_prob=0.5), seed=11)
+    mates = {
+        "alone": [target],
+        "mixed": [TrialSpec(trial_id="m1", hyperparameters=HyperParameters(lr=3e-4, optimizer="rmsprop", intensity_shift_prob=1.0), seed=2), target,
+                  TrialSpec(trial_id="m2", hyperparameters=HyperParameters(lr=1e-3, optimizer="novograd"), seed=7)],
+        "failing": [TrialSpec(trial_id="bad", hyperparameters=HyperParameters(lr=1e-2), seed=5, fault=FaultInjection(kind="nan", step=1)), target],
+    }
+    losses: dict[str, dict[int, float]] = {}
+    dice = {}
+    for name, trials in mates.items():
+        losses[name] = {}
+        results = run_trials(_plan(sphere_cases, tiny_recipe, trials, pack_size=len(trials)),
+                             on_step=lambda t, s, v, name=name: losses[name].__setitem__(s, v) if t == "t" else None, progress=False)
+        (result,) = [r for r in results if r.trial_id == "t"]
+        assert result.state is TrialState.COMPLETE
+        dice[name] = result.val_dice
+    assert len(losses["alone"]) == 4
+    for name in ("mixed", "failing"):
+        assert sorted(losses[name]) == sorted(losses["alone"]), name
+        for step, value in losses["alone"].items():
+            assert losses[name][step] == pytest.approx(value, rel=1e-3), (name, step)
+        assert dice[name] == pytest.approx(dice["alone"], abs=1e-3), name
