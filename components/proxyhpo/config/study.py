@@ -151,6 +151,9 @@ class SearchConfig(StrictModel):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     trust_gate: bool = False
     early_stopping: EarlyStoppingConfig | None = None
+    max_failed_packs: int | None = Field(
+        None, ge=0, description="packs of a round that may fail (crash, or leave no results) before the round fails the run; their trials count as failed; null: any"
+    )
 
 
 class TrialSettings(StrictModel):

@@ -83,6 +83,8 @@ def update_round(
     state_in: str | os.PathLike[str],
     result_files: Sequence[str | os.PathLike[str]],
     state_out: str | os.PathLike[str],
+    *,
+    expected_packs: int | None = None,
 ) -> UpdateStats:
     """Tell the strategy the round's results and write the state it learned.
 
@@ -95,6 +97,10 @@ def update_round(
         state_in: the state written by :func:`propose_round`.
         result_files: the packs' :class:`~proxyhpo.config.TrialResults` files.
         state_out: where to write the updated state.
+        expected_packs: how many packs the round had (:func:`propose_round`'s list); a pack with no file failed.
+
+    Raises:
+        TrialError: when more packs failed than ``search.max_failed_packs``.
 
     Returns:
         What the strategy learned (the REINFORCE controller's update statistics), or, for a strategy
@@ -102,6 +108,7 @@ def update_round(
     """
     strategy = strategy_class(study).restore(study, state_in)
     results = [result for file in result_files if Path(file).is_file() for result in TrialResults.read(file).results]
+    _check_failed_packs(study, result_files, expected_packs)  # their trials count as failed below; too many fail the round
     stats = strategy.tell(results)
     strategy.save(state_out)
     if isinstance(stats, UpdateStats):
@@ -114,6 +121,20 @@ def update_round(
         stepped=False,
         mean_reward=sum(dice) / len(dice) if dice else None,
     )
+
+
+def _check_failed_packs(study: StudyConfig, result_files: Sequence[str | os.PathLike[str]], expected_packs: int | None) -> int:
+    """The round's failed packs (every trial crashed, or no results: ``result_files`` short of ``expected_packs``); a
+    :class:`TrialError` when there are more than ``search.max_failed_packs``."""
+    failed = max(0, (expected_packs or len(result_files)) - len(result_files))
+    for file in result_files:
+        trials = TrialResults.read(file).results if Path(file).is_file() else ()
+        if not trials or all((result.fail_reason or "").startswith("pack crashed") for result in trials):
+            failed += 1
+    allowed = study.search.max_failed_packs
+    if allowed is not None and failed > allowed:
+        raise TrialError(f"{failed} packs of this round failed, more than search.max_failed_packs = {allowed}; see their task logs, or raise it")
+    return failed
 
 
 def final_hyperparameters(study: StudyConfig, state: str | os.PathLike[str]) -> dict[str, Any]:
