@@ -132,7 +132,8 @@ def search_rounds(
             _gpu(train, f"{label}round {round_index + 1}: train pack", study)
             train.set_retry(num_retries=2, backoff_duration="30s")  # an evicted or preempted pod is retried
         update = fan_in(
-            c.controller_update, c.controller_update_relayed, train, "results", group=loop, study_run=run, proposed=propose.outputs["proposed"], **arguments
+            c.controller_update, c.controller_update_relayed, train, "results", group=loop,
+            study_run=run, proposed=propose.outputs["proposed"], packs=propose.outputs["Output"], **arguments,
         )
         state = _light(update, f"{label}round {round_index + 1}: update controller", cache=False).outputs["state"]
     return state

@@ -117,15 +117,19 @@ def train_pack(
     from proxyhpo.training.study_trials import train_pack as train
 
     run = StudyRun.read(study_run.path)
-    train(
-        run.study,
-        StudyData.read(data.path),
-        ProxyDataManifest.read(manifest.path),
-        PackSpec.model_validate_json(pack),
-        parent_run_id=run.run_id,
-        results_out=results.path,
-        arm=arm or None,
-    )
+    for attempt in range(3):  # a crash (the pack's trials all FAILED) is retried here: a loop's set_retry may not fire (KFP #12389)
+        trained = train(
+            run.study,
+            StudyData.read(data.path),
+            ProxyDataManifest.read(manifest.path),
+            PackSpec.model_validate_json(pack),
+            parent_run_id=run.run_id,
+            results_out=results.path,
+            arm=arm or None,
+        )
+        if not all((result.fail_reason or "").startswith("pack crashed") for result in trained):
+            break
+        print(f"pack crashed (attempt {attempt + 1} of 3)")
     if relay_run:
         from proxyhpo.kfp.relay import put, relay_folder
 
@@ -133,18 +137,24 @@ def train_pack(
 
 
 @component
-def controller_update(study_run: Input[Artifact], proposed: Input[Artifact], results: Input[List[Artifact]], state: Output[Artifact], arm: str = ""):
-    """Tell the search strategy the round's results (REINFORCE: reward them with their validation Dice and take one step)."""
+def controller_update(
+    study_run: Input[Artifact], proposed: Input[Artifact], results: Input[List[Artifact]], state: Output[Artifact], packs: List[str], arm: str = ""
+):
+    """Tell the search strategy the round's results (REINFORCE: reward them with their validation Dice and take one step);
+    more failed ``packs`` than ``search.max_failed_packs`` fail the round."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import update_round
 
     study = StudyRun.read(study_run.path).study
-    stats = update_round(study.for_search_arm(arm) if arm else study, proposed.path, [result.path for result in results], state.path)
+    files = [result.path for result in results]
+    stats = update_round(study.for_search_arm(arm) if arm else study, proposed.path, files, state.path, expected_packs=len(packs))
     state.metadata.update({"round": stats.round, "mean_reward": stats.mean_reward, "failed": stats.n_failed})
 
 
 @component
-def controller_update_relayed(study_run: Input[Artifact], proposed: Input[Artifact], state: Output[Artifact], relay_run: str, relay_group: str, arm: str = ""):
+def controller_update_relayed(
+    study_run: Input[Artifact], proposed: Input[Artifact], state: Output[Artifact], packs: List[str], relay_run: str, relay_group: str, arm: str = ""
+):
     """:func:`controller_update` on KFP < 2.14: the round's results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import update_round
@@ -152,7 +162,7 @@ def controller_update_relayed(study_run: Input[Artifact], proposed: Input[Artifa
 
     run = StudyRun.read(study_run.path)
     results = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)
-    stats = update_round(run.study.for_search_arm(arm) if arm else run.study, proposed.path, results, state.path)
+    stats = update_round(run.study.for_search_arm(arm) if arm else run.study, proposed.path, results, state.path, expected_packs=len(packs))
     state.metadata.update({"round": stats.round, "mean_reward": stats.mean_reward, "failed": stats.n_failed})
 
 
