@@ -824,3 +824,18 @@ def test_the_corpus_covers_the_issue() -> None:
     """At least 60 cases, each group of the issue represented."""
     assert len(CASES) >= 60, len(CASES)
     assert len({c.name for c in CASES}) == len(CASES)
+
+
+def test_a_case_id_with_a_newline_or_comma_stays_one_row_of_importance_csv() -> None:
+    """importance.csv is written by the csv module: a file name with a newline, a comma or a quote is one field."""
+    import csv
+    import io
+
+    from proxyhpo.similarity.proxy_data import SimilarityResult
+
+    ids = ["plain", "new\nline", 'comma,"quote"']
+    result = SimilarityResult(metric="mi", crop="none", case_ids=ids, matrix=np.array([[1.0, 0.2, 0.3], [0.2, 1.0, 0.4], [0.3, 0.4, 1.0]]))
+    rows = list(csv.reader(io.StringIO(result.importance_csv())))
+    assert rows[0] == ["case_id", "mean_similarity", "rank"]
+    assert sorted(row[0] for row in rows[1:]) == sorted(ids)
+    assert all(len(row) == 3 for row in rows)

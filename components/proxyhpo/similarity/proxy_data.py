@@ -7,6 +7,7 @@ and :mod:`proxyhpo.similarity.local_ncc`.
 
 from __future__ import annotations
 
+import csv
 import errno
 import io
 import json
@@ -59,9 +60,11 @@ class SimilarityResult(StrictModel):
         """``case_id,mean_similarity,rank`` rows, rank 1 = least similar to the rest, in rank order."""
         order, ranks = rank_least_similar(self.matrix, include_self=self.include_self)
         means = self.mean_similarity
-        lines = ["case_id,mean_similarity,rank"]
-        lines += [f"{self.case_ids[i]},{means[i]:.10g},{int(ranks[i])}" for i in order]
-        return "\n".join(lines) + "\n"
+        text = io.StringIO()
+        rows = csv.writer(text, lineterminator="\n")  # a case id with a comma, quote or newline stays one field
+        rows.writerow(["case_id", "mean_similarity", "rank"])
+        rows.writerows([self.case_ids[i], f"{means[i]:.10g}", int(ranks[i])] for i in order)
+        return text.getvalue()
 
 
 def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label", "none"], progress: bool) -> tuple[list[str], np.ndarray]:
