@@ -213,7 +213,9 @@ def calibrate(network: Any, patch_size: Sequence[int], batch: int, steps: int = 
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(image), label).backward()
+        out = model(image)
+        heads = out.unbind(1) if out.ndim == image.ndim + 1 else (out,)  # a deep-supervised network (dynunet): every head, as trials train
+        sum(torch.nn.functional.cross_entropy(head, label) for head in heads).backward()
         optimiser.step()
 
     def timed_round() -> tuple[float, float]:
