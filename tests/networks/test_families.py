@@ -61,3 +61,10 @@ def test_a_studys_family_reaches_its_search_final_model_and_proxy_net_sweep(tmp_
     networks = [study_network(study), full_network(study), *(proxy_network(study, levels) for levels in (5, 4, 3)), _network(study, "full"), _network(study, "proxy")]
     assert [n.name for n in networks] == ["dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L5", "dynunet:proxy-L4", "dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L3"]
     assert {(n.patch_size, n.spacing) for n in networks} == {(tuple(recipe.patch_size), tuple(recipe.spacing))}
+
+
+def test_the_cost_calibration_times_a_deep_supervised_network():
+    """A dynunet returns its heads in training: the work calibration trains on every head, as a trial does."""
+    from proxyhpo.analysis.costs import calibrate
+
+    assert calibrate(NetworkConfig.proxy(3, "dynunet"), (16, 16, 16), batch=1, steps=1, rounds=1).seconds > 0
