@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from proxyhpo.cli import main
+from proxyhpo.errors import InputError
 from proxyhpo.config import HUWindow, HyperParameters, NetworkConfig, Recipe
 from proxyhpo.export.bundle import BUNDLE_FILES, BundleInfo, write_bundle
 from proxyhpo.export.publish import DATASET_TAG, IMAGE_TAG, publish_bundle
@@ -109,3 +110,23 @@ def test_a_bundle_is_logged_registered_exported_and_segments_from_the_registry(b
     assert main(["segment", str(tmp_path / "exported"), str(images[0]), "--out-dir", str(tmp_path)]) == 2
     assert "neither a MONAI bundle" in capsys.readouterr().err
     assert main(["export", "0" * 32, "--out", str(tmp_path / "none")]) == 2
+
+
+def test_a_model_folder_is_fetched_from_s3_and_from_a_run(bundle: Path, tmp_path: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch):
+    """segment's sources besides a folder and models:/: s3://bucket/prefix and runs:/RUN_ID/bundle, each the bundle's files."""
+    from proxyhpo.export.segment import fetch_model
+    from proxyhpo.storage import upload_dir
+
+    upload_dir(bundle, f"s3://{s3_bucket}/studies/spleen/bundle")
+    fetched = fetch_model(f"s3://{s3_bucket}/studies/spleen/bundle", tmp_path / "from-s3")
+    assert sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()) == sorted(BUNDLE_FILES)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("fetch", artifact_location=str(tmp_path / "artifacts"))).info.run_id
+    client.log_artifacts(run, str(bundle), "bundle")
+    fetched = fetch_model(f"runs:/{run}/bundle", tmp_path / "from-run")
+    assert (fetched / "models" / "model.pt").read_bytes() == (bundle / "models" / "model.pt").read_bytes()
+    with pytest.raises(InputError, match="not a folder"):
+        fetch_model(str(tmp_path / "nowhere"), tmp_path / "x")
