@@ -7,10 +7,11 @@ message never carries a user or a password (:func:`shown_uri`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +87,36 @@ def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
     and two processes doing it at once race. A new experiment is tagged :data:`~proxyhpo.tracking.names.STUDY_TAG`.
     """
     uri = tracking_uri or paths.tracking_uri()
-    mlflow_client = client(uri)
-    experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return mlflow_client.create_experiment(name, artifact_location=_artifact_location(uri, name), tags={names.STUDY_TAG: name})
-    except Exception:  # another writer created it between our two calls
+    with _store_lock(uri):  # two launches on a fresh home would both migrate the new store's schema
+        mlflow_client = client(uri)
         experiment = mlflow_client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return mlflow_client.create_experiment(name, artifact_location=_artifact_location(uri, name), tags={names.STUDY_TAG: name})
+        except Exception:  # another writer created it between our two calls
+            experiment = mlflow_client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<store>.lock`` beside a SQLite store (no lock for a server: it migrates itself)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    store = Path(uri.removeprefix("sqlite:///"))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _artifact_location(uri: str, name: str) -> str | None:
