@@ -95,6 +95,12 @@ class SearchBenchConfig(StrictModel):
             each strategy's best hyper-parameters.
         system_metrics: sample CPU and memory into every trial's run (threads that share the cores the
             trials are timed on: off by default).
+        cost: what a trial costs and the budget counts: ``device_hours`` (its share of the device's time, which a
+            shared machine's load distorts) or ``trial_steps`` (its optimiser steps: the work, whatever the load;
+            ``budget.trials`` then buys that many full trials' steps, ``budget.hours`` is refused). The fields named
+            ``*_hours`` of the result then hold trial-steps.
+        vary_data: each seed also draws its own data: the held-out split (``data.split_seed``) and the proxy data
+            (``selection.seed``) move by the seed, so the seeds sample the data as well as the searches.
     """
 
     study: str = Field(min_length=1)
@@ -109,9 +115,13 @@ class SearchBenchConfig(StrictModel):
     tpe_startup_trials: int | None = Field(default=None, ge=0)
     final: bool = True
     system_metrics: bool = False
+    cost: Literal["device_hours", "trial_steps"] = "device_hours"
+    vary_data: bool = False
 
     @model_validator(mode="after")
     def _distinct(self) -> SearchBenchConfig:
+        if self.cost == "trial_steps" and self.budget.hours is not None:
+            raise ValueError("budget.hours cannot be counted in trial-steps: give budget.trials with cost: trial_steps")
         for key, values in (("strategies", self.strategies), ("seeds", self.seeds)):
             if not values:
                 raise ValueError(f"{key} must list at least one value, got none")

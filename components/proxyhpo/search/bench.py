@@ -304,6 +304,10 @@ class SearchBench:
 
         run_trials(plan.model_copy(update={"epochs": 1, "val_every": 1}), progress=False)
 
+    def _cost(self, result: TrialResult) -> float:
+        """What a trial costs in the budget's unit: its device-hours, or its trial-steps (``cost: trial_steps``)."""
+        return float(result.steps_run) if self.config.cost == "trial_steps" else cost_of(result)
+
     # ------------------------------------------------------------------------------------- calibration
     def _calibrate(self, run_id: str) -> Calibration:
         """One trial alone and one pack of the study's pack size, each the study's whole schedule: the first rates."""
@@ -319,12 +323,12 @@ class SearchBench:
         self.slots = max(result.pack_size for result, _ in packed)
         rates = {}
         for slots, trained in ((self.slots, packed), (1, alone)):
-            hours = sum(cost_of(result) for result, _ in trained)
+            hours = sum(self._cost(result) for result, _ in trained)
             trial_epochs = sum(result.epochs_run for result, _ in trained)
             self.costs.observe(slots, hours=hours, trial_epochs=trial_epochs)
             rates[str(slots)] = hours / max(trial_epochs, 1)
-        total = sum(cost_of(result) for result, _ in packed + alone)
-        full_trial = sum(cost_of(result) for result, _ in packed) / len(packed)
+        total = sum(self._cost(result) for result, _ in packed + alone)
+        full_trial = sum(self._cost(result) for result, _ in packed) / len(packed)
         return Calibration(epochs=study.training.epochs, rates=rates, device_hours=total, full_trial_hours=full_trial)
 
     # ---------------------------------------------------------------------------------------- searches
@@ -363,7 +367,7 @@ class SearchBench:
         trained = self._train(strategy.study, proposals, batch=batch, parent_run_id=search.parent_run_id, stopper=strategy.stopper(), queued=strategy.stops_early)
         hours = 0.0
         for result, run_id in trained:
-            cost = cost_of(result)
+            cost = self._cost(result)
             hours += cost
             search.spent += cost
             counted = search.spent <= self.budget_hours
@@ -448,9 +452,24 @@ class SearchBench:
         tracking.finish_run(run.parent_run_id)
         return run
 
+    def seed_study(self, seed: int) -> StudyConfig:
+        """The study of one seed: its training seed moved by the seed and, with ``vary_data``, its held-out split and
+        proxy data too."""
+        study = study_with(self.study, "training", seed=self.study.training.seed + 1000 * seed)
+        if self.config.vary_data:
+            study = study_with(study, "data", split_seed=self.study.data.split_seed + seed)
+            study = study_with(study, "selection", seed=self.study.selection.seed + seed)
+        return study
+
     def _run_seed(self, seed: int) -> list[StrategyRun]:
         """Every strategy in one seed, batch by batch in turns (least spent first), then their final models."""
-        study = study_with(self.study, "training", seed=self.study.training.seed + 1000 * seed)
+        study = self.seed_study(seed)
+        if self.config.vary_data:
+            from proxyhpo.data.prepare import prepare_study_data
+            from proxyhpo.similarity.proxy_data import select_for_study
+
+            self.data = prepare_study_data(study)
+            self.manifest = select_for_study(study, self.data)
         searches: list[_Search] = []
         runs: list[StrategyRun] = []
         try:
