@@ -7,9 +7,9 @@ holds only the description, so configs are checked without importing torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer
 
 from proxyhpo.config.base import StrictModel
 from proxyhpo.errors import ConfigError
@@ -52,6 +52,12 @@ class NetworkConfig(StrictModel):
     num_res_units: int = Field(ge=0, le=16)
     patch_size: tuple[int, int, int] | None = None
     spacing: tuple[float, float, float] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unplanned(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a network no data planned dumps as before these keys existed: its trials keep their identity (resume)
+        dumped = handler(self)
+        return {key: value for key, value in dumped.items() if not (key in ("patch_size", "spacing") and value is None)}
 
     @classmethod
     def full(cls, family: str = "unet") -> NetworkConfig:
