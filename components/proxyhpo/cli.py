@@ -88,6 +88,14 @@ def _check_local_out(out: str, option: str, *, local_only: bool = False, folder:
         raise InputError(ancestor, "is not writable", f"give {option} a path in a folder you can write to")
 
 
+def _check_data_root(root: str | None) -> None:
+    """Refuse a ``--data-root`` that is not ``s3://bucket[/prefix]``: a cluster's pods cannot read this machine's folders."""
+    from urllib.parse import urlparse
+
+    if root is not None and (urlparse(root).scheme != "s3" or not urlparse(root).netloc):
+        raise InputError("--data-root", f"is {root[:80]!r}, not an s3://bucket/prefix URL (the cluster's pods read data from the object store)", "give --data-root s3://<bucket>/<prefix>, e.g. s3://proxyhpo/datasets")
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from proxyhpo.data.synthetic import write_synthetic_dataset
 
@@ -172,7 +180,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from proxyhpo.launch import run_study
 
-    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline, fresh=args.fresh)
+    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline, fresh=args.fresh, resume=args.resume)
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
@@ -304,6 +312,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     from proxyhpo.compile import compile_pipelines
 
     _check_local_out(args.out, "--out", local_only=True, folder=True)
+    _check_data_root(args.data_root)
     for path in compile_pipelines(args.out, args.studies, kind=args.pipeline, data_root=args.data_root, kfp_target=args.kfp_target):
         print(path)
 
@@ -311,6 +320,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 def _cmd_upload(args: argparse.Namespace) -> None:
     from proxyhpo.upload import upload_shipped
 
+    _check_data_root(args.data_root)
     for name in upload_shipped(args.host, namespace=args.namespace, data_root=args.data_root, kfp_target=args.kfp_target, multi_user=args.multi_user):
         print(name)
 
@@ -384,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help=f"the study pipeline (default: hpo). {STUDY_PIPELINES.help()}"
+    )
+    run.add_argument(
+        "--resume", default=None, metavar="RUN",
+        help="with --host: continue the stopped cluster run RUN (its MLflow parent run id, or its KFP run id; MLflow at MLFLOW_TRACKING_URI)",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -594,6 +594,16 @@ def config_nested_deep(folder: Path):
     return lambda: load_study(path)
 
 
+@case(2, "s3://bucket/prefix")
+def compile_data_root_a_local_path(folder: Path):
+    return ["compile", str(study_file(folder)), "--data-root", "/local/path", "--out", str(folder / "out")]
+
+
+@case(2, "s3://bucket/prefix")
+def compile_data_root_without_a_bucket(folder: Path):
+    return ["compile", str(study_file(folder)), "--data-root", "s3://", "--out", str(folder / "out")]
+
+
 # --- the data check refuses what cannot train ------------------------------------------------------------------------
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
