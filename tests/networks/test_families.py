@@ -68,3 +68,10 @@ def test_the_cost_calibration_times_a_deep_supervised_network():
     from proxyhpo.analysis.costs import calibrate
 
     assert calibrate(NetworkConfig.proxy(3, "dynunet"), (16, 16, 16), batch=1, steps=1, rounds=1).seconds > 0
+
+
+def test_an_unplanned_network_dumps_as_before_so_its_trials_keep_their_identity():
+    """Only a network planned from data carries patch_size and spacing: a U-Net trial's key (resume) is unchanged."""
+    assert set(NetworkConfig.proxy(3).model_dump(mode="json")) == {"schema_version", "family", "kind", "levels", "base_channels", "num_res_units"}
+    planned = NetworkConfig.proxy(3, "dynunet").for_data((32, 32, 16), (1.0, 1.0, 3.0))
+    assert NetworkConfig.model_validate_json(planned.model_dump_json()) == planned
