@@ -180,7 +180,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from proxyhpo.launch import run_study
 
-    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline, fresh=args.fresh)
+    run_study(args.config, local=not args.host, host=args.host, namespace=args.namespace, kind=args.pipeline, fresh=args.fresh, resume=args.resume)
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
@@ -394,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--pipeline", default="hpo", choices=STUDY_PIPELINES.names(), help=f"the study pipeline (default: hpo). {STUDY_PIPELINES.help()}"
+    )
+    run.add_argument(
+        "--resume", default=None, metavar="RUN",
+        help="with --host: continue the stopped cluster run RUN (its MLflow parent run id, or its KFP run id; MLflow at MLFLOW_TRACKING_URI)",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -234,8 +234,10 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False, com
     return summary
 
 
-def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow", kind: str = "hpo") -> str:
+def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow", kind: str = "hpo", resume_run: str = "") -> str:
     """Submit the study's pipeline to a Kubeflow cluster (experiment = study name); return the run id.
+
+    ``resume_run``: the MLflow parent run of a stopped cluster run it continues (:mod:`proxyhpo.kfp.resume`).
 
     Raises:
         ConfigError: when the study's data are local paths, which the cluster's pods cannot read.
@@ -253,7 +255,7 @@ def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow",
     with tempfile.TemporaryDirectory() as folder:
         run = client.create_run_from_pipeline_package(
             str(compile_study(study, Path(folder) / f"{kind}-{study.name}.yaml", kind)),
-            arguments={"study_config": study.model_dump_json(), **study.run_parameters()},
+            arguments={"study_config": study.model_dump_json(), **study.run_parameters(), **({"resume_run": resume_run} if resume_run else {})},
             experiment_name=study.name,
             run_name=f"{study.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
         )
@@ -269,18 +271,28 @@ def run_study(
     namespace: str | None = "kubeflow",
     kind: str = "hpo",
     fresh: bool = False,
+    resume: str | None = None,
 ) -> Any:
-    """``proxyhpo run CONFIG [--pipeline KIND] [--local [--fresh] | --host URL [--namespace NS]]``.
+    """``proxyhpo run CONFIG [--pipeline KIND] [--local [--fresh] | --host URL [--namespace NS] [--resume RUN]]``.
 
-    A local run resumes the study where an earlier start of it stopped, unless ``fresh`` (see :func:`run_local`).
+    A local run resumes the study where an earlier start of it stopped, unless ``fresh`` (see :func:`run_local`);
+    a cluster run continues a stopped one when given ``resume`` (:func:`proxyhpo.kfp.resume.resolve_parent`).
     """
     if kind not in STUDY_PIPELINES:
         raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(STUDY_PIPELINES)}")
     if fresh and host:
         raise ConfigError("--fresh", "applies to local runs only", "drop --fresh: a run submitted to a cluster always starts a new MLflow parent run")
+    if resume and not host:
+        raise ConfigError("--resume", "applies to cluster runs (--host)", "drop --resume: a local run resumes by itself when the same command runs again")
     study = load_study(config)
     if host:
-        return submit(study, host, namespace=namespace, kind=kind)
+        resume_run = ""
+        if resume:
+            from proxyhpo.kfp.resume import resolve_parent
+
+            resume_run, kept = resolve_parent(study, kind, resume)
+            print(f"resuming study {study.name} under MLflow run {resume_run}: {kept} finished trials kept, not trained again")
+        return submit(study, host, namespace=namespace, kind=kind, resume_run=resume_run)
     # the command that resumes it, from any shell: the config's folder and path as given, and the same home
     home = f"PROXYHPO_HOME={shlex.quote(str(paths.proxyhpo_home()))} " if os.environ.get("PROXYHPO_HOME", "").strip() else ""
     pipeline = f" --pipeline {kind}" if kind != "hpo" else ""
