@@ -34,9 +34,10 @@ def build_automl_comparison(study: StudyConfig):
         dataset: str = defaults["dataset"],
         external: str = defaults["external"],
         study_name: str = defaults["study_name"],
+        resume_run: str = "",
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind="automl-comparison", shape=study.shape)
+            start = opening_task(study_config, dataset, external, study_name, kind="automl-comparison", shape=study.shape, resume_run=resume_run)
             run = start.outputs["study_run"]
             data = light_task(c.prepare_data(study_run=run), "prepare data")
             finals = []

@@ -40,9 +40,10 @@ def build_hpo_pipeline(study: StudyConfig):
         dataset: str = defaults["dataset"],
         external: str = defaults["external"],
         study_name: str = defaults["study_name"],
+        resume_run: str = "",
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind="hpo", shape=study.shape)
+            start = opening_task(study_config, dataset, external, study_name, kind="hpo", shape=study.shape, resume_run=resume_run)
             _search(start, study)
 
     hpo.__doc__ = (

@@ -41,9 +41,10 @@ def _build(kind: str, study: StudyConfig):
         dataset: str = defaults["dataset"],
         external: str = defaults["external"],
         study_name: str = defaults["study_name"],
+        resume_run: str = "",
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind=kind, shape=study.study_shape)
+            start = opening_task(study_config, dataset, external, study_name, kind=kind, shape=study.study_shape, resume_run=resume_run)
             run = start.outputs["study_run"]
             data = light_task(c.prepare_data(study_run=run), "prepare data")
             plan = gpu_task(c.plan_cells(kind=kind, study_run=run, data=data.outputs["data"]), "plan cells: select every arm's data", study)

@@ -157,6 +157,8 @@ RUN_PARAMETERS_DOC = """
             dataset: the data set: an MSD folder in the chart's MinIO, s3://bucket/prefix (wins over study_config's).
             external: the external test set, s3://bucket/prefix, or none (wins over study_config's).
             study_name: the MLflow experiment and the study's name (wins over study_config's).
+            resume_run: empty, or the MLflow parent run of a stopped run of this study and config to continue: the
+                trials it finished are not trained again (`proxyhpo run CONFIG --host URL --resume RUN` fills it in).
 """
 
 
@@ -175,7 +177,9 @@ def closing_task(study_config: str, study_name: str) -> dsl.PipelineTask:
     return light_task(closing, "close MLflow study run", cache=False)
 
 
-def opening_task(study_config: str, dataset: str, external: str, study_name: str, *, kind: str, shape: PipelineShape) -> dsl.PipelineTask:
+def opening_task(
+    study_config: str, dataset: str, external: str, study_name: str, *, kind: str, shape: PipelineShape, resume_run: str = ""
+) -> dsl.PipelineTask:
     """The first task: resolves the run's study, checks it against the compiled ``shape`` and opens the MLflow run.
 
     Every other task reads the study and the run from its ``study_run`` artifact, so they all wait for it:
@@ -189,5 +193,6 @@ def opening_task(study_config: str, dataset: str, external: str, study_name: str
         pipeline=kind,
         pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         compiled_shape=shape.model_dump_json(),
+        resume_run=resume_run,
     )
     return light_task(opening, "open MLflow study run", cache=False)

@@ -22,15 +22,31 @@ component = dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 
 @component
 def start_study(
-    study: str, dataset: str, external: str, study_name: str, pipeline: str, pipeline_run: str, compiled_shape: str, study_run: Output[Artifact]
+    study: str,
+    dataset: str,
+    external: str,
+    study_name: str,
+    pipeline: str,
+    pipeline_run: str,
+    compiled_shape: str,
+    study_run: Output[Artifact],
+    resume_run: str = "",
 ):
     """Resolve the run's study (its config with the run's data and name), check it against the compiled pipeline,
-    and open its MLflow parent run."""
+    and open its MLflow parent run (``resume_run``: reopen that one, :mod:`proxyhpo.kfp.resume`)."""
+    import os
+
     from proxyhpo.config import PipelineShape, study_from_json
     from proxyhpo.study import open_study
 
+    resolved = study_from_json(study, dataset=dataset, external=external, name=study_name)
+    if resume_run:  # the trials the stopped run finished are kept under the parent's folder in the bucket: not trained again
+        from proxyhpo.kfp.resume import reopen_parent
+        from proxyhpo.resume import PARENT_ENV
+
+        os.environ[PARENT_ENV] = reopen_parent(resolved, resume_run, pipeline_run=pipeline_run)
     run = open_study(
-        study_from_json(study, dataset=dataset, external=external, name=study_name),
+        resolved,
         pipeline=pipeline,
         pipeline_run=pipeline_run,
         compiled=PipelineShape.model_validate_json(compiled_shape),
