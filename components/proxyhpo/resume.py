@@ -145,9 +145,46 @@ def finished_results(parent_run_id: str, plan: TrialPlan) -> dict[str, TrialResu
             continue
         if result.tags.get("trial_key") == key and result.trial_id == spec.trial_id:
             found[spec.trial_id] = result
+    found = _agreeing_with_mlflow(parent_run_id, found)
     if getattr(plan, "early_stopping", None) is not None and len(found) < len(plan.trials):
         return {}
     return found
+
+
+def _agreeing_with_mlflow(parent_run_id: str, found: dict[str, TrialResult]) -> dict[str, TrialResult]:
+    """The kept results whose Dice equals the one MLflow recorded for the same trial (its child run, by trial key).
+
+    A kept file edited on disk (valid JSON, a Dice of 0.999) would otherwise be trusted on resume: the final
+    model would train with its settings while the summary, read from MLflow, names another trial. A result
+    that disagrees trains again. Without MLflow's record of the trial (no tracking, or the run is gone)
+    the kept result is used as it is.
+    """
+    if not found:
+        return found
+    recorded: dict[str, float | None] = {}
+    try:
+        mlflow_client = tracking.client()
+        parent = mlflow_client.get_run(parent_run_id)
+        runs = mlflow_client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'", max_results=5000
+        )
+    except Exception as exc:  # no such parent run, or no store to ask: nothing to check against
+        logger.debug("kept results not checked against MLflow (%s)", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return found
+    for run in runs:
+        key = run.data.tags.get(names.TRIAL_KEY_TAG)
+        if key:
+            metrics = run.data.metrics
+            recorded[key] = metrics.get(names.FINAL_VAL_DICE, metrics.get(names.DICE_AT_STOP))
+    kept = {}
+    for trial_id, result in found.items():
+        key = result.tags.get("trial_key", "")
+        dice = recorded.get(key)
+        if key in recorded and dice is not None and (result.final_val_dice is None or abs(result.final_val_dice - dice) > 1e-6):
+            logger.warning("kept result of %s says Dice %s, MLflow recorded %s: it is not trusted, the trial trains again", trial_id, result.final_val_dice, dice)
+            continue
+        kept[trial_id] = result
+    return kept
 
 
 def pending_location(results_out: str | os.PathLike[str], *, parent_run_id: str | None, plan: TrialPlan, role: str) -> str:
