@@ -27,9 +27,10 @@ def test_no_two_names_of_a_kind_share_a_value(suffix: str) -> None:
     assert declared and len(set(declared.values())) == len(declared), declared
 
 
-def test_every_tag_is_ours_but_the_parent_link() -> None:
+def test_every_tag_is_ours_but_mlflows_parent_link_and_description() -> None:
     foreign = {key for key, value in _declared("_TAG").items() if not value.startswith(names.PREFIX)}
-    assert foreign == {"PARENT_TAG"} and names.PARENT_TAG == "mlflow.parentRunId"
+    assert foreign == {"PARENT_TAG", "DESCRIPTION_TAG"}
+    assert (names.PARENT_TAG, names.DESCRIPTION_TAG) == ("mlflow.parentRunId", "mlflow.note.content")
 
 
 def test_the_values_a_trial_run_is_tagged_with_are_the_trial_states() -> None:

@@ -63,7 +63,7 @@ def test_trial_runs_log_exactly_the_searched_hyperparameters(tracking_uri: str) 
     ) as runs:
         runs["r0-p0"].finish(make_result(spec, [0.5]))
     params = tracking.client(tracking_uri).get_run(runs["r0-p0"].run_id).data.params
-    assert set(params) == {"lr", "weight_decay", names.NETWORK_PARAM, names.DATA_PARAM, names.SEED_PARAM}
+    assert set(params) == {"lr", names.LOG10_LR_PARAM, "weight_decay", names.NETWORK_PARAM, names.DATA_PARAM, names.SEED_PARAM}
     assert (float(params["lr"]), float(params["weight_decay"])) == (2e-4, 0.0)
 
 
