@@ -89,6 +89,9 @@ def _segment_with_bundle(folder: Path, outputs: Mapping[str, Path], device: str)
         parser["output_dir"] = str(Path(written) / "out")
         parser["datalist"] = [str(link) for link in staged.values()]
         parser["device"] = f"$torch.device('{resolve_device(device)}')"
+        for index, step in enumerate(parser["postprocessing"]["transforms"]):
+            if step.get("_target_") == "SaveImaged":  # the masks are renamed and printed below, not at their scratch paths
+                parser[f"postprocessing#transforms#{index}#print_log"] = False
         try:
             for expression in ("initialize", "run"):
                 parser.get_parsed_content(expression, instantiate=True)
