@@ -417,8 +417,11 @@ def test_network_policies_admit_only_the_intended_clients(value_set: tuple[str, 
     assert not any(matches(p, stranger) for p in minio_peers)
     assert not any(matches(p, labels["proxyhpo-postgresql"]) for p in minio_peers)
     pg_peers = admitted(policies["proxyhpo-postgresql"])
-    assert len(pg_peers) == 1 and matches(pg_peers[0], labels["proxyhpo-mlflow"])
-    assert not matches(pg_peers[0], pipeline_pod)
+    backup = values.get("postgresql", {}).get("backup", {}).get("enabled", True)
+    assert len(pg_peers) == 1 + backup and matches(pg_peers[0], labels["proxyhpo-mlflow"])
+    if backup:  # the CronJob's pods, by their component label
+        assert pg_peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "postgresql-backup"
+    assert not any(matches(peer, pipeline_pod) for peer in pg_peers)
     assert {"podSelector": {}} in admitted(policies["proxyhpo-mlflow"])  # the whole namespace
     extra = values.get("networkPolicy", {}).get("extraMinioFrom", [])
     assert all(peer in minio_peers for peer in extra)
@@ -534,3 +537,28 @@ def test_minio_admits_the_kfp_ui_and_the_profiles_artifact_server(render: Any) -
                                                        "artifactServerPodLabels": {"a": "b"}}}})
     off_peers = [peer for rule in off.kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"] for peer in rule["from"]]
     assert ui not in off_peers and len(off_peers) == 3
+
+
+def test_postgresql_is_backed_up_on_a_schedule_into_a_kept_volume(render: Any) -> None:
+    rendered = render(CREDS)
+    (cron,) = rendered.kind("CronJob").values()
+    assert cron["spec"]["schedule"] == "30 2 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert "pg_dump" in container["args"][0] and "--format=custom" in container["args"][0]
+    assert not any("valueFrom" in env for env in container["env"])  # the password comes as a file
+    claim = rendered.kind("PersistentVolumeClaim")["proxyhpo-postgresql-backup"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "postgresql-backup"
+    assert rendered.kind("CronJob") and not render({**CREDS, "postgresql": {**CREDS["postgresql"], "backup": {
+        "enabled": False, "schedule": "0 0 * * *", "keep": 1, "size": "1Gi", "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"cpu": "1m", "memory": "1Mi"}}}}}).kind("CronJob")
+
+
+def test_disruption_budgets_keep_the_services_through_a_drain(render: Any) -> None:
+    budgets = render(CREDS).kind("PodDisruptionBudget")
+    assert {name: budget["spec"] for name, budget in budgets.items()} == {
+        name: {"minAvailable": 1, "selector": {"matchLabels": budgets[name]["spec"]["selector"]["matchLabels"]}}
+        for name in ("proxyhpo-minio", "proxyhpo-postgresql", "proxyhpo-mlflow")
+    }
+    replicated = render({**CREDS, "mlflow": {"replicas": 2}}).kind("PodDisruptionBudget")["proxyhpo-mlflow"]["spec"]
+    assert replicated["maxUnavailable"] == 1 and "minAvailable" not in replicated

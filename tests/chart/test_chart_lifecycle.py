@@ -116,7 +116,7 @@ def test_minio_volume_is_kept_on_uninstall_like_postgresqls(render: Any) -> None
     # nothing else is kept: Secrets, Services and workloads go with the release
     kept = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects
             if o["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"}
-    assert kept == {("PersistentVolumeClaim", "proxyhpo-minio")}
+    assert kept == {("PersistentVolumeClaim", "proxyhpo-minio"), ("PersistentVolumeClaim", "proxyhpo-postgresql-backup")}  # and the database's dumps
 
 
 # --- PostgreSQL password rotation and MLflow's wait --------------------------------------------------------
