@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["NetworkFamily", "build_network", "count_parameters", "Supernet", "estimate_memory", "feature_sizes", "memory_breakdown", "path_parameter_count"]
+__all__ = ["NetworkFamily", "build_network", "instantiate", "count_parameters", "Supernet", "estimate_memory", "feature_sizes", "memory_breakdown", "path_parameter_count"]
 
 _WHERE = {
     "NetworkFamily": "_base",
     "build_network": "_base",
+    "instantiate": "_base",
     "count_parameters": "unet",
     **{name: "supernet" for name in ("Supernet", "estimate_memory", "feature_sizes", "memory_breakdown", "path_parameter_count")},
 }
