@@ -177,6 +177,10 @@ def test_exported_network_loads_and_segments_a_volume(nas_setup, tmp_path: Path,
     assert main(["segment", str(tmp_path / "model"), case.image, "--out-dir", str(tmp_path / "cli"), "--device", "cpu"]) == 0
     assert (tmp_path / "cli" / (Path(case.image).name.removesuffix(".nii.gz") + "_mask.nii.gz")).exists()
     assert main(["segment", str(tmp_path / "nowhere"), case.image]) == 2
+    two_channels = tmp_path / "two_channels.nii.gz"  # issue 23: one line, not predict's ValueError
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(image.dataobj)] * 2, axis=-1), image.affine), two_channels)
+    assert main(["segment", str(tmp_path / "model"), str(two_channels), "--out-dir", str(tmp_path / "cli2"), "--device", "cpu"]) == 2
+    assert not (tmp_path / "cli2").exists() or not any((tmp_path / "cli2").iterdir())
 
     (tmp_path / "model" / "weights.pt").write_bytes(b"not torch")
     with pytest.raises(InputError, match="weights.pt"):

@@ -133,6 +133,11 @@ class ExportedNetwork:
         except Exception as exc:  # MONAI wraps reader errors in RuntimeError
             raise DataError(image_path, f"cannot be read or preprocessed ({str(exc).splitlines()[-1][:200]})", "check that it is a 3D NIfTI volume (4D with the channels the network takes)") from None
         image = item["image"]
+        if image.ndim != 4 or image.shape[0] != self.space.in_channels:  # a 2-D slice, or channels the network does not take
+            raise DataError(
+                image_path, f"is {tuple(image.shape[1:])} with {image.shape[0]} channel(s) after preprocessing; the network takes 3D volumes of {self.space.in_channels}",
+                "give a 3D NIfTI volume (4D, channels last, with the channels the network was trained on)",
+            )
         mask = self.predict(torch.as_tensor(image).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         item["pred"] = MetaTensor(mask, meta=image.meta, applied_operations=list(image.applied_operations))
         restored = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=True)(item)["pred"]
