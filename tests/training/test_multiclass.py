@@ -166,3 +166,19 @@ def test_cases_with_other_channel_counts_are_refused(brain_items: list[DataItem]
     mixed = [brain_items[0], sphere_cases[0]]
     with pytest.raises(DataError, match=r"is 3D \(one channel\) but train\[0\] .* is 4D with 4 channels"):
         cache_volumes(mixed, RECIPE, "cpu", training=False, num_workers=0, num_classes=4)
+
+
+def test_plan_classes_must_be_numbered_from_the_background(brain_items: list[DataItem]) -> None:
+    from proxyhpo.config import parse_config
+    from proxyhpo.errors import ConfigError
+
+    document = {
+        "recipe": RECIPE.model_dump(),
+        "train": [item.model_dump() for item in brain_items[:1]],
+        "val": [item.model_dump() for item in brain_items[1:2]],
+        "trials": [{"trial_id": "t", "hyperparameters": {"lr": 1e-3}}],
+        "classes": {0: "background", 2: "edema"},
+    }
+    with pytest.raises(ConfigError, match=r"classes must be numbered 0..K"):
+        parse_config(TrialPlan, document, "plan.yaml")
+    assert parse_config(TrialPlan, document | {"classes": {}}, "plan.yaml").num_classes == 2  # binary, as before
