@@ -208,6 +208,8 @@ class NasFoldResult(Record):
     test_case_dice: dict[str, float] = Field(default_factory=dict)
     search_validation_dice: float | None = Field(None, description="on the fold's search-validation cases, which rewarded the controller")
     internal_test_dice: float | None = Field(None, description="on the study's held-out cases (the internal test set), when it has some")
+    test_class_dice: dict[str, float] = Field(default_factory=dict, description="a multi-class task's test-part Dice per class (test_dice is their mean)")
+    internal_test_class_dice: dict[str, float] = Field(default_factory=dict, description="a multi-class task's held-out Dice per class")
     failed_children: int = Field(0, ge=0, description="children that ran out of memory or diverged (rewarded 0)")
     search_gpu_hours: float = 0.0
     search_process_hours: float = 0.0

@@ -199,15 +199,25 @@ def evaluate_fold(
         The fold's :class:`~proxyhpo.config.nas.NasFoldResult` (also written to ``out``).
     """
     from proxyhpo.devices import resolve_device
-    from proxyhpo.training.nas_search import load_nas_volumes, nas_recipe, read_search_state, validate_child
+    from proxyhpo.data.msd import load_dataset
+    from proxyhpo.data.prepare import classes_after_merge
+    from proxyhpo.training.nas_search import load_nas_volumes, nas_recipe, read_search_state, validate_child_by_class
 
     device = resolve_device(study.nas.device, source="nas.device")
     state = read_search_state(state_in, study, plan, fold, arm, device)
     arch = export_network(state, plan.space, nas_recipe(study), model_dir)
     nas_fold = plan.fold(fold)
 
+    labels = load_dataset(data.dataset).labels
+    class_names = list(classes_after_merge(labels, nas_recipe(study).label_merge, strict=False).values())[1:]
+    per_class: dict[str, dict[str, float]] = {}
+
     def dice_on(case_ids: tuple[str, ...], what: str) -> dict[str, float]:
-        return validate_child(state.supernet, arch, load_nas_volumes(study, data, case_ids, device, what=what)) if case_ids else {}
+        scored = validate_child_by_class(state.supernet, arch, load_nas_volumes(study, data, case_ids, device, what=what)) if case_ids else {}
+        if plan.space.out_channels > 1 and scored:  # each class's mean over the cases holding it (issue 20)
+            table = np.array([classes for _, classes in scored.values()], dtype=float)
+            per_class[what] = {name: float(np.nanmean(column)) if np.isfinite(column).any() else 0.0 for name, column in zip(class_names, table.T)}
+        return {case_id: mean for case_id, (mean, _) in scored.items()}
 
     test = dice_on(nas_fold.test_ids, f"fold {fold} test cases")
     rewarded = dice_on(nas_fold.search_validation_ids, f"fold {fold} search-validation cases")
@@ -221,6 +231,8 @@ def evaluate_fold(
         test_case_dice=test,
         search_validation_dice=_mean(rewarded),
         internal_test_dice=_mean(internal),
+        test_class_dice=per_class.get(f"fold {fold} test cases", {}),
+        internal_test_class_dice=per_class.get("held-out cases", {}),
         failed_children=state.failed_children,
         search_gpu_hours=hours if state.device_type == "cuda" else 0.0,
         search_process_hours=0.0 if state.device_type == "cuda" else hours,
@@ -255,6 +267,8 @@ def _log_final(study: StudyConfig, result: NasFoldResult, model_dir: str | os.Pa
             names.GPU_HOURS: result.search_gpu_hours,
             names.PROCESS_HOURS: result.search_process_hours, names.WALL_SECONDS: result.search_wall_seconds,
         }
+        for metric, per_class in ((names.FOLD_TEST_DICE, result.test_class_dice), (names.INTERNAL_TEST_DICE, result.internal_test_class_dice)):
+            values |= {names.class_dice(metric, name): dice for name, dice in per_class.items()}
         for key, value in values.items():
             if value is not None:
                 mlflow_client.log_metric(run_id, key, float(value))

@@ -344,6 +344,13 @@ def train_child(
 def validate_child(supernet: Any, arch: Architecture, volumes: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Patient-wise Dice of ``arch`` on whole volumes (one-shot inference), after thresholding at 0.5; with
     several classes, after the argmax, the mean over the foreground classes a case holds."""
+    return {case_id: mean for case_id, (mean, _) in validate_child_by_class(supernet, arch, volumes).items()}
+
+
+@torch.no_grad()
+def validate_child_by_class(supernet: Any, arch: Architecture, volumes: Sequence[dict[str, Any]]) -> dict[str, tuple[float, tuple[float, ...]]]:
+    """Per case: the Dice of :func:`validate_child` and, with several classes, each foreground class's
+    (NaN where the case's label lacks the class; empty for one sigmoid output)."""
     from monai.metrics import compute_dice
     from monai.networks.utils import one_hot
 
@@ -353,14 +360,15 @@ def validate_child(supernet: Any, arch: Architecture, volumes: Sequence[dict[str
     for volume in volumes:
         logits = supernet(volume["image"][None].to(device), arch)
         label = volume["label"][None].to(device)
+        classes: tuple[float, ...] = ()
         if logits.shape[1] == 1:
             prediction = (torch.sigmoid(logits) > 0.5).float()
             value = compute_dice(prediction, label, include_background=True, ignore_empty=False)
         else:
-            classes = logits.shape[1]
-            per_class = compute_dice(one_hot(logits.argmax(1, keepdim=True), classes), one_hot(label, classes), include_background=False, ignore_empty=True)
+            per_class = compute_dice(one_hot(logits.argmax(1, keepdim=True), logits.shape[1]), one_hot(label, logits.shape[1]), include_background=False, ignore_empty=True)[0]
             value = per_class[~torch.isnan(per_class)].mean() if (~torch.isnan(per_class)).any() else torch.zeros(())
-        dice[volume["case_id"]] = float(value.item())
+            classes = tuple(float(d) for d in per_class)
+        dice[volume["case_id"]] = (float(value.item()), classes)
     return dice
 
 
