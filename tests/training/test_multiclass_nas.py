@@ -46,8 +46,20 @@ def test_brain_nas_supernet_takes_4_channels_gives_4_classes_and_segments_them(t
     assert (plan.space.in_channels, plan.space.out_channels) == (4, 4)  # FLAIR, T1w, T1gd, T2w -> background + 3 classes
     init_search(study, plan, 0, "all", out=tmp_path / "state-0.pt")
     search_episodes(study, data, plan, 0, "all", task=0, state_in=tmp_path / "state-0.pt", state_out=tmp_path / "state-1.pt")
-    result = evaluate_fold(study, data, plan, 0, "all", state_in=tmp_path / "state-1.pt", model_dir=tmp_path / "model", out=tmp_path / "fold.json")
+    from proxyhpo import tracking
+    from proxyhpo.tracking import names as metric_names
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    parent = tracking.start_parent_run(study.name, "nas", config={}, tracking_uri=uri)
+    result = evaluate_fold(study, data, plan, 0, "all", state_in=tmp_path / "state-1.pt", model_dir=tmp_path / "model", out=tmp_path / "fold.json", parent_run_id=parent)
     assert result.test_dice is not None and 0.0 <= result.test_dice <= 1.0
+    names = ["edema", "non-enhancing tumor", "enhancing tumour"]
+    assert list(result.test_class_dice) == names and list(result.internal_test_class_dice) == names
+    client = tracking.client(uri)
+    (final,) = client.search_runs([client.get_experiment_by_name(study.name).experiment_id], filter_string=f"tags.`{metric_names.ROLE_TAG}` = '{metric_names.ROLE_NAS_FINAL}'")
+    assert final.data.metrics["fold_test_dice_class_enhancing_tumour"] == pytest.approx(result.test_class_dice["enhancing tumour"])
+    assert final.data.metrics["internal_test_dice_class_edema"] == pytest.approx(result.internal_test_class_dice["edema"])
     case = load_dataset(data.dataset).cases[0]
     mask = ExportedNetwork(tmp_path / "model", device="cpu").segment_file(case.image, tmp_path / "mask.nii.gz")
     written = nib.load(mask)
