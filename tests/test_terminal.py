@@ -143,14 +143,16 @@ def test_the_terminal_shows_progress_and_one_ctrl_c_stops_the_study(tmp_path: Pa
     client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-local").experiment_id])
     (parent,) = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_STUDY]
-    assert {run.info.status for run in runs} == {"FAILED"}  # none left RUNNING
-    assert {run.data.tags[names.FAIL_REASON_TAG] for run in runs} == {"interrupted (SIGINT)"}
+    assert parent.info.status == "FAILED" and parent.data.tags[names.FAIL_REASON_TAG] == "interrupted (SIGINT)"
+    assert {run.info.status for run in runs} <= {"FAILED", "FINISHED"}  # none left RUNNING; a trial may have finished first
+    for run in runs:
+        assert run.data.tags.get(names.FAIL_REASON_TAG) == ("interrupted (SIGINT)" if run.info.status == "FAILED" else None)
 
     # the same command resumes the study; Ctrl-C twice exits at once
     again = Terminal(config, env)
     try:
         again.until(rf"resuming study tiny-local \(MLflow run {parent.info.run_id}\)", timeout=120)
-        again.until(r"round 1/2 · trials 0/4 ", timeout=60)  # the interrupted trials are trained again, not failed ones
+        again.until(r"round \d/2 · trials \d/4", timeout=60)
         again.type(CTRL_C)
         again.until(r"press Ctrl-C again to exit at once", timeout=30)
         pressed = time.monotonic()
@@ -160,4 +162,5 @@ def test_the_terminal_shows_progress_and_one_ctrl_c_stops_the_study(tmp_path: Pa
     finally:
         again.kill()
     assert "interrupted (SIGINT) again: exiting at once" in again.shown
+    assert "failed" not in again.shown  # the interrupted trials are trained again, not counted failed
     assert "Traceback" not in again.shown
