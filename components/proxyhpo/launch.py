@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
@@ -141,17 +142,19 @@ class _Stop:
         from proxyhpo.signals import exit_code_of, reason_of_signal
 
         reason = reason_of_signal(signum)
-        if self.display is not None:
-            self.display.stopped.set()
-            self.display.join(timeout=5)
-        self.say(f"{reason}: stopping study {self.study.name}'s tasks and closing its MLflow runs (press Ctrl-C again to exit at once)")
-        _end_tasks(settle_s=10.0 if reason.startswith("interrupted") else 0.0)
-        with contextlib.suppress(Exception):  # the runs are closed by the next start of the study when the store does not answer
-            tracking.fail_open_runs(self.study.name, parent_run_id=self.run_id, reason=reason)
-        self.say(f"{reason}: study {self.study.name} stopped and its MLflow runs were closed; run the same command again to resume it (--fresh to start over)")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(exit_code_of(signum))
+        try:  # whatever happens here, the process ends: the main thread waits for it (_wait_while)
+            if self.display is not None:
+                self.display.stopped.set()
+                self.display.join(timeout=5)
+            self.say(f"{reason}: stopping study {self.study.name}'s tasks and closing its MLflow runs (press Ctrl-C again to exit at once)")
+            _end_tasks(settle_s=10.0 if signum == signal.SIGINT else 0.0)
+            with contextlib.suppress(Exception):  # the runs are closed by the next start of the study when the store does not answer
+                tracking.fail_open_runs(self.study.name, parent_run_id=self.run_id, reason=reason)
+            self.say(f"{reason}: study {self.study.name} stopped and its MLflow runs were closed; run the same command again to resume it (--fresh to start over)")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exit_code_of(signum))
 
 
 def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False, command: str | None = None) -> dict[str, Any]:
