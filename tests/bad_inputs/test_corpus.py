@@ -232,9 +232,19 @@ def _atomic_write(target: Path) -> Callable[[], Any]:
     return lambda: atomic_write_text(target, "replaced")
 
 
+def null_device(folder: Path) -> Path:
+    """A character device to write over: as root, a null device of the case's own (a writer that regressed would
+    replace it, not the machine's /dev/null); else /dev/null itself, which only root could replace."""
+    if os.geteuid() != 0:
+        return Path(os.devnull)
+    node = folder / "null"
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return node
+
+
 @case(2, "character device")
 def writer_over_dev_null(folder: Path):
-    return _atomic_write(Path(os.devnull))
+    return _atomic_write(null_device(folder))
 
 
 @case(2, "FIFO")
@@ -266,7 +276,7 @@ def writer_over_a_link_to_a_fifo(folder: Path):
 
 @case(2, "symbolic link")
 def writer_over_a_link_to_dev_null(folder: Path):
-    (folder / "link").symlink_to(os.devnull)
+    (folder / "link").symlink_to(null_device(folder))
     return _atomic_write(folder / "link")
 
 
@@ -278,7 +288,7 @@ def select_out_is_a_fifo(folder: Path):
 
 @case(2, "character device")
 def select_out_is_dev_null(folder: Path):
-    return ["select", str(folder / "no-data"), "--method", "random", "--budget", "2", "--out", os.devnull]
+    return ["select", str(folder / "no-data"), "--method", "random", "--budget", "2", "--out", str(null_device(folder))]
 
 
 @case(2, "both")
