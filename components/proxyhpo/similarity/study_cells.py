@@ -22,7 +22,7 @@ from proxyhpo.config import NetworkConfig, SelectionConfig, StudyCell, StudyConf
 from proxyhpo.data.msd import MSDDataset, load_dataset
 from proxyhpo.data.prepare import split_cases
 from proxyhpo.errors import DataError
-from proxyhpo.similarity.proxy_data import SimilarityResult, compute_similarity, offered_cases
+from proxyhpo.similarity.proxy_data import SimilarityResult, compute_similarity, offered_cases, study_channel
 from proxyhpo.similarity.ranking import select_least_similar, select_random
 
 __all__ = ["plan_cells", "full_network", "proxy_network", "study_network"]
@@ -163,5 +163,7 @@ class _Similarities:
     def get(self, metric: str, crop: str) -> SimilarityResult:
         """The matrix of ``(metric, crop)``, with its case order and what computing it cost."""
         if (metric, crop) not in self.computed:
-            self.computed[(metric, crop)] = compute_similarity(self.offered, self.study.similarity, metric=metric, crop=crop, progress=self.progress)  # type: ignore[arg-type]
+            self.computed[(metric, crop)] = compute_similarity(
+                self.offered, self.study.similarity, metric=metric, crop=crop, progress=self.progress, channel=study_channel(self.study)  # type: ignore[arg-type]
+            )
         return self.computed[(metric, crop)]

@@ -163,11 +163,12 @@ def plan_nas(study: StudyConfig, data: StudyData, *, out: str | os.PathLike[str]
         seconds = 0.0
         if "proxy" in nas.arms:
             from proxyhpo.data.msd import load_dataset
-            from proxyhpo.similarity.proxy_data import select_proxy_data
+            from proxyhpo.similarity.proxy_data import select_proxy_data, study_channel
 
             # the proxy data set is chosen among the search-train cases only: its similarities read no reward or test case
             manifest = select_proxy_data(
-                load_dataset(data.dataset), study.selection, study.similarity, candidates=train_ids, fingerprint=data.dataset_sha256, progress=progress
+                load_dataset(data.dataset), study.selection, study.similarity, candidates=train_ids, fingerprint=data.dataset_sha256, progress=progress,
+                channel=study_channel(study),
             )
             proxy_ids, seconds = tuple(manifest.case_ids), manifest.selection_seconds
         folds.append(
