@@ -49,3 +49,16 @@ def test_matrix_is_the_mean_over_channels_of_each_channels_matrix(brain: Path, m
     assert result.matrix.shape == (3, 3)
     np.testing.assert_allclose(result.matrix, np.mean(per_channel, axis=0), rtol=1e-6)
     assert not np.allclose(per_channel[0], per_channel[2])  # the channels do differ: the mean is not one of them
+    # a study whose recipe keeps one channel chooses its proxy data on that channel alone
+    np.testing.assert_allclose(compute_similarity(dataset, CONFIG, metric=metric, crop="label", channel=2).matrix, per_channel[2], rtol=1e-6)
+
+
+def test_a_study_compares_the_channel_its_recipe_keeps() -> None:
+    from proxyhpo.config import StudyConfig, parse_config
+    from proxyhpo.similarity.proxy_data import study_channel
+
+    def study(recipe: str) -> StudyConfig:
+        return parse_config(StudyConfig, {"name": "s", "data": {"dataset": "/nowhere"}, "training": {"recipe": recipe}}, "<test>")
+
+    assert study_channel(study("prostate")) == 0  # T2 of MSD prostate's (T2, ADC), as training sees it
+    assert study_channel(study("demo")) is None  # every channel

@@ -31,7 +31,7 @@ from proxyhpo.registry import SIMILARITY_METRICS
 from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
-__all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "all_data_manifest", "write_similarity"]
+__all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "study_channel", "all_data_manifest", "write_similarity"]
 
 
 class SimilarityResult(StrictModel):
@@ -67,15 +67,17 @@ class SimilarityResult(StrictModel):
         return text.getvalue()
 
 
-def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label", "none"], progress: bool) -> tuple[list[str], np.ndarray]:
+def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label", "none"], progress: bool, channel: int | None = None) -> tuple[list[str], np.ndarray]:
     modality = "CT" if dataset.is_ct else "MR"
     case_ids: list[str] = []
     volumes: list[np.ndarray] = []
 
     def keep(case: CaseVolumes) -> None:
+        # the channel the network is trained on, when the recipe keeps one (prostate: T2 of T2 and ADC)
+        image = case.image[..., channel] if channel is not None and case.image.ndim == 4 else case.image
         try:
             volume = prepare_volume(
-                case.image, case.label, spacing=case.spacing, modality=modality, crop=crop, patch=config.patch, margin=config.margin
+                image, case.label, spacing=case.spacing, modality=modality, crop=crop, patch=config.patch, margin=config.margin
             )
         except ValueError as exc:
             raise DataError(case.case_id, f"cannot be preprocessed for similarity ({exc})", "check the case's image and label") from exc
@@ -93,6 +95,7 @@ def compute_similarity(
     metric: str,
     crop: Literal["label", "none"],
     progress: bool = False,
+    channel: int | None = None,
 ) -> SimilarityResult:
     """Preprocess every case (crop to the label or not, resample, normalise) and compute the all-pairs matrix.
 
@@ -110,6 +113,8 @@ def compute_similarity(
         metric: a registered similarity metric (:data:`~proxyhpo.registry.SIMILARITY_METRICS`: ``mi``, ``ncc``).
         crop: ``label`` to crop each volume to its label's bounding box first (Labelcrop), or ``none``.
         progress: show progress bars.
+        channel: compare only this channel of multi-channel images (a study passes its recipe's
+            ``channel``: the proxy data are chosen on what the network sees); None: every channel.
 
     Raises:
         DataError: for the first case that fails validation.
@@ -123,7 +128,7 @@ def compute_similarity(
         )
     device = resolve_device(config.device, source="similarity.device")
     started = time.perf_counter()
-    case_ids, volumes = _prepare(dataset, config, crop, progress)
+    case_ids, volumes = _prepare(dataset, config, crop, progress, channel)
     engine = SIMILARITY_METRICS[metric](config)
     if volumes.ndim == 5:  # (n, C, P, P, P): the mean over channels of each channel's matrix (see the docstring)
         matrix = np.mean([engine.matrix(np.ascontiguousarray(volumes[:, c]), device=device, progress=progress) for c in range(volumes.shape[1])], axis=0)
@@ -195,6 +200,7 @@ def select_proxy_data(
     val_fraction: float = 0.5,
     split_seed: int = 0,
     progress: bool = False,
+    channel: int | None = None,
 ) -> ProxyDataManifest:
     """Choose the proxy data set and split it into the search's training and validation cases.
 
@@ -209,6 +215,7 @@ def select_proxy_data(
         fingerprint: the whole data set's SHA-256 when already known (a study's prepare step computed it).
         val_fraction, split_seed: the train/validation split of the chosen cases.
         progress: show progress bars.
+        channel: the one channel compared, as :func:`compute_similarity` takes it.
 
     Raises:
         DataError: when the budget exceeds the number of candidates, or a case fails validation.
@@ -223,7 +230,7 @@ def select_proxy_data(
         scores: list[float | None] = [None] * len(chosen_ids)
         seconds, device = 0.0, "cpu"
     else:
-        result = compute_similarity(offered, similarity or SimilarityConfig(), metric=selection.metric, crop=selection.crop, progress=progress)  # type: ignore[arg-type]
+        result = compute_similarity(offered, similarity or SimilarityConfig(), metric=selection.metric, crop=selection.crop, progress=progress, channel=channel)  # type: ignore[arg-type]
         chosen = select_least_similar(result.matrix, selection.budget, include_self=result.include_self)
         seconds, device = result.seconds, result.device
         means = result.mean_similarity
@@ -231,6 +238,13 @@ def select_proxy_data(
         scores = [float(means[i]) for i in chosen]
     manifest = _manifest(dataset, selection.method, selection.seed, chosen_ids, scores, fingerprint, val_fraction, split_seed)
     return manifest.model_copy(update={"selection_seconds": seconds, "selection_device": device})
+
+
+def study_channel(study: StudyConfig) -> int | None:
+    """The image channel a study's networks see when its recipe keeps one, else None (every channel)."""
+    from proxyhpo.config import resolve_recipe
+
+    return resolve_recipe(study.training.recipe).channel
 
 
 def select_for_study(study: StudyConfig, data: StudyData, *, progress: bool = False) -> ProxyDataManifest:
@@ -246,7 +260,7 @@ def select_for_study(study: StudyConfig, data: StudyData, *, progress: bool = Fa
     split = {"val_fraction": study.data.val_fraction, "split_seed": study.data.split_seed}
     if study.training.data == "proxy":
         return select_proxy_data(
-            dataset, study.selection, study.similarity, candidates=data.search_ids, fingerprint=data.dataset_sha256, progress=progress, **split
+            dataset, study.selection, study.similarity, candidates=data.search_ids, fingerprint=data.dataset_sha256, progress=progress, channel=study_channel(study), **split
         )
     return all_data_manifest(dataset, data, seed=study.selection.seed)
 
