@@ -55,7 +55,7 @@ def test_the_plain_display_prints_a_line_per_event(tmp_path: Path, monkeypatch: 
     lines = [line.split(" ", 1)[1] for line in shown.getvalue().splitlines()]  # after the time of day
     planned = study.planned_trials("hpo") * epochs
     assert lines[0] == f"round 1/{study.search.rounds} started"
-    assert lines[1].startswith(f"trial r0-p0 finished, val Dice 0.300 (best so far) [lr 1.0e-03, optimizer adam, intensity_shift_prob 0.25]; ")
+    assert lines[1].startswith("trial r0-p0 finished, val Dice 0.300 (best so far) [lr 1.0e-03, optimizer adam, intensity_shift_prob 0.25]; ")
     assert lines[2].startswith("trial r0-p1 stopped early at epoch 2, val Dice 0.200 [lr 1.0e-04,")
     assert f"; {2 * epochs + 2}/{planned - (epochs - 2)} trial-epochs (−{epochs - 2} stopped early), ETA" in lines[3]
     assert lines[3].startswith("trial r0-p2 finished, val Dice 0.500 (best so far)")
