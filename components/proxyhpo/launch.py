@@ -240,7 +240,7 @@ def run_local(study: StudyConfig, kind: str = "hpo", *, fresh: bool = False, com
 def submit(study: StudyConfig, host: str, *, namespace: str | None = "kubeflow", kind: str = "hpo", resume_run: str = "") -> str:
     """Submit the study's pipeline to a Kubeflow cluster (experiment = study name); return the run id.
 
-    ``resume_run``: the MLflow parent run of a stopped cluster run it continues (:mod:`proxyhpo.kfp.resume`).
+    ``resume_run``: the MLflow parent run of a stopped cluster run it continues (:mod:`proxyhpo.cluster_resume`).
 
     Raises:
         ConfigError: when the study's data are local paths, which the cluster's pods cannot read.
@@ -279,7 +279,7 @@ def run_study(
     """``proxyhpo run CONFIG [--pipeline KIND] [--local [--fresh] | --host URL [--namespace NS] [--resume RUN]]``.
 
     A local run resumes the study where an earlier start of it stopped, unless ``fresh`` (see :func:`run_local`);
-    a cluster run continues a stopped one when given ``resume`` (:func:`proxyhpo.kfp.resume.resolve_parent`).
+    a cluster run continues a stopped one when given ``resume`` (:func:`proxyhpo.cluster_resume.resolve_parent`).
     """
     if kind not in STUDY_PIPELINES:
         raise ConfigError("--pipeline", f"is {kind!r}, not a pipeline proxyhpo has", f"use one of {', '.join(STUDY_PIPELINES)}")
@@ -291,7 +291,7 @@ def run_study(
     if host:
         resume_run = ""
         if resume:
-            from proxyhpo.kfp.resume import resolve_parent
+            from proxyhpo.cluster_resume import resolve_parent
 
             resume_run, kept = resolve_parent(study, kind, resume)
             print(f"resuming study {study.name} under MLflow run {resume_run}: {kept} finished trials kept, not trained again")

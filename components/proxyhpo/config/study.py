@@ -242,6 +242,17 @@ class StudyConfig(StrictModel):
         """What a compiled HPO pipeline of this study fixes: its rounds and its parallelism."""
         return PipelineShape(rounds=self.search.rounds, gpus=self.resources.gpus)
 
+    def with_compiled_settings(self, shape: PipelineShape) -> PipelineShape:
+        """``shape`` with the other settings compiling writes into the tasks (``fixed``), which the first task checks too."""
+        return shape.model_copy(update={"fixed": self._compiled_settings()})
+
+    def _compiled_settings(self) -> dict[str, str]:
+        """The settings besides rounds and GPUs that compiling writes into the tasks, each as JSON."""
+        resources = self.resources.model_dump(mode="json", exclude={"gpus"})
+        settings = {f"resources.{key}": value for key, value in resources.items()}
+        settings["search.trust_gate"] = self.search.trust_gate
+        return {key: json.dumps(value, sort_keys=True) for key, value in settings.items()}
+
     def with_data_root(self, root: str) -> StudyConfig:
         """This study with its local data sets moved under ``root`` (``s3://bucket/datasets``), where a cluster's pods read them.
 
@@ -343,6 +354,9 @@ class StudyConfig(StrictModel):
         if compiled.nas:
             layout = self._nas_layout()
             settings += [(f"nas.{key}", layout[key], value) for key, value in compiled.nas.items()]
+        if compiled.fixed:
+            ours = self._compiled_settings()
+            settings += [(key, ours.get(key), value) for key, value in compiled.fixed.items()]
         for key, ours, theirs in settings:
             if theirs is not None and ours != theirs:
                 raise ConfigError(
@@ -408,6 +422,8 @@ class PipelineShape(StrictModel):
     rounds: int | None = Field(ge=1)
     gpus: int = Field(ge=1)
     nas: dict[str, int | str] | None = None
+    #: Other settings compiled into the tasks (pod placement, scratch, the trust gate's tasks), by key, as JSON text.
+    fixed: dict[str, str] | None = None
 
 
 class StudyRun(Record):
