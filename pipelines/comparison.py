@@ -15,6 +15,7 @@ from kfp import dsl
 from pipelines.hpo import search_rounds
 from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, gpu_task, light_task, opening_task, run_defaults
 from proxyhpo.config import StudyConfig
+from proxyhpo.launch_form import RUN_FIELDS_DOC, run_fields
 from proxyhpo.kfp import components as c
 
 __all__ = ["build_automl_comparison"]
@@ -28,6 +29,7 @@ def build_automl_comparison(study: StudyConfig):
     """
     comparison = study.studies.comparison
     defaults = run_defaults(study)
+    fields = run_fields(study)  # the launch form's typed fields, defaulting to the study's values
 
     def automl_comparison(
         study_config: str = study.model_dump_json(),
@@ -35,9 +37,17 @@ def build_automl_comparison(study: StudyConfig):
         external: str = defaults["external"],
         study_name: str = defaults["study_name"],
         resume_run: str = "",
+        epochs: int = fields["epochs"],
+        proposals_per_round: int = fields["proposals_per_round"],
+        budget: int = fields["budget"],
+        pack_size: int = fields["pack_size"],
+        early_stopping: bool = fields["early_stopping"],
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind="automl-comparison", shape=study.shape, resume_run=resume_run)
+            start = opening_task(
+                study_config, dataset, external, study_name, kind="automl-comparison", shape=study.with_compiled_settings(study.shape), resume_run=resume_run,
+                fields={"epochs": epochs, "proposals_per_round": proposals_per_round, "budget": budget, "pack_size": pack_size, "early_stopping": early_stopping},
+            )
             run = start.outputs["study_run"]
             data = light_task(c.prepare_data(study_run=run), "prepare data")
             finals = []
@@ -49,7 +59,7 @@ def build_automl_comparison(study: StudyConfig):
                     finals.append(gpu_task(final, f"{arm}: final model {repeat + 1}", study).set_retry(num_retries=2, backoff_duration="60s"))
             light_task(c.comparison_report(study_run=run).after(*finals), "report", cache=False)
 
-    automl_comparison.__doc__ = "Run every search arm, train each result in full, and report the comparison.\n" + RUN_PARAMETERS_DOC
+    automl_comparison.__doc__ = "Run every search arm, train each result in full, and report the comparison.\n" + RUN_PARAMETERS_DOC + RUN_FIELDS_DOC
     with pods_of(study):  # the CPU tasks get the study's scratch size and pull secrets too
         return dsl.pipeline(
             name="proxyhpo-automl-comparison",

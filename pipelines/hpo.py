@@ -12,6 +12,7 @@ from pipelines.tasks import pods_of, RUN_PARAMETERS_DOC, closing_task, fan_in, o
 from pipelines.tasks import gpu_task as _gpu
 from pipelines.tasks import light_task as _light
 from proxyhpo.config import StudyConfig
+from proxyhpo.launch_form import RUN_FIELDS_DOC, run_fields
 from proxyhpo.kfp import components as c
 from proxyhpo.search import strategy_class
 from proxyhpo.tracking import names
@@ -34,6 +35,7 @@ def build_hpo_pipeline(study: StudyConfig):
     """
     rounds = study.search.rounds
     defaults = run_defaults(study)
+    fields = run_fields(study)  # the launch form's typed fields, defaulting to the study's values
 
     def hpo(
         study_config: str = study.model_dump_json(),
@@ -41,14 +43,23 @@ def build_hpo_pipeline(study: StudyConfig):
         external: str = defaults["external"],
         study_name: str = defaults["study_name"],
         resume_run: str = "",
+        epochs: int = fields["epochs"],
+        proposals_per_round: int = fields["proposals_per_round"],
+        budget: int = fields["budget"],
+        pack_size: int = fields["pack_size"],
+        early_stopping: bool = fields["early_stopping"],
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind="hpo", shape=study.shape, resume_run=resume_run)
+            start = opening_task(
+                study_config, dataset, external, study_name, kind="hpo", shape=study.with_compiled_settings(study.shape), resume_run=resume_run,
+                fields={"epochs": epochs, "proposals_per_round": proposals_per_round, "budget": budget, "pack_size": pack_size, "early_stopping": early_stopping},
+            )
             _search(start, study)
 
     hpo.__doc__ = (
         "Search hyper-parameters on proxy data and proxy networks, then train the final model.\n"
         + RUN_PARAMETERS_DOC
+        + RUN_FIELDS_DOC
         + "\n        The report (Markdown, HTML, metrics) is the last task's output, and MLflow holds the same on the\n"
         "        study's parent run: a pipeline output cannot come from inside the exit handler.\n"
     )

@@ -47,7 +47,7 @@ def build_nas_pipeline(study: StudyConfig):
         resume_run: str = "",
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind="nas", shape=study.nas_shape, resume_run=resume_run)
+            start = opening_task(study_config, dataset, external, study_name, kind="nas", shape=study.with_compiled_settings(study.nas_shape), resume_run=resume_run)
             run = start.outputs["study_run"]
             data = _light(c.prepare_data(study_run=run), "prepare data").outputs["data"]
             plan = _gpu(n.nas_plan(study_run=run, data=data), "plan: search space, folds, proxy data", study)

@@ -44,7 +44,7 @@ def _build(kind: str, study: StudyConfig):
         resume_run: str = "",
     ):
         with dsl.ExitHandler(closing_task(study_config, study_name), name="study"):
-            start = opening_task(study_config, dataset, external, study_name, kind=kind, shape=study.study_shape, resume_run=resume_run)
+            start = opening_task(study_config, dataset, external, study_name, kind=kind, shape=study.with_compiled_settings(study.study_shape), resume_run=resume_run)
             run = start.outputs["study_run"]
             data = light_task(c.prepare_data(study_run=run), "prepare data")
             plan = gpu_task(c.plan_cells(kind=kind, study_run=run, data=data.outputs["data"]), "plan cells: select every arm's data", study)

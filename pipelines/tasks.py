@@ -178,7 +178,15 @@ def closing_task(study_config: str, study_name: str) -> dsl.PipelineTask:
 
 
 def opening_task(
-    study_config: str, dataset: str, external: str, study_name: str, *, kind: str, shape: PipelineShape, resume_run: str = ""
+    study_config: str,
+    dataset: str,
+    external: str,
+    study_name: str,
+    *,
+    kind: str,
+    shape: PipelineShape,
+    resume_run: str = "",
+    fields: dict | None = None,
 ) -> dsl.PipelineTask:
     """The first task: resolves the run's study, checks it against the compiled ``shape`` and opens the MLflow run.
 
@@ -194,5 +202,6 @@ def opening_task(
         pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         compiled_shape=shape.model_dump_json(),
         resume_run=resume_run,
+        **({"typed_fields": True, **fields} if fields else {}),  # the launch form's typed fields (proxyhpo.launch_form)
     )
     return light_task(opening, "open MLflow study run", cache=False)

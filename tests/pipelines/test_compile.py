@@ -81,8 +81,8 @@ def _compiled_shape(name: str) -> PipelineShape:
     """What pipeline ``name`` fixes: a comparison study its parallelism only, the searches their rounds too."""
     study = _study(name)
     if _kind(name) == "nas":
-        return study.nas_shape
-    return study.study_shape if _kind(name) in STUDY_KINDS else study.shape
+        return study.with_compiled_settings(study.nas_shape)
+    return study.with_compiled_settings(study.study_shape if _kind(name) in STUDY_KINDS else study.shape)
 
 
 def _documents(text: str) -> tuple[dict, dict]:
@@ -302,12 +302,14 @@ def test_start_study_checks_the_compiled_shape_before_anything_runs(compiled: di
     start = tasks["start-study"]
     constant = start["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"]
     assert PipelineShape.model_validate_json(constant) == _compiled_shape(name)
+    # and the other settings compiled into the tasks (pod placement, scratch, trust gate), refused when edited
+    assert _compiled_shape(name).fixed == study._compiled_settings()
     if kind in STUDY_KINDS:  # a comparison study has no rounds: only its parallelism is compiled in
-        assert constant == f'{{"rounds":null,"gpus":{study.resources.gpus},"nas":null}}'
+        assert constant.startswith(f'{{"rounds":null,"gpus":{study.resources.gpus},"nas":null,"fixed":')
     elif kind == "nas":  # its chained tasks, folds and arms are compiled in
         assert _compiled_shape(name).nas == {"episodes": study.nas.episodes, "episodes_per_task": study.nas.episodes_per_task, "folds": study.nas.folds, "search_data": study.nas.search_data}
     else:
-        assert _compiled_shape(name) == PipelineShape(rounds=study.search.rounds, gpus=study.resources.gpus)
+        assert _compiled_shape(name).model_copy(update={"fixed": None}) == PipelineShape(rounds=study.search.rounds, gpus=study.resources.gpus)
     assert start["inputs"]["parameters"]["pipeline"]["runtimeValue"]["constant"] == kind
     assert spec["components"]["comp-start-study"]["inputDefinitions"]["parameters"]["compiled_shape"]["parameterType"] == "STRING"
     # the study config itself stays a run-time input (editable in the UI); the shape is fixed
@@ -437,7 +439,8 @@ def test_compile_command_compiles_a_study(capsys: pytest.CaptureFixture[str], tm
     assert sorted(path.name for path in out.iterdir()) == ["hpo-my-study.yaml"]
     spec, _ = _documents(written.read_text())
     tasks = _all_tasks(spec)
-    assert PipelineShape.model_validate_json(tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"]) == PipelineShape(rounds=2, gpus=3)
+    compiled_shape = PipelineShape.model_validate_json(tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"])
+    assert (compiled_shape.rounds, compiled_shape.gpus) == (2, 3)
     assert sorted(task["taskInfo"]["name"] for task in tasks.values() if "parameterIterator" in task) == ["round-1-packs", "round-2-packs"]
     assert spec["pipelineInfo"]["displayName"] == "proxyhpo HPO: my-study"
 
@@ -459,7 +462,7 @@ def test_compile_command_compiles_a_comparison_study(capsys: pytest.CaptureFixtu
     assert sorted(path.name for path in out.iterdir()) == [f"{kind}-my-study.yaml"]
     spec, _ = _documents(written.read_text())
     tasks = _all_tasks(spec)
-    assert tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"] == '{"rounds":null,"gpus":3,"nas":null}'
+    assert tasks["start-study"]["inputs"]["parameters"]["compiled_shape"]["runtimeValue"]["constant"].startswith('{"rounds":null,"gpus":3,"nas":null,"fixed":{')
     assert _cells_loop(spec)[1]["iteratorPolicy"]["parallelismLimit"] == 3
     assert spec["pipelineInfo"]["name"] == f"proxyhpo-{kind}"
     assert spec["pipelineInfo"]["displayName"] == f"proxyhpo {kind}: my-study"
@@ -525,3 +528,40 @@ def test_node_affinity_needs_kfp_2_14(tmp_path: Path) -> None:
     assert any("NVIDIA-A100-SXM4-80GB" in term for term in terms)
     with pytest.raises(ConfigError, match="node-affinity"):
         compile_study(study, tmp_path / "hpo-2.5.yaml", "hpo", kfp_target="2.5")
+
+
+def test_the_launch_form_has_typed_fields_for_what_changes_per_run(tmp_path: Path) -> None:
+    from proxyhpo.config import study_from_json
+    from proxyhpo.errors import ConfigError
+    from proxyhpo.launch_form import with_run_fields
+
+    study = shipped_study("demo")
+    spec = next(yaml.safe_load_all(compile_study(study, tmp_path / "hpo.yaml", "hpo").read_text()))
+    form = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: (form[name]["parameterType"], form[name]["defaultValue"]) for name in ("epochs", "proposals_per_round", "budget", "pack_size", "early_stopping")} == {
+        "epochs": ("NUMBER_INTEGER", study.training.epochs),
+        "proposals_per_round": ("NUMBER_INTEGER", study.search.proposals_per_round),
+        "budget": ("NUMBER_INTEGER", study.selection.budget),
+        "pack_size": ("NUMBER_INTEGER", study.training.pack_size),
+        "early_stopping": ("BOOLEAN", study.search.early_stopping is not None),
+    }
+    edited = study_from_json(with_run_fields(study.model_dump_json(), epochs=90, proposals_per_round=16, budget=12, pack_size=0, early_stopping=False))
+    assert (edited.training.epochs, edited.search.proposals_per_round, edited.selection.budget, edited.training.pack_size) == (90, 16, 12, "auto")
+    assert edited.search.early_stopping is None
+    assert study_from_json(with_run_fields(study.model_dump_json(), epochs=90, proposals_per_round=16, budget=12, pack_size=2, early_stopping=True)).search.early_stopping
+    with pytest.raises(ConfigError) as caught:  # a bad value is one line naming its key
+        study_from_json(with_run_fields(study.model_dump_json(), epochs=60, proposals_per_round=0, budget=12, pack_size=2, early_stopping=False))
+    assert "proposals_per_round" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [("resources", "node_selector", {"pool": "a100"}), ("resources", "scratch", "500Gi"), ("search", "trust_gate", True)])
+def test_a_compile_time_setting_edited_in_the_form_is_refused_in_one_line(section: str, key: str, value: object) -> None:
+    from proxyhpo.errors import ConfigError
+
+    study = shipped_study("demo")
+    document = study.model_dump(mode="json")
+    document[section][key] = value
+    with pytest.raises(ConfigError) as caught:
+        StudyConfig.model_validate(document).check_compiled_shape(study.with_compiled_settings(study.shape))
+    message = str(caught.value)
+    assert message.startswith(f"study_config: {section}.{key} is ") and "fixed at compile time" in message and "\n" not in message

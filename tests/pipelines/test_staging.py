@@ -38,7 +38,7 @@ def test_a_pack_stages_only_its_cases(pushed_dataset: str, isolated_home: Path) 
 
 
 def test_a_loops_outputs_are_relayed_to_the_task_after_it(s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxyhpo.kfp.relay import gathered, put, relay_folder
+    from proxyhpo.relay import gathered, put, relay_folder
 
     monkeypatch.setenv("PROXYHPO_CHECKPOINT_ROOT", f"s3://{s3_bucket}/checkpoints")
     folder = relay_folder("parent-1", pipeline_run="run-7", group="round-1-packs")

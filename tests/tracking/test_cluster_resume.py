@@ -8,7 +8,7 @@ import pytest
 from proxyhpo import resume, storage, tracking
 from proxyhpo.catalogue import shipped_study
 from proxyhpo.errors import ConfigError
-from proxyhpo.kfp.resume import reopen_parent, resolve_parent
+from proxyhpo.cluster_resume import reopen_parent, resolve_parent
 
 
 @pytest.fixture

@@ -31,17 +31,29 @@ def start_study(
     compiled_shape: str,
     study_run: Output[Artifact],
     resume_run: str = "",
+    typed_fields: bool = False,
+    epochs: int = 0,
+    proposals_per_round: int = 0,
+    budget: int = 0,
+    pack_size: int = 0,
+    early_stopping: bool = False,
 ):
-    """Resolve the run's study (its config with the run's data and name), check it against the compiled pipeline,
-    and open its MLflow parent run (``resume_run``: reopen that one, :mod:`proxyhpo.kfp.resume`)."""
+    """Resolve the run's study (its config with the run's data, name and, with ``typed_fields``, the launch form's
+    fields, :mod:`proxyhpo.launch_form`), check it against the compiled pipeline, and open its MLflow parent run
+    (``resume_run``: reopen that one, :mod:`proxyhpo.cluster_resume`)."""
     import os
 
     from proxyhpo.config import PipelineShape, study_from_json
     from proxyhpo.study import open_study
 
+    if typed_fields:
+        from proxyhpo.launch_form import with_run_fields
+
+        fields = {"epochs": epochs, "proposals_per_round": proposals_per_round, "budget": budget, "pack_size": pack_size}
+        study = with_run_fields(study, **fields, early_stopping=early_stopping)
     resolved = study_from_json(study, dataset=dataset, external=external, name=study_name)
     if resume_run:  # the trials the stopped run finished are kept under the parent's folder in the bucket: not trained again
-        from proxyhpo.kfp.resume import reopen_parent
+        from proxyhpo.cluster_resume import reopen_parent
         from proxyhpo.resume import PARENT_ENV
 
         os.environ[PARENT_ENV] = reopen_parent(resolved, resume_run, pipeline_run=pipeline_run)
@@ -128,7 +140,7 @@ def train_pack(
     relay_group: str = "",
 ):
     """Train one pack of trials on one GPU; each trial becomes an MLflow child run (``arm``: the automl comparison's search;
-    ``relay_*``: on KFP < 2.14, the results are also relayed to the round's update, :mod:`proxyhpo.kfp.relay`)."""
+    ``relay_*``: on KFP < 2.14, the results are also relayed to the round's update, :mod:`proxyhpo.relay`)."""
     from proxyhpo.config import PackSpec, ProxyDataManifest, StudyData, StudyRun
     from proxyhpo.training.study_trials import train_pack as train
 
@@ -147,7 +159,7 @@ def train_pack(
             break
         print(f"pack crashed (attempt {attempt + 1} of 3)")
     if relay_run:
-        from proxyhpo.kfp.relay import put, relay_folder
+        from proxyhpo.relay import put, relay_folder
 
         put(results.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=pack)
 
@@ -171,10 +183,10 @@ def controller_update(
 def controller_update_relayed(
     study_run: Input[Artifact], proposed: Input[Artifact], state: Output[Artifact], packs: List[str], relay_run: str, relay_group: str, arm: str = ""
 ):
-    """:func:`controller_update` on KFP < 2.14: the round's results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    """:func:`controller_update` on KFP < 2.14: the round's results are read from the relay folder (:mod:`proxyhpo.relay`)."""
     from proxyhpo.config import StudyRun
     from proxyhpo.controller.rounds import update_round
-    from proxyhpo.kfp.relay import gathered
+    from proxyhpo.relay import gathered
 
     run = StudyRun.read(study_run.path)
     results = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)
@@ -264,7 +276,7 @@ def train_cell(
         role=role,
     )
     if relay_run:
-        from proxyhpo.kfp.relay import put, relay_folder
+        from proxyhpo.relay import put, relay_folder
 
         put(results.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=cell)
 
@@ -284,10 +296,10 @@ def study_report(study_run: Input[Artifact], results: Input[List[Artifact]], mar
 
 @component
 def study_report_relayed(study_run: Input[Artifact], relay_run: str, relay_group: str, markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
-    """:func:`study_report` on KFP < 2.14, ordered after the cells' loop; it counts the cells relayed (:mod:`proxyhpo.kfp.relay`)."""
+    """:func:`study_report` on KFP < 2.14, ordered after the cells' loop; it counts the cells relayed (:mod:`proxyhpo.relay`)."""
     from proxyhpo.analysis.study_report import write_study_report
     from proxyhpo.config import StudyRun
-    from proxyhpo.kfp.relay import gathered
+    from proxyhpo.relay import gathered
 
     run = StudyRun.read(study_run.path)
     report = write_study_report(run.run_id, markdown=markdown.path, html=html.path)
@@ -332,9 +344,9 @@ def trust_gate(study_run: Input[Artifact], results: Input[List[Artifact]]) -> st
 
 @component
 def trust_gate_relayed(study_run: Input[Artifact], relay_run: str, relay_group: str) -> str:
-    """:func:`trust_gate` on KFP < 2.14: the calibration cells' results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    """:func:`trust_gate` on KFP < 2.14: the calibration cells' results are read from the relay folder (:mod:`proxyhpo.relay`)."""
     from proxyhpo.config import StudyRun
-    from proxyhpo.kfp.relay import gathered
+    from proxyhpo.relay import gathered
     from proxyhpo.study import check_trust
 
     run = StudyRun.read(study_run.path)

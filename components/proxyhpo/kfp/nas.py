@@ -67,7 +67,7 @@ def nas_evaluate(
     relay_group: str = "",
 ):
     """Export the search's final network (no retraining) and test it on the fold's test part (read by no search) and the study's held-out cases
-    (``relay_*``: on KFP < 2.14, the result is also relayed to the report, :mod:`proxyhpo.kfp.relay`)."""
+    (``relay_*``: on KFP < 2.14, the result is also relayed to the report, :mod:`proxyhpo.relay`)."""
     from proxyhpo.config import StudyData, StudyRun
     from proxyhpo.config.nas import NasPlan, parse_search
     from proxyhpo.training.nas_export import evaluate_fold
@@ -80,7 +80,7 @@ def nas_evaluate(
     )
     model.metadata.update({"architecture": found.architecture.name, "test_dice": found.test_dice, "search_validation_dice": found.search_validation_dice})
     if relay_run:
-        from proxyhpo.kfp.relay import put, relay_folder
+        from proxyhpo.relay import put, relay_folder
 
         put(result.path, relay_folder(run.run_id, pipeline_run=relay_run, group=relay_group), item=search)
 
@@ -100,11 +100,11 @@ def nas_report(study_run: Input[Artifact], plan: Input[Artifact], results: Input
 
 @component
 def nas_report_relayed(study_run: Input[Artifact], plan: Input[Artifact], relay_run: str, relay_group: str, markdown: Output[Markdown], page: Output[HTML], metrics: Output[Metrics]):
-    """:func:`nas_report` on KFP < 2.14: the folds' results are read from the relay folder (:mod:`proxyhpo.kfp.relay`)."""
+    """:func:`nas_report` on KFP < 2.14: the folds' results are read from the relay folder (:mod:`proxyhpo.relay`)."""
     from proxyhpo.analysis.nas_report import write_nas_report
     from proxyhpo.config import StudyRun
     from proxyhpo.config.nas import NasPlan
-    from proxyhpo.kfp.relay import gathered
+    from proxyhpo.relay import gathered
 
     run = StudyRun.read(study_run.path)
     results = gathered(run.run_id, pipeline_run=relay_run, group=relay_group)

@@ -10,7 +10,7 @@ pipeline that needs more than its target.
 Pipelines are compiled for a :class:`KfpTarget` (``proxyhpo compile --kfp-target 2.5``; ``make deploy``
 chooses it from the backend's version). One pipeline definition serves every target: for a backend
 without final status or collected artifacts (before 2.14) the exit handler closes whatever the run left
-open and a loop's outputs are relayed through the study's folder (:mod:`proxyhpo.kfp.relay`).
+open and a loop's outputs are relayed through the study's folder (:mod:`proxyhpo.relay`).
 
 Example:
     >>> KfpTarget.parse("2.5").collects_artifacts
@@ -137,7 +137,7 @@ class KfpTarget:
 
     @property
     def collects_artifacts(self) -> bool:
-        """Whether a loop's outputs may be ``dsl.Collected``; else they are relayed (:mod:`proxyhpo.kfp.relay`)."""
+        """Whether a loop's outputs may be ``dsl.Collected``; else they are relayed (:mod:`proxyhpo.relay`)."""
         return self.supports("collected-artifacts")
 
     def supports(self, feature: str) -> bool:
