@@ -35,7 +35,8 @@ from proxyhpo.config import (
 from proxyhpo.controller.rounds import final_hyperparameters
 from proxyhpo.data.msd import load_dataset
 from proxyhpo.data.prepare import classes_after_merge, entries_for
-from proxyhpo.errors import ConfigError
+from proxyhpo.training import repeats
+from proxyhpo.errors import ConfigError, TrialError
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +124,15 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
         ConfigError: when the manifest was not chosen from the study's data.
     """
     manifest.check_against(data)
+    trials = _pack_trials(study, manifest, pack, arm=arm)
+    return _study_plan(study, data, trials, manifest.train_ids, manifest.val_ids, external=False, early_stopping=study.search.early_stopping)
+
+
+def _pack_trials(study: StudyConfig, manifest: ProxyDataManifest, pack: PackSpec, *, arm: str | None) -> list[TrialSpec]:
+    """The trials of one pack, one per proposal (read no data)."""
     data_label = "full" if manifest.method == "full" else f"{manifest.method}-{manifest.budget}"
     network = _network(study, study.training.network)
-    trials = [
+    return [
         TrialSpec(
             # the automl comparison's searches propose alike: the arm keeps their trials apart (in MLflow too)
             trial_id=f"{arm}-{proposal.trial_id}" if arm else proposal.trial_id,
@@ -138,7 +145,6 @@ def build_search_plan(study: StudyConfig, data: StudyData, manifest: ProxyDataMa
         )
         for proposal in pack.proposals
     ]
-    return _study_plan(study, data, trials, manifest.train_ids, manifest.val_ids, external=False, early_stopping=study.search.early_stopping)
 
 
 def _run_logged(
@@ -150,6 +156,7 @@ def _run_logged(
     role: str,
     hyperparameter_names: tuple[str, ...] | None = None,
     results_out: str | os.PathLike[str] | None = None,
+    failure_at: str | None = None,
 ) -> list[TrialResult]:
     """Train ``plan`` with live MLflow logging; trials an earlier start of the study finished are not trained again.
 
@@ -157,7 +164,8 @@ def _run_logged(
     run, a trial whose result an earlier start of the same study kept (:func:`proxyhpo.resume.finished_results`)
     is not trained again: its kept result stands, and its MLflow run is left as it is. A plan that saves
     weights (the final model: its weights are an output of this pipeline run) trains again, from its checkpoint.
-    Every result a pack produces (a crash excepted) is kept for a later start.
+    Every result a pack produces (a crash excepted) is kept for a later start. A crash is recorded at
+    ``failure_at`` (:mod:`proxyhpo.training.repeats`): a deterministic one is not retried.
 
     SIGTERM (an evicted pod) ends it like Ctrl-C: the open runs are marked FAILED with the reason
     ``terminated (SIGTERM)`` and :class:`~proxyhpo.signals.Terminated` (exit code 143) unwinds. While MLflow
@@ -177,7 +185,7 @@ def _run_logged(
             result.trial_id: result
             for result in _train_logged(
                 study, subset, parent_run_id=parent_run_id, data_label=data_label, role=role,
-                hyperparameter_names=hyperparameter_names, results_out=results_out,
+                hyperparameter_names=hyperparameter_names, results_out=results_out, failure_at=failure_at,
             )
         }
     return [kept.get(spec.trial_id) or trained[spec.trial_id] for spec in plan.trials]
@@ -192,6 +200,7 @@ def _train_logged(
     role: str,
     hyperparameter_names: tuple[str, ...] | None,
     results_out: str | os.PathLike[str] | None,
+    failure_at: str | None = None,
 ) -> list[TrialResult]:
     """Train every trial of ``plan``, one MLflow child run each; keep each result for a later start of the study."""
     from proxyhpo import resume
@@ -215,7 +224,9 @@ def _train_logged(
             results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=True)
         except Exception as exc:  # a crashed pack fails its trials, never the study
             logger.exception("pack %s crashed", [spec.trial_id for spec in plan.trials])
-            results = [failed_result(spec, f"pack crashed: {type(exc).__name__}: {exc}") for spec in plan.trials]
+            deterministic = repeats.record(failure_at, exc) if failure_at else repeats.is_deterministic(exc)
+            reason = f"pack crashed: {repeats.describe(exc)}" + (f"; {repeats.NOT_RETRIED}" if deterministic else "")
+            results = [failed_result(spec, reason) for spec in plan.trials]
             crashed = True
         for result in results:
             runs[result.trial_id].finish(result)
@@ -245,12 +256,30 @@ def train_pack(
     """Train one pack of a round, log each trial as an MLflow child run, and write the results file.
 
     A trial that diverges or runs out of memory is a FAILED result; the others of the pack finish.
-    In the automl comparison, ``arm`` names the search: its data and network are the arm's.
+    In the automl comparison, ``arm`` names the search: its data and network are the arm's. Under a study
+    run, a pack whose earlier attempt failed deterministically (a config or data error, or a crash repeated
+    identically; :mod:`proxyhpo.training.repeats`) is not trained again: its trials are FAILED at once.
     """
     if arm:
         study = study.for_search_arm(arm)
-    plan = build_search_plan(study, data, manifest, pack, arm=arm)
-    results = _run_logged(study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role=names.ROLE_TRIAL, results_out=results_out)
+    inputs = (study.model_dump(mode="json"), data.model_dump(mode="json"), manifest.model_dump(mode="json"), pack.model_dump(mode="json"))
+    failure_at = repeats.failure_location(parent_run_id, f"pack-r{pack.round}-p{pack.pack_index}{f'-{arm}' if arm else ''}", *inputs) if parent_run_id else None
+    earlier = repeats.deterministic_failure(failure_at) if failure_at else None
+    if earlier:
+        logger.error("pack %d of round %d: an earlier attempt failed with %s; %s", pack.pack_index, pack.round, earlier, repeats.NOT_RETRIED)
+        results = [failed_result(spec, f"pack crashed: {earlier}; {repeats.NOT_RETRIED}") for spec in _pack_trials(study, manifest, pack, arm=arm)]
+    else:
+        try:
+            plan = build_search_plan(study, data, manifest, pack, arm=arm)
+        except Exception as exc:
+            if failure_at:
+                repeats.record(failure_at, exc)
+            raise
+        results = _run_logged(
+            study, plan, parent_run_id=parent_run_id, data_label=plan.trials[0].data_label, role=names.ROLE_TRIAL, results_out=results_out, failure_at=failure_at
+        )
+        if failure_at and not all((result.fail_reason or "").startswith("pack crashed") for result in results):
+            repeats.forget(failure_at)
     TrialResults(results=tuple(results)).write(results_out)
     return results
 
@@ -335,12 +364,28 @@ def train_final_model(
 ) -> TrialResult:
     """Train the final model (:func:`final_model_plan`) with hyper-parameters ``searched`` (any search's best), as :func:`train_final` does.
 
-    The search benchmark trains each strategy's best this way (:mod:`proxyhpo.search.bench`).
+    The search benchmark trains each strategy's best this way (:mod:`proxyhpo.search.bench`). Under a study
+    run, a retried attempt after a deterministic failure (:mod:`proxyhpo.training.repeats`) stops at once.
+
+    Raises:
+        TrialError: when an earlier attempt on the same inputs failed deterministically (one line, not retried).
     """
     from proxyhpo.export.final_model import export_final_model
 
-    plan = final_model_plan(study, data, searched, model_dir=model_dir, parent_run_id=parent_run_id, arm=arm, repeat=repeat)
-    (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role=names.ROLE_FINAL, results_out=results_out)
+    name = f"final-{arm}-r{repeat}" if arm else "final"
+    failure_at = repeats.failure_location(parent_run_id, name, study.model_dump(mode="json"), data.model_dump(mode="json"), searched) if parent_run_id else None
+    earlier = repeats.deterministic_failure(failure_at) if failure_at else None
+    if earlier:
+        raise TrialError(f"{name}: an earlier attempt failed with {earlier}; {repeats.NOT_RETRIED}: fix that and run again")
+    try:
+        plan = final_model_plan(study, data, searched, model_dir=model_dir, parent_run_id=parent_run_id, arm=arm, repeat=repeat)
+        (result,) = _run_logged(study, plan, parent_run_id=parent_run_id, data_label="full", role=names.ROLE_FINAL, results_out=results_out)
+    except Exception as exc:
+        if failure_at:
+            repeats.record(failure_at, exc)
+        raise
+    if failure_at:
+        repeats.forget(failure_at)
     TrialResults(results=(result,)).write(results_out)
     # the result leaves as a MONAI bundle: <model_dir>/bundle, logged to the final run and registered under the study's name
     export_final_model(study, data, plan, result, parent_run_id=parent_run_id, model_dir=model_dir)
