@@ -239,7 +239,8 @@ def check_regular_target(path: str | os.PathLike[str]) -> None:
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` and move it into place only if the block succeeds.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was; an :class:`OSError` that
+    names no file (a full disk) names ``path``.
 
     Example:
         >>> with atomic_output("out.txt") as tmp:  # doctest: +SKIP
@@ -255,6 +256,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes the file private (0600); give it a new file's mode
         os.replace(tmp, target)
+    except OSError as exc:
+        # a full disk (ENOSPC, EFBIG) fails a write() that names no file: the error names the file being written
+        if exc.filename is None or exc.filename == tmp_name:
+            exc.filename = str(target)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
