@@ -170,6 +170,7 @@ NETWORK_FAMILIES: Registry[Any] = Registry("network family")
 NETWORK_FAMILIES.register("unet", "proxyhpo.networks.unet:ResidualUNet", "MONAI's residual U-Net, the paper's family (instance norm and PReLU are MONAI's defaults, not the paper's).")
 NETWORK_FAMILIES.register("dynunet", "proxyhpo.networks.dynunet:NnUNet", "MONAI's DynUNet as nnU-Net configures it: kernels and strides from the spacing and patch, deep supervision.")
 NETWORK_FAMILIES.register("segresnet", "proxyhpo.networks.segresnet:SegResNetFamily", "MONAI's SegResNet: residual encoder levels of group-normed blocks, one block per decoder level.")
+NETWORK_FAMILIES.register("swinunetr", "proxyhpo.networks.swinunetr:SwinUNETRFamily", "MONAI's SwinUNETR: a Swin transformer encoder of four stages and a convolutional decoder (sides multiple of 32).")
 
 #: Study pipelines: what ``proxyhpo run --pipeline`` runs and ``proxyhpo compile`` ships; a target builds the KFP
 #: pipeline for a study config (``pipelines/``, which only ``proxyhpo.compile`` imports, and only when it compiles).
