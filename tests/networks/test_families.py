@@ -12,6 +12,8 @@ from proxyhpo.config import NetworkConfig
 from proxyhpo.networks import build_network, count_parameters
 from proxyhpo.networks.dynunet import plan_kernels_and_strides
 from proxyhpo.networks.segresnet import blocks_down
+from proxyhpo.networks.swinunetr import swin_depths
+from proxyhpo.registry import NETWORK_FAMILIES
 
 
 def test_dynunet_plans_kernels_and_strides_as_nnunet():
@@ -27,7 +29,9 @@ def test_dynunet_plans_kernels_and_strides_as_nnunet():
 def test_each_family_declares_its_full_network_and_how_its_proxy_shrinks():
     assert (NetworkConfig.full("dynunet").levels, NetworkConfig.full("dynunet").base_channels) == (5, 32)  # nnU-Net's
     assert blocks_down(NetworkConfig.full("segresnet").levels, NetworkConfig.full("segresnet").num_res_units) == (1, 2, 2, 4)  # MONAI's default
-    for family in ("unet", "dynunet", "segresnet"):
+    assert swin_depths(NetworkConfig.full("swinunetr").levels, NetworkConfig.full("swinunetr").num_res_units) == (2, 2, 2, 2)  # MONAI's default
+    assert swin_depths(3, NetworkConfig.proxy(3, "swinunetr").num_res_units) == (1, 1, 0, 0)  # the deeper stages only merge patches
+    for family in ("unet", "dynunet", "segresnet", "swinunetr"):
         sizes = [count_parameters(build_network(NetworkConfig.proxy(levels, family))) for levels in (5, 4, 3)]
         full = count_parameters(build_network(NetworkConfig.full(family).for_data((32, 32, 32), None)))
         assert full > sizes[0] > sizes[1] > sizes[2], family  # the proxy-net study's sweep shrinks the network
@@ -37,12 +41,13 @@ def test_each_family_declares_its_full_network_and_how_its_proxy_shrinks():
     assert (planned.patch_size, planned.spacing, planned.name) == ((32, 32, 16), (1.0, 1.0, 3.0), "dynunet:full")
 
 
-@pytest.mark.parametrize("family", ["dynunet", "segresnet"])
-def test_a_family_maps_any_channels_to_any_classes(family: str):
+@pytest.mark.parametrize("family, side", [("dynunet", 16), ("segresnet", 16), ("swinunetr", 32)])
+def test_a_family_maps_any_channels_to_any_classes(family: str, side: int):
     net = build_network(NetworkConfig.proxy(3, family), in_channels=4, out_channels=3).eval()
     with torch.no_grad():
-        assert net(torch.zeros(1, 4, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
-    assert list(net.buffers()) == []  # nothing torch.func could not stack
+        assert net(torch.zeros(1, 4, side, side, side)).shape == (1, 3, side, side, side)
+    # a family that packs keeps nothing torch.func could not stack; one that does not, says so
+    assert (list(net.buffers()) == []) == NETWORK_FAMILIES[family].packable
 
 
 def test_a_familys_sizes_are_read_without_torch():

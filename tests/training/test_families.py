@@ -35,8 +35,9 @@ def _steps(k: int, steps: int, side: int = 16) -> list[dict[int, tuple[torch.Ten
     return out
 
 
-def test_the_new_families_are_registered_and_pack():
+def test_the_new_families_are_registered_and_pack_where_they_can():
     assert {"unet", "dynunet", "segresnet"} <= set(PACKING)
+    assert "swinunetr" in NETWORK_FAMILIES and "swinunetr" not in PACKING  # Swin blocks keep a buffer: one model per slot
 
 
 @pytest.mark.parametrize("family", PACKING)
@@ -101,7 +102,7 @@ def test_a_family_that_cannot_pack_trains_one_model_per_slot_said_once(caplog: p
                 assert alone.train_step({0: b[i]}, step=s + 1)[0] == pytest.approx(losses[s][i], rel=1e-5)
 
 
-@pytest.mark.parametrize("family", ["dynunet", "segresnet"])
+@pytest.mark.parametrize("family", ["dynunet", "segresnet", "swinunetr"])
 def test_a_family_trains_as_proxy_and_full_network_through_the_runner(family: str, sphere_cases, tiny_recipe):
     """One epoch of the family's 3-level proxy and its full network (planned for the recipe), each a result with a Dice."""
     from proxyhpo.config import TrialPlan, TrialState
