@@ -68,7 +68,7 @@ def test_a_bad_registration_is_refused_with_its_reason(name: str, target: str, d
 def test_an_unknown_name_suggests_the_closest_and_lists_every_choice() -> None:
     with pytest.raises(ValueError) as caught:
         SEARCH_STRATEGIES.check("randm")
-    assert str(caught.value) == "unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp, reinforce-paper)"
+    assert str(caught.value) == "unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp, cmaes, reinforce-paper)"
     with pytest.raises(ValueError, match=r"^unknown network family 'transformer' \(choices: unet, dynunet, segresnet, swinunetr\)$"):
         NETWORK_FAMILIES.check("transformer")
 

@@ -18,7 +18,7 @@ Example:
     >>> SEARCH_STRATEGIES.check("randm")
     Traceback (most recent call last):
     ...
-    ValueError: unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp, reinforce-paper)
+    ValueError: unknown search strategy 'randm'; did you mean 'random'? (choices: reinforce, random, reinforce+sh, tpe+hyperband, tpe, tpe+asha, gp, cmaes, reinforce-paper)
 """
 
 from __future__ import annotations
@@ -163,6 +163,7 @@ SEARCH_STRATEGIES.register("tpe+hyperband", "proxyhpo.search._tpe_hyperband:TPEH
 SEARCH_STRATEGIES.register("tpe", "proxyhpo.search._tpe:TPESearch", "Optuna's TPE sampler (its trials stopped only by the study's own early stopping, if any).")
 SEARCH_STRATEGIES.register("tpe+asha", "proxyhpo.search._tpe_asha:TPEAshaSearch", "Optuna's TPE sampler with asynchronous successive halving in its packs.")
 SEARCH_STRATEGIES.register("gp", "proxyhpo.search._gp:GPSearch", "Optuna's Gaussian-process sampler (its trials stopped only by the study's own early stopping, if any).")
+SEARCH_STRATEGIES.register("cmaes", "proxyhpo.search._cmaes:CmaEsSearch", "Optuna's CMA-ES sampler over the continuous parameters (its trials stopped only by the study's own early stopping, if any).")
 SEARCH_STRATEGIES.register("reinforce-paper", "proxyhpo.search._reinforce:PaperReinforceSearch", "The paper's RNN controller trained with REINFORCE, with the paper's settings (one Adam step per round on the raw advantage).")
 
 #: Network families a trial trains; each declares how its proxy shrinks.
