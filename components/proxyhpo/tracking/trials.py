@@ -210,6 +210,25 @@ def _logged_steps(mlflow_client: Any, run_id: str, metric: str) -> set[int]:
     return {int(point.step) for point in mlflow_client.get_metric_history(run_id, metric)}
 
 
+def _replaced(mlflow_client: Any, run: Any, trials: Sequence[Any]) -> bool:
+    """Retire ``run`` when its trial trains again as a new trial (its data or config changed: a new ``trial_key``).
+
+    Reopening it would keep the old key and the old per-epoch curve (MLflow deletes no metric history), so the
+    trial gets a new run; the old one is closed FAILED with the reason and deleted (restorable: ``mlflow runs restore``).
+    """
+    wanted = {spec.trial_id: spec.tags.get(names.TRIAL_KEY_KEY) for spec in trials}
+    trial_id, old_key = run.data.tags.get(names.TRIAL_ID_TAG), run.data.tags.get(names.TRIAL_KEY_TAG)
+    if trial_id not in wanted or not old_key or not wanted[trial_id] or wanted[trial_id] == old_key:
+        return False
+    run_id = run.info.run_id
+    mlflow_client.set_tag(run_id, names.FAIL_REASON_TAG, f"replaced: trial {trial_id} trains again on changed data or config (new trial_key)")
+    if run.info.status == "RUNNING":
+        mlflow_client.set_terminated(run_id, status="FAILED")
+    mlflow_client.delete_run(run_id)
+    logger.info("trial %s: its data or config changed; its old run %s is replaced by a new one", trial_id, run_id)
+    return True
+
+
 def _child_tags(spec_tags: Mapping[str, str], *, role: str, trial_id: str, parent_run_id: str | None) -> dict[str, str]:
     """A new child run's tags: the spec's own as ``proxyhpo.<key>``, its role and trial id, and its parent."""
     tags = {names.tag(key): value for key, value in spec_tags.items()} | {names.ROLE_TAG: role, names.TRIAL_ID_TAG: trial_id}
@@ -254,7 +273,8 @@ def trial_runs(
 
     A trial of a study whose run already exists under ``parent_run_id`` (a retried task) resumes that
     run (:func:`~proxyhpo.tracking.identity.reopen_or_create`): it is RUNNING again, its ``proxyhpo.attempt``
-    tag counts the attempts, and epochs it logged already are not logged twice; it is never duplicated.
+    tag counts the attempts, and epochs it logged already are not logged twice; it is never duplicated. A
+    trial whose ``trial_key`` changed (its data or config did) is a new trial: its old run is replaced (:func:`_replaced`).
 
     Orphans are closed first: RUNNING runs of the same parent, or stand-alone runs with the same trial id
     and ``identity``, whose process has ended (killed with SIGKILL) are marked FAILED with
@@ -278,6 +298,7 @@ def trial_runs(
     runs: dict[str, TrialRun] = {}
     # a retried task (an evicted pod, a preempted node) finds its trials' runs by their identity and resumes them
     earlier = children_by_id(mlflow_client, experiment_id, parent_run_id, role) if parent_run_id else {}
+    earlier = {trial_id: run for trial_id, run in earlier.items() if not _replaced(mlflow_client, run, trials)}
     if parent_run_id:
         resumed = {earlier[spec.trial_id].info.run_id for spec in trials if spec.trial_id in earlier}
         open_children = running_children(mlflow_client, experiment_id, parent_run_id)
