@@ -64,7 +64,7 @@ def test_from_yaml_resolves_relative_paths(tmp_path):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda d: d.update(epoch=3), "unknown key 'epoch'; fix: remove or correct the key"),
+        (lambda d: d.update(epoch=3), "unknown key 'epoch'; fix: did you mean 'epochs'?"),
         (lambda d: d["trials"][0]["hyperparameters"].update(lr=-1), "key 'trials.0.hyperparameters.lr': Input should be greater than 0 (got -1); fix: correct the value"),
         (lambda d: d["trials"][0].pop("hyperparameters"), "required key 'trials.0.hyperparameters' is missing; fix: add 'trials.0.hyperparameters'"),
         (lambda d: d.update(pack_size=0), "key 'pack_size"),

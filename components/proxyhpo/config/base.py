@@ -7,6 +7,7 @@ turns it into one :class:`~proxyhpo.errors.ConfigError` line naming the file and
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -329,8 +330,40 @@ def _union_branch(part: Any) -> bool:
     return isinstance(part, str) and (part in {"str", "int", "float", "bool", "list", "dict", "tuple"} or part[:1].isupper() or "[" in part)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's annotation holds (``X``, ``X | None``, ``list[X]``, ``dict[str, X]``, a union of models)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [found for argument in typing.get_args(annotation) for found in _models_in(argument)]
+
+
+def _valid_keys(model: type[BaseModel], location: tuple[Any, ...]) -> set[str]:
+    """The keys valid where an unknown key sits: the fields of the model(s) at ``location`` (the unknown key's parents)."""
+    models = [model]
+    for part in location:
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if fields:  # a key; anything else (a list index, a dict's own key, a union's tag) stays in the same models
+            models = [found for field in fields for found in _models_in(field.annotation)]
+    return {field.alias or name for m in models for name, field in m.model_fields.items()}
+
+
+def _nearest_key(model: type[BaseModel] | None, location: tuple[Any, ...]) -> str | None:
+    """The valid key nearest to the unknown last key of ``location`` (:func:`difflib.get_close_matches`), else None."""
+    if model is None or not location:
+        return None
+    unknown = str(location[-1])
+    nearest = difflib.get_close_matches(unknown, sorted(_valid_keys(model, tuple(location[:-1])) - {unknown}), n=1, cutoff=0.6)
+    return nearest[0] if nearest else None
+
+
 def config_error(
-    exc: ValidationError, source: str | os.PathLike[str], *, prefix: str = "", fix: str | None = None, document: Any = None
+    exc: ValidationError,
+    source: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    fix: str | None = None,
+    document: Any = None,
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
     """The one translator of a pydantic :class:`ValidationError` into a :class:`ConfigError` line.
 
@@ -341,6 +374,7 @@ def config_error(
         fix: what to do; by default derived from the kind of error.
         document: the validated document, when at hand: keys are then named as the user wrote them
             (without the tags pydantic adds for tagged unions).
+        model: the validated model, when at hand: an unknown key's fix names the nearest valid key.
 
     Example:
         >>> try:
@@ -367,6 +401,9 @@ def config_error(
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if first["type"] == "extra_forbidden":
         problem, default_fix = f"unknown key '{key}'", "remove or correct the key; see examples/ for every valid key"
+        nearest = _nearest_key(model, tuple(first["loc"]))
+        if nearest:  # a typo: name the key it most likely meant, where it sits
+            default_fix = f"did you mean '{'.'.join(str(part) for part in ((prefix,) if prefix else ()) + location[:-1] + (nearest,))}'?"
     elif first["type"] == "missing":
         problem, default_fix = f"required key '{key}' is missing", f"add '{key}'"
     elif not first["loc"] or isinstance(first.get("input"), dict):  # a check across keys: its message names them
@@ -431,7 +468,7 @@ def parse_config(
     try:
         return model.model_validate(document, context={RECORDED: True} if recorded else None)
     except ValidationError as exc:
-        raise config_error(exc, source, prefix=prefix, fix=fix, document=document) from None
+        raise config_error(exc, source, prefix=prefix, fix=fix, document=document, model=model) from None
 
 
 def load_config(model: type[M], path: str | os.PathLike[str]) -> M:
