@@ -441,7 +441,8 @@ def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str]
           any training (one line; unset ``MLFLOW_TRACKING_URI`` to train without tracking).
         - A server that stops answering later does not stop training: logging waits in
           ``<results>.mlflow-pending.json`` beside the results and is logged at the end if the server is
-          back, else by the next ``proxyhpo train`` of the same plan or :func:`proxyhpo.tracking.flush_pending`.
+          back, else by the next ``proxyhpo train`` of the same plan (which then trains nothing again: its
+          results stand, :func:`_logged_after_outage`) or :func:`proxyhpo.tracking.flush_pending`.
         - SIGTERM marks the open runs FAILED (``terminated (SIGTERM)``) and exits with code 143.
 
     Returns:
@@ -465,6 +466,8 @@ def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str]
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "proxyhpo-trials")
     resolved = {"plan": plan.model_dump(mode="json"), "plan_file": str(Path(path).absolute())}
     identity = {tracking.PLAN_HASH_TAG: hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    if _logged_after_outage(plan, target, experiment, identity):
+        return [target]
     with sigterm_ends_trials(), tracking.trial_runs(
         experiment,
         plan.trials,
@@ -478,3 +481,30 @@ def train_from_file(path: str | os.PathLike[str], *, out: str | os.PathLike[str]
         for result in results:
             runs[result.trial_id].finish(result)
     return [target]
+
+
+def _logged_after_outage(plan: TrialPlan, target: Path, experiment: str, identity: dict[str, str]) -> bool:
+    """Whether an earlier ``proxyhpo train`` of this plan finished while MLflow did not answer, and is now logged.
+
+    Its results (``target``) stand beside what MLflow missed (the pending file): that is logged, and when every
+    trial's run (same trial id and plan hash) is then closed, nothing trains again; training would add a
+    second run of the same trials. Otherwise (MLflow still down, a trial's end not among what waited) it trains.
+    """
+    pending = tracking.pending_path_for(target)
+    if not (pending.is_file() and target.is_file()):
+        return False
+    try:
+        kept = TrialResults.read(target).results
+    except Exception:  # noqa: BLE001 - unreadable results: they train again
+        return False
+    if sorted(result.trial_id for result in kept) != sorted(spec.trial_id for spec in plan.trials) or not tracking.flush_pending(pending):
+        return False
+    mlflow_client = tracking.client()
+    found = mlflow_client.get_experiment_by_name(experiment)
+    selector = " and ".join(f"tags.`{key}` = '{value}'" for key, value in identity.items())
+    runs = mlflow_client.search_runs([found.experiment_id], filter_string=selector, max_results=5000) if found else []
+    closed = {run.data.tags.get(names.TRIAL_ID_TAG) for run in runs if run.info.status != "RUNNING"}
+    if not closed >= {spec.trial_id for spec in plan.trials}:
+        return False
+    logger.warning("%s: this plan's results stand; what MLflow missed while it did not answer is logged now, nothing trains again (delete the file to train again)", target)
+    return True
