@@ -74,3 +74,35 @@ def test_a_trial_retrained_on_changed_data_has_a_clean_run(store: str, monkeypat
     history = sorted((point.step, point.value) for point in client.get_metric_history(run.info.run_id, names.VAL_DICE))
     assert history == [(1, 0.5), (2, 0.6)]
     assert run.info.status == "FINISHED"
+
+
+def test_a_resumed_study_logs_what_waited_before_it_reuses_the_kept_results(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxyhpo import resume
+    from proxyhpo.config import DataItem, StudyConfig, TrialPlan, parse_config
+    from proxyhpo.training.study_trials import _run_logged
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    client = tracking.client()
+    experiment = tracking.ensure_experiment("resumed")
+    parent = client.create_run(experiment).info.run_id
+    items = [DataItem(image=f"/d/i{i}.nii.gz", label=f"/d/l{i}.nii.gz") for i in range(3)]
+    spec = TrialSpec(trial_id="r0-t000", hyperparameters=HyperParameters(lr=0.01), seed=0)
+    plan = resume.with_trial_keys(TrialPlan(recipe="demo", train=items[:2], val=items[2:], epochs=1, trials=[spec]))
+    (spec,) = plan.trials
+    child = client.create_run(experiment, tags={names.PARENT_TAG: parent, names.ROLE_TAG: names.ROLE_TRIAL, names.TRIAL_ID_TAG: spec.trial_id, names.TRIAL_KEY_TAG: spec.tags["trial_key"]})
+    result = TrialResult.of(spec, TrialState.COMPLETE, final_val_dice=0.4, epochs_run=1, val_epochs=[1], val_dice=[0.4])
+    resume.keep_result(parent, result)
+    # the outage: the trial's end waits in the pack's pending file; MLflow still has its run RUNNING
+    results_out = tmp_path / "pack.json"
+    pending = resume.pending_location(results_out, parent_run_id=parent, plan=plan, role=names.ROLE_TRIAL)
+    for key, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(tracking.trials, "LOG_RETRY_DELAYS_S", ())
+    TrialRun(tracking.client("http://127.0.0.1:9"), child.info.run_id, system_metrics=False, pending=pending).finish(result)
+
+    study = parse_config(StudyConfig, {"name": "resumed", "data": {"dataset": "/d"}, "training": {"recipe": "demo"}}, "<test>")
+    (reused,) = _run_logged(study, plan, parent_run_id=parent, data_label="full", role=names.ROLE_TRIAL, results_out=results_out)
+
+    assert reused.final_val_dice == 0.4 and not Path(pending).exists()
+    run = client.get_run(child.info.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics[names.FINAL_VAL_DICE] == pytest.approx(0.4)

@@ -15,6 +15,7 @@ from typing import Any
 
 from proxyhpo import paths, tracking
 from proxyhpo.tracking import names
+from proxyhpo.tracking.pending import pending_exists
 from proxyhpo.config import (
     HyperParameters,
     NetworkConfig,
@@ -162,7 +163,8 @@ def _run_logged(
 
     Each trial carries its identity (:func:`proxyhpo.resume.trial_key`, tag ``trial_key``). Under a study
     run, a trial whose result an earlier start of the same study kept (:func:`proxyhpo.resume.finished_results`)
-    is not trained again: its kept result stands, and its MLflow run is left as it is. A plan that saves
+    is not trained again: its kept result stands, and its MLflow run is left as it is (what an outage left
+    pending for it is logged first). A plan that saves
     weights (the final model: its weights are an output of this pipeline run) trains again, from its checkpoint.
     Every result a pack produces (a crash excepted) is kept for a later start. A crash is recorded at
     ``failure_at`` (:mod:`proxyhpo.training.repeats`): a deterministic one is not retried.
@@ -174,6 +176,10 @@ def _run_logged(
     from proxyhpo import resume
 
     plan = resume.with_trial_keys(plan)
+    if results_out is not None:  # an outage's MLflow data first: the kept results are then checked against all MLflow holds
+        waiting = resume.pending_location(results_out, parent_run_id=parent_run_id, plan=plan, role=role)
+        if pending_exists(waiting):
+            tracking.flush_pending(waiting)
     kept = resume.finished_results(parent_run_id, plan) if parent_run_id and plan.save_model_dir is None else {}
     for trial_id in kept:
         logger.warning("trial %s: finished by an earlier start of the study; its result is reused, not trained again", trial_id)
