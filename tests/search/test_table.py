@@ -98,7 +98,7 @@ def test_the_tiny_table_replays_every_strategy_and_writes_its_report(tiny_table:
     for name, rows in summary["regrets"].items():
         assert len(rows) == 3 and all(len(row) == 2 for row in rows)
         assert all(0.0 <= value <= summary["table_best_test_dice"] + 1e-6 for row in rows for value in row)
-    assert [row["budget_trials"] for row in summary["paired_tests"]["random"]] == [2.0, 4.0]
+    assert summary["default"] == "reinforce" and [row["budget_trials"] for row in summary["paired_tests"]["reinforce"]["random"]] == [2.0, 4.0]
     # a search runs until its trials cost the largest budget; its cost is its trials' epochs times the steps of one
     trials = replay_search(table, "tpe+asha", 0, TableSearchConfig.model_validate(yaml.safe_load(bench.read_text())))
     assert trials[-1].cumulative_steps >= 4 * table.trial_steps

@@ -220,8 +220,8 @@ def paired_test(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float | int |
 
 
 def table_bench_summary(regret: dict[str, np.ndarray], budgets: Sequence[float], *, default: str, rivals: Sequence[str] = ("random", "tpe"), resamples: int = 2000) -> dict:
-    """Per strategy and budget: the median regret with its bootstrap interval and the mean; the default strategy's
-    paired tests against ``rivals`` at each budget (the seeds both ran).
+    """Per strategy and budget: the median regret with its bootstrap interval and the mean; each strategy's paired
+    tests against ``rivals`` at each budget (the seeds both ran; ``paired_tests[default]`` are the goals').
 
     Args:
         regret: strategy -> ``(seeds, budgets)`` regrets.
@@ -233,13 +233,14 @@ def table_bench_summary(regret: dict[str, np.ndarray], budgets: Sequence[float],
             median, low, high = median_interval(values[:, k], resamples=resamples)
             rows.append({"budget_trials": float(budget), "median": median, "low": low, "high": high, "mean": float(values[:, k].mean())})
         strategies[name] = {"seeds": int(values.shape[0]), "regret": rows}
-    tests: dict[str, list] = {}
-    if default in regret:
+    # every strategy against each rival (the default's are the ones the goals read), paired by search seed
+    tests: dict[str, dict[str, list]] = {}
+    for name in regret:
         for rival in rivals:
-            if rival == default or rival not in regret:
+            if rival == name or rival not in regret:
                 continue
-            n = min(regret[default].shape[0], regret[rival].shape[0])
-            tests[rival] = [{"budget_trials": float(b)} | paired_test(regret[default][:n, k], regret[rival][:n, k]) for k, b in enumerate(budgets)]
+            n = min(regret[name].shape[0], regret[rival].shape[0])
+            tests.setdefault(name, {})[rival] = [{"budget_trials": float(b)} | paired_test(regret[name][:n, k], regret[rival][:n, k]) for k, b in enumerate(budgets)]
     return {"default": default, "budgets_trials": [float(b) for b in budgets], "strategies": strategies, "paired_tests": tests}
 
 

@@ -623,15 +623,29 @@ def run_table_bench(
     regret: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     trials: dict[str, float] = {}
+    import hashlib
+    import json
+
+    # each strategy's regrets are kept beside the results, keyed by the table, the replay's settings and the strategy's
+    # code version: processes that each run some strategies (--strategies) share them, and a rerun only adds the new
+    key = hashlib.sha256(Path(table_path).read_bytes() + json.dumps(config.model_dump(mode="json", exclude={"strategies", "seeds", "seed_counts", "bootstrap"}), sort_keys=True).encode()).hexdigest()[:12]
+    cache = Path(out) / ".search-table-cache"
     for name in names_:
         started = time.process_time()
         n = config.seed_counts.get(name, config.seeds)
+        kept = cache / f"{key}-{name.replace('+', '_')}-{n}.npz"
+        if kept.exists():
+            with np.load(kept) as saved:
+                regret[name], seconds[name], trials[name] = saved["regret"], float(saved["seconds"]), float(saved["trials"])
+            continue
         rows, counts = [], []
         for seed in range(n):
             replayed = replay_search(table, name, seed, config, options=_strategy_options(name, config))
             rows.append(regrets(table, replayed, config.budgets))
             counts.append(sum(t.cumulative_steps <= 20 * table.trial_steps for t in replayed))
         regret[name] = np.array(rows)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(kept, regret=regret[name], seconds=time.process_time() - started, trials=float(statistics.mean(counts)))
         seconds[name] = time.process_time() - started
         trials[name] = float(statistics.mean(counts))
         if progress:
