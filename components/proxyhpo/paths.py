@@ -20,7 +20,7 @@ __all__ = ["proxyhpo_home", "data_dir", "artifacts_dir", "logs_dir", "checkpoint
 
 def proxyhpo_home() -> Path:
     """The root folder: ``$PROXYHPO_HOME`` or ``./.proxyhpo``, as an absolute path."""
-    return Path(os.environ.get("PROXYHPO_HOME", ".proxyhpo")).absolute()
+    return Path(os.environ.get("PROXYHPO_HOME", "").strip() or ".proxyhpo").absolute()  # empty: unset, not the current folder
 
 
 def data_dir() -> Path:
