@@ -102,16 +102,18 @@ def test_bad_data_stops_before_the_pipeline(tmp_path: Path, isolated_home: Path)
     assert not (isolated_home / "artifacts").exists()
 
 
-def test_multi_class_labels_need_a_merge(tmp_path: Path, isolated_home: Path) -> None:
-    from proxyhpo.data.prepare import prepare_study_data
+def test_multi_class_labels_keep_their_classes_unless_merged(tmp_path: Path, isolated_home: Path) -> None:
+    """Both prostate zones are classes of their own (issue 20); data.merge_labels joins them as the paper does."""
+    from proxyhpo.data.prepare import classes_after_merge, prepare_study_data, study_merge
 
     study = tiny_study(tmp_path).model_copy(deep=True)
     document = study.model_dump(mode="json")
     document["data"]["synthetic"]["task"] = "prostate"
     document["training"]["recipe"]["intensity"] = {"kind": "normalize"}
     prostate = parse_config(StudyConfig, document, "<test>")
-    with pytest.raises(DataError, match=r"has labels \[0, 1, 2\].*fix: merge the other values"):
-        prepare_study_data(prostate)
+    labels = prepare_study_data(prostate).labels
+    assert len(classes_after_merge(labels, study_merge(prostate))) == 3
     document["data"]["merge_labels"] = {2: 1}
     merged = parse_config(StudyConfig, document, "<test>")
     assert prepare_study_data(merged).modality == "MR"
+    assert list(classes_after_merge(labels, study_merge(merged))) == [0, 1]
