@@ -47,14 +47,31 @@ FAKE_SECRETS = {
 }
 
 
+#: Tests that share an expensive session or module fixture, by their path under tests/: xdist runs each group on
+#: one worker, so the fixture is made once per ``make test`` instead of once on each worker that got one of them.
+ONE_WORKER_GROUPS = {
+    "tracking/": "the session's MLflow server (tests/tracking/conftest.py)",
+    "deploy/test_make_deploy.py": "its two `make deploy DRY_RUN=1` runs",
+    "analysis/test_study_report.py": "its logged studies",
+    "analysis/test_grid_stopped_trials.py": "its logged studies",
+    "analysis/test_comparison_report.py": "its logged comparisons",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the ``slow`` tests first (a stable sort: the rest keep their order).
+    """Group the tests of :data:`ONE_WORKER_GROUPS`, and run the ``slow`` tests first (a stable sort).
 
     ``make test`` spreads tests over two xdist workers that take the next test when they are almost idle;
     a pipeline run of a minute collected last kept one worker busy while the other had nothing left. Longest
     first is the classic remedy for that tail (LPT scheduling); xdist's loadgroup scheduler keeps the
     collection order for single tests, so ordering the collection is enough.
     """
+    for item in items:
+        where = Path(str(item.path)).relative_to(TESTS).as_posix()
+        group = next((prefix for prefix in ONE_WORKER_GROUPS if where.startswith(prefix)), None)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group.rstrip("/").replace("/", "-")))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 def _free_port() -> int:
