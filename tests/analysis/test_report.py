@@ -272,7 +272,7 @@ def test_write_report_for_the_pipeline(study: StudyConfig, store: str, tmp_path:
     from proxyhpo.controller import ReinforceController
     from proxyhpo.controller.state import read_state, write_state
 
-    study = study.model_copy(update={"name": "pipeline-report"})
+    study = study.model_copy(update={"name": "pipeline-report", "search": study.search.model_copy(update={"strategy": "reinforce"})})
     parent = _log_study(study, store)
     # the report restores the study's strategy from its state: a real controller's tensors beside the history it is told
     state = _controller_state(study.search.space)

@@ -13,7 +13,7 @@ from proxyhpo.controller.rounds import final_hyperparameters, init_controller, p
 
 
 def _study(early_stopping: dict | None = None, **controller) -> StudyConfig:
-    search = {"rounds": 2, "proposals_per_round": 6, "controller": controller}
+    search = {"strategy": "reinforce", "rounds": 2, "proposals_per_round": 6, "controller": controller}
     if early_stopping is not None:
         search["early_stopping"] = early_stopping
     return StudyConfig.model_validate({"name": "rewards", "data": {"dataset": "d"}, "search": search, "training": {"pack_size": 2, "epochs": 9}})

@@ -15,7 +15,7 @@ from proxyhpo.registry import SEARCH_STRATEGIES
 
 def _study(**search) -> StudyConfig:
     return StudyConfig.model_validate(
-        {"name": "rounds", "data": {"dataset": "d"}, "search": {"rounds": 2, "proposals_per_round": 5, **search}, "training": {"pack_size": 2}}
+        {"name": "rounds", "data": {"dataset": "d"}, "search": {"strategy": "reinforce", "rounds": 2, "proposals_per_round": 5, **search}, "training": {"pack_size": 2}}
     )
 
 

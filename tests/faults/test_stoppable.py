@@ -19,7 +19,16 @@ import pytest
 
 def _start(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PROXYHPO_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "proxyhpo", *argv], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "proxyhpo", *argv], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
+    )
+
+
+def _interruptible() -> None:
+    """Undo an inherited SIGINT ignore: a suite started in the background (``make test &``, nohup) ignores SIGINT,
+    every child inherits that, and Python then leaves it ignored, as a shell's background job must."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:

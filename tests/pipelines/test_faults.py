@@ -16,7 +16,7 @@ from proxyhpo.errors import TrialError
 def _round(tmp_path: Path, max_failed_packs: int | None) -> tuple[StudyConfig, list[PackSpec]]:
     study = StudyConfig.model_validate({
         "name": "faults", "data": {"dataset": "d"}, "training": {"pack_size": 2},
-        "search": {"rounds": 2, "proposals_per_round": 6, "max_failed_packs": max_failed_packs},
+        "search": {"strategy": "reinforce", "rounds": 2, "proposals_per_round": 6, "max_failed_packs": max_failed_packs},
     })
     init_controller(study, tmp_path / "state0.zip")
     packs = [PackSpec.model_validate_json(text) for text in propose_round(study, tmp_path / "state0.zip", tmp_path / "proposed.zip")]

@@ -116,6 +116,6 @@ def test_a_parent_run_is_named_after_its_study_pipeline_and_date(tmp_path: Path)
     assert run.info.run_name == f"{study.name} hpo {time.strftime('%Y-%m-%d')}" + run.info.run_name[-6:]
     assert set(run.data.params) <= set(names.COMPARED_PARAMS) and len(run.data.params) >= 10
     assert run.data.tags[names.DESCRIPTION_TAG] == (
-        f"**{study.name}** (hpo): lr, optimizer, intensity_shift_prob searched by reinforce, 3 rounds × 8 trials of "
+        f"**{study.name}** (hpo): lr, optimizer, intensity_shift_prob searched by tpe, 3 rounds × 8 trials of "
         f"{study.training.epochs} epochs, on proxy data ({study.selection.method}, {study.selection.budget} cases) with the proxy network."
     )
