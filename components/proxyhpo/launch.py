@@ -44,6 +44,12 @@ def _output_to(log_path: Path) -> Iterator[Any]:
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
     terminal = os.fdopen(os.dup(saved_err), "w", buffering=1)
+    # line by line into the file: kfp.local prints its tasks' output through this process's sys.stdout, which
+    # Python block-buffers when it is not a terminal; a SIGKILLed launcher lost its last lines, and a user
+    # following the log with `tail -f` saw them late
+    line_buffered = sys.stdout.line_buffering if hasattr(sys.stdout, "reconfigure") else None  # None: a caller's capture
+    if line_buffered is not None:
+        sys.stdout.reconfigure(line_buffering=True)
     with open(log_path, "ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -52,6 +58,8 @@ def _output_to(log_path: Path) -> Iterator[Any]:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            if line_buffered is not None:
+                sys.stdout.reconfigure(line_buffering=line_buffered)
             os.dup2(saved_out, 1)
             os.dup2(saved_err, 2)
             os.close(saved_out)
