@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -132,17 +132,24 @@ class SearchBenchConfig(StrictModel):
         return self
 
 
+#: A config with a ``study`` path relative to its own file (the live benchmark's, a table's).
+_StudyRelative = TypeVar("_StudyRelative", bound=StrictModel)
+
+def _load_beside_study(model: type[_StudyRelative], path: str | os.PathLike[str]) -> _StudyRelative:
+    """Parse ``path`` as ``model``; its ``study`` path becomes absolute, against the config's folder."""
+    config = parse_config(model, load_yaml(path), path)
+    study = Path(config.study)
+    if not study.is_absolute():
+        study = (Path(path).absolute().parent / study).resolve()
+    return config.model_copy(update={"study": str(study)})
+
 def load_search_bench(path: str | os.PathLike[str]) -> SearchBenchConfig:
     """Load a bench config; its ``study`` path becomes absolute, against the bench config's folder.
 
     Raises:
         ConfigError: naming the file and the key for the first invalid, missing or unknown key.
     """
-    config = parse_config(SearchBenchConfig, load_yaml(path), path)
-    study = Path(config.study)
-    if not study.is_absolute():
-        study = (Path(path).absolute().parent / study).resolve()
-    return config.model_copy(update={"study": str(study)})
+    return _load_beside_study(SearchBenchConfig, path)
 
 
 class BenchTrial(StrictModel):
@@ -342,11 +349,7 @@ def load_table_config(path: str | os.PathLike[str]) -> TableConfig:
     Raises:
         ConfigError: naming the file and the key for the first invalid, missing or unknown key.
     """
-    config = parse_config(TableConfig, load_yaml(path), path)
-    study = Path(config.study)
-    if not study.is_absolute():
-        study = (Path(path).absolute().parent / study).resolve()
-    return config.model_copy(update={"study": str(study)})
+    return _load_beside_study(TableConfig, path)
 
 
 class TableSearchConfig(StrictModel):
