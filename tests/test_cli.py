@@ -26,6 +26,7 @@ from proxyhpo.data.msd import load_dataset
 from proxyhpo.data.synthetic import write_synthetic_dataset
 from proxyhpo.similarity.proxy_data import compute_similarity
 from proxyhpo.tracking import names
+from tiny import tiny_recipe
 
 N_CASES = 6
 PATCH = "32"
@@ -368,15 +369,7 @@ def _trial_plan(tmp_path: Path, data: Path, **extra: object) -> Path:
         TrialSpec(trial_id="t-rmsprop", hyperparameters=HyperParameters(lr=3e-4, optimizer="rmsprop", intensity_shift_prob=0.0), network=NetworkConfig.proxy(3), seed=2, data_label="mi-2"),
     ]
     plan = {
-        "recipe": {
-            "name": "tiny",
-            "spacing": None,
-            "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-            "patch_size": [16, 16, 16],
-            "num_samples": 1,
-            "roi_size": [32, 32, 32],
-            "sw_batch_size": 1,
-        },
+        "recipe": tiny_recipe(),
         "train": entries[:2],
         "val": entries[2:],
         "epochs": 1,

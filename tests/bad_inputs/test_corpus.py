@@ -31,6 +31,7 @@ import yaml
 
 from proxyhpo.cli import main
 from proxyhpo.errors import InputError, ProxyHPOError
+from tiny import tiny_recipe
 
 PASSWORD = "s3cret-corpus-pw"
 
@@ -128,15 +129,7 @@ def trial_plan(folder: Path, *, trials: list[dict[str, Any]] | None = None, **ch
     entries = json.loads((data / "dataset.json").read_text())["training"]
     items = [{"image": str(data / e["image"]), "label": str(data / e["label"])} for e in entries]
     plan = {
-        "recipe": {
-            "name": "tiny",
-            "spacing": None,
-            "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-            "patch_size": [16, 16, 16],
-            "num_samples": 1,
-            "roi_size": [32, 32, 32],
-            "sw_batch_size": 1,
-        },
+        "recipe": tiny_recipe(),
         "train": items[:2],
         "val": items[2:3],
         "epochs": 1,

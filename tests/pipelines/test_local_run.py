@@ -11,6 +11,7 @@ from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 from proxyhpo.errors import DataError
 from proxyhpo.tracking import names
+from tiny import tiny_recipe
 
 TRIAL_PARAMS = {"lr", "optimizer", "intensity_shift_prob", "network", "data"}
 
@@ -28,15 +29,7 @@ def tiny_study(root: Path, **overrides) -> StudyConfig:
         "selection": {"method": "mi+labelcrop", "budget": 4},
         "search": {"rounds": 2, "proposals_per_round": 2},
         "training": {
-            "recipe": {
-                "name": "tiny",
-                "spacing": None,
-                "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-                "patch_size": [16, 16, 16],
-                "num_samples": 1,
-                "roi_size": [32, 32, 32],
-                "sw_batch_size": 1,
-            },
+            "recipe": tiny_recipe(),
             "epochs": 1,
             "pack_size": 2,
             "batch_size": 1,

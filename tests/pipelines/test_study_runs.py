@@ -20,6 +20,7 @@ from proxyhpo.cli import main
 from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 from proxyhpo.tracking import names
+from tiny import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -41,22 +42,14 @@ def tiny_studies(root: Path, **studies) -> StudyConfig:
         "training": {
             "network": "proxy",
             "proxy_levels": 3,
-            "recipe": {
-                "name": "tiny",
-                "spacing": None,
-                "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-                "patch_size": [32, 32, 32],
-                "num_samples": 1,
-                "roi_size": [32, 32, 32],
-                "sw_batch_size": 1,
-            },
+            "recipe": tiny_recipe(patch_size=[32, 32, 32]),
             "epochs": 1,
             "pack_size": 4,
             "batch_size": 1,
         },
         "studies": {
             "grid": {"optimizer": ["adam", "rmsprop"], "lr": [0.01, 0.001]},
-            "proxy_data": {"methods": ["mi+labelcrop", "random"], "budgets": [4], "repeats": 2, "network": "proxy"},
+            "proxy_data": {"methods": ["mi+labelcrop"], "budgets": [4], "repeats": 2, "network": "proxy"},
             "proxy_net": {"levels": [3], "repeats": 2},
             "trust": {"grid": {"lr": list(TRUST_LRS)}, "repeats": 1},
             **studies,
@@ -86,9 +79,9 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
     run_local(tiny_studies(tmp_path), "proxy-data-study")
     client, parent, children = _runs("proxy-data-study")
     assert parent.info.status == "FINISHED"
-    # (all data + 2 methods x 1 budget) x 2 repeats x 4 grid points
-    assert len(children) == 3 * 2 * 4
-    assert {run.data.tags[names.ARM_TAG] for run in children} == {"full", "mi+labelcrop-4", "random-4"}
+    # (all data + 1 method x 1 budget) x 2 repeats x 4 grid points (random selection: tests/similarity/test_proxy_data.py)
+    assert len(children) == 2 * 2 * 4
+    assert {run.data.tags[names.ARM_TAG] for run in children} == {"full", "mi+labelcrop-4"}
     assert {run.data.tags[names.REPEAT_TAG] for run in children} == {"0", "1"}
     for run in children:
         assert {"lr", "optimizer", names.NETWORK_PARAM, names.DATA_PARAM} <= set(run.data.params)
@@ -104,7 +97,7 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "cells.json", "study.json"} <= artifacts
     cells = json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json")).read_text())
-    assert len(cells) == 6 and all(cell["selection_seconds"] > 0 for cell in cells if cell["arm"] == "mi+labelcrop-4")
+    assert len(cells) == 4 and all(cell["selection_seconds"] > 0 for cell in cells if cell["arm"] == "mi+labelcrop-4")
 
     # the speed-up as run is recomputed from the runs' hours and the selection's cost
     def hours(arm: str) -> float:

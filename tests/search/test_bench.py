@@ -19,6 +19,7 @@ from proxyhpo.cli import main
 from proxyhpo.config.search_bench import SearchBenchResult
 from proxyhpo.tracking import names
 from proxyhpo.search.bench import CostModel, run_search_bench
+from tiny import tiny_recipe
 
 TINY_STUDY = {
     "name": "tiny-bench",
@@ -31,15 +32,7 @@ TINY_STUDY = {
     "selection": {"method": "mi+labelcrop", "budget": 4},
     "search": {"proposals_per_round": 2},
     "training": {
-        "recipe": {
-            "name": "tiny",
-            "spacing": None,
-            "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-            "patch_size": [16, 16, 16],
-            "num_samples": 1,
-            "roi_size": [32, 32, 32],
-            "sw_batch_size": 1,
-        },
+        "recipe": tiny_recipe(),
         "epochs": 3,
         "val_every": 3,  # validated at the end, and at the rungs of the strategies that stop trials early
         "pack_size": 2,

@@ -20,6 +20,7 @@ from proxyhpo.config.controller import Proposal
 from proxyhpo.search import table as table_module
 from proxyhpo.search.table import ReplayTrial, Table, merge_tables, pick, record_table, regrets, replay_pack, replay_search
 from proxyhpo.training.early_stopping import SuccessiveHalving
+from tiny import tiny_recipe
 
 TINY_STUDY = {
     "name": "tiny-table",
@@ -32,15 +33,7 @@ TINY_STUDY = {
     "selection": {"method": "mi+labelcrop", "budget": 4},
     "search": {"space": {"lr": {"type": "log_uniform", "low": 1.0e-3, "high": 1.0e-2}, "optimizer": {"type": "categorical", "choices": ["adam", "rmsprop"]}}},
     "training": {
-        "recipe": {
-            "name": "tiny",
-            "spacing": None,
-            "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0},
-            "patch_size": [16, 16, 16],
-            "num_samples": 1,
-            "roi_size": [32, 32, 32],
-            "sw_batch_size": 1,
-        },
+        "recipe": tiny_recipe(),
         "epochs": 2,
         "batch_size": 1,
     },

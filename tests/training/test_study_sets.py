@@ -101,3 +101,16 @@ def test_the_trust_check_that_gates_a_search_reads_search_cases_only(prepared) -
     assert {cell.arm for cell in cells} == {"full", "proxy"}
     for cell in cells:
         assert not set((*cell.train_ids, *cell.val_ids)) & set(data.holdout_ids), cell.arm
+
+
+def test_a_random_proxy_data_set_is_drawn_anew_per_repeat_from_the_all_data_cases(prepared) -> None:
+    # the proxy-data study's random arm (the pipeline test runs its similarity arm only): each repeat draws its own
+    # cases from those the all-data arm of that repeat splits, never the same draw twice
+    study, data = prepared
+    study = study.model_copy(update={"studies": study.studies.model_copy(update={"proxy_data": study.studies.proxy_data.model_copy(update={"methods": ("random",), "budgets": (4,), "repeats": 3})})})
+    cells = plan_cells(study, data, "proxy-data-study")
+    drawn = [set(cell.train_ids) | set(cell.val_ids) for cell in cells if cell.arm == "random-4"]
+    reference = [set(cell.train_ids) | set(cell.val_ids) for cell in cells if cell.arm == "full"]
+    assert len(drawn) == 3 == len(reference) and all(len(cases) == 4 for cases in drawn)
+    assert len({frozenset(cases) for cases in drawn}) == 3
+    assert all(cases <= reference[0] for cases in drawn)

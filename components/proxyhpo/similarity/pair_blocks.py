@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from proxyhpo.similarity.arguments import check_positive_int
+
 __all__ = [
     "VolumeStack",
     "check_volumes",
@@ -23,19 +25,6 @@ VolumeStack = np.ndarray | torch.Tensor
 # Volumes are read in slices of this many while checking their range, so that the check never
 # makes a float64 copy of the whole stack.
 _CHECK_CHUNK = 16
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int after checking that it is an integer ``>= minimum``.
-
-    Raises:
-        ValueError: when ``value`` is not an integer (bools are refused) or is below ``minimum``.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}.")
-    return int(value)
 
 
 def check_volumes(volumes: Any, name: str = "volumes") -> tuple[int, tuple[int, int, int]]:

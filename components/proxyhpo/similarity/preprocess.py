@@ -24,7 +24,7 @@ from monai.transforms import Resize, ScaleIntensityRange, ScaleIntensityRangePer
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from proxyhpo.progress import track
-from proxyhpo.similarity.pair_blocks import check_positive_int
+from proxyhpo.similarity.arguments import check_positive_int
 
 __all__ = ["prepare_volume", "prepare_volumes", "label_bounding_box", "CT_HU_WINDOW"]
 

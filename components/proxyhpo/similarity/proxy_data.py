@@ -28,7 +28,6 @@ from proxyhpo.data.msd import CaseVolumes, MSDDataset, load_dataset, validate_da
 from proxyhpo.data.prepare import split_cases
 from proxyhpo.errors import DataError
 from proxyhpo.registry import SIMILARITY_METRICS
-from proxyhpo.similarity.preprocess import prepare_volume
 from proxyhpo.similarity.ranking import mean_similarity, rank_least_similar, select_least_similar, select_random
 
 __all__ = ["SimilarityResult", "compute_similarity", "select_proxy_data", "select_for_study", "study_channel", "all_data_manifest", "write_similarity"]
@@ -68,6 +67,8 @@ class SimilarityResult(StrictModel):
 
 
 def _prepare(dataset: MSDDataset, config: SimilarityConfig, crop: Literal["label", "none"], progress: bool, channel: int | None = None) -> tuple[list[str], np.ndarray]:
+    from proxyhpo.similarity.preprocess import prepare_volume  # MONAI's transforms: loaded only where similarity is computed
+
     modality = "CT" if dataset.is_ct else "MR"
     case_ids: list[str] = []
     volumes: list[np.ndarray] = []

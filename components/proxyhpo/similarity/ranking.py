@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxyhpo.similarity.pair_blocks import check_positive_int
+from proxyhpo.similarity.arguments import check_positive_int
 
 __all__ = [
     "mean_similarity",
