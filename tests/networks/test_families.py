@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from proxyhpo.config import NetworkConfig
 from proxyhpo.networks import build_network, count_parameters
@@ -66,6 +67,24 @@ def test_a_studys_family_reaches_its_search_final_model_and_proxy_net_sweep(tmp_
     networks = [study_network(study), full_network(study), *(proxy_network(study, levels) for levels in (5, 4, 3)), _network(study, "full"), _network(study, "proxy")]
     assert [n.name for n in networks] == ["dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L5", "dynunet:proxy-L4", "dynunet:proxy-L3", "dynunet:full", "dynunet:proxy-L3"]
     assert {(n.patch_size, n.spacing) for n in networks} == {(tuple(recipe.patch_size), tuple(recipe.spacing))}
+
+
+def test_a_swinunetr_study_needs_patch_sides_that_are_multiples_of_32_whatever_its_levels(tmp_path, capsys):
+    """SwinUNETR halves every side five times: a 3-level proxy on 48³ patches suits a U-Net, not it (caught at the config, exit 2)."""
+    from proxyhpo.cli import main
+
+    recipe = {"name": "r", "spacing": None, "intensity": {"kind": "hu_window", "a_min": -57.0, "a_max": 164.0}, "patch_size": [48, 48, 48], "roi_size": [64, 64, 64]}
+    document = {"name": "s", "data": {"dataset": str(tmp_path / "data")}, "training": {"recipe": recipe, "proxy_levels": 3}}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(document))
+    out = tmp_path / "compiled"
+    assert main(["compile", str(config), "--out", str(out)]) == 0  # the U-Net's 3 levels need multiples of 4
+    config.write_text(yaml.safe_dump({**document, "training": {**document["training"], "network_family": "swinunetr"}}))
+    capsys.readouterr()
+    assert main(["compile", str(config), "--out", str(out / "again")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(config) in line and "training.recipe.patch_size (48, 48, 48) does not suit a swinunetr network" in line
+    assert "multiple of 32" in line and "use sides such as 64, 64, 64" in line
 
 
 def test_the_cost_calibration_times_a_deep_supervised_network():

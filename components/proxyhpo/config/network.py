@@ -115,19 +115,22 @@ class NetworkConfig(StrictModel):
 
 
 def check_patch_size(
-    patch_size: Sequence[int], levels: int, *, what: str = "patch_size", path: str = "<config>"
+    patch_size: Sequence[int], levels: int, *, what: str = "patch_size", path: str = "<config>", family: str = "unet"
 ) -> None:
-    """Check that every side of a patch suits a U-Net with ``levels`` levels.
+    """Check that every side of a patch suits a network of ``family`` with ``levels`` levels.
 
     Args:
         patch_size: spatial size ``(D, H, W)`` of a training patch or inference window.
-        levels: number of U-Net levels.
+        levels: number of network levels.
         what: name of the setting being checked, used in the message.
         path: the file the setting came from, used in the message.
+        family: the network family; one with a fixed
+            :attr:`~proxyhpo.networks.NetworkFamily.patch_multiple` (SwinUNETR: 32) needs sides of that multiple
+            whatever ``levels`` says.
 
     Raises:
-        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)``, or when every side
-            equals it (the deepest level would be a single voxel).
+        ConfigError: when a side is not a positive multiple of ``2 ** (levels - 1)`` (or of the family's
+            multiple), or when every side equals it (the deepest level would be a single voxel).
 
     Example:
         >>> check_patch_size((96, 96, 96), 5)
@@ -135,21 +138,28 @@ def check_patch_size(
         Traceback (most recent call last):
         ...
         proxyhpo.errors.ConfigError: <config>: patch_size (96, 96, 40) does not suit a 5-level U-Net: ...
+        >>> check_patch_size((48, 48, 48), 3, family="swinunetr")
+        Traceback (most recent call last):
+        ...
+        proxyhpo.errors.ConfigError: <config>: patch_size (48, 48, 48) does not suit a swinunetr network: ...
     """
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    divisor = 2 ** (levels - 1)
+    fixed = NETWORK_FAMILIES[family].patch_multiple
+    divisor = fixed or 2 ** (levels - 1)
+    network = f"a {family} network" if fixed else f"a {levels}-level U-Net"
+    rule = f"{divisor}, what its stages halve every side to" if fixed else f"2^(levels-1) = {divisor}"
     sides = tuple(int(s) for s in patch_size)
     bad = [s for s in sides if s <= 0 or s % divisor]
     if bad:
         raise ConfigError(
             path,
-            f"{what} {sides} does not suit a {levels}-level U-Net: every side must be a positive multiple "
-            f"of 2^(levels-1) = {divisor}, and {', '.join(map(str, bad))} is not",
-            f"use sides such as {', '.join(str(divisor * max(1, -(-s // divisor))) for s in sides)}, "
-            f"or fewer levels",
+            f"{what} {sides} does not suit {network}: every side must be a positive multiple "
+            f"of {rule}, and {', '.join(map(str, bad))} is not",
+            f"use sides such as {', '.join(str(divisor * max(1, -(-s // divisor))) for s in sides)}"
+            + ("" if fixed else ", or fewer levels"),
         )
-    if all(s == divisor for s in sides):
+    if not fixed and all(s == divisor for s in sides):
         # the deepest level would hold a single voxel, where instance norm has no statistics to take
         raise ConfigError(
             path,

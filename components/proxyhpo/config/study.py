@@ -405,7 +405,7 @@ class StudyConfig(StrictModel):
             levels = 5 if kind == "full" else levels
             for what, size in (("patch_size", recipe.patch_size), ("roi_size", recipe.roi_size)):
                 try:
-                    check_patch_size(size, levels, what=f"training.recipe.{what}")
+                    check_patch_size(size, levels, what=f"training.recipe.{what}", family=self.training.network_family)
                 except ConfigError as exc:
                     raise ValueError(f"{exc.problem} (for {key}: {kind}); {exc.fix}") from None
         return self

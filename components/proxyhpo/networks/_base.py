@@ -45,6 +45,8 @@ class NetworkFamily(abc.ABC):
     proxy_size: ClassVar[tuple[int, int]] = (4, 1)
     #: whether ``torch.func`` can stack its networks (parameters only, no buffers); else one model per slot
     packable: ClassVar[bool] = True
+    #: what every patch side must be a multiple of, whatever the levels (None: ``2 ** (levels - 1)``, a U-Net's)
+    patch_multiple: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:

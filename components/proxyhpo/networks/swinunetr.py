@@ -50,6 +50,7 @@ class SwinUNETRFamily(NetworkFamily):
     full_size = (5, 24, 2)  # MONAI's default SwinUNETR: feature_size 24, depths (2, 2, 2, 2)
     proxy_size = (12, 1)  # the smallest feature_size MONAI allows, one Swin block a stage
     packable = False  # each Swin block's relative-position index is a buffer
+    patch_multiple = 32  # a patch embedding and four merging stages halve every side five times
 
     def build(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:
         return instantiate(self.network_def(cfg, in_channels, out_channels))

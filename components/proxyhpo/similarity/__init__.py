@@ -11,8 +11,7 @@ package without loading torch and MONAI (about 4 CPU seconds a task process).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from proxyhpo.lazy import lazy_exports
 
 #: Each exported name and the module that defines it.
 _HOMES = {
@@ -29,15 +28,4 @@ _HOMES = {
 }
 
 __all__ = list(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    globals()[name] = value  # found once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

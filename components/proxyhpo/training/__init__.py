@@ -23,9 +23,20 @@ Modules, one per concept:
 - :mod:`~proxyhpo.training.nas_search`, :mod:`~proxyhpo.training.nas_export`: the NAS search and its export.
 """
 
-from proxyhpo.training.capacity import pack_capacity
-from proxyhpo.training.early_stopping import EarlyStopper, EpochReport, SuccessiveHalving
-from proxyhpo.training.pack import ModelPack, per_model_dice_ce
-from proxyhpo.training.runner import run_trial_file, run_trials
+from proxyhpo.lazy import lazy_exports
 
 __all__ = ["EarlyStopper", "EpochReport", "ModelPack", "SuccessiveHalving", "pack_capacity", "per_model_dice_ce", "run_trial_file", "run_trials"]
+# names load on first use: a task that reuses kept results, or only reads a module of this package, loads no torch
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "pack_capacity": "capacity",
+        "EarlyStopper": "early_stopping",
+        "EpochReport": "early_stopping",
+        "SuccessiveHalving": "early_stopping",
+        "ModelPack": "pack",
+        "per_model_dice_ce": "pack",
+        "run_trial_file": "runner",
+        "run_trials": "runner",
+    },
+)

@@ -85,8 +85,8 @@ def run_trials(
     recipe = plan.resolved_recipe()
     device = resolve_device(plan.device, source=f"{plan_path}: key 'device'")
     for s in plan.trials:
-        check_patch_size(recipe.patch_size, s.network.levels, what="recipe.patch_size", path=plan_path)
-        check_patch_size(recipe.roi_size, s.network.levels, what="recipe.roi_size", path=plan_path)
+        check_patch_size(recipe.patch_size, s.network.levels, what="recipe.patch_size", path=plan_path, family=s.network.family)
+        check_patch_size(recipe.roi_size, s.network.levels, what="recipe.roi_size", path=plan_path, family=s.network.family)
     if plan.save_model_dir is not None:
         _check_writable(plan.save_model_dir, f"{plan_path}: key 'save_model_dir'")
 
