@@ -156,3 +156,52 @@ def test_upload_command_compiles_every_shipped_pipeline_and_publishes_it(clients
     ((kind, name, spec),) = client.uploads
     assert name == "proxyhpo-hpo-demo"
     assert spec["root"]["inputDefinitions"]["parameters"]["dataset"]["defaultValue"].startswith("s3://team/datasets/")
+
+
+def test_a_host_that_never_answers_costs_the_deadline_then_one_line(for_cluster: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real kfp.Client against a server that accepts the connection and says nothing: without a deadline it waits for ever."""
+    import socket
+    import threading
+    import time
+
+    from proxyhpo.errors import ProxyHPOError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])  # held open, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setenv("PROXYHPO_KFP_READ_TIMEOUT", "0.5")
+    host = f"http://127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProxyHPOError) as caught:
+            publish(host, for_cluster[:1], namespace="team-a", version="0.1.0", env={})
+    finally:
+        stop.set()
+        thread.join()
+        for connection in (*accepted, server):
+            connection.close()
+    assert time.monotonic() - started < 15  # urllib3's retries of the read, each within the deadline
+    message = str(caught.value)
+    assert message.startswith(f"uploading to KFP at {host} failed") and "timed out" in message.lower() and "\n" not in message, message
+
+
+def test_a_bad_kfp_timeout_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxyhpo.errors import ConfigError
+    from proxyhpo.kfp_auth import client
+
+    monkeypatch.setenv("PROXYHPO_KFP_CONNECT_TIMEOUT", "0")
+    with pytest.raises(ConfigError, match=r"PROXYHPO_KFP_CONNECT_TIMEOUT: is '0', not a number of seconds above 0"):
+        client("http://kfp.example.org")

@@ -19,11 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CREDENTIAL_VARIABLES", "HOW_TO_AUTHENTICATE", "client_arguments", "given", "describe", "request_headers", "client"]
+__all__ = ["CREDENTIAL_VARIABLES", "HOW_TO_AUTHENTICATE", "client_arguments", "given", "describe", "request_headers", "client", "with_deadline"]
 
 #: ``kfp.Client`` keyword -> the environment variable that gives it.
 CREDENTIAL_VARIABLES = {"existing_token": "KFP_TOKEN", "cookies": "KFP_COOKIES"}
@@ -61,12 +62,35 @@ def request_headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return headers
 
 
-def client(host: str, *, namespace: str | None = "kubeflow", env: Mapping[str, str] | None = None) -> Any:
+def client(host: str, *, namespace: str = "kubeflow", env: Mapping[str, str] | None = None) -> Any:
     """A ``kfp.Client`` for ``host`` with the environment's credentials.
 
-    Given a ``namespace``, ``kfp.Client`` does not call the server when constructed; a multi-user cluster's
-    runs go to the profile namespace.
+    Given a ``namespace`` (always, here), ``kfp.Client`` does not call the server when constructed; a multi-user cluster's
+    runs go to the profile namespace. Every call it makes has a deadline
+    (``PROXYHPO_KFP_CONNECT_TIMEOUT``, ``PROXYHPO_KFP_READ_TIMEOUT``, :mod:`proxyhpo.settings`): the generated API
+    client waits without end by default, so a host that accepts the connection and never answers would hang
+    ``upload`` and ``run --host``.
     """
     import kfp
 
-    return kfp.Client(host=host, namespace=namespace, **client_arguments(env))
+    from proxyhpo.settings import proxyhpo_settings
+
+    settings = proxyhpo_settings()
+    # urllib3 logs each retry of a failed call as a warning: the caller's one line says what failed, once
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    kfp_client = kfp.Client(host=host, namespace=namespace, **client_arguments(env))
+    with_deadline(kfp_client, (settings.kfp_connect_timeout, settings.kfp_read_timeout))
+    return kfp_client
+
+
+def with_deadline(kfp_client: Any, timeout: tuple[float, float]) -> None:
+    """Give every call of ``kfp_client``'s API client the ``(connect, read)`` ``timeout`` a call does not set itself."""
+    rest = getattr(getattr(getattr(kfp_client, "_run_api", None), "api_client", None), "rest_client", None)
+    if rest is None:  # a stand-in client (the tests' recorders): nothing to wait on
+        return
+    request = rest.request  # kfp_server_api's RESTClientObject, shared by every *ServiceApi
+
+    def request_with_deadline(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+
+    rest.request = request_with_deadline

@@ -9,10 +9,13 @@ variable                        default    meaning
 ``PROXYHPO_S3_RETRIES``         4          retries of one S3 call after its first attempt (0..10)
 ``PROXYHPO_S3_CONNECT_TIMEOUT`` 5          seconds to wait for the S3 server to accept a connection
 ``PROXYHPO_S3_READ_TIMEOUT``    120        seconds to wait for the S3 server's next bytes
+``PROXYHPO_KFP_CONNECT_TIMEOUT`` 10        seconds to wait for the Kubeflow Pipelines API to accept a connection
+``PROXYHPO_KFP_READ_TIMEOUT``   120        seconds to wait for its answer to one call
 ``PROXYHPO_HOME``               .proxyhpo  where data, artifacts and the MLflow store live (empty: unset)
 ==============================  =========  ==============================================================
 
-A hung S3 server thus costs at most ``(retries + 1) x (connect + read timeout)`` plus the back-off waits.
+A hung S3 server thus costs at most ``(retries + 1) x (connect + read timeout)`` plus the back-off waits; a hung
+Kubeflow host at most the KFP connect and read timeouts per call, then one line.
 
 Example:
     >>> import os; os.environ["PROXYHPO_S3_RETRIES"] = "2"
@@ -42,6 +45,8 @@ class ProxyHPOSettings(BaseSettings):
     s3_retries: int = Field(4, ge=0, le=MAX_S3_RETRIES)
     s3_connect_timeout: float = Field(5.0, gt=0, le=300, allow_inf_nan=False)
     s3_read_timeout: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False)
+    kfp_connect_timeout: float = Field(10.0, gt=0, le=300, allow_inf_nan=False)
+    kfp_read_timeout: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False)
     home: str = ".proxyhpo"
 
     @field_validator("home")
@@ -58,6 +63,8 @@ _EXPECTED = {
     "s3_retries": f"a whole number from 0 to {MAX_S3_RETRIES}",
     "s3_connect_timeout": "a number of seconds above 0 and at most 300",
     "s3_read_timeout": "a number of seconds above 0 and at most 3600",
+    "kfp_connect_timeout": "a number of seconds above 0 and at most 300",
+    "kfp_read_timeout": "a number of seconds above 0 and at most 3600",
     "home": "a folder path",
 }
 

@@ -98,7 +98,8 @@ def publish(
         create_experiments(client, experiments, namespace=namespace if multi_user else None)
     except (ApiException, HTTPError, OSError, ValueError) as exc:
         status = getattr(exc, "status", None)
-        reason = f"{status} {getattr(exc, 'reason', '')}".strip() if status else str(exc).splitlines()[0][:200]
+        cause = getattr(exc, "reason", None) if isinstance(exc, HTTPError) else None  # urllib3's retries give up: say on what
+        reason = f"{status} {getattr(exc, 'reason', '')}".strip() if status else str(cause or exc).splitlines()[0][:200]
         raise ProxyHPOError(
             f"uploading to KFP at {host} failed ({reason}); rerun once fixed (it is safe):"
             f" `proxyhpo deploy --preflight --host {host} --namespace {namespace}` names what is wrong"

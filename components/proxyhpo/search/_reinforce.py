@@ -2,8 +2,8 @@
 successive halving in its packs (``reinforce+sh``).
 
 Ours differs from the paper's in settings only (:data:`OURS`, each labelled with its reason), applied where the
-study's ``search.controller`` keeps the paper's default; they were chosen on the tabular benchmark's first table
-(``bench/results/table-spleen.npz``, ``proxyhpo bench search --table``) and judged on the second.
+study's ``search.controller`` keeps the paper's default; they were chosen on the tabular benchmark's tuning table
+(``bench/results/table-prostate.npz``, ``proxyhpo bench search --table``) and judged on the other (``table-spleen.npz``).
 
 Its state is the controller's own file (:mod:`proxyhpo.controller.state`): the policy's weights, the
 optimiser, the generator, the baseline, the pending proposals and the history, in one zip; the settings travel in
