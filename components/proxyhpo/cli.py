@@ -488,12 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_path(filename: object) -> str:
-    """The path the user gave for a temporary one of :func:`proxyhpo.storage.atomic_output` (``.NAME.XXXX.partial``)."""
+    """The path the user gave for a temporary one (``.NAME.XXXX.partial``: a file of
+    :func:`proxyhpo.storage.atomic_output`, or a staging folder such as ``synth``'s, anywhere in the path)."""
     path = Path(os.fsdecode(filename))  # type: ignore[arg-type]
-    name = path.name
-    if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
-        return str(path.with_name(name[1 : -len(".partial")].rsplit(".", 1)[0]))
-    return str(path)
+    parts = [
+        part[1 : -len(".partial")].rsplit(".", 1)[0] if part.startswith(".") and part.endswith(".partial") and part.count(".") >= 3 else part
+        for part in path.parts
+    ]
+    return str(Path(*parts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,11 +22,13 @@ written to configs, logs or MLflow.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -261,6 +263,13 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if exc.filename is None or exc.filename == tmp_name:
             exc.filename = str(target)
         raise
+    except RuntimeError as exc:
+        if "inline_container" not in str(exc):
+            raise
+        # torch.save's zip writer reports a failed write as "[enforce fail at inline_container.cc] unexpected pos":
+        # the same failure as an OSError that names the file, and the disk's state when there is no room left
+        full = shutil.disk_usage(target.parent).free < 1 << 20
+        raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else "the write failed (torch.save)", str(target)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

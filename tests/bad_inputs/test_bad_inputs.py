@@ -584,6 +584,7 @@ def test_out_errors_name_the_target_not_the_partial_file() -> None:
 
     assert _user_path("/x/out/.manifest.json.k2j3h4.partial") == "/x/out/manifest.json"
     assert _user_path("/x/out/manifest.json") == "/x/out/manifest.json"
+    assert _user_path("/x/.phantoms.k2j3h4.partial/imagesTr/spleen_1.nii.gz") == "/x/phantoms/imagesTr/spleen_1.nii.gz"  # a staging folder
 
 
 def test_similarity_failure_part_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

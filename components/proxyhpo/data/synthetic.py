@@ -584,7 +584,12 @@ def _save_nifti(array: np.ndarray, spacing: tuple[float, float, float], path: Pa
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
-    nib.save(image, path)
+    try:
+        nib.save(image, path)
+    except OSError as exc:  # a full disk fails gzip's write() without a file name: name the volume being written
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def write_synthetic_dataset(
