@@ -108,11 +108,13 @@ def _log_comparison(
     uri: str, study: StudyConfig, trials: dict[str, list[tuple[int, float, float, float | None, float, int, bool]]],
     finals: dict[str, list[tuple[float, float | None]]], *, manifests: dict[str, tuple[str, int, float, str]], cpu: bool = False,
     final_params: dict[str, dict[str, str]] | None = None, stopped: dict[str, dict[int, str]] | None = None,
+    class_dice: dict[str, list[dict[str, float]]] | None = None,
 ) -> str:
     """The comparison's parent run (study.json, manifests/<arm>.json), its search trials and its final models.
 
     ``stopped``: arm -> {index of a trial in its rows: the run status} of trials early stopping ended (tagged as the
-    pipeline tags them: ``proxyhpo.state=STOPPED`` and ``proxyhpo.stopped_at_epoch``).
+    pipeline tags them: ``proxyhpo.state=STOPPED`` and ``proxyhpo.stopped_at_epoch``). ``class_dice``: arm -> per repeat,
+    a multi-class final model's internal Dice by class (logged as the trainer logs them).
     """
     parent = tracking.start_parent_run(study.name, "automl-comparison", config=study.model_dump(mode="json"), tracking_uri=uri)
     log = _Logger(uri, parent)
@@ -144,6 +146,8 @@ def _log_comparison(
             metrics = {
                 names.INTERNAL_TEST_DICE: internal, names.FINAL_VAL_DICE: internal - 0.1, names.TEST_DICE: external, names.GPU_HOURS: 0.0 if cpu else FINAL_GPU_HOURS, names.PROCESS_HOURS: FINAL_GPU_HOURS,
             }
+            for name, dice in ((class_dice or {}).get(arm) or [{}] * len(rows))[repeat].items():
+                metrics[names.class_dice(names.INTERNAL_TEST_DICE, name)] = dice
             log.run(tags, {**params, names.NETWORK_PARAM: "full", names.DATA_PARAM: "full"}, metrics, "FINISHED")
     return parent
 
@@ -411,3 +415,21 @@ def test_a_paired_comparison_reports_the_shared_candidates_instead_of_a_dice_gap
     assert "| `proxy-data-net` | 2 | – | 0.1000 |" in report.markdown
     assert report.metrics["shared_regret.proxy-data-net"] == pytest.approx(0.10)
     assert "headline_dice_gap" not in report.metrics and report.summary["paired"] is True
+
+
+def test_a_multi_class_comparison_reports_each_arms_internal_dice_per_class(store: str, tmp_path: Path) -> None:
+    """Table 2 gives a multi-class task's internal Dice per class under their mean: each class averaged over an arm's final models."""
+    study = _study("automl-classes", ARMS)
+    finals = {arm: [(0.6, 0.5), (0.7, 0.6)] for arm in ARMS}
+    per_class = {arm: [{"edema": 0.8, "enhancing tumour": 0.4}, {"edema": 0.9, "enhancing tumour": 0.5}] for arm in ARMS}
+    per_class["proxy-data-net"] = [{"edema": 0.7, "enhancing tumour": 0.3}, {"edema": 0.5, "enhancing tumour": 0.7}]
+    parent = _log_comparison(store, study, TRIALS, finals, manifests=DATA, class_dice=per_class)
+    record = collect(parent, tracking_uri=store)
+    assert record.arms["all-data"].internal_class_mean == pytest.approx({"edema": 0.85, "enhancing_tumour": 0.45})
+    assert record.arms["proxy-data-net"].internal_class_mean == pytest.approx({"edema": 0.6, "enhancing_tumour": 0.5})
+    report = write_study_report(parent, markdown=tmp_path / "r.md", html=tmp_path / "r.html", tracking_uri=store)
+    rows = [line for line in report.markdown.splitlines() if line.startswith("| &nbsp;&nbsp;class ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| &nbsp;&nbsp;class edema", "| &nbsp;&nbsp;class enhancing_tumour"]
+    assert "0.8500" in rows[0] and "0.6000" in rows[0] and "0.4500" in rows[1]
+    # a binary comparison has no such rows
+    assert "class " not in write_study_report(_log_comparison(store, _study("automl-binary", ARMS), TRIALS, FINALS, manifests=DATA), markdown=tmp_path / "b.md", html=tmp_path / "b.html", tracking_uri=store).markdown.split("## Table 2")[1].split("##")[0]

@@ -200,6 +200,18 @@ def dice_of(run: Any, key: str) -> float | None:
     return None if value is None else min(1.0, max(0.0, value))
 
 
+def class_dice_of(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """A run's per-class Dice metrics (``<metric>_class_<name>``, :func:`~proxyhpo.tracking.names.class_dice`) by metric
+    (``val_dice``, ``internal_test_dice``, ``test_dice``) and class; empty for a binary task."""
+    found: dict[str, dict[str, float]] = {}
+    for metric in (names.VAL_DICE, names.INTERNAL_TEST_DICE, names.TEST_DICE):
+        prefix = f"{metric}_class_"
+        for key, value in metrics.items():
+            if key.startswith(prefix):
+                found.setdefault(metric, {})[key[len(prefix) :]] = float(value)
+    return found
+
+
 def trial_cell(run: Any, arm: str, repeat: int, point: str, internal: float | None, external: float | None) -> GridCell:
     """A trial run as a :class:`GridCell`: ``device_hours`` is ``gpu_hours`` when above 0 (a GPU), else
     ``process_hours``; ``steps`` from ``steps_run``; ``pack_size`` from the metric ``pack_size`` (1 when not logged)."""

@@ -38,6 +38,7 @@ from proxyhpo.analysis._markdown import (
 from proxyhpo.analysis._report_io import (
     TrialCounts,
     children,
+    class_dice_of,
     device_hours,
     dice_of,
     keep_run,
@@ -104,6 +105,8 @@ class ArmSearch(StrictModel):
         internal_mean, internal_std: the final models' ``internal_test_dice`` (internal Dice: the held-out
             cases, which no search, selection or checkpoint choice read), mean and sample std over repeats; external_mean, external_std: their ``test_dice``
             (external Dice; None without an external set).
+        internal_class_mean: a multi-class task's internal Dice per class (the mean above is their mean), averaged
+            over the final models that logged it; empty for a binary task.
         final_hyperparameters: what the final models logged as params, when they all agree; None otherwise.
         final_matches_best: whether those equal ``hyperparameters``; None when either is missing.
     """
@@ -127,6 +130,7 @@ class ArmSearch(StrictModel):
     internal_std: float | None
     external_mean: float | None
     external_std: float | None
+    internal_class_mean: dict[str, float] = {}
     final_hyperparameters: dict[str, HyperValue] | None
     final_matches_best: bool | None
 
@@ -308,6 +312,11 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
         networks = sorted({run.data.params[names.NETWORK_PARAM] for run in mine if run.data.params.get(names.NETWORK_PARAM)})
         internal_mean, internal_std = mean_std(internal)
         external_mean, external_std = mean_std(external)
+        per_class: dict[str, list[float]] = {}
+        for run in mine_finals:
+            if dice_of(run, names.INTERNAL_TEST_DICE) is not None:  # a final model that failed or stopped counts nowhere
+                for name, dice in class_dice_of(run.data.metrics).get(names.INTERNAL_TEST_DICE, {}).items():
+                    per_class.setdefault(name, []).append(dice)
         fields[arm] = {
             "arm": arm,
             "method": manifest.method if manifest else None,
@@ -326,6 +335,7 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
             "internal_std": internal_std,
             "external_mean": external_mean,
             "external_std": external_std,
+            "internal_class_mean": {name: sum(values) / len(values) for name, values in per_class.items()},
             "final_hyperparameters": final_setting,
             "final_matches_best": _same_setting(final_setting, setting) if final_setting is not None and setting else None,
         }
@@ -637,6 +647,10 @@ def render(record: ComparisonRecord) -> Rendered:
         header,
         rule,
         "| MSD Dice (internal) | " + " | ".join(format_dice(searches[a].internal_mean, searches[a].internal_std) for a in arms) + " |",
+        *(
+            f"| &nbsp;&nbsp;class {name} | " + " | ".join(format_dice(searches[a].internal_class_mean.get(name), None) for a in arms) + " |"
+            for name in dict.fromkeys(name for a in arms for name in searches[a].internal_class_mean)
+        ),
         "| External Dice | " + " | ".join(format_dice(searches[a].external_mean, searches[a].external_std) for a in arms) + " |",
         f"| {'device hours' if unit.startswith('device hours') else unit} per search | " + " | ".join(format_hours(searches[a].cost.hours) for a in arms) + " |",
         f"| speed-up vs `{reference_arm}` | " + " | ".join(format_times(searches[a].cost.speedup) for a in arms) + " |",

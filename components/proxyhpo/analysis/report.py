@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxyhpo import tracking
-from proxyhpo.analysis._report_io import is_running, is_stopped, stopped_at_epoch
+from proxyhpo.analysis._report_io import class_dice_of, is_running, is_stopped, stopped_at_epoch
 from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
 from proxyhpo.registry import STUDY_PIPELINES
@@ -195,21 +195,10 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
                 stopped_dice=_float(metrics.get(names.DICE_AT_STOP, metrics.get(names.FINAL_VAL_DICE))) if stopped else None,  # runs before issue 22 logged it as final
                 epochs_run=int(_float(metrics.get(names.EPOCHS_RUN)) or 0),
                 running=is_running(run),
-                class_dice=_class_dice(metrics),
+                class_dice=class_dice_of(metrics),
             )
         )
     return rows
-
-
-def _class_dice(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
-    """A run's per-class Dice metrics (``<metric>_class_<name>``, issue 20) by metric and class."""
-    found: dict[str, dict[str, float]] = {}
-    for metric in (names.VAL_DICE, names.INTERNAL_TEST_DICE, names.TEST_DICE):
-        prefix = f"{metric}_class_"  # names.class_dice's form
-        for key, value in metrics.items():
-            if key.startswith(prefix):
-                found.setdefault(metric, {})[key[len(prefix) :]] = float(value)
-    return found
 
 
 def summarize(rows: Sequence[TrialRow], epochs: int | None = None) -> StudySummary:
