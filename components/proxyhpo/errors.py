@@ -13,6 +13,7 @@ import re
 __all__ = [
     "scrub_credentials",
     "outward_error",
+    "credentials_refused",
     "ProxyHPOError",
     "InputError",
     "ConfigError",
@@ -85,12 +86,20 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def credentials_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is an MLflow server's 401 or 403: it answers, not to these credentials."""
+    return any(
+        getattr(e, "error_code", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED") or any(f"{code} != 200" in str(e) or f"status code {code}" in str(e) for code in (401, 403))
+        for e in _chain(exc)
+    )
+
+
 def outward_error(exc: BaseException, tracking_uri: str | None = None) -> ProxyHPOError | None:
     """One line for a failure of something outside proxyhpo (the MLflow store, a server), or None when ``exc`` is not one.
 
     Recognised: a corrupt SQLite store (names the file and ``sqlite3 FILE 'pragma integrity_check'``), a
-    tracking URI of an unknown scheme, a server that does not answer (connection refused, timed out), a
-    full or read-only disk. The line never holds a URL's user or password.
+    tracking URI of an unknown scheme, a server that refuses the credentials (401, 403: MLflow's basic auth), a
+    server that does not answer (connection refused, timed out), a full or read-only disk. The line never holds a URL's user or password.
 
     Args:
         exc: what was raised.
@@ -109,6 +118,11 @@ def outward_error(exc: BaseException, tracking_uri: str | None = None) -> ProxyH
     if "UnsupportedModelRegistryStoreURIException" in names or "unsupported URI" in text or "registered tracking store" in text:
         return ProxyHPOError(
             f"MLflow store {store} has a scheme MLflow does not know; fix: set MLFLOW_TRACKING_URI to http(s)://host:port, sqlite:///FILE or a folder"
+        )
+    if credentials_refused(exc):
+        return ProxyHPOError(
+            f"the MLflow server at {store} refused the request ({text[:160]}); fix: export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            " (the chart's admin: `kubectl get secret proxyhpo-mlflow`), or ask its admin for a user with access to the experiment"
         )
     refused = {"ConnectionError", "NewConnectionError", "MaxRetryError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionRefusedError", "Timeout"}
     if names & refused or "Max retries exceeded" in text or "Failed to establish a new connection" in text:

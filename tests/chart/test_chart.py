@@ -172,18 +172,45 @@ def test_fail_message_says_how_to_fix(render: Any) -> None:
 def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: Any) -> None:
     rendered = render(CREDS)
     secrets = rendered.kind("Secret")
-    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres"}
+    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     assert _decoded(secrets["proxyhpo-minio"]) == {"root-user": "team-user", "root-password": "s3-secret-9f2c7d"}
     assert _decoded(secrets["proxyhpo-postgres"]) == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
     pipeline_key = _decoded(secrets["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
-    # The secret values appear in Secrets only: never in env values, args, the ConfigMap or the NOTES.
+    # MLflow's admin (mlflow.auth, on by default): its generated password, and the server's own signing key
+    mlflow_user = _decoded(secrets["proxyhpo-mlflow"])
+    assert mlflow_user["MLFLOW_TRACKING_USERNAME"] == "admin" and re.fullmatch(r"[A-Za-z0-9]{40}", mlflow_user["MLFLOW_TRACKING_PASSWORD"])
+    flask_key = _decoded(secrets["proxyhpo-mlflow-server"])["flask-secret-key"]
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", flask_key)
+    generated = ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key, mlflow_user["MLFLOW_TRACKING_PASSWORD"], flask_key)
+    # The secret values appear in Secrets only: never in env values, args, the ConfigMaps or the NOTES.
     for obj in rendered.objects:
         if obj["kind"] != "Secret":
             text = yaml.safe_dump(obj)
-            for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key):
+            for secret in generated:
                 assert secret not in text, f"{obj['kind']}/{obj['metadata']['name']} leaks a secret"
-    for secret in ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key):
+    for secret in generated:
         assert secret not in rendered.notes
+
+
+def test_without_mlflow_auth_the_server_is_open_and_the_pipelines_reference_still_resolves(render: Any) -> None:
+    rendered = render({**CREDS, "mlflow": {"auth": {"enabled": False}}})
+    assert _decoded(rendered.kind("Secret")["proxyhpo-mlflow"]) == {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+    assert "proxyhpo-mlflow-server" not in rendered.kind("Secret") and "proxyhpo-mlflow-auth" not in rendered.kind("ConfigMap")
+    args = rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--app-name=basic-auth" not in args and "anyone who reaches the service reads and writes every run" in rendered.notes
+
+
+def test_mlflow_auth_runs_the_basic_auth_app_on_the_runs_database(render: Any) -> None:
+    rendered = render({**CREDS, "mlflow": {"auth": {"adminUsername": "ops", "adminPassword": "given-password-7c1e", "defaultPermission": "NO_PERMISSIONS"}}})
+    assert _decoded(rendered.kind("Secret")["proxyhpo-mlflow"]) == {"MLFLOW_TRACKING_USERNAME": "ops", "MLFLOW_TRACKING_PASSWORD": "given-password-7c1e"}
+    container = rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--app-name=basic-auth" in container["args"]
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"]["name"] + "/" + e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"]}
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == "proxyhpo-mlflow/MLFLOW_TRACKING_USERNAME" and env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "proxyhpo-mlflow/MLFLOW_TRACKING_PASSWORD"
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "proxyhpo-mlflow-server/flask-secret-key"
+    ini = rendered.kind("ConfigMap")["proxyhpo-mlflow-auth"]["data"]["basic_auth.ini"]
+    assert "default_permission = NO_PERMISSIONS" in ini and env["MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg2", "") in ini  # the runs' database
+    assert "given-password-7c1e" not in ini and "as user ops" in rendered.notes
 
 
 def test_pipeline_secret_holds_the_bucket_users_keys_never_the_root_ones(value_set: tuple[str, dict, Any]) -> None:
@@ -208,7 +235,9 @@ def test_generated_pipeline_key_is_fresh_per_install_and_one_within_a_render(ren
     assert key != _decoded(second.kind("Secret")["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
     # The MLflow pod's checksum is computed from the very key the Secret holds (generated once per render).
     data = first.kind("Secret")
-    expected = hashlib.sha256(f"{data['proxyhpo-postgres']['data']['POSTGRES_PASSWORD']},{data['proxyhpo-s3']['data']['AWS_SECRET_ACCESS_KEY']}".encode()).hexdigest()
+    keys = (data["proxyhpo-postgres"]["data"]["POSTGRES_PASSWORD"], data["proxyhpo-s3"]["data"]["AWS_SECRET_ACCESS_KEY"],
+            data["proxyhpo-mlflow"]["data"]["MLFLOW_TRACKING_PASSWORD"], data["proxyhpo-mlflow-server"]["data"]["flask-secret-key"])
+    expected = hashlib.sha256(",".join(keys).encode()).hexdigest()
     annotations = first.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["checksum/credentials"] == expected
 
@@ -248,9 +277,10 @@ def test_credentials_reach_pods_as_files_where_the_program_reads_files(render: A
     mounts = {m["name"]: m["mountPath"] for m in minio["volumeMounts"]}
     assert env["MINIO_ROOT_USER_FILE"] == f"{mounts['minio-root']}/root-user"
     assert env["MINIO_ROOT_PASSWORD_FILE"] == f"{mounts['minio-root']}/root-password"
-    # MLflow: libpq and boto3 read the environment (waived in policy-waivers.yaml); the bucket user's keys.
+    # MLflow: libpq, boto3 and its auth app read the environment (waived in policy-waivers.yaml); the bucket user's keys.
     assert env_secret_refs(specs["Deployment/proxyhpo-mlflow"]) == {
-        ("proxyhpo-postgres", "POSTGRES_PASSWORD"), ("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY")}
+        ("proxyhpo-postgres", "POSTGRES_PASSWORD"), ("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY"),
+        ("proxyhpo-mlflow", "MLFLOW_TRACKING_USERNAME"), ("proxyhpo-mlflow", "MLFLOW_TRACKING_PASSWORD"), ("proxyhpo-mlflow-server", "flask-secret-key")}
     for where, spec in specs.items():
         for volume in spec.get("volumes", []):
             if "secret" in volume:
@@ -259,15 +289,19 @@ def test_credentials_reach_pods_as_files_where_the_program_reads_files(render: A
 
 def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: Any) -> None:
     rendered = render({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
-    assert set(rendered.kind("Secret")) == {"proxyhpo-s3"}  # the bucket user's keys are always the chart's
+    # the bucket user's keys and MLflow's user are always the chart's
+    assert set(rendered.kind("Secret")) == {"proxyhpo-s3", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     refs = {
         (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
         for _, spec in rendered.pod_specs() for c in spec["containers"] for env in c.get("env", [])
         if "secretKeyRef" in env.get("valueFrom", {})
     }
-    assert refs == {("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY"), ("team-postgres", "POSTGRES_PASSWORD")}
+    assert refs == {
+        ("proxyhpo-s3", "AWS_ACCESS_KEY_ID"), ("proxyhpo-s3", "AWS_SECRET_ACCESS_KEY"), ("team-postgres", "POSTGRES_PASSWORD"),
+        ("proxyhpo-mlflow", "MLFLOW_TRACKING_USERNAME"), ("proxyhpo-mlflow", "MLFLOW_TRACKING_PASSWORD"), ("proxyhpo-mlflow-server", "flask-secret-key"),
+    }
     volumes = {v["secret"]["secretName"] for _, spec in rendered.pod_specs() for v in spec.get("volumes", []) if "secret" in v}
-    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3"}
+    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3", "proxyhpo-mlflow"}  # the test Pod reads MLflow's user from files
     assert "team-minio-root" in rendered.notes
 
 

@@ -42,8 +42,8 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
     installed = render_on_cluster(CREDS, upgrade=False)
     _install_secrets(fake_kube, installed)
     upgraded = render_on_cluster({})  # `helm upgrade proxyhpo helm/proxyhpo -n ml-team`, no --set at all
-    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres"):
-        assert _data(upgraded, name) == _data(installed, name), name
+    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"):
+        assert _data(upgraded, name) == _data(installed, name), name  # generated ones too: MLflow's admin password, its signing key
     # same credentials, same checksums: an upgrade restarts nothing for credentials' sake
     for kind, name in (("Deployment", "proxyhpo-minio"), ("Deployment", "proxyhpo-mlflow"), ("StatefulSet", "proxyhpo-postgresql")):
         assert _checksum(upgraded, kind, name) == _checksum(installed, kind, name), name
@@ -51,7 +51,7 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     # it looked in the release namespace, for the chart's own Secrets, and nowhere else
     looked_up = {p for p in fake_kube.requests if "/secrets/" in p}
-    assert looked_up == {f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}" for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres")}
+    assert looked_up == {f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}" for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server")}
 
 
 def test_first_install_against_an_empty_cluster_still_needs_credentials(render_on_cluster: Any) -> None:
@@ -102,7 +102,8 @@ def test_a_secret_of_the_previous_chart_is_not_taken_for_the_pipeline_users(rend
 def test_existing_secrets_are_never_looked_up(render_on_cluster: Any, fake_kube: Any) -> None:
     render_on_cluster({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
     looked_up = {p.rsplit("/", 1)[-1] for p in fake_kube.requests if "/secrets/" in p}
-    assert looked_up == {"proxyhpo-s3"}  # only the chart's own Secret, for the pipeline user's key
+    # only the chart's own Secrets: the pipeline user's key, MLflow's admin password and its server's signing key
+    assert looked_up == {"proxyhpo-s3", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
 
 
 # --- uninstall keeps the data --------------------------------------------------------------------------------

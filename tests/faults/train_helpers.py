@@ -52,7 +52,8 @@ def write_plan(folder: Path, *, epochs: int, trials: int = 2, size: int = 24) ->
 
 
 def train_env(tracking_uri: str, experiment: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    # MLflow's settings are the test's to give, except the credentials of a server with MLflow's basic auth
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_") or key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     env.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_EXPERIMENT_NAME=experiment, MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="false")
     return env
 

@@ -17,6 +17,10 @@ import pytest
 SERVER_START_TIMEOUT_S = 150
 
 
+#: The session server's admin (MLflow's basic-auth app creates it at its first start).
+SERVER_USER = ("proxyhpo-test", "test-password-4f2c9a81")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -25,16 +29,23 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def _mlflow_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """Start ``mlflow server`` (SQLite backend, served artifacts) without waiting for it; stop it with SIGTERM."""
+    """Start ``mlflow server`` (SQLite backend, served artifacts, MLflow's basic-auth app as the chart runs it) without
+    waiting for it; stop it with SIGTERM. Its admin's name and password are :data:`SERVER_USER`."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
+    (root / "basic_auth.ini").write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--app-name", "basic-auth",
     ]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "AWS_"))}
+    env.update(MLFLOW_AUTH_CONFIG_PATH=str(root / "basic_auth.ini"), MLFLOW_AUTH_ADMIN_USERNAME=SERVER_USER[0], MLFLOW_AUTH_ADMIN_PASSWORD=SERVER_USER[1],
+               MLFLOW_FLASK_SERVER_SECRET_KEY="test-flask-secret-key")
     # the server's job runner starts seven huey consumers we never use; on two cores they slow everything
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     log_path = root / "server.log"
@@ -73,11 +84,15 @@ def _wait_for_health(process: subprocess.Popen, url: str, log_path: Path) -> Non
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(_mlflow_server_process: tuple[subprocess.Popen, str, Path]) -> str:
-    """The URL of a real ``mlflow server`` on 127.0.0.1, once it answers ``/health``."""
+def mlflow_server(_mlflow_server_process: tuple[subprocess.Popen, str, Path]) -> Iterator[str]:
+    """The URL of a real ``mlflow server`` on 127.0.0.1, once it answers ``/health``; this worker's MLflow clients
+    (and the processes it starts) authenticate as :data:`SERVER_USER` through MLflow's own variables."""
     process, url, log_path = _mlflow_server_process
     _wait_for_health(process, url, log_path)
-    return url
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", SERVER_USER[0])
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", SERVER_USER[1])
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "server"])

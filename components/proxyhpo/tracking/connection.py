@@ -62,17 +62,21 @@ def shown_uri(uri: str) -> str:
 
 
 def check_reachable(tracking_uri: str | None = None) -> None:
-    """Fail fast, in seconds, when the tracking server does not answer.
+    """Fail fast, in seconds, when the tracking server does not answer, or refuses the credentials (MLflow's basic auth).
 
     Raises:
         ProxyHPOError: one line naming the server (without credentials) and the fix.
     """
     from proxyhpo.errors import ProxyHPOError
 
+    from proxyhpo.errors import credentials_refused, outward_error
+
     uri = tracking_uri or paths.tracking_uri()
     try:
         client(uri).search_experiments(max_results=1)
     except Exception as exc:
+        if credentials_refused(exc):  # it answers, but not to these credentials
+            raise outward_error(exc, shown_uri(uri)) from None
         reason = type(exc).__name__ if "Connection" in str(exc) or "Max retries" in str(exc) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         raise ProxyHPOError(
             f"MLflow at {shown_uri(uri)} does not answer ({reason}); fix: start the tracking server or correct "

@@ -58,6 +58,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Fixed names the pipelines reference (see values.yaml). */}}
 {{- define "proxyhpo.s3SecretName" -}}proxyhpo-s3{{- end -}}
+{{/* MLflow's admin user and password (keys MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD): the server creates
+the user from them, the pipelines log with them. Fixed name: the compiled pipelines reference it. */}}
+{{- define "proxyhpo.mlflowSecretName" -}}proxyhpo-mlflow{{- end -}}
+{{/* The MLflow server's own secret (key flask-secret-key: signs the auth app's CSRF tokens, one for every replica). */}}
+{{- define "proxyhpo.mlflowServerSecretName" -}}
+{{- include "proxyhpo.componentName" (dict "root" . "component" "mlflow") -}}-server
+{{- end -}}
 {{- define "proxyhpo.endpointsName" -}}proxyhpo-endpoints{{- end -}}
 {{/* MinIO's root credentials (keys root-user, root-password): only MinIO and the bucket Job read them. */}}
 {{- define "proxyhpo.minioRootSecretName" -}}
@@ -69,16 +76,16 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The credentials the chart's Secrets hold, base64-encoded, as JSON: minioRootUser, minioRootPassword,
-pipelineSecretKey, postgresPassword. Each is the value given, else the one in the Secret a previous install
+pipelineSecretKey, postgresPassword, mlflowAdminPassword, mlflowFlaskSecretKey. Each is the value given, else the one in the Secret a previous install
 created (Helm's `lookup`, so upgrades need no credentials), else empty ("proxyhpo.validate" then fails);
-the pipeline user's key is generated when neither exists. Resolved once per render and memoised in
+the pipeline user's key, MLflow's admin password and its server's signing key are generated when neither exists. Resolved once per render and memoised in
 .Values, so every template (Secrets, checksums, checks) sees the same, generated key included.
 Use: $c := include "proxyhpo.credentials" . | fromJson
 */}}
 {{- define "proxyhpo.credentials" -}}
 {{- if not (hasKey .Values "__credentials") -}}
 {{- $ns := .Release.Namespace -}}
-{{- $c := dict "minioRootUser" "" "minioRootPassword" "" "pipelineSecretKey" "" "postgresPassword" "" -}}
+{{- $c := dict "minioRootUser" "" "minioRootPassword" "" "pipelineSecretKey" "" "postgresPassword" "" "mlflowAdminPassword" "" -}}
 {{- if not .Values.s3.existingSecret -}}
 {{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.minioRootSecretName" .)).data | default dict -}}
 {{- $_ := set $c "minioRootUser" (ternary (b64enc .Values.s3.accessKey) (get $old "root-user" | toString) (ne .Values.s3.accessKey "")) -}}
@@ -100,6 +107,19 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- $pw := .Values.postgresql.auth.password -}}
 {{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.postgresSecretName" .)).data | default dict -}}
 {{- $_ := set $c "postgresPassword" (ternary (b64enc $pw) (get $old "POSTGRES_PASSWORD" | toString) (ne $pw "")) -}}
+{{- end -}}
+{{- $auth := .Values.mlflow.auth -}}
+{{- if $auth.enabled -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.mlflowSecretName" .)).data | default dict -}}
+{{- if $auth.adminPassword -}}
+{{- $_ := set $c "mlflowAdminPassword" (b64enc $auth.adminPassword) -}}
+{{- else if get $old "MLFLOW_TRACKING_PASSWORD" -}}
+{{- $_ := set $c "mlflowAdminPassword" (get $old "MLFLOW_TRACKING_PASSWORD" | toString) -}}
+{{- else -}}
+{{- $_ := set $c "mlflowAdminPassword" (randAlphaNum 40 | b64enc) -}}
+{{- end -}}
+{{- $server := (lookup "v1" "Secret" $ns (include "proxyhpo.mlflowServerSecretName" .)).data | default dict -}}
+{{- $_ := set $c "mlflowFlaskSecretKey" (get $server "flask-secret-key" | default (randAlphaNum 48 | b64enc) | toString) -}}
 {{- end -}}
 {{- $_ := set .Values "__credentials" $c -}}
 {{- end -}}
