@@ -178,6 +178,25 @@ def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.Mon
     assert any("memory" in key for key in system)
 
 
+def test_a_packs_system_metrics_go_to_the_packs_run_not_its_trials(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: the trials of a pack share the process, so its CPU and memory are the pack's run's, tagged with its trials."""
+    monkeypatch.setattr(tracking.trials, "SYSTEM_METRICS_INTERVAL_S", 1)
+    name = new_experiment()
+    parent = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=tracking_uri)
+    specs = [make_spec("r0-t000"), make_spec("r0-t001")]
+    with tracking.trial_runs(name, specs, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=True) as runs:
+        time.sleep(3.5)
+        for spec in specs:
+            runs[spec.trial_id].finish(make_result(spec, [0.4]))
+    mlflow_client = tracking.client(tracking_uri)
+    for spec in specs:
+        assert not [key for key in mlflow_client.get_run(runs[spec.trial_id].run_id).data.metrics if key.startswith("system/")]
+    children = mlflow_client.search_runs([mlflow_client.get_run(parent).info.experiment_id], filter_string=f"tags.`{names.ROLE_TAG}` = '{names.ROLE_PACK}'")
+    (pack,) = [run for run in children if run.data.tags[names.PARENT_TAG] == parent]
+    assert pack.info.status == "FINISHED" and pack.data.tags[names.PACK_TRIALS_TAG] == "r0-t000,r0-t001"
+    assert "system/cpu_utilization_percentage" in pack.data.metrics, sorted(pack.data.metrics)
+
+
 def test_every_tag_a_trial_run_carries_is_declared_in_names(tracking_uri: str) -> None:
     """A writer that invents a tag (or a metric, or a param outside the search space) shows up here, not in a report."""
     declared_tags = {value for key, value in vars(names).items() if key.endswith("_TAG") and isinstance(value, str)}

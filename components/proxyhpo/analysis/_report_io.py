@@ -107,7 +107,8 @@ def parent_run(parent_run_id: str, tracking_uri: str | None) -> tuple[Any, Any]:
 
 
 def children(mlflow_client: Any, parent: Any) -> list[Any]:
-    """Every child run of the parent, oldest first, over as many search pages as it takes."""
+    """Every child run of the parent that trained something, oldest first, over as many search pages as it takes (the
+    runs of packs, which hold only their machine's system metrics, are left out)."""
     runs, token = [], None
     while True:
         page = mlflow_client.search_runs(
@@ -117,7 +118,7 @@ def children(mlflow_client: Any, parent: Any) -> list[Any]:
             order_by=["attributes.start_time ASC"],
             page_token=token,
         )
-        runs += list(page)
+        runs += [run for run in page if run.data.tags.get(names.ROLE_TAG) != names.ROLE_PACK]
         token = getattr(page, "token", None)
         if not token:
             return runs

@@ -172,6 +172,8 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
     )
     rows = []
     for run in runs:
+        if run.data.tags.get(names.ROLE_TAG) == names.ROLE_PACK:  # a pack's system metrics: no trial of its own
+            continue
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         stopped = is_stopped(run)
         rows.append(

@@ -66,6 +66,8 @@ PROPOSAL_ID_TAG = tag(PROPOSAL_ID_KEY)
 STUDY_TAG = tag(STUDY_KEY)
 #: A child run's identity under its parent: the trial id (or a long task's id).
 TRIAL_ID_TAG = "proxyhpo.trial_id"
+#: On a pack's run, the trials it trained at once, comma-separated.
+PACK_TRIALS_TAG = "proxyhpo.pack_trials"
 #: The sha256 of what a trial trains (:func:`proxyhpo.resume.trial_key`).
 TRIAL_KEY_TAG = tag(TRIAL_KEY_KEY)
 #: How a trial ended: a :class:`proxyhpo.config.TrialState` value (``STATE_*`` below).
@@ -107,6 +109,8 @@ ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
 ROLE_FINAL = "final"
 ROLE_CALIBRATION = "calibration"
+#: a pack of several trials trained at once: its run holds the machine's system metrics while it trains (no trial's own)
+ROLE_PACK = "pack"
 ROLE_NAS_SEARCH = "nas-search"
 ROLE_NAS_FINAL = "nas-final"
 #: ``proxyhpo.bench.role`` values

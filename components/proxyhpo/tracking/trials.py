@@ -183,6 +183,15 @@ class TrialRun:
             self._pending.add(self.run_id, metrics=batch, tags=tags, status=status)
         self.closed = True
 
+    def close_finished(self) -> None:
+        """Close a run that holds no trial's result (a pack's run) FINISHED; a server that does not answer costs only its end."""
+        self._stop_monitor()
+        self.closed = True
+        try:
+            self.client.set_terminated(self.run_id, status="FINISHED")
+        except Exception as exc:
+            logger.warning("run %s could not be closed: %s", self.run_id, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
     def abort(self, reason: str) -> None:
         """Close the run FAILED with ``reason`` if it is still open (the block around it raised)."""
         self._stop_monitor()
@@ -325,20 +334,42 @@ def trial_runs(
 
         run_id, reopened = reopen_or_create(mlflow_client, earlier.get(spec.trial_id), create)
         logged = _logged_steps(mlflow_client, run_id, names.VAL_DICE) if reopened else None
-        # CPU, memory and GPU are the process's: a trial's own only when it trains alone
+        # CPU, memory and GPU are the process's: a trial's own only when it trains alone, else the pack's run's
         runs[spec.trial_id] = TrialRun(mlflow_client, run_id, system_metrics=system_metrics and len(trials) == 1, logged_epochs=logged, pending=pending)
+    pack = _pack_run(mlflow_client, experiment_id, trials, parent_run_id, process) if system_metrics and len(trials) > 1 and parent_run_id else None
     try:
         yield runs
     except BaseException as exc:
         reason = fail_reason_of(exc)
-        for trial_run in runs.values():
+        for trial_run in (*runs.values(), *([pack] if pack else [])):
             trial_run.abort(reason)
         raise
     finally:
         for trial_run in runs.values():
             trial_run._stop_monitor()
+        if pack is not None and not pack.closed:
+            pack.close_finished()
     if pending is not None and pending_exists(pending):
         flush_pending(pending, tracking_uri=tracking_uri)
+
+
+def _pack_run(mlflow_client: Any, experiment_id: str, trials: Sequence[Any], parent_run_id: str, process: Mapping[str, str]) -> TrialRun | None:
+    """A run beside a pack's trial runs (role ``pack``) that samples the machine's system metrics while the pack trains.
+
+    Its trials share the process, so its CPU, memory and GPU are no single trial's; the pack's run holds them, tagged
+    with the trials it trained. A run that cannot be opened (MLflow down) costs the samples, never the pack.
+    """
+    ids = [spec.trial_id for spec in trials]
+    tags = {
+        names.PARENT_TAG: parent_run_id, names.ROLE_TAG: names.ROLE_PACK, names.PACK_TRIALS_TAG: ",".join(ids)[:5000], **process,
+        **({names.ROUND_TAG: str(trials[0].round)} if trials[0].round is not None else {}),
+    }
+    try:
+        run_id = mlflow_client.create_run(experiment_id, run_name=f"pack {ids[0]}..{ids[-1]}", tags=tags).info.run_id
+    except Exception as exc:
+        logger.warning("the pack's run (system metrics) could not be opened: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return None
+    return TrialRun(mlflow_client, run_id, system_metrics=True)
 
 
 @contextmanager
