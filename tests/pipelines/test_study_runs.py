@@ -64,7 +64,12 @@ def _runs(kind: str):
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     (parent,) = [run for run in runs if run.data.tags.get(names.PIPELINE_TAG) == kind]
     children = [run for run in runs if run.data.tags.get(names.PARENT_TAG) == parent.info.run_id]
-    return client, parent, children
+    # a cell's trials train as one pack: the machine's system metrics are its pack's run's, never a trial's
+    packs = [run for run in children if run.data.tags.get(names.ROLE_TAG) == names.ROLE_PACK]
+    trained = [run for run in children if run not in packs]
+    assert packs and all(run.info.status == "FINISHED" and len(run.data.tags[names.PACK_TRIALS_TAG].split(",")) > 1 for run in packs)
+    assert not [run for run in trained if run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL and any(key.startswith("system/") for key in run.data.metrics)]
+    return client, parent, trained
 
 
 def _mean_dice_by_point(children, arm: str, metric: str) -> dict[str, float]:
