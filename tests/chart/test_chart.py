@@ -596,3 +596,37 @@ def test_disruption_budgets_keep_the_services_through_a_drain(render: Any) -> No
     }
     replicated = render({**CREDS, "mlflow": {"replicas": 2}}).kind("PodDisruptionBudget")["proxyhpo-mlflow"]["spec"]
     assert replicated["maxUnavailable"] == 1 and "minAvailable" not in replicated
+
+
+# --- an external S3 instead of the chart's MinIO --------------------------------------------------------------
+
+EXTERNAL = {"minio": {"enabled": False}, "s3": {"endpoint": "https://s3.storage.example.org", "pipelineUser": {"name": "team-proxyhpo", "secretKey": "ext-key-5d3a91c2"}},
+            "postgresql": CREDS["postgresql"]}
+
+
+def test_an_external_s3_replaces_minio_everywhere(render: Any) -> None:
+    rendered = render(EXTERNAL)
+    assert not [o for o in rendered.objects if "minio" in o["metadata"]["name"] or o["metadata"]["name"].endswith("-bucket")]
+    assert _decoded(rendered.kind("Secret")["proxyhpo-s3"]) == {"AWS_ACCESS_KEY_ID": "team-proxyhpo", "AWS_SECRET_ACCESS_KEY": "ext-key-5d3a91c2"}
+    endpoints = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
+    assert endpoints["PROXYHPO_S3_ENDPOINT"] == endpoints["MLFLOW_S3_ENDPOINT_URL"] == "https://s3.storage.example.org"
+    launcher = yaml.safe_load(rendered.kind("ConfigMap")["kfp-launcher"]["data"]["providers"])["s3"]["default"]
+    assert launcher["endpoint"] == "s3.storage.example.org" and launcher["disableSSL"] is False  # TLS
+    mlflow_env = {e["name"]: e.get("value") for e in rendered.kind("Deployment")["proxyhpo-mlflow"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "https://s3.storage.example.org"
+    assert "S3 (external) https://s3.storage.example.org" in rendered.notes and "MinIO console" not in rendered.notes
+    for obj in rendered.objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"s3": {"endpoint": ""}}, "minio.enabled is false: set s3.endpoint"),
+     ({"s3": {"pipelineUser": {"name": "team-proxyhpo", "secretKey": ""}}}, "minio.enabled is false: give the keys of a user of https://s3.storage.example.org")],
+    ids=["no-endpoint", "no-key"],
+)
+def test_an_external_s3_needs_its_endpoint_and_the_users_key(render: Any, values: dict, message: str) -> None:
+    document = json.loads(json.dumps(EXTERNAL))
+    document["s3"].update(values["s3"])
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render(document)

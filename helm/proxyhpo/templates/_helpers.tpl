@@ -86,7 +86,7 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- if not (hasKey .Values "__credentials") -}}
 {{- $ns := .Release.Namespace -}}
 {{- $c := dict "minioRootUser" "" "minioRootPassword" "" "pipelineSecretKey" "" "postgresPassword" "" "mlflowAdminPassword" "" -}}
-{{- if not .Values.s3.existingSecret -}}
+{{- if and .Values.minio.enabled (not .Values.s3.existingSecret) -}}
 {{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.minioRootSecretName" .)).data | default dict -}}
 {{- $_ := set $c "minioRootUser" (ternary (b64enc .Values.s3.accessKey) (get $old "root-user" | toString) (ne .Values.s3.accessKey "")) -}}
 {{- $_ := set $c "minioRootPassword" (ternary (b64enc .Values.s3.secretKey) (get $old "root-password" | toString) (ne .Values.s3.secretKey "")) -}}
@@ -99,7 +99,7 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- /* Only a key written for this user: a Secret of an older chart held the root credentials. */ -}}
 {{- if and (get $old "AWS_SECRET_ACCESS_KEY") (eq (get $old "AWS_ACCESS_KEY_ID" | toString) (b64enc $user.name)) -}}
 {{- $_ := set $c "pipelineSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
-{{- else -}}
+{{- else if .Values.minio.enabled -}}
 {{- $_ := set $c "pipelineSecretKey" (randAlphaNum 40 | b64enc) -}}
 {{- end -}}
 {{- end -}}
@@ -145,8 +145,13 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- define "proxyhpo.minioHost" -}}
 {{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "minio")) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
+{{/* The S3 endpoint every pod uses: the chart's MinIO, or s3.endpoint when minio.enabled is false. */}}
 {{- define "proxyhpo.s3Endpoint" -}}
+{{- if .Values.minio.enabled -}}
 {{- printf "http://%s:%d" (include "proxyhpo.minioHost" .) (int .Values.minio.service.port) -}}
+{{- else -}}
+{{- trimSuffix "/" .Values.s3.endpoint -}}
+{{- end -}}
 {{- end -}}
 {{- define "proxyhpo.mlflowHost" -}}
 {{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "mlflow")) .Release.Namespace .Values.clusterDomain -}}
@@ -194,7 +199,14 @@ Checks of combinations the schema cannot express. Called from every template, so
 {{- $c := include "proxyhpo.credentials" . | fromJson -}}
 {{- $ns := .Release.Namespace -}}
 {{- $s3 := .Values.s3 -}}
-{{- if $s3.existingSecret -}}
+{{- if not .Values.minio.enabled -}}
+{{- if not $s3.endpoint -}}
+{{- fail "minio.enabled is false: set s3.endpoint to the S3 service to use instead (http(s)://host[:port], e.g. http://seaweedfs.kubeflow:8333)" -}}
+{{- end -}}
+{{- if not $c.pipelineSecretKey -}}
+{{- fail (printf "minio.enabled is false: give the keys of a user of %s confined to bucket %s, --set s3.pipelineUser.name=... --set s3.pipelineUser.secretKey=... (the chart cannot create that user there; an upgrade reuses Secret %s, and none was found in namespace %s)" $s3.endpoint $s3.bucket (include "proxyhpo.s3SecretName" .) $ns) -}}
+{{- end -}}
+{{- else if $s3.existingSecret -}}
 {{- if or $s3.accessKey $s3.secretKey -}}
 {{- fail "s3: give either s3.existingSecret or s3.accessKey/s3.secretKey, not both" -}}
 {{- end -}}
