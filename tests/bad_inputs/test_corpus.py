@@ -463,6 +463,16 @@ def trial_pack_size_zero(folder: Path):
     return train(folder, pack_size=0)
 
 
+@case(2, "pack_size 2 needs at least")
+def trial_pack_larger_than_memory(folder: Path):
+    # two full U-Nets on 256x256x128 patches, 8 a step: about 14 GiB each, counted before a model is built (issue 23)
+    from proxyhpo.config import NetworkConfig
+
+    full = NetworkConfig.full().model_dump(mode="json")
+    trials = [{"trial_id": f"t{i}", "hyperparameters": {"lr": 1e-3}, "seed": i, "network": full} for i in range(2)]
+    return train(folder, trials=trials, pack_size=2, batch_size=8, recipe=tiny_recipe(patch_size=[256, 256, 128]))
+
+
 @case(2, "lr")
 def trial_lr_huge(folder: Path):
     return train(folder, trials=[{"trial_id": "t0", "hyperparameters": {"lr": 1e9}}])

@@ -19,6 +19,7 @@ from proxyhpo.config import NetworkConfig, TrialPlan, TrialResult, TrialResults,
 from proxyhpo.devices import resolve_device
 from proxyhpo.errors import ConfigError
 from proxyhpo.training.capacity import pack_capacity
+from proxyhpo.training.memory import check_pack_fits
 from proxyhpo.training.data import cache_volumes, image_channels
 from proxyhpo.training.early_stopping import EarlyStopper, make_stopper
 from proxyhpo.training.pack_run import EpochCallback, PackRun, StepCallback
@@ -111,6 +112,11 @@ def run_trials(
     by_id: dict[str, TrialResult] = {}
     for network, specs in groups.items():
         size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device, in_channels=image_channels(volumes), out_channels=plan.num_classes))
+        if plan.pack_size != "auto" and size > 1:  # auto measured what fits; a number is checked before a model is built
+            check_pack_fits(
+                network, size, in_channels=image_channels(volumes), out_channels=plan.num_classes, patch_size=recipe.patch_size,
+                batch_size=plan.batch_size * recipe.num_samples, device=device, where=plan_path,
+            )
         # with early stopping a network's trials queue for the slots; without, they train in packs one after another
         queues = [specs] if stopper is not None else [specs[start : start + size] for start in range(0, len(specs), size)]
         for chunk in queues:
