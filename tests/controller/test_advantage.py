@@ -44,8 +44,8 @@ def test_reinforce_uses_ours_where_the_study_keeps_the_paper_default_and_reinfor
     space = {"lr": {"type": "log_uniform", "low": 1e-4, "high": 1e-2}}
     study = StudyConfig.model_validate({"name": "s", "data": {"dataset": "/nowhere"}, "search": {"space": space}})
     ours = SEARCH_STRATEGIES["reinforce"](study, 3).controller.config
-    assert (ours.advantage, ours.updates_per_round, ours.lr, ours.seed) == ("normalized", 4, 0.1, 3)
+    assert (ours.advantage, ours.updates_per_round, ours.lr, ours.seed) == ("normalized", 2, 0.05, 3)
     paper = SEARCH_STRATEGIES["reinforce-paper"](study, 3).controller.config
     assert (paper.advantage, paper.updates_per_round, paper.lr) == ("raw", 1, 0.02)
-    chosen = StudyConfig.model_validate(study.model_dump() | {"search": study.search.model_dump() | {"controller": {"lr": 0.05}}})
-    assert SEARCH_STRATEGIES["reinforce"](chosen, 0).controller.config.lr == 0.05  # the study's own choice stays
+    chosen = StudyConfig.model_validate(study.model_dump() | {"search": study.search.model_dump() | {"controller": {"lr": 0.07}}})
+    assert SEARCH_STRATEGIES["reinforce"](chosen, 0).controller.config.lr == 0.07  # the study's own choice stays

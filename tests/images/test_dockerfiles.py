@@ -194,7 +194,8 @@ def test_mlflow_image_pins_the_server_and_its_drivers() -> None:
     base = [args for op, args in ops if op == "FROM"]
     assert len(base) == 1 and SLIM_BASE.fullmatch(base[0])
     install = next(args for op, args in ops if op == "RUN" and "pip install" in args)
-    assert f"mlflow=={PINS['mlflow']}" in install and PINS["mlflow"] == "3.17.2"
+    # with its basic-auth app's extra (the chart's mlflow.auth needs Flask-WTF)
+    assert f'"mlflow[auth]=={PINS["mlflow"]}"' in install and PINS["mlflow"] == "3.17.2"
     for driver in ("psycopg2-binary", "boto3"):
         assert re.search(rf"{driver}==\d+\.\d+\.\d+", install), driver
     user = [args for op, args in ops if op == "USER"][-1]

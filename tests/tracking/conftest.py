@@ -35,7 +35,7 @@ def _mlflow_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     port = _free_port()
     (root / "basic_auth.ini").write_text(
         f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\nauth_cache_ttl_seconds = 60\n"
     )
     command = [
         sys.executable, "-m", "mlflow", "server",

@@ -81,13 +81,19 @@ def test_an_unreachable_server_at_the_start_fails_in_seconds(tmp_path: Path) -> 
     assert not (tmp_path / "trial.results.json").exists()
 
 
-def test_a_server_that_refuses_the_credentials_is_one_line_saying_how_to_give_them(mlflow_server: str, tmp_path: Path) -> None:
-    """The session's server runs MLflow's basic-auth app, as the chart's does: no user, or a wrong password, is a 401."""
+def test_a_server_that_refuses_the_credentials_is_one_line_saying_how_to_give_them(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's server runs MLflow's basic-auth app, as the chart's does: no user (the command line), or a wrong
+    password (the same check in this process), is a 401 told in one line."""
+    from proxyhpo.errors import ProxyHPOError
+
     plan = write_plan(tmp_path, epochs=1, trials=1)
-    for credentials in ({}, {"MLFLOW_TRACKING_USERNAME": "proxyhpo-test", "MLFLOW_TRACKING_PASSWORD": "not-the-password"}):
-        env = {key: value for key, value in train_env(mlflow_server, "refused").items() if key not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        done = subprocess.run([sys.executable, "-m", "proxyhpo", "train", str(plan)], env={**env, **credentials}, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1, done.stderr
-        (line,) = [line for line in done.stderr.splitlines() if line.strip()]
-        assert line.startswith(f"proxyhpo train: error: the MLflow server at {mlflow_server} refused the request") and "MLFLOW_TRACKING_PASSWORD" in line, line
-        assert "not-the-password" not in done.stderr
+    env = {key: value for key, value in train_env(mlflow_server, "refused").items() if key not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    done = subprocess.run([sys.executable, "-m", "proxyhpo", "train", str(plan)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"proxyhpo train: error: the MLflow server at {mlflow_server} refused the request") and "MLFLOW_TRACKING_PASSWORD" in line, line
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+    with pytest.raises(ProxyHPOError) as caught:
+        tracking.check_reachable(mlflow_server)
+    assert str(caught.value).startswith(f"the MLflow server at {mlflow_server} refused the request") and "not-the-password" not in str(caught.value)
