@@ -87,6 +87,29 @@ def test_a_swinunetr_study_needs_patch_sides_that_are_multiples_of_32_whatever_i
     assert "multiple of 32" in line and "use sides such as 64, 64, 64" in line
 
 
+def test_training_network_may_name_its_family_kind_and_levels_in_one_mapping(tmp_path, capsys):
+    """``training.network: {family, kind, levels}`` is the same study as the flat keys; a key given twice or unknown is one line, exit 2."""
+    from proxyhpo.cli import main
+    from proxyhpo.config import StudyConfig, parse_config
+
+    def study(training: dict) -> StudyConfig:
+        return parse_config(StudyConfig, {"name": "s", "data": {"dataset": str(tmp_path)}, "training": {"recipe": "spleen", **training}}, "s.yaml")
+
+    nested = study({"network": {"family": "dynunet", "kind": "proxy", "levels": 4}})
+    assert nested.training == study({"network": "proxy", "network_family": "dynunet", "proxy_levels": 4}).training
+    assert study({"network": {"family": "segresnet"}}).training.network == "proxy"  # kind defaults to the proxy, as network does
+    for training, words in (
+        ({"network": {"family": "dynunet"}, "network_family": "unet"}, "network.family and network_family both given"),
+        ({"network": {"famly": "dynunet"}}, "network has no key 'famly'"),
+    ):
+        config = tmp_path / "study.yaml"
+        config.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(tmp_path)}, "training": {"recipe": "spleen", **training}}))
+        capsys.readouterr()
+        assert main(["compile", str(config), "--out", str(tmp_path / "out")]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert str(config) in line and words in line, line
+
+
 def test_the_cost_calibration_times_a_deep_supervised_network():
     """A dynunet returns its heads in training: the work calibration trains on every head, as a trial does."""
     from proxyhpo.analysis.costs import calibrate

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
@@ -171,6 +171,25 @@ class TrialSettings(StrictModel):
     batch_size: int = Field(2, ge=1, le=MAX_BATCH)
     pack_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | Literal["auto"] = "auto"
     seed: int = Field(0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _network_as_a_mapping(cls, data: Any) -> Any:
+        """``network: {family: dynunet, kind: proxy, levels: 3}`` is another spelling of ``network_family``, ``network``
+        and ``proxy_levels`` (the one the issues use); each setting is given once."""
+        if not isinstance(data, dict) or not isinstance(data.get("network"), dict):
+            return data
+        given, data = dict(data["network"]), dict(data)
+        unknown = sorted(set(given) - {"family", "kind", "levels"})
+        if unknown:
+            raise ValueError(f"network has no key {unknown[0]!r}: it takes family, kind (proxy or full) and levels")
+        for key, flat in (("family", "network_family"), ("levels", "proxy_levels")):
+            if key in given:
+                if flat in data:
+                    raise ValueError(f"network.{key} and {flat} both given: keep one")
+                data[flat] = given[key]
+        data["network"] = given.get("kind", "proxy")
+        return data
 
 
 class FinalConfig(StrictModel):
