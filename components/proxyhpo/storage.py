@@ -50,6 +50,7 @@ __all__ = [
     "s3_client",
     "check_endpoint",
     "atomic_output",
+    "naming_failed_writes",
     "check_regular_target",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -238,6 +239,20 @@ def check_regular_target(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
+def naming_failed_writes(path: str | os.PathLike[str], *aliases: str) -> Iterator[None]:
+    """Make an :class:`OSError` raised inside the block name ``path`` when it names no file, or one of ``aliases``.
+
+    A full disk (ENOSPC, EFBIG) fails a ``write()`` that names no file; the CLI's one line then says which file.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or exc.filename in aliases:
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` and move it into place only if the block succeeds.
 
@@ -255,14 +270,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes the file private (0600); give it a new file's mode
-        os.replace(tmp, target)
-    except OSError as exc:
-        # a full disk (ENOSPC, EFBIG) fails a write() that names no file: the error names the file being written
-        if exc.filename is None or exc.filename == tmp_name:
-            exc.filename = str(target)
-        raise
+        with naming_failed_writes(target, tmp_name):  # the file being written, as the caller named it
+            yield tmp
+            os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes the file private (0600); give it a new file's mode
+            os.replace(tmp, target)
     except RuntimeError as exc:
         if "inline_container" not in str(exc):
             raise

@@ -4,57 +4,50 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 # the file-size limit is the cheap, real stand-in for a full disk: the write fails mid-way without a file name
-_WRITE_PAST_THE_LIMIT = """
+_FILE_SIZE_LIMIT = """
 import resource, signal, sys
-from proxyhpo import storage
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-try:
-    storage.atomic_write_bytes(sys.argv[1], b"x" * 1_000_000)
-except OSError as exc:
-    print(exc.filename, exc.strerror, sep="|")
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 """
+
+
+def _os_error_past_the_limit(write: str, target: Path) -> tuple[str, str]:
+    """Run ``write`` (Python that writes ``sys.argv[1]``) in a process limited to 64 KiB files; the filename and
+    strerror of the OSError it raised."""
+    script = _FILE_SIZE_LIMIT.format(limit=65536) + "from proxyhpo import storage\ntry:\n" + textwrap.indent(write.strip(), "    ")
+    script += "\nexcept OSError as exc:\n    print(exc.filename, exc.strerror, sep='|')\n"
+    done = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=120, check=True)
+    filename, strerror = done.stdout.strip().split("|")
+    return filename, strerror
 
 
 def test_a_write_past_the_room_left_names_its_file(tmp_path: Path) -> None:
     target = tmp_path / "out" / "selection.json"
-    done = subprocess.run([sys.executable, "-c", _WRITE_PAST_THE_LIMIT, str(target)], capture_output=True, text=True, timeout=60, check=True)
-    filename, strerror = done.stdout.strip().split("|")
+    filename, strerror = _os_error_past_the_limit('storage.atomic_write_bytes(sys.argv[1], b"x" * 1_000_000)', target)
     assert filename == str(target) and strerror  # what the CLI's one line names
     assert not target.exists() and not list(target.parent.iterdir())  # nothing half-written left
-
-
-_SAVE_PAST_THE_LIMIT = """
-import resource, signal, sys, torch
-from proxyhpo import storage
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-try:
-    with storage.atomic_output(sys.argv[1]) as partial:
-        torch.save({"weights": torch.zeros(100_000)}, partial)
-except OSError as exc:
-    print(exc.filename, exc.strerror, sep="|")
-"""
 
 
 def test_a_torch_save_past_the_room_left_is_an_os_error_naming_its_file(tmp_path: Path) -> None:
     # torch's zip writer says "[enforce fail at inline_container.cc] unexpected pos", a RuntimeError naming nothing
     target = tmp_path / "model" / "weights.pt"
-    done = subprocess.run([sys.executable, "-c", _SAVE_PAST_THE_LIMIT, str(target)], capture_output=True, text=True, timeout=120, check=True)
-    filename, strerror = done.stdout.strip().split("|")
+    save = """
+import torch
+with storage.atomic_output(sys.argv[1]) as partial:
+    torch.save({"weights": torch.zeros(100_000)}, partial)
+"""
+    filename, strerror = _os_error_past_the_limit(save, target)
     assert filename == str(target) and strerror in ("No space left on device", "the write failed (torch.save)")
     assert not target.exists() and not list(target.parent.iterdir())
 
 
 def test_synth_past_the_room_left_is_one_line_naming_the_volume(tmp_path: Path) -> None:
     out = tmp_path / "phantoms"
-    limited = (
-        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
-        " resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); from proxyhpo.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
+    limited = _FILE_SIZE_LIMIT.format(limit=20000) + "from proxyhpo.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     done = subprocess.run(
         [sys.executable, "-c", limited, "synth", "spleen", "--cases", "2", "--size", "48", "--out", str(out)], capture_output=True, text=True, timeout=120
     )

@@ -313,8 +313,8 @@ def collect(parent_run_id: str, tracking_uri: str | None = None) -> ComparisonRe
         internal_mean, internal_std = mean_std(internal)
         external_mean, external_std = mean_std(external)
         per_class: dict[str, list[float]] = {}
-        for run in mine_finals:
-            if dice_of(run, names.INTERNAL_TEST_DICE) is not None:  # a final model that failed or stopped counts nowhere
+        for run, internal_dice in zip(mine_finals, internal):
+            if internal_dice is not None:  # a final model that failed or stopped counts nowhere
                 for name, dice in class_dice_of(run.data.metrics).get(names.INTERNAL_TEST_DICE, {}).items():
                     per_class.setdefault(name, []).append(dice)
         fields[arm] = {

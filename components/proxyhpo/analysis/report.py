@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxyhpo import tracking
-from proxyhpo.analysis._report_io import class_dice_of, is_running, is_stopped, stopped_at_epoch
+from proxyhpo.analysis._report_io import children, class_dice_of, is_running, is_stopped, stopped_at_epoch
 from proxyhpo.analysis.publish import Rendered, publish
 from proxyhpo.config import Categorical, SearchSpace, StrictModel, StudyConfig
 from proxyhpo.registry import STUDY_PIPELINES
@@ -166,14 +166,8 @@ def collect_trials(parent_run_id: str, space: SearchSpace, tracking_uri: str | N
         tracking_uri: the MLflow store (default: the environment's or the embedded one).
     """
     mlflow_client = tracking.client(tracking_uri)
-    parent = mlflow_client.get_run(parent_run_id)
-    runs = mlflow_client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'", max_results=10000, order_by=["attributes.start_time ASC"]
-    )
     rows = []
-    for run in runs:
-        if run.data.tags.get(names.ROLE_TAG) == names.ROLE_PACK:  # a pack's system metrics: no trial of its own
-            continue
+    for run in children(mlflow_client, mlflow_client.get_run(parent_run_id)):  # pack runs, metrics of no trial, left out
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         stopped = is_stopped(run)
         rows.append(

@@ -42,6 +42,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from proxyhpo import storage
 from proxyhpo.progress import track
 from proxyhpo.errors import ConfigError, DataError
 
@@ -584,12 +585,8 @@ def _save_nifti(array: np.ndarray, spacing: tuple[float, float, float], path: Pa
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
-    try:
+    with storage.naming_failed_writes(path):  # a full disk fails gzip's write() without a file name
         nib.save(image, path)
-    except OSError as exc:  # a full disk fails gzip's write() without a file name: name the volume being written
-        if exc.filename is None:
-            exc.filename = str(path)
-        raise
 
 
 def write_synthetic_dataset(

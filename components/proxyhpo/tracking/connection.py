@@ -67,9 +67,7 @@ def check_reachable(tracking_uri: str | None = None) -> None:
     Raises:
         ProxyHPOError: one line naming the server (without credentials) and the fix.
     """
-    from proxyhpo.errors import ProxyHPOError
-
-    from proxyhpo.errors import credentials_refused, outward_error
+    from proxyhpo.errors import ProxyHPOError, credentials_refused, outward_error
 
     uri = tracking_uri or paths.tracking_uri()
     try:

@@ -11,6 +11,7 @@ import logging
 import torch
 
 from proxyhpo.config import HyperParameters, NetworkConfig, Recipe, TrialSpec
+from proxyhpo.training.memory import free_bytes
 from proxyhpo.training.pack import ModelPack, is_out_of_memory
 
 __all__ = ["CPU_PACK_SIZE", "pack_capacity"]
@@ -81,7 +82,7 @@ def pack_capacity(
             torch.cuda.empty_cache()
     per_model = max(peaks[1] - peaks[0], 1)
     fixed = max(peaks[0] - per_model, 0)
-    free, _total = torch.cuda.mem_get_info(device)
+    free = free_bytes(device)
     k = int((headroom * free - fixed) // per_model)
     log.info("pack capacity: %d (%.1f MiB per model, %.1f MiB free)", k, per_model / 2**20, free / 2**20)
     return max(1, min(limit, k))

@@ -110,11 +110,12 @@ def run_trials(
     if stopper is None:
         stopper = make_stopper(plan.early_stopping, plan.epochs)
     by_id: dict[str, TrialResult] = {}
+    channels = image_channels(volumes)
     for network, specs in groups.items():
-        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device, in_channels=image_channels(volumes), out_channels=plan.num_classes))
+        size = resolve_pack_size(plan.pack_size, trials=len(specs), capacity=partial(pack_capacity, network, recipe, plan.batch_size, device, in_channels=channels, out_channels=plan.num_classes))
         if plan.pack_size != "auto" and size > 1:  # auto measured what fits; a number is checked before a model is built
             check_pack_fits(
-                network, size, in_channels=image_channels(volumes), out_channels=plan.num_classes, patch_size=recipe.patch_size,
+                network, size, in_channels=channels, out_channels=plan.num_classes, patch_size=recipe.patch_size,
                 batch_size=plan.batch_size * recipe.num_samples, device=device, where=plan_path,
             )
         # with early stopping a network's trials queue for the slots; without, they train in packs one after another

@@ -153,6 +153,10 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- trimSuffix "/" .Values.s3.endpoint -}}
 {{- end -}}
 {{- end -}}
+{{/* MLflow's database, without a password (libpq reads PGPASSWORD): its runs' store and its auth app's users. */}}
+{{- define "proxyhpo.mlflowDatabaseUri" -}}
+{{- printf "postgresql+psycopg2://%s@%s:%d/%s" .Values.postgresql.auth.username (include "proxyhpo.postgresHost" .) (int .Values.postgresql.service.port) .Values.postgresql.auth.database -}}
+{{- end -}}
 {{- define "proxyhpo.mlflowHost" -}}
 {{- printf "%s.%s.svc.%s" (include "proxyhpo.componentName" (dict "root" . "component" "mlflow")) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
