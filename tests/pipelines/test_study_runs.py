@@ -167,6 +167,8 @@ def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
     document = study.model_dump(mode="json")
     document["search"] = {"rounds": 1, "proposals_per_round": 2}
     document["final"] = {"epochs": 1, "network": "proxy"}
+    # both arms search with the full U-Net: 32x16x16 patches (as the trust check's) are a quarter of the 32^3 patch's work
+    document["training"]["recipe"].update(patch_size=[32, 16, 16], roi_size=[32, 16, 16])
     run_local(parse_config(StudyConfig, document, "<test>"), "automl-comparison")
     client, parent, children = _runs("automl-comparison")
     assert parent.info.status == "FINISHED"
