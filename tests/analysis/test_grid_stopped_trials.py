@@ -50,19 +50,32 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def _log_grid_study(uri: str, study: StudyConfig, kind: str, arms: dict[str, tuple[NetworkConfig, int]], dice: Any, ends: dict[tuple[str, int, str], str]) -> str:
+def _log_grid_study(
+    uri: str,
+    study: StudyConfig,
+    kind: str,
+    arms: dict[str, tuple[NetworkConfig, int]],
+    dice: Any,
+    ends: dict[tuple[str, int, str], str],
+    *,
+    classes: Any = None,
+    repeats: int = REPEATS,
+) -> str:
     """A grid study's parent run (study.json, cells.json) and its trials, logged through ``tracking.trial_runs``.
 
     Args:
         arms: arm -> (its network, its cases).
         dice: (arm, repeat, point) -> (validation Dice, external Dice or None).
         ends: (arm, repeat, point) -> ``stopped`` or ``failed``; every other trial completes.
+        classes: a multi-class task: (arm, repeat, point) -> (validation Dice per class, external Dice per class or
+            None), logged by the trial as the pipeline's train step does (a stopped trial logs ``EARLY_DICE`` per class).
+        repeats: repeats per arm.
     """
     parent = tracking.start_parent_run(study.name, kind, config=study.model_dump(mode="json"), tracking_uri=uri)
     plan = []
     ids = [f"case{i:02d}" for i in range(N_CASES)]
     for arm, (network, cases) in arms.items():
-        for repeat in range(REPEATS):
+        for repeat in range(repeats):
             cell = StudyCell(
                 study=kind, arm=arm, repeat=repeat, network=network, train_ids=tuple(ids[: cases // 2]), val_ids=tuple(ids[cases // 2 : cases]),
                 data_fraction=cases / N_CASES,
@@ -85,18 +98,23 @@ def _log_grid_study(uri: str, study: StudyConfig, kind: str, arms: dict[str, tup
                     point = spec.tags[names.POINT_KEY]
                     validation, external = dice(arm, repeat, point)
                     end = ends.get((arm, repeat, point))
-                    common = {"gpu_hours": 0.0, "process_hours": 0.002, "steps_run": 40}
+                    common: dict[str, Any] = {"gpu_hours": 0.0, "process_hours": 0.002, "steps_run": 40}
+                    per_class, per_class_external = classes(arm, repeat, point) if classes else ({}, None)
                     if end == "failed":
                         result = TrialResult.of(spec, TrialState.FAILED, fail_reason="loss became NaN at step 3", **common)
                     elif end == "stopped":  # stopped at epoch 2 of 4 with an early Dice
                         result = TrialResult.of(
                             spec, TrialState.STOPPED, stopped_at_epoch=2, epochs_run=2, val_epochs=[1, 2], val_dice=[0.5, EARLY_DICE],
-                            final_val_dice=EARLY_DICE, best_val_dice=EARLY_DICE, test_dice=EARLY_DICE if external is not None else None, **common,
+                            final_val_dice=EARLY_DICE, best_val_dice=EARLY_DICE, test_dice=EARLY_DICE if external is not None else None,
+                            val_class_dice=[{name: 0.5 for name in per_class}, {name: EARLY_DICE for name in per_class}] if per_class else [],
+                            test_class_dice={name: EARLY_DICE for name in per_class_external or {}}, **common,
                         )
                     else:
                         result = TrialResult.of(
                             spec, TrialState.COMPLETE, epochs_run=4, val_epochs=[2, 4], val_dice=[validation / 2, validation],
-                            final_val_dice=validation, best_val_dice=validation, test_dice=external, **common,
+                            final_val_dice=validation, best_val_dice=validation, test_dice=external,
+                            val_class_dice=[{name: d / 2 for name, d in per_class.items()}, per_class] if per_class else [],
+                            test_class_dice=per_class_external or {}, **common,
                         )
                     runs[spec.trial_id].finish(result)
     tracking.client(uri).log_dict(parent, plan, PLAN_ARTIFACT)
@@ -259,3 +277,98 @@ def test_proxy_data_figure_and_table_give_one_correlation_over_grid_points(proxy
         assert f"r = {pearson.value:.2f} [{pearson.low:.2f}, {pearson.high:.2f}]" in legend
         assert "per grid point (mean over repeats)" in axis.get_title()
     assert "Unit: the grid point." in rendered.markdown and "## Correlation with the full data (external Dice; Fig. 2)" in rendered.markdown
+
+
+# ------------------------------------------------------------------------------------------ a multi-class task
+
+CLASSES = ("edema", "enhancing tumour")  # the second's metric name is enhancing_tumour
+MC_STOPPED, MC_FAILED = {("proxy-L3", 1, POINTS[0])}, {("proxy-L3", 2, POINTS[0])}
+
+
+def _class_dice(arm: str, repeat: int, point: str) -> dict[str, float]:
+    """Each class's Dice of a trial: the second class 0.3 below the first, every arm and repeat its own."""
+    edema = TRUTH[point] - (0.0 if arm == "full" else 0.1) - 0.02 * repeat
+    return {"edema": edema, "enhancing tumour": edema - 0.3}
+
+
+def _by_hand(arm: str, point: str, repeats: range, slug: str, shift: float = 0.0) -> tuple[float, float | None]:
+    """A class's mean and sample std over the repeats that finished, by hand."""
+    name = {"edema": "edema", "enhancing_tumour": "enhancing tumour"}[slug]
+    values = [_class_dice(arm, r, point)[name] + shift for r in repeats]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def test_a_multi_class_proxy_net_study_reports_each_networks_dice_per_class(store: str, tmp_path: Path) -> None:
+    """The table at the full network's best point gives each network's validation Dice per class (the classes' last
+    validation, as the trials logged them), over the repeats that finished: a stopped or failed trial's count nowhere."""
+    studies = StudiesConfig(grid=GRID, proxy_net=ProxyNetStudyConfig(levels=(3,), repeats=REPEATS))
+    study = StudyConfig(name="pn-classes", data=DataConfig(dataset="/data/brain"), studies=studies)
+    arms = {"full": (NetworkConfig.full(), N_CASES), "proxy-L3": (NetworkConfig.proxy(3), N_CASES)}
+
+    def dice(arm: str, repeat: int, point: str) -> tuple[float, None]:
+        return float(np.mean(list(_class_dice(arm, repeat, point).values()))), None
+
+    ends = {key: "stopped" for key in MC_STOPPED} | {key: "failed" for key in MC_FAILED}
+    parent = _log_grid_study(store, study, "proxy-net-study", arms, dice, ends, classes=lambda *key: (_class_dice(*key), None))
+    record = proxy_net_report.collect(parent, tracking_uri=store)
+
+    # the numbers record: one ClassRow per class, means and stds by hand over the finished repeats
+    assert record.point == POINTS[0]
+    rows = {row.arm: row for row in record.table}
+    assert [c.name for c in rows["full"].classes] == ["edema", "enhancing_tumour"]  # type: ignore[attr-defined]
+    for arm, finished in (("full", range(3)), ("proxy-L3", range(1))):
+        for c in rows[arm].classes:  # type: ignore[attr-defined]
+            mean, std = _by_hand(arm, POINTS[0], finished, c.name)
+            assert c.internal_mean == pytest.approx(mean) and (c.internal_std == pytest.approx(std) if std is not None else c.internal_std is None)
+            assert c.external_mean is None and c.external_std is None  # no external per-class Dice was logged
+    assert rows["proxy-L3"].classes[0].internal_mean < EARLY_DICE - 0.1  # type: ignore[attr-defined]
+    # the record's cells carry the same per-class Dice, empty for the trials without a Dice
+    stopped = [found for cell, found in zip(record.run.cells["proxy-L3"], record.run.class_dice["proxy-L3"]) if (cell.repeat, cell.point) == (1, POINTS[0])]
+    assert stopped == [{}]
+
+    rendered = proxy_net_report.render(record)
+    lines = rendered.markdown.splitlines()
+    full_edema = _by_hand("full", POINTS[0], range(3), "edema")
+    assert f"| &nbsp;&nbsp;class edema | | {full_edema[0]:.4f} ± {full_edema[1]:.4f} | – | | | |" in lines
+    l3 = _by_hand("proxy-L3", POINTS[0], range(1), "enhancing_tumour")[0]
+    assert f"| &nbsp;&nbsp;class enhancing_tumour | | {l3:.4f} | – | | | |" in lines
+    # each class's row sits under its network's row
+    at = lines.index(next(line for line in lines if line.startswith("| proxy-L3 | all (100%) |")))
+    assert lines[at + 1].startswith("| &nbsp;&nbsp;class edema |") and lines[at + 2].startswith("| &nbsp;&nbsp;class enhancing_tumour |")
+    assert "Rows `class <name>`: a multi-class task's Dice of each class" in rendered.markdown
+    assert rendered.summary["table"][0]["classes"][0]["name"] == "edema"
+
+
+def test_a_multi_class_proxy_data_study_reports_each_arms_external_dice_per_class(store: str) -> None:
+    """Table 1 of a multi-class proxy data study gives every arm's validation and external Dice per class."""
+    studies = StudiesConfig(grid=GRID, proxy_data=ProxyDataStudyConfig(methods=("mi+labelcrop",), budgets=(4,), repeats=2))
+    study = StudyConfig(name="pd-classes", data=DataConfig(dataset="/data/brain"), studies=studies)
+    arms = {"full": (NetworkConfig.full(), N_CASES), "mi+labelcrop-4": (NetworkConfig.full(), 4)}
+    external_shift = -0.05
+
+    def dice(arm: str, repeat: int, point: str) -> tuple[float, float]:
+        mean = float(np.mean(list(_class_dice(arm, repeat, point).values())))
+        return mean, mean + external_shift
+
+    def classes(arm: str, repeat: int, point: str) -> tuple[dict[str, float], dict[str, float]]:
+        per_class = _class_dice(arm, repeat, point)
+        return per_class, {name: value + external_shift for name, value in per_class.items()}
+
+    parent = _log_grid_study(store, study, "proxy-data-study", arms, dice, {}, classes=classes, repeats=2)
+    record = proxy_data_report.collect(parent, tracking_uri=store)
+    assert record.metric == "external" and record.point == POINTS[0]
+    rows = {row.arm: row for row in record.table}
+    for arm, label in (("full", "Full Dataset"), ("mi+labelcrop-4", "MI+Labelcrop")):
+        assert [c.name for c in rows[label].classes] == ["edema", "enhancing_tumour"]  # type: ignore[attr-defined]
+        for c in rows[label].classes:  # type: ignore[attr-defined]
+            assert (c.internal_mean, c.internal_std) == pytest.approx(_by_hand(arm, POINTS[0], range(2), c.name))
+            assert (c.external_mean, c.external_std) == pytest.approx(_by_hand(arm, POINTS[0], range(2), c.name, external_shift))
+    markdown = proxy_data_report.render(record).markdown
+    external = _by_hand("mi+labelcrop-4", POINTS[0], range(2), "edema", external_shift)
+    assert any(line.startswith("| &nbsp;&nbsp;class edema | |") and f"| {external[0]:.4f} ± {external[1]:.4f} |" in line for line in markdown.splitlines())
+
+
+def test_a_binary_grid_study_has_no_class_rows(proxy_net: proxy_net_report.ProxyNetRecord, proxy_data: proxy_data_report.ProxyDataRecord) -> None:
+    assert all(not row.classes for row in (*proxy_net.table, *proxy_data.table))  # type: ignore[attr-defined]
+    for markdown in (proxy_net_report.render(proxy_net).markdown, proxy_data_report.render(proxy_data).markdown):
+        assert "&nbsp;&nbsp;class " not in markdown and "Rows `class <name>`" not in markdown

@@ -20,6 +20,7 @@ from proxyhpo.analysis._report_io import (
     TrialCounts,
     artifact_json,
     children,
+    class_dice_of,
     device_hours,
     dice_of,
     keep_run,
@@ -29,7 +30,7 @@ from proxyhpo.analysis._report_io import (
     trial_cell,
 )
 from proxyhpo.analysis.costs import RunHours, SearchCost, search_cost, with_speedups
-from proxyhpo.analysis.statistics import Correlation, GridCell, Metric, TableRow, correlation_metrics, correlations, table_at_point
+from proxyhpo.analysis.statistics import Correlation, GridCell, Metric, TableRow, correlation_metrics, correlations, mean_std, table_at_point
 from proxyhpo.config import StrictModel, StudyCell, StudyConfig, grid_points, parse_config
 from proxyhpo.errors import ConfigError
 from proxyhpo.tracking import names
@@ -42,6 +43,12 @@ CONFIDENCE = 0.95
 SEED = 0
 #: The plan a grid study's parent run logs.
 PLAN_ARTIFACT = "cells.json"
+#: A trial's per-class Dice metrics (:func:`~proxyhpo.analysis._report_io.class_dice_of`) by the cell's Dice they break
+#: down: its last validation's (``internal``, the cell's validation Dice) and the external set's.
+_CLASS_METRICS: dict[Metric, str] = {"internal": names.VAL_DICE, "external": names.TEST_DICE}
+
+#: A cell's Dice per class of a multi-class task: ``{"internal" | "external": {class: Dice}}``; empty for a binary task.
+ClassDice = dict[str, dict[str, float]]
 _SYMBOLS = {"pearson": "Pearson r", "spearman": "Spearman ρ", "kendall": "Kendall τ"}
 
 
@@ -56,6 +63,9 @@ class GridRun(StrictModel):
             may have failed, been stopped early or still be running: the cell alone cannot tell).
         counts: how the trials ended; by_arm: the same per arm.
         hours: the device hours of the trial runs.
+        class_dice: arm -> each of its cells' Dice per class (:data:`ClassDice`), in the order of ``cells``: a
+            multi-class task's ``val_dice_class_<name>`` (last validation) as ``internal`` and ``test_dice_class_<name>``
+            as ``external``; empty for a cell without a Dice (failed, stopped early, running) and for a binary task.
     """
 
     parent_run_id: str
@@ -66,6 +76,7 @@ class GridRun(StrictModel):
     counts: TrialCounts
     by_arm: dict[str, TrialCounts]
     hours: RunHours
+    class_dice: dict[str, tuple[ClassDice, ...]] = {}
 
 
 def read_plan(parent_run_id: str, tracking_uri: str | None = None) -> tuple[StudyConfig, list[StudyCell]]:
@@ -103,7 +114,7 @@ def collect_run(parent_run_id: str, tracking_uri: str | None = None) -> GridRun:
         ConfigError: when the plan does not validate.
     """
     study, plan = read_plan(parent_run_id, tracking_uri)
-    cells, outcomes, hours = _read_cells(parent_run_id, tracking_uri)
+    cells, outcomes, hours, class_dice = _read_cells(parent_run_id, tracking_uri)
     by_arm = {arm: TrialCounts.of(found) for arm, found in outcomes.items()}
     return GridRun(
         parent_run_id=parent_run_id,
@@ -114,11 +125,14 @@ def collect_run(parent_run_id: str, tracking_uri: str | None = None) -> GridRun:
         counts=sum(by_arm.values(), TrialCounts()),
         by_arm=by_arm,
         hours=hours,
+        class_dice={arm: tuple(found) for arm, found in class_dice.items()},
     )
 
 
-def _read_cells(parent_run_id: str, tracking_uri: str | None) -> tuple[dict[str, list[GridCell]], dict[str, list[Outcome]], RunHours]:
-    """The trials by arm, how each ended (in the same order), and their device hours."""
+def _read_cells(
+    parent_run_id: str, tracking_uri: str | None
+) -> tuple[dict[str, list[GridCell]], dict[str, list[Outcome]], RunHours, dict[str, list[ClassDice]]]:
+    """The trials by arm, how each ended and its Dice per class (both in the same order), and their device hours."""
     mlflow_client, parent = parent_run(parent_run_id, tracking_uri)
     chosen: dict[tuple[str, int, str], Any] = {}
     for run in children(mlflow_client, parent):
@@ -132,11 +146,18 @@ def _read_cells(parent_run_id: str, tracking_uri: str | None) -> tuple[dict[str,
         keep_run(chosen, key, run)
     cells: dict[str, list[GridCell]] = {}
     outcomes: dict[str, list[Outcome]] = {}
+    class_dice: dict[str, list[ClassDice]] = {}
     for (arm, repeat, point), run in sorted(chosen.items(), key=lambda item: item[0]):
         validation, external = dice_of(run, names.FINAL_VAL_DICE), dice_of(run, names.TEST_DICE)
         outcomes.setdefault(arm, []).append(outcome(run, names.FINAL_VAL_DICE, names.TEST_DICE))
         cells.setdefault(arm, []).append(trial_cell(run, arm, repeat, point, validation, external))
-    return cells, outcomes, RunHours.of(device_hours(run.data.metrics) for run in chosen.values())
+        logged = class_dice_of(run.data.metrics)
+        dice = {"internal": validation, "external": external}
+        # a class's Dice counts where the cell's own does: a failed or early-stopped trial's counts nowhere
+        class_dice.setdefault(arm, []).append(
+            {metric: logged[key] for metric, key in _CLASS_METRICS.items() if dice[metric] is not None and logged.get(key)}
+        )
+    return cells, outcomes, RunHours.of(device_hours(run.data.metrics) for run in chosen.values()), class_dice
 
 
 def collect_cells(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, list[GridCell]]:
@@ -208,21 +229,45 @@ def correlate(proxy: Sequence[GridCell], reference: Sequence[GridCell], metric: 
     return {method: result.model_copy(update={"over": result.over.replace(f"mean {metric} Dice", named)}) for method, result in found.items()}
 
 
+class ClassRow(StrictModel):
+    """One class's Dice in an arm's row of a multi-class task: mean and std over the repeats that logged it.
+
+    Attributes:
+        name: the class as its metrics name it (``enhancing_tumour``).
+        internal_mean, internal_std: its Dice on each trial's validation cases (the row's validation Dice breaks down into these).
+        external_mean, external_std: its Dice on the external set; None without one.
+    """
+
+    name: str
+    internal_mean: float | None
+    internal_std: float | None
+    external_mean: float | None
+    external_std: float | None
+
+
 class GridTableRow(TableRow):
-    """A :class:`~proxyhpo.analysis.statistics.TableRow` that tells how its trials without a Dice ended.
+    """A :class:`~proxyhpo.analysis.statistics.TableRow` that tells how its trials without a Dice ended, and a multi-class
+    task's Dice per class.
 
     Attributes:
         n_failed: the arm's trials at the point that failed (not those stopped early or still running).
         n_stopped: those early stopping ended (their Dice is an early epoch's, left out of the means).
         n_running: those not ended yet.
+        classes: each class's Dice at the point, classes by name; empty for a binary task.
     """
 
     n_stopped: int = 0
     n_running: int = 0
+    classes: tuple[ClassRow, ...] = ()
 
 
 def table_rows(
-    arms: Mapping[str, str], cells: Mapping[str, Sequence[GridCell]], point: str, *, outcomes: Mapping[str, Sequence[Outcome]] | None = None
+    arms: Mapping[str, str],
+    cells: Mapping[str, Sequence[GridCell]],
+    point: str,
+    *,
+    outcomes: Mapping[str, Sequence[Outcome]] | None = None,
+    class_dice: Mapping[str, Sequence[ClassDice]] | None = None,
 ) -> tuple[TableRow, ...]:
     """:func:`table_at_point` over the arms (arm -> its row's label) with cells; arms with none get an empty row.
 
@@ -233,6 +278,8 @@ def table_rows(
         outcomes: arm -> how each of its cells ended, in the order of ``cells`` (:attr:`GridRun.outcomes`).
             With them the rows are :class:`GridTableRow` and count failed, stopped and running trials
             apart; without, ``n_failed`` counts every cell without a Dice.
+        class_dice: arm -> each of its cells' Dice per class, in the order of ``cells`` (:attr:`GridRun.class_dice`).
+            With ``outcomes``, each row's ``classes`` hold every class's mean and std at the point over the repeats.
     """
     present = {label: list(cells[arm]) for arm, label in arms.items() if cells.get(arm)}
     computed = {row.arm: row for row in table_at_point(present, point)} if present else {}
@@ -243,8 +290,23 @@ def table_rows(
     counted = []
     for arm, label in arms.items():
         here = TrialCounts.of(end for cell, end in zip(cells.get(arm, ()), outcomes.get(arm, ()), strict=True) if cell.point == point)
-        counted.append(GridTableRow(**(rows[label].model_dump() | {"n_failed": here.n_failed}), n_stopped=here.n_stopped, n_running=here.n_running))
+        per_class = _class_rows(cells.get(arm, ()), (class_dice or {}).get(arm, ()), point)
+        counted.append(
+            GridTableRow(**(rows[label].model_dump() | {"n_failed": here.n_failed}), n_stopped=here.n_stopped, n_running=here.n_running, classes=per_class)
+        )
     return tuple(counted)
+
+
+def _class_rows(cells: Sequence[GridCell], class_dice: Sequence[ClassDice], point: str) -> tuple[ClassRow, ...]:
+    """Each class's Dice at ``point``, mean and std over the cells there that logged it; empty for a binary task."""
+    here = [found for cell, found in zip(cells, class_dice, strict=True) if cell.point == point] if class_dice else []
+    classes = sorted({name for found in here for per_class in found.values() for name in per_class})
+    rows = []
+    for name in classes:
+        internal = mean_std(found.get("internal", {}).get(name) for found in here)
+        external = mean_std(found.get("external", {}).get(name) for found in here)
+        rows.append(ClassRow(name=name, internal_mean=internal[0], internal_std=internal[1], external_mean=external[0], external_std=external[1]))
+    return tuple(rows)
 
 
 def totals(counts: TrialCounts, hours: RunHours) -> dict[str, float]:
@@ -357,8 +419,8 @@ def dice_table(rows: Sequence[TableRow], data: Mapping[str, str], first: str) ->
     """The Dice of each row's arm at one grid point, mean ± std over repeats: on each trial's validation cases
     (the cells' ``internal`` Dice) and on the external set; trials counted by how they ended.
 
-    Rows from :func:`table_rows` with outcomes (:class:`GridTableRow`) count failed and stopped trials apart;
-    plain rows count the trials without a Dice, whatever ended them.
+    Rows from :func:`table_rows` with outcomes (:class:`GridTableRow`) count failed and stopped trials apart and, for a
+    multi-class task, have a row per class under them; plain rows count the trials without a Dice, whatever ended them.
     """
     told = all(isinstance(row, GridTableRow) for row in rows)
     ends = "failed | stopped early" if told else "without a Dice (failed or stopped)"
@@ -369,6 +431,13 @@ def dice_table(rows: Sequence[TableRow], data: Mapping[str, str], first: str) ->
             f"| {row.arm} | {data.get(row.arm, '–')} | {format_dice(row.internal_mean, row.internal_std)} | {format_dice(row.external_mean, row.external_std)} "
             f"| {row.n} | {counts} |"
         )
+        # a multi-class task: the row's Dice per class under it (the row's Dice is their mean)
+        lines += [
+            f"| &nbsp;&nbsp;class {c.name} | | {format_dice(c.internal_mean, c.internal_std)} | {format_dice(c.external_mean, c.external_std)} |" + " |" * (3 if told else 2)
+            for c in (row.classes if isinstance(row, GridTableRow) else ())
+        ]
+    if any(isinstance(row, GridTableRow) and row.classes for row in rows):
+        lines += ["", "Rows `class <name>`: a multi-class task's Dice of each class, mean ± std over the same repeats (the Dice of the arm above them averages its classes)."]
     return lines
 
 

@@ -62,7 +62,8 @@ class ProxyDataRecord(StrictModel):
         costs: arm -> its cost per search and speed-ups.
         headline: the arm whose numbers the parent run holds unprefixed.
         point: ``full``'s best grid point by mean Dice; None when no reference trial finished.
-        table: Table 1 at ``point`` (the methods at ``budget_of_table``, then the full data set), trials counted by how they ended.
+        table: Table 1 at ``point`` (the methods at ``budget_of_table``, then the full data set), trials counted by how they ended;
+            a multi-class task's Dice per class in each row's ``classes``.
         usage: every method at every budget at ``point`` (Fig. 4A/B); empty without a point.
         full_mean, full_std: the full data set's Dice at ``point``.
         metrics: the parent run's metrics.
@@ -121,7 +122,7 @@ def compute(run: GridRun) -> ProxyDataRecord:
     full_mean = full_std = None
     if point is not None:
         table_arms = {f"{m}-{budget}": method_label(m) for m in config.methods} | {REFERENCE: "Full Dataset"}
-        table = _grid.table_rows(table_arms, cells, point, outcomes=run.outcomes)
+        table = _grid.table_rows(table_arms, cells, point, outcomes=run.outcomes, class_dice=run.class_dice)
         for method in config.methods:
             for b in config.budgets:
                 arm = f"{method}-{b}"

@@ -47,7 +47,8 @@ class ProxyNetRecord(StrictModel):
         costs: arm -> its cost per search and speed-ups.
         headline: the deepest proxy network correlated (the parent run's unprefixed metrics).
         point: ``full``'s best grid point; None when no reference trial finished.
-        table: the Dice of every network at ``point``, its trials counted by how they ended.
+        table: the Dice of every network at ``point``, its trials counted by how they ended; a multi-class task's Dice per
+            class in each row's ``classes``.
         metrics: the parent run's metrics.
     """
 
@@ -89,7 +90,7 @@ def compute(run: GridRun) -> ProxyNetRecord:
     levelled = {int(arm.removeprefix("proxy-L")): arm for arm in correlation if _LEVELLED.fullmatch(arm)}
     headline = levelled[max(levelled)] if levelled else next(iter(correlation), None)
     point = best_point(reference, metric) if reference else None
-    table = _grid.table_rows({arm: arm for arm in [*proxies, REFERENCE]}, cells, point, outcomes=run.outcomes) if point is not None else ()
+    table = _grid.table_rows({arm: arm for arm in [*proxies, REFERENCE]}, cells, point, outcomes=run.outcomes, class_dice=run.class_dice) if point is not None else ()
     return ProxyNetRecord(
         run=run,
         metric=metric,

@@ -196,7 +196,7 @@ def compute(run: GridRun) -> TrustRecord:
     metrics[names.TRUST_THRESHOLD] = float(config.threshold)
     metrics[names.TRUST_CONFIDENCE] = verdict.confidence
     point = best_point(reference, verdict.dice) if reference else None
-    table = _grid.table_rows({arm: arm for arm in arms}, cells, point, outcomes=run.outcomes) if point is not None else ()
+    table = _grid.table_rows({arm: arm for arm in arms}, cells, point, outcomes=run.outcomes, class_dice=run.class_dice) if point is not None else ()
     return TrustRecord(
         run=run, verdict=verdict, arms=tuple(arms), labels=labels, correlations=correlation, costs=costs, point=point, table=table,
         fractions=_grid.fractions(run.plan), metrics=metrics,
