@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO ?= examples/demo.yaml
 PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: install run test lint bench compile golden mlflow-ui clean help
+.PHONY: install run test lint bench compile golden mlflow-ui clean help checkov
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +23,17 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+# The policy scanner in a venv of its own: checkov 3's pins conflict with requirements.lock (tabulate, termcolor).
+# tests/policy makes it on demand; `make install` does not, so a machine that never scans never downloads it.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): requirements-checkov.lock
+	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --requirement requirements-checkov.lock
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)  ## create .venv-checkov with the pinned checkov 3 (requirements-checkov.lock) for tests/policy
 
 run: $(STAMP)  ## run the demo study end to end on this machine (CPU or GPU)
 	$(VENV)/bin/proxyhpo run $(DEMO) --local
