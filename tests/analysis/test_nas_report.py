@@ -109,3 +109,37 @@ def test_write_nas_report_publishes_on_the_parent_run(nas: tuple[StudyConfig, Na
     folds = json.loads(Path(client.download_artifacts(parent, nas_report.FOLD_RESULTS_ARTIFACT, str(tmp_path / "dl"))).read_text())
     assert [(f["arm"], f["fold"]) for f in folds] == [("all", 0), ("all", 1), ("proxy", 0), ("proxy", 1)]
     assert "<title>NAS study nas-report</title>" in (tmp_path / "r.html").read_text()
+
+
+def test_a_multi_class_nas_study_reports_each_classes_dice(nas: tuple[StudyConfig, NasPlan, list[Path]], tmp_path: Path) -> None:
+    """Each arm's cross-validated and internal test Dice per class (the folds' test_class_dice and internal_test_class_dice):
+    in the record, the parent run's metrics and the table, each under its arm; a binary study has none."""
+    study, plan, files = nas
+    per_class = {  # (arm, fold) -> (test part, internal test) Dice per class
+        ("all", 0): ({"edema": 0.9, "enhancing tumour": 0.7}, {"edema": 0.8, "enhancing tumour": 0.6}),
+        ("all", 1): ({"edema": 0.8, "enhancing tumour": 0.6}, {"edema": 0.7, "enhancing tumour": 0.7}),
+        ("proxy", 0): ({"edema": 0.6, "enhancing tumour": 0.8}, {"edema": 0.5, "enhancing tumour": 0.9}),
+        ("proxy", 1): ({"edema": 0.7, "enhancing tumour": 0.5}, {"edema": 0.6, "enhancing tumour": 0.6}),
+    }
+    classed = []
+    for path in files:
+        result = NasFoldResult.read(path)
+        test, internal = per_class[(result.arm, result.fold)]
+        classed.append(tmp_path / path.name)
+        classed[-1].write_text(result.model_copy(update={"test_class_dice": test, "internal_test_class_dice": internal}).model_dump_json())
+    record = nas_report.collect(study, plan, classed)
+    cv = record.arms["all"]["class_cv_dice"]
+    assert list(cv) == ["edema", "enhancing tumour"]
+    assert cv["edema"]["mean"] == pytest.approx(0.85) and cv["edema"]["std"] == pytest.approx(0.0707107, abs=1e-6)
+    assert record.arms["proxy"]["class_internal_test_dice"]["enhancing tumour"]["mean"] == pytest.approx(0.75)
+    assert record.metrics["all_cv_dice_mean_class_enhancing_tumour"] == pytest.approx(0.65)
+    assert record.metrics["proxy_internal_test_dice_mean_class_edema"] == pytest.approx(0.55)
+    lines = nas_report.render(record).markdown.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("| search on all data (the paper) |")))
+    assert lines[at + 1] == "| &nbsp;&nbsp;class edema | 0.8500 ± 0.0707 | 0.7500 | | | |"
+    assert lines[at + 2] == "| &nbsp;&nbsp;class enhancing tumour | 0.6500 ± 0.0707 | 0.6500 | | | |"
+    assert lines[at + 3].startswith("| search on the proxy data set |")
+    # the binary study: no class rows, no per-class metrics
+    binary = nas_report.collect(study, plan, files)
+    assert binary.arms["all"]["class_cv_dice"] == {} and not any("_class_" in key for key in binary.metrics)
+    assert "&nbsp;&nbsp;class " not in nas_report.render(binary).markdown

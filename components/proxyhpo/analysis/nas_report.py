@@ -66,13 +66,26 @@ def nas_sets(plan: NasPlan) -> dict[str, Any]:
     }
 
 
+def _class_dice(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float | None]]:
+    """Each class's Dice over the folds that measured it: ``{class: {"mean", "std"}}`` (sample std over folds); empty for a binary task."""
+    found = {}
+    for name in dict.fromkeys(name for per_class in per_fold for name in per_class):
+        mean, std = mean_std(per_class.get(name) for per_class in per_fold)
+        found[name] = {"mean": mean, "std": std}
+    return found
+
+
 def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
     """Per arm: cross-validated Dice on the folds' test parts (mean, sd over folds), internal test Dice, the
     optimistic Dice on the cases that rewarded the controller, search device-hours; plus the proxy's saving.
+    A multi-class task's cross-validated and internal test Dice also per class (``class_cv_dice``,
+    ``class_internal_test_dice``: ``{class: {"mean", "std"}}`` over folds).
 
     Returns:
         ``{"arms": {arm: {...}}, "metrics": {name: value}}``; the metrics are what the parent run logs
-        (``<arm>_cv_dice_mean``, ``<arm>_search_hours``, ``total_gpu_hours``, ``proxy_speedup``, ...).
+        (``<arm>_cv_dice_mean``, ``<arm>_search_hours``, ``total_gpu_hours``, ``proxy_speedup``, ...; per class
+        ``<arm>_cv_dice_mean_class_<name>`` and ``<arm>_internal_test_dice_mean_class_<name>``, see
+        :func:`~proxyhpo.tracking.names.class_dice`).
     """
     arms: dict[str, dict[str, Any]] = {}
     metrics: dict[str, float] = {}
@@ -97,10 +110,14 @@ def nas_summary(results: Sequence[NasFoldResult]) -> dict[str, Any]:
             "test_cases": [r.test_cases for r in mine],
             "architectures": [r.architecture.name for r in mine],
             "final_same_as_most_likely": same,
+            "class_cv_dice": _class_dice([r.test_class_dice for r in mine if r.test_dice is not None]),
+            "class_internal_test_dice": _class_dice([r.internal_test_class_dice for r in mine if r.internal_test_dice is not None]),
         }
         for key in ("cv_dice_mean", "cv_dice_std", "internal_test_dice_mean", "search_validation_dice_mean", "search_hours", "final_same_as_most_likely"):
             if arms[arm][key] is not None:
                 metrics[f"{arm}_{key}"] = float(arms[arm][key])
+        for key, per_class in (("cv_dice_mean", arms[arm]["class_cv_dice"]), ("internal_test_dice_mean", arms[arm]["class_internal_test_dice"])):
+            metrics |= {names.class_dice(f"{arm}_{key}", name): float(dice["mean"]) for name, dice in per_class.items() if dice["mean"] is not None}
     metrics[names.TOTAL_GPU_HOURS] = sum(r.search_gpu_hours for r in results)
     metrics[names.TOTAL_PROCESS_HOURS] = sum(r.search_process_hours for r in results)
     if "all" in arms and "proxy" in arms and arms["proxy"]["search_hours"] > 0:
@@ -184,6 +201,13 @@ def render_nas_markdown(
         rewarded = _number(values["search_validation_dice_mean"])
         cases = ", ".join(str(n) for n in values["train_cases"])
         lines.append(f"| {ARM_LABELS.get(arm, arm)} | {cv} | {internal} | {rewarded} | {values['search_hours']:.4f} | {cases} |")
+        # a multi-class task: each class's Dice under the arm's (which averages them)
+        by_class, internal_by_class = values.get("class_cv_dice", {}), values.get("class_internal_test_dice", {})
+        for name in dict.fromkeys([*by_class, *internal_by_class]):
+            cv_class, internal_class = by_class.get(name, {}), internal_by_class.get(name, {})
+            lines.append(
+                f"| &nbsp;&nbsp;class {name} | {_number(cv_class.get('mean'))} ± {_number(cv_class.get('std'))} | {_number(internal_class.get('mean'))} | | | |"
+            )
     metrics = summary["metrics"]
     if "proxy_speedup" in metrics:
         change = metrics.get("proxy_cv_dice_change")
