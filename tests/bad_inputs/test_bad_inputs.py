@@ -195,6 +195,20 @@ def label_4d(root: Path):
     return root, ["labelsTr/case_1.nii.gz", "is 4D", "expected a 3D label"]
 
 
+def channel_count_differs(root: Path):
+    """A 4-channel (brain) set whose second case has 3 channels (issue 20)."""
+    cases = [_msd._multi_case(root, "case_0", 4), _msd._multi_case(root, "case_1", 3), _msd._multi_case(root, "case_2", 4)]
+    write_dataset(root, cases, modality=_msd.BRAIN_MODALITY, labels=_msd.BRAIN_LABELS)
+    return root, ["imagesTr/case_1.nii.gz", "is 4D with 3 channels", "'modality' lists 4"]
+
+
+def multi_class_label_not_declared(root: Path):
+    """A multi-class (brain) set whose labels hold a class dataset.json does not declare (issue 20)."""
+    labels = {key: name for key, name in _msd.BRAIN_LABELS.items() if key != "2"}
+    write_dataset(root, [_msd._multi_case(root, f"case_{i}", 4) for i in range(3)], modality=_msd.BRAIN_MODALITY, labels=labels)
+    return root, ["labelsTr/case_", "label values [2] not declared"]
+
+
 def nan_voxels(root: Path):
     good_dataset(root)
     image = np.ones((16, 16, 8), np.float32)
@@ -237,7 +251,7 @@ DATA_CASES: list[Callable] = [
     missing_dataset_json, malformed_json, json_nested_deep, nul_byte_path, path_leaves_folder, absolute_path,
     missing_image, missing_label, symlink_loop, truncated_nifti, gzip_of_random_bytes, not_nifti, shape_mismatch,
     affine_mismatch, empty_label, label_value_not_listed, fractional_label, negative_label, image_2d, image_4d,
-    label_4d, nan_voxels, inf_voxels, zero_length_axis, duplicated_case, same_name_other_folder,
+    label_4d, channel_count_differs, multi_class_label_not_declared, nan_voxels, inf_voxels, zero_length_axis, duplicated_case, same_name_other_folder,
 ]
 
 
