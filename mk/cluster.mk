@@ -6,6 +6,10 @@
 #   make deploy  KFP_HOST=https://kubeflow.example.org/pipeline [NAMESPACE=kubeflow] [HELM_VALUES=my-values.yaml]
 #                S3_ACCESS_KEY=... S3_SECRET_KEY=... POSTGRES_PASSWORD=...   (or existing Secrets in the namespace)
 #                KFP_TOKEN=... or KFP_COOKIES=...                            (when KFP asks for a login)
+#                [S3_ENDPOINT=https://s3.example.org]   an external S3 instead of the chart's MinIO (minio.enabled=false);
+#                                          S3_ACCESS_KEY/S3_SECRET_KEY are then its user's keys for the bucket
+#                [S3_BUCKET=imaging-studies] the bucket (s3.bucket): the pipelines' data root s3://<bucket>/datasets
+#                [DATA_ROOT=s3://<bucket>/<folder>]  another data root in the bucket
 #   make deploy  DRY_RUN=1 KFP_HOST=...   no cluster, engine or registry: prints every step, writes build/deploy/
 #                [KFP_TARGET=2.5]          the KFP backend compiled for (default auto: the version the backend reports;
 #                                          a dry run contacts nothing, so there the newest unless given)
@@ -44,6 +48,9 @@ HELM_VALUES ?=
 KFP_HOST ?=
 DRY_RUN ?=
 KFP_TARGET ?= auto
+S3_ENDPOINT ?=
+S3_BUCKET ?=
+DATA_ROOT ?=
 DEPLOY_OUT ?= build/deploy
 DRY := $(filter 1 yes true,$(DRY_RUN))
 
@@ -82,7 +89,8 @@ push: images  ## push the three images; their digests go to build/images/<tag>/ 
 
 DEPLOY_ARGS = --host '$(KFP_HOST)' --namespace $(NAMESPACE) --release $(RELEASE) --chart $(CHART) --registry $(IMAGE_REGISTRY) \
 	--tag $(IMAGE_TAG) --out $(DEPLOY_OUT) --helm $(HELM) --engine $(DOCKER) $(if $(HELM_VALUES),--values $(HELM_VALUES)) \
-	--kfp-target $(KFP_TARGET) \
+	--kfp-target $(KFP_TARGET) $(if $(S3_ENDPOINT),--s3-endpoint '$(S3_ENDPOINT)') $(if $(S3_BUCKET),--s3-bucket '$(S3_BUCKET)') \
+	$(if $(DATA_ROOT),--data-root '$(DATA_ROOT)') \
 	$(if $(filter 1 yes true,$(CREATE_NAMESPACE)),--create-namespace) $(if $(DRY),--dry-run)
 
 # Preflight before any build; then the images; then `proxyhpo deploy` installs the chart (credentials reach helm

@@ -467,6 +467,13 @@ def check_credentials(api: Any | None, namespace: str, report: PreflightReport, 
         if not missing:
             report.add("ok", f"{part} credentials: from {', '.join(variables)}")
             continue
+        if part == "s3" and external_s3(helm_values):  # no MinIO root Secret: the external service's user for the bucket
+            if _nested(helm_values, ("s3", "pipelineUser", "secretKey")):
+                report.add("ok", "s3 credentials: s3.pipelineUser in HELM_VALUES")
+            else:
+                report.add("error", f"no s3 credentials for the external S3 {_nested(helm_values, ('s3', 'endpoint'))}: {', '.join(missing)} not set;"
+                           " fix: export S3_ACCESS_KEY and S3_SECRET_KEY, the keys of that service's user for the bucket")
+            continue
         secret = credential_secret(part, release, helm_values)
         if api is not None and report.namespace_exists:
             try:
@@ -542,6 +549,8 @@ class DeployOptions:
     timeout: str = "10m"
     data_root: str = ""
     kfp_target: str = "auto"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
 
 
 def _say(text: str = "") -> None:
@@ -580,11 +589,68 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def credential_values(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Chart values holding the credentials found in the environment (helm reads them as JSON on stdin)."""
+_S3_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?")
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def value_overrides(options: DeployOptions) -> dict[str, Any]:
+    """Chart values set by ``make deploy`` variables, over HELM_VALUES (``--set`` on the install).
+
+    ``S3_ENDPOINT`` (``--s3-endpoint``): an external S3 (Kubeflow's SeaweedFS or MinIO, a cloud bucket) instead of the
+    chart's MinIO: ``minio.enabled=false`` and ``s3.endpoint``. ``S3_BUCKET`` (``--s3-bucket``): ``s3.bucket``, which
+    also places the pipelines' data root and the runs' checkpoints.
+
+    Raises:
+        ConfigError: an endpoint that is not ``http(s)://host[:port]``, or a bucket name S3 refuses.
+    """
+    from proxyhpo.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    if options.s3_endpoint:
+        if not _S3_ENDPOINT.fullmatch(options.s3_endpoint):
+            raise ConfigError("S3_ENDPOINT", f"{options.s3_endpoint!r} is not http(s)://host[:port]",
+                              "give the S3 service's URL, e.g. S3_ENDPOINT=https://s3.example.org (https: TLS)")
+        overrides = {"minio": {"enabled": False}, "s3": {"endpoint": options.s3_endpoint.rstrip("/")}}
+    if options.s3_bucket:
+        if not _S3_BUCKET.fullmatch(options.s3_bucket):
+            raise ConfigError("S3_BUCKET", f"{options.s3_bucket!r} is not an S3 bucket name",
+                              "use 3 to 63 lower-case letters, digits, dots and hyphens, e.g. S3_BUCKET=imaging-studies")
+        overrides = _merge(overrides, {"s3": {"bucket": options.s3_bucket}})
+    return overrides
+
+
+def _settings(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``overrides`` as helm ``--set`` pairs (key.path -> value)."""
+    pairs: dict[str, str] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            pairs.update(_settings(value, f"{prefix}{key}."))
+        else:
+            pairs[f"{prefix}{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return pairs
+
+
+def user_values(options: DeployOptions) -> dict[str, Any]:
+    """The chart values the user gave: HELM_VALUES, then what the make variables set (:func:`value_overrides`)."""
+    return _merge(_load_values(options.values), value_overrides(options))
+
+
+def external_s3(values: Mapping[str, Any]) -> bool:
+    """Whether these chart values replace the chart's MinIO by an external S3."""
+    return _nested(values, ("minio", "enabled")) is False
+
+
+def credential_values(env: Mapping[str, str] | None = None, *, external: bool = False) -> dict[str, Any]:
+    """Chart values holding the credentials found in the environment (helm reads them as JSON on stdin).
+
+    With an external S3 (``external``), S3_ACCESS_KEY and S3_SECRET_KEY are the keys of that service's user for
+    the bucket (``s3.pipelineUser``): there are no MinIO root keys.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    if env.get("S3_ACCESS_KEY") or env.get("S3_SECRET_KEY"):
+    if external and (env.get("S3_ACCESS_KEY") or env.get("S3_SECRET_KEY")):
+        values["s3"] = {"pipelineUser": {"name": env.get("S3_ACCESS_KEY", ""), "secretKey": env.get("S3_SECRET_KEY", "")}}
+    elif env.get("S3_ACCESS_KEY") or env.get("S3_SECRET_KEY"):
         values["s3"] = {"accessKey": env.get("S3_ACCESS_KEY", ""), "secretKey": env.get("S3_SECRET_KEY", "")}
     if env.get("POSTGRES_PASSWORD"):
         values["postgresql"] = {"auth": {"password": env["POSTGRES_PASSWORD"]}}
@@ -596,7 +662,7 @@ def data_root(options: DeployOptions) -> str:
     (HELM_VALUES over the chart's defaults): the bucket is named once, in the values."""
     if options.data_root:
         return options.data_root
-    values = _merge(_load_values(options.chart / "values.yaml") if (options.chart / "values.yaml").is_file() else {}, _load_values(options.values))
+    values = _merge(_load_values(options.chart / "values.yaml") if (options.chart / "values.yaml").is_file() else {}, user_values(options))
     return f"s3://{_nested(values, ('s3', 'bucket')) or 'proxyhpo'}/datasets"
 
 
@@ -643,6 +709,8 @@ def _helm_command(options: DeployOptions, settings: Mapping[str, str] | None = N
     if options.tag:
         command += ["--set", f"image.tag={options.tag}"]
     for key, value in (settings or {}).items():  # what the preflight chose for this namespace
+        command += ["--set", f"{key}={value}"]
+    for key, value in _settings(value_overrides(options)).items():  # S3_ENDPOINT, S3_BUCKET: --set wins over --values
         command += ["--set", f"{key}={value}"]
     if options.values:
         command += ["--values", str(options.values)]
@@ -707,16 +775,19 @@ def install_chart(options: DeployOptions, env: Mapping[str, str] | None = None, 
         settings: chart values the preflight chose for the namespace (``--set``), e.g. ``kfpLauncher.enabled=false``.
     """
     env = os.environ if env is None else env
-    credentials = credential_values(env)
+    given_values = user_values(options)
+    credentials = credential_values(env, external=external_s3(given_values))
     command = _helm_command(options, settings)
     given = [name for name in ("S3_ACCESS_KEY", "S3_SECRET_KEY", "POSTGRES_PASSWORD") if env.get(name)]
     _step(f"install the chart {options.chart} as release {options.release} in namespace {options.namespace}")
     _show(command, runs=not options.dry_run, note=f"stdin: credentials from {', '.join(given)}" if given else "stdin: no credentials; existing Secrets are used")
     if options.dry_run:
-        values = _merge(_load_values(options.values), {"image": {"registry": options.registry, **({"tag": options.tag} if options.tag else {})}})
+        values = _merge(given_values, {"image": {"registry": options.registry, **({"tag": options.tag} if options.tag else {})}})
         for part, placeholder in DRY_RUN_CREDENTIALS.items():
             if not _nested(values, CREDENTIALS[part]["existing"]):
                 values = _merge(values, {part: placeholder})
+        if external_s3(values) and not _nested(values, ("s3", "pipelineUser", "secretKey")):
+            values = _merge(values, {"s3": {"pipelineUser": {"secretKey": "dry-run-placeholder"}}})  # the external user's key
         chart_values = _load_values(options.chart / "values.yaml")
         if isinstance(_nested(chart_values, ("s3", "pipelineUser")), dict) and "secretKey" in chart_values["s3"]["pipelineUser"]:
             # else the chart generates a random key on every render: keep the dry run's output reproducible
@@ -814,7 +885,7 @@ def deploy(options: DeployOptions, env: Mapping[str, str] | None = None) -> int:
             kfp_target = report.kfp_target or "latest"
         try:
             api = kube_api_client(options.context)
-            check_namespace_settings(api, options.namespace, report, helm_values=_load_values(options.values), release=options.release)
+            check_namespace_settings(api, options.namespace, report, helm_values=user_values(options), release=options.release)
         except (_Stop, *_api_errors()):
             api = None
     compiled = compile_pipelines(options, kfp_target)
@@ -836,7 +907,10 @@ def print_preflight_plan(options: DeployOptions, env: Mapping[str, str] | None =
     _say("    would check: nodes advertising nvidia.com/gpu (a warning when none)")
     _say(f"    would check: namespace {options.namespace}'s own kfp-launcher (kept: kfpLauncher.enabled=false), its Pod Security level"
          " (restricted refuses KFP's task pods), a default StorageClass for the volumes, its ResourceQuotas (GPUs left)")
-    values = _load_values(options.values)
+    values = user_values(options)
+    if external_s3(values):
+        _say(f"    external S3: {_nested(values, ('s3', 'endpoint'))}, bucket {_nested(values, ('s3', 'bucket')) or 'proxyhpo'}"
+             " (no MinIO; S3_ACCESS_KEY and S3_SECRET_KEY are its user's keys for the bucket)")
     for part, spec in CREDENTIALS.items():
         state = "given" if all(env.get(v) for v in spec["env"]) else f"not given: Secret {credential_secret(part, options.release, values)} must exist"
         _say(f"    would check: {part} credentials ({', '.join(spec['env'])} {state})")
@@ -853,7 +927,7 @@ def run_preflight(options: DeployOptions, env: Mapping[str, str] | None = None) 
     engine = options.engine or next((name for name in ("docker", "podman") if shutil.which(name)), "")
     report = preflight(
         options.host, options.namespace, context=options.context, create_namespace=options.create_namespace,
-        helm_values=_load_values(options.values), tools={"helm": options.helm, "container engine": engine}, env=env, release=options.release,
+        helm_values=user_values(options), tools={"helm": options.helm, "container engine": engine}, env=env, release=options.release,
     )
     for finding in report.findings:
         if finding.level == "ok":
@@ -891,6 +965,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-root", default="",
         help="where the data sets live in the chart's bucket; the uploaded pipelines' data fields default there (default: s3://<s3.bucket>/datasets)",
     )
+    parser.add_argument(
+        "--s3-endpoint", default="",
+        help="an external S3 (S3_ENDPOINT), http(s)://host[:port], instead of the chart's MinIO: minio.enabled=false, s3.endpoint",
+    )
+    parser.add_argument("--s3-bucket", default="", help="the bucket (S3_BUCKET): s3.bucket, and so the pipelines' data root and the checkpoints")
 
 
 def run(args: argparse.Namespace) -> int:

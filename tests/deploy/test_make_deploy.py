@@ -83,8 +83,61 @@ def multi_user_dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
                                       "kfpLauncher": {"enabled": False, "pipelineRootPrefix": "pipeline-root", "region": "us-east-1"}}))
     out = base / "out"
     result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=kubeflow-user-example-com", f"HELM_VALUES={values}",
-                       "IMAGE_REGISTRY=registry.example.org/ml", "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.5")
+                       "IMAGE_REGISTRY=registry.example.org/ml", "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.5",
+                       f"S3_ENDPOINT={KUBEFLOW_S3}")
     return {"result": result, "out": out, "log": log, "stdout": result.stdout}
+
+
+# Kubeflow's own object store (SeaweedFS from Kubeflow 26.03, MinIO before it), which a profile's runs share.
+KUBEFLOW_S3 = "http://seaweedfs.kubeflow.svc.cluster.local:8333"
+CLOUD_S3 = "https://s3.eu-central-1.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def external_s3_dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`make deploy DRY_RUN=1` on standalone KFP 2.16 with a cloud bucket instead of the chart's MinIO."""
+    base = tmp_path_factory.mktemp("deploy-external-s3")
+    env, log = _stand_ins(base / "bin")
+    out = base / "out"
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=team-a", "IMAGE_REGISTRY=registry.example.org/ml",
+                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16", f"S3_ENDPOINT={CLOUD_S3}/", "S3_BUCKET=imaging-studies")
+    return {"result": result, "out": out, "log": log, "stdout": result.stdout}
+
+
+def _assert_external_s3(run: dict[str, Any], endpoint: str, bucket: str) -> None:
+    result = run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not run["log"].exists()
+    helm = next(line for line in result.stdout.splitlines() if "would run: helm upgrade --install" in line)
+    assert f"--set minio.enabled=false --set s3.endpoint={endpoint}" in helm
+    assert f"external S3: {endpoint}, bucket {bucket}" in result.stdout
+    assert f"data sets: the pipelines' dataset and external default under s3://{bucket}/datasets" in result.stdout
+    objects = [doc for doc in yaml.safe_load_all((run["out"] / "manifests" / "proxyhpo.yaml").read_text()) if doc]
+    assert not [o["metadata"]["name"] for o in objects if "minio" in o["metadata"]["name"] or o["metadata"]["name"].endswith("-bucket")]
+    endpoints = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "proxyhpo-endpoints")["data"]
+    assert endpoints["PROXYHPO_S3_ENDPOINT"] == endpoints["MLFLOW_S3_ENDPOINT_URL"] == endpoint
+    assert endpoints["PROXYHPO_CHECKPOINT_ROOT"] == f"s3://{bucket}/checkpoints"
+    spec = next(yaml.safe_load_all((run["out"] / "pipelines" / "hpo-demo.yaml").read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["dataset"]["defaultValue"] == f"s3://{bucket}/datasets/demo-spleen"
+
+
+def test_single_user_dry_run_with_an_external_s3_replaces_minio(external_s3_dry_run: dict[str, Any]) -> None:
+    _assert_external_s3(external_s3_dry_run, CLOUD_S3, "imaging-studies")
+    assert "--set s3.bucket=imaging-studies" in external_s3_dry_run["stdout"]
+
+
+def test_multi_user_dry_run_on_kubeflows_object_store(multi_user_dry_run: dict[str, Any]) -> None:
+    _assert_external_s3(multi_user_dry_run, KUBEFLOW_S3, "team-a-studies")  # the bucket from HELM_VALUES
+
+
+@pytest.mark.parametrize(("variable", "value"), [("S3_ENDPOINT", "s3.example.org"), ("S3_BUCKET", "Imaging_Studies")])
+def test_a_bad_s3_setting_is_one_line_before_anything(tmp_path: Path, variable: str, value: str) -> None:
+    env, log = _stand_ins(tmp_path / "bin")
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", f"DEPLOY_OUT={tmp_path / 'out'}", f"{variable}={value}")
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert line.startswith(f"proxyhpo deploy: error: {variable}: {value!r} is not") and "; fix: " in line and f"{variable}=" in line.split("fix:")[1]
+    assert not log.exists() and not (tmp_path / "out").exists()
 
 
 def test_multi_user_dry_run_on_kfp_2_5_compiles_for_it_into_the_profiles_bucket(multi_user_dry_run: dict[str, Any]) -> None:

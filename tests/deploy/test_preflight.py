@@ -269,6 +269,15 @@ def test_existing_secret_named_in_the_values(fake: FakeAPI) -> None:
     assert report.ok, report.errors
 
 
+def test_an_external_s3_needs_its_users_keys_not_minios_secret(fake: FakeAPI) -> None:
+    external = {"minio": {"enabled": False}, "s3": {"endpoint": "https://s3.example.org"}}
+    report = _preflight(fake.healthy(secrets=True), env={"POSTGRES_PASSWORD": "x"}, helm_values=external)
+    (line,) = report.errors  # MinIO's root Secret exists, but an external S3 has none
+    assert line.startswith("no s3 credentials for the external S3 https://s3.example.org: S3_ACCESS_KEY, S3_SECRET_KEY not set; fix: export")
+    assert _preflight(fake, env=CREDENTIALS, helm_values=external).ok
+    assert _preflight(fake, env={"POSTGRES_PASSWORD": "x"}, helm_values={**external, "s3": {**external["s3"], "pipelineUser": {"secretKey": "k" * 12}}}).ok
+
+
 def test_credential_secrets_follow_the_release_name() -> None:
     assert deploy.credential_secret("s3", "proxyhpo") == "proxyhpo-minio"
     assert deploy.credential_secret("s3", "team") == "team-proxyhpo-minio"
