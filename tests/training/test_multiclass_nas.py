@@ -65,3 +65,10 @@ def test_brain_nas_supernet_takes_4_channels_gives_4_classes_and_segments_them(t
     written = nib.load(mask)
     assert written.shape == nib.load(case.label).shape  # one 3D label map on the input's grid, from a 4D image
     assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1, 2, 3}
+    # the NAS pipeline's report step shows the fold's Dice per class under its search's row
+    from proxyhpo.analysis import nas_report
+
+    record = nas_report.collect(study, plan, [tmp_path / "fold.json"])
+    assert list(record.arms["all"]["class_cv_dice"]) == names
+    assert record.metrics["all_cv_dice_mean_class_enhancing_tumour"] == pytest.approx(result.test_class_dice["enhancing tumour"])
+    assert "| &nbsp;&nbsp;class enhancing tumour |" in nas_report.render(record).markdown
