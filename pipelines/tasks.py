@@ -3,6 +3,8 @@ run's opening and closing tasks with the run parameters a user fills in in the K
 
 import contextlib
 import threading
+from dataclasses import dataclass
+from typing import Literal
 
 from kfp import dsl, kubernetes
 
@@ -32,6 +34,10 @@ __all__ = [
     "STAGING_VOLUME",
     "STAGING_PATH",
     "compile_target",
+    "CaBundle",
+    "CA_BUNDLE_PATH",
+    "CA_BUNDLE_ENV",
+    "trusting",
     "relay_arguments",
     "fan_in",
 ]
@@ -105,8 +111,50 @@ def fan_in(collecting, relayed, producer: dsl.PipelineTask, output: str, *, grou
     return relayed(**arguments, **relay_arguments(group)).after(producer)
 
 
+@dataclass(frozen=True)
+class CaBundle:
+    """A private CA bundle (PEM) the task pods trust for TLS to an external S3 or MLflow: one key of a ConfigMap or a
+    Secret in the run namespace (the chart's ``caBundle`` value names the same one for its own pods)."""
+
+    kind: Literal["configMap", "secret"]
+    name: str
+    key: str = "ca.crt"
+
+
+#: Where a task pod finds the CA bundle: the ConfigMap or Secret is mounted at the folder, each key a file.
+CA_BUNDLE_FOLDER = "/etc/proxyhpo/ca"
+CA_BUNDLE_PATH = CA_BUNDLE_FOLDER + "/{key}"
+#: The variables pointing boto3 (S3), requests (MLflow's client) and Python's ssl module at the bundle.
+CA_BUNDLE_ENV = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+@contextlib.contextmanager
+def trusting(bundle: CaBundle | None):
+    """Build the tasks inside this block with ``bundle`` mounted and named by :data:`CA_BUNDLE_ENV` (None: nothing)."""
+    previous = getattr(_target, "ca_bundle", None)
+    _target.ca_bundle = bundle
+    try:
+        yield bundle
+    finally:
+        _target.ca_bundle = previous
+
+
+def _trust_ca_bundle(task: dsl.PipelineTask) -> None:
+    bundle: CaBundle | None = getattr(_target, "ca_bundle", None)
+    if bundle is None:
+        return
+    if bundle.kind == "secret":
+        kubernetes.use_secret_as_volume(task, secret_name=bundle.name, mount_path=CA_BUNDLE_FOLDER, optional=False)
+    else:
+        kubernetes.use_config_map_as_volume(task, config_map_name=bundle.name, mount_path=CA_BUNDLE_FOLDER, optional=False)
+    for variable in CA_BUNDLE_ENV:  # the bundle replaces the image's public CAs for these clients
+        task.set_env_variable(variable, CA_BUNDLE_PATH.format(key=bundle.key))
+
+
 def cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Inject the credentials (from the Secret, by reference only) and the endpoints into a task's pod."""
+    """Inject the credentials (from the Secret, by reference only), the endpoints and a private CA bundle (when
+    :func:`trusting` one) into a task's pod."""
+    _trust_ca_bundle(task)
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={key: key for key in S3_SECRET_KEYS})
     kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS})
     kubernetes.use_config_map_as_env(task, config_map_name=ENDPOINTS_CONFIG_MAP, config_map_key_to_env={key: key for key in ENDPOINT_KEYS})

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from proxyhpo.registry import STUDY_PIPELINES
 
 if TYPE_CHECKING:
+    from pipelines.tasks import CaBundle
     from proxyhpo.config import StudyConfig
     from proxyhpo.kfp.target import KfpTarget
 
@@ -122,7 +123,8 @@ def on_a_fresh_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -
 
 
 def compile_study(
-    study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo", *, images: PipelineImages | None = None, kfp_target: KfpTarget | str | None = None
+    study: StudyConfig, out: str | os.PathLike[str], kind: str = "hpo", *, images: PipelineImages | None = None, kfp_target: KfpTarget | str | None = None,
+    ca_bundle: CaBundle | None = None,
 ) -> Path:
     """Compile study pipeline ``kind`` for ``study`` to the YAML file ``out`` (atomically), identical executors merged.
 
@@ -132,6 +134,7 @@ def compile_study(
         kind: a :data:`~proxyhpo.registry.STUDY_PIPELINES` name.
         images: the images the tasks run on (default: this process's, :meth:`PipelineImages.current`).
         kfp_target: the KFP backend it is compiled for (:mod:`proxyhpo.kfp.target`; default: the newest).
+        ca_bundle: a private CA bundle every task trusts (:class:`pipelines.tasks.CaBundle`; default: the images' CAs).
 
     Returns:
         ``out``, as a path.
@@ -143,7 +146,7 @@ def compile_study(
     import yaml
     from kfp import compiler
 
-    from pipelines.tasks import compiling_for
+    from pipelines.tasks import compiling_for, trusting
     from proxyhpo.kfp.compact import deduplicate
     from proxyhpo.kfp.target import KfpTarget, check_target
     from proxyhpo.storage import atomic_write_text
@@ -152,7 +155,7 @@ def compile_study(
     builder = pipeline_builder(kind)
 
     def build(path: str) -> None:
-        with compiling_for(target):
+        with compiling_for(target), trusting(ca_bundle):
             compiler.Compiler().compile(builder(study), path)
 
     with tempfile.TemporaryDirectory() as folder:
@@ -176,6 +179,7 @@ def compile_pipelines(
     data_root: str | None = None,
     images: PipelineImages | None = None,
     kfp_target: KfpTarget | str | None = None,
+    ca_bundle: CaBundle | None = None,
 ) -> list[Path]:
     """Compile study pipeline ``kind`` of each study config in ``studies`` (``<kind>-<name>.yaml``), or every
     shipped pipeline (:data:`~proxyhpo.catalogue.SHIPPED_PIPELINES`, ``<name>.yaml``), into ``out_dir``.
@@ -185,6 +189,7 @@ def compile_pipelines(
             the pipelines' ``dataset`` and ``external`` fields default there (:meth:`StudyConfig.with_data_root`).
         images: the images the tasks run on (default: this process's).
         kfp_target: the KFP backend they are compiled for (default: the newest).
+        ca_bundle: a private CA bundle every task trusts (default: none, the images' public CAs).
 
     Returns:
         The compiled files, in the order of ``studies`` or of the catalogue.
@@ -202,4 +207,5 @@ def compile_pipelines(
         jobs = [(placed(study), f"{kind}-{study.name}", kind) for study in map(load_study, studies)]
     else:
         jobs = [(placed(shipped_study(entry.example)), name, entry.kind) for name, entry in SHIPPED_PIPELINES.items()]
-    return [compile_study(study, out / f"{name}.yaml", pipeline, images=images, kfp_target=kfp_target) for study, name, pipeline in jobs]
+    return [compile_study(study, out / f"{name}.yaml", pipeline, images=images, kfp_target=kfp_target, ca_bundle=ca_bundle)
+            for study, name, pipeline in jobs]

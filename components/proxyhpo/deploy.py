@@ -635,6 +635,21 @@ def user_values(options: DeployOptions) -> dict[str, Any]:
     return _merge(_load_values(options.values), value_overrides(options))
 
 
+def ca_bundle(values: Mapping[str, Any]) -> Any:
+    """The private CA bundle the chart values name (``caBundle``) as the pipelines' tasks mount it, or None.
+
+    Returns:
+        A :class:`pipelines.tasks.CaBundle`, or None when neither ``caBundle.configMap`` nor ``caBundle.secret`` is set.
+    """
+    from pipelines.tasks import CaBundle
+
+    key = _nested(values, ("caBundle", "key")) or "ca.crt"
+    for kind in ("configMap", "secret"):
+        if _nested(values, ("caBundle", kind)):
+            return CaBundle(kind, _nested(values, ("caBundle", kind)), key)
+    return None
+
+
 def external_s3(values: Mapping[str, Any]) -> bool:
     """Whether these chart values replace the chart's MinIO by an external S3."""
     return _nested(values, ("minio", "enabled")) is False
@@ -686,11 +701,14 @@ def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> 
     _say(f"    images: runtime={images.runtime} cpu={images.cpu}")
     root = data_root(options)
     _say(f"    data sets: the pipelines' dataset and external default under {root}")
+    bundle = ca_bundle(user_values(options))
+    if bundle is not None:
+        _say(f"    TLS: every task trusts the CA bundle {bundle.key} of {bundle.kind} {bundle.name} (caBundle)")
     _say(f"    KFP backend: {backend}{' (no final status; loop outputs relayed through the bucket)' if not backend.collects_artifacts else ''}")
     options.out.mkdir(parents=True, exist_ok=True)  # compiling contacts nothing: a dry run compiles too
     staging = Path(tempfile.mkdtemp(prefix=".pipelines-", dir=options.out))
     try:
-        compile_shipped(staging, data_root=root, images=images, kfp_target=backend)
+        compile_shipped(staging, data_root=root, images=images, kfp_target=backend, ca_bundle=bundle)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -630,3 +630,28 @@ def test_an_external_s3_needs_its_endpoint_and_the_users_key(render: Any, values
     document["s3"].update(values["s3"])
     with pytest.raises(helm.HelmRenderError, match=message):
         render(document)
+
+
+# --- a private CA bundle for TLS to an external S3 or MLflow ---------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["configMap", "secret"])
+def test_a_private_ca_bundle_reaches_the_pods_that_talk_tls(render: Any, source: str) -> None:
+    rendered = render({**EXTERNAL, "caBundle": {source: "hospital-ca", "key": "bundle.pem"}})
+    for kind, name in (("Deployment", "proxyhpo-mlflow"), ("Job", "proxyhpo-demo-data")):
+        spec = rendered.kind(kind)[name]["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AWS_CA_BUNDLE"] == env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == "/etc/proxyhpo/ca/bundle.pem", name
+        assert {"name": "ca-bundle", "mountPath": "/etc/proxyhpo/ca", "readOnly": True} in container["volumeMounts"], name
+        volume = next(v for v in spec["volumes"] if v["name"] == "ca-bundle")
+        reference = volume["configMap"]["name"] if source == "configMap" else volume["secret"]["secretName"]
+        assert reference == "hospital-ca" and volume[source]["items"] == [{"key": "bundle.pem", "path": "bundle.pem"}], name
+    for obj in rendered.objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    text = json.dumps(render(EXTERNAL).objects)  # unset: no trace of it
+    assert "ca-bundle" not in text and "CA_BUNDLE" not in text and "SSL_CERT_FILE" not in text
+
+
+def test_a_ca_bundle_comes_from_one_place(render: Any) -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"^.*caBundle: give caBundle.configMap or caBundle.secret, not both"):
+        render({**EXTERNAL, "caBundle": {"configMap": "hospital-ca", "secret": "hospital-ca"}})

@@ -98,9 +98,12 @@ def external_s3_dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     """`make deploy DRY_RUN=1` on standalone KFP 2.16 with a cloud bucket instead of the chart's MinIO."""
     base = tmp_path_factory.mktemp("deploy-external-s3")
     env, log = _stand_ins(base / "bin")
+    values = base / "tls-values.yaml"  # the hospital's CA, which signs its S3 service's certificate
+    values.write_text(yaml.safe_dump({"caBundle": {"configMap": "hospital-ca", "key": "bundle.pem"}}))
     out = base / "out"
     result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=team-a", "IMAGE_REGISTRY=registry.example.org/ml",
-                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16", f"S3_ENDPOINT={CLOUD_S3}/", "S3_BUCKET=imaging-studies")
+                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16", f"S3_ENDPOINT={CLOUD_S3}/", "S3_BUCKET=imaging-studies",
+                       f"HELM_VALUES={values}")
     return {"result": result, "out": out, "log": log, "stdout": result.stdout}
 
 
@@ -124,6 +127,25 @@ def _assert_external_s3(run: dict[str, Any], endpoint: str, bucket: str) -> None
 def test_single_user_dry_run_with_an_external_s3_replaces_minio(external_s3_dry_run: dict[str, Any]) -> None:
     _assert_external_s3(external_s3_dry_run, CLOUD_S3, "imaging-studies")
     assert "--set s3.bucket=imaging-studies" in external_s3_dry_run["stdout"]
+
+
+def test_a_private_ca_bundle_reaches_mlflow_and_every_task(external_s3_dry_run: dict[str, Any], multi_user_dry_run: dict[str, Any]) -> None:
+    assert "TLS: every task trusts the CA bundle bundle.pem of configMap hospital-ca (caBundle)" in external_s3_dry_run["stdout"]
+    objects = [doc for doc in yaml.safe_load_all((external_s3_dry_run["out"] / "manifests" / "proxyhpo.yaml").read_text()) if doc]
+    mlflow = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "proxyhpo-mlflow")["spec"]["template"]["spec"]
+    assert {"name": "AWS_CA_BUNDLE", "value": "/etc/proxyhpo/ca/bundle.pem"} in mlflow["containers"][0]["env"]
+    assert {"name": "ca-bundle", "configMap": {"name": "hospital-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}} in mlflow["volumes"]
+    for path in (external_s3_dry_run["out"] / "pipelines").glob("*.yaml"):
+        spec, platform = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for name, executor in spec["deploymentSpec"]["executors"].items():
+            env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+            assert env.get("AWS_CA_BUNDLE") == env.get("REQUESTS_CA_BUNDLE") == env.get("SSL_CERT_FILE") == "/etc/proxyhpo/ca/bundle.pem", (path.name, name)
+            (volume,) = executors[name]["configMapAsVolume"]
+            assert (volume["configMapName"], volume["mountPath"]) == ("hospital-ca", "/etc/proxyhpo/ca"), (path.name, name)
+    # without caBundle nothing is mounted or set
+    plain = (multi_user_dry_run["out"] / "pipelines" / "hpo-demo.yaml").read_text()
+    assert "CA_BUNDLE" not in plain and "configMapAsVolume" not in plain
 
 
 def test_multi_user_dry_run_on_kubeflows_object_store(multi_user_dry_run: dict[str, Any]) -> None:

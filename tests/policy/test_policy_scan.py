@@ -74,7 +74,9 @@ def _reports(stdout: str) -> list[dict[str, Any]]:
 
 
 def _deployed_pipeline(folder: Path) -> str:
-    """The HPO demo compiled as `make deploy` compiles it: images pinned by the digests `make push` recorded, GPU placement."""
+    """The HPO demo compiled as `make deploy` compiles it: images pinned by the digests `make push` recorded, GPU placement,
+    a private CA bundle (caBundle)."""
+    from pipelines.tasks import CaBundle
     from proxyhpo.catalogue import shipped_study
     from proxyhpo.compile import PipelineImages, compile_study
     from proxyhpo.config import StudyConfig
@@ -86,7 +88,8 @@ def _deployed_pipeline(folder: Path) -> str:
     document = shipped_study("demo").model_dump(mode="json")
     document["resources"].update(PLACEMENT)
     images = PipelineImages.pushed("registry.example.org/ml", "0.1.0-abc1234", digests=digests)
-    return compile_study(StudyConfig.model_validate(document), folder / "hpo.yaml", "hpo", images=images).read_text()
+    return compile_study(StudyConfig.model_validate(document), folder / "hpo.yaml", "hpo", images=images,
+                         ca_bundle=CaBundle("configMap", "hospital-ca")).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +217,5 @@ def test_task_pods_carry_the_platform_spec(tmp_path: Path) -> None:
     assert secrets["AWS_SECRET_ACCESS_KEY"] == "proxyhpo-s3" and not any("value" in e and "SECRET" in e["name"] for e in main["env"])
     staging = next(v for v in train["volumes"] if v["name"] == "proxyhpo-staging")
     assert staging["emptyDir"]["sizeLimit"] and any(m["mountPath"] == "/staging" for m in main["volumeMounts"])
+    assert {"name": "hospital-ca", "configMap": {"name": "hospital-ca", "optional": False}} in train["volumes"]
+    assert {"name": "AWS_CA_BUNDLE", "value": "/etc/proxyhpo/ca/ca.crt"} in main["env"]

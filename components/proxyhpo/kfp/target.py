@@ -78,6 +78,8 @@ BACKEND_FEATURES: dict[str, BackendFeature] = {
     "image-pull-secrets": BackendFeature((2, 1), "backend/src/v2/driver/driver.go@2.1.0", "#10427", "kfp-kubernetes set_image_pull_secrets"),
     "empty-dir": BackendFeature((2, 3), "backend/src/v2/driver/driver.go@2.3.0", "#10913", "kfp-kubernetes empty_dir_mount"),
     "node-affinity": BackendFeature((2, 14), "backend/src/v2/driver/k8s.go@2.14.0", "#12028", "kfp-kubernetes add_node_affinity"),
+    "secret-volume": BackendFeature((2, 0), "backend/src/v2/driver/driver.go@2.0.0", "#9178", "kfp-kubernetes use_secret_as_volume"),
+    "config-map-volume": BackendFeature((2, 1), "backend/src/v2/driver/driver.go@2.1.0", "#10483", "kfp-kubernetes use_config_map_as_volume"),
 }
 
 #: The kfp-kubernetes executor settings -> feature names.
@@ -91,6 +93,8 @@ _PLATFORM_FEATURES = {
     "imagePullSecret": "image-pull-secrets",
     "emptyDirMounts": "empty-dir",
     "nodeAffinity": "node-affinity",
+    "secretAsVolume": "secret-volume",
+    "configMapAsVolume": "config-map-volume",
 }
 #: Task fields every backend since 2.0 reads, or whose feature :func:`features_used` names.
 _KNOWN_TASK_FIELDS = frozenset(

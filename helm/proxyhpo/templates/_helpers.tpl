@@ -200,6 +200,9 @@ Checks of combinations the schema cannot express. Called from every template, so
 `helm install` fail with one of these messages before anything is created.
 */}}
 {{- define "proxyhpo.validate" -}}
+{{- if and .Values.caBundle.configMap .Values.caBundle.secret -}}
+{{- fail "caBundle: give caBundle.configMap or caBundle.secret, not both (the one that holds the CA bundle)" -}}
+{{- end -}}
 {{- $c := include "proxyhpo.credentials" . | fromJson -}}
 {{- $ns := .Release.Namespace -}}
 {{- $s3 := .Values.s3 -}}
@@ -273,5 +276,48 @@ sidecar.istio.io/inject: "false"
 {{- define "proxyhpo.serviceMesh" -}}
 {{- if not .Values.istio.injectSidecar -}}
 {{ include "proxyhpo.noSidecar" . }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A private CA bundle (caBundle), only when one is set: the variables that point boto3, requests and Python's ssl
+module at it, its mount and its volume. The pipelines' tasks get the same (pipelines/tasks.py, CA_BUNDLE_ENV).
+*/}}
+{{- define "proxyhpo.caBundleEnv" -}}
+{{- with .Values.caBundle -}}
+{{- if or .configMap .secret }}
+{{- range list "AWS_CA_BUNDLE" "REQUESTS_CA_BUNDLE" "SSL_CERT_FILE" }}
+- name: {{ . }}
+  value: /etc/proxyhpo/ca/{{ $.Values.caBundle.key }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "proxyhpo.caBundleMount" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
+- name: ca-bundle
+  mountPath: /etc/proxyhpo/ca
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "proxyhpo.caBundleVolume" -}}
+{{- with .Values.caBundle -}}
+{{- if .configMap }}
+- name: ca-bundle
+  configMap:
+    name: {{ .configMap }}
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- else if .secret }}
+- name: ca-bundle
+  secret:
+    secretName: {{ .secret }}
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- end -}}
 {{- end -}}
 {{- end -}}
