@@ -253,7 +253,8 @@ class GridTableRow(TableRow):
         n_failed: the arm's trials at the point that failed (not those stopped early or still running).
         n_stopped: those early stopping ended (their Dice is an early epoch's, left out of the means).
         n_running: those not ended yet.
-        classes: each class's Dice at the point, classes by name; empty for a binary task.
+        classes: each class's Dice at the point, in the order the trials' runs hold them (as the HPO and comparison
+            reports show them); empty for a binary task.
     """
 
     n_stopped: int = 0
@@ -300,7 +301,7 @@ def table_rows(
 def _class_rows(cells: Sequence[GridCell], class_dice: Sequence[ClassDice], point: str) -> tuple[ClassRow, ...]:
     """Each class's Dice at ``point``, mean and std over the cells there that logged it; empty for a binary task."""
     here = [found for cell, found in zip(cells, class_dice, strict=True) if cell.point == point] if class_dice else []
-    classes = sorted({name for found in here for per_class in found.values() for name in per_class})
+    classes = list(dict.fromkeys(name for found in here for per_class in found.values() for name in per_class))
     rows = []
     for name in classes:
         internal = mean_std(found.get("internal", {}).get(name) for found in here)
