@@ -372,3 +372,25 @@ def test_a_binary_grid_study_has_no_class_rows(proxy_net: proxy_net_report.Proxy
     assert all(not row.classes for row in (*proxy_net.table, *proxy_data.table))  # type: ignore[attr-defined]
     for markdown in (proxy_net_report.render(proxy_net).markdown, proxy_data_report.render(proxy_data).markdown):
         assert "&nbsp;&nbsp;class " not in markdown and "Rows `class <name>`" not in markdown
+
+
+def test_a_multi_class_trust_check_reports_each_arms_dice_per_class(store: str) -> None:
+    """The trust check's table at the reference's best point gives both arms' Dice per class, as the grid studies' do."""
+    from proxyhpo.analysis import trust_report
+
+    study = StudyConfig(name="trust-classes", data=DataConfig(dataset="/data/brain"), studies=StudiesConfig(grid=GRID))
+    arms = {"full": (NetworkConfig.full(), N_CASES), "proxy": (NetworkConfig.proxy(3), 4)}
+
+    def dice(arm: str, repeat: int, point: str) -> tuple[float, None]:
+        return float(np.mean(list(_class_dice("full" if arm == "full" else "proxy-L3", repeat, point).values()))), None
+
+    def classes(arm: str, repeat: int, point: str) -> tuple[dict[str, float], None]:
+        return _class_dice("full" if arm == "full" else "proxy-L3", repeat, point), None
+
+    parent = _log_grid_study(store, study, "trust", arms, dice, {}, classes=classes, repeats=2)
+    record = trust_report.collect(parent, tracking_uri=store)
+    rows = {row.arm: row for row in record.table}
+    (edema, enhancing) = rows["proxy"].classes  # type: ignore[attr-defined]
+    assert (edema.name, enhancing.name) == ("edema", "enhancing_tumour")
+    assert (enhancing.internal_mean, enhancing.internal_std) == pytest.approx(_by_hand("proxy-L3", record.point, range(2), "enhancing_tumour"))
+    assert "| &nbsp;&nbsp;class edema | |" in trust_report.render(record).markdown
