@@ -17,6 +17,8 @@ from proxyhpo.kfp.target import LATEST_TARGET, KfpTarget
 __all__ = [
     "S3_SECRET",
     "S3_SECRET_KEYS",
+    "DATASET_SECRET",
+    "DATASET_SECRET_ENV",
     "MLFLOW_SECRET",
     "MLFLOW_SECRET_KEYS",
     "ENDPOINTS_CONFIG_MAP",
@@ -44,12 +46,16 @@ __all__ = [
 #: The chart's Secret with the MinIO/S3 credentials (keys become environment variables of the same name).
 S3_SECRET = "proxyhpo-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+#: The chart's Secret with the read-only keys of the data set reader (s3.datasetUser) -> the variables
+#: proxyhpo.storage reads data sets under PROXYHPO_DATASETS_ROOT with (every other S3 call uses S3_SECRET's).
+DATASET_SECRET = "proxyhpo-s3-datasets"
+DATASET_SECRET_ENV = {"AWS_ACCESS_KEY_ID": "PROXYHPO_DATASETS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "PROXYHPO_DATASETS_SECRET_ACCESS_KEY"}
 #: MLflow's credentials (the chart's mlflow.auth; empty values without it), read by MLflow's client from these names.
 MLFLOW_SECRET = "proxyhpo-mlflow"
 MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: The chart's ConfigMap with the MLflow and MinIO endpoints, and the staging folder (the emptyDir at STAGING_PATH).
 ENDPOINTS_CONFIG_MAP = "proxyhpo-endpoints"
-ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME")
+ENDPOINT_KEYS = ("MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME", "PROXYHPO_DATASETS_ROOT")
 #: Pods with this label may reach MinIO and MLflow through the chart's NetworkPolicy.
 PIPELINE_POD_LABEL = "proxyhpo/pipeline"
 
@@ -156,6 +162,7 @@ def cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
     :func:`trusting` one) into a task's pod."""
     _trust_ca_bundle(task)
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={key: key for key in S3_SECRET_KEYS})
+    kubernetes.use_secret_as_env(task, secret_name=DATASET_SECRET, secret_key_to_env=DATASET_SECRET_ENV)
     kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS})
     kubernetes.use_config_map_as_env(task, config_map_name=ENDPOINTS_CONFIG_MAP, config_map_key_to_env={key: key for key in ENDPOINT_KEYS})
     kubernetes.add_pod_label(task, label_key=PIPELINE_POD_LABEL, label_value="true")  # the chart's NetworkPolicy admits these pods

@@ -678,7 +678,7 @@ def data_root(options: DeployOptions) -> str:
     if options.data_root:
         return options.data_root
     values = _merge(_load_values(options.chart / "values.yaml") if (options.chart / "values.yaml").is_file() else {}, user_values(options))
-    return f"s3://{_nested(values, ('s3', 'bucket')) or 'proxyhpo'}/datasets"
+    return f"s3://{_nested(values, ('s3', 'bucket')) or 'proxyhpo'}/{_nested(values, ('s3', 'datasetUser', 'prefix')) or 'datasets'}"
 
 
 def compile_pipelines(options: DeployOptions, kfp_target: str | None = None) -> list[Path]:

@@ -95,6 +95,29 @@ class S3Settings(BaseSettings):
     access_key: SecretStr = Field(default=SecretStr(""), validation_alias="AWS_ACCESS_KEY_ID")
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="AWS_SECRET_ACCESS_KEY")
     region: str | None = Field(default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    #: The data sets' folder (``s3://bucket/prefix``) and the read-only keys to read it with (the chart's
+    #: ``s3.datasetUser``); reads elsewhere, and every write, use the keys above.
+    datasets_root: str = Field(default="", validation_alias="PROXYHPO_DATASETS_ROOT")
+    datasets_access_key: SecretStr = Field(default=SecretStr(""), validation_alias="PROXYHPO_DATASETS_ACCESS_KEY_ID")
+    datasets_secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="PROXYHPO_DATASETS_SECRET_ACCESS_KEY")
+
+    def reading(self, location: str | os.PathLike[str]) -> S3Settings:
+        """These settings for reading ``location``: the data set reader's keys under :attr:`datasets_root`, when set.
+
+        Example:
+            >>> settings = S3Settings(PROXYHPO_DATASETS_ROOT="s3://b/datasets", PROXYHPO_DATASETS_ACCESS_KEY_ID="reader",
+            ...                       PROXYHPO_DATASETS_SECRET_ACCESS_KEY="reader-key", AWS_ACCESS_KEY_ID="writer")
+            >>> settings.reading("s3://b/datasets/spleen/x.nii.gz").access_key.get_secret_value()
+            'reader'
+            >>> settings.reading("s3://b/studies/x.json").access_key.get_secret_value()
+            'writer'
+        """
+        root = self.datasets_root.rstrip("/")
+        if not (root and self.datasets_access_key.get_secret_value() and self.datasets_secret_key.get_secret_value()):
+            return self
+        if str(location) != root and not str(location).startswith(root + "/"):
+            return self
+        return self.model_copy(update={"access_key": self.datasets_access_key, "secret_key": self.datasets_secret_key})
 
     @property
     def secure(self) -> bool:
@@ -395,7 +418,7 @@ def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, 
         StorageError: when the object cannot be reached.
     """
     bucket, key = split_s3_url(url)
-    settings = settings or S3Settings()
+    settings = settings or S3Settings().reading(url)
     client = s3_client(settings)
     return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint))
 
@@ -441,7 +464,7 @@ def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = N
     """
     if is_s3_url(location):
         bucket, key = split_s3_url(str(location))
-        settings = settings or S3Settings()
+        settings = settings or S3Settings().reading(location)
         client = s3_client(settings)
         buffer = io.BytesIO()
         _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer), endpoint=settings.endpoint)
@@ -481,7 +504,7 @@ def upload_file(local: str | os.PathLike[str], url: str, settings: S3Settings | 
 def download_file(url: str, local: str | os.PathLike[str], settings: S3Settings | None = None) -> Path:
     """Download ``s3://bucket/key`` to ``local`` atomically, checked against the object's checksum, and return the local path."""
     bucket, key = split_s3_url(url)
-    settings = settings or S3Settings()
+    settings = settings or S3Settings().reading(url)
     client = s3_client(settings)
     with atomic_output(local) as tmp:
         with open(tmp, "wb") as handle:
@@ -506,7 +529,7 @@ def upload_dir(local_dir: str | os.PathLike[str], url_prefix: str, settings: S3S
 def download_prefix(url_prefix: str, local_dir: str | os.PathLike[str], settings: S3Settings | None = None) -> list[Path]:
     """Download every object under ``url_prefix`` into ``local_dir`` (keys relative to the prefix)."""
     bucket, prefix = split_s3_url(url_prefix.rstrip("/") + "/")
-    settings = settings or S3Settings()
+    settings = settings or S3Settings().reading(url_prefix)
     client = s3_client(settings)
     objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)), endpoint=settings.endpoint)
     paths = []
@@ -527,7 +550,7 @@ def exists(location: str | os.PathLike[str], settings: S3Settings | None = None)
     from minio.error import S3Error
 
     bucket, key = split_s3_url(str(location))
-    settings = settings or S3Settings()
+    settings = settings or S3Settings().reading(location)
     client = s3_client(settings)
 
     def stat() -> bool:

@@ -172,7 +172,7 @@ def test_fail_message_says_how_to_fix(render: Any) -> None:
 def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: Any) -> None:
     rendered = render(CREDS)
     secrets = rendered.kind("Secret")
-    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     assert _decoded(secrets["proxyhpo-minio"]) == {"root-user": "team-user", "root-password": "s3-secret-9f2c7d"}
     assert _decoded(secrets["proxyhpo-postgres"]) == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
     pipeline_key = _decoded(secrets["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
@@ -181,7 +181,9 @@ def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: A
     assert mlflow_user["MLFLOW_TRACKING_USERNAME"] == "admin" and re.fullmatch(r"[A-Za-z0-9]{40}", mlflow_user["MLFLOW_TRACKING_PASSWORD"])
     flask_key = _decoded(secrets["proxyhpo-mlflow-server"])["flask-secret-key"]
     assert re.fullmatch(r"[A-Za-z0-9]{48}", flask_key)
-    generated = ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key, mlflow_user["MLFLOW_TRACKING_PASSWORD"], flask_key)
+    reader_key = _decoded(secrets["proxyhpo-s3-datasets"])["AWS_SECRET_ACCESS_KEY"]
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", reader_key) and reader_key != pipeline_key
+    generated = ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key, reader_key, mlflow_user["MLFLOW_TRACKING_PASSWORD"], flask_key)
     # The secret values appear in Secrets only: never in env values, args, the ConfigMaps or the NOTES.
     for obj in rendered.objects:
         if obj["kind"] != "Secret":
@@ -290,7 +292,7 @@ def test_credentials_reach_pods_as_files_where_the_program_reads_files(render: A
 def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: Any) -> None:
     rendered = render({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
     # the bucket user's keys and MLflow's user are always the chart's
-    assert set(rendered.kind("Secret")) == {"proxyhpo-s3", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    assert set(rendered.kind("Secret")) == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     refs = {
         (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
         for _, spec in rendered.pod_specs() for c in spec["containers"] for env in c.get("env", [])
@@ -301,7 +303,8 @@ def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: 
         ("proxyhpo-mlflow", "MLFLOW_TRACKING_USERNAME"), ("proxyhpo-mlflow", "MLFLOW_TRACKING_PASSWORD"), ("proxyhpo-mlflow-server", "flask-secret-key"),
     }
     volumes = {v["secret"]["secretName"] for _, spec in rendered.pod_specs() for v in spec.get("volumes", []) if "secret" in v}
-    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3", "proxyhpo-mlflow"}  # the test Pod reads MLflow's user from files
+    # the test Pod reads MLflow's user from files; the bucket Job the reader's keys
+    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow"}
     assert "team-minio-root" in rendered.notes
 
 
@@ -374,7 +377,9 @@ def test_endpoints_configmap_points_at_the_services(value_set: tuple[str, dict, 
     _, values, rendered = value_set
     data = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]
     # exactly the keys the pipelines read (pipelines/hpo.py ENDPOINT_KEYS): nothing that no pod uses
-    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME"}
+    assert set(data) == {"MLFLOW_TRACKING_URI", "PROXYHPO_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "PROXYHPO_CHECKPOINT_ROOT", "PROXYHPO_HOME",
+                         "PROXYHPO_DATASETS_ROOT"}
+    assert data["PROXYHPO_DATASETS_ROOT"] == f"s3://{values.get('s3', {}).get('bucket', 'proxyhpo')}/datasets"
     from pipelines.tasks import STAGING_PATH
 
     assert data["PROXYHPO_HOME"] == STAGING_PATH  # the compiled tasks' emptyDir: staging never lands in the container's layer
@@ -499,10 +504,11 @@ def test_notes_say_the_release_namespace_is_the_run_namespace(render: Any) -> No
 
 
 def test_chart_serves_exactly_what_the_pipelines_read(render: Any) -> None:
-    from pipelines.tasks import ENDPOINT_KEYS, ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET, S3_SECRET_KEYS
+    from pipelines.tasks import DATASET_SECRET, DATASET_SECRET_ENV, ENDPOINT_KEYS, ENDPOINTS_CONFIG_MAP, PIPELINE_POD_LABEL, S3_SECRET, S3_SECRET_KEYS
 
     rendered = render(CREDS)
     assert set(rendered.kind("Secret")[S3_SECRET]["data"]) == set(S3_SECRET_KEYS)
+    assert set(rendered.kind("Secret")[DATASET_SECRET]["data"]) == set(DATASET_SECRET_ENV)
     assert set(rendered.kind("ConfigMap")[ENDPOINTS_CONFIG_MAP]["data"]) == set(ENDPOINT_KEYS)
     peer = rendered.kind("NetworkPolicy")["proxyhpo-minio"]["spec"]["ingress"][0]["from"][0]
     assert peer["podSelector"]["matchLabels"] == {PIPELINE_POD_LABEL: "true"}
@@ -655,3 +661,43 @@ def test_a_private_ca_bundle_reaches_the_pods_that_talk_tls(render: Any, source:
 def test_a_ca_bundle_comes_from_one_place(render: Any) -> None:
     with pytest.raises(helm.HelmRenderError, match=r"^.*caBundle: give caBundle.configMap or caBundle.secret, not both"):
         render({**EXTERNAL, "caBundle": {"configMap": "hospital-ca", "secret": "hospital-ca"}})
+
+
+# --- read-only data set credentials, separate from the results credentials -------------------------------------------
+
+def test_the_bucket_job_creates_a_data_set_reader_the_results_user_cannot_delete_its_data(render: Any) -> None:
+    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies", "datasetUser": {"name": "team-reader", "secretKey": "reader-key-71c3", "prefix": "imaging/datasets"}}})
+    reader = _decoded(rendered.kind("Secret")["proxyhpo-s3-datasets"])
+    assert reader == {"AWS_ACCESS_KEY_ID": "team-reader", "AWS_SECRET_ACCESS_KEY": "reader-key-71c3"}
+    assert rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]["PROXYHPO_DATASETS_ROOT"] == "s3://studies/imaging/datasets"
+    job = rendered.kind("Job")["proxyhpo-bucket"]["spec"]["template"]["spec"]
+    script = job["containers"][0]["args"][0]
+    env = {e["name"]: e.get("value") for e in job["containers"][0]["env"]}
+    assert env["DATASETS"] == "imaging/datasets" and env["BUCKET"] == "studies"
+    # the results user: no delete under the prefix; the reader: list and get under it, nothing else
+    assert re.search(r'"Effect": "Deny",\s*"Action": \["s3:DeleteObject"\],\s*"Resource": \["arn:aws:s3:::\$BUCKET/\$DATASETS/\*"\]', script)
+    reader_policy = script[script.index("cat > /tmp/reader.json"):script.index("EOF", script.index("cat > /tmp/reader.json") + 30)]
+    actions = set(re.findall(r'"(s3:[A-Za-z]+)"', reader_policy)) - {"s3:prefix"}
+    assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}, actions
+    assert '"s3:prefix": ["$DATASETS/*"]' in reader_policy
+    assert 'grant "$POLICY-datasets" /tmp/reader.json "$reader"' in script
+    mounted = {v["name"]: v["secret"]["secretName"] for v in job["volumes"] if "secret" in v}
+    assert mounted["dataset-user"] == "proxyhpo-s3-datasets"
+
+
+def test_the_readers_key_is_generated_once_and_an_external_s3_may_read_with_the_pipeline_users(render: Any) -> None:
+    generated = _decoded(render(CREDS).kind("Secret")["proxyhpo-s3-datasets"])
+    assert generated["AWS_ACCESS_KEY_ID"] == "proxyhpo-datasets" and len(generated["AWS_SECRET_ACCESS_KEY"]) == 40
+    external = _decoded(render(EXTERNAL).kind("Secret")["proxyhpo-s3-datasets"])
+    assert external == {"AWS_ACCESS_KEY_ID": "team-proxyhpo", "AWS_SECRET_ACCESS_KEY": "ext-key-5d3a91c2"}  # no reader there: no split
+    given = {**EXTERNAL, "s3": {**EXTERNAL["s3"], "datasetUser": {"name": "ext-reader", "secretKey": "ext-reader-key-0a", "prefix": "datasets"}}}
+    assert _decoded(render(given).kind("Secret")["proxyhpo-s3-datasets"])["AWS_ACCESS_KEY_ID"] == "ext-reader"
+
+
+@pytest.mark.parametrize(("reader", "message"), [
+    ({"name": "proxyhpo-pipeline", "secretKey": "", "prefix": "datasets"}, "s3.datasetUser.name must differ from s3.pipelineUser.name"),
+    ({"name": "team-reader", "secretKey": "short", "prefix": "datasets"}, "s3.datasetUser.secretKey must have at least 8 characters"),
+], ids=["same-user", "short-key"])
+def test_a_bad_reader_is_one_line(render: Any, reader: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render({**CREDS, "s3": {**CREDS["s3"], "datasetUser": reader}})

@@ -42,7 +42,7 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
     installed = render_on_cluster(CREDS, upgrade=False)
     _install_secrets(fake_kube, installed)
     upgraded = render_on_cluster({})  # `helm upgrade proxyhpo helm/proxyhpo -n ml-team`, no --set at all
-    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"):
+    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"):
         assert _data(upgraded, name) == _data(installed, name), name  # generated ones too: MLflow's admin password, its signing key
     # same credentials, same checksums: an upgrade restarts nothing for credentials' sake
     for kind, name in (("Deployment", "proxyhpo-minio"), ("Deployment", "proxyhpo-mlflow"), ("StatefulSet", "proxyhpo-postgresql")):
@@ -51,7 +51,8 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     # it looked in the release namespace, for the chart's own Secrets, and nowhere else
     looked_up = {p for p in fake_kube.requests if "/secrets/" in p}
-    assert looked_up == {f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}" for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server")}
+    assert looked_up == {f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}"
+                         for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server")}
 
 
 def test_first_install_against_an_empty_cluster_still_needs_credentials(render_on_cluster: Any) -> None:
@@ -102,8 +103,8 @@ def test_a_secret_of_the_previous_chart_is_not_taken_for_the_pipeline_users(rend
 def test_existing_secrets_are_never_looked_up(render_on_cluster: Any, fake_kube: Any) -> None:
     render_on_cluster({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
     looked_up = {p.rsplit("/", 1)[-1] for p in fake_kube.requests if "/secrets/" in p}
-    # only the chart's own Secrets: the pipeline user's key, MLflow's admin password and its server's signing key
-    assert looked_up == {"proxyhpo-s3", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    # only the chart's own Secrets: the pipeline user's and data set reader's keys, MLflow's admin password and signing key
+    assert looked_up == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
 
 
 # --- uninstall keeps the data --------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def _bucket_job(rendered: Any) -> tuple[dict, str, dict[str, str]]:
 def _policy(script: str, env: dict[str, str]) -> dict:
     body = re.search(r"cat > /tmp/policy\.json <<EOF\n(.*?)\nEOF\n", script, re.S)
     assert body, "the policy document is a heredoc ending in EOF"
-    return json.loads(body.group(1).replace("$BUCKET", env["BUCKET"]))
+    return json.loads(body.group(1).replace("$BUCKET", env["BUCKET"]).replace("$DATASETS", env["DATASETS"]))
 
 
 @pytest.mark.parametrize("bucket", ["proxyhpo", "imaging-studies"])
@@ -232,12 +233,13 @@ def test_bucket_policy_allows_object_actions_on_the_bucket_only(render: Any, buc
     _, script, env = _bucket_job(render({**CREDS, "s3": {**CREDS["s3"], "bucket": bucket}}))
     policy = _policy(script, env)
     resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
-    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*", f"arn:aws:s3:::{bucket}/datasets/*"}
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
     assert all(a.startswith("s3:") and "*" not in a for a in actions)
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"} <= actions
     assert not actions & {"s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"}
-    assert {s["Effect"] for s in policy["Statement"]} == {"Allow"}
+    # the one Deny: nothing under the data sets' prefix is deleted with these keys (s3.datasetUser reads it)
+    assert [(s["Action"], s["Resource"]) for s in policy["Statement"] if s["Effect"] != "Allow"] == [(["s3:DeleteObject"], [f"arn:aws:s3:::{bucket}/datasets/*"])]
 
 
 def test_bucket_job_creates_the_user_of_the_pipelines_secret_with_the_root_credentials(value_set: tuple[str, dict, Any]) -> None:
@@ -252,9 +254,12 @@ def test_bucket_job_creates_the_user_of_the_pipelines_secret_with_the_root_crede
     assert user["secretName"] == "proxyhpo-s3"
     assert {i["key"] for i in user["items"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert 'mc alias set proxyhpo "$S3_ENDPOINT" "$(cat "$root/root-user")" "$(cat "$root/root-password")"' in script
-    assert 'mc admin user add proxyhpo "$(cat "$user/AWS_ACCESS_KEY_ID")" "$(cat "$user/AWS_SECRET_ACCESS_KEY")"' in script
-    assert 'mc admin policy create proxyhpo "$POLICY" /tmp/policy.json' in script
-    assert 'mc admin policy attach proxyhpo "$POLICY" --user "$(cat "$user/AWS_ACCESS_KEY_ID")"' in script
+    reader = _secret_volume(spec, "/run/secrets/dataset-user", container)
+    assert reader["secretName"] == "proxyhpo-s3-datasets" and {i["key"] for i in reader["items"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert 'mc admin user add proxyhpo "$(cat "$3/AWS_ACCESS_KEY_ID")" "$(cat "$3/AWS_SECRET_ACCESS_KEY")"' in script
+    assert 'mc admin policy create proxyhpo "$1" "$2"' in script
+    assert 'mc admin policy attach proxyhpo "$1" --user "$(cat "$3/AWS_ACCESS_KEY_ID")"' in script
+    assert 'grant "$POLICY" /tmp/policy.json "$user"' in script and 'grant "$POLICY-datasets" /tmp/reader.json "$reader"' in script
     # a rerun (every upgrade) is not an error: attaching an attached policy is tolerated, nothing else is
     assert '*"already in effect"*|*"no net effect"*) ;;' in script
     assert env["BUCKET"] == values.get("s3", {}).get("bucket", "proxyhpo")

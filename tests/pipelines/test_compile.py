@@ -16,7 +16,7 @@ pytestmark = pytest.mark.xdist_group("compiled")  # one worker compiles every sh
 import yaml
 
 from pipelines.studies import DESCRIPTIONS, build_proxy_data_study, build_proxy_net_study, build_trust_check
-from pipelines.tasks import ENDPOINTS_CONFIG_MAP, MLFLOW_SECRET, PIPELINE_POD_LABEL, S3_SECRET
+from pipelines.tasks import DATASET_SECRET, ENDPOINTS_CONFIG_MAP, MLFLOW_SECRET, PIPELINE_POD_LABEL, S3_SECRET
 from proxyhpo import __version__
 from proxyhpo.config import PipelineShape, StudyConfig, load_study, study_from_json
 from proxyhpo.kfp.image import CPU_IMAGE, RUNTIME_IMAGE
@@ -225,7 +225,7 @@ def test_secrets_are_referenced_never_inlined(compiled: dict[str, str], name: st
     assert set(executors) == set(spec["deploymentSpec"]["executors"]), "every task gets the credentials and endpoints"
     for key, config in executors.items():
         by_name = {secret.get("secretNameParameter", {}).get("runtimeValue", {}).get("constant") or secret["secretName"]: secret for secret in config["secretAsEnv"]}
-        assert set(by_name) == {S3_SECRET, MLFLOW_SECRET}  # S3's keys, and MLflow's user (the chart's mlflow.auth)
+        assert set(by_name) == {S3_SECRET, DATASET_SECRET, MLFLOW_SECRET}  # S3's keys, the data set reader's, MLflow's user
         assert {item["secretKey"] for item in by_name[S3_SECRET]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
         assert {item["secretKey"]: item["envVar"] for item in by_name[MLFLOW_SECRET]["keyToEnv"]} == {key: key for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
         (config_map,) = config["configMapAsEnv"]

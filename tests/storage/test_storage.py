@@ -69,6 +69,27 @@ def test_wrong_credentials_are_refused(s3_bucket: str, monkeypatch: pytest.Monke
     assert "wrong-secret" not in str(info.value)
 
 
+def test_data_sets_are_read_with_the_readers_keys_and_nothing_else_is(s3_bucket: str, s3_env: dict[str, str], tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chart's split (s3.datasetUser): the reader's keys for reads under PROXYHPO_DATASETS_ROOT, the results keys
+    # for every write and every other read. Here only the reader's keys are valid, so each call shows which it used.
+    storage.write_bytes(f"s3://{s3_bucket}/datasets/spleen/case.txt", b"case")
+    storage.write_bytes(f"s3://{s3_bucket}/studies/result.txt", b"result")
+    monkeypatch.setenv("PROXYHPO_DATASETS_ROOT", f"s3://{s3_bucket}/datasets")
+    monkeypatch.setenv("PROXYHPO_DATASETS_ACCESS_KEY_ID", s3_env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("PROXYHPO_DATASETS_SECRET_ACCESS_KEY", s3_env["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "results-key-not-valid-here")
+    assert storage.read_bytes(f"s3://{s3_bucket}/datasets/spleen/case.txt") == b"case"
+    assert storage.exists(f"s3://{s3_bucket}/datasets/spleen/case.txt")
+    assert [p.name for p in storage.download_prefix(f"s3://{s3_bucket}/datasets/spleen", tmp_path / "staged")] == ["case.txt"]
+    with pytest.raises(StorageError):
+        storage.read_bytes(f"s3://{s3_bucket}/studies/result.txt")  # not a data set: the results keys
+    with pytest.raises(StorageError):
+        storage.write_bytes(f"s3://{s3_bucket}/datasets/spleen/new.txt", b"x")  # a write: the results keys
+    with pytest.raises(StorageError):
+        storage.read_bytes(f"s3://{s3_bucket}/datasets-old/case.txt")  # a sibling prefix is not under the root
+
+
 def test_missing_endpoint_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROXYHPO_S3_ENDPOINT", raising=False)
     monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)

@@ -58,6 +58,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Fixed names the pipelines reference (see values.yaml). */}}
 {{- define "proxyhpo.s3SecretName" -}}proxyhpo-s3{{- end -}}
+{{/* The data set reader's keys (fixed: the compiled pipelines reference it). */}}
+{{- define "proxyhpo.datasetSecretName" -}}proxyhpo-s3-datasets{{- end -}}
 {{/* MLflow's admin user and password (keys MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD): the server creates
 the user from them, the pipelines log with them. Fixed name: the compiled pipelines reference it. */}}
 {{- define "proxyhpo.mlflowSecretName" -}}proxyhpo-mlflow{{- end -}}
@@ -76,7 +78,7 @@ the user from them, the pipelines log with them. Fixed name: the compiled pipeli
 
 {{/*
 The credentials the chart's Secrets hold, base64-encoded, as JSON: minioRootUser, minioRootPassword,
-pipelineSecretKey, postgresPassword, mlflowAdminPassword, mlflowFlaskSecretKey. Each is the value given, else the one in the Secret a previous install
+pipelineSecretKey, datasetSecretKey, postgresPassword, mlflowAdminPassword, mlflowFlaskSecretKey. Each is the value given, else the one in the Secret a previous install
 created (Helm's `lookup`, so upgrades need no credentials), else empty ("proxyhpo.validate" then fails);
 the pipeline user's key, MLflow's admin password and its server's signing key are generated when neither exists. Resolved once per render and memoised in
 .Values, so every template (Secrets, checksums, checks) sees the same, generated key included.
@@ -101,6 +103,18 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- $_ := set $c "pipelineSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
 {{- else if .Values.minio.enabled -}}
 {{- $_ := set $c "pipelineSecretKey" (randAlphaNum 40 | b64enc) -}}
+{{- end -}}
+{{- end -}}
+{{- $reader := .Values.s3.datasetUser -}}
+{{- $_ := set $c "datasetSecretKey" "" -}}
+{{- if $reader.secretKey -}}
+{{- $_ := set $c "datasetSecretKey" (b64enc $reader.secretKey) -}}
+{{- else -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.datasetSecretName" .)).data | default dict -}}
+{{- if and (get $old "AWS_SECRET_ACCESS_KEY") (eq (get $old "AWS_ACCESS_KEY_ID" | toString) (b64enc $reader.name)) -}}
+{{- $_ := set $c "datasetSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
+{{- else if .Values.minio.enabled -}}
+{{- $_ := set $c "datasetSecretKey" (randAlphaNum 40 | b64enc) -}}
 {{- end -}}
 {{- end -}}
 {{- if not .Values.postgresql.auth.existingSecret -}}
@@ -200,6 +214,12 @@ Checks of combinations the schema cannot express. Called from every template, so
 `helm install` fail with one of these messages before anything is created.
 */}}
 {{- define "proxyhpo.validate" -}}
+{{- if eq .Values.s3.datasetUser.name .Values.s3.pipelineUser.name -}}
+{{- fail "s3.datasetUser.name must differ from s3.pipelineUser.name: the data set reader is a user of its own" -}}
+{{- end -}}
+{{- if and .Values.s3.datasetUser.secretKey (lt (len .Values.s3.datasetUser.secretKey) 8) -}}
+{{- fail "s3.datasetUser.secretKey must have at least 8 characters (or be empty: generated)" -}}
+{{- end -}}
 {{- if and .Values.caBundle.configMap .Values.caBundle.secret -}}
 {{- fail "caBundle: give caBundle.configMap or caBundle.secret, not both (the one that holds the CA bundle)" -}}
 {{- end -}}
