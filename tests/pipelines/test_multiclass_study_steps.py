@@ -1,9 +1,11 @@
-"""A multi-class, multi-channel study through the HPO pipeline's and the proxy-net study's steps, in process (issue 20).
+"""A multi-class, multi-channel study through the HPO pipeline's steps, in process (issue 20).
 
 Each step is the library call its KFP task makes (components/proxyhpo/kfp/components.py), in the pipeline's order, on a
 tiny brain phantom (4 MR channels, background and 3 tumour classes) with a real SQLite MLflow store: no kfp.local run,
 so the chain costs seconds. Every trial's run must hold its Dice per class, the final model's too, the final model must
-leave as a 4-channel, 4-class bundle, and both reports must show the Dice per class.
+leave as a 4-channel, 4-class bundle, and the report must show the Dice per class. The proxy-net study and the automl
+comparison (whose arms are HPO searches with final models) run on the same phantom through kfp.local in
+tests/pipelines/test_study_runs.py.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxyhpo.config import PackSpec, StudyCell, StudyConfig, StudyData, parse_config
+from proxyhpo.config import PackSpec, StudyConfig, StudyData, parse_config
 from proxyhpo.tracking import names
 from tiny import tiny_recipe
 
@@ -22,7 +24,7 @@ CLASSES = ("edema", "non_enhancing_tumor", "enhancing_tumour")  # the brain phan
 
 
 def _study(root: Path, name: str, **sections) -> StudyConfig:
-    recipe = tiny_recipe(**({"patch_size": [32, 32, 32]} if name.endswith("pn") else {})) | {"intensity": {"kind": "normalize"}}
+    recipe = tiny_recipe() | {"intensity": {"kind": "normalize"}}
     document = {
         "name": name,
         "data": {"dataset": str(root / "brain"), "synthetic": {"task": "brain", "cases": 6, "size": 32, "seed": 3, "external_cases": 0}, "holdout_fraction": 0.2},
@@ -91,27 +93,3 @@ def test_a_brain_hpo_study_logs_per_class_dice_and_leaves_a_four_class_bundle(ho
     assert version.run_id == final.info.run_id
     markdown = (home / "report.md").read_text()
     assert "| class | validation | internal test | external |" in markdown and all(f"| {name} | " in markdown for name in CLASSES)
-
-
-def test_a_brain_proxy_net_study_logs_and_reports_per_class_dice(home: Path) -> None:
-    from proxyhpo.analysis.study_report import write_study_report
-    from proxyhpo.study import plan_study
-    from proxyhpo.training.study_trials import train_cell
-
-    # one grid point: each network's per-class Dice is what is checked (the grid's statistics are tests/analysis')
-    study = _study(home, "brain-pn", studies={"grid": {"optimizer": ["adam"], "lr": [0.01]}, "proxy_net": {"levels": [3], "repeats": 1}})
-    run, data = _prepared(study, home, "proxy-net-study")
-    cells = plan_study(study, data, "proxy-net-study", parent_run_id=run.run_id, out=home / "cells.json")
-    for i, cell in enumerate(cells):
-        train_cell(study, data, StudyCell.model_validate_json(cell), parent_run_id=run.run_id, results_out=home / f"cell{i}.json", role="trial")
-    report = write_study_report(run.run_id, markdown=home / "report.md", html=home / "report.html")
-
-    from proxyhpo import paths, tracking
-
-    client = tracking.client(paths.tracking_uri())
-    children = client.search_runs([client.get_experiment_by_name("brain-pn").experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{run.run_id}'")
-    trials = [r for r in children if r.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL]
-    assert sorted(r.data.tags[names.ARM_TAG] for r in trials) == ["full", "proxy-L3"]
-    assert all(_class_metrics(r, names.VAL_DICE) == set(CLASSES) for r in trials)
-    rows = [line for line in report.markdown.splitlines() if line.startswith("| &nbsp;&nbsp;class ")]
-    assert len(rows) == 2 * len(CLASSES) and {row.split(" | ")[0].removeprefix("| &nbsp;&nbsp;class ") for row in rows} == set(CLASSES)

@@ -24,6 +24,9 @@ from tiny import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
+#: The brain phantom's tumour classes, as their metrics name them.
+BRAIN_CLASSES = ("edema", "non_enhancing_tumor", "enhancing_tumour")
+
 #: The trust check's grid: six points, the fewest on which spearman's 95% lower bound can reach the default 0.5.
 TRUST_LRS = (0.1, 0.03, 0.01, 0.003, 0.001, 0.0003)
 
@@ -56,6 +59,17 @@ def tiny_studies(root: Path, **studies) -> StudyConfig:
         },
     }
     return parse_config(StudyConfig, document, "<test>")
+
+
+def _on_the_brain_phantom(document: dict, root: Path) -> None:
+    """Point a study document at 8 brain phantoms (4 MR channels, 3 tumour classes), MR-normalised, no external set."""
+    document["data"].update(dataset=str(root / "brain"), external=None, synthetic={"task": "brain", "cases": 8, "size": 32, "seed": 3, "external_cases": 0})
+    document["training"]["recipe"]["intensity"] = {"kind": "normalize"}
+
+
+def _class_names(run, metric: str) -> set[str]:
+    """The classes whose Dice ``run`` logged as ``<metric>_class_<name>``."""
+    return {key.removeprefix(f"{metric}_class_") for key in run.data.metrics if key.startswith(f"{metric}_class_")}
 
 
 def _runs(kind: str):
@@ -112,10 +126,14 @@ def test_proxy_data_study(tmp_path: Path, isolated_home: Path) -> None:
     assert parent.data.metrics[names.SPEEDUP_VS_FULL] == pytest.approx(hours("full") / (hours("mi+labelcrop-4") + selection), rel=1e-6)
 
 
-def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
-    # two grid points are enough to check the arms and their shared splits (the grid studies' statistics are checked above)
-    run_local(tiny_studies(tmp_path, grid={"optimizer": ["adam"], "lr": [0.01, 0.001]}), "proxy-net-study")
-    _, parent, children = _runs("proxy-net-study")
+def test_proxy_net_study_on_a_multi_class_multi_channel_task(tmp_path: Path, isolated_home: Path) -> None:
+    # the brain phantom (4 MR channels, background and 3 tumour classes), end to end through KFP: every network's trials
+    # and the report carry each class's Dice; two grid points are enough to check the arms and their shared splits
+    # (the grid studies' statistics are checked above)
+    document = tiny_studies(tmp_path, grid={"optimizer": ["adam"], "lr": [0.01, 0.001]}).model_dump(mode="json")
+    _on_the_brain_phantom(document, tmp_path)
+    run_local(parse_config(StudyConfig, document, "<test>"), "proxy-net-study")
+    client, parent, children = _runs("proxy-net-study")
     assert parent.info.status == "FINISHED"
     assert {run.data.tags[names.ARM_TAG] for run in children} == {"full", "proxy-L3"}
     assert {run.data.params["network"] for run in children} == {"full", "proxy-L3"}
@@ -123,6 +141,11 @@ def test_proxy_net_study(tmp_path: Path, isolated_home: Path) -> None:
     # every network of a repeat trains on the same split
     cases = {(run.data.tags[names.ARM_TAG], run.data.tags[names.REPEAT_TAG]) for run in children}
     assert len(cases) == 4
+    for run in children:  # the Dice per class beside their mean
+        assert _class_names(run, names.VAL_DICE) == set(BRAIN_CLASSES), run.data.metrics
+    report = Path(client.download_artifacts(parent.info.run_id, "report.md")).read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| &nbsp;&nbsp;class ")]
+    assert {row.split(" | ")[0].removeprefix("| &nbsp;&nbsp;class ") for row in rows} == set(BRAIN_CLASSES)
 
 
 def test_a_faithful_proxy_is_trusted_from_the_command_line(tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +184,7 @@ def test_a_faithful_proxy_is_trusted_from_the_command_line(tmp_path: Path, isola
     assert printed == logged and "**Verdict: proxy trusted: spearman 1.00 over 6 grid points" in printed
 
 
-def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
+def test_automl_comparison_on_a_multi_class_multi_channel_task(tmp_path: Path, isolated_home: Path) -> None:
     # two arms, one final model each: the other arms differ only in the data and network they pass on
     study = tiny_studies(tmp_path, comparison={"arms": ["all-data", "proxy-data"], "repeats": 1})
     document = study.model_dump(mode="json")
@@ -169,6 +192,7 @@ def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
     document["final"] = {"epochs": 1, "network": "proxy"}
     # both arms search with the full U-Net: 32x16x16 patches (as the trust check's) are a quarter of the 32^3 patch's work
     document["training"]["recipe"].update(patch_size=[32, 16, 16], roi_size=[32, 16, 16])
+    _on_the_brain_phantom(document, tmp_path)  # the HPO searches and final models on a multi-class, multi-channel task
     run_local(parse_config(StudyConfig, document, "<test>"), "automl-comparison")
     client, parent, children = _runs("automl-comparison")
     assert parent.info.status == "FINISHED"
@@ -184,6 +208,10 @@ def test_automl_comparison(tmp_path: Path, isolated_home: Path) -> None:
     assert len(seeds["all-data"]) == 2 and not seeds["all-data"] & seeds["proxy-data"], seeds
     # the final models' internal Dice is their internal test Dice (held-out cases), as the parent run reports it
     assert all(names.INTERNAL_TEST_DICE in run.data.metrics for run in finals)
+    for run in trials:
+        assert _class_names(run, names.VAL_DICE) == set(BRAIN_CLASSES), run.data.metrics
+    for run in finals:
+        assert _class_names(run, names.INTERNAL_TEST_DICE) == set(BRAIN_CLASSES), run.data.metrics
     assert parent.data.metrics[f"{names.INTERNAL_TEST_DICE}.all-data"] == pytest.approx(
         next(run.data.metrics[names.INTERNAL_TEST_DICE] for run in finals if run.data.tags[names.ARM_TAG] == "all-data")
     )
