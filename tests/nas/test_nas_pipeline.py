@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import nibabel as nib
 import pytest
 import yaml
 
 from proxyhpo import paths
 from proxyhpo.compile import compile_study
+from proxyhpo.config import StudyConfig, parse_config
 from proxyhpo.launch import run_local
 from proxyhpo.tracking import names
 from proxyhpo.training.nas_export import ExportedNetwork
@@ -49,7 +51,11 @@ def test_compiled_nas_pipeline_chains_the_search_tasks(tmp_path: Path, tiny_nas_
 def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolated_home: Path, tiny_nas_study) -> None:
     # one search task per fold: the hand-over between search tasks is pinned bit for bit in test_nas_search.py and its
     # wiring in the compiled YAML above; each task more is a process that loads torch and MONAI again
-    study = tiny_nas_study(tmp_path, episodes=2, episodes_per_task=2, children_per_episode=2)
+    # on the brain phantom (4 MR channels, 3 tumour classes): the supernet takes and gives the data's widths, the
+    # folds' final networks log each class's Dice, the exported network segments a 4-channel case
+    document = tiny_nas_study(tmp_path, episodes=2, episodes_per_task=2, children_per_episode=2).model_dump(mode="json")
+    document["data"].update(dataset=str(tmp_path / "brain"), synthetic={"task": "brain", "cases": 10, "size": 32, "seed": 5, "external_cases": 0})
+    study = parse_config(StudyConfig, document, "<test>")
     summary = run_local(study, "nas")
     assert summary["metrics"]["all_cv_dice_mean"] >= 0.0
     # the report names its sets: 8 search cases in 2 folds of 3 search-train, 1 search-validation, 4 test; 2 held out
@@ -74,6 +80,8 @@ def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolate
     assert sorted(run.data.tags[names.FOLD_TAG] for run in finals) == ["0", "1"]
     for run in finals:  # each final network's Dice on its fold's test part, on the reward cases, on the held-out cases
         assert {names.FOLD_TEST_DICE, names.VAL_DICE, names.INTERNAL_TEST_DICE} <= set(run.data.metrics)
+        classes = {key.removeprefix(f"{names.FOLD_TEST_DICE}_class_") for key in run.data.metrics if key.startswith(f"{names.FOLD_TEST_DICE}_class_")}
+        assert classes == {"edema", "non_enhancing_tumor", "enhancing_tumour"}, run.data.metrics
     assert {"report.md", "controller.png", "summary.json", "fold_results.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     model = Path(mlflow.artifacts.download_artifacts(run_id=finals[0].info.run_id, artifact_path="model", tracking_uri=paths.tracking_uri()))
@@ -81,4 +89,5 @@ def test_nas_pipeline_runs_locally_and_exports_a_network(tmp_path: Path, isolate
     from proxyhpo.data.msd import load_dataset
 
     case = load_dataset(study.data.dataset).cases[0]
-    assert network.segment_file(case.image, tmp_path / "mask.nii.gz").exists()
+    mask = network.segment_file(case.image, tmp_path / "mask.nii.gz")
+    assert nib.load(mask).shape == nib.load(case.image).shape[:3]  # one class map, no channel axis
