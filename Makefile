@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
 # The policy scanner in a venv of its own: checkov 3's pins conflict with requirements.lock (tabulate, termcolor).
-# tests/policy makes it on demand; `make install` does not, so a machine that never scans never downloads it.
+# `make test` makes it before pytest starts (its install is not test time); tests/policy makes it on demand when pytest
+# runs alone; `make install` and `make run` do not, so a machine that never tests never downloads it.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 $(CHECKOV_STAMP): requirements-checkov.lock
@@ -38,7 +39,7 @@ checkov: $(CHECKOV_STAMP)  ## create .venv-checkov with the pinned checkov 3 (re
 run: $(STAMP)  ## run the demo study end to end on this machine (CPU or GPU)
 	$(VENV)/bin/proxyhpo run $(DEMO) --local
 
-test: $(STAMP)  ## the whole test suite (CPU only, well inside CI's limit)
+test: $(STAMP) $(CHECKOV_STAMP)  ## the whole test suite (CPU only, well inside CI's limit)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## pyflakes checks with ruff
