@@ -531,17 +531,21 @@ def test_kfp_launcher_puts_the_pipeline_root_in_the_charts_bucket(render: Any) -
 def test_demo_data_job_pushes_where_the_demo_pipelines_read(render: Any) -> None:
     from proxyhpo.catalogue import shipped_study
 
-    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies"}})
+    # a data set prefix of its own (s3.datasetUser.prefix): the Job pushes under it, as the pipelines and the reader read it
+    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies", "datasetUser": {"name": "proxyhpo-datasets", "secretKey": "", "prefix": "imaging/sets"}}})
+    root = rendered.kind("ConfigMap")["proxyhpo-endpoints"]["data"]["PROXYHPO_DATASETS_ROOT"]
+    assert root == "s3://studies/imaging/sets" and f"--data-root {root}\n" in rendered.notes
     job = rendered.kind("Job")["proxyhpo-demo-data"]
     assert job["metadata"]["annotations"]["helm.sh/hook-weight"] == "10"  # after the bucket Job (0) made the user
     pod = job["spec"]["template"]
     assert pod["metadata"]["labels"]["proxyhpo/pipeline"] == "true"  # the NetworkPolicy admits it to MinIO
     (container,) = pod["spec"]["containers"]
     assert container["image"].endswith("/runtime-cpu:0.1.0")
-    script = container["args"][0]
-    demo = shipped_study("demo").with_data_root("s3://studies/datasets")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    script = container["args"][0].replace("$BUCKET", env["BUCKET"]).replace("$DATASETS", env.get("DATASETS", "$DATASETS"))
+    demo = shipped_study("demo").with_data_root(root)
     for location in (demo.data.dataset, demo.data.external):
-        assert f'"s3://$BUCKET/datasets/{location.rsplit("/", 1)[1]}"' in script
+        assert f'"{location}"' in script
     # every shipped pipeline on phantoms defaults to a data set the Job pushes, generated as its study describes
     from proxyhpo.catalogue import SHIPPED_PIPELINES
 
@@ -550,9 +554,9 @@ def test_demo_data_job_pushes_where_the_demo_pipelines_read(render: Any) -> None
         synthetic = study.data.synthetic
         if synthetic is None:
             continue
-        folder = study.with_data_root("s3://studies/datasets").data.dataset.rsplit("/", 1)[1]
-        assert f'"s3://$BUCKET/datasets/{folder}"' in script, name
-        assert f"--out /work/{folder} --cases {synthetic.cases} --size {synthetic.size} --seed {synthetic.seed}" in script, name
+        location = study.with_data_root(root).data.dataset
+        assert f'"{location}"' in script, name
+        assert f"--out /work/{location.rsplit('/', 1)[1]} --cases {synthetic.cases} --size {synthetic.size} --seed {synthetic.seed}" in script, name
     assert {"name": "BUCKET", "value": "studies"} in container["env"]
     assert not any(e.get("valueFrom") for e in container["env"])  # the keys come as files, never as env from the Secret
     assert "proxyhpo-demo-data" not in render({**CREDS, "demoData": {"enabled": False}}).kind("Job")
