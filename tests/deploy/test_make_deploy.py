@@ -375,3 +375,13 @@ def test_rendering_is_skipped_and_said_so_without_helm(tmp_path: Path, monkeypat
     options = deploy.DeployOptions(host=HOST, out=tmp_path / "out", dry_run=True, chart=REPO / "helm" / "proxyhpo", helm="no-such-helm-3b")
     assert deploy.install_chart(options, env={}) == []
     assert "rendering skipped: neither helm-python-sdk" in capsys.readouterr().out
+
+
+def test_the_data_root_follows_the_bucket_and_the_readers_prefix(tmp_path: Path) -> None:
+    # the pipelines' data fields must point where the chart's PROXYHPO_DATASETS_ROOT and the reader's policy do
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"s3": {"bucket": "studies", "datasetUser": {"prefix": "imaging/sets"}}}))
+    options = deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo", values=values)
+    assert deploy.data_root(options) == "s3://studies/imaging/sets"
+    assert deploy.data_root(deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo", values=values, s3_bucket="team-b")) == "s3://team-b/imaging/sets"
+    assert deploy.data_root(deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo")) == "s3://proxyhpo/datasets"
