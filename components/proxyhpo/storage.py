@@ -76,6 +76,9 @@ S3_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_READ_TIMEOUT_S = 120.0  # PROXYHPO_S3_READ_TIMEOUT's default; the bounds live in proxyhpo.settings
 CHECKSUM_META = "sha256"  # stored as x-amz-meta-sha256
+# the variables of the results keys, and of the data set reader's (S3Settings.reading), named in a refusal's fix
+RESULTS_KEY_VARIABLES = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+READER_KEY_VARIABLES = "PROXYHPO_DATASETS_ACCESS_KEY_ID and PROXYHPO_DATASETS_SECRET_ACCESS_KEY"
 
 
 class S3Settings(BaseSettings):
@@ -118,6 +121,12 @@ class S3Settings(BaseSettings):
         if str(location) != root and not str(location).startswith(root + "/"):
             return self
         return self.model_copy(update={"access_key": self.datasets_access_key, "secret_key": self.datasets_secret_key})
+
+    @property
+    def key_variables(self) -> str:
+        """The variables the keys in use come from, for a refusal's fix: the data set reader's after :meth:`reading`."""
+        reader = self.datasets_access_key.get_secret_value() and (self.access_key, self.secret_key) == (self.datasets_access_key, self.datasets_secret_key)
+        return READER_KEY_VARIABLES if reader else RESULTS_KEY_VARIABLES
 
     @property
     def secure(self) -> bool:
@@ -357,7 +366,8 @@ def _transient(exc: BaseException) -> bool:
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
 
 
-def _s3_error(url: str, exc: BaseException, action: str, *, endpoint: str, attempts: int = 1, seconds: float = 0.0) -> StorageError:
+def _s3_error(url: str, exc: BaseException, action: str, *, endpoint: str, attempts: int = 1, seconds: float = 0.0,
+              keys: str = RESULTS_KEY_VARIABLES) -> StorageError:
     if isinstance(exc, _ChecksumMismatch):
         return StorageError(url, f"could not {action}: {exc} in {attempts} attempts", "upload the object again; it may be corrupt in the store")
     code = getattr(exc, "code", None) or type(exc).__name__
@@ -372,12 +382,12 @@ def _s3_error(url: str, exc: BaseException, action: str, *, endpoint: str, attem
         return StorageError(
             url,
             f"could not {action}: the S3 server at {endpoint} refused the credentials ({code})",
-            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key that server accepts",
+            f"set {keys} to a key that server accepts",
         )
     return StorageError(url, f"could not {action} ({code})", "check the URL, the bucket and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 
 
-def _retrying(url: str, action: str, call, *, endpoint: str):
+def _retrying(url: str, action: str, call, *, endpoint: str, keys: str = RESULTS_KEY_VARIABLES):
     """Run ``call()``, retrying transient failures with back-off (:func:`retry_delays`); any failure ends in one :class:`StorageError`."""
     started = time.monotonic()
     for attempt, delay in enumerate((*retry_delays(), None), start=1):
@@ -385,7 +395,7 @@ def _retrying(url: str, action: str, call, *, endpoint: str):
             return call()
         except Exception as exc:
             if delay is None or not _transient(exc):
-                raise _s3_error(url, exc, action, endpoint=endpoint, attempts=attempt, seconds=time.monotonic() - started) from exc
+                raise _s3_error(url, exc, action, endpoint=endpoint, attempts=attempt, seconds=time.monotonic() - started, keys=keys) from exc
             logger.info("%s: could not %s (%s); trying again in %.1f s", url, action, type(exc).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -420,7 +430,7 @@ def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, 
     bucket, key = split_s3_url(url)
     settings = settings or S3Settings().reading(url)
     client = s3_client(settings)
-    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint))
+    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables))
 
 
 def matches(url: str, local_path: str | os.PathLike[str], settings: S3Settings | None = None) -> bool:
@@ -467,7 +477,7 @@ def read_bytes(location: str | os.PathLike[str], settings: S3Settings | None = N
         settings = settings or S3Settings().reading(location)
         client = s3_client(settings)
         buffer = io.BytesIO()
-        _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer), endpoint=settings.endpoint)
+        _retrying(str(location), "read the object", lambda: _get_verified(client, bucket, key, buffer), endpoint=settings.endpoint, keys=settings.key_variables)
         return buffer.getvalue()
     try:
         return Path(location).read_bytes()
@@ -508,7 +518,8 @@ def download_file(url: str, local: str | os.PathLike[str], settings: S3Settings 
     client = s3_client(settings)
     with atomic_output(local) as tmp:
         with open(tmp, "wb") as handle:
-            _retrying(url, "download the object", lambda: _get_verified(client, bucket, key, handle), endpoint=settings.endpoint)
+            _retrying(url, "download the object", lambda: _get_verified(client, bucket, key, handle), endpoint=settings.endpoint,
+                      keys=settings.key_variables)
             handle.flush()
             os.fsync(handle.fileno())
     return Path(local)
@@ -531,7 +542,8 @@ def download_prefix(url_prefix: str, local_dir: str | os.PathLike[str], settings
     bucket, prefix = split_s3_url(url_prefix.rstrip("/") + "/")
     settings = settings or S3Settings().reading(url_prefix)
     client = s3_client(settings)
-    objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)), endpoint=settings.endpoint)
+    objects = _retrying(url_prefix, "list the objects", lambda: list(client.list_objects(bucket_name=bucket, prefix=prefix, recursive=True)), endpoint=settings.endpoint,
+                         keys=settings.key_variables)
     paths = []
     for obj in objects:
         relative = obj.object_name[len(prefix):]
@@ -562,7 +574,7 @@ def exists(location: str | os.PathLike[str], settings: S3Settings | None = None)
             raise
         return True
 
-    return _retrying(str(location), "look for the object", stat, endpoint=settings.endpoint)
+    return _retrying(str(location), "look for the object", stat, endpoint=settings.endpoint, keys=settings.key_variables)
 
 
 def remove(location: str | os.PathLike[str], settings: S3Settings | None = None) -> None:

@@ -90,6 +90,18 @@ def test_data_sets_are_read_with_the_readers_keys_and_nothing_else_is(s3_bucket:
         storage.read_bytes(f"s3://{s3_bucket}/datasets-old/case.txt")  # a sibling prefix is not under the root
 
 
+def test_a_refused_reader_key_names_the_readers_variables(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a wrong data set reader key (Secret proxyhpo-s3-datasets) must not send the user to fix the results keys
+    storage.write_bytes(f"s3://{s3_bucket}/datasets/spleen/case.txt", b"case")
+    monkeypatch.setenv("PROXYHPO_DATASETS_ROOT", f"s3://{s3_bucket}/datasets")
+    monkeypatch.setenv("PROXYHPO_DATASETS_ACCESS_KEY_ID", "proxyhpo-datasets")
+    monkeypatch.setenv("PROXYHPO_DATASETS_SECRET_ACCESS_KEY", "reader-key-not-valid")
+    with pytest.raises(StorageError) as info:
+        storage.read_bytes(f"s3://{s3_bucket}/datasets/spleen/case.txt")
+    assert "PROXYHPO_DATASETS_ACCESS_KEY_ID and PROXYHPO_DATASETS_SECRET_ACCESS_KEY" in str(info.value)
+    assert "reader-key-not-valid" not in str(info.value)
+
+
 def test_missing_endpoint_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROXYHPO_S3_ENDPOINT", raising=False)
     monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
