@@ -701,7 +701,10 @@ def test_the_readers_key_is_generated_once_and_an_external_s3_may_read_with_the_
 @pytest.mark.parametrize(("reader", "message"), [
     ({"name": "proxyhpo-pipeline", "secretKey": "", "prefix": "datasets"}, "s3.datasetUser.name must differ from s3.pipelineUser.name"),
     ({"name": "team-reader", "secretKey": "short", "prefix": "datasets"}, "s3.datasetUser.secretKey must have at least 8 characters"),
-], ids=["same-user", "short-key"])
+    # the pipeline user may not delete under the prefix: a folder where runs delete (checkpoints, relays) cannot be it
+    ({"name": "team-reader", "secretKey": "", "prefix": "checkpoints"}, r's3.datasetUser.prefix "checkpoints" overlaps s3://<bucket>/checkpoints'),
+    ({"name": "team-reader", "secretKey": "", "prefix": "mlflow/datasets"}, r's3.datasetUser.prefix "mlflow/datasets" overlaps s3://<bucket>/mlflow'),
+], ids=["same-user", "short-key", "checkpoints", "inside-mlflow"])
 def test_a_bad_reader_is_one_line(render: Any, reader: dict, message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
         render({**CREDS, "s3": {**CREDS["s3"], "datasetUser": reader}})

@@ -220,6 +220,12 @@ Checks of combinations the schema cannot express. Called from every template, so
 {{- if and .Values.s3.datasetUser.secretKey (lt (len .Values.s3.datasetUser.secretKey) 8) -}}
 {{- fail "s3.datasetUser.secretKey must have at least 8 characters (or be empty: generated)" -}}
 {{- end -}}
+{{- $data := .Values.s3.datasetUser.prefix -}}
+{{- range $used := list "checkpoints" .Values.kfpLauncher.pipelineRootPrefix .Values.mlflow.artifactsPrefix -}}
+{{- if or (eq $data $used) (hasPrefix (printf "%s/" $used) $data) (hasPrefix (printf "%s/" $data) $used) -}}
+{{- fail (printf "s3.datasetUser.prefix %q overlaps s3://<bucket>/%s, where the runs write and delete (the pipeline user may delete nothing under the prefix): give the data sets a folder of their own, e.g. datasets" $data $used) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.caBundle.configMap .Values.caBundle.secret -}}
 {{- fail "caBundle: give caBundle.configMap or caBundle.secret, not both (the one that holds the CA bundle)" -}}
 {{- end -}}
