@@ -598,10 +598,13 @@ def value_overrides(options: DeployOptions) -> dict[str, Any]:
 
     ``S3_ENDPOINT`` (``--s3-endpoint``): an external S3 (Kubeflow's SeaweedFS or MinIO, a cloud bucket) instead of the
     chart's MinIO: ``minio.enabled=false`` and ``s3.endpoint``. ``S3_BUCKET`` (``--s3-bucket``): ``s3.bucket``, which
-    also places the pipelines' data root and the runs' checkpoints.
+    also places the pipelines' data root and the runs' checkpoints. ``DATA_ROOT`` (``--data-root``,
+    ``s3://<bucket>/<folder>``): ``s3.datasetUser.prefix``, so that the data sets are read with the read-only
+    reader's keys there and the pipeline user may not delete them (another folder would be read with the results keys).
 
     Raises:
-        ConfigError: an endpoint that is not ``http(s)://host[:port]``, or a bucket name S3 refuses.
+        ConfigError: an endpoint that is not ``http(s)://host[:port]``, a bucket name S3 refuses, or a data root that
+            is not a folder of the bucket (``S3_BUCKET`` or HELM_VALUES' ``s3.bucket``, default ``proxyhpo``).
     """
     from proxyhpo.errors import ConfigError
 
@@ -616,6 +619,13 @@ def value_overrides(options: DeployOptions) -> dict[str, Any]:
             raise ConfigError("S3_BUCKET", f"{options.s3_bucket!r} is not an S3 bucket name",
                               "use 3 to 63 lower-case letters, digits, dots and hyphens, e.g. S3_BUCKET=imaging-studies")
         overrides = _merge(overrides, {"s3": {"bucket": options.s3_bucket}})
+    if options.data_root:
+        bucket = options.s3_bucket or _nested(_load_values(options.values), ("s3", "bucket")) or "proxyhpo"
+        folder = options.data_root.removeprefix(f"s3://{bucket}/").strip("/")
+        if not options.data_root.startswith(f"s3://{bucket}/") or not folder:
+            raise ConfigError("DATA_ROOT", f"{options.data_root!r} is not a folder of the bucket {bucket!r}, whose data set reader and policies the chart makes",
+                              f"give DATA_ROOT=s3://{bucket}/<folder>, or S3_BUCKET with the data root's bucket")
+        overrides = _merge(overrides, {"s3": {"datasetUser": {"prefix": folder}}})
     return overrides
 
 

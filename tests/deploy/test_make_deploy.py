@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from proxyhpo import deploy
+from proxyhpo.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -385,3 +386,15 @@ def test_the_data_root_follows_the_bucket_and_the_readers_prefix(tmp_path: Path)
     assert deploy.data_root(options) == "s3://studies/imaging/sets"
     assert deploy.data_root(deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo", values=values, s3_bucket="team-b")) == "s3://team-b/imaging/sets"
     assert deploy.data_root(deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo")) == "s3://proxyhpo/datasets"
+
+
+def test_a_data_root_moves_the_readers_prefix_and_stays_in_the_bucket(tmp_path: Path) -> None:
+    # DATA_ROOT elsewhere in the bucket: the reader's keys and the no-delete policy must follow it, not stay on datasets/
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"s3": {"bucket": "studies"}}))
+    options = deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo", values=values, data_root="s3://studies/imaging/ct/")
+    assert deploy.value_overrides(options) == {"s3": {"datasetUser": {"prefix": "imaging/ct"}}}
+    assert deploy.data_root(options) == "s3://studies/imaging/ct/"
+    for outside in ("s3://other/imaging", "s3://studies", "s3://studies/", "/data/imaging"):
+        with pytest.raises(ConfigError, match=r"^DATA_ROOT: .* is not a folder of the bucket 'studies'"):
+            deploy.value_overrides(deploy.DeployOptions(host=HOST, chart=REPO / "helm" / "proxyhpo", values=values, data_root=outside))
