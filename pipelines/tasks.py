@@ -10,6 +10,7 @@ from kfp import dsl, kubernetes
 
 from proxyhpo.config import PipelineShape, StudyConfig
 from proxyhpo.config.study import ResourcesConfig
+from proxyhpo.data.cache import CACHE_ENV
 from proxyhpo.kfp import components as c
 from proxyhpo.kfp.image import CPU_IMAGE
 from proxyhpo.kfp.target import LATEST_TARGET, KfpTarget
@@ -176,8 +177,19 @@ STAGING_VOLUME, STAGING_PATH = "proxyhpo-staging", "/staging"
 
 def staged(task: dsl.PipelineTask, resources: ResourcesConfig) -> dsl.PipelineTask:
     """Stage into an emptyDir capped at ``resources.scratch`` (the kubelet evicts the one pod that overflows it, not
-    the node's other pods under DiskPressure), and pull with the study's image pull secrets."""
-    kubernetes.empty_dir_mount(task, volume_name=STAGING_VOLUME, mount_path=STAGING_PATH, size_limit=resources.scratch)
+    the node's other pods under DiskPressure), or into a generic ephemeral volume of that size when the study sets
+    ``resources.scratch_volume`` (a PVC per pod the scheduler must bind: the disk is reserved, not only capped); mount
+    the study's shared data cache (``resources.data_cache``), and pull with the study's image pull secrets."""
+    if resources.scratch_volume is None:
+        kubernetes.empty_dir_mount(task, volume_name=STAGING_VOLUME, mount_path=STAGING_PATH, size_limit=resources.scratch)
+    else:
+        kubernetes.add_ephemeral_volume(
+            task, volume_name=STAGING_VOLUME, mount_path=STAGING_PATH, access_modes=["ReadWriteOnce"],
+            size=resources.scratch, storage_class_name=resources.scratch_volume.storage_class,
+        )
+    if resources.data_cache is not None:  # kfp-kubernetes mounts a PVC read-write only: the tasks never write to it
+        kubernetes.mount_pvc(task, pvc_name=resources.data_cache.pvc, mount_path=resources.data_cache.path)
+        task.set_env_variable(CACHE_ENV, resources.data_cache.path)
     if resources.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, list(resources.image_pull_secrets))
     return task

@@ -62,6 +62,7 @@ __all__ = [
     "download_file",
     "upload_dir",
     "download_prefix",
+    "object_size_and_checksum",
     "matches",
     "object_checksum",
     "exists",
@@ -431,6 +432,19 @@ def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, 
     settings = settings or S3Settings().reading(url)
     client = s3_client(settings)
     return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables))
+
+
+def object_size_and_checksum(url: str, settings: S3Settings | None = None) -> tuple[int, tuple[str, str] | None]:
+    """Object ``url``'s size in bytes and recorded checksum (as :func:`object_checksum`), from one HEAD request.
+
+    Raises:
+        StorageError: when the object cannot be reached.
+    """
+    bucket, key = split_s3_url(url)
+    settings = settings or S3Settings().reading(url)
+    client = s3_client(settings)
+    stat = _retrying(url, "read the object's size", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables)
+    return int(stat.size), _expected(stat)
 
 
 def matches(url: str, local_path: str | os.PathLike[str], settings: S3Settings | None = None) -> bool:

@@ -53,3 +53,39 @@ def test_a_loops_outputs_are_relayed_to_the_task_after_it(s3_bucket: str, tmp_pa
     assert sorted(path.read_text() for path in files) == ['{"pack": 0}', '{"pack": 1}', '{"pack": 2}']
     assert gathered("parent-1", pipeline_run="run-7", group="round-2-packs") == []  # a loop none of whose packs finished
     assert storage.exists(f"{folder}/{files[0].name}")
+
+
+def test_staging_takes_the_files_the_shared_cache_holds_and_downloads_the_others(
+    pushed_dataset: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minio import Minio
+
+    from proxyhpo.data.cache import CACHE_ENV
+
+    phantoms = tmp_path / "phantoms"  # what pushed_dataset pushed: the admin's copy that fills the cache
+    cases = sorted(path.name for path in (phantoms / "imagesTr").iterdir())
+    cache = tmp_path / "data-cache"
+    for name in cases[:2]:  # the cache holds two cases' images and labels under the data root's relative paths
+        for folder in ("imagesTr", "labelsTr"):
+            (cache / "phantoms" / folder).mkdir(parents=True, exist_ok=True)
+            (cache / "phantoms" / folder / name).write_bytes((phantoms / folder / name).read_bytes())
+    stale = cache / "phantoms" / "imagesTr" / cases[2]  # same size, other bytes: a cache older than the data set
+    stale.write_bytes(bytes(len((phantoms / "imagesTr" / cases[2]).read_bytes())))
+    monkeypatch.setenv("PROXYHPO_DATASETS_ROOT", f"s3://{s3_bucket}/datasets")
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    fetched: list[str] = []
+    real_get = Minio.get_object
+
+    def counting_get(self, bucket_name: str, object_name: str, *args, **kwargs):  # the real GET, counted
+        fetched.append(object_name.rsplit("/", 2)[-2] + "/" + object_name.rsplit("/", 1)[-1])
+        return real_get(self, bucket_name, object_name, *args, **kwargs)
+
+    monkeypatch.setattr(Minio, "get_object", counting_get)
+    dataset = load_dataset(pushed_dataset)
+    every_file = {f"{folder}/{name}" for name in cases for folder in ("imagesTr", "labelsTr")}
+    cached = {f"{folder}/{name}" for name in cases[:2] for folder in ("imagesTr", "labelsTr")}
+    assert set(fetched) - {"datasets/phantoms", "phantoms/dataset.json"} == every_file - cached  # the stale one too
+    assert sorted(fetched).count(f"imagesTr/{cases[2]}") == 1
+    for case in dataset.cases:  # every staged file holds the data set's bytes, wherever it came from
+        for file in (Path(case.image), Path(case.label)):
+            assert file.read_bytes() == (phantoms / file.parent.name / file.name).read_bytes()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_serializer, model_validator
 
 from proxyhpo.config.base import MAX_BATCH, MAX_CASES, MAX_EPOCHS, MAX_GPUS, MAX_SEED, MAX_SIMILARITY_PATCH, Record, StrictModel, brief, load_config, parse_config
 from proxyhpo.config.controller import ControllerConfig
@@ -202,6 +203,13 @@ class FinalConfig(StrictModel):
 
 _K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+_DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # a PersistentVolumeClaim's name (at most 63 characters)
+
+
+def _pvc_name(name: str) -> str:
+    if len(name) > 63 or not re.fullmatch(_DNS_1123_LABEL, name):
+        raise ValueError(f"{name!r} is no PersistentVolumeClaim name: give a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)")
+    return name
 
 
 class Toleration(StrictModel):
@@ -221,6 +229,23 @@ class NodeRequirement(StrictModel):
     values: list[str] = Field(default_factory=list)
 
 
+class DataCache(StrictModel):
+    """A read-only shared data cache: a PersistentVolumeClaim (e.g. ReadOnlyMany, filled once by an admin) mounted into
+    every task at ``path``, holding data set files at the same relative paths as under the data root (PROXYHPO_DATASETS_ROOT).
+    A task copies a file from it when its size matches the object's (and its checksum, where the object records one),
+    and downloads the others from S3."""
+
+    pvc: Annotated[str, AfterValidator(_pvc_name)] = Field(description="the PersistentVolumeClaim in the run namespace")
+    path: str = Field("/data-cache", pattern=r"^/[^\x00]*$", description="where the tasks mount it (absolute)")
+
+
+class ScratchVolume(StrictModel):
+    """A generic ephemeral volume (a PVC per pod, of size ``resources.scratch``, that the scheduler must bind) to stage
+    into instead of the emptyDir: the disk is reserved before the pod starts, never shared with the node's other pods."""
+
+    storage_class: str = Field(min_length=1, max_length=253, pattern=_K8S_NAME, description="the StorageClass its PVC is provisioned from")
+
+
 class ResourcesConfig(StrictModel):
     """What each pod asks the cluster for, and where GPU pods may run (ignored by the local runner; fixed at compile time)."""
 
@@ -236,6 +261,21 @@ class ResourcesConfig(StrictModel):
     node_affinity: list[NodeRequirement] = Field(default_factory=list, description="required node affinity of the GPU pods (KFP 2.14+)")
     timeout_hours: float | None = Field(48.0, gt=0, description="a GPU pod running longer is stopped (activeDeadlineSeconds), its GPU freed; null: none")
     image_pull_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(default_factory=list, description="Secrets for a private registry")
+    data_cache: DataCache | None = Field(None, description="a read-only PVC the tasks take data set files from before S3 (KFP cannot mount it read-only)")
+    scratch_volume: ScratchVolume | None = Field(None, description="stage into a generic ephemeral volume of size scratch instead of the emptyDir")
+
+    @model_serializer(mode="wrap")
+    def _unset_volumes_left_out(self, handler: Any) -> dict[str, Any]:
+        # unset, they are not written: the studies and pipelines compiled without them stay as they were
+        dumped = handler(self)
+        for key in _OPTIONAL_VOLUMES:
+            if dumped.get(key) is None:
+                dumped.pop(key, None)
+        return dumped
+
+
+#: The resources settings left out of a study's JSON while unset.
+_OPTIONAL_VOLUMES = ("data_cache", "scratch_volume")
 
 
 class StudyConfig(StrictModel):
@@ -378,6 +418,7 @@ class StudyConfig(StrictModel):
         if compiled.fixed:
             ours = self._compiled_settings()
             settings += [(key, ours.get(key), value) for key, value in compiled.fixed.items()]
+            settings += [(key, ours[key], "null") for key in sorted(ours.keys() - compiled.fixed.keys())]  # set here, unset when compiled
         for key, ours, theirs in settings:
             if theirs is not None and ours != theirs:
                 raise ConfigError(

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from proxyhpo import paths, storage
-from proxyhpo.data import checks
+from proxyhpo.data import cache, checks
 from proxyhpo.config import StrictModel, brief
 from proxyhpo.errors import DataError
 from proxyhpo.progress import track
@@ -137,7 +137,7 @@ def _stage_from_s3(url: str, cases: Collection[str] | None = None) -> Path:
             target = local_root / relative
             object_url = f"s3://{bucket}/{prefix + '/' if prefix else ''}{relative}"
             if not storage.matches(object_url, target):  # a staged file is reused only when it is the store's
-                storage.download_file(object_url, target)
+                cache.take_or_download(object_url, target)  # the shared cache's copy when it has one
     storage.atomic_write_bytes(local_json, raw)
     return local_json
 

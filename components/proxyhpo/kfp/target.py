@@ -80,6 +80,10 @@ BACKEND_FEATURES: dict[str, BackendFeature] = {
     "node-affinity": BackendFeature((2, 14), "backend/src/v2/driver/k8s.go@2.14.0", "#12028", "kfp-kubernetes add_node_affinity"),
     "secret-volume": BackendFeature((2, 0), "backend/src/v2/driver/driver.go@2.0.0", "#9178", "kfp-kubernetes use_secret_as_volume"),
     "config-map-volume": BackendFeature((2, 1), "backend/src/v2/driver/driver.go@2.1.0", "#10483", "kfp-kubernetes use_config_map_as_volume"),
+    "pvc-mount": BackendFeature((2, 0), "backend/src/v2/driver/driver.go@2.0.0", "#9106", "kfp-kubernetes mount_pvc (the data cache)"),
+    "ephemeral-volume": BackendFeature(
+        (2, 2), "backend/src/v2/driver/driver.go@2.2.0", "#10605", "kfp-kubernetes add_ephemeral_volume (the scratch volume)"
+    ),
 }
 
 #: The kfp-kubernetes executor settings -> feature names.
@@ -95,6 +99,8 @@ _PLATFORM_FEATURES = {
     "nodeAffinity": "node-affinity",
     "secretAsVolume": "secret-volume",
     "configMapAsVolume": "config-map-volume",
+    "pvcMount": "pvc-mount",
+    "genericEphemeralVolume": "ephemeral-volume",
 }
 #: Task fields every backend since 2.0 reads, or whose feature :func:`features_used` names.
 _KNOWN_TASK_FIELDS = frozenset(
