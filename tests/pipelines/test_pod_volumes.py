@@ -77,6 +77,7 @@ def test_a_volume_set_or_changed_in_the_form_is_refused_in_one_line(key: str) ->
     ("data_cache", {"pvc": "MSD_Cache"}, "resources.data_cache.pvc"),
     ("data_cache", {"pvc": "a" * 64}, "resources.data_cache.pvc"),
     ("data_cache", {"pvc": "cache", "path": "data-cache"}, "resources.data_cache.path"),
+    ("data_cache", {"pvc": "cache", "path": "/staging/cache"}, "resources.data_cache.path"),
     ("scratch_volume", {"storage_class": "Fast SSD"}, "resources.scratch_volume.storage_class"),
 ])
 def test_a_bad_volume_setting_is_one_line_naming_it(tmp_path: Path, key: str, value: dict, named: str) -> None:
