@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_serializer, model_validator
@@ -212,6 +212,13 @@ def _pvc_name(name: str) -> str:
     return name
 
 
+def _cache_mount_path(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    if not path.startswith("/") or "\x00" in path or ".." in parts or len(parts) < 2 or parts[1] == "staging":
+        raise ValueError(f"{path!r} is no mount path for the data cache: give an absolute folder other than / and /staging (the tasks' staging volume)")
+    return path
+
+
 class Toleration(StrictModel):
     """A Kubernetes toleration of the GPU pods (AKS: ``sku=gpu``; GKE and the GPU Operator: ``nvidia.com/gpu``)."""
 
@@ -236,7 +243,7 @@ class DataCache(StrictModel):
     and downloads the others from S3."""
 
     pvc: Annotated[str, AfterValidator(_pvc_name)] = Field(description="the PersistentVolumeClaim in the run namespace")
-    path: str = Field("/data-cache", pattern=r"^/[^\x00]*$", description="where the tasks mount it (absolute)")
+    path: Annotated[str, AfterValidator(_cache_mount_path)] = Field("/data-cache", description="where the tasks mount it (absolute)")
 
 
 class ScratchVolume(StrictModel):
