@@ -189,7 +189,7 @@ class TinyRun:
 
 @pytest.fixture(scope="session")
 def tiny_hpo_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    """The tiny HPO study of tests/pipelines/test_local_run.py run once, uninterrupted, by ``run_local`` (kfp.local).
+    """The tiny HPO study of tests/pipelines/test_local_run.py on brain phantoms, run once, uninterrupted, by ``run_local`` (kfp.local).
 
     Its environment holds :data:`FAKE_SECRETS`, which its task processes inherit. The MLflow contract test,
     the resume test (its uninterrupted reference) and the secrets sweep all read this one run.
@@ -199,7 +199,12 @@ def tiny_hpo_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     tiny = load_test_module("_tiny_hpo_study", TESTS / "pipelines" / "test_local_run.py")
     root = tmp_path_factory.mktemp("tiny-hpo")
     home = root / "home"
-    study = tiny.tiny_study(root, selection={"method": "ncc", "budget": 4})
+    # on the brain phantom (4 MR channels, 3 tumour classes): the HPO pipeline end to end on a multi-class,
+    # multi-channel task (issue 20), its final model a 4-channel, 4-class bundle
+    document = tiny.tiny_study(root, selection={"method": "ncc", "budget": 4}).model_dump(mode="json")
+    document["data"]["synthetic"]["task"] = "brain"
+    document["training"]["recipe"]["intensity"] = {"kind": "normalize"}
+    study = tiny.parse_config(tiny.StudyConfig, document, "<test>")
     console = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROXYHPO_HOME", str(home))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -40,6 +41,14 @@ def tiny_study(root: Path, **overrides) -> StudyConfig:
     return parse_config(StudyConfig, document, "<test>")
 
 
+#: The brain phantom's tumour classes, as their metrics name them (the session's tiny run is on brain phantoms).
+BRAIN_CLASSES = {"edema", "non_enhancing_tumor", "enhancing_tumour"}
+
+
+def _class_names(run, metric: str) -> set[str]:
+    return {key.removeprefix(f"{metric}_class_") for key in run.data.metrics if key.startswith(f"{metric}_class_")}
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_hpo_run")  # one worker runs the session's tiny study for all three
 def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
@@ -71,18 +80,25 @@ def test_local_run_logs_the_mlflow_contract(tiny_hpo_run) -> None:
         assert {names.VAL_DICE, names.GPU_HOURS, names.WALL_SECONDS} <= set(run.data.metrics)
         history = client.get_metric_history(run.info.run_id, names.VAL_DICE)
         assert [m.step for m in history] == [1]
+        assert _class_names(run, names.VAL_DICE) == BRAIN_CLASSES, run.data.metrics  # the Dice of each class
 
     (final,) = [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_FINAL]
     assert final.data.params["network"] == "proxy-L3"
     assert names.TEST_DICE in final.data.metrics  # evaluated on the external set
     assert names.INTERNAL_TEST_DICE in final.data.metrics  # and on the held-out cases, which nothing before read
+    assert _class_names(final, names.INTERNAL_TEST_DICE) == _class_names(final, names.TEST_DICE) == BRAIN_CLASSES
     # the result leaves as a MONAI bundle: logged to the final run, registered under the study's name (issue 20)
     assert "bundle" in {item.path for item in client.list_artifacts(final.info.run_id)}
+    bundle = Path(mlflow.artifacts.download_artifacts(run_id=final.info.run_id, artifact_path="bundle/configs/inference.json", tracking_uri=tiny_hpo_run.tracking_uri))
+    network = json.loads(bundle.read_text())["network_def"]
+    assert (network["in_channels"], network["out_channels"]) == (4, 4), network  # 4 MR channels in, background + 3 classes out
     (version,) = client.search_model_versions("name = 'tiny-local'")
     assert version.run_id == final.info.run_id and len(version.tags[names.tag("dataset_sha256")]) == 64
     assert version.tags[names.tag("image_digest")] == "local"
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "search.png", "study.json", "summary.json", "controller_history.json"} <= artifacts
+    report = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="report.md", tracking_uri=tiny_hpo_run.tracking_uri)).read_text()
+    assert "| class | validation | internal test | external |" in report and all(f"| {name} | " in report for name in BRAIN_CLASSES)
     assert [m.step for m in client.get_metric_history(parent.info.run_id, names.ROUND_MEAN_VAL_DICE)] == [0, 1]
     assert (tiny_hpo_run.home / "artifacts").is_dir()
 
