@@ -172,7 +172,7 @@ def test_fail_message_says_how_to_fix(render: Any) -> None:
 def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: Any) -> None:
     rendered = render(CREDS)
     secrets = rendered.kind("Secret")
-    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    assert set(secrets) == {"proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     assert _decoded(secrets["proxyhpo-minio"]) == {"root-user": "team-user", "root-password": "s3-secret-9f2c7d"}
     assert _decoded(secrets["proxyhpo-postgres"]) == {"POSTGRES_PASSWORD": "pg-secret-41ab0e"}
     pipeline_key = _decoded(secrets["proxyhpo-s3"])["AWS_SECRET_ACCESS_KEY"]
@@ -183,7 +183,9 @@ def test_generated_secrets_hold_the_given_values_and_nothing_else_does(render: A
     assert re.fullmatch(r"[A-Za-z0-9]{48}", flask_key)
     reader_key = _decoded(secrets["proxyhpo-s3-datasets"])["AWS_SECRET_ACCESS_KEY"]
     assert re.fullmatch(r"[A-Za-z0-9]{40}", reader_key) and reader_key != pipeline_key
-    generated = ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key, reader_key, mlflow_user["MLFLOW_TRACKING_PASSWORD"], flask_key)
+    uploader_key = _decoded(secrets["proxyhpo-s3-datasets-upload"])["AWS_SECRET_ACCESS_KEY"]
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", uploader_key) and uploader_key not in (pipeline_key, reader_key)
+    generated = ("s3-secret-9f2c7d", "pg-secret-41ab0e", pipeline_key, reader_key, uploader_key, mlflow_user["MLFLOW_TRACKING_PASSWORD"], flask_key)
     # The secret values appear in Secrets only: never in env values, args, the ConfigMaps or the NOTES.
     for obj in rendered.objects:
         if obj["kind"] != "Secret":
@@ -292,7 +294,7 @@ def test_credentials_reach_pods_as_files_where_the_program_reads_files(render: A
 def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: Any) -> None:
     rendered = render({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
     # the bucket user's keys and MLflow's user are always the chart's
-    assert set(rendered.kind("Secret")) == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    assert set(rendered.kind("Secret")) == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
     refs = {
         (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
         for _, spec in rendered.pod_specs() for c in spec["containers"] for env in c.get("env", [])
@@ -303,8 +305,8 @@ def test_existing_secrets_render_no_secret_of_theirs_and_are_referenced(render: 
         ("proxyhpo-mlflow", "MLFLOW_TRACKING_USERNAME"), ("proxyhpo-mlflow", "MLFLOW_TRACKING_PASSWORD"), ("proxyhpo-mlflow-server", "flask-secret-key"),
     }
     volumes = {v["secret"]["secretName"] for _, spec in rendered.pod_specs() for v in spec.get("volumes", []) if "secret" in v}
-    # the test Pod reads MLflow's user from files; the bucket Job the reader's keys
-    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow"}
+    # the test Pod reads MLflow's user from files; the bucket Job the reader's and uploader's keys, the demo Job the uploader's
+    assert volumes == {"team-minio-root", "team-postgres", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-mlflow"}
     assert "team-minio-root" in rendered.notes
 
 
@@ -679,7 +681,7 @@ def test_the_bucket_job_creates_a_data_set_reader_the_results_user_cannot_delete
     env = {e["name"]: e.get("value") for e in job["containers"][0]["env"]}
     assert env["DATASETS"] == "imaging/datasets" and env["BUCKET"] == "studies"
     # the results user: no delete under the prefix; the reader: list and get under it, nothing else
-    assert re.search(r'"Effect": "Deny",\s*"Action": \["s3:DeleteObject"\],\s*"Resource": \["arn:aws:s3:::\$BUCKET/\$DATASETS/\*"\]', script)
+    assert re.search(r'"Effect": "Deny",\s*"Action": \["s3:PutObject", "s3:DeleteObject"\],\s*"Resource": \["arn:aws:s3:::\$BUCKET/\$DATASETS/\*"\]', script)
     reader_policy = script[script.index("cat > /tmp/reader.json"):script.index("EOF", script.index("cat > /tmp/reader.json") + 30)]
     actions = set(re.findall(r'"(s3:[A-Za-z]+)"', reader_policy)) - {"s3:prefix"}
     assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}, actions
@@ -696,6 +698,59 @@ def test_the_readers_key_is_generated_once_and_an_external_s3_may_read_with_the_
     assert external == {"AWS_ACCESS_KEY_ID": "team-proxyhpo", "AWS_SECRET_ACCESS_KEY": "ext-key-5d3a91c2"}  # no reader there: no split
     given = {**EXTERNAL, "s3": {**EXTERNAL["s3"], "datasetUser": {"name": "ext-reader", "secretKey": "ext-reader-key-0a", "prefix": "datasets"}}}
     assert _decoded(render(given).kind("Secret")["proxyhpo-s3-datasets"])["AWS_ACCESS_KEY_ID"] == "ext-reader"
+
+
+def _heredoc(script: str, path: str, env: dict[str, str]) -> dict:
+    body = re.search(rf"cat > {re.escape(path)} <<EOF\n(.*?)\nEOF\n", script, re.S)
+    assert body, f"{path} is a heredoc ending in EOF"
+    return json.loads(body.group(1).replace("$BUCKET", env["BUCKET"]).replace("$DATASETS", env["DATASETS"]))
+
+
+def test_only_the_uploader_may_write_or_delete_the_data_sets(render: Any) -> None:
+    # without bucket versioning an overwrite destroys like a delete: the pipeline user may do neither under the prefix
+    rendered = render({**CREDS, "s3": {**CREDS["s3"], "bucket": "studies", "datasetUser": {"name": "team-reader", "secretKey": "", "prefix": "imaging/sets"}}})
+    job = rendered.kind("Job")["proxyhpo-bucket"]["spec"]["template"]["spec"]
+    script, env = job["containers"][0]["args"][0], {e["name"]: e.get("value") for e in job["containers"][0]["env"]}
+    pipeline = _heredoc(script, "/tmp/policy.json", env)
+    denied = [(set(s["Action"]), s["Resource"]) for s in pipeline["Statement"] if s["Effect"] == "Deny"]
+    assert denied == [({"s3:PutObject", "s3:DeleteObject"}, ["arn:aws:s3:::studies/imaging/sets/*"])]
+    uploader = _heredoc(script, "/tmp/uploader.json", env)
+    assert {r for s in uploader["Statement"] for r in s["Resource"]} == {"arn:aws:s3:::studies", "arn:aws:s3:::studies/imaging/sets/*"}
+    writes = {a for s in uploader["Statement"] if s["Resource"] == ["arn:aws:s3:::studies/imaging/sets/*"] for a in s["Action"]}
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:GetObject"} <= writes
+    listing = next(s for s in uploader["Statement"] if s["Action"] == ["s3:ListBucket"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["imaging/sets/*"]}}
+    assert 'grant "$POLICY-datasets-upload" /tmp/uploader.json "$uploader"' in script
+    mounted = {v["name"]: v["secret"]["secretName"] for v in job["volumes"] if "secret" in v}
+    assert mounted["dataset-uploader"] == "proxyhpo-s3-datasets-upload"
+    # its own generated key, not the pipeline user's or the reader's
+    secrets = rendered.kind("Secret")
+    keys = {name: _decoded(secrets[name]) for name in ("proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload")}
+    assert keys["proxyhpo-s3-datasets-upload"]["AWS_ACCESS_KEY_ID"] == "proxyhpo-datasets-upload"
+    assert len({k["AWS_SECRET_ACCESS_KEY"] for k in keys.values()}) == 3
+    # the demo Job pushes with the uploader's keys, read from files of that Secret, and mounts no other S3 keys
+    demo = rendered.kind("Job")["proxyhpo-demo-data"]["spec"]["template"]["spec"]
+    demo_secrets = {v["name"]: v["secret"]["secretName"] for v in demo["volumes"] if "secret" in v}
+    assert demo_secrets == {"dataset-uploader": "proxyhpo-s3-datasets-upload"}
+    push = demo["containers"][0]
+    assert 'export AWS_ACCESS_KEY_ID="$(cat /run/secrets/dataset-uploader/AWS_ACCESS_KEY_ID)"' in push["args"][0]
+    assert {m["mountPath"] for m in push["volumeMounts"] if m["name"] == "dataset-uploader"} == {"/run/secrets/dataset-uploader"}
+    assert not any("proxyhpo-s3" in str(e.get("valueFrom", "")) for e in push.get("env", []))
+    # no pipeline pod ever gets the uploader's keys
+    for golden in (CHART_DIR.parents[1] / "tests" / "pipelines" / "golden").glob("*.yaml"):
+        assert "proxyhpo-s3-datasets-upload" not in golden.read_text(), golden.name
+
+
+def test_the_uploaders_key_is_given_or_kept_and_an_external_s3_falls_back_to_the_pipeline_users(render: Any) -> None:
+    given = {**CREDS, "s3": {**CREDS["s3"], "datasetUploader": {"name": "team-uploader", "secretKey": "upload-key-3e9a"}}}
+    assert _decoded(render(given).kind("Secret")["proxyhpo-s3-datasets-upload"]) == {"AWS_ACCESS_KEY_ID": "team-uploader", "AWS_SECRET_ACCESS_KEY": "upload-key-3e9a"}
+    external = _decoded(render(EXTERNAL).kind("Secret")["proxyhpo-s3-datasets-upload"])
+    assert external == {"AWS_ACCESS_KEY_ID": "team-proxyhpo", "AWS_SECRET_ACCESS_KEY": "ext-key-5d3a91c2"}  # no uploader there: no split
+    for uploader, message in (({"name": "proxyhpo-pipeline", "secretKey": ""}, "s3.datasetUploader.name must differ"),
+                              ({"name": "proxyhpo-datasets", "secretKey": ""}, "s3.datasetUploader.name must differ"),
+                              ({"name": "team-uploader", "secretKey": "short"}, "s3.datasetUploader.secretKey must have at least 8 characters")):
+        with pytest.raises(helm.HelmRenderError, match=message):
+            render({**CREDS, "s3": {**CREDS["s3"], "datasetUploader": uploader}})
 
 
 @pytest.mark.parametrize(("reader", "message"), [

@@ -42,7 +42,7 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
     installed = render_on_cluster(CREDS, upgrade=False)
     _install_secrets(fake_kube, installed)
     upgraded = render_on_cluster({})  # `helm upgrade proxyhpo helm/proxyhpo -n ml-team`, no --set at all
-    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"):
+    for name in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server"):
         assert _data(upgraded, name) == _data(installed, name), name  # generated ones too: MLflow's admin password, its signing key
     # same credentials, same checksums: an upgrade restarts nothing for credentials' sake
     for kind, name in (("Deployment", "proxyhpo-minio"), ("Deployment", "proxyhpo-mlflow"), ("StatefulSet", "proxyhpo-postgresql")):
@@ -52,7 +52,7 @@ def test_upgrade_without_credentials_keeps_every_stored_one(render_on_cluster: A
     # it looked in the release namespace, for the chart's own Secrets, and nowhere else
     looked_up = {p for p in fake_kube.requests if "/secrets/" in p}
     assert looked_up == {f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}"
-                         for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server")}
+                         for n in ("proxyhpo-minio", "proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-postgres", "proxyhpo-mlflow", "proxyhpo-mlflow-server")}
 
 
 def test_first_install_against_an_empty_cluster_still_needs_credentials(render_on_cluster: Any) -> None:
@@ -104,7 +104,7 @@ def test_existing_secrets_are_never_looked_up(render_on_cluster: Any, fake_kube:
     render_on_cluster({"s3": {"existingSecret": "team-minio-root"}, "postgresql": {"auth": {"existingSecret": "team-postgres"}}})
     looked_up = {p.rsplit("/", 1)[-1] for p in fake_kube.requests if "/secrets/" in p}
     # only the chart's own Secrets: the pipeline user's and data set reader's keys, MLflow's admin password and signing key
-    assert looked_up == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
+    assert looked_up == {"proxyhpo-s3", "proxyhpo-s3-datasets", "proxyhpo-s3-datasets-upload", "proxyhpo-mlflow", "proxyhpo-mlflow-server"}
 
 
 # --- uninstall keeps the data --------------------------------------------------------------------------------
@@ -238,8 +238,8 @@ def test_bucket_policy_allows_object_actions_on_the_bucket_only(render: Any, buc
     assert all(a.startswith("s3:") and "*" not in a for a in actions)
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"} <= actions
     assert not actions & {"s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"}
-    # the one Deny: nothing under the data sets' prefix is deleted with these keys (s3.datasetUser reads it)
-    assert [(s["Action"], s["Resource"]) for s in policy["Statement"] if s["Effect"] != "Allow"] == [(["s3:DeleteObject"], [f"arn:aws:s3:::{bucket}/datasets/*"])]
+    # the one Deny: nothing under the data sets' prefix is written or deleted with these keys (only s3.datasetUploader may)
+    assert [(s["Action"], s["Resource"]) for s in policy["Statement"] if s["Effect"] != "Allow"] == [(["s3:PutObject", "s3:DeleteObject"], [f"arn:aws:s3:::{bucket}/datasets/*"])]
 
 
 def test_bucket_job_creates_the_user_of_the_pipelines_secret_with_the_root_credentials(value_set: tuple[str, dict, Any]) -> None:

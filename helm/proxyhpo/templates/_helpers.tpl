@@ -60,6 +60,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "proxyhpo.s3SecretName" -}}proxyhpo-s3{{- end -}}
 {{/* The data set reader's keys (fixed: the compiled pipelines reference it). */}}
 {{- define "proxyhpo.datasetSecretName" -}}proxyhpo-s3-datasets{{- end -}}
+{{/* The data set uploader's keys: read by the demo-data Job and whoever pushes data sets, never by pipeline pods. */}}
+{{- define "proxyhpo.uploaderSecretName" -}}proxyhpo-s3-datasets-upload{{- end -}}
 {{/* MLflow's admin user and password (keys MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD): the server creates
 the user from them, the pipelines log with them. Fixed name: the compiled pipelines reference it. */}}
 {{- define "proxyhpo.mlflowSecretName" -}}proxyhpo-mlflow{{- end -}}
@@ -78,7 +80,7 @@ the user from them, the pipelines log with them. Fixed name: the compiled pipeli
 
 {{/*
 The credentials the chart's Secrets hold, base64-encoded, as JSON: minioRootUser, minioRootPassword,
-pipelineSecretKey, datasetSecretKey, postgresPassword, mlflowAdminPassword, mlflowFlaskSecretKey. Each is the value given, else the one in the Secret a previous install
+pipelineSecretKey, datasetSecretKey, uploaderSecretKey, postgresPassword, mlflowAdminPassword, mlflowFlaskSecretKey. Each is the value given, else the one in the Secret a previous install
 created (Helm's `lookup`, so upgrades need no credentials), else empty ("proxyhpo.validate" then fails);
 the pipeline user's key, MLflow's admin password and its server's signing key are generated when neither exists. Resolved once per render and memoised in
 .Values, so every template (Secrets, checksums, checks) sees the same, generated key included.
@@ -115,6 +117,18 @@ Use: $c := include "proxyhpo.credentials" . | fromJson
 {{- $_ := set $c "datasetSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
 {{- else if .Values.minio.enabled -}}
 {{- $_ := set $c "datasetSecretKey" (randAlphaNum 40 | b64enc) -}}
+{{- end -}}
+{{- end -}}
+{{- $uploader := .Values.s3.datasetUploader -}}
+{{- $_ := set $c "uploaderSecretKey" "" -}}
+{{- if $uploader.secretKey -}}
+{{- $_ := set $c "uploaderSecretKey" (b64enc $uploader.secretKey) -}}
+{{- else -}}
+{{- $old := (lookup "v1" "Secret" $ns (include "proxyhpo.uploaderSecretName" .)).data | default dict -}}
+{{- if and (get $old "AWS_SECRET_ACCESS_KEY") (eq (get $old "AWS_ACCESS_KEY_ID" | toString) (b64enc $uploader.name)) -}}
+{{- $_ := set $c "uploaderSecretKey" (get $old "AWS_SECRET_ACCESS_KEY" | toString) -}}
+{{- else if .Values.minio.enabled -}}
+{{- $_ := set $c "uploaderSecretKey" (randAlphaNum 40 | b64enc) -}}
 {{- end -}}
 {{- end -}}
 {{- if not .Values.postgresql.auth.existingSecret -}}
@@ -219,6 +233,12 @@ Checks of combinations the schema cannot express. Called from every template, so
 {{- end -}}
 {{- if and .Values.s3.datasetUser.secretKey (lt (len .Values.s3.datasetUser.secretKey) 8) -}}
 {{- fail "s3.datasetUser.secretKey must have at least 8 characters (or be empty: generated)" -}}
+{{- end -}}
+{{- if has .Values.s3.datasetUploader.name (list .Values.s3.pipelineUser.name .Values.s3.datasetUser.name) -}}
+{{- fail "s3.datasetUploader.name must differ from s3.pipelineUser.name and s3.datasetUser.name: the data set uploader is a user of its own" -}}
+{{- end -}}
+{{- if and .Values.s3.datasetUploader.secretKey (lt (len .Values.s3.datasetUploader.secretKey) 8) -}}
+{{- fail "s3.datasetUploader.secretKey must have at least 8 characters (or be empty: generated)" -}}
 {{- end -}}
 {{- $data := .Values.s3.datasetUser.prefix -}}
 {{- range $used := list "checkpoints" .Values.kfpLauncher.pipelineRootPrefix .Values.mlflow.artifactsPrefix -}}
