@@ -51,6 +51,9 @@ VALUES: dict[str, dict[str, Any]] = {
 # The GPU placement a cluster study sets (node pool, GPU product, private registry), compiled as `make deploy` does.
 PLACEMENT = {"node_selector": {"cloud.google.com/gke-nodepool": "gpu-a100"}, "image_pull_secrets": ["regcred"],
              "node_affinity": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-80GB"]}]}
+# The shared data cache (a PVC) and the scratch volume (a generic ephemeral volume), so the scan reads both; the golden
+# pipelines keep the emptyDir staging.
+VOLUMES = {"data_cache": {"pvc": "imaging-cache", "path": "/data-cache"}, "scratch_volume": {"storage_class": "fast-ssd"}}
 # A privileged root container that every scan must report (CKV_K8S_16, CKV_K8S_20): the scanner really checks.
 CANARY = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary", "namespace": NAMESPACE},
           "spec": {"containers": [{"name": "c", "image": "busybox:latest", "securityContext": {"privileged": True, "runAsUser": 0}}]}}
@@ -75,7 +78,7 @@ def _reports(stdout: str) -> list[dict[str, Any]]:
 
 def _deployed_pipeline(folder: Path) -> str:
     """The HPO demo compiled as `make deploy` compiles it: images pinned by the digests `make push` recorded, GPU placement,
-    a private CA bundle (caBundle)."""
+    a private CA bundle (caBundle), a shared data cache and a scratch volume."""
     from pipelines.tasks import CaBundle
     from proxyhpo.catalogue import shipped_study
     from proxyhpo.compile import PipelineImages, compile_study
@@ -86,7 +89,7 @@ def _deployed_pipeline(folder: Path) -> str:
     for image in ("runtime", "runtime-cpu"):
         (digests / f"{image}.digest").write_text(f"registry.example.org/ml/{image}@sha256:{image.encode().hex().ljust(64, '0')}\n")
     document = shipped_study("demo").model_dump(mode="json")
-    document["resources"].update(PLACEMENT)
+    document["resources"].update(PLACEMENT | VOLUMES)
     images = PipelineImages.pushed("registry.example.org/ml", "0.1.0-abc1234", digests=digests)
     return compile_study(StudyConfig.model_validate(document), folder / "hpo.yaml", "hpo", images=images,
                          ca_bundle=CaBundle("configMap", "hospital-ca")).read_text()
@@ -216,6 +219,10 @@ def test_task_pods_carry_the_platform_spec(tmp_path: Path) -> None:
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in main["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert secrets["AWS_SECRET_ACCESS_KEY"] == "proxyhpo-s3" and not any("value" in e and "SECRET" in e["name"] for e in main["env"])
     staging = next(v for v in train["volumes"] if v["name"] == "proxyhpo-staging")
-    assert staging["emptyDir"]["sizeLimit"] and any(m["mountPath"] == "/staging" for m in main["volumeMounts"])
+    claim = staging["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] and claim["storageClassName"] == "fast-ssd" and claim["accessModes"] == ["ReadWriteOnce"]
+    assert {"name": "imaging-cache", "persistentVolumeClaim": {"claimName": "imaging-cache"}} in train["volumes"]
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    assert mounts["/staging"] == "proxyhpo-staging" and mounts["/data-cache"] == "imaging-cache"
     assert {"name": "hospital-ca", "configMap": {"name": "hospital-ca", "optional": False}} in train["volumes"]
     assert {"name": "AWS_CA_BUNDLE", "value": "/etc/proxyhpo/ca/ca.crt"} in main["env"]

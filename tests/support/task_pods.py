@@ -4,7 +4,9 @@ The KFP v2 driver renders each container task as a pod spec patch: ``initPodSpec
 driver.go) gives the ``main`` container the executor's image, the launcher command before the component's command
 and arguments, the IR's env and its resources (CPU and memory requests and limits, the accelerator as a limit);
 ``extendPodSpecPatch`` (backend/src/v2/driver/k8s.go) applies the kfp-kubernetes platform spec: Secrets and
-ConfigMaps as env (``secretKeyRef`` / ``configMapKeyRef``) or volumes, emptyDir mounts, node selector, node
+ConfigMaps as env (``secretKeyRef`` / ``configMapKeyRef``) or volumes, PVC mounts (``makeVolumeMountPatch``: the
+volume named after the claim), generic ephemeral volumes (a ``volumeClaimTemplate`` of the given access modes, size
+and storage class), emptyDir mounts, node selector, node
 affinity, tolerations, image pull secrets and policy, the active deadline; the compiler puts ``podMetadata`` on the
 pod. From KFP 2.16 the backend's compiler also gives every executor pod a security context
 (backend/src/v2/compiler/argocompiler/security_context.go, #12782): the pod's seccomp profile RuntimeDefault, and
@@ -52,9 +54,31 @@ def _env(platform: dict[str, Any]) -> list[dict[str, Any]]:
     return env
 
 
+def _pvc_name(pvc: dict[str, Any]) -> str:
+    """The claim a ``pvcMount`` names: a constant, as the proxyhpo pipelines give it (``pvcNameParameter`` since
+    kfp-kubernetes 1.4, the deprecated ``constant`` before); a name resolved at run time cannot be scanned."""
+    name = pvc.get("pvcNameParameter", {}).get("runtimeValue", {}).get("constant") or pvc.get("constant")
+    if not name:
+        raise ValueError(f"pvcMount at {pvc.get('mountPath')}: only a constant claim name can be scanned, got {pvc}")
+    return name
+
+
 def _volumes(platform: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "kfp-launcher", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "kfp-launcher", "mountPath": "/kfp-launcher"}]
+    for pvc in platform.get("pvcMount", []):
+        name = _pvc_name(pvc)
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": name}})
+        mounts.append({"name": name, "mountPath": pvc["mountPath"], **({"subPath": pvc["subPath"]} if pvc.get("subPath") else {})})
+    for ephemeral in platform.get("genericEphemeralVolume", []):
+        claim: dict[str, Any] = {"accessModes": ephemeral.get("accessModes", []), "resources": {"requests": {"storage": ephemeral["size"]}}}
+        if not ephemeral.get("defaultStorageClass"):  # the driver sets the class, "" included, unless told to use the default
+            claim["storageClassName"] = ephemeral.get("storageClassName", "")
+        template: dict[str, Any] = {"spec": claim}
+        if ephemeral.get("metadata"):
+            template["metadata"] = {key: ephemeral["metadata"][key] for key in ("labels", "annotations") if ephemeral["metadata"].get(key)}
+        volumes.append({"name": ephemeral["volumeName"], "ephemeral": {"volumeClaimTemplate": template}})
+        mounts.append({"name": ephemeral["volumeName"], "mountPath": ephemeral["mountPath"]})
     for empty_dir in platform.get("emptyDirMounts", []):
         source = {key: empty_dir[key] for key in ("medium", "sizeLimit") if empty_dir.get(key)}
         volumes.append({"name": empty_dir["volumeName"], "emptyDir": source})
