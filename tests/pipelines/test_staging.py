@@ -89,3 +89,26 @@ def test_staging_takes_the_files_the_shared_cache_holds_and_downloads_the_others
     for case in dataset.cases:  # every staged file holds the data set's bytes, wherever it came from
         for file in (Path(case.image), Path(case.label)):
             assert file.read_bytes() == (phantoms / file.parent.name / file.name).read_bytes()
+
+
+def test_a_cached_file_is_not_taken_for_an_object_that_records_no_checksum(s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An object another tool uploaded in parts (aws s3 sync, mc mirror) has no sha256 metadata and a multipart ETag: the
+    # cache's file cannot be checked, and a same-sized one (an uncompressed NIfTI of the same geometry) may be stale.
+    import io
+
+    from proxyhpo.data.cache import CACHE_ENV, take_or_download
+
+    size = 5 * 1024 * 1024 + 1  # two parts of S3's smallest part size
+    truth = bytes(range(256)) * (size // 256) + b"\x01" * (size % 256)
+    storage.s3_client().put_object(bucket_name=s3_bucket, object_name="datasets/raw/imagesTr/a.nii", data=io.BytesIO(truth),
+                                   length=size, part_size=5 * 1024 * 1024)
+    url = f"s3://{s3_bucket}/datasets/raw/imagesTr/a.nii"
+    assert storage.object_checksum(url) is None  # the case: nothing to check the cached bytes against
+    cached = tmp_path / "data-cache" / "raw" / "imagesTr" / "a.nii"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(bytes(size))  # same size, other bytes
+    monkeypatch.setenv("PROXYHPO_DATASETS_ROOT", f"s3://{s3_bucket}/datasets")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "data-cache"))
+    target = tmp_path / "staged" / "a.nii"
+    assert take_or_download(url, target) == "s3"
+    assert target.read_bytes() == truth

@@ -239,8 +239,8 @@ class NodeRequirement(StrictModel):
 class DataCache(StrictModel):
     """A read-only shared data cache: a PersistentVolumeClaim (e.g. ReadOnlyMany, filled once by an admin) mounted into
     every task at ``path``, holding data set files at the same relative paths as under the data root (PROXYHPO_DATASETS_ROOT).
-    A task copies a file from it when its size matches the object's (and its checksum, where the object records one),
-    and downloads the others from S3."""
+    A task copies a file from it when its size and checksum match the object's, and downloads the others from S3 (an
+    object that records no checksum included)."""
 
     pvc: Annotated[str, AfterValidator(_pvc_name)] = Field(description="the PersistentVolumeClaim in the run namespace")
     path: Annotated[str, AfterValidator(_cache_mount_path)] = Field("/data-cache", description="where the tasks mount it (absolute)")

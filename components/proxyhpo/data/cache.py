@@ -2,9 +2,10 @@
 
 The cache holds files at the same relative paths as under the data root (``PROXYHPO_DATASETS_ROOT``): object
 ``s3://proxyhpo/datasets/spleen/imagesTr/a.nii.gz`` is ``<PROXYHPO_DATA_CACHE>/spleen/imagesTr/a.nii.gz``. A
-cached file is used when its size is the object's and, where the object records a checksum (sha256 metadata or a
-single-part ETag's MD5, read with the same HEAD request), its bytes hash to it while being copied; anything else
-is downloaded as before. The compiled tasks set ``PROXYHPO_DATA_CACHE`` where the study sets ``resources.data_cache``.
+cached file is used when its size is the object's and its bytes hash, while being copied, to the checksum the object
+records (sha256 metadata or a single-part ETag's MD5, read with the same HEAD request); anything else is downloaded
+as before, an object without a checksum included (another tool's multipart upload): its size alone cannot tell a
+stale file of the same size, such as an uncompressed volume of the same geometry. The compiled tasks set ``PROXYHPO_DATA_CACHE`` where the study sets ``resources.data_cache``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def take_from_cache(object_url: str, target: str | os.PathLike[str]) -> bool:
     """Copy ``object_url``'s file from the cache to ``target`` when the cache holds the object's bytes.
 
     Returns:
-        True when ``target`` now holds them (no download); False when the cache has no file of the object's size.
+        True when ``target`` now holds them (no download); False when the cache has no file of the object's size,
+        or the object records no checksum to check the file against.
 
     Raises:
         _Stale: when the cached file's bytes do not hash to the object's checksum (``target`` is left as it was).
@@ -51,14 +53,14 @@ def take_from_cache(object_url: str, target: str | os.PathLike[str]) -> bool:
     if source is None or not source.is_file():
         return False
     size, expected = storage.object_size_and_checksum(object_url)
-    if source.stat().st_size != size:
+    if expected is None or source.stat().st_size != size:  # unverifiable: S3's copy is the only one known to be right
         return False
-    digest = hashlib.new(expected[0] if expected else "sha256")
+    digest = hashlib.new(expected[0])
     with storage.atomic_output(target) as partial, open(source, "rb") as reader, open(partial, "wb") as writer:
         for chunk in iter(lambda: reader.read(1 << 20), b""):
             digest.update(chunk)  # hashed while copied: no second read
             writer.write(chunk)
-        if expected is not None and digest.hexdigest() != expected[1]:
+        if digest.hexdigest() != expected[1]:
             raise _Stale()
     return True
 
