@@ -78,6 +78,12 @@ def test_a_volume_set_or_changed_in_the_form_is_refused_in_one_line(key: str) ->
     ("data_cache", {"pvc": "a" * 64}, "resources.data_cache.pvc"),
     ("data_cache", {"pvc": "cache", "path": "data-cache"}, "resources.data_cache.path"),
     ("data_cache", {"pvc": "cache", "path": "/staging/cache"}, "resources.data_cache.path"),
+    # a folder the task pod already mounts (KFP's launcher binary, the CA bundle): a duplicate mount path, the pod is refused
+    ("data_cache", {"pvc": "cache", "path": "/kfp-launcher"}, "resources.data_cache.path"),
+    ("data_cache", {"pvc": "cache", "path": "/etc/proxyhpo/ca"}, "resources.data_cache.path"),
+    # a folder of the image (a read-write shared claim over /tmp would take every task's temporary files)
+    ("data_cache", {"pvc": "cache", "path": "/tmp"}, "resources.data_cache.path"),
+    ("data_cache", {"pvc": "cache", "path": "/usr/local"}, "resources.data_cache.path"),
     ("scratch_volume", {"storage_class": "Fast SSD"}, "resources.scratch_volume.storage_class"),
 ])
 def test_a_bad_volume_setting_is_one_line_naming_it(tmp_path: Path, key: str, value: dict, named: str) -> None:

@@ -212,10 +212,20 @@ def _pvc_name(name: str) -> str:
     return name
 
 
+#: Top folders the data cache may not be mounted at or in: what a task pod already mounts (KFP's launcher at
+#: /kfp-launcher, the staging volume, the CA bundle under /etc: a duplicate mount path makes the pod invalid) and the
+#: image's own folders (a read-write shared claim over /tmp would collect every task's temporary files).
+_TAKEN_TOP_FOLDERS = frozenset({"staging", "kfp-launcher", "bin", "boot", "dev", "etc", "lib", "lib64", "opt", "proc", "root",
+                                "run", "sbin", "sys", "tmp", "usr", "var", "workspace"})
+
+
 def _cache_mount_path(path: str) -> str:
     parts = PurePosixPath(path).parts
-    if not path.startswith("/") or "\x00" in path or ".." in parts or len(parts) < 2 or parts[1] == "staging":
-        raise ValueError(f"{path!r} is no mount path for the data cache: give an absolute folder other than / and /staging (the tasks' staging volume)")
+    if not path.startswith("/") or "\x00" in path or ".." in parts or len(parts) < 2 or parts[1] in _TAKEN_TOP_FOLDERS:
+        raise ValueError(
+            f"{path!r} is no mount path for the data cache: give an absolute folder of its own, e.g. /data-cache or /mnt/data-cache"
+            " (not /, the staging volume, KFP's launcher, or a folder of the image)"
+        )
     return path
 
 
