@@ -96,14 +96,14 @@ CLOUD_S3 = "https://s3.eu-central-1.amazonaws.com"
 
 @pytest.fixture(scope="module")
 def external_s3_dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`make deploy DRY_RUN=1` on standalone KFP 2.16 with a cloud bucket instead of the chart's MinIO."""
+    """`make deploy DRY_RUN=1` on standalone KFP 2.5 (Kubeflow 1.9/1.10's) with a cloud bucket instead of the chart's MinIO."""
     base = tmp_path_factory.mktemp("deploy-external-s3")
     env, log = _stand_ins(base / "bin")
     values = base / "tls-values.yaml"  # the hospital's CA, which signs its S3 service's certificate
     values.write_text(yaml.safe_dump({"caBundle": {"configMap": "hospital-ca", "key": "bundle.pem"}}))
     out = base / "out"
     result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", "NAMESPACE=team-a", "IMAGE_REGISTRY=registry.example.org/ml",
-                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16", f"S3_ENDPOINT={CLOUD_S3}/", "S3_BUCKET=imaging-studies",
+                       "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.5", f"S3_ENDPOINT={CLOUD_S3}/", "S3_BUCKET=imaging-studies",
                        f"HELM_VALUES={values}")
     return {"result": result, "out": out, "log": log, "stdout": result.stdout}
 
@@ -184,6 +184,31 @@ def test_multi_user_dry_run_on_kfp_2_5_compiles_for_it_into_the_profiles_bucket(
     config_maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
     assert "kfp-launcher" not in config_maps  # the profile's own is kept
     assert config_maps["proxyhpo-endpoints"]["data"]["PROXYHPO_CHECKPOINT_ROOT"] == "s3://team-a-studies/checkpoints"
+
+
+def test_multi_user_dry_run_on_kfp_2_16_with_the_charts_minio(tmp_path: Path) -> None:
+    # the fourth corner: a Kubeflow 26.03 profile (KFP 2.16) keeping its data in the chart's own MinIO (the fixtures
+    # cover single-user on 2.16 and, with an external S3, single-user and multi-user on 2.5)
+    from proxyhpo.kfp.target import KfpTarget, required_version
+
+    env, log = _stand_ins(tmp_path / "bin")
+    namespace = "kubeflow-user-example-com"
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"kfpLauncher": {"enabled": False}}))  # the profile controller's own is kept
+    out = tmp_path / "out"
+    result = _run_make(env, "deploy", "DRY_RUN=1", f"KFP_HOST={HOST}", f"NAMESPACE={namespace}", f"HELM_VALUES={values}",
+                       "IMAGE_REGISTRY=registry.example.org/ml", "IMAGE_TAG=0.1.0-abc1234", f"DEPLOY_OUT={out}", "KFP_TARGET=2.16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not log.exists()
+    assert "    KFP backend: 2.16" in result.stdout.splitlines()
+    for path in (out / "pipelines").glob("*.yaml"):
+        spec, platform = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        assert required_version(spec, platform) <= KfpTarget((2, 16)), path.name
+    objects = [doc for doc in yaml.safe_load_all((out / "manifests" / "proxyhpo.yaml").read_text()) if doc]
+    assert all(o["metadata"].get("namespace", namespace) == namespace for o in objects)
+    kinds_and_names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ConfigMap", "kfp-launcher") not in kinds_and_names
+    assert any("minio" in name for _, name in kinds_and_names)  # the chart's own MinIO
 
 
 def test_single_user_dry_run_on_kfp_2_16_compiles_every_feature(dry_run: dict[str, Any]) -> None:
