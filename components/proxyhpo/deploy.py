@@ -792,7 +792,7 @@ def _render(options: DeployOptions, values: dict[str, Any]) -> tuple[list[dict[s
     (target / f"{options.release}.yaml").write_text("---\n".join(documents))
     if notes:
         (target / "NOTES.txt").write_text(notes)
-    objects = [doc for text in documents for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+    objects = [doc for text in documents for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if isinstance(doc, dict)]
     return objects, how
 
 
