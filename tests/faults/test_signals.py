@@ -40,7 +40,7 @@ def test_sigterm_marks_the_runs_failed_and_exits_143(tmp_path: Path) -> None:
 
 def test_after_sigkill_the_next_start_closes_the_orphans(tmp_path: Path) -> None:
     uri, experiment = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sigkill-{uuid.uuid4().hex[:8]}"
-    plan = write_plan(tmp_path, epochs=30, trials=1)  # long enough to be killed mid-training, short to rerun
+    plan = write_plan(tmp_path, epochs=12, trials=1)  # long enough to be killed mid-training (seconds left after epoch 1), short to rerun
     process = start_train(plan, uri, experiment)
     wait_for_epoch(process, uri, experiment)
     process.kill()

@@ -58,11 +58,11 @@ def train_env(tracking_uri: str, experiment: str) -> dict[str, str]:
     return env
 
 
-def start_train(plan: Path, tracking_uri: str, experiment: str) -> subprocess.Popen:
-    """``proxyhpo train PLAN`` in a subprocess (stdout and stderr captured)."""
+def start_train(plan: Path, tracking_uri: str, experiment: str, **env: str) -> subprocess.Popen:
+    """``proxyhpo train PLAN`` in a subprocess (stdout and stderr captured); ``env``: more variables for it."""
     return subprocess.Popen(
         [sys.executable, "-m", "proxyhpo", "train", str(plan)],
-        cwd=plan.parent, env=train_env(tracking_uri, experiment), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=plan.parent, env=train_env(tracking_uri, experiment) | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 

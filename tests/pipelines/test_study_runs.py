@@ -156,6 +156,7 @@ def test_a_faithful_proxy_is_trusted_from_the_command_line(tmp_path: Path, isola
     document["training"]["data"], document["training"]["network"] = "full", "full"
     # 32x16x16 patches (the full U-Net needs one side of 32 for instance norm at its deepest level): a quarter of a 32^3 patch
     document["training"]["recipe"].update(patch_size=[32, 16, 16], roi_size=[32, 16, 16])
+    document["training"]["pack_size"] = len(TRUST_LRS)  # each arm's grid in one pack: two training tasks, not four
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(document))
     code = main(["trust", str(config)])
