@@ -63,8 +63,9 @@ class TrialError(ProxyHPOError):
     """A trial that failed (diverged, ran out of memory); recorded as a failed result, never fatal to a study."""
 
 
-#: A user and password inside a URL (``scheme://user:password@host``): never printed.
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
+#: A user and password inside a URL (``scheme://user:password@host``, or a token alone): never printed. The password
+#: may hold '/' (S3 secret keys do), the user may not: ``s3://bucket/key@v1`` has no user and stays as it is.
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s@'\":]+:[^\s@'\"]*|[^/\s@'\"]+)@")
 
 
 def scrub_credentials(text: str) -> str:

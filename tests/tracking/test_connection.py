@@ -67,3 +67,19 @@ def test_a_sqlite_store_gets_its_folder(tmp_path: Path) -> None:
     store = tmp_path / "new" / "folder" / "mlflow.db"
     tracking.client(f"sqlite:///{store}")
     assert store.parent.is_dir()
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("API request to http://user:secret@mlflow:5000/api failed", "API request to http://mlflow:5000/api failed"),
+        # an S3 secret key holds '/' (AWS's do): the whole password goes, not what precedes its first '/'
+        ("to http://AKIAEXAMPLE:wJal/rXUtn/FEMI@s3.example.org:9000 refused", "to http://s3.example.org:9000 refused"),
+        ("'https://token@mlflow.example.org/x'", "'https://mlflow.example.org/x'"),
+        ("s3://bucket/key@v1 and http://mlflow:5000/api", "s3://bucket/key@v1 and http://mlflow:5000/api"),  # no userinfo: unchanged
+    ],
+)
+def test_shown_text_carries_no_credentials(text: str, shown: str) -> None:
+    from proxyhpo.errors import scrub_credentials
+
+    assert scrub_credentials(text) == shown
