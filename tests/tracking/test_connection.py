@@ -42,6 +42,7 @@ def test_sqlite_artifacts_live_beside_the_database(tmp_path: Path, monkeypatch: 
     "uri, shown",
     [
         ("http://user:secret@mlflow:5000/path", "http://mlflow:5000/path"),
+        ("http://user:se/cr/et@mlflow:5000/path", "http://mlflow:5000/path"),
         ("https://token@mlflow.example.org", "https://mlflow.example.org"),
         ("http://mlflow:5000", "http://mlflow:5000"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),

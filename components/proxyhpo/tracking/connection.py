@@ -53,12 +53,10 @@ def shown_uri(uri: str) -> str:
         >>> shown_uri("http://user:secret@mlflow:5000/path")
         'http://mlflow:5000/path'
     """
-    from urllib.parse import urlsplit, urlunsplit
+    from proxyhpo.errors import scrub_credentials
 
-    parts = urlsplit(uri)
-    if not (parts.username or parts.password):
-        return uri  # as given: urlunsplit would fold sqlite:////abs/path into sqlite://abs/path
-    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    # not urlsplit: a password holding '/' (as S3 secret keys do) ends its netloc early, and the whole URI would be shown
+    return scrub_credentials(uri)
 
 
 def check_reachable(tracking_uri: str | None = None) -> None:
