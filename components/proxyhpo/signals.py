@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_TERMINATED",
     "LAUNCHER_ENV",
     "sigterm_ends_trials",
+    "termination_deferred",
     "stop_on_signals",
     "exit_code_of",
     "fail_reason_of",
@@ -46,6 +47,9 @@ INTERRUPTED_REASON = "interrupted (SIGINT)"
 #: ``<pid>:<start time>`` of the local launcher whose tasks these processes are (set by ``proxyhpo run --local``).
 LAUNCHER_ENV = "PROXYHPO_LAUNCHER"
 LAUNCHER_POLL_S = 1.0
+
+#: How many :func:`termination_deferred` blocks the main thread is in, and whether a SIGTERM waits for their end.
+_deferring = {"depth": 0, "pending": False}
 
 
 class Terminated(SystemExit):
@@ -154,6 +158,28 @@ def _watch_launcher(identity: str, stop: threading.Event) -> None:
 
 
 @contextmanager
+def termination_deferred() -> Iterator[None]:
+    """While the block runs, a SIGTERM that :func:`sigterm_ends_trials` turns into :class:`Terminated` waits for its end.
+
+    For a write to a store that must not be cut in half: raised in the middle of an MLflow call on a SQLite store,
+    Terminated left a transaction holding the database's lock, and closing the runs then waited on that lock until the
+    pod's grace period was over. The exception is raised when the outermost such block ends (not when it ends by an
+    exception of its own, which unwinds anyway). Outside the main thread the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferring["depth"] -= 1
+        if not _deferring["depth"] and _deferring["pending"] and sys.exc_info()[0] is None:
+            _deferring["pending"] = False
+            raise Terminated()
+
+
+@contextmanager
 def sigterm_ends_trials() -> Iterator[None]:
     """While the block runs, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is restored after.
 
@@ -169,6 +195,9 @@ def sigterm_ends_trials() -> Iterator[None]:
 
     def _raise(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be interrupted by a second one
+        if _deferring["depth"]:  # inside a store write: raised when it ends (termination_deferred)
+            _deferring["pending"] = True
+            return
         raise Terminated()
 
     signal.signal(signal.SIGTERM, _raise)

@@ -89,3 +89,29 @@ def test_trials_end_when_their_launcher_is_killed(tmp_path: Path) -> None:
     runs = _runs(uri, experiment)
     assert runs and {run.info.status for run in runs} == {"FAILED"}
     assert {run.data.tags[names.FAIL_REASON_TAG] for run in runs} == {"terminated (SIGTERM)"}
+
+
+def test_a_sigterm_inside_a_store_write_waits_for_its_end() -> None:
+    """A SIGTERM during an MLflow write is raised when the write ends, never in the middle of it: cut inside a SQLite
+    transaction, it left the database locked, and closing the runs then waited past the grace period."""
+    import os
+    import threading
+
+    from proxyhpo.signals import Terminated, sigterm_ends_trials, termination_deferred
+
+    assert threading.current_thread() is threading.main_thread()  # Python delivers signals to the main thread only
+    steps: list[str] = []
+    with pytest.raises(Terminated), sigterm_ends_trials():
+        with termination_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("the write went on")  # not cut here
+            with termination_deferred():  # nested: only the outermost block's end raises
+                steps.append("an inner write")
+            steps.append("the outer write ended")
+        steps.append("after the write")  # never reached
+    assert steps == ["the write went on", "an inner write", "the outer write ended"]
+
+    with pytest.raises(Terminated), sigterm_ends_trials():  # outside a write, SIGTERM raises at once
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("never")
+    assert steps[-1] == "the outer write ended"

@@ -79,13 +79,17 @@ class TrialRun:
 
     def _call(self, action, *, retries: bool = True) -> bool:
         """Run one logging call with bounded retries; False (and the run offline) when the server never answered."""
+        from proxyhpo.signals import termination_deferred
+
         if self._pending.path is None:
-            action()
+            with termination_deferred():  # a SIGTERM never cuts a store write in half
+                action()
             return True
         delays = LOG_RETRY_DELAYS_S if retries else ()
         for attempt in range(len(delays) + 1):
             try:
-                action()
+                with termination_deferred():
+                    action()
                 return True
             except Exception as exc:
                 if attempt == len(delays):
