@@ -65,26 +65,29 @@ _target = threading.local()
 
 
 @contextlib.contextmanager
+def _building_with(setting: str, value):
+    """Inside this block (this thread), the tasks being built read ``value`` as their ``setting``; the previous one after."""
+    previous = getattr(_target, setting, None)
+    setattr(_target, setting, value)
+    try:
+        yield
+    finally:
+        setattr(_target, setting, previous)
+
+
+@contextlib.contextmanager
 def compiling_for(target: KfpTarget):
     """Build pipelines for KFP backend ``target`` inside this block (this thread): one definition, every backend."""
-    previous = getattr(_target, "value", None)
-    _target.value = target
-    try:
+    with _building_with("value", target):
         yield target
-    finally:
-        _target.value = previous
 
 
 @contextlib.contextmanager
 def pods_of(study: StudyConfig):
     """Build the tasks inside this block with ``study``'s pod settings (scratch size, pull secrets): every builder
     wraps its ``dsl.pipeline`` call in it, so a CPU task, which gets no study, still gets them."""
-    previous = getattr(_target, "resources", None)
-    _target.resources = study.resources
-    try:
+    with _building_with("resources", study.resources):
         yield study
-    finally:
-        _target.resources = previous
 
 
 def _resources() -> ResourcesConfig:
@@ -138,12 +141,8 @@ CA_BUNDLE_ENV = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 @contextlib.contextmanager
 def trusting(bundle: CaBundle | None):
     """Build the tasks inside this block with ``bundle`` mounted and named by :data:`CA_BUNDLE_ENV` (None: nothing)."""
-    previous = getattr(_target, "ca_bundle", None)
-    _target.ca_bundle = bundle
-    try:
+    with _building_with("ca_bundle", bundle):
         yield bundle
-    finally:
-        _target.ca_bundle = previous
 
 
 def _trust_ca_bundle(task: dsl.PipelineTask) -> None:
