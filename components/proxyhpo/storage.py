@@ -422,16 +422,21 @@ def _expected(stat: Any) -> tuple[str, str] | None:
     return None
 
 
+def _stat(url: str, action: str, settings: S3Settings | None):
+    """Object ``url``'s metadata from one HEAD request (the data set reader's keys under its root)."""
+    bucket, key = split_s3_url(url)
+    settings = settings or S3Settings().reading(url)
+    client = s3_client(settings)
+    return _retrying(url, action, lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables)
+
+
 def object_checksum(url: str, settings: S3Settings | None = None) -> tuple[str, str] | None:
     """The checksum recorded for object ``url``: ``("sha256", hex)`` or ``("md5", etag)``; None when it has none.
 
     Raises:
         StorageError: when the object cannot be reached.
     """
-    bucket, key = split_s3_url(url)
-    settings = settings or S3Settings().reading(url)
-    client = s3_client(settings)
-    return _expected(_retrying(url, "read the object's checksum", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables))
+    return _expected(_stat(url, "read the object's checksum", settings))
 
 
 def object_size_and_checksum(url: str, settings: S3Settings | None = None) -> tuple[int, tuple[str, str] | None]:
@@ -440,10 +445,7 @@ def object_size_and_checksum(url: str, settings: S3Settings | None = None) -> tu
     Raises:
         StorageError: when the object cannot be reached.
     """
-    bucket, key = split_s3_url(url)
-    settings = settings or S3Settings().reading(url)
-    client = s3_client(settings)
-    stat = _retrying(url, "read the object's size", lambda: client.stat_object(bucket_name=bucket, object_name=key), endpoint=settings.endpoint, keys=settings.key_variables)
+    stat = _stat(url, "read the object's size", settings)
     return int(stat.size), _expected(stat)
 
 
