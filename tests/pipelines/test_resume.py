@@ -1,12 +1,12 @@
 """A local study stopped part-way and started again with the same command resumes (issues 11 and 22).
 
 The real command, `proxyhpo run CONFIG`, as a user runs it, in a terminal of its own (tests/support/terminal.py):
-stopped by one Ctrl-C once its first round's trials finished, the screen having shown the progress and none of
-the executors' output; started again, it says that it resumes, and two Ctrl-C while the second round trains make
-it exit at once; started a third time, without a terminal (a subprocess of its own session, as a script runs
-it), it trains to the end. The study is the tiny one of the session's uninterrupted run (tests/conftest.py,
-``tiny_hpo_run``), on the same data, which is the reference the resumed result must equal. SIGTERM and a SIGKILLed
-launcher's tasks are tests/faults/test_signals.py's.
+stopped by one Ctrl-C while its second round trains, its first round's results kept, the screen having shown the
+progress and none of the executors' output; started again, it says that it resumes, and two Ctrl-C as soon as its
+first task runs make it exit at once; started a third time, without a terminal (a subprocess of its own session,
+as a script runs it), it trains to the end. The study is the tiny one of the session's uninterrupted run
+(tests/conftest.py, ``tiny_hpo_run``), on the same data, which is the reference the resumed result must equal.
+SIGTERM and a SIGKILLed launcher's tasks are tests/faults/test_signals.py's.
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ def _trials(uri: str, round_index: int, status: str | None = None) -> list:
     ]
 
 
+def _task_started(home: Path, earlier: set[Path]) -> bool:
+    """Whether a task of a start whose log is not among ``earlier`` began executing."""
+    return any("Executing task" in path.read_text() for path in set((home / "logs").glob(f"{EXPERIMENT}-*.log")) - earlier)
+
+
 def _kept(home: Path, round_index: int) -> list[Path]:
     return sorted((home / "checkpoints").glob(f"*/trials/r{round_index}-*.json"))
 
@@ -93,20 +98,22 @@ def test_a_study_stopped_by_ctrl_c_resumes_with_the_same_command(tmp_path: Path,
     rounds = tiny_hpo_run.study.search.rounds
     planned = tiny_hpo_run.study.planned_trials("hpo")
 
-    # 1. one Ctrl-C once the first round's trials are finished and their results kept
+    # 1. one Ctrl-C while the second round trains, the first round's results kept
     first = Terminal(config, env)
     try:
         first.until(r"[1-9]\d*/\d+ trial-epochs", timeout=300)  # a trial trained an epoch: the bar counts it
         first.until_true(lambda: len(_kept(home, 0)) == per_round, "the first round's results were kept", timeout=300)
         first.until(r"best val Dice so far \d\.\d{3} \(r0-t00\d", timeout=60)
+        first.until_true(lambda: len(_trials(uri, 1, "RUNNING")) == per_round, "the second round trains", timeout=300)
         first.type(CTRL_C)
         assert first.wait(timeout=90) == 130
     finally:
         first.close()
     shown = first.shown
-    assert re.search(rf"round 1/{rounds} · trials \d/{planned}", shown) and "ETA" in shown
+    assert re.search(rf"round [12]/{rounds} · trials \d/{planned}", shown) and "ETA" in shown
     assert "lr " in shown and "optimizer " in shown  # the best trial's hyper-parameters
     assert f"study {EXPERIMENT} stopped and its MLflow runs were closed; run the same command again to resume it" in shown
+    assert "failed" not in shown  # the interrupted trials are trained again, not counted failed
     # nothing of the tasks on the screen: no executor, no runner, no traceback ...
     for leaked in ("KFP Executor", "executor_output", "Task '", "Traceback", "KeyboardInterrupt"):
         assert leaked not in shown, leaked
@@ -123,12 +130,17 @@ def test_a_study_stopped_by_ctrl_c_resumes_with_the_same_command(tmp_path: Path,
     assert parent.info.status == "FAILED"
     first_round = {run.info.run_id: run for run in _trials(uri, 0, "FINISHED")}
     assert len(first_round) == per_round
+    # a trainer ends its trials within a second; one that finished them first kept them
+    second_round = {run.info.run_id: run for run in _trials(uri, 1)}
+    assert len(second_round) == per_round
+    finished = {**first_round, **{key: run for key, run in second_round.items() if run.info.status == "FINISHED"}}
 
-    # 2. started again: it resumes; two Ctrl-C while the second round trains exit at once
+    # 2. started again: it resumes; two Ctrl-C once its first task runs exit at once, that task's process with it
+    earlier = set((home / "logs").glob(f"{EXPERIMENT}-*.log"))
     again = Terminal(config, env)
     try:
         again.until(rf"resuming study {EXPERIMENT} \(MLflow run {parent.info.run_id}\)", timeout=120)
-        again.until_true(lambda: len(_trials(uri, 1, "RUNNING")) == per_round, "the second round trains", timeout=300)
+        again.until_true(lambda: _task_started(home, earlier), "a task runs", timeout=120)
         again.type(CTRL_C)
         again.until(r"press Ctrl-C again to exit at once", timeout=30)
         pressed = time.monotonic()
@@ -142,11 +154,7 @@ def test_a_study_stopped_by_ctrl_c_resumes_with_the_same_command(tmp_path: Path,
     finally:
         again.close()
     assert "interrupted (SIGINT) again: exiting at once" in again.shown
-    assert "failed" not in again.shown  # the interrupted trials are trained again, not counted failed
     assert "Traceback" not in again.shown
-    # a trainer ends its trials within a second; one that finished them first kept them
-    second_round = {run.info.run_id: run for run in _trials(uri, 1)}
-    finished = {**first_round, **{key: run for key, run in second_round.items() if run.info.status == "FINISHED"}}
 
     # 3. started again, without a terminal: to the end
     third = Launcher(tmp_path, config, env, "third")
