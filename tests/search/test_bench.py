@@ -84,7 +84,7 @@ def mlflow_curve(client: mlflow.MlflowClient, experiment_id: str, parent_run_id:
 @pytest.mark.slow
 def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_best_in_mlflow(tmp_path: Path, isolated_home: Path) -> None:
     out = tmp_path / "results"
-    result = run_search_bench(write_bench(tmp_path), out, progress=False)
+    result = run_search_bench(write_bench(tmp_path, final_repeats=2), out, progress=False)
 
     assert SearchBenchResult.read(out / "search.json") == result
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -108,11 +108,17 @@ def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_bes
         assert parent.data.metrics[names.DEVICE_HOURS] <= parent.data.metrics[names.BUDGET_HOURS]
         if run.best_val_dice is not None:
             assert run.best_val_dice == max(p.best_val_dice for p in run.curve if p.best_val_dice is not None)
-            (final,) = client.search_runs(
+            finals = client.search_runs(
                 [experiment.experiment_id], filter_string=f"tags.`{names.PARENT_TAG}` = '{run.parent_run_id}' and tags.`{names.ROLE_TAG}` = '{names.ROLE_FINAL}'"
             )
-            assert final.data.metrics[names.FINAL_VAL_DICE] == pytest.approx(run.final_val_dice)
-            assert {k: final.data.params[k] for k in run.best_hyperparameters} == {k: str(v) for k, v in run.best_hyperparameters.items()}
+            # two initialisations of the best hyper-parameters (final.seed + 0, 1): the reported Dice are their means
+            assert sorted(final.data.params[names.SEED_PARAM] for final in finals) == ["0", "1"]
+            assert run.final_val_dice == pytest.approx(sum(final.data.metrics[names.FINAL_VAL_DICE] for final in finals) / 2)
+            internal = {int(final.data.params[names.SEED_PARAM]): final.data.metrics[names.INTERNAL_TEST_DICE] for final in finals}
+            assert run.final_internal_test_dices == pytest.approx((internal[0], internal[1]))
+            assert run.final_internal_test_dice == pytest.approx(sum(internal.values()) / 2)
+            for final in finals:
+                assert {k: final.data.params[k] for k in run.best_hyperparameters} == {k: str(v) for k, v in run.best_hyperparameters.items()}
 
     by_name = {run.strategy: run for run in result.runs}
     # successive halving in a queue of 2 slots with reduction factor 2 stops one trial of each pair at the first rung

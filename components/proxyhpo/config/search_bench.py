@@ -92,7 +92,8 @@ class SearchBenchConfig(StrictModel):
         tpe_startup_trials: random trials before TPE models the results; default ``proposals_per_batch``
             (the REINFORCE controller's first round is as good as random too).
         final: train the final model (``final`` of the study: search-train cases, its checkpoint chosen on search-validation, tested on the held-out cases) with
-            each strategy's best hyper-parameters.
+            each strategy's best hyper-parameters; ``final_repeats``: that many initialisations of it (the study's
+            ``final.seed`` plus 0, 1, ...), their Dice averaged.
         system_metrics: sample CPU and memory into every trial's run (threads that share the cores the
             trials are timed on: off by default).
         cost: what a trial costs and the budget counts: ``device_hours`` (its share of the device's time, which a
@@ -114,6 +115,7 @@ class SearchBenchConfig(StrictModel):
     early_stopping: EarlyStoppingConfig | None = None
     tpe_startup_trials: int | None = Field(default=None, ge=0)
     final: bool = True
+    final_repeats: int = Field(default=1, ge=1, le=10)
     system_metrics: bool = False
     cost: Literal["device_hours", "trial_steps"] = "device_hours"
     vary_data: bool = False
@@ -229,7 +231,9 @@ class StrategyRun(StrictModel):
         best_trial_id, best_val_dice, best_hyperparameters: the best counted trial that trained all epochs.
         final_val_dice, final_internal_test_dice, final_test_dice, final_device_hours: the final model
             trained with them: its Dice on the search-validation cases (which chose its checkpoint), on the
-            untouched held-out cases and on the external set, and its cost (None when there is none).
+            untouched held-out cases and on the external set, and its cost (None when there is none); with
+            ``final_repeats`` initialisations, the means of theirs and the sum of their costs.
+        final_internal_test_dices: each initialisation's Dice on the held-out cases, in seed order.
     """
 
     strategy: StrategyName
@@ -248,6 +252,7 @@ class StrategyRun(StrictModel):
     final_internal_test_dice: float | None = None
     final_test_dice: float | None = None
     final_device_hours: float | None = None
+    final_internal_test_dices: tuple[float, ...] = ()
 
     @property
     def counted(self) -> tuple[BenchTrial, ...]:

@@ -102,6 +102,12 @@ def bench_study(config: SearchBenchConfig) -> StudyConfig:
     return study.model_copy(update={"name": config.experiment or f"{study.name}-search-bench", "data": study.data.with_absolute_paths()})
 
 
+def _mean(values: Any) -> float | None:
+    """The mean of the values that are not None; None when none is."""
+    present = [value for value in values if value is not None]
+    return statistics.fmean(present) if present else None
+
+
 def cost_of(result: TrialResult) -> float:
     """A trial's device-hours: ``gpu_hours + process_hours`` (see :class:`~proxyhpo.config.TrialResult`)."""
     return float(result.gpu_hours) + float(result.process_hours)
@@ -406,14 +412,16 @@ class SearchBench:
         from proxyhpo.training.study_trials import train_final_model
 
         best = best_trial(search.trials)
-        final: TrialResult | None = None
+        finals: list[TrialResult] = []
         if best is not None and self.config.final:
             folder = self.workdir / f"seed{search.strategy.seed}" / search.strategy.name.replace("+", "-")
-            self._say(f"  {search.strategy.name:<14} final model: {best.hyperparameters}")
-            final = train_final_model(
-                seed_study, self.data, dict(best.hyperparameters), parent_run_id=search.parent_run_id,  # type: ignore[arg-type]
-                results_out=folder / "final.results.json", model_dir=folder / "final-model",
-            )
+            self._say(f"  {search.strategy.name:<14} final model ({self.config.final_repeats}x): {best.hyperparameters}")
+            for repeat in range(self.config.final_repeats):  # one initialisation each: study.final.seed + repeat
+                suffix = f"-r{repeat}" if repeat else ""
+                finals.append(train_final_model(
+                    seed_study, self.data, dict(best.hyperparameters), parent_run_id=search.parent_run_id,  # type: ignore[arg-type]
+                    results_out=folder / f"final{suffix}.results.json", model_dir=folder / f"final-model{suffix}", repeat=repeat,
+                ))
         counted = [trial for trial in search.trials if trial.counted]
         run = StrategyRun(
             strategy=search.strategy.name,  # type: ignore[arg-type]
@@ -428,10 +436,11 @@ class SearchBench:
             best_trial_id=best.trial_id if best else None,
             best_val_dice=best.val_dice if best else None,
             best_hyperparameters=dict(best.hyperparameters) if best else None,
-            final_val_dice=final.final_val_dice if final else None,
-            final_internal_test_dice=final.internal_test_dice if final else None,
-            final_test_dice=final.test_dice if final else None,
-            final_device_hours=cost_of(final) if final else None,
+            final_val_dice=_mean(final.final_val_dice for final in finals),
+            final_internal_test_dice=_mean(final.internal_test_dice for final in finals),
+            final_test_dice=_mean(final.test_dice for final in finals),
+            final_device_hours=sum(cost_of(final) for final in finals) if finals else None,
+            final_internal_test_dices=tuple(final.internal_test_dice for final in finals if final.internal_test_dice is not None),
         )
         metrics = {
             names.BUDGET_HOURS: run.budget_hours,

@@ -317,6 +317,14 @@ def train_final(
     return train_final_model(study, data, searched, parent_run_id=parent_run_id, results_out=results_out, model_dir=model_dir, arm=arm, repeat=repeat)
 
 
+def final_name(arm: str | None, repeat: int) -> str:
+    """A final model's trial id: ``final-<arm>-r<repeat>`` in a comparison, else ``final`` (``final-r<repeat>`` for
+    the further initialisations the search benchmark trains)."""
+    if arm:
+        return f"final-{arm}-r{repeat}"
+    return f"final-r{repeat}" if repeat else "final"
+
+
 def final_model_plan(
     study: StudyConfig,
     data: StudyData,
@@ -333,7 +341,7 @@ def final_model_plan(
     tested once, with those weights, on the held-out cases (``internal_test``) and on the external set.
     """
     spec = TrialSpec(
-        trial_id=f"final-{arm}-r{repeat}" if arm else "final",
+        trial_id=final_name(arm, repeat),
         hyperparameters=hyperparameters_from(searched),
         network=_network(study, study.final.network),
         seed=study.final.seed + repeat,
@@ -378,7 +386,7 @@ def train_final_model(
     """
     from proxyhpo.export.final_model import export_final_model
 
-    name = f"final-{arm}-r{repeat}" if arm else "final"
+    name = final_name(arm, repeat)
     failure_at = repeats.failure_location(parent_run_id, name, study.model_dump(mode="json"), data.model_dump(mode="json"), searched) if parent_run_id else None
     earlier = repeats.deterministic_failure(failure_at) if failure_at else None
     if earlier:
