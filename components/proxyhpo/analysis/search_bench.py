@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from proxyhpo import storage
 from proxyhpo.config.search_bench import BenchTrial, CurvePoint, SearchBenchResult, StrategyRun
 
-__all__ = ["running_best", "best_trial", "summary_rows", "summary_markdown", "plot_search_bench", "median_interval", "paired_test", "table_bench_summary", "plot_table_bench"]
+__all__ = ["running_best", "best_trial", "summary_rows", "cost_unit", "paired_finals", "summary_markdown", "plot_search_bench", "median_interval", "paired_test", "table_bench_summary", "plot_table_bench"]
 
 _DPI = 110
 _COLOURS = {"random": "#7f7f7f", "reinforce": "#1f77b4", "reinforce+sh": "#2ca02c", "tpe+hyperband": "#d62728"}
@@ -92,6 +92,39 @@ def summary_rows(result: SearchBenchResult) -> list[dict[str, object]]:
     return rows
 
 
+def cost_unit(result: SearchBenchResult) -> str:
+    """What the budget and every cost of ``result`` count: ``trial-steps`` (``cost: trial_steps``) or ``device-hours``."""
+    return "trial-steps" if result.config.get("cost") == "trial_steps" else "device-hours"
+
+
+def paired_finals(result: SearchBenchResult, baseline: str = "random") -> list[dict[str, object]]:
+    """Each strategy's final internal test Dice against ``baseline``'s, paired by seed (the seed draws the data).
+
+    Returns one record per other strategy: ``differences`` (strategy minus baseline, per seed, in seed order),
+    their mean, the two-sided 95% paired-t interval and p-value (None below two seeds). Empty when the
+    baseline did not run.
+    """
+    from scipy import stats
+
+    finals = {(run.strategy, run.seed): run.final_internal_test_dice for run in result.runs}
+    if not any(strategy == baseline for strategy, _ in finals):
+        return []
+    records = []
+    for strategy in dict.fromkeys(run.strategy for run in result.runs):
+        if strategy == baseline:
+            continue
+        seeds = sorted(seed for (name, seed), dice in finals.items() if name == strategy and dice is not None and finals.get((baseline, seed)) is not None)
+        differences = [finals[(strategy, seed)] - finals[(baseline, seed)] for seed in seeds]  # type: ignore[operator]
+        mean = float(np.mean(differences)) if differences else None
+        low = high = p = None
+        if len(differences) >= 2 and np.std(differences) > 0:
+            test = stats.ttest_1samp(differences, 0.0)
+            low, high = (float(v) for v in test.confidence_interval(0.95))
+            p = float(test.pvalue)
+        records.append({"strategy": strategy, "baseline": baseline, "seeds": seeds, "differences": differences, "mean": mean, "low": low, "high": high, "p": p})
+    return records
+
+
 def _number(value: object, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"  # type: ignore[str-format]
 
@@ -102,10 +135,11 @@ def summary_markdown(result: SearchBenchResult) -> str:
     The strategies are compared on the final model's internal test Dice: the held-out cases that no search,
     early stopping or checkpoint choice read (its validation Dice chose its checkpoint, so it is not shown).
     """
+    unit = cost_unit(result)
     lines = [
-        f"Budget {result.budget_hours:.5f} device-hours per strategy and seed ({result.calibration.full_trial_hours:.5f} h per full trial at calibration).",
+        f"Budget {result.budget_hours:.5f} {unit} per strategy and seed ({result.calibration.full_trial_hours:.5f} per full trial at calibration).",
         "",
-        "| strategy | seed | device-hours | trials (stopped) | trial-epochs | best val Dice | final internal test Dice | final external Dice |",
+        f"| strategy | seed | {unit} | trials (stopped) | trial-epochs | best val Dice | final internal test Dice | final external Dice |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = summary_rows(result)
@@ -114,7 +148,7 @@ def summary_markdown(result: SearchBenchResult) -> str:
             f"| {row['strategy']} | {row['seed']} | {_number(row['device_hours'], 5)} | {row['trials']} ({row['stopped']}) | {row['trial_epochs']} "
             f"| {_number(row['best_val_dice'])} | {_number(row['final_internal_test_dice'])} | {_number(row['final_test_dice'])} |"
         )
-    lines += ["", "| strategy | mean best val Dice | mean final internal test Dice | mean device-hours | seeds |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"| strategy | mean best val Dice | mean final internal test Dice | mean {unit} | seeds |", "|---|---:|---:|---:|---:|"]
     for strategy in dict.fromkeys(row["strategy"] for row in rows):
         mine = [row for row in rows if row["strategy"] == strategy]
 
@@ -123,6 +157,14 @@ def summary_markdown(result: SearchBenchResult) -> str:
             return float(np.mean(values)) if values else None  # type: ignore[arg-type]
 
         lines.append(f"| {strategy} | {_number(mean('best_val_dice'))} | {_number(mean('final_internal_test_dice'))} | {_number(mean('device_hours'), 5)} | {len(mine)} |")
+    paired = paired_finals(result)
+    if paired:
+        lines += ["", "Final internal test Dice minus random search's, paired by seed (two-sided 95% paired-t interval):", "",
+                  "| strategy | per seed | mean | 95% interval | p |", "|---|---|---:|---|---:|"]
+        for record in paired:
+            per_seed = ", ".join(f"{seed}: {difference:+.4f}" for seed, difference in zip(record["seeds"], record["differences"]))  # type: ignore[call-overload]
+            interval = "-" if record["low"] is None else f"[{record['low']:+.4f}, {record['high']:+.4f}]"
+            lines.append(f"| {record['strategy']} | {per_seed} | {_number(record['mean'])} | {interval} | {_number(record['p'], 3)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,7 +202,7 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
                 axis.plot([getattr(p, x) for p in stopped], [p.best_val_dice or 0.0 for p in stopped], "x", color=colour, alpha=0.5, markersize=4)
         axis.grid(alpha=0.3)
     curves.axvline(result.budget_hours, color="black", linestyle="--", linewidth=1, label="budget")
-    curves.set_xlabel("device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
+    curves.set_xlabel("trial-steps spent" if cost_unit(result) == "trial-steps" else "device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
     curves.set_ylabel("best validation Dice found (trials trained to the end)")
     curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: a trial stopped early)")
     curves.legend(loc="best", fontsize=8)

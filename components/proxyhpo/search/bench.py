@@ -310,6 +310,11 @@ class SearchBench:
 
         run_trials(plan.model_copy(update={"epochs": 1, "val_every": 1}), progress=False)
 
+    @property
+    def _unit(self) -> str:
+        """The budget's unit, as the progress lines name it."""
+        return "trial-steps" if self.config.cost == "trial_steps" else "h"
+
     def _cost(self, result: TrialResult) -> float:
         """What a trial costs in the budget's unit: its device-hours, or its trial-steps (``cost: trial_steps``)."""
         return float(result.steps_run) if self.config.cost == "trial_steps" else cost_of(result)
@@ -403,7 +408,7 @@ class SearchBench:
         best = best_trial(search.trials)
         self._say(
             f"  {strategy.name:<14} batch {batch}: {n} trials, {sum(r.state.value == 'STOPPED' for r, _ in trained)} stopped, "
-            f"{hours:.5f} h (predicted {predicted:.5f}); spent {search.spent:.5f} of {self.budget_hours:.5f} h; "
+            f"{hours:.5f} {self._unit} (predicted {predicted:.5f}); spent {search.spent:.5f} of {self.budget_hours:.5f} {self._unit}; "
             f"best val Dice {'-' if best is None else f'{best.val_dice:.4f}'}"
         )
 
@@ -527,8 +532,8 @@ class SearchBench:
             calibration = self._calibrate(bench_run)
             self.budget_hours = self.config.budget.hours if self.config.budget.hours is not None else self.config.budget.trials * calibration.full_trial_hours  # type: ignore[operator]
             self._say(
-                f"calibrated: {calibration.rates} device-hours per trial-epoch; a full trial {calibration.full_trial_hours:.5f} h; "
-                f"budget {self.budget_hours:.5f} h per strategy and seed"
+                f"calibrated: {calibration.rates} {self._unit} per trial-epoch; a full trial {calibration.full_trial_hours:.5f} {self._unit}; "
+                f"budget {self.budget_hours:.5f} {self._unit} per strategy and seed"
             )
             runs: list[StrategyRun] = []
             for seed in self.config.seeds:
