@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,12 +166,20 @@ def test_no_secret_reaches_mlflow(tracking_uri: str, tmp_path: Path, monkeypatch
     assert checked >= 2
 
 
+def _until_system_metrics(runs: Callable[[], list], timeout: float = 30.0) -> None:
+    """Wait until one of ``runs()`` holds a system metric: MLflow's monitor logs its first samples after an interval."""
+    deadline = time.monotonic() + timeout
+    while not any(key.startswith("system/") for run in runs() for key in run.data.metrics):
+        assert time.monotonic() < deadline, "no system metric logged"
+        time.sleep(0.2)
+
+
 def test_system_metrics_on_trial_runs(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracking.trials, "SYSTEM_METRICS_INTERVAL_S", 1)
     name = new_experiment()
     spec = make_spec("r0-p0")
     with tracking.trial_runs(name, [spec], parent_run_id=None, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=True) as runs:
-        time.sleep(3.5)
+        _until_system_metrics(lambda: [tracking.client(tracking_uri).get_run(runs["r0-p0"].run_id)])
         runs["r0-p0"].finish(make_result(spec, [0.4]))
     metrics = tracking.client(tracking_uri).get_run(runs["r0-p0"].run_id).data.metrics
     system = [key for key in metrics if key.startswith("system/")]
@@ -184,11 +193,12 @@ def test_a_packs_system_metrics_go_to_the_packs_run_not_its_trials(tracking_uri:
     name = new_experiment()
     parent = tracking.start_parent_run(name, "hpo", config={}, tracking_uri=tracking_uri)
     specs = [make_spec("r0-t000"), make_spec("r0-t001")]
+    mlflow_client = tracking.client(tracking_uri)
+    experiment_id = mlflow_client.get_run(parent).info.experiment_id
     with tracking.trial_runs(name, specs, parent_run_id=parent, data="mi-4", resolved_config={}, tracking_uri=tracking_uri, system_metrics=True) as runs:
-        time.sleep(3.5)
+        _until_system_metrics(lambda: mlflow_client.search_runs([experiment_id], filter_string=f"tags.`{names.ROLE_TAG}` = '{names.ROLE_PACK}'"))
         for spec in specs:
             runs[spec.trial_id].finish(make_result(spec, [0.4]))
-    mlflow_client = tracking.client(tracking_uri)
     for spec in specs:
         assert not [key for key in mlflow_client.get_run(runs[spec.trial_id].run_id).data.metrics if key.startswith("system/")]
     children = mlflow_client.search_runs([mlflow_client.get_run(parent).info.experiment_id], filter_string=f"tags.`{names.ROLE_TAG}` = '{names.ROLE_PACK}'")
