@@ -60,19 +60,20 @@ ONE_WORKER_GROUPS = {
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests of :data:`ONE_WORKER_GROUPS`, and run the ``slow`` tests first (a stable sort).
+    """Group the tests of :data:`ONE_WORKER_GROUPS`, and run the ``slow`` tests first, then the groups (a stable sort).
 
     ``make test`` spreads tests over two xdist workers that take the next test when they are almost idle;
     a pipeline run of a minute collected last kept one worker busy while the other had nothing left. Longest
-    first is the classic remedy for that tail (LPT scheduling); xdist's loadgroup scheduler keeps the
-    collection order for single tests, so ordering the collection is enough.
+    first is the classic remedy for that tail (LPT scheduling): the slow tests, then the groups, each a unit of
+    20 to 80 s that a worker takes whole, then the single short tests that fill the gaps. xdist's loadgroup
+    scheduler queues its units in collection order, so ordering the collection is enough.
     """
     for item in items:
         where = Path(str(item.path)).relative_to(TESTS).as_posix()
         group = next((prefix for prefix in ONE_WORKER_GROUPS if where.startswith(prefix)), None)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group.rstrip("/").replace("/", "-")))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.get_closest_marker("xdist_group") is None))
 
 def _free_port() -> int:
     with socket.socket() as sock:
