@@ -96,3 +96,12 @@ def test_the_committed_table_configs_load() -> None:
         assert load_table_config(BENCH / name).grid.seeds >= 3
     replay = parse_config(TableSearchConfig, load_yaml(BENCH / "search-table.yaml"), "search-table.yaml")
     assert replay.seeds >= 200
+
+
+def test_every_strategy_has_one_colour_for_all_its_seeds() -> None:
+    from proxyhpo.analysis.search_bench import _strategy_colours
+
+    names = ["random", "tpe", "reinforce", "gp", "cmaes", "reinforce-paper", "tpe+asha", "reinforce+sh", "tpe+hyperband"]
+    colours = _strategy_colours(names)
+    assert len(set(colours.values())) == len(names)  # distinct, so a seed's line is never read as another strategy's
+    assert colours["random"] == "#7f7f7f" and _strategy_colours(["tpe"]) == {"tpe": colours["tpe"]}

@@ -30,6 +30,14 @@ __all__ = ["running_best", "best_trial", "summary_rows", "cost_unit", "paired_fi
 
 _DPI = 110
 _COLOURS = {"random": "#7f7f7f", "reinforce": "#1f77b4", "reinforce+sh": "#2ca02c", "tpe+hyperband": "#d62728"}
+#: Colours for the strategies without one of their own, in the order they appear (tab10's, less the four above).
+_SPARE_COLOURS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#000000")
+
+
+def _strategy_colours(strategies: Sequence[str]) -> dict[str, str]:
+    """One colour per strategy, the same for all its seeds: its own, else the next spare one."""
+    spare = iter(_SPARE_COLOURS * (1 + len(strategies) // len(_SPARE_COLOURS)))
+    return {strategy: _COLOURS.get(strategy) or next(spare) for strategy in strategies}
 
 
 def _candidate(trial: BenchTrial) -> bool:
@@ -183,18 +191,19 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
 
     Left: each strategy's running best over its counted trials, one line per seed, the budget as a dashed
     line. Middle: the same against the trial-epochs trained (on a shared machine a device-hour buys a varying
-    amount of work). Right: the final model's validation Dice for each strategy's best hyper-parameters,
-    one dot per seed and the mean as a bar. Written atomically as a PNG.
+    amount of work). Right: the final model's Dice on the held-out cases for each strategy's best hyper-parameters
+    (the mean of its initialisations), one dot per seed and the mean as a bar. Written atomically as a PNG.
     """
     figure = Figure(figsize=(15, 4.2), constrained_layout=True)
     FigureCanvasAgg(figure)
     curves, work, finals = figure.subplots(1, 3, gridspec_kw={"width_ratios": [2, 1.6, 1]})
     strategies = list(dict.fromkeys(run.strategy for run in result.runs))
+    colours = _strategy_colours(strategies)
     seeds = sorted({run.seed for run in result.runs})
     for axis, x in ((curves, "hours"), (work, "trial_epochs")):
         for run in result.runs:
             xs, ys = _steps(run, x)
-            colour = _COLOURS.get(run.strategy)
+            colour = colours[run.strategy]
             label = run.strategy if run.seed == min(r.seed for r in result.runs if r.strategy == run.strategy) else None
             axis.step(xs, ys, where="post", color=colour, alpha=0.85, linewidth=1.4, label=label)
             stopped = [point for point, trial in zip(run.curve, run.counted) if trial.state == "STOPPED"]
@@ -210,14 +219,16 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
     work.set_title("the same against the work done")
     for k, strategy in enumerate(strategies):
         values = [run.final_internal_test_dice for run in result.runs if run.strategy == strategy and run.final_internal_test_dice is not None]
-        colour = _COLOURS.get(strategy)
+        colour = colours[strategy]
         if values:
             finals.bar(k, float(np.mean(values)), color=colour, alpha=0.35)
             finals.plot([k] * len(values), values, "o", color=colour)
     finals.set_xticks(range(len(strategies)))
     finals.set_xticklabels(strategies, rotation=20, fontsize=8)
     finals.set_ylabel("final model's internal test Dice (held-out cases)")
-    finals.set_title("final model, each strategy's best")
+    initialisations = max((len(run.final_internal_test_dices) for run in result.runs), default=0)
+    per_seed = f"mean of {initialisations} initialisations, a dot per seed" if initialisations > 1 else "a dot per seed"
+    finals.set_title(f"final model of each strategy's pick\n({per_seed})", fontsize=10)
     finals.grid(alpha=0.3, axis="y")
     with storage.atomic_output(out) as tmp:
         figure.savefig(tmp, format="png", dpi=_DPI)
