@@ -18,6 +18,7 @@ from proxyhpo import paths
 from proxyhpo.cli import main
 from proxyhpo.config.search_bench import SearchBenchResult
 from proxyhpo.tracking import names
+from proxyhpo.analysis.search_bench import summary_markdown
 from proxyhpo.search.bench import CostModel, run_search_bench
 from tiny import tiny_recipe
 
@@ -88,6 +89,7 @@ def test_search_bench_spends_at_most_the_budget_and_its_curve_is_the_running_bes
 
     assert SearchBenchResult.read(out / "search.json") == result
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "search.md").read_text() == summary_markdown(result)
     assert [run.strategy for run in result.runs] == list(ACCOUNTED)
     assert result.budget_hours == pytest.approx(4 * result.calibration.full_trial_hours)
 

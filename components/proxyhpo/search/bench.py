@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxyhpo import paths, tracking
+from proxyhpo import paths, storage, tracking
 from proxyhpo.tracking import names
 from proxyhpo.analysis.search_bench import best_trial, plot_search_bench, running_best, summary_markdown
 from proxyhpo.config import Categorical, PackSpec, ProxyDataManifest, Proposal, StudyConfig, StudyData, TrialPlan, TrialResult, load_yaml, parse_config, resolve_pack_size
@@ -504,7 +504,7 @@ class SearchBench:
 
     # -------------------------------------------------------------------------------------------- run
     def run(self, out: str | os.PathLike[str]) -> SearchBenchResult:
-        """Run the benchmark; write ``search.json`` and ``search.png`` into ``out`` (after every seed, the seeds so far).
+        """Run the benchmark; write ``search.json``, ``search.png`` and ``search.md`` into ``out`` (after every seed, the seeds so far).
 
         Returns:
             the result, as written.
@@ -554,8 +554,9 @@ class SearchBench:
                 )
                 result.write(out / "search.json")
                 plot_search_bench(result, out / "search.png")
-            client.log_artifact(bench_run, str(out / "search.json"))
-            client.log_artifact(bench_run, str(out / "search.png"))
+                storage.atomic_write_text(out / "search.md", summary_markdown(result))
+            for name in ("search.json", "search.png", "search.md"):
+                client.log_artifact(bench_run, str(out / name))
             client.log_metric(bench_run, names.BUDGET_HOURS, self.budget_hours)
             client.log_metric(bench_run, names.CALIBRATION_HOURS, calibration.device_hours)
         except BaseException:
