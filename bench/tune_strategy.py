@@ -1,6 +1,6 @@
 """Variants of Optuna's samplers (and registered strategies) replayed on a search table: regret at 10, 20, 40 and 60 trials.
 
-    python bench/tune_strategy.py TABLE SEEDS '{"name": SPEC, ...}' [--keep DIR] [--budgets 10,15,20,...]
+    python bench/tune_strategy.py TABLE SEEDS '{"name": SPEC, ...}' [--keep DIR] [--budgets 10,15,20,...] [--first K]
     python bench/tune_strategy.py --oracle TABLE
     python bench/tune_strategy.py --judge DIR NAME [RIVAL ...] [--budgets 10,15,20,...]
 
@@ -11,20 +11,21 @@ A ``SPEC`` is ``null`` (random search), a registered strategy's name (``"tpe"``:
 
 ``sampler`` is one of ``optuna.samplers`` and ``options`` its keyword arguments (``seed`` and ``n_startup_trials``
 are set by the search); ``startup_trials`` (default 8, one round) the random trials before the sampler models the
-results; ``startup`` ``"sobol"`` or ``"lhs"`` enqueues
-that many points of a scrambled Sobol sequence or a Latin hypercube over the ranges (scipy's :mod:`scipy.stats.qmc`),
-every categorical choice equally often, instead of random ones (``"optuna-qmc"``: Optuna's
-:class:`~optuna.samplers.QMCSampler` for the start-up; it places a trial by the trials told before it, so a round
-asked at once gets its independent, random sampler: the same proposals as ``"random"``); ``gamma`` a fraction ``g``: TPE's "good" trials are the best ``ceil(g * n)``
-of ``n`` (Optuna's default: ``ceil(0.1 * n)``). A variant is an :class:`~proxyhpo.search._optuna.OptunaStrategy`
-registered for the run only, so it replays through :func:`~proxyhpo.search.table.replay_search` as a registered
-strategy does. The replay is ``bench/search-table.yaml``'s (batches of 8, 4 slots, no early stopping for these).
+results; ``startup`` ``"sobol"`` or ``"lhs"`` enqueues that many points of a scrambled Sobol sequence or a Latin
+hypercube over the ranges (:mod:`scipy.stats.qmc`), every categorical choice equally often, instead of random ones
+(``"optuna-qmc"``: Optuna's :class:`~optuna.samplers.QMCSampler` for the start-up; it places a trial by the trials
+told before it, so a round asked at once gets its independent, random sampler: the same proposals as random);
+``gamma`` a fraction ``g``: TPE's "good" trials are the best ``ceil(g * n)`` of ``n`` (Optuna's default:
+``ceil(0.1 * n)``). A variant is an :class:`~proxyhpo.search._optuna.OptunaStrategy` registered for the run only, so
+it replays through :func:`~proxyhpo.search.table.replay_search` as a registered strategy does. The replay is
+``bench/search-table.yaml``'s (batches of 8, 4 slots, no early stopping for these).
 
 One line of JSON per variant on stdout (median and mean regret per budget, CPU seconds); ``--keep DIR`` also writes
 every seed's regrets to ``DIR/<name>.npy`` (``(seeds, budgets)``); ``--budgets`` reads other budgets than
-:data:`BUDGETS` (the largest sets how long a search runs: keep 60 to compare with ``proxyhpo bench search``). ``--oracle`` prints the floor of a pick by validation
-Dice; ``--judge`` prints NAME's median with its bootstrap interval per budget and its paired Wilcoxon tests against
-each RIVAL (:mod:`proxyhpo.analysis.search_bench`). ``bench/results/strategy-tuning.md`` records what was run.
+:data:`BUDGETS` (the largest sets how long a search runs: keep 60 to compare with ``proxyhpo bench search``);
+``--first K`` runs seeds ``K..K+SEEDS-1``. ``--oracle`` prints the floor of a pick by validation Dice; ``--judge``
+prints NAME's median with its bootstrap interval per budget and its paired Wilcoxon tests against each RIVAL
+(:mod:`proxyhpo.analysis.search_bench`). ``bench/results/strategy-tuning.md`` records what was run.
 """
 
 from __future__ import annotations
@@ -68,7 +69,14 @@ def variant_class(name: str, spec: dict[str, Any]) -> type[OptunaStrategy]:
                 extra["gamma"] = lambda n: min(math.ceil(gamma * n), 25)
             if startup == "optuna-qmc" and self._told() < self.startup_trials:
                 # one Sobol sequence for the whole start-up, seeded by the search (the journal keeps its position)
-                return samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=self.seed, independent_sampler=samplers.RandomSampler(seed=seed), warn_independent_sampling=False, warn_asynchronous_seeding=False)
+                return samplers.QMCSampler(
+                    qmc_type="sobol",
+                    scramble=True,
+                    seed=self.seed,
+                    independent_sampler=samplers.RandomSampler(seed=seed),
+                    warn_independent_sampling=False,
+                    warn_asynchronous_seeding=False,
+                )
             return getattr(samplers, sampler_name)(seed=seed, n_startup_trials=self.startup_trials, **extra)
 
         def _told(self) -> int:
@@ -125,22 +133,37 @@ def strategy_of(name: str, spec: Any, config: TableSearchConfig) -> tuple[str, d
     return registered, {"startup_trials": int(spec.get("startup_trials", config.proposals_per_batch))}
 
 
-def main(table_path: str, seeds: int, variants: dict[str, Any], keep: str | None, budgets: tuple[int, ...] = BUDGETS) -> None:
+def main(
+    table_path: str, seeds: int, variants: dict[str, Any], keep: str | None, budgets: tuple[int, ...] = BUDGETS, first: int = 0
+) -> None:
     table = Table.read(table_path)
     config = replay_config(budgets)
     for name, spec in variants.items():
         started = time.process_time()
         strategy, options = strategy_of(name, spec, config)
-        regret = np.array([regrets(table, replay_search(table, strategy, seed, config, options=options), config.budgets) for seed in range(seeds)])
+        regret = np.array(
+            [
+                regrets(table, replay_search(table, strategy, seed, config, options=options), config.budgets)
+                for seed in range(first, first + seeds)
+            ]
+        )
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             np.save(Path(keep) / f"{name}.npy", regret)
-        print(json.dumps({
-            "name": name, "spec": spec, "seeds": seeds,
-            "median": dict(zip(map(str, budgets), np.median(regret, 0).round(4).tolist())),
-            "mean": dict(zip(map(str, budgets), regret.mean(0).round(4).tolist())),
-            "cpu_s": round(time.process_time() - started, 1),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "name": name,
+                    "spec": spec,
+                    "seeds": seeds,
+                    "first_seed": first,
+                    "median": dict(zip(map(str, budgets), np.median(regret, 0).round(4).tolist())),
+                    "mean": dict(zip(map(str, budgets), regret.mean(0).round(4).tolist())),
+                    "cpu_s": round(time.process_time() - started, 1),
+                }
+            ),
+            flush=True,
+        )
 
 
 def oracle(table_path: str, draws: int = 2000) -> None:
@@ -151,12 +174,27 @@ def oracle(table_path: str, draws: int = 2000) -> None:
     final = np.where(np.isfinite(table.val_dice[:, :, -1]), table.val_dice[:, :, -1], -np.inf)
     per_seed = [float(quality.max() - quality[final[:, s].argmax()]) for s in range(table.seeds)]
     rng = np.random.default_rng(0)
-    drawn = np.array([quality.max() - quality[final[np.arange(table.points), rng.integers(table.seeds, size=table.points)].argmax()] for _ in range(draws)])
-    print(json.dumps({
-        "table": table_path, "best_test_dice": round(float(quality.max()), 4),
-        "one_seed_for_all": [round(v, 4) for v in per_seed],
-        "drawn_seeds": {"median": round(float(np.median(drawn)), 4), "mean": round(float(drawn.mean()), 4), "quartiles": np.quantile(drawn, [0.25, 0.75]).round(4).tolist(), "draws": draws},
-    }))
+    drawn = np.array(
+        [
+            quality.max() - quality[final[np.arange(table.points), rng.integers(table.seeds, size=table.points)].argmax()]
+            for _ in range(draws)
+        ]
+    )
+    print(
+        json.dumps(
+            {
+                "table": table_path,
+                "best_test_dice": round(float(quality.max()), 4),
+                "one_seed_for_all": [round(v, 4) for v in per_seed],
+                "drawn_seeds": {
+                    "median": round(float(np.median(drawn)), 4),
+                    "mean": round(float(drawn.mean()), 4),
+                    "quartiles": np.quantile(drawn, [0.25, 0.75]).round(4).tolist(),
+                    "draws": draws,
+                },
+            }
+        )
+    )
 
 
 def judge(folder: str, name: str, rivals: list[str], budgets: tuple[int, ...] = BUDGETS) -> None:
@@ -164,6 +202,8 @@ def judge(folder: str, name: str, rivals: list[str], budgets: tuple[int, ...] = 
     from proxyhpo.analysis.search_bench import median_interval, paired_test
 
     ours = np.load(Path(folder) / f"{name}.npy")
+    if ours.shape[1] != len(budgets):
+        raise SystemExit(f"{folder}/{name}.npy holds {ours.shape[1]} budgets, not {len(budgets)}: give --budgets as the replay ran")
     out: dict[str, Any] = {"name": name, "seeds": len(ours), "median": {}, "mean": {}, "tests": {}}
     for k, budget in enumerate(budgets):
         out["median"][budget] = [round(v, 4) for v in median_interval(ours[:, k])]
@@ -188,4 +228,5 @@ if __name__ == "__main__":
         judge(arguments[1], arguments[2], arguments[3:], chosen_budgets)
     else:
         keep = arguments[arguments.index("--keep") + 1] if "--keep" in arguments else None
-        main(arguments[0], int(arguments[1]), json.loads(arguments[2]), keep, chosen_budgets)
+        first = int(arguments[arguments.index("--first") + 1]) if "--first" in arguments else 0
+        main(arguments[0], int(arguments[1]), json.loads(arguments[2]), keep, chosen_budgets, first)
