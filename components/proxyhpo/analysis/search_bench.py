@@ -224,7 +224,7 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
             finals.bar(k, float(np.mean(values)), color=colour, alpha=0.35)
             finals.plot([k] * len(values), values, "o", color=colour)
     finals.set_xticks(range(len(strategies)))
-    finals.set_xticklabels(strategies, rotation=20, fontsize=8)
+    finals.set_xticklabels(strategies, rotation=20 if len(strategies) <= 4 else 45, ha="right", rotation_mode="anchor", fontsize=8)
     finals.set_ylabel("final model's internal test Dice (held-out cases)")
     initialisations = max((len(run.final_internal_test_dices) for run in result.runs), default=0)
     per_seed = f"mean of {initialisations} initialisations, a dot per seed" if initialisations > 1 else "a dot per seed"
