@@ -554,7 +554,8 @@ class SearchBench:
                 )
                 result.write(out / "search.json")
                 plot_search_bench(result, out / "search.png")
-                storage.atomic_write_text(out / "search.md", summary_markdown(result))
+                markdown = summary_markdown(result)
+                storage.atomic_write_text(out / "search.md", markdown)
             for name in ("search.json", "search.png", "search.md"):
                 client.log_artifact(bench_run, str(out / name))
             client.log_metric(bench_run, names.BUDGET_HOURS, self.budget_hours)
@@ -563,7 +564,7 @@ class SearchBench:
             tracking.finish_run(bench_run, failed=True)
             raise
         tracking.finish_run(bench_run)
-        self._say(summary_markdown(result))
+        self._say(markdown)
         return result
 
 
