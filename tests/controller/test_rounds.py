@@ -10,6 +10,7 @@ from proxyhpo.config import HyperParameters, PackSpec, Proposal, StudyConfig, Tr
 from proxyhpo.controller import ReinforceController, read_history
 from proxyhpo.controller.rounds import final_hyperparameters, init_controller, propose_round, split_into_packs, update_round
 from proxyhpo.errors import TrialError
+from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.registry import SEARCH_STRATEGIES
 
 
@@ -94,13 +95,10 @@ def test_ties_go_to_the_earliest_proposal(tmp_path: Path) -> None:
     assert controller.best() == (proposals[1], 0.8)
 
 
-PIPELINE_STRATEGIES = [name for name in SEARCH_STRATEGIES if SEARCH_STRATEGIES[name].persistent]
-
-
-@pytest.mark.parametrize("name", PIPELINE_STRATEGIES)
-def test_every_pipeline_strategy_runs_its_rounds_through_the_state_files_and_a_retried_step_repeats_itself(name: str, tmp_path: Path) -> None:
-    stops = SEARCH_STRATEGIES[name].requires_early_stopping
-    study = _study(strategy=name, proposals_per_round=3, early_stopping={"min_epochs": 1, "reduction_factor": 3} if stops else None)
+@pytest.mark.parametrize("name", SEARCH_STRATEGIES.names())
+def test_every_strategy_runs_its_rounds_through_the_state_files_and_a_retried_step_repeats_itself(name: str, tmp_path: Path) -> None:
+    early_stopping = SEARCH_STRATEGIES[name].bench_early_stopping(EarlyStoppingConfig(min_epochs=1, reduction_factor=3))
+    study = _study(strategy=name, proposals_per_round=3, early_stopping=early_stopping)
     state = init_controller(study, tmp_path / "state0")
     dice: dict[str, float] = {}
     proposed: dict[str, Proposal] = {}

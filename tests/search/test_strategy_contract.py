@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 from proxyhpo.config import StudyConfig, TrialResult, TrialState
+from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.registry import SEARCH_STRATEGIES
 from proxyhpo.search import Strategy
 
 STRATEGIES = SEARCH_STRATEGIES.names()
-PERSISTENT = [name for name in STRATEGIES if SEARCH_STRATEGIES[name].persistent]
+#: the strategies whose packs stop trials with a schedule of their own
+SCHEDULED = [name for name in STRATEGIES if SEARCH_STRATEGIES[name].early_stopping_schedule is not None]
 
 
 def _study(name: str) -> StudyConfig:
-    stops = SEARCH_STRATEGIES[name].requires_early_stopping
-    search = {"strategy": name, "proposals_per_round": 3, "early_stopping": {"min_epochs": 1, "reduction_factor": 3} if stops else None}
+    early_stopping = SEARCH_STRATEGIES[name].bench_early_stopping(EarlyStoppingConfig(min_epochs=1, reduction_factor=3))
+    search = {"strategy": name, "proposals_per_round": 3, "early_stopping": early_stopping}
     return StudyConfig.model_validate({"name": "contract", "data": {"dataset": "d"}, "search": search, "training": {"epochs": 9}})
 
 
@@ -170,17 +172,23 @@ def test_an_optuna_search_refuses_another_strategys_state_in_one_line(name: str,
         SEARCH_STRATEGIES[name].restore(_study(name), tmp_path / "random")
 
 
-@pytest.mark.parametrize("name", [name for name in STRATEGIES if name not in PERSISTENT])
-def test_a_strategy_the_pipeline_cannot_carry_says_why_when_a_pipeline_asks_to_carry_it(name: str, tmp_path: Path) -> None:
+def test_tpe_with_hyperband_is_a_pipeline_strategy() -> None:
+    assert SCHEDULED == ["tpe+hyperband"]  # the others stop trials with whatever schedule the study sets
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_a_strategy_with_a_schedule_of_its_own_refuses_the_study_s_other_schedule(name: str, tmp_path: Path) -> None:
     from proxyhpo.controller.rounds import init_controller
     from proxyhpo.errors import ConfigError
 
+    wanted = SEARCH_STRATEGIES[name].early_stopping_schedule
+    study = StudyConfig.model_validate(_study(name).model_dump() | {"search": _study(name).search.model_dump() | {"early_stopping": {"min_epochs": 1, "schedule": "asha"}}})
     with pytest.raises(ConfigError) as caught:
-        init_controller(_study(name), tmp_path / "state")
-    persistent = ", ".join(PERSISTENT)
-    reason = SEARCH_STRATEGIES[name].bench_only_reason
-    assert str(caught.value) == f"search.strategy: '{name}' {reason} and runs only in `proxyhpo bench search`; fix: choose one of {persistent}"
+        init_controller(study, tmp_path / "state")
+    assert str(caught.value) == f"search.early_stopping.schedule: search.strategy '{name}' stops trials with the {wanted} schedule, and the study sets asha; fix: set search.early_stopping.schedule: {wanted}"
     assert not (tmp_path / "state").exists()
+    with pytest.raises(ValueError, match=f"schedule '{wanted}', got 'asha'"):
+        SEARCH_STRATEGIES[name](study, 0)
 
 
 def test_seeds_change_what_random_search_proposes() -> None:
@@ -188,21 +196,20 @@ def test_seeds_change_what_random_search_proposes() -> None:
     assert _strategy("random", 1).ask(3) == _strategy("random", 1).ask(3)
 
 
-def test_compiling_a_search_with_a_strategy_the_pipeline_cannot_carry_stops_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compiling_a_search_whose_strategy_wants_another_schedule_stops_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
     from proxyhpo.cli import main
 
-    (name,) = [name for name in STRATEGIES if name not in PERSISTENT]
     study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(tmp_path / "d")}, "search": {"strategy": name, "early_stopping": {"min_epochs": 1}}}))
+    study.write_text(yaml.safe_dump({"name": "s", "data": {"dataset": str(tmp_path / "d")}, "search": {"strategy": "tpe+hyperband", "early_stopping": {"min_epochs": 1}}}))
     assert main(["compile", str(study), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"proxyhpo compile: error: search.strategy: '{name}' {SEARCH_STRATEGIES[name].bench_only_reason}") and err.count("\n") == 1
+    assert err == "proxyhpo compile: error: search.early_stopping.schedule: search.strategy 'tpe+hyperband' stops trials with the hyperband schedule, and the study sets asha; fix: set search.early_stopping.schedule: hyperband\n"
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", PERSISTENT)
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_every_strategy_the_pipeline_carries_compiles_for_the_cluster(name: str, tmp_path: Path) -> None:
     import yaml
 

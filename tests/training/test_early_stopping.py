@@ -10,7 +10,7 @@ from proxyhpo.config.early_stopping import EarlyStoppingConfig, rung_epochs
 from proxyhpo.errors import ConfigError
 from proxyhpo.training import ModelPack, run_trials
 from proxyhpo.tracking import names
-from proxyhpo.training.early_stopping import EarlyStopper, EpochReport, SuccessiveHalving
+from proxyhpo.training.early_stopping import EarlyStopper, EpochReport, Hyperband, SuccessiveHalving, make_stopper
 
 
 # ------------------------------------------------------------------------------------------------ the schedule
@@ -88,6 +88,62 @@ def test_the_rules_state_survives_a_checkpoint() -> None:
     assert again.stop([EpochReport("c", 1, 0.05)]) == halving.stop([EpochReport("c", 1, 0.05)]) == {"c"}  # 3rd of 3: ceil(3/2) = 2 go on
 
 
+# ------------------------------------------------------------------------------------------------- hyperband
+
+
+def _hyperband(factor: int = 3, min_epochs: int = 1, epochs: int = 9) -> Hyperband:
+    return Hyperband(EarlyStoppingConfig(reduction_factor=factor, min_epochs=min_epochs, schedule="hyperband"), epochs)
+
+
+def _ids_in(hyperband: Hyperband, bracket: int, n: int) -> list[str]:
+    """The first ``n`` trial ids (``r0-t000`` on) that fall in ``bracket``."""
+    ids = (f"r0-t{i:03d}" for i in range(10_000))
+    return [trial_id for trial_id in ids if hyperband.bracket_of(trial_id) == bracket][:n]
+
+
+@pytest.mark.parametrize("min_epochs, factor, epochs", [(2, 3, 10), (1, 3, 9), (1, 2, 20), (5, 3, 60), (4, 3, 10)])
+def test_hyperband_has_optunas_brackets_and_shares(min_epochs: int, factor: int, epochs: int) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs, reduction_factor=factor)
+    study = optuna.create_study(pruner=pruner)
+    trial = study.ask()
+    trial.report(0.0, 1)
+    trial.should_prune()  # Optuna sizes its brackets at the first decision (private attributes, Optuna pinned)
+    hyperband = _hyperband(factor, min_epochs, epochs)
+    assert len(hyperband.brackets) == pruner._n_brackets
+    assert hyperband.shares == list(pruner._trial_allocation_budgets)
+    assert [bracket.rungs[:1] for bracket in hyperband.brackets] == [rung_epochs(min_epochs * factor**s, factor, epochs)[:1] for s in range(pruner._n_brackets)]
+
+
+def test_hyperband_spreads_trials_over_its_brackets_by_their_shares() -> None:
+    hyperband = _hyperband()  # brackets from epochs 1, 3 and 9 (no rung: trains to the end), shares 9 : 5 : 3
+    assert [bracket.rungs for bracket in hyperband.brackets] == [(1, 3), (3,), ()] and tuple(hyperband.decision_epochs()) == (1, 3)
+    counts = [0, 0, 0]
+    for i in range(17_000):
+        counts[hyperband.bracket_of(f"r{i // 100}-t{i % 100:03d}")] += 1
+    assert [round(c / 1000) for c in counts] == [9, 5, 3]
+    assert hyperband.bracket_of("r3-t007") == _hyperband().bracket_of("r3-t007")  # the id alone decides: packs and resumes agree
+    assert isinstance(hyperband, EarlyStopper) and isinstance(make_stopper(EarlyStoppingConfig(min_epochs=1, schedule="hyperband"), 9), Hyperband)
+    assert isinstance(make_stopper(EarlyStoppingConfig(min_epochs=1), 9), SuccessiveHalving)
+
+
+def test_hyperband_judges_a_trial_only_in_its_bracket_and_only_at_its_bracket_s_rungs() -> None:
+    hyperband = _hyperband()
+    first, second, last = (_ids_in(hyperband, bracket, 3) for bracket in range(3))
+    # epoch 1 is a rung of the first bracket only: the others' trials are not judged there, however bad
+    reports = [EpochReport(first[0], 1, 0.5), EpochReport(first[1], 1, 0.1), EpochReport(first[2], 1, 0.2)]
+    reports += [EpochReport(t, 1, 0.0) for t in second + last]
+    assert hyperband.stop(reports) == {first[1], first[2]}  # ceil(3/3) = 1 of the first bracket goes on
+    # epoch 3: the first bracket's second rung and the second bracket's first; each bracket keeps its own best
+    reports = [EpochReport(first[0], 3, 0.1)] + [EpochReport(t, 3, dice) for t, dice in zip(second, [0.9, 0.8, 0.7])] + [EpochReport(t, 3, 0.0) for t in last]
+    assert hyperband.stop(reports) == {second[1], second[2]}  # first[0] is alone at its rung; the last bracket has none
+    again = _hyperband()
+    again.load_state_dict(hyperband.state_dict())
+    assert again.stop([EpochReport("late", 3, 0.05)]) == hyperband.stop([EpochReport("late", 3, 0.05)])
+
+
 # -------------------------------------------------------------------------------------------------- the pack
 
 
@@ -138,6 +194,22 @@ def test_a_pack_drops_its_bad_trials_at_the_rung_and_steps_with_fewer_models(sph
     assert good.steps_run == 6 and good.pack_size == 3
 
 
+def test_a_pack_with_hyperband_stops_only_in_the_brackets_that_have_rungs(sphere_cases, tiny_recipe) -> None:
+    torch.set_num_threads(1)
+    hyperband = _hyperband(epochs=3)  # brackets from epoch 1 (rung 1) and from epoch 3 (no rung below 3)
+    (good, bad), (spared,) = _ids_in(hyperband, 0, 2), _ids_in(hyperband, 1, 1)
+    trials = [
+        TrialSpec(trial_id=good, hyperparameters=HyperParameters(lr=1e-2, optimizer="adam"), seed=0),
+        TrialSpec(trial_id=bad, hyperparameters=BAD_LR_SMALL, seed=1),
+        TrialSpec(trial_id=spared, hyperparameters=BAD_LR_SMALL, seed=2),
+    ]
+    plan = _plan(sphere_cases, tiny_recipe, trials, pack_size=3, early_stopping=EarlyStoppingConfig(reduction_factor=3, min_epochs=1, schedule="hyperband"))
+    results = {r.trial_id: r for r in run_trials(plan, progress=False)}
+    assert results[bad].state is TrialState.STOPPED and results[bad].stopped_at_epoch == 1  # lost to good in its bracket
+    assert results[good].state is TrialState.COMPLETE and results[spared].state is TrialState.COMPLETE  # its bracket never stops
+    assert results[spared].val_dice[0] < results[good].val_dice[0]  # worse, and trained to the end all the same
+
+
 def test_freed_slots_take_queued_trials_which_start_at_epoch_one(sphere_cases, tiny_recipe, stacked_sizes) -> None:
     torch.set_num_threads(1)
     trials = [
@@ -175,8 +247,9 @@ def test_a_stopped_result_round_trips_and_names_its_stop(tmp_path) -> None:
         TrialResult(trial_id="t", state=TrialState.STOPPED, hyperparameters=HyperParameters(lr=1e-3), network="proxy-L3")
 
 
-def test_a_killed_queue_resumes_exactly(sphere_cases, tiny_recipe, tmp_path) -> None:
-    """A checkpoint holds the queue: trials admitted, stopped and finished, the rule's records, every optimiser."""
+@pytest.mark.parametrize("schedule", ["asha", "hyperband"])
+def test_a_killed_queue_resumes_exactly(sphere_cases, tiny_recipe, tmp_path, schedule: str) -> None:
+    """A checkpoint holds the queue: trials admitted, stopped and finished, the rule's records (every bracket's), every optimiser."""
     torch.set_num_threads(1)
     trials = [
         TrialSpec(trial_id="a", hyperparameters=HyperParameters(lr=1e-2, optimizer="adam"), seed=0),
@@ -184,8 +257,9 @@ def test_a_killed_queue_resumes_exactly(sphere_cases, tiny_recipe, tmp_path) -> 
         TrialSpec(trial_id="c", hyperparameters=HyperParameters(lr=3e-3, optimizer="novograd", weight_decay=1e-4), seed=4),
         TrialSpec(trial_id="d", hyperparameters=BAD_LR_HUGE, seed=2),
     ]
-    stopping = EarlyStoppingConfig(reduction_factor=2, min_epochs=1)
+    stopping = EarlyStoppingConfig(reduction_factor=2, min_epochs=1, schedule=schedule)
     uninterrupted = run_trials(_plan(sphere_cases, tiny_recipe, trials, pack_size=2, early_stopping=stopping), progress=False)
+    assert any(result.state is TrialState.STOPPED for result in uninterrupted)  # the rule's state decides something
 
     class Killed(Exception):
         pass

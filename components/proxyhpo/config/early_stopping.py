@@ -31,6 +31,10 @@ class EarlyStoppingConfig(StrictModel):
         min_epochs: the first rung, in epochs (the grace every trial gets); must be below the trials' epochs.
         metric: what decides at a rung: the Dice validated at the rung's epoch (ties broken by the lower
             training loss of the epoch, then by arrival).
+        schedule: ``asha``: every trial starts at the first rung; ``hyperband``: each trial is given one of
+            Hyperband's brackets (Li et al., JMLR 2018), bracket ``s`` halving from ``min_epochs *
+            reduction_factor**s`` on among its own trials only, so some trials get a longer grace than the
+            first rung (:class:`proxyhpo.training.early_stopping.Hyperband`).
 
     Example:
         >>> EarlyStoppingConfig(reduction_factor=3, min_epochs=5).rungs(60)
@@ -41,6 +45,7 @@ class EarlyStoppingConfig(StrictModel):
     reduction_factor: int = Field(3, ge=2, le=64)
     min_epochs: int = Field(ge=1, le=MAX_EPOCHS)
     metric: Literal["val_dice"] = "val_dice"
+    schedule: Literal["asha", "hyperband"] = "asha"
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
         """The rung epochs for trials of ``epochs`` epochs (see :func:`rung_epochs`)."""

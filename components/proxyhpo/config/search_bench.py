@@ -86,8 +86,9 @@ class SearchBenchConfig(StrictModel):
             default ``search.proposals_per_round``.
         margin: a batch starts only when its predicted cost times ``1 + margin`` fits in what is left of
             the budget (see :mod:`proxyhpo.search.bench`).
-        early_stopping: the rungs of ``reinforce+sh`` (successive halving in packs) and of the Hyperband
-            pruner of ``tpe+hyperband`` (``min_epochs`` its minimum resource, ``reduction_factor`` its η);
+        early_stopping: the rungs of the strategies that stop trials: ``reinforce+sh`` and ``tpe+asha``
+            (successive halving in packs) and ``tpe+hyperband`` (Hyperband's brackets in packs, ``min_epochs``
+            its minimum resource, ``reduction_factor`` its η);
             default: the study's ``search.early_stopping``, else ``min_epochs = training.val_every``, η = 3.
         tpe_startup_trials: random trials before TPE models the results; default ``proposals_per_batch``
             (the REINFORCE controller's first round is as good as random too).

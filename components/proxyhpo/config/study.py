@@ -137,8 +137,9 @@ class SearchConfig(StrictModel):
             (Optuna's ``tpe`` by default: on the tabular benchmark's judging table no other strategy was at least
             as good at every budget of 10 to 60 trials (issue 19, ``bench/results/search-table-spleen.json``);
             ``reinforce`` (the paper's controller, our settings), ``reinforce-paper`` (the paper's settings),
-            ``random``, ``tpe+asha`` and ``gp``; ``tpe+hyperband`` runs only in the search benchmark); it is seeded with ``controller.seed``, and
-            with ``early_stopping`` set, the packs' successive halving is its pruner.
+            ``random``, ``tpe+asha``, ``tpe+hyperband`` (which needs ``early_stopping.schedule: hyperband``), ``gp`` and
+            ``cmaes``); it is seeded with ``controller.seed``, and with ``early_stopping`` set, the packs' early
+            stopping (successive halving, or Hyperband's brackets of it) is its pruner.
         trust_gate: run the trust check (``studies.trust``) before the search and stop when the proxy is
             not trusted; fixed when the pipeline is compiled.
         early_stopping: successive halving inside packs (see :class:`EarlyStoppingConfig`): the worse trials

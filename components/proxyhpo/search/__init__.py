@@ -5,9 +5,8 @@
   paper's REINFORCE controller with and without successive halving in its packs (``_reinforce``), and
   Optuna's samplers, each study in an Optuna journal file (``_optuna``): TPE (``_tpe``), TPE with the
   packs' asynchronous successive halving as its pruner (``_tpe_asha``), the Gaussian-process sampler
-  (``_gp``), the CMA-ES sampler over the continuous parameters (``_cmaes``), and TPE with Optuna's
-  Hyperband pruner, which prunes in the training process and so runs only in the benchmark
-  (``_tpe_hyperband``).
+  (``_gp``), the CMA-ES sampler over the continuous parameters (``_cmaes``), and TPE with Hyperband's
+  brackets of successive halving in its packs (``_tpe_hyperband``).
 - :mod:`proxyhpo.search.bench`: ``proxyhpo bench search CONFIG``: every strategy on the same trainer, data
   and device-hour budget, for several seeds, logged to MLflow; results under ``bench/results/``.
 """

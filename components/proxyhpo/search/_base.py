@@ -3,8 +3,7 @@
 Every strategy proposes hyper-parameters from the study's search space as :class:`~proxyhpo.config.Proposal`
 records (so they train through the pipeline's own plan builder, packs and MLflow runs), learns from
 :class:`~proxyhpo.config.TrialResult` records, and names the study its trials train with
-(:attr:`Strategy.study`) and the rule, if any, that stops its trials early while they train
-(:meth:`Strategy.stopper`). The HPO pipeline's round steps (:mod:`proxyhpo.controller.rounds`) and the
+(:attr:`Strategy.study`, whose ``search.early_stopping`` is the rule that stops them early in their packs). The HPO pipeline's round steps (:mod:`proxyhpo.controller.rounds`) and the
 search benchmark (:mod:`proxyhpo.search.bench`) drive any registered strategy
 (:data:`proxyhpo.registry.SEARCH_STRATEGIES`) through this protocol and nothing else; a strategy's state
 layout is its own business.
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 
 from proxyhpo.config import Proposal, StudyConfig, TrialResult, TrialState, UpdateStats
 from proxyhpo.config.controller import HistoryRecord, best_record
+from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.errors import ConfigError
 from proxyhpo.registry import SEARCH_STRATEGIES
 
@@ -76,14 +76,27 @@ class Strategy(abc.ABC):
     requires_early_stopping: ClassVar[bool] = False
     #: the optional packages the strategy imports (an extra of the proxyhpo package of the same name)
     requires_packages: ClassVar[tuple[str, ...]] = ()
+    #: the ``search.early_stopping.schedule`` the strategy's packs must stop trials with (None: either)
+    early_stopping_schedule: ClassVar[str | None] = None
 
     def __init__(self, study: StudyConfig, seed: int) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if self.requires_early_stopping and study.search.early_stopping is None:
             raise ValueError(f"the {self.name} strategy stops trials at rungs: set search.early_stopping")
+        wanted = self.early_stopping_schedule
+        if wanted is not None and study.search.early_stopping is not None and study.search.early_stopping.schedule != wanted:
+            raise ValueError(f"the {self.name} strategy stops trials with search.early_stopping.schedule {wanted!r}, got {study.search.early_stopping.schedule!r}")
         self.study = study
         self.seed = seed
+
+    @classmethod
+    def bench_early_stopping(cls, rungs: EarlyStoppingConfig) -> dict[str, Any] | None:
+        """The ``search.early_stopping`` a benchmark gives this strategy, whose other strategies share ``rungs``:
+        None when it trains every trial all its epochs, else ``rungs`` with the strategy's schedule, if it has one."""
+        if not cls.requires_early_stopping:
+            return None
+        return rungs.model_dump() | ({"schedule": cls.early_stopping_schedule} if cls.early_stopping_schedule else {})
 
     @abc.abstractmethod
     def ask(self, n: int) -> list[Proposal]:
@@ -109,21 +122,10 @@ class Strategy(abc.ABC):
         """What the strategy learned round by round, for the report: metric name -> ``(round, value)`` pairs (none by default)."""
         return {}
 
-    def stopper(self) -> Any | None:
-        """The rule that stops this round's trials early while they train, passed to
-        :func:`~proxyhpo.training.run_trials` (an :class:`~proxyhpo.training.early_stopping.EarlyStopper`);
-        None: the plan's own (``search.early_stopping`` of :attr:`study`), or none."""
-        return None
-
     @property
     def stops_early(self) -> bool:
         """Whether this strategy's trials may stop before their last epoch: a round then queues for a pack's slots."""
         return self.study.search.early_stopping is not None
-
-    #: whether :meth:`save` and :meth:`restore` carry the strategy between pipeline tasks
-    persistent: ClassVar[bool] = True
-    #: why a strategy that is not :attr:`persistent` runs only in the search benchmark (its one-line refusal says it)
-    bench_only_reason: ClassVar[str] = "keeps its state in memory"
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the strategy's whole state to ``path``, atomically; return the path."""
@@ -141,19 +143,22 @@ class Strategy(abc.ABC):
 
 
 def strategy_class(study: StudyConfig) -> type[Strategy]:
-    """The class of the study's ``search.strategy``, checked to run between pipeline tasks.
+    """The class of the study's ``search.strategy``, checked against the study's early stopping.
 
-    The HPO pipeline's search calls this when it is built, so a strategy it cannot run stops the launch
-    with one line, before any task starts.
+    The HPO pipeline's search calls this when it is built, so a strategy the study cannot run stops the
+    launch with one line, before any task starts.
 
     Raises:
-        ConfigError: when the strategy cannot be carried between tasks, or needs early stopping the study lacks.
+        ConfigError: when the strategy needs early stopping the study lacks, or another schedule of it.
     """
     name = study.search.strategy
     cls = SEARCH_STRATEGIES[name]
-    if not cls.persistent:
-        carried = ", ".join(other for other in SEARCH_STRATEGIES if SEARCH_STRATEGIES[other].persistent)
-        raise ConfigError("search.strategy", f"'{name}' {cls.bench_only_reason} and runs only in `proxyhpo bench search`", f"choose one of {carried}")
-    if cls.requires_early_stopping and study.search.early_stopping is None:
+    early_stopping = study.search.early_stopping
+    if cls.requires_early_stopping and early_stopping is None:
         raise ConfigError("search.early_stopping", f"search.strategy '{name}' stops trials at rungs, and the study sets none", "set search.early_stopping (min_epochs, reduction_factor)")
+    wanted = cls.early_stopping_schedule
+    if wanted is not None and early_stopping is not None and early_stopping.schedule != wanted:
+        raise ConfigError(
+            "search.early_stopping.schedule", f"search.strategy '{name}' stops trials with the {wanted} schedule, and the study sets {early_stopping.schedule}", f"set search.early_stopping.schedule: {wanted}"
+        )
     return cls

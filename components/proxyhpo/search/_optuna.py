@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from proxyhpo.config.controller import HistoryRecord
 from proxyhpo.errors import InputError
 from proxyhpo.search._base import Strategy, outcome_of
 
-__all__ = ["OptunaPruning", "OptunaStrategy"]
+__all__ = ["OptunaStrategy"]
 
 #: the Optuna study's name inside every journal (one study per file)
 STUDY_NAME = "proxyhpo-search"
@@ -49,51 +49,17 @@ _STRATEGY, _SEED, _STARTUP, _BATCHES = "proxyhpo.strategy", "proxyhpo.seed", "pr
 _FIX_STATE = "pass the state file the search's previous round wrote"
 
 
-class OptunaPruning:
-    """Optuna's pruner as the packs' early-stopping rule: reports every validation, stops what it prunes.
-
-    An :class:`~proxyhpo.training.early_stopping.EarlyStopper`: the pack validates every trial at
-    :meth:`decision_epochs` (the Hyperband rungs ``min_epochs * reduction_factor**k``, the same epochs
-    successive halving decides at) besides its ``val_every`` epochs; :meth:`stop` reports each validation
-    to its Optuna trial (``trial.report(dice, epoch)``) and stops the trials Optuna would prune
-    (``trial.should_prune()``).
-
-    Args:
-        trials: the round's Optuna trials by trial id.
-        rungs: the decision epochs.
-    """
-
-    def __init__(self, trials: dict[str, Any], rungs: Collection[int]) -> None:
-        self.trials = trials
-        self.rungs = tuple(sorted(rungs))
-
-    def decision_epochs(self) -> Collection[int]:
-        """The rungs: every trial is validated there."""
-        return self.rungs
-
-    def stop(self, reports: Sequence[Any]) -> set[str]:
-        """Report each validation to its trial; the ids of the trials the pruner prunes."""
-        stopped = set()
-        for report in reports:
-            trial = self.trials.get(report.trial_id)
-            if trial is None:
-                continue
-            trial.report(float(report.val_dice), int(report.epoch))
-            if trial.should_prune():
-                stopped.add(report.trial_id)
-        return stopped
-
-
 class OptunaStrategy(Strategy):
     """An Optuna sampler (and pruner) behind the ask/tell protocol, its study in a journal file.
 
     A round asks ``n`` trials at once and trains them; when they end, each is told: its final validation
     Dice when it trained all epochs, ``PRUNED`` when early stopping stopped it (its validation curve
     reported first, so TPE ranks it by the epoch it reached and its Dice there), ``FAIL`` when it failed
-    or returned no result. Unless a subclass prunes in its own process (:meth:`stopper`), the pack's own
-    early stopping (``search.early_stopping``: asynchronous successive halving) is the study's pruner.
+    or returned no result. The pack's own early stopping (``search.early_stopping``: asynchronous successive
+    halving, or Hyperband's brackets of it) is the study's pruner: it runs where the trials train, in
+    another task than the study's, so the study itself never prunes (Optuna's ``NopPruner``).
 
-    Subclasses give :meth:`make_sampler` and, if they prune themselves, :meth:`make_pruner`.
+    Subclasses give :meth:`make_sampler`.
 
     Args:
         study: the study searched.
@@ -126,24 +92,20 @@ class OptunaStrategy(Strategy):
             study_name=STUDY_NAME,
             direction="maximize",
             sampler=self.make_sampler(self._round_seed(0)),
-            pruner=self.make_pruner(),
+            pruner=optuna.pruners.NopPruner(),
             load_if_exists=True,
         )
         if _journal is None:
             for key, value in ((_STRATEGY, self.name), (_SEED, seed), (_STARTUP, self.startup_trials), (_BATCHES, 0)):
                 self.optuna_study.set_user_attr(key, value)
         self.distributions = {name: self._distribution(dist) for name, dist in study.search.space.items()}
-        self._asked: dict[str, Any] = {}  # the open trials this process asked, by trial id (for an in-process pruner)
+        self._asked: dict[str, Any] = {}  # the open trials this process asked, by trial id
 
     # --- what a subclass chooses ----------------------------------------------------------------------------------
 
     def make_sampler(self, seed: int) -> Any:
         """The Optuna sampler of one round, seeded with ``seed``."""
         raise NotImplementedError
-
-    def make_pruner(self) -> Any:
-        """The study's pruner; the default never prunes: the pack's own early stopping stops the trials."""
-        return self._optuna.pruners.NopPruner()
 
     # --- the protocol -------------------------------------------------------------------------------------------
 
@@ -207,7 +169,7 @@ class OptunaStrategy(Strategy):
 
     @staticmethod
     def _report_curve(trial: Any, frozen: Any, result: TrialResult) -> None:
-        """Report the trial's validation curve (what an in-process pruner already reported is kept)."""
+        """Report the trial's validation curve (an epoch already reported is kept)."""
         reported = set(frozen.intermediate_values)
         curve = dict(zip(result.val_epochs, result.val_dice, strict=False))
         if result.state == TrialState.STOPPED and result.stopped_at_epoch is not None and result.final_val_dice is not None:

@@ -254,7 +254,6 @@ class SearchBench:
         *,
         batch: int,
         parent_run_id: str,
-        stopper: Any | None = None,
         queued: bool = False,
         role: str = names.ROLE_TRIAL,
     ) -> list[tuple[TrialResult, str]]:
@@ -271,10 +270,10 @@ class SearchBench:
         trained: list[tuple[TrialResult, str]] = []
         for index, group in enumerate(groups):
             plan = build_search_plan(study, self.data, self.manifest, PackSpec(round=batch, pack_index=index, proposals=tuple(group)))  # type: ignore[arg-type]
-            trained += self._run_logged(study, plan, parent_run_id=parent_run_id, stopper=stopper, role=role)
+            trained += self._run_logged(study, plan, parent_run_id=parent_run_id, role=role)
         return sorted(trained, key=lambda pair: int(pair[0].tags["proposal_id"]))
 
-    def _run_logged(self, study: StudyConfig, plan: TrialPlan, *, parent_run_id: str, stopper: Any | None, role: str) -> list[tuple[TrialResult, str]]:
+    def _run_logged(self, study: StudyConfig, plan: TrialPlan, *, parent_run_id: str, role: str) -> list[tuple[TrialResult, str]]:
         """Train one plan with live MLflow logging, as the pipeline's packs are (a crashed pack fails its trials only)."""
         from proxyhpo.signals import sigterm_ends_trials
         from proxyhpo.training.runner import run_trials
@@ -293,7 +292,7 @@ class SearchBench:
         ) as runs:
             started = time.perf_counter()
             try:
-                results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=False, stopper=stopper)
+                results = run_trials(plan, on_epoch=lambda trial_id, epoch, dice: runs[trial_id].log_epoch(epoch, dice), progress=False)
             except Exception as exc:  # a crashed pack fails its trials, never the benchmark; its wall time is still charged
                 logger.exception("pack %s crashed", [spec.trial_id for spec in plan.trials])
                 share = (time.perf_counter() - started) / 3600.0 / len(plan.trials)
@@ -346,8 +345,7 @@ class SearchBench:
     def _open_search(self, name: str, order: int, seed: int, study: StudyConfig) -> _Search:
         factory = SEARCH_STRATEGIES[name]
         # a strategy that stops trials at rungs gets the bench's; the others train every trial all its epochs
-        early_stopping = self.early_stopping.model_dump() if getattr(factory, "requires_early_stopping", False) else None
-        strategy = factory(study_with(study, "search", early_stopping=early_stopping), seed, **self.strategy_options.get(name, {}))
+        strategy = factory(study_with(study, "search", early_stopping=factory.bench_early_stopping(self.early_stopping)), seed, **self.strategy_options.get(name, {}))
         settings = {"strategy": name, "seed": seed, "budget_hours": self.budget_hours, "proposals_per_batch": self.batch_size, "bench_id": self.bench_id}
         run_id = tracking.start_parent_run(self.study.name, PIPELINE, config=settings, run_name=f"{name}-seed{seed}")
         for key, value in {names.BENCH_ID_TAG: self.bench_id, names.BENCH_ROLE_TAG: names.BENCH_ROLE_SEARCH, names.BENCH_STRATEGY_TAG: name, names.BENCH_SEED_TAG: str(seed)}.items():
@@ -375,7 +373,7 @@ class SearchBench:
         batch = len(search.batches)
         proposals = strategy.ask(n)
         by_id = {proposal.proposal_id: proposal for proposal in proposals}
-        trained = self._train(strategy.study, proposals, batch=batch, parent_run_id=search.parent_run_id, stopper=strategy.stopper(), queued=strategy.stops_early)
+        trained = self._train(strategy.study, proposals, batch=batch, parent_run_id=search.parent_run_id, queued=strategy.stops_early)
         hours = 0.0
         for result, run_id in trained:
             cost = self._cost(result)

@@ -449,15 +449,15 @@ class ReplayTrial:
     cumulative_steps: int
 
 
-def replay_study(table: Table, config: Any, *, early_stopping: bool) -> StudyConfig:
-    """The study a strategy searches in a replay: the table's, with the replay's batch size, validation epochs and
-    (for a strategy that stops trials) early stopping."""
+def replay_study(table: Table, config: Any, strategy: type[Any]) -> StudyConfig:
+    """The study ``strategy`` (a registered class) searches in a replay: the table's, with the replay's batch size,
+    validation epochs and (for a strategy that stops trials) early stopping."""
     from proxyhpo.config.early_stopping import EarlyStoppingConfig
     from proxyhpo.search._base import study_with
 
     study = study_with(table.study(), "training", val_every=min(config.val_every, table.epochs))
     rungs = config.early_stopping or EarlyStoppingConfig(min_epochs=max(1, table.epochs // 5), reduction_factor=3)
-    return study_with(study, "search", proposals_per_round=config.proposals_per_batch, early_stopping=rungs.model_dump() if early_stopping else None)
+    return study_with(study, "search", proposals_per_round=config.proposals_per_batch, early_stopping=strategy.bench_early_stopping(rungs))
 
 
 def _result(table: Table, proposal: Any, point: int, seed: int, epochs_run: int, state: str, validated: Sequence[int]) -> Any:
@@ -544,8 +544,8 @@ def replay_search(table: Table, strategy: str, seed: int, config: Any, *, option
 
     The strategy asks ``proposals_per_batch`` proposals at a time; each snaps to the table's nearest grid point
     (:meth:`Table.snap`), and draws one of the table's training seeds from a generator seeded by ``seed``; the round
-    is replayed as a pack (:func:`replay_pack`) with the strategy's stopper (its own, or successive halving of its
-    study's ``search.early_stopping``), and told.
+    is replayed as a pack (:func:`replay_pack`) with the stopper of its study's ``search.early_stopping`` (successive
+    halving, or Hyperband's brackets of it), and told.
 
     Returns:
         every trial, in proposal order, with its cumulative cost in trial-steps.
@@ -554,7 +554,7 @@ def replay_search(table: Table, strategy: str, seed: int, config: Any, *, option
     from proxyhpo.training.early_stopping import make_stopper
 
     factory = SEARCH_STRATEGIES[strategy]
-    study = replay_study(table, config, early_stopping=bool(getattr(factory, "requires_early_stopping", False)))
+    study = replay_study(table, config, factory)
     search = factory(study, seed, **dict(options or {}))
     draws = np.random.default_rng([seed, 0x7AB1E])
     limit = max(config.budgets) * table.trial_steps
@@ -565,7 +565,7 @@ def replay_search(table: Table, strategy: str, seed: int, config: Any, *, option
         proposals = search.ask(config.proposals_per_batch)
         points = [table.snap(p.hyperparameters) for p in proposals]
         seeds = [int(draws.integers(table.seeds)) for _ in proposals]
-        stopper = search.stopper() or make_stopper(search.study.search.early_stopping, table.epochs)
+        stopper = make_stopper(search.study.search.early_stopping, table.epochs)
         results = replay_pack(table, proposals, points, seeds, slots=config.pack_slots, stopper=stopper, val_every=search.study.training.val_every)
         search.tell(results)
         for proposal, point, drawn, result in sorted(zip(proposals, points, seeds, results), key=lambda item: item[0].proposal_id):

@@ -5,7 +5,9 @@ of the trials just validated should stop; those leave the batched model and thei
 trials. :class:`SuccessiveHalving` is the stopper a plan's ``early_stopping`` settings make: asynchronous
 successive halving (ASHA, Li et al., MLSys 2020) in its stopping form, where a trial is judged when it
 reaches a rung against every trial that reached the same rung before it or with it, so no trial waits
-for a rung to fill up and the slots never idle. Any other rule (a tuner's pruner driven through the same
+for a rung to fill up and the slots never idle. With ``schedule: hyperband`` they make a :class:`Hyperband`:
+the trials are spread over Hyperband's brackets, each bracket one such successive halving that starts at a
+later rung. Any other rule (a tuner's pruner driven through the same
 trainer) plugs in by implementing the two methods of :class:`EarlyStopper`.
 
 Imports no torch: the rule is plain bookkeeping.
@@ -14,13 +16,14 @@ Imports no torch: the rule is plain bookkeeping.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 
-__all__ = ["EpochReport", "EarlyStopper", "SuccessiveHalving", "make_stopper"]
+__all__ = ["EpochReport", "EarlyStopper", "SuccessiveHalving", "Hyperband", "make_stopper"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,76 @@ class SuccessiveHalving:
                 self._records[int(rung)] = [(float(a), float(b), int(c), int(d)) for a, b, c, d in keys]
 
 
-def make_stopper(config: EarlyStoppingConfig | None, epochs: int) -> SuccessiveHalving | None:
+class Hyperband:
+    """Hyperband's brackets inside a pack: each trial is given a bracket, each bracket is a :class:`SuccessiveHalving`.
+
+    Bracket ``s`` (``0 <= s < n``, ``n = floor(log_eta(epochs / min_epochs)) + 1``, Optuna's
+    ``HyperbandPruner`` count) halves from ``min_epochs * eta**s`` on, judging a trial only against the
+    trials of its own bracket; a bracket whose first rung is not below ``epochs`` trains its trials to the
+    end. A trial's bracket follows from its id alone (a CRC-32 of it), so the pipeline's packs, a resumed pack
+    and the benchmark's replay give it the same one; the brackets share the trials as Hyperband does (and
+    as Optuna allocates them): bracket ``s`` in proportion to ``ceil(n * eta**(n - 1 - s) / (n - s))``, the
+    most aggressive bracket taking the most trials, since each of them costs the least.
+
+    Why brackets: plain successive halving bets that a good configuration already leads at the first rung;
+    on a task whose curves are flat early (every trial near 0 Dice at the first rung) it stops good
+    configurations by chance, and the later brackets hedge that bet.
+
+    Args:
+        config: reduction factor ``eta`` and minimum epochs.
+        epochs: the trials' epochs.
+
+    Example:
+        >>> hyperband = Hyperband(EarlyStoppingConfig(reduction_factor=3, min_epochs=1, schedule="hyperband"), epochs=9)
+        >>> [bracket.rungs for bracket in hyperband.brackets]
+        [(1, 3), (3,), ()]
+    """
+
+    def __init__(self, config: EarlyStoppingConfig, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        eta = config.reduction_factor
+        count = 1
+        while config.min_epochs * eta**count <= epochs:
+            count += 1
+        self.brackets = [SuccessiveHalving(config.model_copy(update={"min_epochs": config.min_epochs * eta**s}), epochs) for s in range(count)]
+        self.shares = [math.ceil(count * eta ** (count - 1 - s) / (count - s)) for s in range(count)]
+
+    def bracket_of(self, trial_id: str) -> int:
+        """The bracket of trial ``trial_id``: its CRC-32 modulo the total share, counted off bracket by bracket."""
+        ticket = zlib.crc32(trial_id.encode()) % sum(self.shares)
+        for bracket, share in enumerate(self.shares):
+            if ticket < share:
+                return bracket
+            ticket -= share
+        raise AssertionError("unreachable: the ticket is below the total share")
+
+    def decision_epochs(self) -> Collection[int]:
+        """Every bracket's rungs."""
+        return tuple(sorted({rung for bracket in self.brackets for rung in bracket.rungs}))
+
+    def stop(self, reports: Sequence[EpochReport]) -> set[str]:
+        """Hand each report to its trial's bracket (reports at another bracket's rungs are not decisions for it)."""
+        by_bracket: dict[int, list[EpochReport]] = {}
+        for report in reports:
+            by_bracket.setdefault(self.bracket_of(report.trial_id), []).append(report)
+        stopped: set[str] = set()
+        for bracket, mine in sorted(by_bracket.items()):
+            stopped |= self.brackets[bracket].stop(mine)
+        return stopped
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every bracket's :meth:`SuccessiveHalving.state_dict`, in bracket order."""
+        return {"brackets": [bracket.state_dict() for bracket in self.brackets]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        for bracket, saved in zip(self.brackets, state["brackets"], strict=True):
+            bracket.load_state_dict(saved)
+
+
+def make_stopper(config: EarlyStoppingConfig | None, epochs: int) -> SuccessiveHalving | Hyperband | None:
     """The stopper of a plan's ``early_stopping`` settings (None: no early stopping)."""
-    return None if config is None else SuccessiveHalving(config, epochs)
+    if config is None:
+        return None
+    return Hyperband(config, epochs) if config.schedule == "hyperband" else SuccessiveHalving(config, epochs)
