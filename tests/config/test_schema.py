@@ -102,6 +102,7 @@ INSTANCES: dict[str, BaseModel] = {
     "history_record": HistoryRecord(proposal=_proposal(), reward=None, failed=True),
     "history_record_stopped": HistoryRecord(proposal=_proposal(), reward=0.25, failed=False, dice=0.31, stopped_at_epoch=10),
     "early_stopping": EarlyStoppingConfig(reduction_factor=4, min_epochs=5),
+    "early_stopping_hyperband": EarlyStoppingConfig(reduction_factor=3, min_epochs=2, schedule="hyperband"),
     "update_stats": UpdateStats(round=0, n_proposals=2, n_failed=1, stepped=True, mean_reward=0.4),
     "controller_state": ControllerState(
         config=ControllerConfig(), search_space=default_search_space(), pending=(_proposal(1),), history=(HistoryRecord(proposal=_proposal(), reward=0.5, failed=False),)

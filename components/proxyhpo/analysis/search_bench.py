@@ -100,9 +100,9 @@ def summary_rows(result: SearchBenchResult) -> list[dict[str, object]]:
     return rows
 
 
-def cost_unit(result: SearchBenchResult) -> str:
-    """What the budget and every cost of ``result`` count: ``trial-steps`` (``cost: trial_steps``) or ``device-hours``."""
-    return "trial-steps" if result.config.get("cost") == "trial_steps" else "device-hours"
+def cost_unit(cost: str | None) -> str:
+    """What a live benchmark's budget and costs count, by its ``cost`` setting: ``trial-steps`` or ``device-hours``."""
+    return "trial-steps" if cost == "trial_steps" else "device-hours"
 
 
 def paired_finals(result: SearchBenchResult, baseline: str = "random") -> list[dict[str, object]]:
@@ -143,7 +143,7 @@ def summary_markdown(result: SearchBenchResult) -> str:
     The strategies are compared on the final model's internal test Dice: the held-out cases that no search,
     early stopping or checkpoint choice read (its validation Dice chose its checkpoint, so it is not shown).
     """
-    unit = cost_unit(result)
+    unit = cost_unit(result.config.get("cost"))
     lines = [
         f"Budget {result.budget_hours:.5f} {unit} per strategy and seed ({result.calibration.full_trial_hours:.5f} per full trial at calibration).",
         "",
@@ -211,7 +211,7 @@ def plot_search_bench(result: SearchBenchResult, out: str | os.PathLike[str]) ->
                 axis.plot([getattr(p, x) for p in stopped], [p.best_val_dice or 0.0 for p in stopped], "x", color=colour, alpha=0.5, markersize=4)
         axis.grid(alpha=0.3)
     curves.axvline(result.budget_hours, color="black", linestyle="--", linewidth=1, label="budget")
-    curves.set_xlabel("trial-steps spent" if cost_unit(result) == "trial-steps" else "device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
+    curves.set_xlabel("trial-steps spent" if cost_unit(result.config.get("cost")) == "trial-steps" else "device-hours spent (GPU-hours on a GPU, process-hours on a CPU)")
     curves.set_ylabel("best validation Dice found (trials trained to the end)")
     curves.set_title(f"{result.study}: running best, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} (x: a trial stopped early)")
     curves.legend(loc="best", fontsize=8)
@@ -306,14 +306,12 @@ def plot_table_bench(summary: dict, out: str | os.PathLike[str], *, title: str) 
     figure = Figure(figsize=(10, 4.2), constrained_layout=True)
     FigureCanvasAgg(figure)
     curves, boxes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
     names = list(summary["strategies"])
+    colours = _strategy_colours(names)  # the live benchmark's colours: a strategy looks the same in both plots
     for k, name in enumerate(names):
         rows = summary["strategies"][name]["regret"]
         x = [row["budget_trials"] for row in rows]
-        colour = cmap(k % 10)
+        colour = colours[name]
         width = 2.6 if name == summary["default"] else 1.4
         curves.plot(x, [max(row["median"], 1e-4) for row in rows], _LINES[k % 4], marker="o", markersize=3, color=colour, linewidth=width, label=f"{name} ({summary['strategies'][name]['seeds']} seeds)")
         curves.fill_between(x, [max(row["low"], 1e-4) for row in rows], [max(row["high"], 1e-4) for row in rows], color=colour, alpha=0.12)

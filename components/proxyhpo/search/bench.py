@@ -62,7 +62,7 @@ from typing import Any
 
 from proxyhpo import paths, storage, tracking
 from proxyhpo.tracking import names
-from proxyhpo.analysis.search_bench import best_trial, plot_search_bench, running_best, summary_markdown
+from proxyhpo.analysis.search_bench import best_trial, cost_unit, plot_search_bench, running_best, summary_markdown
 from proxyhpo.config import Categorical, PackSpec, ProxyDataManifest, Proposal, StudyConfig, StudyData, TrialPlan, TrialResult, load_yaml, parse_config, resolve_pack_size
 from proxyhpo.config.early_stopping import EarlyStoppingConfig
 from proxyhpo.config.search_bench import BenchBatch, BenchTrial, Calibration, SearchBenchConfig, SearchBenchResult, StrategyRun
@@ -311,8 +311,8 @@ class SearchBench:
 
     @property
     def _unit(self) -> str:
-        """The budget's unit, as the progress lines name it."""
-        return "trial-steps" if self.config.cost == "trial_steps" else "h"
+        """The budget's unit, as the progress lines and the summary name it."""
+        return cost_unit(self.config.cost)
 
     def _cost(self, result: TrialResult) -> float:
         """What a trial costs in the budget's unit: its device-hours, or its trial-steps (``cost: trial_steps``)."""
