@@ -193,6 +193,9 @@ def test_paired_test_and_interval() -> None:
     assert result["n"] == 32 and result["wins"] == 32 and result["losses"] == 0 and result["p"] < 1e-6
     assert paired_test(theirs, ours)["p"] > 0.99
     assert paired_test(ours, ours) == {"p": None, "n": 0, "wins": 0, "losses": 0}
+    exact = ours + 1.3e-6  # as replayed, against the same regrets rounded to the results file's 5 decimals
+    assert paired_test(exact, np.round(exact, 5)) == {"p": None, "n": 0, "wins": 0, "losses": 0}
+    assert paired_test(ours + 1e-5, ours)["losses"] == 40  # one unit of the 5th decimal is a difference
     median, low, high = median_interval(theirs, resamples=500)
     assert low <= median <= high
 

@@ -252,11 +252,16 @@ def median_interval(values: np.ndarray, *, resamples: int = 2000, confidence: fl
     return float(np.median(values)), float(np.quantile(medians, tail)), float(np.quantile(medians, 1.0 - tail))
 
 
+#: regrets closer than this are tied: half the last of the 5 decimals the results files keep
+TIE = 5e-6
+
+
 def paired_test(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float | int | None]:
     """Wilcoxon's signed-rank test (scipy) of paired regrets, one-sided: is ``ours`` lower than ``theirs``?
 
     Seeds where both regrets are equal carry no information about the direction and are dropped (Wilcoxon's own
-    rule, ``zero_method="wilcox"``); ``n`` counts the rest. With none left the p-value is None.
+    rule, ``zero_method="wilcox"``); ``n`` counts the rest. With none left the p-value is None. Equal means equal to
+    the 5 decimals the results keep (:data:`TIE`), so regrets read back from a results file test as they were.
 
     Returns:
         ``{"p": p, "n": seeds that differ, "wins": seeds where ours is lower, "losses": ...}``.
@@ -264,7 +269,7 @@ def paired_test(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float | int |
     from scipy import stats
 
     ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
-    differ = ~np.isclose(ours, theirs, rtol=0.0, atol=1e-9)
+    differ = ~np.isclose(ours, theirs, rtol=0.0, atol=TIE)
     wins, losses = int(np.sum(differ & (ours < theirs))), int(np.sum(differ & (ours > theirs)))
     if differ.sum() == 0:
         return {"p": None, "n": 0, "wins": 0, "losses": 0}
