@@ -105,3 +105,19 @@ def test_every_strategy_has_one_colour_for_all_its_seeds() -> None:
     colours = _strategy_colours(names)
     assert len(set(colours.values())) == len(names)  # distinct, so a seed's line is never read as another strategy's
     assert colours["random"] == "#7f7f7f" and _strategy_colours(["tpe"]) == {"tpe": colours["tpe"]}
+
+
+def test_every_optuna_sampler_of_the_live_benchmark_gets_its_start_up_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from proxyhpo.registry import SEARCH_STRATEGIES
+    from proxyhpo.search._optuna import OptunaStrategy
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    live = bench(tmp_path, tpe_startup_trials=10, proposals_per_batch=8)
+    optuna_strategies = [name for name in SEARCH_STRATEGIES.names() if issubclass(SEARCH_STRATEGIES[name], OptunaStrategy)]
+    assert {"tpe", "tpe+asha", "tpe+hyperband", "gp", "cmaes"} <= set(optuna_strategies)
+    for name in optuna_strategies:
+        search = live._open_search(name, 0, 0, live.study)
+        mlflow.MlflowClient().set_terminated(search.parent_run_id)
+        assert search.strategy.startup_trials == 10, name  # Optuna's default, as the config asks, not one batch of 8

@@ -90,7 +90,8 @@ class SearchBenchConfig(StrictModel):
             (successive halving in packs) and ``tpe+hyperband`` (Hyperband's brackets in packs, ``min_epochs``
             its minimum resource, ``reduction_factor`` its η);
             default: the study's ``search.early_stopping``, else ``min_epochs = training.val_every``, η = 3.
-        tpe_startup_trials: random trials before TPE models the results; default ``proposals_per_batch``
+        tpe_startup_trials: random trials before an Optuna sampler (``tpe``, ``tpe+asha``, ``tpe+hyperband``, ``gp``,
+            ``cmaes``) models the results; default ``proposals_per_batch``
             (the REINFORCE controller's first round is as good as random too).
         final: train the final model (``final`` of the study: search-train cases, its checkpoint chosen on search-validation, tested on the held-out cases) with
             each strategy's best hyper-parameters; ``final_repeats``: that many initialisations of it (the study's
@@ -372,7 +373,8 @@ class TableSearchConfig(StrictModel):
         val_every: a trial is validated every ``val_every`` epochs, at its rungs and at its last epoch (what
             a strategy is told of its curve; validations cost nothing in trial-steps).
         early_stopping: the rungs of the strategies that stop trials (successive halving, Optuna's pruners).
-        tpe_startup_trials: random trials before TPE models the results (default ``proposals_per_batch``).
+        tpe_startup_trials: random trials before an Optuna sampler (TPE, GP, CMA-ES) models the results (default
+            ``proposals_per_batch``).
         bootstrap: resamples of the bootstrap interval of the median regret.
         seed_counts: fewer (or more) searches for a strategy than ``seeds`` (a slow sampler such as ``gp``).
     """

@@ -222,8 +222,6 @@ class SearchBench:
             or EarlyStoppingConfig(min_epochs=training.val_every if training.val_every < training.epochs else 1)
         )
         self.startup_trials = config.tpe_startup_trials if config.tpe_startup_trials is not None else self.batch_size
-        #: keyword options of a strategy beyond the protocol's (study, seed), by strategy name
-        self.strategy_options: dict[str, dict[str, Any]] = {"tpe+hyperband": {"startup_trials": self.startup_trials}}
         self.costs = CostModel(config.margin)
         self.budget_hours = 0.0
         self.slots = 1
@@ -345,7 +343,7 @@ class SearchBench:
     def _open_search(self, name: str, order: int, seed: int, study: StudyConfig) -> _Search:
         factory = SEARCH_STRATEGIES[name]
         # a strategy that stops trials at rungs gets the bench's; the others train every trial all its epochs
-        strategy = factory(study_with(study, "search", early_stopping=factory.bench_early_stopping(self.early_stopping)), seed, **self.strategy_options.get(name, {}))
+        strategy = factory(study_with(study, "search", early_stopping=factory.bench_early_stopping(self.early_stopping)), seed, **startup_options(name, self.startup_trials))
         settings = {"strategy": name, "seed": seed, "budget_hours": self.budget_hours, "proposals_per_batch": self.batch_size, "bench_id": self.bench_id}
         run_id = tracking.start_parent_run(self.study.name, PIPELINE, config=settings, run_name=f"{name}-seed{seed}")
         for key, value in {names.BENCH_ID_TAG: self.bench_id, names.BENCH_ROLE_TAG: names.BENCH_ROLE_SEARCH, names.BENCH_STRATEGY_TAG: name, names.BENCH_SEED_TAG: str(seed)}.items():
@@ -580,14 +578,18 @@ def run_search_bench(config: str | os.PathLike[str] | SearchBenchConfig, out: st
 
 
 # ------------------------------------------------------------------------------------------- the tabular benchmark
-def _strategy_options(name: str, config: Any) -> dict[str, Any]:
-    """Keyword options of a strategy beyond (study, seed): the Optuna samplers' random start-up trials."""
+def startup_options(name: str, startup_trials: int) -> dict[str, Any]:
+    """Keyword options of strategy ``name`` beyond (study, seed): an Optuna sampler's random start-up trials
+    (``tpe_startup_trials`` of both benchmarks), none for a strategy without them."""
     import inspect
 
     factory = SEARCH_STRATEGIES[name]
-    if "startup_trials" in inspect.signature(factory.__init__).parameters:
-        return {"startup_trials": config.tpe_startup_trials if config.tpe_startup_trials is not None else config.proposals_per_batch}
-    return {}
+    return {"startup_trials": startup_trials} if "startup_trials" in inspect.signature(factory.__init__).parameters else {}
+
+
+def _strategy_options(name: str, config: Any) -> dict[str, Any]:
+    """The replay's :func:`startup_options` (default: one batch of proposals)."""
+    return startup_options(name, config.tpe_startup_trials if config.tpe_startup_trials is not None else config.proposals_per_batch)
 
 
 def run_table_bench(
