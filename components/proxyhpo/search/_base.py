@@ -4,9 +4,9 @@ Every strategy proposes hyper-parameters from the study's search space as :class
 records (so they train through the pipeline's own plan builder, packs and MLflow runs), learns from
 :class:`~proxyhpo.config.TrialResult` records, and names the study its trials train with
 (:attr:`Strategy.study`, whose ``search.early_stopping`` is the rule that stops them early in their packs).
-The HPO pipeline's round steps (:mod:`proxyhpo.controller.rounds`) and the search benchmark (:mod:`proxyhpo.search.bench`) drive any registered strategy
-(:data:`proxyhpo.registry.SEARCH_STRATEGIES`) through this protocol and nothing else; a strategy's state
-layout is its own business.
+The HPO pipeline's round steps (:mod:`proxyhpo.controller.rounds`) and the search benchmark
+(:mod:`proxyhpo.search.bench`) drive any registered strategy (:data:`proxyhpo.registry.SEARCH_STRATEGIES`)
+through this protocol and nothing else; a strategy's state layout is its own business.
 
 Example:
     >>> strategy = SEARCH_STRATEGIES["random"](study, seed=0)  # doctest: +SKIP

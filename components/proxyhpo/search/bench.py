@@ -577,7 +577,6 @@ def run_search_bench(config: str | os.PathLike[str] | SearchBenchConfig, out: st
     return SearchBench(config, progress=progress).run(out)
 
 
-# ------------------------------------------------------------------------------------------- the tabular benchmark
 def startup_options(name: str, startup_trials: int) -> dict[str, Any]:
     """Keyword options of strategy ``name`` beyond (study, seed): an Optuna sampler's random start-up trials
     (``tpe_startup_trials`` of both benchmarks), none for a strategy without them."""
@@ -587,6 +586,7 @@ def startup_options(name: str, startup_trials: int) -> dict[str, Any]:
     return {"startup_trials": startup_trials} if "startup_trials" in inspect.signature(factory.__init__).parameters else {}
 
 
+# ------------------------------------------------------------------------------------------- the tabular benchmark
 def _strategy_options(name: str, config: Any) -> dict[str, Any]:
     """The replay's :func:`startup_options` (default: one batch of proposals)."""
     return startup_options(name, config.tpe_startup_trials if config.tpe_startup_trials is not None else config.proposals_per_batch)
